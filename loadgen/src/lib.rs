@@ -1,0 +1,1 @@
+//! loadgen: drives LLM gateways and records TTFT, latency and fallback correctness.

@@ -1,0 +1,1 @@
+//! mock-llm: an OpenAI/Anthropic-compatible upstream with scripted latency and chaos.
