@@ -1,1 +1,17 @@
 //! ringway: an LLM edge gateway on a thread-per-core io_uring engine.
+//!
+//! Layout, one folder per concern: [`config`] (file model, validation,
+//! snapshots), [`server`] (workers, listeners, connection loop), [`http`]
+//! (sans-IO HTTP/1.1 codec), [`router`], [`plugins`], [`proxy`] (plain HTTP
+//! forwarding), [`upstream`] (pools, connectors, TLS), [`balance`], [`net`]
+//! (stream types and buffer helpers).
+
+pub mod balance;
+pub mod config;
+pub mod http;
+pub mod net;
+pub mod plugins;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod upstream;

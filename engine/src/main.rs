@@ -1,1 +1,79 @@
-fn main() {}
+//! The `ringway` binary: parse the command line, load and validate the
+//! configuration, start the workers, wait for a signal, drain, exit.
+//!
+//! Exit codes: 0 after a clean shutdown or a successful `--check`, 1 when
+//! the gateway cannot start (a port in use, say), 2 for an invalid
+//! configuration (nothing is started).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// LLM edge gateway: ai-proxy-multi on a thread-per-core io_uring engine.
+#[derive(Parser, Debug)]
+#[command(name = "ringway", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file: ADC-format YAML (`services`, `consumers`,
+    /// `global_rules`) plus an optional `gateway:` section.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = "conf/ringway.yaml"
+    )]
+    config: PathBuf,
+
+    /// Only validate the configuration: exit 0 if valid, 2 if not.
+    #[arg(long)]
+    check: bool,
+
+    /// Log level for the error log on stderr (`RUST_LOG` overrides).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+
+    let loaded = match ringway::config::load_file(&cli.config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ringway: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!(
+            "ringway: configuration {} is valid ({} routes)",
+            cli.config.display(),
+            loaded.snapshot.routes.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let drain = loaded.gateway.timeouts.drain;
+    let running = match ringway::server::start(loaded) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringway: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = ringway::server::install_signal_handlers(running.shutdown.clone(), drain) {
+        eprintln!("ringway: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    ringway::server::announce(&running);
+    running.join();
+    tracing::info!("ringway stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,206 @@
+//! Resources → [`Snapshot`]: resolves references (route → service →
+//! upstream), compiles upstreams, plugins and the router, and reports the
+//! first problem with the path of the field that caused it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::error::{ConfigError, FieldPath};
+use super::gateway::GatewaySettings;
+use super::resources::{id_string, Kind, Resources, Route, Upstream};
+use super::snapshot::{CompiledRoute, Handler, Snapshot};
+use crate::plugins;
+use crate::router::{HostSet, MethodSet, RouteMatch, Router, UriPattern};
+use crate::upstream::{TlsClients, UpstreamSpec};
+
+/// Compiles `res` into a snapshot (generation 0; the cell numbers it).
+pub fn compile(
+    res: Arc<Resources>,
+    gateway: Arc<GatewaySettings>,
+    tls: TlsClients,
+) -> Result<Snapshot, ConfigError> {
+    let mut cx = Compiler {
+        res: &res,
+        slots: 0,
+        upstreams_by_id: BTreeMap::new(),
+    };
+    let mut router = Router::builder();
+    let mut routes = Vec::with_capacity(res.routes.len());
+    for (id, route) in &res.routes {
+        let at = FieldPath::from_origin(res.origin(Kind::Route, id));
+        if route.status == Some(0) {
+            continue;
+        }
+        let compiled = cx.route(id, route, &at, &mut router, routes.len())?;
+        routes.push(compiled);
+    }
+    for (id, rule) in &res.global_rules {
+        let at = FieldPath::from_origin(res.origin(Kind::GlobalRule, id));
+        plugins::compile(&rule.plugins, &at)?;
+    }
+    Ok(Snapshot {
+        generation: 0,
+        gateway,
+        router: router.build(),
+        routes,
+        upstream_slots: cx.slots,
+        tls,
+        resources: res.clone(),
+    })
+}
+
+struct Compiler<'a> {
+    res: &'a Resources,
+    slots: usize,
+    upstreams_by_id: BTreeMap<String, Arc<UpstreamSpec>>,
+}
+
+impl Compiler<'_> {
+    fn route(
+        &mut self,
+        id: &str,
+        route: &Route,
+        at: &FieldPath,
+        router: &mut crate::router::RouterBuilder,
+        index: usize,
+    ) -> Result<CompiledRoute, ConfigError> {
+        let service = match &route.service_id {
+            None => None,
+            Some(sid) => {
+                let sid = id_string(sid)
+                    .ok_or_else(|| at.field("service_id").error("must be a string or number"))?;
+                let svc = self.res.services.get(&sid).ok_or_else(|| {
+                    at.field("service_id")
+                        .error(format!("service `{sid}` does not exist"))
+                })?;
+                Some((sid, svc))
+            }
+        };
+        let svc_at = service
+            .as_ref()
+            .map(|(sid, _)| FieldPath::from_origin(self.res.origin(Kind::Service, sid)));
+
+        // Match criteria.
+        let uris: Vec<(String, FieldPath)> = match (&route.uri, &route.uris) {
+            (Some(_), Some(_)) => {
+                return Err(at
+                    .field("uris")
+                    .error("set either `uri` or `uris`, not both"))
+            }
+            (Some(u), None) => vec![(u.clone(), at.field("uri"))],
+            (None, Some(list)) if !list.is_empty() => list
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.clone(), at.field("uris").index(i)))
+                .collect(),
+            _ => return Err(at.error("missing field `uris` (or `uri`)")),
+        };
+        let methods = MethodSet::parse(
+            route.methods.as_deref().unwrap_or(&[]),
+            &at.field("methods"),
+        )?;
+        let hosts = match (&route.host, &route.hosts) {
+            (Some(_), Some(_)) => {
+                return Err(at
+                    .field("hosts")
+                    .error("set either `host` or `hosts`, not both"))
+            }
+            (Some(h), None) => HostSet::parse(std::slice::from_ref(h), &at.field("host"))?,
+            (None, Some(list)) => HostSet::parse(list, &at.field("hosts"))?,
+            (None, None) => match (&service, &svc_at) {
+                (Some((_, svc)), Some(sat)) => {
+                    HostSet::parse(svc.hosts.as_deref().unwrap_or(&[]), &sat.field("hosts"))?
+                }
+                _ => HostSet::default(),
+            },
+        };
+        for (uri, uat) in uris {
+            let pattern = UriPattern::parse(&uri, &uat)?;
+            router.add(
+                pattern,
+                RouteMatch {
+                    route: index,
+                    priority: route.priority.unwrap_or(0),
+                    methods,
+                    hosts: hosts.clone(),
+                },
+            );
+        }
+
+        // Plugins: the service's, overridden by the route's of the same name.
+        let mut merged = BTreeMap::new();
+        if let (Some((_, svc)), Some(sat)) = (&service, &svc_at) {
+            if let Some(p) = &svc.plugins {
+                plugins::compile(p, &sat.field("plugins"))?;
+                merged.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        let route_plugins = route.plugins.clone().unwrap_or_default();
+        let chain = plugins::compile(&route_plugins, &at.field("plugins"))?;
+        merged.extend(route_plugins);
+        let _ = merged;
+
+        // What answers the request.
+        let upstream = if let Some(u) = &route.upstream {
+            Some(self.inline_upstream(u, &at.field("upstream"))?)
+        } else if let Some(uid) = &route.upstream_id {
+            Some(self.upstream_by_id(uid, &at.field("upstream_id"))?)
+        } else if let (Some((_, svc)), Some(sat)) = (&service, &svc_at) {
+            if let Some(u) = &svc.upstream {
+                Some(self.inline_upstream(u, &sat.field("upstream"))?)
+            } else if let Some(uid) = &svc.upstream_id {
+                Some(self.upstream_by_id(uid, &sat.field("upstream_id"))?)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let handler = match upstream {
+            Some(u) => Handler::Upstream(u),
+            None => {
+                return Err(at.error(
+                    "route has nothing to answer it: set an `upstream` (on the route or its service) or the `ai-proxy-multi` plugin",
+                ))
+            }
+        };
+        Ok(CompiledRoute {
+            id: Arc::from(id),
+            name: Arc::from(route.name.as_deref().unwrap_or(id)),
+            plugins: chain,
+            handler,
+        })
+    }
+
+    fn inline_upstream(
+        &mut self,
+        u: &Upstream,
+        at: &FieldPath,
+    ) -> Result<Arc<UpstreamSpec>, ConfigError> {
+        let spec = UpstreamSpec::compile(u, at, self.slots)?;
+        self.slots += 1;
+        Ok(Arc::new(spec))
+    }
+
+    fn upstream_by_id(
+        &mut self,
+        uid: &Value,
+        at: &FieldPath,
+    ) -> Result<Arc<UpstreamSpec>, ConfigError> {
+        let uid = id_string(uid).ok_or_else(|| at.error("must be a string or number"))?;
+        if let Some(spec) = self.upstreams_by_id.get(&uid) {
+            return Ok(spec.clone());
+        }
+        let u = self
+            .res
+            .upstreams
+            .get(&uid)
+            .ok_or_else(|| at.error(format!("upstream `{uid}` does not exist")))?;
+        let uat = FieldPath::from_origin(self.res.origin(Kind::Upstream, &uid));
+        let spec = self.inline_upstream(u, &uat)?;
+        self.upstreams_by_id.insert(uid, spec.clone());
+        Ok(spec)
+    }
+}

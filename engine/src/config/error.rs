@@ -1,0 +1,136 @@
+//! The one error type of configuration: which file, which field, and why.
+
+use std::fmt;
+
+/// A configuration error naming the source, the field path
+/// (`services[0].routes[1].plugins.ai-proxy-multi.instances[0].weight`) and
+/// the reason. Used for the config file and Admin API bodies alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or Admin API resource) the error was found in.
+    pub source: Option<String>,
+    pub path: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            source: None,
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Attaches the file (or resource) name, unless one is already set.
+    pub fn in_source(mut self, source: impl Into<String>) -> Self {
+        if self.source.is_none() {
+            self.source = Some(source.into());
+        }
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(source) = &self.source {
+            write!(f, "{source}: ")?;
+        }
+        if self.path.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.path, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A field path under construction, e.g. `services[0].routes[1]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPath(String);
+
+impl FieldPath {
+    pub fn root() -> Self {
+        FieldPath(String::new())
+    }
+
+    /// A path recorded as a resource's origin (`services[0].routes[1]`;
+    /// empty for Admin API resources, whose errors are relative).
+    pub fn from_origin(origin: String) -> Self {
+        FieldPath(origin)
+    }
+
+    /// `self.name`
+    pub fn field(&self, name: &str) -> FieldPath {
+        if self.0.is_empty() {
+            FieldPath(name.to_owned())
+        } else {
+            FieldPath(format!("{}.{}", self.0, name))
+        }
+    }
+
+    /// `self[index]`
+    pub fn index(&self, index: usize) -> FieldPath {
+        FieldPath(format!("{}[{}]", self.0, index))
+    }
+
+    /// Joins a path reported by serde (relative to this one).
+    pub fn join(&self, rel: &str) -> String {
+        match (self.0.is_empty(), rel.is_empty() || rel == ".") {
+            (_, true) => self.0.clone(),
+            (true, false) => rel.to_owned(),
+            (false, false) if rel.starts_with('[') => format!("{}{}", self.0, rel),
+            (false, false) => format!("{}.{}", self.0, rel),
+        }
+    }
+
+    /// An error at this path.
+    pub fn error(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.0.clone(), reason)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Deserialises `value` into `T`, reporting errors at `at` + the path serde
+/// walked to the bad field.
+pub fn from_value<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    at: &FieldPath,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let rel = e.path().to_string();
+        ConfigError::new(at.join(&rel), e.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_render_like_the_contract() {
+        let p = FieldPath::root()
+            .field("services")
+            .index(0)
+            .field("routes")
+            .index(1);
+        assert_eq!(p.as_str(), "services[0].routes[1]");
+        assert_eq!(p.join("plugins.x"), "services[0].routes[1].plugins.x");
+        assert_eq!(p.join("[2].a"), "services[0].routes[1][2].a");
+        let e = p.field("weight").error("must be >= 0").in_source("gw.yaml");
+        assert_eq!(
+            e.to_string(),
+            "gw.yaml: services[0].routes[1].weight: must be >= 0"
+        );
+    }
+}

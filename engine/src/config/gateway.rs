@@ -1,0 +1,386 @@
+//! The `gateway:` section: engine settings (listeners, workers, Admin API,
+//! metrics, TLS, limits, timeouts, logging), with the defaults of the
+//! contract (proxy `0.0.0.0:9080`, admin `127.0.0.1:9180`, metrics
+//! `127.0.0.1:9091`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::{from_value, ConfigError, FieldPath};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFile {
+    listen: Option<Vec<Value>>,
+    workers: Option<Value>,
+    admin: Option<AdminFile>,
+    metrics: Option<MetricsFile>,
+    tls: Option<TlsFile>,
+    limits: Option<LimitsFile>,
+    timeouts: Option<TimeoutsFile>,
+    ssl_trusted_certificate: Option<String>,
+    access_log: Option<AccessLogFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    enabled: Option<bool>,
+    listen: Option<Value>,
+    key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    enabled: Option<bool>,
+    listen: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    listen: Vec<Value>,
+    cert: String,
+    key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_head_bytes: Option<i64>,
+    max_headers: Option<i64>,
+    max_body_bytes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsFile {
+    header: Option<f64>,
+    body: Option<f64>,
+    idle: Option<f64>,
+    send: Option<f64>,
+    drain: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessLogFile {
+    enabled: Option<bool>,
+    path: Option<String>,
+}
+
+/// Engine settings with defaults applied and addresses resolved.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listen: Vec<SocketAddr>,
+    pub workers: usize,
+    pub admin: Option<AdminSettings>,
+    pub metrics: Option<SocketAddr>,
+    pub tls: Option<TlsSettings>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// Extra CA bundle (PEM) trusted for upstream TLS, besides the bundled
+    /// web PKI roots.
+    pub ssl_trusted_certificate: Option<PathBuf>,
+    pub access_log: Option<AccessLogTarget>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// `None` means "generate one at start-up and print it".
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub listen: Vec<SocketAddr>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A request head must arrive completely within this time of its first byte.
+    pub header: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body: Duration,
+    /// Keep-alive idle time between requests.
+    pub idle: Duration,
+    /// Longest wait for a client to accept response bytes.
+    pub send: Duration,
+    /// Graceful-shutdown drain time for in-flight requests and streams.
+    pub drain: Duration,
+}
+
+/// Where access log lines (JSON) go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 32 * 1024,
+            max_headers: 128,
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 9080))],
+            workers: default_workers(),
+            admin: Some(AdminSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+                key: None,
+            }),
+            metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
+            tls: None,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            ssl_trusted_certificate: None,
+            access_log: None,
+        }
+    }
+}
+
+/// One worker per core the process may run on.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl GatewaySettings {
+    /// Parses the `gateway:` section (`value` may be null for "all defaults").
+    pub fn from_value(
+        value: Option<&Value>,
+        at: &FieldPath,
+    ) -> Result<GatewaySettings, ConfigError> {
+        let file: GatewayFile = match value {
+            None | Some(Value::Null) => GatewayFile::default(),
+            Some(v) => from_value(v, at)?,
+        };
+        let mut s = GatewaySettings::default();
+        if let Some(listen) = &file.listen {
+            if listen.is_empty() {
+                return Err(at.field("listen").error("must list at least one address"));
+            }
+            s.listen = listen
+                .iter()
+                .enumerate()
+                .map(|(i, v)| parse_addr(v, &at.field("listen").index(i)))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(w) = &file.workers {
+            s.workers = match w {
+                Value::String(a) if a == "auto" => default_workers(),
+                Value::Number(n) => match n.as_u64() {
+                    Some(n @ 1..=1024) => n as usize,
+                    _ => {
+                        return Err(at
+                            .field("workers")
+                            .error("must be \"auto\" or an integer between 1 and 1024"))
+                    }
+                },
+                _ => {
+                    return Err(at
+                        .field("workers")
+                        .error("must be \"auto\" or an integer between 1 and 1024"))
+                }
+            };
+        }
+        if let Some(admin) = &file.admin {
+            let p = at.field("admin");
+            s.admin = if admin.enabled == Some(false) {
+                None
+            } else {
+                let listen = match &admin.listen {
+                    Some(v) => parse_addr(v, &p.field("listen"))?,
+                    None => SocketAddr::from(([127, 0, 0, 1], 9180)),
+                };
+                if admin.key.as_deref() == Some("") {
+                    return Err(p.field("key").error("must not be empty"));
+                }
+                Some(AdminSettings {
+                    listen,
+                    key: admin.key.clone(),
+                })
+            };
+        }
+        if let Some(m) = &file.metrics {
+            s.metrics = if m.enabled == Some(false) {
+                None
+            } else {
+                match &m.listen {
+                    Some(v) => Some(parse_addr(v, &at.field("metrics").field("listen"))?),
+                    None => s.metrics,
+                }
+            };
+        }
+        if let Some(t) = &file.tls {
+            let p = at.field("tls");
+            if t.listen.is_empty() {
+                return Err(p.field("listen").error("must list at least one address"));
+            }
+            s.tls = Some(TlsSettings {
+                listen: t
+                    .listen
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| parse_addr(v, &p.field("listen").index(i)))
+                    .collect::<Result<_, _>>()?,
+                cert: PathBuf::from(&t.cert),
+                key: PathBuf::from(&t.key),
+            });
+        }
+        if let Some(l) = &file.limits {
+            let p = at.field("limits");
+            if let Some(v) = l.max_head_bytes {
+                s.limits.max_head_bytes =
+                    in_range(v, 1024, 1 << 20, &p.field("max_head_bytes"))? as usize;
+            }
+            if let Some(v) = l.max_headers {
+                s.limits.max_headers = in_range(
+                    v,
+                    8,
+                    crate::http::request::MAX_HEADERS_CEILING as i64,
+                    &p.field("max_headers"),
+                )? as usize;
+            }
+            if let Some(v) = l.max_body_bytes {
+                s.limits.max_body_bytes =
+                    in_range(v, 0, i64::MAX, &p.field("max_body_bytes"))? as u64;
+            }
+        }
+        if let Some(t) = &file.timeouts {
+            let p = at.field("timeouts");
+            let secs =
+                |v: Option<f64>, name: &str, default: Duration| -> Result<Duration, ConfigError> {
+                    match v {
+                        None => Ok(default),
+                        Some(x) if x.is_finite() && x > 0.0 && x <= 86_400.0 => {
+                            Ok(Duration::from_secs_f64(x))
+                        }
+                        Some(_) => Err(p
+                            .field(name)
+                            .error("must be a number of seconds between 0 (exclusive) and 86400")),
+                    }
+                };
+            s.timeouts = Timeouts {
+                header: secs(t.header, "header", s.timeouts.header)?,
+                body: secs(t.body, "body", s.timeouts.body)?,
+                idle: secs(t.idle, "idle", s.timeouts.idle)?,
+                send: secs(t.send, "send", s.timeouts.send)?,
+                drain: secs(t.drain, "drain", s.timeouts.drain)?,
+            };
+        }
+        s.ssl_trusted_certificate = file.ssl_trusted_certificate.as_ref().map(PathBuf::from);
+        if let Some(a) = &file.access_log {
+            s.access_log = if a.enabled == Some(false) {
+                None
+            } else {
+                match a.path.as_deref() {
+                    None | Some("stdout") | Some("-") => Some(AccessLogTarget::Stdout),
+                    Some("") => {
+                        return Err(at
+                            .field("access_log")
+                            .field("path")
+                            .error("must not be empty"))
+                    }
+                    Some(p) => Some(AccessLogTarget::File(PathBuf::from(p))),
+                }
+            };
+        }
+        Ok(s)
+    }
+}
+
+fn in_range(v: i64, min: i64, max: i64, at: &FieldPath) -> Result<i64, ConfigError> {
+    if v < min || v > max {
+        return Err(at.error(format!("must be between {min} and {max}")));
+    }
+    Ok(v)
+}
+
+/// Accepts `"host:port"`, `"[v6]:port"` or a bare port number.
+fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(p) if p <= 65535 => Ok(SocketAddr::from(([0, 0, 0, 0], p as u16))),
+            _ => Err(at.error("port must be between 0 and 65535")),
+        },
+        Value::String(s) => {
+            if let Ok(p) = s.parse::<u16>() {
+                return Ok(SocketAddr::from(([0, 0, 0, 0], p)));
+            }
+            if let Ok(a) = s.parse::<SocketAddr>() {
+                return Ok(a);
+            }
+            s.to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| at.error(format!("`{s}` is not an address (expected host:port)")))
+        }
+        _ => Err(at.error("expected an address string \"host:port\" or a port number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = GatewaySettings::from_value(None, &FieldPath::root().field("gateway")).unwrap();
+        assert_eq!(s.listen, vec!["0.0.0.0:9080".parse().unwrap()]);
+        assert_eq!(s.admin.unwrap().listen, "127.0.0.1:9180".parse().unwrap());
+        assert_eq!(s.metrics, Some("127.0.0.1:9091".parse().unwrap()));
+        assert_eq!(s.limits.max_head_bytes, 32 * 1024);
+        assert_eq!(s.limits.max_body_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let at = FieldPath::root().field("gateway");
+        let e = GatewaySettings::from_value(Some(&json!({"listen": ["nope"]})), &at).unwrap_err();
+        assert_eq!(e.path, "gateway.listen[0]");
+        let e = GatewaySettings::from_value(Some(&json!({"workers": 0})), &at).unwrap_err();
+        assert_eq!(e.path, "gateway.workers");
+        let e = GatewaySettings::from_value(Some(&json!({"limits": {"max_headers": 100000}})), &at)
+            .unwrap_err();
+        assert_eq!(e.path, "gateway.limits.max_headers");
+        let e = GatewaySettings::from_value(Some(&json!({"bogus": 1})), &at).unwrap_err();
+        assert!(e.reason.contains("unknown field `bogus`"), "{e}");
+    }
+}

@@ -1,0 +1,83 @@
+//! The compiled, immutable view of the whole configuration that workers
+//! serve from, and the cell that publishes new ones.
+//!
+//! A [`Snapshot`] is built off the request path (loader or Admin API
+//! thread), then swapped in atomically. Workers keep a per-core `Rc` of the
+//! current one and compare a generation counter between requests, so a
+//! request never sees half a config and the hot path touches no shared
+//! reference count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::gateway::GatewaySettings;
+use super::resources::Resources;
+use crate::plugins::PluginChain;
+use crate::router::Router;
+use crate::upstream::{TlsClients, UpstreamSpec};
+
+/// What answers requests on a route once its plugins let them through.
+#[derive(Debug)]
+pub enum Handler {
+    /// Plain HTTP proxying (`request_type` `traditional_http`).
+    Upstream(Arc<UpstreamSpec>),
+}
+
+#[derive(Debug)]
+pub struct CompiledRoute {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub plugins: PluginChain,
+    pub handler: Handler,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub gateway: Arc<GatewaySettings>,
+    pub router: Router,
+    pub routes: Vec<CompiledRoute>,
+    /// Number of per-worker round-robin counters plain upstreams use.
+    pub upstream_slots: usize,
+    pub tls: TlsClients,
+    /// The source resources (the Admin API edits a copy and recompiles).
+    pub resources: Arc<Resources>,
+}
+
+/// Publishes snapshots to workers.
+pub struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+}
+
+impl SnapshotCell {
+    pub fn new(snapshot: Snapshot) -> SnapshotCell {
+        let generation = snapshot.generation;
+        SnapshotCell {
+            current: ArcSwap::from_pointee(snapshot),
+            generation: AtomicU64::new(generation),
+        }
+    }
+
+    /// The generation of the published snapshot (cheap: one relaxed load of
+    /// a rarely written cache line).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes `snapshot` with the next generation number.
+    pub fn publish(&self, mut snapshot: Snapshot) -> u64 {
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        snapshot.generation = generation;
+        self.current.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Release);
+        generation
+    }
+}

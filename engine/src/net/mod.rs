@@ -1,0 +1,120 @@
+//! Byte streams the engine speaks over: plain TCP or TLS (server side for
+//! clients, client side for upstreams), behind one enum so the connection
+//! loop and the proxy are written once. Also the buffer helpers that read
+//! into a growing `BytesMut` with monoio's owned-buffer I/O.
+
+pub mod watch;
+
+use std::io;
+
+use bytes::BytesMut;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+
+pub use watch::PeerWatch;
+
+pub type ServerTls = monoio_rustls::ServerTlsStream<TcpStream>;
+pub type ClientTls = monoio_rustls::ClientTlsStream<TcpStream>;
+
+/// A connection: TCP, or TLS on top of TCP.
+pub enum Io {
+    Tcp(TcpStream),
+    ServerTls(Box<ServerTls>),
+    ClientTls(Box<ClientTls>),
+}
+
+impl Io {
+    /// The TCP socket, when the stream is plain TCP (used to watch for the
+    /// peer closing while no read is outstanding).
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Io::Tcp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Io::Tcp(_))
+    }
+}
+
+impl AsyncReadRent for Io {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Io::Tcp(s) => s.read(buf).await,
+            Io::ServerTls(s) => s.read(buf).await,
+            Io::ClientTls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Io::Tcp(s) => s.readv(buf).await,
+            Io::ServerTls(s) => s.readv(buf).await,
+            Io::ClientTls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for Io {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Io::Tcp(s) => s.write(buf).await,
+            Io::ServerTls(s) => s.write(buf).await,
+            Io::ClientTls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Io::Tcp(s) => s.writev(buf).await,
+            Io::ServerTls(s) => s.writev(buf).await,
+            Io::ClientTls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Io::Tcp(s) => s.flush().await,
+            Io::ServerTls(s) => s.flush().await,
+            Io::ClientTls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Io::Tcp(s) => s.shutdown().await,
+            Io::ServerTls(s) => s.shutdown().await,
+            Io::ClientTls(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// Minimum free space made available before each read.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// Reads once into the spare capacity of `buf`, appending. Returns the
+/// number of bytes read (0 = end of stream) and the buffer.
+pub async fn read_more<R: AsyncReadRent>(
+    io: &mut R,
+    mut buf: BytesMut,
+) -> (io::Result<usize>, BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    let len = buf.len();
+    let cap = buf.capacity();
+    let (res, slice) = io.read(buf.slice_mut(len..cap)).await;
+    (res, slice.into_inner())
+}
+
+/// Writes all of `buf`, handing it back for reuse.
+pub async fn write_all<W: AsyncWriteRent, B: IoBuf + 'static>(
+    io: &mut W,
+    buf: B,
+) -> (io::Result<()>, B) {
+    let (res, buf) = io.write_all(buf).await;
+    (res.map(|_| ()), buf)
+}

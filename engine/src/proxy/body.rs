@@ -1,0 +1,214 @@
+//! Reading a request body from the client, Content-Length or chunked,
+//! without copying: decoded data comes out as `Bytes` split off the
+//! connection's read buffer. Small bodies are read completely before the
+//! upstream is contacted (so a stale pooled connection can be retried and
+//! chunked bodies are sent with a Content-Length); larger ones stream.
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::ProxyError;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::{BodyFraming, HttpError};
+use crate::server::conn::ClientConn;
+
+/// Bodies up to this size are buffered before forwarding.
+pub const BUFFER_LIMIT: usize = 64 * 1024;
+
+/// Incremental body reader over a client connection's buffer.
+pub struct BodyReader {
+    framing: BodyFraming,
+    /// Content-Length bytes not yet taken.
+    left: u64,
+    dec: ChunkedDecoder,
+    done: bool,
+    total: u64,
+    max: u64,
+}
+
+impl BodyReader {
+    pub fn new(framing: BodyFraming, max: u64) -> BodyReader {
+        BodyReader {
+            framing,
+            left: match framing {
+                BodyFraming::Length(n) => n,
+                _ => 0,
+            },
+            dec: ChunkedDecoder::new(),
+            done: framing == BodyFraming::None,
+            total: 0,
+            max,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Takes the next piece of body already in `rbuf`. `Ok(None)` means
+    /// more bytes must be read (or the body is done: see `is_done`).
+    pub fn take(&mut self, rbuf: &mut BytesMut) -> Result<Option<Bytes>, HttpError> {
+        if self.done {
+            return Ok(None);
+        }
+        let piece = match self.framing {
+            BodyFraming::None => None,
+            BodyFraming::Length(_) => {
+                let n = (self.left.min(rbuf.len() as u64)) as usize;
+                if n == 0 {
+                    return Ok(None);
+                }
+                self.left -= n as u64;
+                if self.left == 0 {
+                    self.done = true;
+                }
+                Some(rbuf.split_to(n).freeze())
+            }
+            BodyFraming::Chunked => loop {
+                if rbuf.is_empty() {
+                    break None;
+                }
+                let d = self.dec.decode(rbuf)?;
+                if let Some(r) = d.data {
+                    let _ = rbuf.split_to(r.start);
+                    break Some(rbuf.split_to(r.len()).freeze());
+                }
+                let _ = rbuf.split_to(d.consumed);
+                if d.done {
+                    self.done = true;
+                    break None;
+                }
+            },
+        };
+        if let Some(p) = &piece {
+            self.total += p.len() as u64;
+            if self.total > self.max {
+                return Err(HttpError::BodyTooLarge { limit: self.max });
+            }
+        }
+        Ok(piece)
+    }
+
+    /// The next piece, reading from the client as needed; `Ok(None)` at the
+    /// end of the body.
+    pub async fn next(
+        &mut self,
+        c: &mut ClientConn,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Bytes>, ProxyError> {
+        loop {
+            if let Some(p) = self.take(&mut c.rbuf).map_err(ProxyError::ClientBody)? {
+                return Ok(Some(p));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match c.read_more(timeout).await {
+                Ok(0) => return Err(ProxyError::ClientGone),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(ProxyError::ClientTimeout)
+                }
+                Err(_) => return Err(ProxyError::ClientGone),
+            }
+        }
+    }
+}
+
+/// A request body as forwarding sees it.
+pub enum Body {
+    /// No body.
+    Empty,
+    /// Complete and replayable.
+    Full(Bytes),
+    /// The first pieces; the rest is still to be read from the client.
+    Streaming {
+        prefix: Vec<Bytes>,
+        reader: BodyReader,
+    },
+}
+
+/// Reads up to [`BUFFER_LIMIT`] of the body. Sends `100 Continue` first
+/// when the client asked for it and the body has not started arriving.
+pub async fn read_prefix(
+    c: &mut ClientConn,
+    framing: BodyFraming,
+    expect_continue: bool,
+    max: u64,
+    timeout: std::time::Duration,
+    send_timeout: std::time::Duration,
+) -> Result<Body, ProxyError> {
+    if framing == BodyFraming::None {
+        return Ok(Body::Empty);
+    }
+    if let BodyFraming::Length(n) = framing {
+        if n > max {
+            return Err(ProxyError::ClientBody(HttpError::BodyTooLarge {
+                limit: max,
+            }));
+        }
+    }
+    if expect_continue && c.rbuf.is_empty() {
+        c.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        c.flush_wbuf(send_timeout)
+            .await
+            .map_err(|_| ProxyError::ClientGone)?;
+    }
+    let mut reader = BodyReader::new(framing, max);
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut size = 0usize;
+    while size < BUFFER_LIMIT {
+        match reader.next(c, timeout).await? {
+            Some(p) => {
+                size += p.len();
+                pieces.push(p);
+            }
+            None => break,
+        }
+    }
+    if !reader.is_done() {
+        return Ok(Body::Streaming {
+            prefix: pieces,
+            reader,
+        });
+    }
+    Ok(match pieces.len() {
+        0 => Body::Full(Bytes::new()),
+        1 => Body::Full(pieces.pop().unwrap_or_default()),
+        _ => {
+            let mut all = BytesMut::with_capacity(size);
+            pieces.iter().for_each(|p| all.extend_from_slice(p));
+            Body::Full(all.freeze())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_length_and_chunked_without_copy() {
+        let mut r = BodyReader::new(BodyFraming::Length(5), 100);
+        let mut buf = BytesMut::from(&b"helloNEXT"[..]);
+        assert_eq!(r.take(&mut buf).unwrap().unwrap(), &b"hello"[..]);
+        assert!(r.is_done());
+        assert_eq!(&buf[..], b"NEXT");
+
+        let mut r = BodyReader::new(BodyFraming::Chunked, 100);
+        let mut buf = BytesMut::from(&b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nGET"[..]);
+        let mut out = Vec::new();
+        while let Some(p) = r.take(&mut buf).unwrap() {
+            out.extend_from_slice(&p);
+        }
+        assert!(r.is_done());
+        assert_eq!(out, b"abcde");
+        assert_eq!(&buf[..], b"GET");
+    }
+
+    #[test]
+    fn chunked_over_limit_is_413() {
+        let mut r = BodyReader::new(BodyFraming::Chunked, 4);
+        let mut buf = BytesMut::from(&b"5\r\nhello\r\n0\r\n\r\n"[..]);
+        assert_eq!(r.take(&mut buf).unwrap_err().status(), 413);
+    }
+}

@@ -1,0 +1,79 @@
+//! The data-path error of forwarding: what failed, on which side, and what
+//! the client is told. Mapped to a status and JSON body in exactly one
+//! place ([`ProxyError::status`]).
+
+use crate::http::HttpError;
+use crate::upstream::ConnectError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Could not connect (refused, unresolvable, TLS failure).
+    #[error("{0}")]
+    Connect(ConnectError),
+    #[error("timed out connecting to the upstream")]
+    ConnectTimeout,
+    #[error("timed out waiting for the upstream")]
+    UpstreamTimeout,
+    #[error("upstream closed the connection before a complete response")]
+    UpstreamClosed,
+    #[error("upstream failed: {0}")]
+    UpstreamIo(std::io::Error),
+    /// Closed before sending any response byte (retryable on a reused
+    /// connection).
+    #[error("upstream closed the connection without responding")]
+    NoResponse,
+    #[error("upstream failed before responding: {0}")]
+    NoResponseIo(std::io::Error),
+    #[error("invalid upstream response: {0}")]
+    BadResponse(&'static str),
+    /// The client's request body was malformed or too large.
+    #[error("{0}")]
+    ClientBody(HttpError),
+    #[error("timed out reading the request body")]
+    ClientTimeout,
+    /// The client went away; nobody to answer.
+    #[error("client closed the connection")]
+    ClientGone,
+}
+
+impl ProxyError {
+    /// Status for the client, when a reply is still possible.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::Connect(ConnectError::Timeout(_))
+            | ProxyError::ConnectTimeout
+            | ProxyError::UpstreamTimeout => 504,
+            ProxyError::Connect(_)
+            | ProxyError::UpstreamClosed
+            | ProxyError::UpstreamIo(_)
+            | ProxyError::NoResponse
+            | ProxyError::NoResponseIo(_)
+            | ProxyError::BadResponse(_) => 502,
+            ProxyError::ClientBody(e) => e.status(),
+            ProxyError::ClientTimeout => 408,
+            ProxyError::ClientGone => 499,
+        }
+    }
+
+    /// True for failures that happened on the upstream side (count
+    /// against the instance for fallback and passive health).
+    pub fn is_upstream(&self) -> bool {
+        !matches!(
+            self,
+            ProxyError::ClientBody(_) | ProxyError::ClientTimeout | ProxyError::ClientGone
+        )
+    }
+
+    /// Nothing came back at all: on a pooled connection this is most
+    /// likely the upstream having closed it while idle.
+    pub fn is_no_response(&self) -> bool {
+        matches!(self, ProxyError::NoResponse | ProxyError::NoResponseIo(_))
+    }
+
+    pub fn from_connect(e: ConnectError) -> ProxyError {
+        match e {
+            ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
+            e => ProxyError::Connect(e),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Head rewriting for forwarding: the upstream request head (hop-by-hop
+//! headers dropped per RFC 9110 §7.6.1, Host per `pass_host`,
+//! `X-Forwarded-*` and `X-Real-IP` set, body framing normalised) and the
+//! client response head (hop-by-hop dropped, framing and `Connection`
+//! decided by the gateway).
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use crate::http::headers::{is_hop_by_hop, listed_in_connection};
+use crate::http::write::{push_header, push_u64, reason};
+use crate::http::{RequestHead, ResponseHead};
+use crate::upstream::spec::{Node, PassHost, UpstreamSpec};
+
+/// How the forwarded request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutBody {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Facts about the client side needed to write forwarding headers.
+pub struct ClientSide {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub local_port: u16,
+}
+
+/// Headers the gateway sets itself and therefore drops from the client.
+fn replaced_by_gateway(name: &[u8]) -> bool {
+    const SET: [&[u8]; 8] = [
+        b"host",
+        b"content-length",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-real-ip",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+    ];
+    SET.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Writes the request head for `node` of `spec` into `out`.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    spec: &UpstreamSpec,
+    node: &Node,
+    client: &ClientSide,
+    body: OutBody,
+) {
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = head.target();
+    if target.first() == Some(&b'/') || target == b"*" {
+        out.extend_from_slice(target);
+    } else {
+        // absolute-form → origin-form
+        out.extend_from_slice(head.path());
+        if let Some(q) = head.query() {
+            out.push(b'?');
+            out.extend_from_slice(q);
+        }
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    out.extend_from_slice(b"Host: ");
+    match (&spec.pass_host, head.host_with_port()) {
+        (PassHost::Pass, Some(h)) => out.extend_from_slice(h),
+        (PassHost::Rewrite(h), _) => out.extend_from_slice(h.as_bytes()),
+        _ => out.extend_from_slice(
+            node.endpoint
+                .authority(spec.scheme.default_port())
+                .as_bytes(),
+        ),
+    }
+    out.extend_from_slice(b"\r\n");
+
+    for (name, value) in head.header_pairs() {
+        if is_hop_by_hop(name) || replaced_by_gateway(name) {
+            continue;
+        }
+        if head.connection_extra && listed_in_connection(name, head.header_all("connection")) {
+            continue;
+        }
+        push_header(out, name, value);
+    }
+    // $proxy_add_x_forwarded_for: earlier hops, then the client.
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for v in head.header_all("x-forwarded-for") {
+        out.extend_from_slice(v);
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{}\r\n", client.peer.ip());
+    let _ = write!(out, "X-Real-IP: {}\r\n", client.peer.ip());
+    push_header(
+        out,
+        b"X-Forwarded-Proto",
+        if client.tls { b"https" } else { b"http" },
+    );
+    if let Some(h) = head.host() {
+        push_header(out, b"X-Forwarded-Host", h);
+    }
+    out.extend_from_slice(b"X-Forwarded-Port: ");
+    push_u64(out, u64::from(client.local_port));
+    out.extend_from_slice(b"\r\n");
+    match body {
+        OutBody::None => {
+            if head.header("content-length").is_some() {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+        }
+        OutBody::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        OutBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    if !spec.keepalive.enabled {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// As the upstream framed it (no body, Content-Length, or chunked bytes
+    /// relayed unchanged).
+    Same,
+    /// Upstream was close-delimited; re-framed as chunked for an HTTP/1.1
+    /// client.
+    Rechunk,
+    /// HTTP/1.0 client: body sent raw, connection closed at the end.
+    Raw,
+}
+
+/// Writes the client response head for `resp` into `out`.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    framing: ClientFraming,
+    keep_alive: bool,
+    client_http10: bool,
+    extra: &[(&[u8], &[u8])],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(resp.status));
+    out.push(b' ');
+    let r = resp.reason();
+    out.extend_from_slice(if r.is_empty() {
+        reason(resp.status).as_bytes()
+    } else {
+        r
+    });
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in resp.header_pairs() {
+        if is_hop_by_hop(name) {
+            continue;
+        }
+        if framing != ClientFraming::Same && name.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
+        if resp.connection_extra
+            && listed_in_connection(
+                name,
+                resp.header_pairs()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+                    .map(|(_, v)| v),
+            )
+        {
+            continue;
+        }
+        push_header(out, name, value);
+    }
+    if framing == ClientFraming::Rechunk
+        || (framing == ClientFraming::Same && resp.framing == crate::http::ResponseFraming::Chunked)
+    {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    for (k, v) in extra {
+        push_header(out, k, v);
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,412 @@
+//! Plain HTTP forwarding (`request_type` `traditional_http`): pick a node
+//! by weighted round robin, reuse or open a connection, send the rewritten
+//! request, stream the response back. Connection failures move on to the
+//! next node (up to `retries`); a pooled connection that turns out to be
+//! stale is retried once on a fresh one when the body can be replayed.
+//! While the upstream works, a [`crate::net::PeerWatch`] notices the client
+//! leaving and the upstream request is dropped (cancelled) at once.
+
+pub mod body;
+pub mod error;
+pub mod head;
+pub mod relay;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::Snapshot;
+use crate::http::chunked::write_chunk_header;
+use crate::http::{RequestHead, Version};
+use crate::net::{self, Io};
+use crate::server::conn::ClientConn;
+use crate::server::ctx::RequestCtx;
+use crate::server::reply;
+use crate::server::worker::Worker;
+use crate::upstream::spec::{Node, UpstreamSpec};
+use crate::upstream::{connect, UpstreamConn};
+use body::Body;
+pub use error::ProxyError;
+use head::{ClientFraming, ClientSide, OutBody};
+use relay::RelayError;
+
+/// Forwards one request; returns whether the client connection stays open.
+pub async fn forward(
+    w: &Rc<Worker>,
+    snap: &Snapshot,
+    spec: &UpstreamSpec,
+    c: &mut ClientConn,
+    head: &RequestHead,
+    ctx: &mut RequestCtx,
+    keep_alive: bool,
+) -> bool {
+    let gw = &w.gateway;
+    let mut body = match body::read_prefix(
+        c,
+        head.framing,
+        head.expect_continue,
+        gw.limits.max_body_bytes,
+        gw.timeouts.body,
+        gw.timeouts.send,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return fail(w, c, ctx, &e, false).await,
+    };
+    let mut last: Option<ProxyError> = None;
+    let mut tried = NodeSet::default();
+    let counter = w.next_rr(spec.slot);
+    for idx in spec.wrr.walk(counter) {
+        if !tried.insert(idx) {
+            continue;
+        }
+        if tried.len() > spec.retries as usize + 1 {
+            break;
+        }
+        let node = &spec.nodes[idx];
+        let tls = spec.tls_target(node);
+        let mut fresh_only = false;
+        loop {
+            let conn = if fresh_only {
+                match node.endpoint.addr() {
+                    Some(addr) => match crate::upstream::connect::open(
+                        addr,
+                        tls.as_ref(),
+                        &snap.tls,
+                        spec.connect_timeout,
+                    )
+                    .await
+                    {
+                        Ok(io) => UpstreamConn {
+                            io,
+                            key: crate::upstream::PoolKey {
+                                addr,
+                                tls: tls.as_ref().map(|t| (t.sni.clone(), t.verify)),
+                            },
+                            served: 0,
+                            reused: false,
+                        },
+                        Err(e) => {
+                            last = Some(ProxyError::from_connect(e));
+                            break;
+                        }
+                    },
+                    None => {
+                        last = Some(ProxyError::from_connect(
+                            crate::upstream::ConnectError::Unresolved(node.endpoint.host.clone()),
+                        ));
+                        break;
+                    }
+                }
+            } else {
+                match connect(
+                    &w.pool,
+                    &node.endpoint,
+                    tls.as_ref(),
+                    &snap.tls,
+                    spec.connect_timeout,
+                )
+                .await
+                {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::debug!(host = %node.endpoint.host, "upstream connect failed: {e}");
+                        last = Some(ProxyError::from_connect(e));
+                        break;
+                    }
+                }
+            };
+            let reused = conn.reused;
+            match exchange(w, c, head, &mut body, spec, node, conn, ctx, keep_alive).await {
+                Ok(keep) => return keep,
+                Err(Failure::BeforeResponse(e)) => {
+                    let replayable = !matches!(body, Body::Streaming { .. });
+                    if reused && replayable && e.is_no_response() && !fresh_only {
+                        fresh_only = true;
+                        continue;
+                    }
+                    return fail(w, c, ctx, &e, keep_alive && replayable).await;
+                }
+                Err(Failure::AfterResponse) => return false,
+            }
+        }
+    }
+    let e = last.unwrap_or(ProxyError::BadResponse("upstream has no nodes"));
+    fail(
+        w,
+        c,
+        ctx,
+        &e,
+        keep_alive && !matches!(body, Body::Streaming { .. }),
+    )
+    .await
+}
+
+/// How an exchange failed.
+enum Failure {
+    /// Nothing was sent to the client yet: an error reply is possible.
+    BeforeResponse(ProxyError),
+    /// The client already has part of a response: close the connection.
+    AfterResponse,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    w: &Rc<Worker>,
+    c: &mut ClientConn,
+    head: &RequestHead,
+    body: &mut Body,
+    spec: &UpstreamSpec,
+    node: &Node,
+    mut up: UpstreamConn,
+    ctx: &mut RequestCtx,
+    keep_alive: bool,
+) -> Result<bool, Failure> {
+    let gw = &w.gateway;
+    let sent_at = Instant::now();
+    ctx.upstream_addr = Some(up.key.addr);
+    send_request(w, c, head, body, spec, node, &mut up)
+        .await
+        .map_err(Failure::BeforeResponse)?;
+
+    let client_http10 = head.version == Version::Http10;
+    let head_request = head.method == http::Method::HEAD;
+    c.ensure_watch();
+    let ClientConn {
+        io: client_io,
+        ubuf,
+        wbuf,
+        uscratch,
+        watch,
+        ..
+    } = &mut *c;
+    let work = async {
+        let resp = read_resp(
+            &mut up.io,
+            ubuf,
+            head_request,
+            w.head_limits.max_headers,
+            spec.read_timeout,
+            uscratch,
+        )
+        .await
+        .map_err(Failure::BeforeResponse)?;
+        let framing = resp.framing;
+        let out = match framing {
+            crate::http::ResponseFraming::Close if client_http10 => ClientFraming::Raw,
+            crate::http::ResponseFraming::Chunked if client_http10 => ClientFraming::Raw,
+            crate::http::ResponseFraming::Close => ClientFraming::Rechunk,
+            _ => ClientFraming::Same,
+        };
+        let keep = keep_alive && out != ClientFraming::Raw;
+        wbuf.clear();
+        head::write_response_head(wbuf, &resp, out, keep, client_http10, &[]);
+        let status = resp.status;
+        let upstream_keep = resp.keep_alive;
+        *uscratch = resp.recycle();
+        let relayed = relay::relay_body(
+            &mut up.io,
+            client_io,
+            ubuf,
+            wbuf,
+            framing,
+            out,
+            spec.read_timeout,
+            gw.timeouts.send,
+        )
+        .await;
+        Ok::<_, Failure>((status, keep, upstream_keep, relayed))
+    };
+    let result = match watch.as_ref() {
+        Some(wt) => monoio::select! {
+            r = work => r,
+            _ = wt.closed() => Err(Failure::BeforeResponse(ProxyError::ClientGone)),
+        },
+        None => work.await,
+    };
+    let (status, keep, upstream_keep, relayed) = match result {
+        Ok(v) => v,
+        Err(Failure::BeforeResponse(ProxyError::ClientGone)) => return Err(Failure::AfterResponse),
+        Err(f) => return Err(f),
+    };
+    ctx.status = status;
+    ctx.upstream_status = Some(status);
+    ctx.upstream_response_time = Some(sent_at.elapsed());
+    match relayed {
+        Ok(r) => {
+            ctx.bytes_sent = r.bytes;
+            if r.reusable && upstream_keep && spec.keepalive.enabled {
+                w.pool.put(up, &spec.keepalive);
+            }
+            Ok(keep)
+        }
+        Err(RelayError::Upstream(e)) => {
+            tracing::debug!("upstream failed mid-response: {e}");
+            Err(Failure::AfterResponse)
+        }
+        Err(RelayError::Client) => Err(Failure::AfterResponse),
+    }
+}
+
+async fn read_resp(
+    up: &mut Io,
+    ubuf: &mut bytes::BytesMut,
+    head_request: bool,
+    max_headers: usize,
+    timeout: std::time::Duration,
+    scratch: &mut Vec<crate::http::HeaderSpan>,
+) -> Result<crate::http::ResponseHead, ProxyError> {
+    relay::read_response_head(up, ubuf, head_request, max_headers, timeout, scratch).await
+}
+
+/// Writes the request head and body to the upstream.
+async fn send_request(
+    w: &Worker,
+    c: &mut ClientConn,
+    head: &RequestHead,
+    body: &mut Body,
+    spec: &UpstreamSpec,
+    node: &Node,
+    up: &mut UpstreamConn,
+) -> Result<(), ProxyError> {
+    let out_body = match body {
+        Body::Empty => OutBody::None,
+        Body::Full(b) => OutBody::Length(b.len() as u64),
+        Body::Streaming { .. } => match head.framing {
+            crate::http::BodyFraming::Length(n) => OutBody::Length(n),
+            _ => OutBody::Chunked,
+        },
+    };
+    let client = ClientSide {
+        peer: c.peer,
+        tls: c.tls,
+        local_port: c.local_port,
+    };
+    let mut out = std::mem::take(&mut c.wbuf);
+    out.clear();
+    head::write_request_head(&mut out, head, spec, node, &client, out_body);
+    let timeout = spec.send_timeout;
+    match body {
+        Body::Full(b) if b.len() <= 16 * 1024 => {
+            out.extend_from_slice(b);
+            let (r, buf) = send(&mut up.io, out, timeout).await;
+            c.wbuf = buf;
+            r
+        }
+        Body::Full(b) => {
+            let (r, buf) = send(&mut up.io, out, timeout).await;
+            c.wbuf = buf;
+            r?;
+            send(&mut up.io, b.clone(), timeout).await.0
+        }
+        Body::Empty => {
+            let (r, buf) = send(&mut up.io, out, timeout).await;
+            c.wbuf = buf;
+            r
+        }
+        Body::Streaming { prefix, reader } => {
+            let (r, buf) = send(&mut up.io, out, timeout).await;
+            c.wbuf = buf;
+            r?;
+            let chunked = out_body == OutBody::Chunked;
+            for piece in prefix.drain(..) {
+                send_piece(&mut up.io, piece, chunked, timeout).await?;
+            }
+            while let Some(piece) = reader.next(c, w.gateway.timeouts.body).await? {
+                send_piece(&mut up.io, piece, chunked, timeout).await?;
+            }
+            if chunked {
+                send(
+                    &mut up.io,
+                    Bytes::from_static(crate::http::chunked::LAST_CHUNK),
+                    timeout,
+                )
+                .await
+                .0?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn send_piece(
+    up: &mut Io,
+    piece: Bytes,
+    chunked: bool,
+    timeout: std::time::Duration,
+) -> Result<(), ProxyError> {
+    if chunked {
+        let mut h = Vec::with_capacity(12);
+        write_chunk_header(&mut h, piece.len());
+        send(up, h, timeout).await.0?;
+        send(up, piece, timeout).await.0?;
+        send(up, Bytes::from_static(b"\r\n"), timeout).await.0
+    } else {
+        send(up, piece, timeout).await.0
+    }
+}
+
+async fn send<B: monoio::buf::IoBuf + 'static + Default>(
+    up: &mut Io,
+    buf: B,
+    timeout: std::time::Duration,
+) -> (Result<(), ProxyError>, B) {
+    match monoio::time::timeout(timeout, net::write_all(up, buf)).await {
+        Ok((Ok(()), b)) => (Ok(()), b),
+        Ok((Err(e), b)) => (Err(ProxyError::NoResponseIo(e)), b),
+        Err(_) => (Err(ProxyError::UpstreamTimeout), B::default()),
+    }
+}
+
+/// Answers with the error's status and a JSON body.
+async fn fail(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    e: &ProxyError,
+    keep_alive: bool,
+) -> bool {
+    if matches!(e, ProxyError::ClientGone) {
+        return false;
+    }
+    if e.is_upstream() {
+        tracing::warn!(
+            route = ctx.route_id.as_deref().unwrap_or(""),
+            "upstream error: {e}"
+        );
+    }
+    let status = e.status();
+    ctx.status = status;
+    c.wbuf.clear();
+    reply::error(&mut c.wbuf, status, &e.to_string(), keep_alive);
+    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
+}
+
+/// Nodes already tried in this request.
+#[derive(Default)]
+struct NodeSet {
+    bits: Vec<u64>,
+    len: usize,
+}
+
+impl NodeSet {
+    /// Adds `i`; false if it was already present.
+    fn insert(&mut self, i: usize) -> bool {
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        if self.bits[word] & bit != 0 {
+            return false;
+        }
+        self.bits[word] |= bit;
+        self.len += 1;
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}

@@ -1,0 +1,286 @@
+//! The per-connection loop: read a request head (with idle, header and
+//! size limits), route it, run the route's handler, repeat while the
+//! connection stays keep-alive. Pipelined requests are answered in order
+//! simply because one request is finished before the next head is parsed;
+//! bytes already read for the next request stay in the read buffer.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::ctx::RequestCtx;
+use super::reply;
+use super::worker::Worker;
+use crate::config::Handler;
+use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HeaderSpan, HttpError, RequestHead};
+use crate::net::{self, Io, PeerWatch};
+
+/// A client connection and the buffers it reuses across requests.
+pub struct ClientConn {
+    pub io: Io,
+    pub peer: SocketAddr,
+    pub local_port: u16,
+    pub tls: bool,
+    /// The client socket's descriptor (under TLS too), for [`PeerWatch`].
+    pub raw_fd: RawFd,
+    /// Created on first use by [`ClientConn::ensure_watch`].
+    pub watch: Option<PeerWatch>,
+    /// Bytes read from the client and not yet consumed.
+    pub rbuf: BytesMut,
+    /// Upstream response bytes (reused for every exchange).
+    pub ubuf: BytesMut,
+    /// Serialisation buffer for heads and small bodies.
+    pub wbuf: Vec<u8>,
+    scratch: Vec<HeaderSpan>,
+    pub uscratch: Vec<HeaderSpan>,
+}
+
+impl ClientConn {
+    pub fn new(io: Io, peer: SocketAddr, local_port: u16, raw_fd: RawFd) -> ClientConn {
+        ClientConn {
+            tls: io.is_tls(),
+            io,
+            peer,
+            local_port,
+            raw_fd,
+            watch: None,
+            rbuf: BytesMut::with_capacity(net::READ_CHUNK),
+            ubuf: BytesMut::with_capacity(net::READ_CHUNK),
+            wbuf: Vec::with_capacity(4096),
+            scratch: Vec::with_capacity(32),
+            uscratch: Vec::with_capacity(32),
+        }
+    }
+
+    /// Creates the watch for this client going away, once per connection.
+    pub fn ensure_watch(&mut self) {
+        if self.watch.is_none() {
+            self.watch = PeerWatch::new(self.raw_fd);
+        }
+    }
+
+    /// Writes `wbuf` to the client and clears it.
+    pub async fn flush_wbuf(&mut self, timeout: std::time::Duration) -> std::io::Result<()> {
+        let buf = std::mem::take(&mut self.wbuf);
+        let (res, mut buf) =
+            match monoio::time::timeout(timeout, net::write_all(&mut self.io, buf)).await {
+                Ok(r) => r,
+                Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+            };
+        buf.clear();
+        self.wbuf = buf;
+        res
+    }
+
+    /// Reads more client bytes into `rbuf`; `Ok(0)` is end of stream.
+    pub async fn read_more(&mut self, timeout: std::time::Duration) -> std::io::Result<usize> {
+        let buf = std::mem::take(&mut self.rbuf);
+        match monoio::time::timeout(timeout, net::read_more(&mut self.io, buf)).await {
+            Ok((res, buf)) => {
+                self.rbuf = buf;
+                res
+            }
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+enum HeadRead {
+    Head(RequestHead),
+    /// The client went away or stayed idle: close without a reply.
+    Closed,
+    Error(HttpError),
+    /// A head started but did not complete in time.
+    Timeout,
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve(w: Rc<Worker>, io: Io, peer: SocketAddr, local_port: u16, raw_fd: RawFd) {
+    let mut c = ClientConn::new(io, peer, local_port, raw_fd);
+    let mut first = true;
+    loop {
+        let head = match read_head(&w, &mut c, first).await {
+            HeadRead::Head(h) => h,
+            HeadRead::Closed => break,
+            HeadRead::Error(e) => {
+                reply::error(&mut c.wbuf, e.status(), &e.to_string(), false);
+                let _ = c.flush_wbuf(w.gateway.timeouts.send).await;
+                break;
+            }
+            HeadRead::Timeout => {
+                reply::error(
+                    &mut c.wbuf,
+                    408,
+                    "timed out reading the request head",
+                    false,
+                );
+                let _ = c.flush_wbuf(w.gateway.timeouts.send).await;
+                break;
+            }
+        };
+        first = false;
+        let keep_alive = dispatch(&w, &mut c, head).await;
+        if !keep_alive || w.shutdown.is_fired() {
+            break;
+        }
+    }
+    use monoio::io::AsyncWriteRent;
+    let _ = monoio::time::timeout(w.gateway.timeouts.send, c.io.shutdown()).await;
+}
+
+async fn read_head(w: &Worker, c: &mut ClientConn, first: bool) -> HeadRead {
+    let limits = w.head_limits;
+    let timeouts = w.gateway.timeouts;
+    skip_leading_crlf(&mut c.rbuf);
+    if c.rbuf.is_empty() {
+        // Idle between requests: wait for a first byte, the idle timeout or
+        // shutdown, whichever comes first.
+        let wait = if first {
+            timeouts.header
+        } else {
+            timeouts.idle
+        };
+        let buf = std::mem::take(&mut c.rbuf);
+        let read = monoio::select! {
+            r = monoio::time::timeout(wait, net::read_more(&mut c.io, buf)) => r,
+            _ = w.shutdown.wait() => return HeadRead::Closed,
+        };
+        match read {
+            Ok((Ok(n), buf)) if n > 0 => c.rbuf = buf,
+            _ => return HeadRead::Closed,
+        }
+        skip_leading_crlf(&mut c.rbuf);
+    }
+    let deadline = Instant::now() + timeouts.header;
+    let mut scanned = 0;
+    loop {
+        if let Some(end) = http::find_head_end(&c.rbuf, scanned) {
+            let bytes = c.rbuf.split_to(end).freeze();
+            let scratch = std::mem::take(&mut c.scratch);
+            return match RequestHead::parse(bytes, &limits, scratch) {
+                Ok(h) => HeadRead::Head(h),
+                Err(e) => HeadRead::Error(e),
+            };
+        }
+        if c.rbuf.len() > limits.max_head_bytes {
+            return HeadRead::Error(HttpError::HeadTooLarge {
+                limit: limits.max_head_bytes,
+            });
+        }
+        scanned = c.rbuf.len();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return HeadRead::Timeout;
+        }
+        match c.read_more(left).await {
+            Ok(0) => return HeadRead::Closed,
+            Ok(_) => {
+                if scanned == 0 {
+                    skip_leading_crlf(&mut c.rbuf);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return HeadRead::Timeout,
+            Err(_) => return HeadRead::Closed,
+        }
+    }
+}
+
+/// RFC 9112 §2.2: ignore at least one empty line before a request line.
+fn skip_leading_crlf(buf: &mut BytesMut) {
+    let n = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if n > 0 {
+        let _ = buf.split_to(n);
+    }
+}
+
+/// Routes one request and runs its handler; returns whether the
+/// connection may serve another request.
+async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool {
+    let snap = w.snapshot();
+    let mut ctx = RequestCtx::new(c.peer, Instant::now());
+    let keep_alive = head.keep_alive && !w.shutdown.is_fired();
+    let Some(idx) = snap.router.find(&head.method, head.path(), head.host()) else {
+        return reply_error(w, c, head, 404, "404 Route Not Found", keep_alive).await;
+    };
+    let route = &snap.routes[idx];
+    ctx.route_id = Some(route.id.clone());
+    let keep = match &route.handler {
+        Handler::Upstream(spec) => {
+            crate::proxy::forward(w, &snap, spec, c, &head, &mut ctx, keep_alive).await
+        }
+    };
+    c.scratch = head.recycle();
+    keep
+}
+
+/// Answers with a JSON error before the request body was read, reading and
+/// discarding a small body so the connection can stay open, or closing it.
+pub async fn reply_error(
+    w: &Worker,
+    c: &mut ClientConn,
+    head: RequestHead,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+) -> bool {
+    let keep = keep_alive && !head.expect_continue && discard_body(w, c, &head).await;
+    reply::error(&mut c.wbuf, status, message, keep);
+    c.scratch = head.recycle();
+    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep
+}
+
+/// Most body bytes read just to keep a connection after an early reply.
+const DISCARD_LIMIT: u64 = 1 << 20;
+
+/// Reads and drops the request body; false when it is too large, malformed
+/// or the client stalls (then the connection is closed instead).
+pub async fn discard_body(w: &Worker, c: &mut ClientConn, head: &RequestHead) -> bool {
+    let timeout = w.gateway.timeouts.body;
+    match head.framing {
+        BodyFraming::None => true,
+        BodyFraming::Length(n) if n > DISCARD_LIMIT => false,
+        BodyFraming::Length(n) => {
+            let mut left = n as usize;
+            loop {
+                let take = left.min(c.rbuf.len());
+                let _ = c.rbuf.split_to(take);
+                left -= take;
+                if left == 0 {
+                    return true;
+                }
+                if !matches!(c.read_more(timeout).await, Ok(n) if n > 0) {
+                    return false;
+                }
+            }
+        }
+        BodyFraming::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            let mut seen = 0usize;
+            loop {
+                match dec.scan(&c.rbuf) {
+                    Ok(Some(end)) => {
+                        let _ = c.rbuf.split_to(end);
+                        return true;
+                    }
+                    Ok(None) => {
+                        seen += c.rbuf.len();
+                        c.rbuf.clear();
+                        if seen as u64 > DISCARD_LIMIT {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+                if !matches!(c.read_more(timeout).await, Ok(n) if n > 0) {
+                    return false;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The per-request context threaded through routing, plugins, the handler
+//! and the log phase: who asked, what was matched, what the upstream did,
+//! and what the client got. Access-log variables are read from here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// APISIX's `request_type` log variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestType {
+    TraditionalHttp,
+    AiChat,
+    AiStream,
+}
+
+impl RequestType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestType::TraditionalHttp => "traditional_http",
+            RequestType::AiChat => "ai_chat",
+            RequestType::AiStream => "ai_stream",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub started: Instant,
+    pub peer: SocketAddr,
+    pub route_id: Option<Arc<str>>,
+    pub request_type: RequestType,
+    /// Status sent to the client (0 until a head was written).
+    pub status: u16,
+    /// Body bytes sent to the client.
+    pub bytes_sent: u64,
+    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_status: Option<u16>,
+    /// From sending the upstream request to its last response byte.
+    pub upstream_response_time: Option<Duration>,
+}
+
+impl RequestCtx {
+    pub fn new(peer: SocketAddr, started: Instant) -> RequestCtx {
+        RequestCtx {
+            started,
+            peer,
+            route_id: None,
+            request_type: RequestType::TraditionalHttp,
+            status: 0,
+            bytes_sent: 0,
+            upstream_addr: None,
+            upstream_status: None,
+            upstream_response_time: None,
+        }
+    }
+}

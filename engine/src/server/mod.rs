@@ -1,0 +1,169 @@
+//! The server: binds listeners, starts one pinned worker per core, installs
+//! signal handling and drains on shutdown. [`conn`] owns the per-connection
+//! loop, [`worker`] the per-core runtime, [`listen`] socket setup,
+//! [`signal`] shutdown plumbing, [`reply`] the gateway's own responses.
+
+pub mod conn;
+pub mod cpus;
+pub mod ctx;
+pub mod listen;
+pub mod reply;
+pub mod signal;
+pub mod tls;
+pub mod worker;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{Loaded, SnapshotCell};
+use listen::{Bound, ListenerKind};
+use signal::Shutdown;
+use worker::WorkerShared;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A started gateway: its bound addresses and the handle to stop it.
+pub struct Running {
+    pub proxy_addrs: Vec<SocketAddr>,
+    pub tls_addrs: Vec<SocketAddr>,
+    pub cell: Arc<SnapshotCell>,
+    pub shutdown: Arc<Shutdown>,
+    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Waits for every worker to finish (after shutdown and drain).
+    pub fn join(self) {
+        for t in self.threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("worker failed: {e}"),
+                Err(_) => tracing::error!("worker thread panicked"),
+            }
+        }
+    }
+}
+
+/// Binds every listener and starts the workers.
+pub fn start(loaded: Loaded) -> Result<Running, StartError> {
+    let gw = loaded.gateway.clone();
+    if !monoio::utils::detect_uring() {
+        tracing::warn!("io_uring is unavailable; using the epoll driver");
+    }
+    let workers = gw.workers.max(1);
+    let mut bound: Vec<Bound> = Vec::new();
+    for &addr in &gw.listen {
+        bound.push(
+            listen::bind_reuseport(addr, workers, ListenerKind::Plain)
+                .map_err(|source| StartError::Listen { addr, source })?,
+        );
+    }
+    let tls = match &gw.tls {
+        Some(t) => {
+            let acceptor = tls::acceptor(t)?;
+            for &addr in &t.listen {
+                bound.push(
+                    listen::bind_reuseport(addr, workers, ListenerKind::Tls)
+                        .map_err(|source| StartError::Listen { addr, source })?,
+                );
+            }
+            Some(acceptor)
+        }
+        None => None,
+    };
+    let proxy_addrs: Vec<SocketAddr> = bound
+        .iter()
+        .filter(|b| b.kind == ListenerKind::Plain)
+        .map(|b| b.addr)
+        .collect();
+    let tls_addrs: Vec<SocketAddr> = bound
+        .iter()
+        .filter(|b| b.kind == ListenerKind::Tls)
+        .map(|b| b.addr)
+        .collect();
+
+    let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
+    let shared = WorkerShared {
+        cell: cell.clone(),
+        gateway: gw.clone(),
+        tls,
+    };
+    let (shutdown, stops) = Shutdown::new(workers);
+    let cpus = cpus::allowed();
+    let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+    for b in bound {
+        for (i, s) in b.sockets.into_iter().enumerate() {
+            per_worker[i].push((s, b.kind));
+        }
+    }
+    let mut threads = Vec::with_capacity(workers);
+    for (i, (listeners, stop)) in per_worker.into_iter().zip(stops).enumerate() {
+        let cpu = if cpus.len() > 1 {
+            Some(cpus[i % cpus.len()])
+        } else {
+            None
+        };
+        let shared = shared.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("ringway-w{i}"))
+            .spawn(move || worker::run(i, cpu, listeners, shared, stop))
+            .map_err(StartError::Thread)?;
+        threads.push(t);
+    }
+    Ok(Running {
+        proxy_addrs,
+        tls_addrs,
+        cell,
+        shutdown,
+        threads,
+    })
+}
+
+/// Prints the bound addresses on stdout, one line each, for humans and
+/// for scripts and tests waiting on start-up.
+pub fn announce(r: &Running) {
+    let mut out = std::io::stdout().lock();
+    for a in &r.proxy_addrs {
+        let _ = writeln!(out, "ringway: proxy listening on http://{a}");
+    }
+    for a in &r.tls_addrs {
+        let _ = writeln!(out, "ringway: proxy listening on https://{a}");
+    }
+    let _ = out.flush();
+}
+
+/// Trips `shutdown` on SIGTERM or SIGINT; a second signal exits at once.
+pub fn install_signal_handlers(
+    shutdown: Arc<Shutdown>,
+    drain: std::time::Duration,
+) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new().name("ringway-signals".into()).spawn(move || {
+        let mut seen = 0;
+        for sig in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(signal = sig, "shutting down: no new connections, draining in-flight requests for up to {:?}", drain);
+                shutdown.trigger();
+            } else {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    })?;
+    Ok(())
+}

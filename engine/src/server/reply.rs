@@ -1,0 +1,59 @@
+//! Replies the gateway writes itself: every error carries a JSON body
+//! (`{"error_msg": "..."}`, the shape of APISIX's own errors) and says
+//! whether the connection stays open.
+
+use crate::http::write::{push_header, push_status_line, push_u64};
+
+/// Serialises a complete JSON error response into `out`.
+pub fn error(out: &mut Vec<u8>, status: u16, message: &str, keep_alive: bool) {
+    let body = error_body(message);
+    json(out, status, body.as_bytes(), keep_alive, &[]);
+}
+
+/// `{"error_msg": message}` with proper escaping.
+pub fn error_body(message: &str) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "error_msg".into(),
+        serde_json::Value::String(message.to_owned()),
+    );
+    serde_json::Value::Object(m).to_string()
+}
+
+/// Serialises a complete JSON response with extra headers.
+pub fn json(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool, extra: &[(&str, &str)]) {
+    push_status_line(out, status);
+    push_header(out, b"Content-Type", b"application/json");
+    out.extend_from_slice(b"Content-Length: ");
+    push_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    for (k, v) in extra {
+        push_header(out, k.as_bytes(), v.as_bytes());
+    }
+    push_header(out, b"Server", b"ringway");
+    if !keep_alive {
+        push_header(out, b"Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_json_with_length() {
+        let mut out = Vec::new();
+        error(&mut out, 404, "404 Route Not Found", true);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(s.ends_with("\r\n\r\n{\"error_msg\":\"404 Route Not Found\"}"));
+        assert!(s.contains("Content-Length: 34\r\n"));
+        let mut out = Vec::new();
+        error(&mut out, 400, "a \"quoted\" thing", false);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("Connection: close"));
+        assert!(s.ends_with(r#"{"error_msg":"a \"quoted\" thing"}"#));
+    }
+}

@@ -1,0 +1,219 @@
+//! Workers: one OS thread per core, pinned, each running its own monoio
+//! runtime (io_uring, or the epoll driver where io_uring is unavailable)
+//! with its own `SO_REUSEPORT` listeners, connection pool and counters.
+//! Nothing here is shared with other workers except the snapshot cell,
+//! read through a generation check between requests.
+
+use std::cell::{Cell, RefCell};
+use std::net::TcpListener as StdListener;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use monoio::net::TcpListener;
+
+use super::conn;
+use super::listen::ListenerKind;
+use super::signal::LocalSignal;
+use crate::config::{GatewaySettings, Snapshot, SnapshotCell};
+use crate::http::HeadLimits;
+use crate::net::Io;
+use crate::upstream::Pool;
+
+/// What every worker receives at start.
+#[derive(Clone)]
+pub struct WorkerShared {
+    pub cell: Arc<SnapshotCell>,
+    pub gateway: Arc<GatewaySettings>,
+    pub tls: Option<monoio_rustls::TlsAcceptor>,
+}
+
+/// Per-worker state, owned by one thread.
+pub struct Worker {
+    pub index: usize,
+    cell: Arc<SnapshotCell>,
+    /// `Rc` around the shared `Arc` on purpose: requests clone the `Rc`
+    /// (a plain increment on this core) instead of the `Arc` (an atomic on a
+    /// cache line every worker touches).
+    #[allow(clippy::redundant_allocation)]
+    current: RefCell<Rc<Arc<Snapshot>>>,
+    generation: Cell<u64>,
+    pub gateway: Arc<GatewaySettings>,
+    pub head_limits: HeadLimits,
+    pub pool: Pool,
+    /// Round-robin counters of plain upstreams, by `UpstreamSpec::slot`.
+    rr: RefCell<Vec<u64>>,
+    pub shutdown: Rc<LocalSignal>,
+    /// Open client connections.
+    pub active: Cell<usize>,
+    tls: Option<monoio_rustls::TlsAcceptor>,
+}
+
+impl Worker {
+    fn new(index: usize, shared: WorkerShared) -> Worker {
+        let snap = shared.cell.load();
+        let generation = snap.generation;
+        let slots = snap.upstream_slots;
+        Worker {
+            index,
+            head_limits: HeadLimits {
+                max_head_bytes: shared.gateway.limits.max_head_bytes,
+                max_headers: shared.gateway.limits.max_headers,
+            },
+            gateway: shared.gateway,
+            cell: shared.cell,
+            current: RefCell::new(Rc::new(snap)),
+            generation: Cell::new(generation),
+            pool: Pool::new(),
+            rr: RefCell::new(vec![0; slots]),
+            shutdown: LocalSignal::new(),
+            active: Cell::new(0),
+            tls: shared.tls,
+        }
+    }
+
+    /// The current snapshot, picking up a newly published one if any.
+    #[inline]
+    #[allow(clippy::redundant_allocation)]
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        let g = self.cell.generation();
+        if g != self.generation.get() {
+            let snap = self.cell.load();
+            self.rr.borrow_mut().resize(snap.upstream_slots, 0);
+            self.generation.set(snap.generation);
+            *self.current.borrow_mut() = Rc::new(snap);
+        }
+        self.current.borrow().clone()
+    }
+
+    /// Next round-robin position for upstream `slot`.
+    #[inline]
+    pub fn next_rr(&self, slot: usize) -> u64 {
+        let mut rr = self.rr.borrow_mut();
+        match rr.get_mut(slot) {
+            Some(c) => {
+                let v = *c;
+                *c = v.wrapping_add(1);
+                v
+            }
+            None => 0,
+        }
+    }
+}
+
+/// Decrements the open-connection count even if the task unwinds.
+struct ActiveGuard(Rc<Worker>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}
+
+/// Runs a worker on the current thread until shutdown and drain complete.
+pub fn run(
+    index: usize,
+    cpu: Option<usize>,
+    listeners: Vec<(StdListener, ListenerKind)>,
+    shared: WorkerShared,
+    stop: flume::Receiver<()>,
+) -> std::io::Result<()> {
+    if let Some(cpu) = cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            tracing::warn!(worker = index, cpu, "cannot pin worker to its core: {e}");
+        }
+    }
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(4096)
+        .build()?;
+    rt.block_on(async move {
+        let drain = shared.gateway.timeouts.drain;
+        let w = Rc::new(Worker::new(index, shared));
+        for (l, kind) in listeners {
+            let l = TcpListener::from_std(l)?;
+            monoio::spawn(accept_loop(w.clone(), l, kind));
+        }
+        monoio::spawn(sweep_pools(w.clone()));
+        let _ = stop.recv_async().await;
+        w.shutdown.fire();
+        let deadline = Instant::now() + drain;
+        while w.active.get() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if w.active.get() > 0 {
+            tracing::warn!(
+                worker = index,
+                open = w.active.get(),
+                "drain timeout: closing remaining connections"
+            );
+        }
+        Ok(())
+    })
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = w.shutdown.wait() => break,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                w.active.set(w.active.get() + 1);
+                let guard = ActiveGuard(w.clone());
+                monoio::spawn(async move {
+                    let w = guard.0.clone();
+                    let raw_fd = tcp.as_raw_fd();
+                    let io = match kind {
+                        ListenerKind::Plain => Io::Tcp(tcp),
+                        ListenerKind::Tls => {
+                            let Some(acceptor) = w.tls.clone() else {
+                                return;
+                            };
+                            match monoio::time::timeout(
+                                w.gateway.timeouts.header,
+                                acceptor.accept(tcp),
+                            )
+                            .await
+                            {
+                                Ok(Ok(s)) => Io::ServerTls(Box::new(s)),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                    return;
+                                }
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                    let served =
+                        std::panic::AssertUnwindSafe(conn::serve(w, io, peer, local_port, raw_fd))
+                            .catch_unwind()
+                            .await;
+                    if served.is_err() {
+                        tracing::error!(%peer, "connection handler panicked; connection closed, worker keeps serving");
+                    }
+                    drop(guard);
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and similar: back off instead of spinning.
+                tracing::warn!(worker = w.index, "accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn sweep_pools(w: Rc<Worker>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(Duration::from_secs(5)) => w.pool.sweep(),
+            _ = w.shutdown.wait() => return,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Opening upstream connections: pooled first, then a new TCP connection
+//! (with a connect timeout) and, for `https`, a rustls handshake with SNI
+//! and certificate verification.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use rustls::pki_types::ServerName;
+
+use super::endpoint::Endpoint;
+use super::pool::{Pool, PoolKey, UpstreamConn};
+use super::tls::TlsClients;
+use crate::net::Io;
+
+/// Why no connection could be made; all of these count as "5xx" for
+/// fallback purposes.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve upstream host `{0}`")]
+    Unresolved(Arc<str>),
+    #[error("connect to {addr} failed: {source}")]
+    Io {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error("connect to {0} timed out")]
+    Timeout(std::net::SocketAddr),
+    #[error("TLS handshake with {host} failed: {reason}")]
+    Tls { host: Arc<str>, reason: String },
+}
+
+/// TLS parameters for an `https` upstream.
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    pub sni: Arc<str>,
+    pub verify: bool,
+}
+
+/// A pooled connection to `endpoint` if one is idle, else a new one.
+pub async fn connect(
+    pool: &Pool,
+    endpoint: &Endpoint,
+    tls: Option<&TlsTarget>,
+    clients: &TlsClients,
+    timeout: Duration,
+) -> Result<UpstreamConn, ConnectError> {
+    let addr = endpoint
+        .addr()
+        .ok_or_else(|| ConnectError::Unresolved(endpoint.host.clone()))?;
+    let key = PoolKey {
+        addr,
+        tls: tls.map(|t| (t.sni.clone(), t.verify)),
+    };
+    if let Some(conn) = pool.take(&key) {
+        return Ok(conn);
+    }
+    let io = open(addr, tls, clients, timeout).await?;
+    Ok(UpstreamConn {
+        io,
+        key,
+        served: 0,
+        reused: false,
+    })
+}
+
+/// A fresh connection, never from the pool.
+pub async fn open(
+    addr: std::net::SocketAddr,
+    tls: Option<&TlsTarget>,
+    clients: &TlsClients,
+    timeout: Duration,
+) -> Result<Io, ConnectError> {
+    let work = async {
+        let tcp = TcpStream::connect_addr(addr)
+            .await
+            .map_err(|source| ConnectError::Io { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        let Some(t) = tls else {
+            return Ok(Io::Tcp(tcp));
+        };
+        let name = ServerName::try_from(t.sni.trim_matches(|c| c == '[' || c == ']').to_owned())
+            .map_err(|e| ConnectError::Tls {
+                host: t.sni.clone(),
+                reason: e.to_string(),
+            })?;
+        let connector = monoio_rustls::TlsConnector::from(clients.config(t.verify));
+        let stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ConnectError::Tls {
+                host: t.sni.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Io::ClientTls(Box::new(stream)))
+    };
+    match monoio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout(addr)),
+    }
+}

@@ -1,0 +1,164 @@
+//! Host names resolved off the request path.
+//!
+//! An [`Endpoint`] is resolved when the config is compiled (on the loader or
+//! Admin API thread, never a worker) and re-resolved every 30 s by one
+//! background thread, which publishes new addresses through `ArcSwap`.
+//! Workers only ever read the current list. IP literals never touch DNS.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::atomic::AtomicCell;
+
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub host: Arc<str>,
+    pub port: u16,
+    addrs: ArcSwap<Vec<SocketAddr>>,
+    /// Rotates through multiple addresses on new connections.
+    next: AtomicCell<u32>,
+}
+
+impl Endpoint {
+    /// Resolves `host:port` now (blocking; call only off the workers) and
+    /// registers the endpoint for periodic refresh when it is a name.
+    pub fn resolve(host: &str, port: u16) -> Arc<Endpoint> {
+        let is_ip = host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+            .is_ok();
+        let addrs = lookup(host, port);
+        if addrs.is_empty() {
+            tracing::warn!(
+                host,
+                port,
+                "cannot resolve upstream host yet; retrying every 30s"
+            );
+        }
+        let ep = Arc::new(Endpoint {
+            host: Arc::from(host),
+            port,
+            addrs: ArcSwap::from_pointee(addrs),
+            next: AtomicCell::new(0),
+        });
+        if !is_ip {
+            refresher().register(&ep);
+        }
+        ep
+    }
+
+    /// An endpoint with a fixed address (tests, health probes).
+    pub fn fixed(addr: SocketAddr) -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            host: Arc::from(addr.ip().to_string()),
+            port: addr.port(),
+            addrs: ArcSwap::from_pointee(vec![addr]),
+            next: AtomicCell::new(0),
+        })
+    }
+
+    /// The address for the next new connection, if resolved.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        let addrs = self.addrs.load();
+        match addrs.len() {
+            0 => None,
+            1 => Some(addrs[0]),
+            n => {
+                let i = self.next.fetch_add(1) as usize % n;
+                Some(addrs[i])
+            }
+        }
+    }
+
+    /// `host:port` as written in the config, for Host headers and logs.
+    pub fn authority(&self, default_port: u16) -> String {
+        if self.port == default_port {
+            self.host.to_string()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
+    let h = host.trim_matches(|c| c == '[' || c == ']');
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    (h, port)
+        .to_socket_addrs()
+        .map(|it| it.collect())
+        .unwrap_or_default()
+}
+
+/// The background resolver: a list of weak endpoint references, walked
+/// every [`REFRESH_EVERY`].
+struct Refresher {
+    sender: std::sync::mpsc::SyncSender<Weak<Endpoint>>,
+}
+
+impl Refresher {
+    fn register(&self, ep: &Arc<Endpoint>) {
+        // A full queue only delays the first refresh; the endpoint is
+        // already resolved.
+        let _ = self.sender.try_send(Arc::downgrade(ep));
+    }
+}
+
+fn refresher() -> &'static Refresher {
+    static R: OnceLock<Refresher> = OnceLock::new();
+    R.get_or_init(|| {
+        let (sender, rx) = std::sync::mpsc::sync_channel::<Weak<Endpoint>>(4096);
+        let spawned = std::thread::Builder::new()
+            .name("ringway-dns".into())
+            .spawn(move || {
+                let mut watched: Vec<Weak<Endpoint>> = Vec::new();
+                loop {
+                    match rx.recv_timeout(REFRESH_EVERY) {
+                        Ok(ep) => {
+                            watched.push(ep);
+                            continue;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                    watched.retain(|w| w.strong_count() > 0);
+                    for ep in watched.iter().filter_map(Weak::upgrade) {
+                        let fresh = lookup(&ep.host, ep.port);
+                        if !fresh.is_empty() && **ep.addrs.load() != fresh {
+                            tracing::info!(host = %ep.host, addrs = ?fresh, "upstream addresses changed");
+                            ep.addrs.store(Arc::new(fresh));
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the DNS refresh thread: {e}");
+        }
+        Refresher { sender }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_literals_resolve_without_dns() {
+        let ep = Endpoint::resolve("127.0.0.1", 8080);
+        assert_eq!(ep.addr(), Some("127.0.0.1:8080".parse().unwrap()));
+        let v6 = Endpoint::resolve("[::1]", 80);
+        assert_eq!(v6.addr(), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(ep.authority(80), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn localhost_resolves() {
+        let ep = Endpoint::resolve("localhost", 80);
+        assert!(ep.addr().is_some());
+    }
+}

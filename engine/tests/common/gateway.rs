@@ -1,0 +1,265 @@
+#![allow(unsafe_code)]
+//! Starts the real `ringway` binary with a generated config on loopback
+//! ports chosen by the kernel, waits for its "listening" lines, and stops
+//! it (SIGTERM, then SIGKILL) when dropped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Gateway {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub dir: tempfile::TempDir,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+/// Config pieces; `start` fills in loopback listeners.
+pub struct GatewayConfig {
+    pub workers: usize,
+    /// Extra lines for the `gateway:` section (without indentation).
+    pub gateway_extra: String,
+    /// The rest of the file (`services:`, `consumers:`, …).
+    pub body: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            workers: 2,
+            gateway_extra: String::new(),
+            body: String::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ringway")
+}
+
+impl Gateway {
+    /// Starts with default settings (2 workers) and `body` as services.
+    pub fn start(body: &str) -> Gateway {
+        Gateway::start_with(GatewayConfig {
+            body: body.to_owned(),
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(cfg: GatewayConfig) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut yaml = format!(
+            "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {}\n",
+            cfg.workers
+        );
+        let extra = cfg.gateway_extra.trim_end();
+        if !extra.contains("admin:") {
+            yaml.push_str("  admin: {enabled: false}\n");
+        }
+        if !extra.contains("metrics:") {
+            yaml.push_str("  metrics: {enabled: false}\n");
+        }
+        for line in extra.lines() {
+            yaml.push_str("  ");
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+        yaml.push_str(&cfg.body);
+        let path = dir.path().join("ringway.yaml");
+        std::fs::write(&path, &yaml).expect("write config");
+        Gateway::spawn(dir, &path, &cfg.env)
+    }
+
+    fn spawn(dir: tempfile::TempDir, path: &std::path::Path, env: &[(String, String)]) -> Gateway {
+        let mut cmd = Command::new(bin());
+        cmd.arg("-c")
+            .arg(path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ringway");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let err_buf = stderr.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                err_buf
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let (tx, rx) = mpsc::channel::<String>();
+        let out = child.stdout.take().expect("stdout");
+        let lines = stdout_lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut addr = None;
+        let mut tls_addr = None;
+        let mut admin_addr = None;
+        let mut metrics_addr = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("ringway: proxy listening on http://") {
+                        addr = Some(a.parse().expect("addr"));
+                    } else if let Some(a) =
+                        line.strip_prefix("ringway: proxy listening on https://")
+                    {
+                        tls_addr = Some(a.parse().expect("addr"));
+                    } else if let Some(a) =
+                        line.strip_prefix("ringway: admin API listening on http://")
+                    {
+                        admin_addr = Some(a.parse().expect("addr"));
+                    } else if let Some(a) =
+                        line.strip_prefix("ringway: metrics listening on http://")
+                    {
+                        metrics_addr = Some(a.parse().expect("addr"));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("ringway did not start; stderr:\n{}", stderr.lock().unwrap());
+                }
+            }
+        }
+        // The remaining announce lines follow immediately.
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Some(a) = line.strip_prefix("ringway: proxy listening on https://") {
+                tls_addr = Some(a.parse().expect("addr"));
+            } else if let Some(a) = line.strip_prefix("ringway: admin API listening on http://") {
+                admin_addr = Some(a.parse().expect("addr"));
+            } else if let Some(a) = line.strip_prefix("ringway: metrics listening on http://") {
+                metrics_addr = Some(a.parse().expect("addr"));
+            }
+        }
+        Gateway {
+            child: Some(child),
+            addr: addr.expect("proxy addr"),
+            tls_addr,
+            admin_addr,
+            metrics_addr,
+            dir,
+            stderr,
+            stdout: stdout_lines,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit code.
+    pub fn stop(&mut self, within: Duration) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait(within)
+    }
+
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `ringway --check -c` on `yaml`; returns (exit code, stdout+stderr).
+pub fn check(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let out = Command::new(bin())
+        .arg("--check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
