@@ -2,6 +2,8 @@
 //! pipelining, chunked bodies both ways, streaming without buffering,
 //! hop-by-hop and forwarding headers, errors with JSON bodies.
 
+#![allow(clippy::disallowed_types)]
+
 mod common;
 
 use std::sync::mpsc;
@@ -10,10 +12,7 @@ use std::time::Duration;
 use common::{client, Conn, Gateway, Upstream};
 
 fn gateway_for(up: &Upstream) -> Gateway {
-    Gateway::start(&format!(
-        "services:\n  - name: s\n    upstream:\n      nodes: [{}]\n    routes:\n      - name: all\n        uris: [\"/*\"]\n",
-        up.node_yaml()
-    ))
+    Gateway::start(&common::catch_all(up))
 }
 
 #[test]
@@ -21,10 +20,7 @@ fn upstream_sees_one_connection_for_many_sequential_requests() {
     let up = Upstream::echo();
     let gw = Gateway::start_with(common::gateway::GatewayConfig {
         workers: 1,
-        body: format!(
-            "services:\n  - name: s\n    upstream:\n      nodes: [{}]\n    routes:\n      - name: all\n        uris: [\"/*\"]\n",
-            up.node_yaml()
-        ),
+        body: common::catch_all(&up),
         ..Default::default()
     });
     let mut c = Conn::connect(gw.addr);

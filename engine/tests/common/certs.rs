@@ -66,6 +66,34 @@ impl TestPki {
         )
     }
 
+    /// A server config that only completes handshakes whose SNI is `name`.
+    pub fn server_config_requiring_sni(&self, name: &'static str) -> Arc<rustls::ServerConfig> {
+        #[derive(Debug)]
+        struct OnlyFor(&'static str, Arc<rustls::sign::CertifiedKey>);
+        impl rustls::server::ResolvesServerCert for OnlyFor {
+            fn resolve(
+                &self,
+                hello: rustls::server::ClientHello<'_>,
+            ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+                (hello.server_name() == Some(self.0)).then(|| self.1.clone())
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        let signing = provider.key_provider.load_private_key(key).unwrap();
+        let ck = Arc::new(rustls::sign::CertifiedKey::new(
+            vec![self.cert_der.clone()],
+            signing,
+        ));
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(OnlyFor(name, ck))),
+        )
+    }
+
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();

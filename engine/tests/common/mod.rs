@@ -2,7 +2,12 @@
 //! ([`gateway`]), a raw HTTP/1.1 client ([`client`]), a scripted plain
 //! HTTP upstream fixture for framing tests ([`upstream`]) and throwaway
 //! certificates ([`certs`]).
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::disallowed_types
+)]
 
 pub mod certs;
 pub mod client;
@@ -12,3 +17,11 @@ pub mod upstream;
 pub use client::Conn;
 pub use gateway::Gateway;
 pub use upstream::Upstream;
+
+/// A service with one catch-all route to `up`.
+pub fn catch_all(up: &Upstream) -> String {
+    format!(
+        "services:\n  - name: s\n    upstream:\n      nodes: [{}]\n    routes:\n      - name: all\n        uris: [\"/*\"]\n",
+        up.node_yaml()
+    )
+}

@@ -87,6 +87,7 @@ impl Upstream {
                 let (h, r, tls) = (handler.clone(), rec.clone(), tls.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_nodelay(true);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                     match tls {
                         None => serve(stream, id, &*h, &r),
                         Some(cfg) => {

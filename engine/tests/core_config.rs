@@ -1,0 +1,103 @@
+//! Engine core: configuration errors name the file, the field path and the
+//! reason; exit code 2; nothing starts. `${VAR}` interpolation.
+
+#![allow(clippy::disallowed_types)]
+
+mod common;
+
+use common::gateway::{bin, check, GatewayConfig};
+use common::{client, Gateway, Upstream};
+
+const OK: &str = "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: 1980, weight: 1}]\n    routes:\n      - name: r\n        uris: [\"/*\"]\n";
+
+#[test]
+fn valid_config_checks_ok() {
+    let (code, out) = check(OK);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is valid"), "{out}");
+}
+
+#[test]
+fn errors_name_file_field_and_reason() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: 1980, weight: -1}]\n    routes:\n      - name: r\n        uris: [\"/*\"]\n",
+            "services[0].upstream.nodes[0].weight: must be >= 0",
+        ),
+        (
+            "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: 1980}]\n    routes:\n      - name: r\n        uris: [\"/*\"]\n        methdos: [GET]\n",
+            "services[0].routes[0].methdos: unknown field `methdos`",
+        ),
+        (
+            "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: 1980}]\n    routes:\n      - name: r\n        uris: [\"/*\"]\n        plugins:\n          limit-count: {count: 1}\n",
+            "services[0].routes[0].plugins.limit-count: plugin `limit-count` is not supported by ringway",
+        ),
+        (
+            "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: \"${RINGWAY_TEST_UNSET_PORT}\"}]\n    routes:\n      - name: r\n        uris: [\"/*\"]\n",
+            "services[0].upstream.nodes[0].port: environment variable `RINGWAY_TEST_UNSET_PORT` is not set",
+        ),
+        (
+            "services:\n  - name: s\n    routes:\n      - name: r\n        uris: [\"/*\"]\n",
+            "services[0].routes[0]: route has nothing to answer it",
+        ),
+        (
+            "gateway:\n  workers: 0\n",
+            "gateway.workers: must be \"auto\" or an integer",
+        ),
+        (
+            "gateway:\n  listen: [\"not an address\"]\n",
+            "gateway.listen[0]:",
+        ),
+        ("services: [\n", "invalid YAML"),
+        ("upstreams: []\n", "upstreams: unknown top-level field"),
+        (
+            "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: 1980}]\n    routes:\n      - name: r\n        uris: [\"v1/chat\"]\n",
+            "services[0].routes[0].uris[0]: `v1/chat` must start with `/`",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let (code, out) = check(yaml);
+        assert_eq!(code, 2, "expected exit 2 for {yaml:?}, got {code}: {out}");
+        assert!(out.contains(expected), "expected {expected:?} in:\n{out}");
+        assert!(out.contains("bad.yaml"), "the file must be named: {out}");
+    }
+}
+
+#[test]
+fn invalid_config_starts_nothing() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "gateway:\n  listen: [\"127.0.0.1:{port}\"]\nservices:\n  - name: s\n    bogus: 1\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("services[0].bogus"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn env_variables_are_interpolated() {
+    let up = Upstream::echo();
+    let gw = Gateway::start_with(GatewayConfig {
+        body: "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: \"${UP_PORT}\", weight: 1}]\n    routes:\n      - name: r\n        uris: [\"${ROUTE_PREFIX}/*\"]\n".into(),
+        env: vec![
+            ("UP_PORT".into(), up.addr.port().to_string()),
+            ("ROUTE_PREFIX".into(), "/api".into()),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(client::get(gw.addr, "/api/x").status, 200);
+    assert_eq!(client::get(gw.addr, "/other").status, 404);
+}
