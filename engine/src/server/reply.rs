@@ -49,7 +49,7 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(s.ends_with("\r\n\r\n{\"error_msg\":\"404 Route Not Found\"}"));
-        assert!(s.contains("Content-Length: 34\r\n"));
+        assert!(s.contains("Content-Length: 35\r\n"));
         let mut out = Vec::new();
         error(&mut out, 400, "a \"quoted\" thing", false);
         let s = String::from_utf8(out).unwrap();
