@@ -26,7 +26,7 @@ pub struct ClientConn {
     pub tls: bool,
     /// The client socket's descriptor (under TLS too), for [`PeerWatch`].
     pub raw_fd: RawFd,
-    /// Created on first use by [`ClientConn::ensure_watch`].
+    /// Created on first use, when an exchange turns out to be slow.
     pub watch: Option<PeerWatch>,
     /// Bytes read from the client and not yet consumed.
     pub rbuf: BytesMut,
@@ -52,13 +52,6 @@ impl ClientConn {
             wbuf: Vec::with_capacity(4096),
             scratch: Vec::with_capacity(32),
             uscratch: Vec::with_capacity(32),
-        }
-    }
-
-    /// Creates the watch for this client going away, once per connection.
-    pub fn ensure_watch(&mut self) {
-        if self.watch.is_none() {
-            self.watch = PeerWatch::new(self.raw_fd);
         }
     }
 

@@ -125,10 +125,7 @@ pub fn run(
             tracing::warn!(worker = index, cpu, "cannot pin worker to its core: {e}");
         }
     }
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .with_entries(4096)
-        .build()?;
+    let mut rt = runtime()?;
     rt.block_on(async move {
         let drain = shared.gateway.timeouts.drain;
         let w = Rc::new(Worker::new(index, shared));
@@ -152,6 +149,37 @@ pub fn run(
         }
         Ok(())
     })
+}
+
+type Runtime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// Builds this thread's runtime. The ring is set up for one issuer with
+/// cooperative task running: completions are picked up at the next
+/// `io_uring_enter` instead of interrupting the worker with an IPI (a
+/// measured ~10% of CPU under load). Older kernels without those flags get a
+/// plain ring; no io_uring at all gets the epoll driver.
+fn runtime() -> std::io::Result<Runtime> {
+    const ENTRIES: u32 = 4096;
+    let mut urb = io_uring::IoUring::builder();
+    urb.setup_coop_taskrun().setup_single_issuer();
+    match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(ENTRIES)
+        .uring_builder(urb)
+        .build()
+    {
+        Ok(rt) => Ok(rt),
+        Err(e) => {
+            tracing::debug!("io_uring with COOP_TASKRUN unavailable ({e}); using a plain ring");
+            monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .enable_timer()
+                .with_entries(ENTRIES)
+                .build()
+        }
+    }
 }
 
 async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
