@@ -1,0 +1,1 @@
+//! Wire formats spoken by LLM APIs and conversions between them.
