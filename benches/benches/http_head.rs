@@ -34,7 +34,9 @@ fn parse(c: &mut Criterion) {
         let mut scratch = Vec::with_capacity(32);
         b.iter(|| {
             let end = find_head_end(std::hint::black_box(&bytes), 0).expect("complete head");
-            let head = RequestHead::parse(bytes.slice(..end), &limits, std::mem::take(&mut scratch)).expect("valid head");
+            let head =
+                RequestHead::parse(bytes.slice(..end), &limits, std::mem::take(&mut scratch))
+                    .expect("valid head");
             let n = head.headers.len();
             scratch = head.recycle();
             n
@@ -44,7 +46,9 @@ fn parse(c: &mut Criterion) {
         b.iter(|| {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut req = httparse::Request::new(&mut headers);
-            let status = req.parse(std::hint::black_box(CHAT_HEAD)).expect("valid head");
+            let status = req
+                .parse(std::hint::black_box(CHAT_HEAD))
+                .expect("valid head");
             status.is_complete()
         })
     });

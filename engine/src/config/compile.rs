@@ -11,7 +11,7 @@ use super::error::{ConfigError, FieldPath};
 use super::gateway::GatewaySettings;
 use super::resources::{id_string, Kind, Resources, Route, Upstream};
 use super::snapshot::{CompiledRoute, Handler, Snapshot};
-use crate::plugins;
+use crate::plugins::{self, PluginChain};
 use crate::router::{HostSet, MethodSet, RouteMatch, Router, UriPattern};
 use crate::upstream::{TlsClients, UpstreamSpec};
 
@@ -36,15 +36,20 @@ pub fn compile(
         let compiled = cx.route(id, route, &at, &mut router, routes.len())?;
         routes.push(compiled);
     }
+    let mut global_plugins = PluginChain::default();
     for (id, rule) in &res.global_rules {
         let at = FieldPath::from_origin(res.origin(Kind::GlobalRule, id));
-        plugins::compile(&rule.plugins, &at)?;
+        let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule)?;
+        global_plugins = PluginChain::overlay(global_plugins, chain);
     }
+    let consumers = super::consumers::Consumers::compile(&res)?;
     Ok(Snapshot {
         generation: 0,
         gateway,
         router: router.build(),
         routes,
+        global_plugins,
+        consumers,
         upstream_slots: cx.slots,
         tls,
         resources: res.clone(),
@@ -129,18 +134,20 @@ impl Compiler<'_> {
             );
         }
 
-        // Plugins: the service's, overridden by the route's of the same name.
-        let mut merged = BTreeMap::new();
-        if let (Some((_, svc)), Some(sat)) = (&service, &svc_at) {
-            if let Some(p) = &svc.plugins {
-                plugins::compile(p, &sat.field("plugins"))?;
-                merged.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        }
-        let route_plugins = route.plugins.clone().unwrap_or_default();
-        let chain = plugins::compile(&route_plugins, &at.field("plugins"))?;
-        merged.extend(route_plugins);
-        let _ = merged;
+        // Plugins: the service's, overridden by the route's of the same name
+        // (each checked where it is written, so errors name the right path).
+        let service_chain = match (&service, &svc_at) {
+            (Some((_, svc)), Some(sat)) => match &svc.plugins {
+                Some(p) => plugins::compile(p, &sat.field("plugins"), plugins::Scope::Service)?,
+                None => PluginChain::default(),
+            },
+            _ => PluginChain::default(),
+        };
+        let route_chain = match &route.plugins {
+            Some(p) => plugins::compile(p, &at.field("plugins"), plugins::Scope::Route)?,
+            None => PluginChain::default(),
+        };
+        let chain = PluginChain::overlay(service_chain, route_chain);
 
         // What answers the request.
         let upstream = if let Some(u) = &route.upstream {

@@ -8,6 +8,7 @@
 
 pub mod adc;
 pub mod compile;
+pub mod consumers;
 pub mod env;
 pub mod error;
 pub mod gateway;

@@ -39,6 +39,9 @@ pub struct Snapshot {
     pub gateway: Arc<GatewaySettings>,
     pub router: Router,
     pub routes: Vec<CompiledRoute>,
+    /// Plugins of all global rules, run before each route's.
+    pub global_plugins: PluginChain,
+    pub consumers: super::consumers::Consumers,
     /// Number of per-worker round-robin counters plain upstreams use.
     pub upstream_slots: usize,
     pub tls: TlsClients,

@@ -21,10 +21,13 @@ pub enum OutBody {
 }
 
 /// Facts about the client side needed to write forwarding headers.
-pub struct ClientSide {
+pub struct ClientSide<'a> {
     pub peer: SocketAddr,
     pub tls: bool,
     pub local_port: u16,
+    /// `hide_credentials`: a header and/or query parameter to drop.
+    pub hide_header: Option<&'a str>,
+    pub hide_query: Option<&'a str>,
 }
 
 /// Headers the gateway sets itself and therefore drops from the client.
@@ -54,7 +57,19 @@ pub fn write_request_head(
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     let target = head.target();
-    if target.first() == Some(&b'/') || target == b"*" {
+    if let (Some(hidden), Some(q)) = (client.hide_query, head.query()) {
+        out.extend_from_slice(head.path());
+        let mut first = true;
+        for pair in q.split(|&b| b == b'&') {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+            if name == hidden.as_bytes() || pair.is_empty() {
+                continue;
+            }
+            out.push(if first { b'?' } else { b'&' });
+            first = false;
+            out.extend_from_slice(pair);
+        }
+    } else if target.first() == Some(&b'/') || target == b"*" {
         out.extend_from_slice(target);
     } else {
         // absolute-form → origin-form
@@ -80,6 +95,12 @@ pub fn write_request_head(
 
     for (name, value) in head.header_pairs() {
         if is_hop_by_hop(name) || replaced_by_gateway(name) {
+            continue;
+        }
+        if client
+            .hide_header
+            .is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(name))
+        {
             continue;
         }
         if head.connection_extra && listed_in_connection(name, head.header_all("connection")) {

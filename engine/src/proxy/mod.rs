@@ -167,7 +167,7 @@ async fn exchange(
     let gw = &w.gateway;
     let sent_at = Instant::now();
     ctx.upstream_addr = Some(up.key.addr);
-    send_request(w, c, head, body, spec, node, &mut up)
+    send_request(w, c, head, body, spec, node, &mut up, ctx)
         .await
         .map_err(Failure::BeforeResponse)?;
 
@@ -296,6 +296,7 @@ async fn send_request(
     spec: &UpstreamSpec,
     node: &Node,
     up: &mut UpstreamConn,
+    ctx: &RequestCtx,
 ) -> Result<(), ProxyError> {
     let out_body = match body {
         Body::Empty => OutBody::None,
@@ -309,6 +310,8 @@ async fn send_request(
         peer: c.peer,
         tls: c.tls,
         local_port: c.local_port,
+        hide_header: ctx.hide_header.as_deref(),
+        hide_query: ctx.hide_query.as_deref(),
     };
     let mut out = std::mem::take(&mut c.wbuf);
     out.clear();

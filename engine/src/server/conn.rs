@@ -17,6 +17,7 @@ use super::worker::Worker;
 use crate::config::Handler;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HeaderSpan, HttpError, RequestHead};
 use crate::net::{self, Io, PeerWatch};
+use crate::plugins::{AccessCx, Flow};
 
 /// A client connection and the buffers it reuses across requests.
 pub struct ClientConn {
@@ -203,6 +204,20 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
+    let flow = {
+        let mut cx = AccessCx {
+            head: &head,
+            ctx: &mut ctx,
+            snap: &snap,
+        };
+        match snap.global_plugins.access(&mut cx).await {
+            Flow::Continue => route.plugins.access(&mut cx).await,
+            answered => answered,
+        }
+    };
+    if let Flow::Respond { status, body } = flow {
+        return reply_body(w, c, head, status, &body, keep_alive).await;
+    }
     let keep = match &route.handler {
         Handler::Upstream(spec) => {
             crate::proxy::forward(w, &snap, spec, c, &head, &mut ctx, keep_alive).await
@@ -222,8 +237,20 @@ pub async fn reply_error(
     message: &str,
     keep_alive: bool,
 ) -> bool {
+    reply_body(w, c, head, status, &reply::error_body(message), keep_alive).await
+}
+
+/// Like [`reply_error`] with a ready JSON body (plugin answers).
+pub async fn reply_body(
+    w: &Worker,
+    c: &mut ClientConn,
+    head: RequestHead,
+    status: u16,
+    body: &str,
+    keep_alive: bool,
+) -> bool {
     let keep = keep_alive && !head.expect_continue && discard_body(w, c, &head).await;
-    reply::error(&mut c.wbuf, status, message, keep);
+    reply::json(&mut c.wbuf, status, body.as_bytes(), keep, &[]);
     c.scratch = head.recycle();
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep
 }

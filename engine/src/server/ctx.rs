@@ -29,6 +29,11 @@ pub struct RequestCtx {
     pub started: Instant,
     pub peer: SocketAddr,
     pub route_id: Option<Arc<str>>,
+    /// Set by an auth plugin.
+    pub consumer: Option<Arc<crate::config::consumers::Consumer>>,
+    /// `hide_credentials`: a header / query parameter not to forward.
+    pub hide_header: Option<Arc<str>>,
+    pub hide_query: Option<Arc<str>>,
     pub request_type: RequestType,
     /// Status sent to the client (0 until a head was written).
     pub status: u16,
@@ -46,6 +51,9 @@ impl RequestCtx {
             started,
             peer,
             route_id: None,
+            consumer: None,
+            hide_header: None,
+            hide_query: None,
             request_type: RequestType::TraditionalHttp,
             status: 0,
             bytes_sent: 0,

@@ -1,0 +1,97 @@
+//! Compiled consumers: each consumer's own plugins (merged over a route's
+//! after authentication, as APISIX does) and an index from API key to
+//! consumer for `key-auth`. Keys come from the consumer's `key-auth` plugin
+//! and from its credentials; a key used twice is a configuration error.
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+
+use super::error::{ConfigError, FieldPath};
+use super::resources::{Kind, Resources};
+use crate::plugins::key_auth::{constant_time_eq, Credential, NAME as KEY_AUTH};
+use crate::plugins::{self, PluginChain, Scope};
+
+#[derive(Debug)]
+pub struct Consumer {
+    pub username: Arc<str>,
+    pub plugins: PluginChain,
+}
+
+#[derive(Debug, Default)]
+pub struct Consumers {
+    /// API key → (the key again, for the constant-time check; consumer).
+    /// `AHashMap` hashes with per-process random keys.
+    by_key: AHashMap<Box<[u8]>, (Box<[u8]>, Arc<Consumer>)>,
+    by_name: AHashMap<Arc<str>, Arc<Consumer>>,
+}
+
+impl Consumers {
+    pub fn compile(res: &Resources) -> Result<Consumers, ConfigError> {
+        let mut out = Consumers::default();
+        let mut key_origin: AHashMap<Box<[u8]>, String> = AHashMap::new();
+        for (username, c) in &res.consumers {
+            let at = FieldPath::from_origin(res.origin(Kind::Consumer, username));
+            let plugins = match &c.plugins {
+                Some(p) => plugins::compile(p, &at.field("plugins"), Scope::Consumer)?,
+                None => PluginChain::default(),
+            };
+            let consumer = Arc::new(Consumer {
+                username: Arc::from(username.as_str()),
+                plugins,
+            });
+            let mut keys: Vec<(Box<[u8]>, FieldPath)> = Vec::new();
+            if let Some(v) = c.plugins.as_ref().and_then(|p| p.get(KEY_AUTH)) {
+                let kat = at.field("plugins").field(KEY_AUTH);
+                keys.push((Credential::compile(v, &kat)?.key, kat));
+            }
+            for (id, cred) in res.credentials.get(username).into_iter().flatten() {
+                let cat = FieldPath::from_origin(
+                    res.origin(Kind::Credential, &format!("{username}/{id}")),
+                );
+                for (name, v) in &cred.plugins {
+                    let pat = if cat.as_str().is_empty() {
+                        FieldPath::root().field("plugins").field(name)
+                    } else {
+                        cat.field("config")
+                    };
+                    if name != KEY_AUTH {
+                        return Err(pat.error(format!(
+                            "credential type `{name}` is not supported by ringway (supported: key-auth)"
+                        )));
+                    }
+                    keys.push((Credential::compile(v, &pat)?.key, pat));
+                }
+            }
+            for (key, kat) in keys {
+                if let Some(other) = key_origin.get(&key) {
+                    return Err(kat
+                        .field("key")
+                        .error(format!("this key is already used by {other}")));
+                }
+                key_origin.insert(key.clone(), format!("consumer `{username}`"));
+                out.by_key.insert(key.clone(), (key, consumer.clone()));
+            }
+            out.by_name.insert(consumer.username.clone(), consumer);
+        }
+        Ok(out)
+    }
+
+    /// The consumer owning API key `key`.
+    pub fn by_key(&self, key: &[u8]) -> Option<&Arc<Consumer>> {
+        let (stored, consumer) = self.by_key.get(key)?;
+        constant_time_eq(stored, key).then_some(consumer)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Consumer>> {
+        self.by_name.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

@@ -1,0 +1,216 @@
+//! `key-auth`: identifies the consumer from an API key in a header or query
+//! parameter, as APISIX does (`apikey` by default), and answers 401 with
+//! APISIX's bodies when the key is missing or unknown.
+//!
+//! Keys are found through a hash map keyed by a per-process random hash (so
+//! lookup time does not depend on how much of a key matches) and then
+//! compared in constant time. The consumer's name goes into the request
+//! context for logs, limits and `chash` `hash_on: consumer`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{AccessCx, Flow};
+use crate::config::{from_value, ConfigError, FieldPath};
+
+pub const NAME: &str = "key-auth";
+pub const PRIORITY: i32 = 2500;
+
+/// The route-side config.
+#[derive(Debug, Clone)]
+pub struct KeyAuth {
+    pub header: Arc<str>,
+    pub query: Arc<str>,
+    pub hide_credentials: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyAuthFile {
+    #[serde(default = "default_name")]
+    header: String,
+    #[serde(default = "default_name")]
+    query: String,
+    #[serde(default)]
+    hide_credentials: bool,
+    #[serde(default, rename = "_meta")]
+    _meta: Option<Value>,
+}
+
+fn default_name() -> String {
+    "apikey".to_owned()
+}
+
+impl KeyAuth {
+    pub fn compile(value: &Value, at: &FieldPath) -> Result<KeyAuth, ConfigError> {
+        let f: KeyAuthFile = from_value(value, at)?;
+        if f.header.is_empty()
+            || !f
+                .header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(at.field("header").error("must be a header name"));
+        }
+        if f.query.is_empty() {
+            return Err(at.field("query").error("must not be empty"));
+        }
+        Ok(KeyAuth {
+            header: Arc::from(f.header),
+            query: Arc::from(f.query),
+            hide_credentials: f.hide_credentials,
+        })
+    }
+
+    pub fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
+        let from_header = cx.head.header(&self.header);
+        let key = match from_header {
+            Some(k) => Some(k),
+            None => cx
+                .head
+                .query()
+                .and_then(|q| query_param(q, self.query.as_bytes())),
+        };
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return unauthorized("Missing API key in request");
+        };
+        let key = percent_decode(key);
+        match cx.snap.consumers.by_key(&key) {
+            Some(consumer) => {
+                cx.ctx.consumer = Some(consumer.clone());
+                if self.hide_credentials {
+                    if from_header.is_some() {
+                        cx.ctx.hide_header = Some(self.header.clone());
+                    } else {
+                        cx.ctx.hide_query = Some(self.query.clone());
+                    }
+                }
+                Flow::Continue
+            }
+            None => unauthorized("Invalid API key in request"),
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> Flow {
+    Flow::Respond {
+        status: 401,
+        body: serde_json::json!({ "message": message }).to_string(),
+    }
+}
+
+/// A consumer's credential: `{key}`.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub key: Box<[u8]>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialFile {
+    key: String,
+    #[serde(default, rename = "_meta")]
+    _meta: Option<Value>,
+}
+
+impl Credential {
+    pub fn compile(value: &Value, at: &FieldPath) -> Result<Credential, ConfigError> {
+        let f: CredentialFile = from_value(value, at)?;
+        if f.key.is_empty() {
+            return Err(at.field("key").error("must not be empty"));
+        }
+        Ok(Credential {
+            key: f.key.into_bytes().into_boxed_slice(),
+        })
+    }
+}
+
+/// The value of query parameter `name` (raw, still percent-encoded).
+pub fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    query.split(|&b| b == b'&').find_map(|pair| {
+        let (k, v) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        (k == name).then_some(v)
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding) when present.
+fn percent_decode(v: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !v.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' if i + 2 < v.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(v[i + 1]), hex(v[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Equality whose running time depends only on the lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_and_decoding() {
+        assert_eq!(
+            query_param(b"a=1&apikey=k%2By&b", b"apikey"),
+            Some(&b"k%2By"[..])
+        );
+        assert_eq!(query_param(b"apikey", b"apikey"), Some(&b""[..]));
+        assert_eq!(query_param(b"x=apikey", b"apikey"), None);
+        assert_eq!(&*percent_decode(b"k%2By"), b"k+y");
+        assert_eq!(&*percent_decode(b"a+b"), b"a b");
+        assert_eq!(&*percent_decode(b"bad%2"), b"bad%2");
+    }
+
+    #[test]
+    fn constant_time_equality() {
+        assert!(constant_time_eq(b"john-key", b"john-key"));
+        assert!(!constant_time_eq(b"john-key", b"john-kex"));
+        assert!(!constant_time_eq(b"john", b"john-key"));
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let k = KeyAuth::compile(&serde_json::json!({}), &FieldPath::root()).unwrap();
+        assert_eq!(&*k.header, "apikey");
+        assert_eq!(&*k.query, "apikey");
+        assert!(!k.hide_credentials);
+        let e = KeyAuth::compile(
+            &serde_json::json!({"hedaer": "x"}),
+            &FieldPath::root().field("key-auth"),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "key-auth.hedaer");
+        let e = Credential::compile(&serde_json::json!({}), &FieldPath::root()).unwrap_err();
+        assert!(e.reason.contains("missing field `key`"));
+    }
+}
