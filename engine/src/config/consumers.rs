@@ -18,11 +18,14 @@ pub struct Consumer {
     pub plugins: PluginChain,
 }
 
+/// The key (kept for a constant-time re-check) and its consumer.
+type KeyEntry = (Box<[u8]>, Arc<Consumer>);
+
 #[derive(Debug, Default)]
 pub struct Consumers {
     /// API key → (the key again, for the constant-time check; consumer).
     /// `AHashMap` hashes with per-process random keys.
-    by_key: AHashMap<Box<[u8]>, (Box<[u8]>, Arc<Consumer>)>,
+    by_key: AHashMap<Box<[u8]>, KeyEntry>,
     by_name: AHashMap<Arc<str>, Arc<Consumer>>,
 }
 

@@ -288,6 +288,7 @@ async fn read_resp(
 }
 
 /// Writes the request head and body to the upstream.
+#[allow(clippy::too_many_arguments)]
 async fn send_request(
     w: &Worker,
     c: &mut ClientConn,
