@@ -8,6 +8,7 @@
 
 pub mod balance;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod net;
 pub mod plugins;

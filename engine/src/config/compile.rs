@@ -10,21 +10,26 @@ use serde_json::Value;
 use super::error::{ConfigError, FieldPath};
 use super::gateway::GatewaySettings;
 use super::resources::{id_string, Kind, Resources, Route, Upstream};
+use super::shared::{Carry, SharedState};
 use super::snapshot::{CompiledRoute, Handler, Snapshot};
-use crate::plugins::{self, PluginChain};
+use crate::plugins::{self, CompileCx, PluginChain};
 use crate::router::{HostSet, MethodSet, RouteMatch, Router, UriPattern};
 use crate::upstream::{TlsClients, UpstreamSpec};
 
-/// Compiles `res` into a snapshot (generation 0; the cell numbers it).
+/// Compiles `res` into a snapshot (generation 0; the cell numbers it),
+/// carrying shared state over from `prev` (the snapshot being replaced).
 pub fn compile(
     res: Arc<Resources>,
     gateway: Arc<GatewaySettings>,
     tls: TlsClients,
+    prev: Option<&SharedState>,
 ) -> Result<Snapshot, ConfigError> {
+    let mut carry = Carry::new(prev);
     let mut cx = Compiler {
         res: &res,
         slots: 0,
         upstreams_by_id: BTreeMap::new(),
+        carry: &mut carry,
     };
     let mut router = Router::builder();
     let mut routes = Vec::with_capacity(res.routes.len());
@@ -36,13 +41,18 @@ pub fn compile(
         let compiled = cx.route(id, route, &at, &mut router, routes.len())?;
         routes.push(compiled);
     }
+    let slots = cx.slots;
     let mut global_plugins = PluginChain::default();
     for (id, rule) in &res.global_rules {
         let at = FieldPath::from_origin(res.origin(Kind::GlobalRule, id));
-        let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule)?;
+        let mut pcx = CompileCx {
+            owner: Arc::from("global"),
+            carry: &mut carry,
+        };
+        let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule, &mut pcx)?;
         global_plugins = PluginChain::overlay(global_plugins, chain);
     }
-    let consumers = super::consumers::Consumers::compile(&res)?;
+    let consumers = super::consumers::Consumers::compile(&res, &mut carry)?;
     Ok(Snapshot {
         generation: 0,
         gateway,
@@ -50,19 +60,21 @@ pub fn compile(
         routes,
         global_plugins,
         consumers,
-        upstream_slots: cx.slots,
+        upstream_slots: slots,
+        shared: carry.next,
         tls,
         resources: res.clone(),
     })
 }
 
-struct Compiler<'a> {
+struct Compiler<'a, 'c, 'p> {
     res: &'a Resources,
     slots: usize,
     upstreams_by_id: BTreeMap<String, Arc<UpstreamSpec>>,
+    carry: &'c mut Carry<'p>,
 }
 
-impl Compiler<'_> {
+impl Compiler<'_, '_, '_> {
     fn route(
         &mut self,
         id: &str,
@@ -137,14 +149,26 @@ impl Compiler<'_> {
         // Plugins: the service's, overridden by the route's of the same name
         // (each checked where it is written, so errors name the right path).
         let service_chain = match (&service, &svc_at) {
-            (Some((_, svc)), Some(sat)) => match &svc.plugins {
-                Some(p) => plugins::compile(p, &sat.field("plugins"), plugins::Scope::Service)?,
+            (Some((sid, svc)), Some(sat)) => match &svc.plugins {
+                Some(p) => {
+                    let mut pcx = CompileCx {
+                        owner: Arc::from(format!("service/{sid}")),
+                        carry: self.carry,
+                    };
+                    plugins::compile(p, &sat.field("plugins"), plugins::Scope::Service, &mut pcx)?
+                }
                 None => PluginChain::default(),
             },
             _ => PluginChain::default(),
         };
         let route_chain = match &route.plugins {
-            Some(p) => plugins::compile(p, &at.field("plugins"), plugins::Scope::Route)?,
+            Some(p) => {
+                let mut pcx = CompileCx {
+                    owner: Arc::from(format!("route/{id}")),
+                    carry: self.carry,
+                };
+                plugins::compile(p, &at.field("plugins"), plugins::Scope::Route, &mut pcx)?
+            }
             None => PluginChain::default(),
         };
         let chain = PluginChain::overlay(service_chain, route_chain);

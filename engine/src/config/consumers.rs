@@ -30,13 +30,22 @@ pub struct Consumers {
 }
 
 impl Consumers {
-    pub fn compile(res: &Resources) -> Result<Consumers, ConfigError> {
+    pub fn compile(
+        res: &Resources,
+        carry: &mut super::shared::Carry<'_>,
+    ) -> Result<Consumers, ConfigError> {
         let mut out = Consumers::default();
         let mut key_origin: AHashMap<Box<[u8]>, String> = AHashMap::new();
         for (username, c) in &res.consumers {
             let at = FieldPath::from_origin(res.origin(Kind::Consumer, username));
             let plugins = match &c.plugins {
-                Some(p) => plugins::compile(p, &at.field("plugins"), Scope::Consumer)?,
+                Some(p) => {
+                    let mut cx = plugins::CompileCx {
+                        owner: Arc::from(format!("consumer/{username}")),
+                        carry,
+                    };
+                    plugins::compile(p, &at.field("plugins"), Scope::Consumer, &mut cx)?
+                }
                 None => PluginChain::default(),
             };
             let consumer = Arc::new(Consumer {

@@ -13,6 +13,7 @@ pub mod env;
 pub mod error;
 pub mod gateway;
 pub mod resources;
+pub mod shared;
 pub mod snapshot;
 
 use std::path::Path;
@@ -70,6 +71,6 @@ pub fn load_str(
     )?);
     let resources = Arc::new(adc::to_resources(&map)?);
     let tls = TlsClients::new(gateway.ssl_trusted_certificate.as_deref())?;
-    let snapshot = compile(resources, gateway.clone(), tls)?;
+    let snapshot = compile(resources, gateway.clone(), tls, None)?;
     Ok(Loaded { gateway, snapshot })
 }

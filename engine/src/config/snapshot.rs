@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub consumers: super::consumers::Consumers,
     /// Number of per-worker round-robin counters plain upstreams use.
     pub upstream_slots: usize,
+    /// Instance health, cooldowns and tickets, carried across reloads.
+    pub shared: super::shared::SharedState,
     pub tls: TlsClients,
     /// The source resources (the Admin API edits a copy and recompiles).
     pub resources: Arc<Resources>,

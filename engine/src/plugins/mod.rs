@@ -28,6 +28,14 @@ pub enum Scope {
     Consumer,
 }
 
+/// What plugin compilers may use besides their config: the owner of the
+/// config (for state that survives reloads) and the state carrier.
+pub struct CompileCx<'c, 'a> {
+    /// `route/<id>`, `service/<id>`, `consumer/<name>` or `global`.
+    pub owner: std::sync::Arc<str>,
+    pub carry: &'c mut crate::config::shared::Carry<'a>,
+}
+
 /// The plugins ringway implements, by APISIX name.
 pub const SUPPORTED: &[&str] = &["key-auth"];
 
@@ -121,10 +129,15 @@ impl PluginChain {
 }
 
 /// Compiles a `plugins` map found at `at`.
-pub fn compile(map: &PluginMap, at: &FieldPath, scope: Scope) -> Result<PluginChain, ConfigError> {
+pub fn compile(
+    map: &PluginMap,
+    at: &FieldPath,
+    scope: Scope,
+    cx: &mut CompileCx<'_, '_>,
+) -> Result<PluginChain, ConfigError> {
     let mut plugins = Vec::with_capacity(map.len());
     for (name, value) in map {
-        if let Some(p) = compile_one(name, value, &at.field(name), scope)? {
+        if let Some(p) = compile_one(name, value, &at.field(name), scope, cx)? {
             plugins.push(p);
         }
     }
@@ -140,7 +153,9 @@ fn compile_one(
     value: &Value,
     at: &FieldPath,
     scope: Scope,
+    cx: &mut CompileCx<'_, '_>,
 ) -> Result<Option<Plugin>, ConfigError> {
+    let _ = &cx;
     match name {
         key_auth::NAME => match scope {
             Scope::Consumer => {

@@ -1,0 +1,68 @@
+//! State that outlives a snapshot: per-instance health and cooldowns and
+//! the round-robin tickets of priority groups. A new snapshot takes the
+//! old snapshot's entries for the same owner (the route or service the
+//! plugin is configured on) and instance name, so a reload keeps windows,
+//! cooldowns and the exact weighted split going (monolake's
+//! "build the new service from the old one").
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use ahash::AHashMap;
+
+use crate::health::InstanceState;
+
+#[derive(Debug, Default)]
+pub struct SharedState {
+    instances: AHashMap<(Arc<str>, Arc<str>), Arc<InstanceState>>,
+    tickets: AHashMap<(Arc<str>, i64), Arc<AtomicU64>>,
+}
+
+/// Hands out shared state during a compile, reusing the previous
+/// snapshot's where the identity matches.
+pub struct Carry<'a> {
+    prev: Option<&'a SharedState>,
+    pub next: SharedState,
+}
+
+impl<'a> Carry<'a> {
+    pub fn new(prev: Option<&'a SharedState>) -> Carry<'a> {
+        Carry {
+            prev,
+            next: SharedState::default(),
+        }
+    }
+
+    pub fn instance(&mut self, owner: &Arc<str>, name: &Arc<str>) -> Arc<InstanceState> {
+        let key = (owner.clone(), name.clone());
+        if let Some(s) = self.next.instances.get(&key) {
+            return s.clone();
+        }
+        let s = self
+            .prev
+            .and_then(|p| p.instances.get(&key).cloned())
+            .unwrap_or_default();
+        self.next.instances.insert(key, s.clone());
+        s
+    }
+
+    pub fn ticket(&mut self, owner: &Arc<str>, priority: i64) -> Arc<AtomicU64> {
+        let key = (owner.clone(), priority);
+        if let Some(t) = self.next.tickets.get(&key) {
+            return t.clone();
+        }
+        let t = self
+            .prev
+            .and_then(|p| p.tickets.get(&key).cloned())
+            .unwrap_or_default();
+        self.next.tickets.insert(key, t.clone());
+        t
+    }
+}
+
+impl SharedState {
+    /// Every instance state with its owner and name (health probes, metrics).
+    pub fn instances(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &Arc<InstanceState>)> {
+        self.instances.iter().map(|((o, n), s)| (o, n, s))
+    }
+}
