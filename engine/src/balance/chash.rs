@@ -46,15 +46,38 @@ impl ChashRing {
 
     /// Members in ring order starting at `key`'s point, each once: the
     /// first is the owner, the rest are the fallback order.
-    pub fn walk(&self, key: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    pub fn walk(&self, key: &[u8]) -> RingWalk<'_> {
         let h = hash(key);
-        let start = self.points.partition_point(|&(p, _)| p < h);
-        let n = self.points.len();
-        let mut seen = Seen::new(self.members);
-        (0..n).filter_map(move |k| {
-            let (_, m) = self.points[(start + k) % n];
-            seen.insert(m as usize).then_some(m as usize)
-        })
+        RingWalk {
+            start: self.points.partition_point(|&(p, _)| p < h),
+            k: 0,
+            seen: Seen::new(self.members),
+            ring: self,
+        }
+    }
+}
+
+/// Iterator of [`ChashRing::walk`].
+pub struct RingWalk<'a> {
+    ring: &'a ChashRing,
+    start: usize,
+    k: usize,
+    seen: Seen,
+}
+
+impl Iterator for RingWalk<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let n = self.ring.points.len();
+        while self.k < n {
+            let (_, m) = self.ring.points[(self.start + self.k) % n];
+            self.k += 1;
+            if self.seen.insert(m as usize) {
+                return Some(m as usize);
+            }
+        }
+        None
     }
 }
 

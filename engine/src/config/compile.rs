@@ -189,9 +189,10 @@ impl Compiler<'_, '_, '_> {
         } else {
             None
         };
-        let handler = match upstream {
-            Some(u) => Handler::Upstream(u),
-            None => {
+        let handler = match (chain.ai_proxy(), upstream) {
+            (Some(ai), _) => Handler::Ai(ai.clone()),
+            (None, Some(u)) => Handler::Upstream(u),
+            (None, None) => {
                 return Err(at.error(
                     "route has nothing to answer it: set an `upstream` (on the route or its service) or the `ai-proxy-multi` plugin",
                 ))

@@ -23,6 +23,8 @@ use crate::upstream::{TlsClients, UpstreamSpec};
 pub enum Handler {
     /// Plain HTTP proxying (`request_type` `traditional_http`).
     Upstream(Arc<UpstreamSpec>),
+    /// `ai-proxy-multi` answers (an upstream, if any, is not used).
+    Ai(Arc<crate::plugins::ai_proxy_multi::AiProxyMulti>),
 }
 
 #[derive(Debug)]

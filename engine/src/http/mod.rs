@@ -7,11 +7,13 @@
 //! performs I/O: callers feed bytes and get "need more", a parsed value, or an
 //! [`HttpError`] that already knows its status code.
 
+pub mod body;
 pub mod chunked;
 pub mod error;
 pub mod headers;
 pub mod request;
 pub mod response;
+pub mod vars;
 pub mod write;
 
 pub use error::HttpError;

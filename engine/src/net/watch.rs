@@ -13,6 +13,40 @@ use std::os::fd::{FromRawFd, RawFd};
 
 use monoio::net::TcpStream;
 
+/// How long work may run before the client is watched for leaving. Fast
+/// exchanges finish first and pay nothing; slow ones (an LLM thinking, a
+/// stream) get a [`PeerWatch`] so a departed client cancels the upstream
+/// work at once instead of at the next write.
+pub const WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Runs `work` to completion, or stops it (dropping it, which cancels its
+/// I/O) and returns `None` when the client goes away. The watch on `fd` is
+/// created on first need and kept in `watch` for the connection's life.
+pub async fn unless_client_leaves<T>(
+    work: impl std::future::Future<Output = T>,
+    watch: &mut Option<PeerWatch>,
+    fd: RawFd,
+) -> Option<T> {
+    let mut work = std::pin::pin!(work);
+    let early = monoio::select! {
+        r = &mut work => Some(r),
+        _ = monoio::time::sleep(WATCH_AFTER) => None,
+    };
+    if let Some(r) = early {
+        return Some(r);
+    }
+    if watch.is_none() {
+        *watch = PeerWatch::new(fd);
+    }
+    match watch.as_ref() {
+        Some(wt) => monoio::select! {
+            r = &mut work => Some(r),
+            _ = wt.closed() => None,
+        },
+        None => Some(work.await),
+    }
+}
+
 pub struct PeerWatch {
     dup: TcpStream,
 }

@@ -9,6 +9,7 @@
 //! A name the registry does not know is rejected at load time with the
 //! field path, never ignored.
 
+pub mod ai_proxy_multi;
 pub mod key_auth;
 
 use serde_json::Value;
@@ -37,12 +38,14 @@ pub struct CompileCx<'c, 'a> {
 }
 
 /// The plugins ringway implements, by APISIX name.
-pub const SUPPORTED: &[&str] = &["key-auth"];
+pub const SUPPORTED: &[&str] = &["ai-proxy-multi", "key-auth"];
 
 /// A compiled plugin.
 #[derive(Debug)]
 pub enum Plugin {
     KeyAuth(key_auth::KeyAuth),
+    /// The route's content handler (answers the request itself).
+    AiProxyMulti(std::sync::Arc<ai_proxy_multi::AiProxyMulti>),
 }
 
 /// What the access phase decided.
@@ -67,6 +70,7 @@ impl Plugin {
     pub fn name(&self) -> &'static str {
         match self {
             Plugin::KeyAuth(_) => key_auth::NAME,
+            Plugin::AiProxyMulti(_) => ai_proxy_multi::NAME,
         }
     }
 
@@ -74,12 +78,14 @@ impl Plugin {
     pub fn priority(&self) -> i32 {
         match self {
             Plugin::KeyAuth(_) => key_auth::PRIORITY,
+            Plugin::AiProxyMulti(_) => ai_proxy_multi::PRIORITY,
         }
     }
 
     pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
         match self {
             Plugin::KeyAuth(p) => p.access(cx),
+            Plugin::AiProxyMulti(_) => Flow::Continue,
         }
     }
 }
@@ -101,6 +107,14 @@ impl PluginChain {
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.plugins.iter().map(Plugin::name)
+    }
+
+    /// The content handler plugin, if the chain has one.
+    pub fn ai_proxy(&self) -> Option<&std::sync::Arc<ai_proxy_multi::AiProxyMulti>> {
+        self.plugins.iter().find_map(|p| match p {
+            Plugin::AiProxyMulti(a) => Some(a),
+            _ => None,
+        })
     }
 
     /// `top`'s plugins plus those of `base` that `top` does not configure
@@ -155,8 +169,13 @@ fn compile_one(
     scope: Scope,
     cx: &mut CompileCx<'_, '_>,
 ) -> Result<Option<Plugin>, ConfigError> {
-    let _ = &cx;
     match name {
+        ai_proxy_multi::NAME => match scope {
+            Scope::Route | Scope::Service => Ok(Some(Plugin::AiProxyMulti(std::sync::Arc::new(
+                ai_proxy_multi::AiProxyMulti::compile(value, at, cx)?,
+            )))),
+            _ => Err(at.error("ai-proxy-multi can only be configured on a route or a service")),
+        },
         key_auth::NAME => match scope {
             Scope::Consumer => {
                 key_auth::Credential::compile(value, at)?;

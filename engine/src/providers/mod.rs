@@ -18,6 +18,7 @@ pub mod registry;
 pub mod url;
 pub mod vertex_ai;
 pub mod wire;
+pub mod wire_shim;
 
 pub use kinds::{Api, Wire};
 pub use registry::{lookup, Provider, ProviderConf};

@@ -127,6 +127,35 @@ pub enum Body {
     },
 }
 
+/// Reads the whole body (up to `max` bytes) into one buffer; sends
+/// `100 Continue` first when asked to.
+pub async fn read_all(
+    c: &mut ClientConn,
+    framing: BodyFraming,
+    expect_continue: bool,
+    max: u64,
+    timeout: std::time::Duration,
+    send_timeout: std::time::Duration,
+) -> Result<Bytes, ProxyError> {
+    match read_prefix_up_to(
+        c,
+        framing,
+        expect_continue,
+        max,
+        timeout,
+        send_timeout,
+        usize::MAX,
+    )
+    .await?
+    {
+        Body::Empty => Ok(Bytes::new()),
+        Body::Full(b) => Ok(b),
+        Body::Streaming { .. } => Err(ProxyError::ClientBody(HttpError::BodyTooLarge {
+            limit: max,
+        })),
+    }
+}
+
 /// Reads up to [`BUFFER_LIMIT`] of the body. Sends `100 Continue` first
 /// when the client asked for it and the body has not started arriving.
 pub async fn read_prefix(
@@ -136,6 +165,27 @@ pub async fn read_prefix(
     max: u64,
     timeout: std::time::Duration,
     send_timeout: std::time::Duration,
+) -> Result<Body, ProxyError> {
+    read_prefix_up_to(
+        c,
+        framing,
+        expect_continue,
+        max,
+        timeout,
+        send_timeout,
+        BUFFER_LIMIT,
+    )
+    .await
+}
+
+async fn read_prefix_up_to(
+    c: &mut ClientConn,
+    framing: BodyFraming,
+    expect_continue: bool,
+    max: u64,
+    timeout: std::time::Duration,
+    send_timeout: std::time::Duration,
+    buffer_limit: usize,
 ) -> Result<Body, ProxyError> {
     if framing == BodyFraming::None {
         return Ok(Body::Empty);
@@ -156,7 +206,7 @@ pub async fn read_prefix(
     let mut reader = BodyReader::new(framing, max);
     let mut pieces: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
-    while size < BUFFER_LIMIT {
+    while size < buffer_limit {
         match reader.next(c, timeout).await? {
             Some(p) => {
                 size += p.len();

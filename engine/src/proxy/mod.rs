@@ -219,7 +219,10 @@ async fn exchange(
         .await;
         Ok::<_, Failure>((status, keep, upstream_keep, relayed))
     };
-    let result = watched(work, watch, *raw_fd).await;
+    let result = match crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await {
+        Some(r) => r,
+        None => Err(Failure::BeforeResponse(ProxyError::ClientGone)),
+    };
     let (status, keep, upstream_keep, relayed) = match result {
         Ok(v) => v,
         Err(Failure::BeforeResponse(ProxyError::ClientGone)) => return Err(Failure::AfterResponse),
@@ -241,38 +244,6 @@ async fn exchange(
             Err(Failure::AfterResponse)
         }
         Err(RelayError::Client) => Err(Failure::AfterResponse),
-    }
-}
-
-/// How long an exchange may run before the client is watched for leaving.
-/// Fast exchanges finish first and pay nothing; slow ones (an LLM thinking,
-/// a stream) get a [`crate::net::PeerWatch`] so a departed client cancels
-/// the upstream work at once instead of at the next write.
-const WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Runs `work`, arming the client watch once it has taken [`WATCH_AFTER`].
-async fn watched<T>(
-    work: impl std::future::Future<Output = Result<T, Failure>>,
-    watch: &mut Option<crate::net::PeerWatch>,
-    raw_fd: std::os::fd::RawFd,
-) -> Result<T, Failure> {
-    let mut work = std::pin::pin!(work);
-    let early = monoio::select! {
-        r = &mut work => Some(r),
-        _ = monoio::time::sleep(WATCH_AFTER) => None,
-    };
-    if let Some(r) = early {
-        return r;
-    }
-    if watch.is_none() {
-        *watch = crate::net::PeerWatch::new(raw_fd);
-    }
-    match watch.as_ref() {
-        Some(wt) => monoio::select! {
-            r = &mut work => r,
-            _ = wt.closed() => Err(Failure::BeforeResponse(ProxyError::ClientGone)),
-        },
-        None => work.await,
     }
 }
 

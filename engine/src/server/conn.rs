@@ -222,6 +222,12 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
         Handler::Upstream(spec) => {
             crate::proxy::forward(w, &snap, spec, c, &head, &mut ctx, keep_alive).await
         }
+        Handler::Ai(plugin) => {
+            crate::plugins::ai_proxy_multi::handler::handle(
+                w, &snap, plugin, c, &head, &mut ctx, keep_alive,
+            )
+            .await
+        }
     };
     c.scratch = head.recycle();
     keep

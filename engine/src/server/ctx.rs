@@ -43,6 +43,27 @@ pub struct RequestCtx {
     pub upstream_status: Option<u16>,
     /// From sending the upstream request to its last response byte.
     pub upstream_response_time: Option<Duration>,
+    /// LLM facts, for AI requests.
+    pub llm: LlmLog,
+}
+
+/// What the access log records about an LLM request (APISIX's variables).
+#[derive(Debug, Default, Clone)]
+pub struct LlmLog {
+    /// `request_llm_model`: the model the client asked for.
+    pub request_model: Option<String>,
+    /// `llm_model`: the model that answered (response, else instance option).
+    pub model: Option<String>,
+    /// The instance that answered.
+    pub instance: Option<Arc<str>>,
+    /// Instances tried, including the one that answered.
+    pub attempts: u32,
+    /// `llm_time_to_first_token`, from the start of the answering attempt.
+    pub ttft: Option<Duration>,
+    /// Time to first token from the client request (gateway time included).
+    pub ttft_from_request: Option<Duration>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 impl RequestCtx {
@@ -60,6 +81,7 @@ impl RequestCtx {
             upstream_addr: None,
             upstream_status: None,
             upstream_response_time: None,
+            llm: LlmLog::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::{ConfigError, FieldPath};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,12 +143,20 @@ impl Transport {
         let timeout = match f.timeout {
             None => 30_000,
             Some(t @ 1..=600_000) => t,
-            Some(_) => return Err(at.field("timeout").error("must be between 1 and 600000 (milliseconds)")),
+            Some(_) => {
+                return Err(at
+                    .field("timeout")
+                    .error("must be between 1 and 600000 (milliseconds)"))
+            }
         };
         let keepalive_timeout = match f.keepalive_timeout {
             None => 60_000,
             Some(t) if t >= 1000 => t,
-            Some(_) => return Err(at.field("keepalive_timeout").error("must be >= 1000 (milliseconds)")),
+            Some(_) => {
+                return Err(at
+                    .field("keepalive_timeout")
+                    .error("must be >= 1000 (milliseconds)"))
+            }
         };
         let pool = match f.keepalive_pool {
             None => 30,
@@ -177,8 +185,14 @@ pub(super) fn string_map(
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let mut out = Vec::with_capacity(map.len());
     for (k, v) in map {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
-            return Err(at.field(k).error(format!("invalid {what} name (allowed: letters, digits, `.`, `_`, `-`)")));
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        {
+            return Err(at.field(k).error(format!(
+                "invalid {what} name (allowed: letters, digits, `.`, `_`, `-`)"
+            )));
         }
         let v = match v {
             Value::String(s) => s.clone(),
@@ -206,7 +220,12 @@ mod tests {
         assert!(f.health && f.rate_limiting && !f.http_429);
         let f = Fallback::parse(Some(&json!(["rate_limiting", "http_5xx"])), &at).unwrap();
         assert!(f.rate_limiting && f.http_5xx && !f.health);
-        assert_eq!(Fallback::parse(Some(&json!(["http_500"])), &at).unwrap_err().path, "fallback_strategy[0]");
+        assert_eq!(
+            Fallback::parse(Some(&json!(["http_500"])), &at)
+                .unwrap_err()
+                .path,
+            "fallback_strategy[0]"
+        );
         assert!(Fallback::parse(Some(&json!("rate_limiting")), &at).is_err());
         assert_eq!(Fallback::parse(None, &at).unwrap(), Fallback::default());
     }

@@ -1,0 +1,156 @@
+//! One attempt at one instance: build the upstream request (provider
+//! endpoint, auth, the instance's body), get a pooled or fresh connection,
+//! send, and wait for the response head. A pooled connection that turns
+//! out dead before answering is retried once on a fresh one (the body is
+//! in memory). Everything is bounded by the plugin's `timeout`.
+
+use std::io::Write;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::instance::{Instance, Target};
+use super::AiProxyMulti;
+use crate::config::Snapshot;
+use crate::http::{HeaderSpan, RequestHead, ResponseHead};
+use crate::net::{self, Io};
+use crate::providers::Wire;
+use crate::proxy::relay::read_response_head;
+use crate::proxy::ProxyError;
+use crate::server::worker::Worker;
+use crate::upstream::{connect, connect::open, PoolKey, UpstreamConn};
+
+/// A response head and the connection it came on.
+pub struct Answered {
+    pub up: UpstreamConn,
+    pub head: ResponseHead,
+    /// When the request was sent (for `upstream_response_time`).
+    pub sent_at: Instant,
+}
+
+/// Client headers passed on to the LLM: API feature flags, never auth.
+const FORWARDED: &[&str] = &[
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "anthropic-beta",
+];
+
+/// Writes the upstream request (head and body) into `out`.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    inst: &Instance,
+    target: &Target,
+    body: &[u8],
+    stream: bool,
+    client: &RequestHead,
+    client_wire: Wire,
+) {
+    out.clear();
+    out.extend_from_slice(b"POST ");
+    out.extend_from_slice(target.request_target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(target.host_header.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: application/json\r\n");
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    out.extend_from_slice(if stream {
+        b"Accept: text/event-stream\r\n"
+    } else {
+        b"Accept: application/json\r\n"
+    });
+    for (k, v) in inst.auth_headers.iter() {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    for (k, v) in inst.provider.extra_headers {
+        // The client's own version wins when it speaks the provider's format.
+        if client_wire == inst.provider.wire && client.header(k).is_some() {
+            continue;
+        }
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    for name in FORWARDED.iter().copied().chain(
+        (client_wire == Wire::Anthropic && inst.provider.wire == Wire::Anthropic)
+            .then_some("anthropic-version"),
+    ) {
+        for v in client.header_all(name) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"User-Agent: ringway\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Buffers an attempt works with (borrowed from the client connection).
+pub struct Buffers<'a> {
+    pub wbuf: &'a mut Vec<u8>,
+    pub ubuf: &'a mut BytesMut,
+    pub scratch: &'a mut Vec<HeaderSpan>,
+}
+
+/// Sends the request in `bufs.wbuf` to `target` and waits for the head.
+pub async fn send(
+    w: &Worker,
+    snap: &Snapshot,
+    plugin: &AiProxyMulti,
+    target: &Target,
+    bufs: &mut Buffers<'_>,
+) -> Result<Answered, ProxyError> {
+    let timeout = plugin.transport.timeout;
+    let mut fresh_only = false;
+    loop {
+        let mut up = if fresh_only {
+            let addr = target.endpoint.addr().ok_or_else(|| {
+                ProxyError::from_connect(crate::upstream::ConnectError::Unresolved(
+                    target.endpoint.host.clone(),
+                ))
+            })?;
+            UpstreamConn {
+                io: open(addr, target.tls.as_ref(), &snap.tls, timeout)
+                    .await
+                    .map_err(ProxyError::from_connect)?,
+                key: PoolKey {
+                    addr,
+                    tls: target.tls.as_ref().map(|t| (t.sni.clone(), t.verify)),
+                },
+                served: 0,
+                reused: false,
+            }
+        } else {
+            connect(
+                &w.pool,
+                &target.endpoint,
+                target.tls.as_ref(),
+                &snap.tls,
+                timeout,
+            )
+            .await
+            .map_err(ProxyError::from_connect)?
+        };
+        let sent_at = Instant::now();
+        let result = exchange_head(&mut up.io, bufs, timeout, w.head_limits.max_headers).await;
+        match result {
+            Ok(head) => return Ok(Answered { up, head, sent_at }),
+            Err(e) if up.reused && !fresh_only && e.is_no_response() => fresh_only = true,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn exchange_head(
+    io: &mut Io,
+    bufs: &mut Buffers<'_>,
+    timeout: std::time::Duration,
+    max_headers: usize,
+) -> Result<ResponseHead, ProxyError> {
+    let out = std::mem::take(bufs.wbuf);
+    let (res, out) = match monoio::time::timeout(timeout, net::write_all(io, out)).await {
+        Ok(r) => r,
+        Err(_) => return Err(ProxyError::UpstreamTimeout),
+    };
+    *bufs.wbuf = out;
+    res.map_err(ProxyError::NoResponseIo)?;
+    read_response_head(io, bufs.ubuf, false, max_headers, timeout, bufs.scratch).await
+}

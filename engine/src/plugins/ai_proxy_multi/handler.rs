@@ -1,0 +1,360 @@
+//! The request path of `ai-proxy-multi`: take the request in, walk the
+//! instances in plan order skipping unavailable ones (cooling down after a
+//! 429 or passive ejection, unhealthy, rate-limited), try each at most
+//! once, fall back on the failures `fallback_strategy` names, and relay the
+//! first acceptable answer. Errors carry JSON bodies: 400 for bad requests,
+//! 502 naming every attempt when all failed, 503 when none was available.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::attempt::{self, Buffers};
+use super::request::{intake, LlmRequest, Refused};
+use super::respond::{relay, AnswerMeta, Relayed};
+use super::AiProxyMulti;
+use crate::config::Snapshot;
+use crate::health::{now_ms, Cooldown};
+use crate::http::vars::VarSource;
+use crate::http::{RequestHead, Version};
+use crate::providers::wire_shim::build_request;
+use crate::providers::Wire;
+use crate::server::conn::ClientConn;
+use crate::server::ctx::{RequestCtx, RequestType};
+use crate::server::reply;
+use crate::server::worker::Worker;
+
+/// One failed attempt, for the 502 body and logs.
+struct Tried {
+    instance: String,
+    status: Option<u16>,
+    error: String,
+}
+
+/// Why instances were passed over without an attempt.
+#[derive(Default)]
+struct Skipped {
+    cooling: u32,
+    /// Shortest remaining cooldown among them.
+    retry_after: Option<Duration>,
+    unhealthy: u32,
+    wrong_api: u32,
+}
+
+/// Answers one request; returns whether the client connection stays open.
+pub async fn handle(
+    w: &Rc<Worker>,
+    snap: &Snapshot,
+    plugin: &AiProxyMulti,
+    c: &mut ClientConn,
+    head: &RequestHead,
+    ctx: &mut RequestCtx,
+    keep_alive: bool,
+) -> bool {
+    let request_started = ctx.started;
+    let req = match intake(w, c, head).await {
+        Ok(r) => r,
+        Err(Refused::ClientGone) => return false,
+        Err(Refused::Reply {
+            status,
+            message,
+            keep,
+        }) => {
+            return error_reply(
+                w,
+                c,
+                ctx,
+                status,
+                &reply::error_body(&message),
+                keep_alive && keep,
+                &[],
+            )
+            .await
+        }
+    };
+    ctx.request_type = if req.summary.stream {
+        RequestType::AiStream
+    } else {
+        RequestType::AiChat
+    };
+    ctx.llm.request_model = req.summary.model.clone();
+    let key = {
+        let vars = VarSource {
+            head,
+            peer: c.peer,
+            consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+            tls: c.tls,
+        };
+        plugin.hash_key(&vars)
+    };
+    let any_healthy = plugin
+        .instances
+        .iter()
+        .any(|i| i.checks.is_none() || i.state.is_healthy());
+    let http10 = head.version == Version::Http10;
+    let mut tried: Vec<Tried> = Vec::new();
+    let mut skipped = Skipped::default();
+    let now = now_ms();
+    for idx in plugin.plan(key.as_deref()) {
+        if tried.len() >= plugin.max_attempts {
+            break;
+        }
+        let inst = &plugin.instances[idx];
+        let Ok(target) = inst.target(req.api) else {
+            skipped.wrong_api += 1;
+            continue;
+        };
+        if let Some(left) = inst.state.cooling(now) {
+            skipped.cooling += 1;
+            skipped.retry_after = Some(skipped.retry_after.map_or(left, |r| r.min(left)));
+            continue;
+        }
+        if inst.checks.is_some() && !inst.state.is_healthy() && any_healthy {
+            skipped.unhealthy += 1;
+            continue;
+        }
+        let body = match upstream_body(plugin, inst, &req) {
+            Ok(b) => b,
+            Err(msg) => {
+                return error_reply(w, c, ctx, 400, &reply::error_body(&msg), keep_alive, &[]).await
+            }
+        };
+        let attempt_started = Instant::now();
+        let result = {
+            let mut wbuf = std::mem::take(&mut c.wbuf);
+            attempt::write_request(
+                &mut wbuf,
+                inst,
+                target,
+                &body,
+                req.summary.stream,
+                head,
+                req.wire,
+            );
+            let ClientConn {
+                ubuf,
+                uscratch,
+                watch,
+                raw_fd,
+                ..
+            } = &mut *c;
+            let mut bufs = Buffers {
+                wbuf: &mut wbuf,
+                ubuf,
+                scratch: uscratch,
+            };
+            let work = attempt::send(w, snap, plugin, target, &mut bufs);
+            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await;
+            wbuf.clear();
+            c.wbuf = wbuf;
+            r
+        };
+        let answered = match result {
+            None => return false, // the client left; the attempt was dropped (cancelled)
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                inst.state.record_failure(&plugin.passive);
+                tracing::warn!(instance = %inst.name, "LLM attempt failed: {e}");
+                tried.push(Tried {
+                    instance: inst.name.to_string(),
+                    status: None,
+                    error: e.to_string(),
+                });
+                if plugin.fallback.http_5xx {
+                    continue;
+                }
+                ctx.llm.instance = Some(inst.name.clone());
+                ctx.llm.attempts = tried.len() as u32;
+                return error_reply(
+                    w,
+                    c,
+                    ctx,
+                    e.status(),
+                    &reply::error_body(&e.to_string()),
+                    keep_alive,
+                    &[],
+                )
+                .await;
+            }
+        };
+        let status = answered.head.status;
+        if status == 429 {
+            if let Some(d) = answered
+                .head
+                .header("retry-after")
+                .and_then(parse_retry_after)
+            {
+                inst.state.cool_down(d, Cooldown::RetryAfter);
+            }
+            if plugin.fallback.http_429 {
+                tried.push(Tried {
+                    instance: inst.name.to_string(),
+                    status: Some(429),
+                    error: "rate limited by the provider".into(),
+                });
+                continue;
+            }
+        } else if status >= 500 {
+            inst.state.record_failure(&plugin.passive);
+            if plugin.fallback.http_5xx {
+                tried.push(Tried {
+                    instance: inst.name.to_string(),
+                    status: Some(status),
+                    error: format!("upstream answered {status}"),
+                });
+                continue;
+            }
+        } else if (200..300).contains(&status) {
+            inst.state.record_success();
+        }
+        let meta = AnswerMeta {
+            inst,
+            attempts: tried.len() as u32 + 1,
+            request_started,
+            attempt_started,
+        };
+        match relay(w, c, ctx, plugin, &req, answered, meta, keep_alive, http10).await {
+            Relayed::Done(keep) => return keep,
+            Relayed::NotSent(e) => {
+                inst.state.record_failure(&plugin.passive);
+                tried.push(Tried {
+                    instance: inst.name.to_string(),
+                    status: Some(status),
+                    error: e.to_string(),
+                });
+                if plugin.fallback.http_5xx {
+                    continue;
+                }
+                return error_reply(
+                    w,
+                    c,
+                    ctx,
+                    502,
+                    &reply::error_body(&e.to_string()),
+                    keep_alive,
+                    &[],
+                )
+                .await;
+            }
+        }
+    }
+    exhausted(w, c, ctx, &req, tried, skipped, keep_alive).await
+}
+
+/// The body for `inst`: converted to its format, options merged, usage
+/// reporting forced for OpenAI streams.
+fn upstream_body(
+    plugin: &AiProxyMulti,
+    inst: &super::Instance,
+    req: &LlmRequest,
+) -> Result<Vec<u8>, String> {
+    let _ = plugin;
+    let force_usage = req.summary.stream && inst.provider.wire == Wire::OpenAi;
+    build_request(
+        req.wire,
+        inst.provider.wire,
+        req.api,
+        &req.body,
+        &inst.options,
+        force_usage,
+    )
+    .map_err(|e| format!("cannot build the request for instance `{}`: {e}", inst.name))
+}
+
+/// No instance answered acceptably.
+async fn exhausted(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    tried: Vec<Tried>,
+    skipped: Skipped,
+    keep_alive: bool,
+) -> bool {
+    ctx.llm.attempts = tried.len() as u32;
+    if !tried.is_empty() {
+        let attempts: Vec<_> = tried
+            .iter()
+            .map(|t| json!({"instance": t.instance, "status": t.status, "error": t.error}))
+            .collect();
+        let body = json!({
+            "error_msg": format!("all {} attempted LLM instances failed", tried.len()),
+            "attempts": attempts,
+        });
+        return error_reply(w, c, ctx, 502, &body.to_string(), keep_alive, &[]).await;
+    }
+    if skipped.wrong_api > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
+        let api = match req.api {
+            crate::providers::Api::Chat => "chat",
+            crate::providers::Api::Embeddings => "embeddings",
+        };
+        let msg = format!("no instance of this route serves {api} requests");
+        return error_reply(w, c, ctx, 400, &reply::error_body(&msg), keep_alive, &[]).await;
+    }
+    let msg = format!(
+        "no LLM instance available ({} cooling down, {} unhealthy)",
+        skipped.cooling, skipped.unhealthy
+    );
+    let retry_after = skipped.retry_after.map(|d| d.as_secs().max(1).to_string());
+    let headers: Vec<(&str, &str)> = retry_after
+        .as_deref()
+        .map(|r| ("Retry-After", r))
+        .into_iter()
+        .collect();
+    error_reply(
+        w,
+        c,
+        ctx,
+        503,
+        &reply::error_body(&msg),
+        keep_alive,
+        &headers,
+    )
+    .await
+}
+
+async fn error_reply(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    status: u16,
+    body: &str,
+    keep_alive: bool,
+    headers: &[(&str, &str)],
+) -> bool {
+    ctx.status = status;
+    c.wbuf.clear();
+    reply::json(&mut c.wbuf, status, body.as_bytes(), keep_alive, headers);
+    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date.
+pub fn parse_retry_after(v: &[u8]) -> Option<Duration> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(86_400)));
+    }
+    let when = httpdate::parse_http_date(s).ok()?;
+    when.duration_since(std::time::SystemTime::now()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after(b"2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(b" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after(b"soon"), None);
+        let future =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        let d = parse_retry_after(future.as_bytes()).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! One LLM instance of an `ai-proxy-multi` config: provider, weight and
+//! priority, auth to inject, `options` to merge, the resolved endpoint per
+//! API (chat, embeddings) and the shared health/cooldown state.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::config::{string_map, InstanceFile, Transport};
+use crate::config::{from_value, ConfigError, FieldPath};
+use crate::health::{ActiveCheck, InstanceState};
+use crate::providers::{self, Api, EndpointUrl, Provider, ProviderConf};
+use crate::upstream::{Endpoint, Scheme, TlsTarget};
+
+/// Where requests of one API go.
+#[derive(Debug)]
+pub struct Target {
+    pub url: EndpointUrl,
+    pub endpoint: Arc<Endpoint>,
+    pub tls: Option<TlsTarget>,
+    pub host_header: String,
+    /// Path and query with `auth.query` parameters appended.
+    pub request_target: String,
+}
+
+#[derive(Debug)]
+pub struct Instance {
+    pub name: Arc<str>,
+    pub provider: &'static Provider,
+    pub priority: i64,
+    pub weight: u32,
+    /// `auth.header` pairs.
+    pub auth_headers: Box<[(String, String)]>,
+    /// `options`, merged into every request body (overriding the client).
+    pub options: Map<String, Value>,
+    /// `options.model`, if set.
+    pub model: Option<Arc<str>>,
+    /// Chat and embeddings targets; `Err` says why this instance cannot
+    /// serve that API.
+    chat: Result<Target, String>,
+    embeddings: Result<Target, String>,
+    pub checks: Option<ActiveCheck>,
+    pub state: Arc<InstanceState>,
+}
+
+impl Instance {
+    pub(super) fn compile(
+        value: &Value,
+        at: &FieldPath,
+        transport: &Transport,
+        state: impl FnOnce(&Arc<str>) -> Arc<InstanceState>,
+    ) -> Result<Instance, ConfigError> {
+        let f: InstanceFile = from_value(value, at)?;
+        if f.name.is_empty() || f.name.len() > 100 {
+            return Err(at.field("name").error("must be 1 to 100 characters"));
+        }
+        let provider = providers::lookup(&f.provider).ok_or_else(|| {
+            at.field("provider").error(format!(
+                "`{}` is not a supported provider (one of {})",
+                f.provider,
+                providers::registry::names()
+            ))
+        })?;
+        if f.weight < 0 {
+            return Err(at.field("weight").error("must be >= 0"));
+        }
+        let auth_at = at.field("auth");
+        let auth_headers = match &f.auth.header {
+            Some(h) => string_map(h, &auth_at.field("header"), "header")?,
+            None => Vec::new(),
+        };
+        let auth_query = match &f.auth.query {
+            Some(q) => string_map(q, &auth_at.field("query"), "query parameter")?,
+            None => Vec::new(),
+        };
+        if f.auth.gcp.is_some() {
+            return Err(auth_at
+                .field("gcp")
+                .error("GCP service-account auth is not available in this build yet"));
+        }
+        let conf = ProviderConf {
+            project_id: f.provider_conf.as_ref().and_then(|c| c.project_id.clone()),
+            region: f.provider_conf.as_ref().and_then(|c| c.region.clone()),
+        };
+        if f.provider_conf.is_some() && provider.name != "vertex-ai" {
+            return Err(at
+                .field("provider_conf")
+                .error("only used by provider `vertex-ai`"));
+        }
+        let endpoint_override = f.override_.as_ref().and_then(|o| o.endpoint.clone());
+        let target_for = |api: Api| -> Result<Result<Target, String>, ConfigError> {
+            let url = match &endpoint_override {
+                Some(e) => EndpointUrl::parse(e)
+                    .map_err(|r| at.field("override").field("endpoint").error(r))?,
+                None => match provider.default_endpoint(api, &conf) {
+                    Ok(u) => {
+                        EndpointUrl::parse(&u).map_err(|r| at.field("provider_conf").error(r))?
+                    }
+                    Err(why) => return Ok(Err(why)),
+                },
+            };
+            Ok(Ok(build_target(url, &auth_query, transport)))
+        };
+        let chat = target_for(Api::Chat)?;
+        if let Err(why) = &chat {
+            // Every provider must be able to serve chat.
+            return Err(at.error(why.clone()));
+        }
+        let embeddings = target_for(Api::Embeddings)?;
+        let checks = match &f.checks {
+            Some(c) => Some(ActiveCheck::compile_checks(c, &at.field("checks"))?),
+            None => None,
+        };
+        let options = f.options.unwrap_or_default();
+        let model = match options.get("model") {
+            None => None,
+            Some(Value::String(m)) => Some(Arc::from(m.as_str())),
+            Some(_) => return Err(at.field("options").field("model").error("must be a string")),
+        };
+        let name: Arc<str> = Arc::from(f.name);
+        Ok(Instance {
+            state: state(&name),
+            name,
+            provider,
+            priority: f.priority.unwrap_or(0),
+            weight: u32::try_from(f.weight).unwrap_or(u32::MAX),
+            auth_headers: auth_headers.into_boxed_slice(),
+            options,
+            model,
+            chat,
+            embeddings,
+            checks,
+        })
+    }
+
+    /// Where a request for `api` goes, or why this instance cannot serve it.
+    pub fn target(&self, api: Api) -> Result<&Target, &str> {
+        match api {
+            Api::Chat => self.chat.as_ref().map_err(String::as_str),
+            Api::Embeddings => self.embeddings.as_ref().map_err(String::as_str),
+        }
+    }
+}
+
+fn build_target(
+    url: EndpointUrl,
+    auth_query: &[(String, String)],
+    transport: &Transport,
+) -> Target {
+    let mut request_target = url.target.clone();
+    for (k, v) in auth_query {
+        request_target.push(if request_target.contains('?') {
+            '&'
+        } else {
+            '?'
+        });
+        request_target.push_str(&percent_encode(k));
+        request_target.push('=');
+        request_target.push_str(&percent_encode(v));
+    }
+    let endpoint = Endpoint::resolve(&url.host, url.port);
+    let tls = match url.scheme {
+        Scheme::Https => Some(TlsTarget {
+            sni: Arc::from(url.host.as_str()),
+            verify: transport.ssl_verify,
+        }),
+        Scheme::Http => None,
+    };
+    Target {
+        host_header: url.authority(),
+        request_target,
+        endpoint,
+        tls,
+        url,
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn compile(v: Value) -> Result<Instance, ConfigError> {
+        let t = Transport {
+            timeout: std::time::Duration::from_secs(30),
+            keepalive: Default::default(),
+            ssl_verify: true,
+        };
+        Instance::compile(
+            &v,
+            &FieldPath::root().field("instances").index(0),
+            &t,
+            |_| Arc::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_and_auth_query() {
+        let i = compile(json!({"name": "a", "provider": "openai", "weight": 8, "auth": {"header": {"Authorization": "Bearer k"}, "query": {"key": "a b"}}, "options": {"model": "gpt-4"}})).unwrap();
+        let t = i.target(Api::Chat).unwrap();
+        assert_eq!(t.url.host, "api.openai.com");
+        assert_eq!(t.request_target, "/v1/chat/completions?key=a%20b");
+        assert!(t.tls.as_ref().unwrap().verify);
+        assert_eq!(i.model.as_deref(), Some("gpt-4"));
+        assert_eq!(i.priority, 0);
+        assert!(i.target(Api::Embeddings).is_ok());
+    }
+
+    #[test]
+    fn errors_carry_paths() {
+        let e = compile(json!({"name": "a", "provider": "openai", "weight": -1, "auth": {}}))
+            .unwrap_err();
+        assert_eq!(e.path, "instances[0].weight");
+        let e = compile(json!({"name": "a", "provider": "bedrockish", "weight": 1, "auth": {}}))
+            .unwrap_err();
+        assert_eq!(e.path, "instances[0].provider");
+        let e =
+            compile(json!({"name": "a", "provider": "openai-compatible", "weight": 1, "auth": {}}))
+                .unwrap_err();
+        assert!(e.reason.contains("override.endpoint"), "{e}");
+        let e = compile(json!({"name": "a", "provider": "openai", "weight": 1})).unwrap_err();
+        assert!(e.reason.contains("missing field `auth`"), "{e}");
+        let e = compile(json!({"name": "a", "provider": "openai", "weight": 1, "auth": {"header": {"bad name": "x"}}})).unwrap_err();
+        assert_eq!(e.path, "instances[0].auth.header.bad name");
+        let e = compile(json!({"name": "a", "provider": "openai", "weight": 1, "auth": {}, "override": {"endpoint": "localhost:80"}})).unwrap_err();
+        assert_eq!(e.path, "instances[0].override.endpoint");
+        let e = compile(
+            json!({"name": "a", "provider": "openai", "weight": 1, "auth": {}, "bogus": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "instances[0].bogus");
+    }
+
+    #[test]
+    fn override_serves_both_apis_and_deepseek_has_no_embeddings() {
+        let i = compile(json!({"name": "a", "provider": "openai-compatible", "weight": 1, "auth": {}, "override": {"endpoint": "http://127.0.0.1:18001/v1/chat/completions"}})).unwrap();
+        assert_eq!(
+            i.target(Api::Embeddings).unwrap().request_target,
+            "/v1/chat/completions"
+        );
+        let d =
+            compile(json!({"name": "d", "provider": "deepseek", "weight": 1, "auth": {}})).unwrap();
+        assert!(d.target(Api::Embeddings).is_err());
+    }
+}
