@@ -11,6 +11,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod net;
+pub mod observe;
 pub mod plugins;
 pub mod providers;
 pub mod proxy;

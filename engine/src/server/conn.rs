@@ -198,39 +198,51 @@ fn skip_leading_crlf(buf: &mut BytesMut) {
 async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool {
     let snap = w.snapshot();
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
+    let keep = route_and_run(w, &snap, c, &head, &mut ctx).await;
+    if let Some(log) = &w.log {
+        log.record(&head, &ctx);
+    }
+    c.scratch = head.recycle();
+    keep
+}
+
+/// Matches the route, runs the access phase and the handler.
+async fn route_and_run(
+    w: &Rc<Worker>,
+    snap: &crate::config::Snapshot,
+    c: &mut ClientConn,
+    head: &RequestHead,
+    ctx: &mut RequestCtx,
+) -> bool {
     let keep_alive = head.keep_alive && !w.shutdown.is_fired();
     let Some(idx) = snap.router.find(&head.method, head.path(), head.host()) else {
+        ctx.status = 404;
         return reply_error(w, c, head, 404, "404 Route Not Found", keep_alive).await;
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
     let flow = {
-        let mut cx = AccessCx {
-            head: &head,
-            ctx: &mut ctx,
-            snap: &snap,
-        };
+        let mut cx = AccessCx { head, ctx, snap };
         match snap.global_plugins.access(&mut cx).await {
             Flow::Continue => route.plugins.access(&mut cx).await,
             answered => answered,
         }
     };
     if let Flow::Respond { status, body } = flow {
+        ctx.status = status;
         return reply_body(w, c, head, status, &body, keep_alive).await;
     }
-    let keep = match &route.handler {
+    match &route.handler {
         Handler::Upstream(spec) => {
-            crate::proxy::forward(w, &snap, spec, c, &head, &mut ctx, keep_alive).await
+            crate::proxy::forward(w, snap, spec, c, head, ctx, keep_alive).await
         }
         Handler::Ai(plugin) => {
             crate::plugins::ai_proxy_multi::handler::handle(
-                w, &snap, plugin, c, &head, &mut ctx, keep_alive,
+                w, snap, plugin, c, head, ctx, keep_alive,
             )
             .await
         }
-    };
-    c.scratch = head.recycle();
-    keep
+    }
 }
 
 /// Answers with a JSON error before the request body was read, reading and
@@ -238,7 +250,7 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
 pub async fn reply_error(
     w: &Worker,
     c: &mut ClientConn,
-    head: RequestHead,
+    head: &RequestHead,
     status: u16,
     message: &str,
     keep_alive: bool,
@@ -250,14 +262,13 @@ pub async fn reply_error(
 pub async fn reply_body(
     w: &Worker,
     c: &mut ClientConn,
-    head: RequestHead,
+    head: &RequestHead,
     status: u16,
     body: &str,
     keep_alive: bool,
 ) -> bool {
-    let keep = keep_alive && !head.expect_continue && discard_body(w, c, &head).await;
+    let keep = keep_alive && !head.expect_continue && discard_body(w, c, head).await;
     reply::json(&mut c.wbuf, status, body.as_bytes(), keep, &[]);
-    c.scratch = head.recycle();
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep
 }
 

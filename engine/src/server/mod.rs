@@ -42,6 +42,7 @@ pub struct Running {
     pub cell: Arc<SnapshotCell>,
     pub shutdown: Arc<Shutdown>,
     threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    log_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -53,6 +54,10 @@ impl Running {
                 Ok(Err(e)) => tracing::error!("worker failed: {e}"),
                 Err(_) => tracing::error!("worker thread panicked"),
             }
+        }
+        // Every worker's log handle is gone now: the writer drains and ends.
+        if let Some(t) = self.log_thread {
+            let _ = t.join();
         }
     }
 }
@@ -95,8 +100,16 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         .map(|b| b.addr)
         .collect();
 
+    let (access_log, log_thread) = match &gw.access_log {
+        Some(t) => {
+            let (log, thread) = crate::observe::AccessLog::start(t).map_err(StartError::Thread)?;
+            (Some(log), Some(thread))
+        }
+        None => (None, None),
+    };
     let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
     let shared = WorkerShared {
+        access_log,
         cell: cell.clone(),
         gateway: gw.clone(),
         tls,
@@ -129,6 +142,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         cell,
         shutdown,
         threads,
+        log_thread,
     })
 }
 

@@ -26,6 +26,7 @@ use crate::upstream::Pool;
 #[derive(Clone)]
 pub struct WorkerShared {
     pub cell: Arc<SnapshotCell>,
+    pub access_log: Option<Arc<crate::observe::AccessLog>>,
     pub gateway: Arc<GatewaySettings>,
     pub tls: Option<monoio_rustls::TlsAcceptor>,
 }
@@ -49,6 +50,8 @@ pub struct Worker {
     /// Open client connections.
     pub active: Cell<usize>,
     tls: Option<monoio_rustls::TlsAcceptor>,
+    /// This worker's access-log buffer, if logging is on.
+    pub log: Option<crate::observe::WorkerLog>,
 }
 
 impl Worker {
@@ -71,6 +74,7 @@ impl Worker {
             shutdown: LocalSignal::new(),
             active: Cell::new(0),
             tls: shared.tls,
+            log: shared.access_log.map(crate::observe::WorkerLog::new),
         }
     }
 
@@ -134,6 +138,9 @@ pub fn run(
             monoio::spawn(accept_loop(w.clone(), l, kind));
         }
         monoio::spawn(sweep_pools(w.clone()));
+        if w.log.is_some() {
+            monoio::spawn(ship_logs(w.clone()));
+        }
         let _ = stop.recv_async().await;
         w.shutdown.fire();
         let deadline = Instant::now() + drain;
@@ -233,6 +240,18 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
                 tracing::warn!(worker = w.index, "accept failed: {e}");
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+async fn ship_logs(w: Rc<Worker>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(crate::observe::access_log::SHIP_EVERY) => {}
+            _ = w.shutdown.wait() => return,
+        }
+        if let Some(log) = &w.log {
+            log.ship();
         }
     }
 }

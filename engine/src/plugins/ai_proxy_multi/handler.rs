@@ -53,6 +53,7 @@ pub async fn handle(
     keep_alive: bool,
 ) -> bool {
     let request_started = ctx.started;
+    ctx.request_type = RequestType::AiChat;
     let req = match intake(w, c, head).await {
         Ok(r) => r,
         Err(Refused::ClientGone) => return false,

@@ -1,0 +1,6 @@
+//! Observability: the JSON access log (APISIX's variables, LLM ones
+//! included) written off the request path.
+
+pub mod access_log;
+
+pub use access_log::{AccessLog, WorkerLog};
