@@ -6,6 +6,7 @@
 //! forwarding), [`upstream`] (pools, connectors, TLS), [`balance`], [`net`]
 //! (stream types and buffer helpers).
 
+pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod health;

@@ -26,6 +26,15 @@ impl BodyDecoder {
         }
     }
 
+    /// The decoder for a request body.
+    pub fn for_request(framing: super::BodyFraming) -> BodyDecoder {
+        match framing {
+            super::BodyFraming::None | super::BodyFraming::Length(0) => BodyDecoder::None,
+            super::BodyFraming::Length(n) => BodyDecoder::Length(n),
+            super::BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
+        }
+    }
+
     /// True once the whole body has been decoded.
     pub fn is_done(&self) -> bool {
         match self {

@@ -38,6 +38,7 @@ pub enum StartError {
 /// A started gateway: its bound addresses and the handle to stop it.
 pub struct Running {
     pub proxy_addrs: Vec<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
     pub cell: Arc<SnapshotCell>,
     pub shutdown: Arc<Shutdown>,
@@ -115,6 +116,32 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         tls,
     };
     let (shutdown, stops) = Shutdown::new(workers);
+    let admin_addr = match &gw.admin {
+        Some(a) => {
+            let l = listen::bind_one(a.listen).map_err(|source| StartError::Listen {
+                addr: a.listen,
+                source,
+            })?;
+            let addr = l.local_addr().map_err(|source| StartError::Listen {
+                addr: a.listen,
+                source,
+            })?;
+            let key = match &a.key {
+                Some(k) => k.clone(),
+                None => {
+                    let k = random_key();
+                    tracing::warn!(
+                        "gateway.admin.key is not set; the Admin API key for this run is {k}"
+                    );
+                    k
+                }
+            };
+            crate::admin::start(l, key, cell.clone(), gw.clone(), shutdown.clone())
+                .map_err(StartError::Thread)?;
+            Some(addr)
+        }
+        None => None,
+    };
     let cpus = cpus::allowed();
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
@@ -138,6 +165,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     }
     Ok(Running {
         proxy_addrs,
+        admin_addr,
         tls_addrs,
         cell,
         shutdown,
@@ -156,7 +184,20 @@ pub fn announce(r: &Running) {
     for a in &r.tls_addrs {
         let _ = writeln!(out, "ringway: proxy listening on https://{a}");
     }
+    if let Some(a) = r.admin_addr {
+        let _ = writeln!(out, "ringway: admin API listening on http://{a}");
+    }
     let _ = out.flush();
+}
+
+/// 32 hex characters from the kernel's CSPRNG.
+fn random_key() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Trips `shutdown` on SIGTERM or SIGINT; a second signal exits at once.
