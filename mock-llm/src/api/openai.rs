@@ -1,0 +1,158 @@
+//! OpenAI chat completions (JSON and SSE `chat.completion.chunk`s ending
+//! in `data: [DONE]`, with the usage chunk only when
+//! `stream_options.include_usage` is set) and the model list.
+
+use serde_json::{json, Value};
+
+use super::{json_body, send_error, timing, unix_now, After, Shape};
+use crate::config::Faults;
+use crate::content;
+use crate::http::{response, Conn, Request};
+use crate::state::Shared;
+use crate::stream::{stream, StreamPlan};
+
+pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) -> After {
+    let body = match json_body(sh, conn, req, Shape::OpenAi).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        return send_error(
+            sh,
+            conn,
+            req,
+            Shape::OpenAi,
+            400,
+            "you must provide a model parameter",
+            &[],
+        )
+        .await;
+    };
+    match body.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => {}
+        _ => {
+            return send_error(
+                sh,
+                conn,
+                req,
+                Shape::OpenAi,
+                400,
+                "'messages' must be a non-empty array of message objects.",
+                &[],
+            )
+            .await
+        }
+    }
+    let cap = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64);
+    let configured = faults.tokens.unwrap_or(sh.config.tokens);
+    let n = cap.map_or(configured, |c| configured.min(c as u32));
+    let finish = if cap.is_some_and(|c| (c as u32) < configured) {
+        "length"
+    } else {
+        "stop"
+    };
+    let prompt = content::openai_prompt_tokens(&body);
+    let seq = sh.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("chatcmpl-{}-{seq}", sh.name());
+    let fingerprint = format!("mock-{}", sh.name());
+    let created = unix_now();
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + u64::from(n)});
+    let t = timing(sh, faults, n);
+    let stream_on = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream_on {
+        let mut wait = t.ttft;
+        for d in t.itl.iter().skip(1) {
+            wait += *d;
+        }
+        super::pause(wait).await;
+        let out = json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "system_fingerprint": fingerprint,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content::completion(n), "refusal": null}, "logprobs": null, "finish_reason": finish}],
+            "usage": usage,
+        });
+        sh.count(200);
+        sh.add_tokens(prompt, u64::from(n));
+        let bytes = response(
+            200,
+            "application/json",
+            out.to_string().as_bytes(),
+            req.keep_alive,
+            &headers(sh, &id),
+        );
+        return if conn.write(bytes).await.is_ok() && req.keep_alive {
+            After::KeepAlive
+        } else {
+            After::Close
+        };
+    }
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|s| s.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let chunk = |choices: Value, usage: Option<&Value>| -> Vec<u8> {
+        let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": fingerprint, "choices": choices});
+        if include_usage {
+            v["usage"] = usage.cloned().unwrap_or(Value::Null);
+        }
+        format!("data: {v}\n\n").into_bytes()
+    };
+    let plan = StreamPlan {
+        head: vec![chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]), None)],
+        tokens: (0..n)
+            .map(|i| chunk(json!([{"index": 0, "delta": {"content": content::token(i)}, "logprobs": null, "finish_reason": null}]), None))
+            .collect(),
+        tail: {
+            let mut tail = vec![chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]), None)];
+            if include_usage {
+                tail.push(chunk(json!([]), Some(&usage)));
+            }
+            tail.push(b"data: [DONE]\n\n".to_vec());
+            tail
+        },
+    };
+    sh.count(200);
+    stream(
+        sh,
+        conn,
+        req,
+        faults,
+        &t,
+        plan,
+        &headers(sh, &id),
+        prompt,
+        n,
+    )
+    .await
+}
+
+fn headers(sh: &Shared, id: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-mock-instance", sh.name().to_owned()),
+        ("x-request-id", format!("req-{id}")),
+    ]
+}
+
+pub async fn models(sh: &Shared, conn: &mut Conn, req: &Request) -> After {
+    let body = json!({"object": "list", "data": [
+        {"id": "mock-gpt", "object": "model", "created": 1_700_000_000, "owned_by": sh.name()},
+        {"id": "mock-embedding", "object": "model", "created": 1_700_000_000, "owned_by": sh.name()},
+    ]});
+    sh.count(200);
+    let out = response(
+        200,
+        "application/json",
+        body.to_string().as_bytes(),
+        req.keep_alive,
+        &[("x-mock-instance", sh.name().to_owned())],
+    );
+    if conn.write(out).await.is_ok() && req.keep_alive {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
+}

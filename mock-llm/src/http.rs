@@ -1,0 +1,282 @@
+//! A deliberately small HTTP/1.1 server codec for the mock (keep-alive,
+//! Content-Length and chunked request bodies, optional slow reads). It does
+//! not share code with the gateway, so a codec bug cannot hide itself by
+//! appearing on both sides of a test.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub keep_alive: bool,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+pub struct Conn {
+    pub io: TcpStream,
+    buf: BytesMut,
+}
+
+/// Why no request could be read.
+pub enum ReadError {
+    Closed,
+    Bad(String),
+}
+
+impl Conn {
+    pub fn new(io: TcpStream) -> Conn {
+        Conn {
+            io,
+            buf: BytesMut::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Reads up to `max` more bytes; false at end of stream.
+    async fn fill(&mut self, max: usize) -> bool {
+        self.buf.reserve(max.max(1));
+        let len = self.buf.len();
+        let end = (len + max).min(self.buf.capacity());
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = self
+            .io
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..end))
+            .await;
+        self.buf = slice.into_inner();
+        matches!(res, Ok(n) if n > 0)
+    }
+
+    /// Reads one request. `slow_bps` reads the body at that many bytes per
+    /// second (the `x-mock-slow-read-bps` header overrides it).
+    pub async fn read_request(&mut self, slow_bps: Option<u64>) -> Result<Request, ReadError> {
+        let head_len = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(ReadError::Bad("request head too large".into()));
+            }
+            if !self.fill(16 * 1024).await {
+                return Err(ReadError::Closed);
+            }
+        };
+        let mut hs = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut hs);
+        if req.parse(&self.buf[..head_len]).is_err() {
+            return Err(ReadError::Bad("malformed request head".into()));
+        }
+        let method = req.method.unwrap_or("GET").to_owned();
+        let target = req.path.unwrap_or("/");
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (target.to_owned(), None),
+        };
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let http10 = req.version == Some(0);
+        self.buf.advance(head_len);
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.as_str())
+        };
+        let keep_alive = match get("connection").map(str::to_ascii_lowercase) {
+            Some(c) if c.contains("close") => false,
+            Some(c) if c.contains("keep-alive") => true,
+            _ => !http10,
+        };
+        let slow = get("x-mock-slow-read-bps")
+            .and_then(|v| v.parse().ok())
+            .or(slow_bps);
+        let chunked = get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                let line = loop {
+                    if let Some(i) = find(&self.buf, b"\r\n") {
+                        break i;
+                    }
+                    if !self.fill(16 * 1024).await {
+                        return Err(ReadError::Closed);
+                    }
+                };
+                let size_text = String::from_utf8_lossy(&self.buf[..line]).into_owned();
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| ReadError::Bad("bad chunk size".into()))?;
+                while self.buf.len() < line + 2 + size + 2 {
+                    if !self.fill(16 * 1024).await {
+                        return Err(ReadError::Closed);
+                    }
+                }
+                body.extend_from_slice(&self.buf[line + 2..line + 2 + size]);
+                self.buf.advance(line + 2 + size + 2);
+                if size == 0 {
+                    break;
+                }
+                if body.len() > MAX_BODY {
+                    return Err(ReadError::Bad("body too large".into()));
+                }
+            }
+        } else if let Some(cl) = get("content-length") {
+            let n: usize = cl
+                .trim()
+                .parse()
+                .map_err(|_| ReadError::Bad("bad Content-Length".into()))?;
+            if n > MAX_BODY {
+                return Err(ReadError::Bad("body too large".into()));
+            }
+            while self.buf.len() < n {
+                let step = match slow {
+                    Some(bps) if bps > 0 => {
+                        monoio::time::sleep(Duration::from_millis(100)).await;
+                        ((bps / 10).max(1) as usize).min(n - self.buf.len())
+                    }
+                    _ => 64 * 1024,
+                };
+                if !self.fill(step).await {
+                    return Err(ReadError::Closed);
+                }
+            }
+            body = self.buf.split_to(n).to_vec();
+        }
+        Ok(Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+            keep_alive,
+        })
+    }
+
+    pub async fn write(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        let (res, _) = self.io.write_all(bytes).await;
+        res.map(|_| ())
+    }
+
+    /// Closes with a TCP reset (SO_LINGER 0).
+    pub fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on the live socket we own, with a valid pointer
+        // to a correctly sized `linger` value.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::setsockopt(
+                self.io.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(self);
+    }
+}
+
+pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    memchr::memmem::find(h, n)
+}
+
+/// A complete response with a body.
+pub fn response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    extra: &[(&str, String)],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 256);
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    for (k, v) in extra {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// The head of a chunked event stream.
+pub fn sse_head(keep_alive: bool, extra: &[(&str, String)]) -> Vec<u8> {
+    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n".to_vec();
+    for (k, v) in extra {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Appends `data` as one chunk.
+pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        529 => "Overloaded",
+        _ => "Status",
+    }
+}
