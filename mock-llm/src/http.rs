@@ -160,6 +160,7 @@ impl Conn {
             if n > MAX_BODY {
                 return Err(ReadError::Bad("body too large".into()));
             }
+            let started = std::time::Instant::now();
             while self.buf.len() < n {
                 let step = match slow {
                     Some(bps) if bps > 0 => {
@@ -173,6 +174,13 @@ impl Conn {
                 }
             }
             body = self.buf.split_to(n).to_vec();
+            // Bytes that arrived together still take `n / bps` to "read".
+            if let Some(bps) = slow.filter(|b| *b > 0) {
+                let due = Duration::from_secs_f64(n as f64 / bps as f64);
+                if let Some(rest) = due.checked_sub(started.elapsed()) {
+                    monoio::time::sleep(rest).await;
+                }
+            }
         }
         Ok(Request {
             method,

@@ -18,6 +18,7 @@
 //! threads and listeners), [`content`] (tokens and the prompt-token rule).
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod content;
 pub mod http;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently:
+#   - a Python venv at .venv with the official openai and anthropic SDKs
+#     (the SDK wire-compatibility tests run them as real clients);
+#   - Debian packages used by tests (redis-server for shared rate limits).
+# Safe to run repeatedly; does nothing when everything is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQ=scripts/requirements-test.txt
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python - "$REQ" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, want = line.split("==")
+    if version(name) != want:
+        raise SystemExit(1)
+PY
+then
+  echo "==> installing Python test packages"
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$REQ"
+fi
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "==> installing ${need[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
