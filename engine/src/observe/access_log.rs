@@ -31,8 +31,8 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Starts the writer thread for `target`. The thread ends (after
-    /// writing everything queued) once every handle is dropped; join it.
+    /// Starts the writer thread for `target`. It runs until
+    /// [`AccessLog::close`]; join it after that.
     pub fn start(
         target: &AccessLogTarget,
     ) -> std::io::Result<(Arc<AccessLog>, std::thread::JoinHandle<()>)> {
@@ -51,6 +51,10 @@ impl AccessLog {
             .name("ringway-log".into())
             .spawn(move || {
                 for mut buf in full_rx.iter() {
+                    if buf.capacity() == 0 {
+                        // The close marker: everything before it is written.
+                        break;
+                    }
                     if let Err(e) = sink.write_all(&buf).and_then(|_| sink.flush()) {
                         tracing::error!("access log write failed: {e}");
                     }
@@ -66,6 +70,13 @@ impl AccessLog {
             }),
             writer,
         ))
+    }
+}
+
+impl AccessLog {
+    /// Asks the writer to finish after what is queued; then join it.
+    pub fn close(&self) {
+        let _ = self.full.send(Vec::new());
     }
 }
 
@@ -254,5 +265,23 @@ mod tests {
         assert_eq!(v["llm_prompt_tokens"], 23);
         assert_eq!(v["llm_completion_tokens"], 8);
         assert_eq!(v["uri"], "/anything?q=\"x\"");
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    #[test]
+    fn close_ends_the_writer_after_queued_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let (log, t) = AccessLog::start(&AccessLogTarget::File(path.clone())).unwrap();
+        let w = WorkerLog::new(log.clone());
+        w.buf.borrow_mut().extend_from_slice(b"{\"x\":1}\n");
+        w.ship();
+        log.close();
+        t.join().unwrap();
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "{\"x\":1}\n");
     }
 }

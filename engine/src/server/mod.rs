@@ -43,7 +43,7 @@ pub struct Running {
     pub cell: Arc<SnapshotCell>,
     pub shutdown: Arc<Shutdown>,
     threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
-    log_thread: Option<std::thread::JoinHandle<()>>,
+    log: Option<(Arc<crate::observe::AccessLog>, std::thread::JoinHandle<()>)>,
 }
 
 impl Running {
@@ -56,8 +56,9 @@ impl Running {
                 Err(_) => tracing::error!("worker thread panicked"),
             }
         }
-        // Every worker's log handle is gone now: the writer drains and ends.
-        if let Some(t) = self.log_thread {
+        // Every worker has shipped its last lines: let the writer finish.
+        if let Some((log, t)) = self.log {
+            log.close();
             let _ = t.join();
         }
     }
@@ -101,13 +102,11 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         .map(|b| b.addr)
         .collect();
 
-    let (access_log, log_thread) = match &gw.access_log {
-        Some(t) => {
-            let (log, thread) = crate::observe::AccessLog::start(t).map_err(StartError::Thread)?;
-            (Some(log), Some(thread))
-        }
-        None => (None, None),
+    let log = match &gw.access_log {
+        Some(t) => Some(crate::observe::AccessLog::start(t).map_err(StartError::Thread)?),
+        None => None,
     };
+    let access_log = log.as_ref().map(|(l, _)| l.clone());
     let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
     let shared = WorkerShared {
         access_log,
@@ -170,7 +169,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         cell,
         shutdown,
         threads,
-        log_thread,
+        log,
     })
 }
 

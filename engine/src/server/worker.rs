@@ -154,6 +154,9 @@ pub fn run(
                 "drain timeout: closing remaining connections"
             );
         }
+        if let Some(log) = &w.log {
+            log.ship();
+        }
         Ok(())
     })
 }

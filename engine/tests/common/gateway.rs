@@ -55,6 +55,31 @@ impl Gateway {
         })
     }
 
+    /// Starts with a config given as JSON (the whole document; a
+    /// `gateway` object in it is merged over the test defaults).
+    pub fn start_json(doc: serde_json::Value) -> Gateway {
+        Gateway::start_json_env(doc, Vec::new())
+    }
+
+    pub fn start_json_env(mut doc: serde_json::Value, env: Vec<(String, String)>) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut gw = serde_json::json!({
+            "listen": ["127.0.0.1:0"],
+            "workers": 2,
+            "admin": {"enabled": false},
+            "metrics": {"enabled": false},
+        });
+        if let Some(extra) = doc.get("gateway").and_then(|g| g.as_object()).cloned() {
+            for (k, v) in extra {
+                gw[k] = v;
+            }
+        }
+        doc["gateway"] = gw;
+        let path = dir.path().join("ringway.yaml");
+        std::fs::write(&path, serde_yaml_ng::to_string(&doc).expect("yaml")).expect("write config");
+        Gateway::spawn(dir, &path, &env)
+    }
+
     pub fn start_with(cfg: GatewayConfig) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut yaml = format!(

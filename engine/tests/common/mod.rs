@@ -9,6 +9,7 @@
     clippy::disallowed_types
 )]
 
+pub mod ai;
 pub mod certs;
 pub mod client;
 pub mod gateway;

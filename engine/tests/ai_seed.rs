@@ -1,0 +1,303 @@
+//! The seed document's ai-proxy-multi examples, reproduced end to end with
+//! mock-llm as the providers: 8:2 weighted split (exact, across workers,
+//! also when configured through the Admin API verbatim), priority with
+//! fallback, per-instance max_tokens, embeddings on openai and
+//! azure-openai, and the LLM logging variables.
+#![allow(clippy::disallowed_types, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::ai::{ai_config, chat_url, instance, mocks, ASK, ASK_STREAM};
+use common::{Conn, Gateway};
+use serde_json::{json, Value};
+
+fn models_of(gw: &Gateway, n: usize, path: &str) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        // A new connection each time, so both workers take requests.
+        let r = Conn::connect(gw.addr).post_json(path, ASK);
+        assert_eq!(r.status, 200, "{}", r.text());
+        *seen
+            .entry(r.json()["model"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn weighted_split_is_exactly_eight_to_two_across_workers() {
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_json(ai_config(
+        &["/anything"],
+        json!({"instances": [
+            instance("openai-instance", 8, &chat_url(&m, "openai"), "gpt-4"),
+            instance("deepseek-instance", 2, &chat_url(&m, "deepseek"), "deepseek-chat"),
+        ]}),
+    ));
+    for _ in 0..3 {
+        let seen = models_of(&gw, 10, "/anything");
+        assert_eq!(
+            seen,
+            BTreeMap::from([("deepseek-chat".into(), 2), ("gpt-4".into(), 8)])
+        );
+    }
+    // Concurrent clients on both workers: still exact over 40 requests.
+    let addr = gw.addr;
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Conn::connect(addr);
+                (0..10)
+                    .map(|_| {
+                        c.post_json("/anything", ASK).json()["model"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let all: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(all.iter().filter(|m| *m == "gpt-4").count(), 32);
+    assert_eq!(all.iter().filter(|m| *m == "deepseek-chat").count(), 8);
+    // The providers saw the instance's model and auth.
+    let req = &m.instance("deepseek").requests()[0];
+    assert_eq!(
+        req.header("authorization"),
+        Some("Bearer key-deepseek-instance")
+    );
+    assert_eq!(req.json()["model"], "deepseek-chat");
+}
+
+#[test]
+fn seed_admin_api_example_verbatim() {
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_json(
+        json!({"gateway": {"admin": {"listen": "127.0.0.1:0", "key": "edd1c9f034335f136f87ad84b625c8f1"}}}),
+    );
+    let admin = gw.admin_addr.expect("admin listener");
+    // The seed's body, with the provider endpoints pointed at the mocks.
+    let body = format!(
+        r#"{{
+    "id": "ai-proxy-multi-route",
+    "uri": "/anything",
+    "methods": ["POST"],
+    "plugins": {{
+      "ai-proxy-multi": {{
+        "instances": [
+          {{
+            "name": "openai-instance",
+            "provider": "openai",
+            "weight": 8,
+            "auth": {{ "header": {{ "Authorization": "Bearer sk-openai" }} }},
+            "options": {{ "model": "gpt-4" }},
+            "override": {{ "endpoint": "{}" }}
+          }},
+          {{
+            "name": "deepseek-instance",
+            "provider": "deepseek",
+            "weight": 2,
+            "auth": {{ "header": {{ "Authorization": "Bearer sk-deepseek" }} }},
+            "options": {{ "model": "deepseek-chat" }},
+            "override": {{ "endpoint": "{}" }}
+          }}
+        ]
+      }}
+    }}
+  }}"#,
+        chat_url(&m, "openai"),
+        chat_url(&m, "deepseek")
+    );
+    let mut c = Conn::connect(admin);
+    c.send(format!("PUT /apisix/admin/routes HTTP/1.1\r\nHost: 127.0.0.1:9180\r\nX-API-KEY: edd1c9f034335f136f87ad84b625c8f1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["key"], "/apisix/routes/ai-proxy-multi-route");
+    let seen = models_of(&gw, 10, "/anything");
+    assert_eq!(
+        seen,
+        BTreeMap::from([("deepseek-chat".into(), 2), ("gpt-4".into(), 8)])
+    );
+}
+
+#[test]
+fn priority_with_fallback_and_recovery() {
+    let m = mocks(&["openai", "deepseek"]);
+    let mut hi = instance("openai-instance", 0, &chat_url(&m, "openai"), "gpt-4");
+    hi["priority"] = json!(1);
+    let mut lo = instance(
+        "deepseek-instance",
+        0,
+        &chat_url(&m, "deepseek"),
+        "deepseek-chat",
+    );
+    lo["priority"] = json!(0);
+    let gw = Gateway::start_json(ai_config(
+        &["/anything"],
+        json!({"fallback_strategy": ["http_429", "http_5xx"], "instances": [hi, lo]}),
+    ));
+    let mut c = Conn::connect(gw.addr);
+    // The higher priority answers while it can.
+    for _ in 0..3 {
+        assert_eq!(c.post_json("/anything", ASK).json()["model"], "gpt-4");
+    }
+    // It starts answering 429 (Retry-After 1): the lower priority takes over…
+    m.instance("openai").set_faults(mock_llm::Faults {
+        status: Some(429),
+        retry_after: Some(1),
+        ..Default::default()
+    });
+    let r = c.post_json("/anything", ASK);
+    assert_eq!(r.json()["model"], "deepseek-chat");
+    assert_eq!(r.header("x-ringway-attempts"), Some("2"));
+    assert_eq!(r.header("x-ringway-instance"), Some("deepseek-instance"));
+    // …and while it cools down it is not even tried.
+    let before = m.instance("openai").stats().requests;
+    for _ in 0..3 {
+        let r = c.post_json("/anything", ASK);
+        assert_eq!(r.header("x-ringway-attempts"), Some("1"));
+        assert_eq!(r.json()["model"], "deepseek-chat");
+    }
+    assert_eq!(m.instance("openai").stats().requests, before);
+    // Recovered and cooled down: traffic returns to the higher priority.
+    m.instance("openai").clear_faults();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(c.post_json("/anything", ASK).json()["model"], "gpt-4");
+}
+
+#[test]
+fn max_tokens_per_instance_is_merged_into_the_body() {
+    let m = mocks(&["openai", "deepseek"]);
+    let mut a = instance("openai-instance", 1, &chat_url(&m, "openai"), "gpt-4");
+    a["options"]["max_tokens"] = json!(50);
+    let mut b = instance(
+        "deepseek-instance",
+        1,
+        &chat_url(&m, "deepseek"),
+        "deepseek-chat",
+    );
+    b["options"]["max_tokens"] = json!(100);
+    let gw = Gateway::start_json(ai_config(&["/anything"], json!({"instances": [a, b]})));
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..4 {
+        let r = c.post_json(
+            "/anything",
+            r#"{"max_tokens": 5, "messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(r.status, 200);
+    }
+    for (mock, want, model) in [("openai", 50, "gpt-4"), ("deepseek", 100, "deepseek-chat")] {
+        let reqs = m.instance(mock).requests();
+        assert_eq!(reqs.len(), 2);
+        for r in reqs {
+            let j = r.json();
+            assert_eq!(
+                j["max_tokens"], want,
+                "instance options override the client"
+            );
+            assert_eq!(j["model"], model);
+            assert_eq!(j["messages"][0]["content"], "hi");
+        }
+    }
+}
+
+#[test]
+fn embeddings_on_openai_and_azure_openai() {
+    let m = mocks(&["openai", "azure"]);
+    let openai = json!({
+        "name": "openai-instance", "provider": "openai", "weight": 0,
+        "auth": {"header": {"Authorization": "Bearer sk-o"}},
+        "options": {"model": "text-embedding-3-small"},
+        "override": {"endpoint": format!("{}/v1/embeddings", m.instance("openai").url())},
+    });
+    let azure = json!({
+        "name": "az-openai-instance", "provider": "azure-openai", "weight": 0,
+        "auth": {"header": {"api-key": "az-key"}},
+        "options": {"model": "text-embedding-3-small"},
+        "override": {"endpoint": format!("{}/openai/deployments/text-embedding-3-small/embeddings?api-version=2023-05-15", m.instance("azure").url())},
+    });
+    let gw = Gateway::start_json(ai_config(
+        &["/embeddings"],
+        json!({"instances": [openai, azure]}),
+    ));
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..4 {
+        let r = c.post_json(
+            "/embeddings",
+            r#"{"input": "What is the capital of France?"}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let j = r.json();
+        assert_eq!(j["object"], "list");
+        assert_eq!(j["data"][0]["object"], "embedding");
+        assert_eq!(j["model"], "text-embedding-3-small");
+    }
+    let az = m.instance("azure").requests();
+    assert_eq!(az.len(), 2, "weights 0 and 0 share equally");
+    assert_eq!(az[0].header("api-key"), Some("az-key"));
+    assert_eq!(az[0].query.as_deref(), Some("api-version=2023-05-15"));
+    assert_eq!(
+        m.instance("openai").requests()[0].header("authorization"),
+        Some("Bearer sk-o")
+    );
+}
+
+#[test]
+fn access_log_carries_the_llm_variables() {
+    let m = mock_llm::MockServer::builder()
+        .instance(
+            mock_llm::InstanceConfig::new("openai")
+                .tokens(8)
+                .ttft(Duration::from_millis(60)),
+        )
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut doc = ai_config(
+        &["/anything"],
+        json!({"instances": [instance("openai-instance", 1, &chat_url(&m, "openai"), "gpt-4")]}),
+    );
+    doc["gateway"] = json!({"access_log": {"path": log.to_str().unwrap()}});
+    let mut gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    let r = c.post_json("/anything", r#"{"model":"gpt-4","messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}]}"#);
+    assert_eq!(r.status, 200);
+    let r = c.post_json("/anything", ASK_STREAM);
+    assert_eq!(r.status, 200);
+    drop(c);
+    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let chat = &lines[0];
+    assert_eq!(chat["request_type"], "ai_chat");
+    assert_eq!(chat["request_llm_model"], "gpt-4");
+    assert_eq!(chat["llm_model"], "gpt-4");
+    assert_eq!(chat["llm_prompt_tokens"], 15);
+    assert_eq!(chat["llm_completion_tokens"], 8);
+    assert!(chat["apisix_upstream_response_time"].as_f64().unwrap() >= 60.0);
+    let stream = &lines[1];
+    assert_eq!(stream["request_type"], "ai_stream");
+    assert!(
+        stream.get("request_llm_model").is_none(),
+        "the client named no model"
+    );
+    assert_eq!(stream["llm_model"], "gpt-4");
+    assert!(stream["llm_time_to_first_token"].as_f64().unwrap() >= 60.0);
+    assert_eq!(
+        stream["llm_completion_tokens"], 8,
+        "usage comes from the forced usage chunk"
+    );
+    assert_eq!(stream["llm_instance"], "openai-instance");
+}

@@ -1,0 +1,51 @@
+//! Builders for ai-proxy-multi test configs (as JSON), mock-llm in
+//! process, and small request helpers.
+
+use serde_json::{json, Value};
+
+pub use mock_llm::{Faults, InstanceConfig, MockServer};
+
+/// An instance entry pointing at a mock endpoint.
+pub fn instance(name: &str, weight: u64, endpoint: &str, model: &str) -> Value {
+    json!({
+        "name": name,
+        "provider": "openai-compatible",
+        "weight": weight,
+        "auth": {"header": {"Authorization": format!("Bearer key-{name}")}},
+        "options": {"model": model},
+        "override": {"endpoint": endpoint},
+    })
+}
+
+/// A config with one ai-proxy-multi route on `uris`.
+pub fn ai_config(uris: &[&str], plugin: Value) -> Value {
+    json!({
+        "services": [{
+            "name": "ai",
+            "routes": [{
+                "name": "ai-route",
+                "uris": uris,
+                "methods": ["POST"],
+                "plugins": {"ai-proxy-multi": plugin},
+            }],
+        }],
+    })
+}
+
+/// The mock's chat endpoint URL.
+pub fn chat_url(m: &MockServer, name: &str) -> String {
+    format!("{}/v1/chat/completions", m.instance(name).url())
+}
+
+pub fn mocks(names: &[&str]) -> MockServer {
+    let mut b = MockServer::builder();
+    for n in names {
+        b = b.instance(InstanceConfig::new(n).tokens(4));
+    }
+    b.spawn().expect("mock")
+}
+
+/// The seed's question.
+pub const ASK: &str = r#"{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}]}"#;
+pub const ASK_STREAM: &str =
+    r#"{"stream":true,"messages":[{"role":"user","content":"What is 1+1?"}]}"#;
