@@ -192,6 +192,45 @@ impl Conn {
         })
     }
 
+    /// Waits `d`, or less if the peer closes the connection meanwhile;
+    /// returns whether the peer is still there.
+    pub async fn wait_connected(&self, d: Duration) -> bool {
+        if d.is_zero() {
+            return true;
+        }
+        let sleep = monoio::time::sleep(d);
+        let mut sleep = std::pin::pin!(sleep);
+        monoio::select! {
+            _ = &mut sleep => true,
+            r = self.io.readable(false) => {
+                if r.is_err() || self.peer_closed() {
+                    return false;
+                }
+                // Data (a pipelined request): stop watching, just wait.
+                sleep.await;
+                true
+            }
+        }
+    }
+
+    fn peer_closed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut b = [0u8; 1];
+        // SAFETY: a one-byte peek into a valid stack buffer on our own
+        // socket; MSG_DONTWAIT never blocks.
+        #[allow(unsafe_code)]
+        let n = unsafe {
+            libc::recv(
+                self.io.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0
+            || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
+    }
+
     pub async fn write(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
         let (res, _) = self.io.write_all(bytes).await;
         res.map(|_| ())

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::api::{pause, After, Timing};
+use crate::api::{After, Timing};
 use crate::config::Faults;
 use crate::http::{chunk, sse_head, Conn, Request};
 use crate::state::Shared;
@@ -87,7 +87,9 @@ async fn run(
         } else {
             t.itl.get(i as usize).copied().unwrap_or_default()
         };
-        pause(delay).await;
+        if !conn.wait_connected(delay).await {
+            return After::Gone;
+        }
         chunk(&mut out, e);
         if conn.write(std::mem::take(&mut out)).await.is_err() {
             return After::Gone;

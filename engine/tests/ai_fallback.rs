@@ -1,0 +1,371 @@
+//! ai-proxy-multi failure handling end to end with mock-llm: fallback
+//! chains on 429 / 5xx / resets / timeouts, the 502 naming every attempt,
+//! 503 when nothing is available, Retry-After cooldowns shared by all
+//! workers, passive ejection, mid-stream failures ending in an SSE error
+//! event, and a client disconnect cancelling the upstream request.
+#![allow(clippy::disallowed_types, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ai::{ai_config, chat_url, instance, ASK, ASK_STREAM};
+use common::{Conn, Gateway};
+use mock_llm::{Faults, InstanceConfig, MockServer};
+use serde_json::{json, Value};
+
+fn three() -> MockServer {
+    MockServer::builder()
+        .instance(InstanceConfig::new("a").tokens(4))
+        .instance(InstanceConfig::new("b").tokens(4))
+        .instance(InstanceConfig::new("c").tokens(4))
+        .spawn()
+        .unwrap()
+}
+
+/// Instances a, b, c with priorities 2, 1, 0 (so the order is fixed).
+fn chain(m: &MockServer, extra: Value) -> Gateway {
+    let mut instances = Vec::new();
+    for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        let mut inst = instance(n, 1, &chat_url(m, n), &format!("model-{n}"));
+        inst["priority"] = json!(2 - i as i64);
+        instances.push(inst);
+    }
+    let mut plugin = json!({"instances": instances});
+    for (k, v) in extra.as_object().unwrap() {
+        plugin[k] = v.clone();
+    }
+    Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin))
+}
+
+fn faults(status: u16) -> Faults {
+    Faults {
+        status: Some(status),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn falls_back_through_429_5xx_and_resets() {
+    let m = three();
+    let gw = chain(&m, json!({"fallback_strategy": ["http_429", "http_5xx"]}));
+    m.instance("a").set_faults(faults(429));
+    m.instance("b").set_faults(Faults {
+        reset_before_response: Some(true),
+        ..Default::default()
+    });
+    let mut c = Conn::connect(gw.addr);
+    let r = c.post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["model"], "model-c");
+    assert_eq!(r.header("x-ringway-attempts"), Some("3"));
+    assert_eq!(r.header("x-ringway-instance"), Some("c"));
+    // Each instance was tried once.
+    assert_eq!(m.instance("a").stats().faults_injected, 1);
+    assert_eq!(m.instance("b").stats().faults_injected, 1);
+    // 5xx statuses too.
+    for s in [500, 502, 503, 504] {
+        let m = three();
+        let gw = chain(&m, json!({"fallback_strategy": "http_5xx"}));
+        m.instance("a").set_faults(faults(s));
+        let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+        assert_eq!(
+            (r.status, r.json()["model"].clone()),
+            (200, json!("model-b")),
+            "{s}"
+        );
+    }
+}
+
+#[test]
+fn without_a_strategy_the_upstream_answer_is_passed_through() {
+    let m = three();
+    let gw = chain(&m, json!({}));
+    m.instance("a").set_faults(Faults {
+        status: Some(429),
+        retry_after: Some(3),
+        ..Default::default()
+    });
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("3"));
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(m.instance("b").stats().requests, 0);
+}
+
+#[test]
+fn timeouts_count_as_5xx() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("a").ttft(Duration::from_secs(5)))
+        .instance(InstanceConfig::new("b"))
+        .instance(InstanceConfig::new("c"))
+        .spawn()
+        .unwrap();
+    let gw = chain(
+        &m,
+        json!({"fallback_strategy": ["http_5xx"], "timeout": 300}),
+    );
+    let started = Instant::now();
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.json()["model"], "model-b");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn all_failing_is_502_naming_every_attempt() {
+    let m = three();
+    let gw = chain(&m, json!({"fallback_strategy": ["http_429", "http_5xx"]}));
+    m.instance("a").set_faults(faults(503));
+    m.instance("b").set_faults(faults(429));
+    m.instance("c").stop_listening();
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 502);
+    let j = r.json();
+    assert!(j["error_msg"].as_str().unwrap().contains("3"), "{j}");
+    let attempts = j["attempts"].as_array().unwrap();
+    let names: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(attempts[0]["status"], 503);
+    assert_eq!(attempts[1]["status"], 429);
+    assert!(attempts[2]["status"].is_null());
+    assert!(
+        attempts[2]["error"].as_str().unwrap().contains("connect"),
+        "{j}"
+    );
+    // With a retry cap, only that many are tried.
+    let gw = chain(
+        &m,
+        json!({"fallback_strategy": ["http_429", "http_5xx"], "max_retries": 1}),
+    );
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.json()["attempts"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn retry_after_cools_an_instance_down_on_every_worker() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("a"))
+        .instance(InstanceConfig::new("b"))
+        .spawn()
+        .unwrap();
+    let plugin = json!({
+        "fallback_strategy": ["http_429"],
+        "instances": [instance("a", 1, &chat_url(&m, "a"), "model-a"), instance("b", 1, &chat_url(&m, "b"), "model-b")],
+    });
+    let gw = Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin));
+    m.instance("a").set_faults(Faults {
+        status: Some(429),
+        retry_after: Some(2),
+        ..Default::default()
+    });
+    // Until a 429 is seen, a gets its share; after it, nobody sends to a.
+    let mut saw_429 = false;
+    for _ in 0..4 {
+        let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+        assert_eq!(r.json()["model"], "model-b");
+        saw_429 |= r.header("x-ringway-attempts") == Some("2");
+    }
+    assert!(saw_429);
+    let a_requests = m.instance("a").stats().requests;
+    assert_eq!(a_requests, 1, "one 429, then a cools down for every worker");
+    m.instance("a").clear_faults();
+    for _ in 0..10 {
+        Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    }
+    assert_eq!(
+        m.instance("a").stats().requests,
+        a_requests,
+        "still cooling down"
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    for _ in 0..4 {
+        Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    }
+    assert!(
+        m.instance("a").stats().requests > a_requests,
+        "back in rotation after Retry-After"
+    );
+}
+
+#[test]
+fn nothing_available_is_503_with_retry_after() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("a"))
+        .spawn()
+        .unwrap();
+    let plugin = json!({"fallback_strategy": ["http_429"], "instances": [instance("a", 1, &chat_url(&m, "a"), "model-a")]});
+    let gw = Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin));
+    m.instance("a").set_faults(Faults {
+        status: Some(429),
+        retry_after: Some(30),
+        ..Default::default()
+    });
+    let mut c = Conn::connect(gw.addr);
+    let r = c.post_json("/v1/chat/completions", ASK);
+    assert_eq!(
+        r.status,
+        502,
+        "the only instance answered 429: {}",
+        r.text()
+    );
+    let r = c.post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 503);
+    let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((25..=30).contains(&secs), "{secs}");
+    assert!(r.json()["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("cooling down"));
+}
+
+#[test]
+fn consecutive_failures_eject_an_instance_passively() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("a"))
+        .instance(InstanceConfig::new("b"))
+        .spawn()
+        .unwrap();
+    let plugin = json!({
+        "fallback_strategy": "http_5xx",
+        "instances": [instance("a", 1, &chat_url(&m, "a"), "model-a"), instance("b", 1, &chat_url(&m, "b"), "model-b")],
+    });
+    let gw = Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin));
+    m.instance("a").set_faults(faults(500));
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..12 {
+        assert_eq!(
+            c.post_json("/v1/chat/completions", ASK).json()["model"],
+            "model-b"
+        );
+    }
+    // Three failures eject a for a second; it is not tried meanwhile.
+    assert_eq!(m.instance("a").stats().requests, 3);
+}
+
+#[test]
+fn upstream_failing_mid_stream_ends_with_an_sse_error_event() {
+    let m = MockServer::builder()
+        .instance(
+            InstanceConfig::new("a")
+                .tokens(10)
+                .itl(Duration::from_millis(5)),
+        )
+        .spawn()
+        .unwrap();
+    let plugin = json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "model-a")]});
+    let gw = Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin));
+    m.instance("a").set_faults(Faults {
+        reset_after_chunks: Some(3),
+        ..Default::default()
+    });
+    let mut c = Conn::connect(gw.addr);
+    let r = c.post_json("/v1/chat/completions", ASK_STREAM);
+    assert_eq!(r.status, 200);
+    assert!(r.chunked, "the stream ends with a proper last chunk");
+    let text = r.text();
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert!(err["error"]["message"].is_string(), "{text}");
+    assert!(!text.contains("[DONE]"));
+    assert_eq!(
+        text.matches("\"content\":\"").count(),
+        4,
+        "role chunk + 3 tokens, then the error: {text}"
+    );
+    // The client connection is closed afterwards (no half-known state).
+    assert!(c.is_closed());
+}
+
+#[test]
+fn client_disconnect_cancels_the_llm_request() {
+    let m = MockServer::builder()
+        .instance(
+            InstanceConfig::new("a")
+                .tokens(100)
+                .itl(Duration::from_millis(50)),
+        )
+        .spawn()
+        .unwrap();
+    let plugin = json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "model-a")]});
+    let gw = Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin));
+    let a = m.instance("a");
+    // Mid-stream.
+    let mut c = Conn::connect(gw.addr);
+    c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ASK_STREAM}", ASK_STREAM.len()).as_bytes());
+    assert_eq!(c.read_head().0, 200);
+    assert!(c.read_chunk().is_some());
+    assert_eq!(a.stats().open_streams, 1);
+    drop(c);
+    let t = Instant::now();
+    while a.stats().open_streams != 0 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        a.stats().open_streams,
+        0,
+        "the upstream stream must be cancelled"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // While waiting for the first token.
+    a.set_faults(Faults {
+        ttft_ms: Some(5000),
+        ..Default::default()
+    });
+    let mut c = Conn::connect(gw.addr);
+    c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ASK_STREAM}", ASK_STREAM.len()).as_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.stats().open_streams, 1);
+    drop(c);
+    let t = Instant::now();
+    while a.stats().open_streams != 0 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(a.stats().open_streams, 0);
+}
+
+#[test]
+fn bad_requests_get_clear_400s_and_the_connection_survives() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("a"))
+        .spawn()
+        .unwrap();
+    let plugin = json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "model-a")]});
+    let mut doc = ai_config(&["/v1/chat/completions"], plugin);
+    doc["gateway"] = json!({"limits": {"max_body_bytes": 2000}});
+    let gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi");
+    let r = c.read_response();
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("Content-Type"));
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error_msg"].as_str().unwrap().contains("empty"));
+    let r = c.post_json("/v1/chat/completions", "{\"messages\": [");
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error_msg"].as_str().unwrap().contains("JSON"));
+    let r = c.post_json("/v1/chat/completions", "[1,2]");
+    assert_eq!(r.status, 400);
+    assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
+    let big = format!(
+        "{{\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+        "x".repeat(3000)
+    );
+    assert_eq!(c.post_json("/v1/chat/completions", &big).status, 413);
+    assert_eq!(
+        m.instance("a").stats().requests,
+        1,
+        "nothing invalid reached the provider"
+    );
+}
