@@ -10,7 +10,6 @@ pub mod azure_openai;
 pub mod body;
 pub mod deepseek;
 pub mod gemini;
-pub mod kinds;
 pub mod openai;
 pub mod openai_compatible;
 pub mod openrouter;
@@ -18,8 +17,7 @@ pub mod registry;
 pub mod url;
 pub mod vertex_ai;
 pub mod wire;
-pub mod wire_shim;
 
-pub use kinds::{Api, Wire};
 pub use registry::{lookup, Provider, ProviderConf};
 pub use url::EndpointUrl;
+pub use wire::{Api, Wire};

@@ -3,7 +3,7 @@
 //! it requires. Auth comes from the instance's `auth` config, except
 //! `vertex-ai`'s `auth.gcp`, handled by [`super::gcp`].
 
-use super::kinds::{Api, Wire};
+use super::{Api, Wire};
 
 /// `provider_conf` (APISIX: vertex-ai's project and region).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use crate::config::Snapshot;
 use crate::health::{now_ms, Cooldown};
 use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
-use crate::providers::wire_shim::build_request;
+use crate::providers::wire::build_request;
 use crate::providers::Wire;
 use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};

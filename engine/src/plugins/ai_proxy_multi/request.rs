@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use crate::http::RequestHead;
-use crate::providers::wire_shim::{summarize, RequestSummary};
+use crate::providers::wire::{summarize, RequestSummary};
 use crate::providers::{Api, Wire};
 use crate::proxy::body::read_all;
 use crate::proxy::ProxyError;

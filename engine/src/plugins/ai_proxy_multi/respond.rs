@@ -24,7 +24,7 @@ use crate::http::headers::is_hop_by_hop;
 use crate::http::write::{push_header, push_status_line, push_u64};
 use crate::http::ResponseHead;
 use crate::net::{self, Io};
-use crate::providers::wire_shim::{
+use crate::providers::wire::{
     convert_error, convert_response, StreamObservations, StreamTransform,
 };
 use crate::proxy::ProxyError;

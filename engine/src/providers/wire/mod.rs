@@ -1,1 +1,190 @@
-//! Wire formats spoken by LLM APIs and conversions between them.
+//! Wire formats spoken by LLM APIs — OpenAI chat/embeddings and Anthropic
+//! Messages — and everything the relay needs from them, sans-IO:
+//! [`summarize`] reads what routing needs from a client body,
+//! [`build_request`] produces an instance's body (converting formats and
+//! merging `options`), [`convert_response`] / [`convert_error`] map answers
+//! back to the client's format with usage extracted, and
+//! [`stream::StreamTransform`] does the same for SSE streams, event by
+//! event.
+//!
+//! Same-format requests are edited by splicing bytes ([`super::body`]);
+//! only cross-format conversions go through `serde_json::Value`.
+//!
+//! `options` follow APISIX: they are written into the top level of the
+//! upstream body and override the client's values for the same keys (that
+//! is how per-instance `model` and `max_tokens` take effect).
+
+pub mod anthropic;
+pub mod map;
+pub mod openai;
+pub mod stream;
+
+use serde_json::{Map, Value};
+
+pub use stream::{StreamObservations, StreamTransform};
+
+/// A message format.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+/// Which API a request is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Api {
+    Chat,
+    Embeddings,
+}
+
+/// Token usage, in OpenAI's terms.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    pub fn new(prompt: u64, completion: u64) -> Usage {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub String);
+
+impl WireError {
+    pub fn new(msg: impl Into<String>) -> WireError {
+        WireError(msg.into())
+    }
+}
+
+/// What routing needs from a client body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestSummary {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// `stream_options.include_usage` (OpenAI).
+    pub include_usage: bool,
+    pub max_tokens: Option<u64>,
+}
+
+/// Reads `model`, `stream` and friends without building the whole body.
+pub fn summarize(wire: Wire, body: &[u8]) -> Result<RequestSummary, WireError> {
+    let _ = wire;
+    openai::summarize(body)
+}
+
+/// The body for an instance speaking `to`, from a client body in `from`.
+pub fn build_request(
+    from: Wire,
+    to: Wire,
+    api: Api,
+    body: &[u8],
+    options: &Map<String, Value>,
+    force_usage: bool,
+) -> Result<Vec<u8>, WireError> {
+    if api == Api::Embeddings && (from != Wire::OpenAi || to != Wire::OpenAi) {
+        return Err(WireError::new(
+            "embeddings are only available in the OpenAI format",
+        ));
+    }
+    if from == to {
+        return openai::splice_options(body, options, force_usage && to == Wire::OpenAi);
+    }
+    let client: Value =
+        serde_json::from_slice(body).map_err(|e| WireError::new(format!("invalid JSON: {e}")))?;
+    let mut converted = match (from, to) {
+        (Wire::OpenAi, Wire::Anthropic) => map::openai_to_anthropic_request(&client)?,
+        (Wire::Anthropic, Wire::OpenAi) => map::anthropic_to_openai_request(&client)?,
+        _ => client,
+    };
+    if let Value::Object(o) = &mut converted {
+        for (k, v) in options {
+            o.insert(k.clone(), v.clone());
+        }
+        if force_usage
+            && to == Wire::OpenAi
+            && o.get("stream").and_then(Value::as_bool) == Some(true)
+        {
+            o.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+    }
+    serde_json::to_vec(&converted).map_err(|e| WireError::new(e.to_string()))
+}
+
+/// A non-streaming answer, mapped to the client's format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConvertedResponse {
+    /// `None`: forward the upstream body unchanged.
+    pub body: Option<Vec<u8>>,
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
+}
+
+pub fn convert_response(
+    from: Wire,
+    to: Wire,
+    api: Api,
+    body: &[u8],
+) -> Result<ConvertedResponse, WireError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| WireError::new(format!("the provider's answer is not JSON: {e}")))?;
+    let model = v.get("model").and_then(Value::as_str).map(str::to_owned);
+    let _ = api;
+    match (from, to) {
+        (Wire::OpenAi, Wire::OpenAi) => Ok(ConvertedResponse {
+            body: None,
+            usage: openai::usage(&v),
+            model,
+        }),
+        (Wire::Anthropic, Wire::Anthropic) => Ok(ConvertedResponse {
+            body: None,
+            usage: anthropic::usage(&v),
+            model,
+        }),
+        (Wire::Anthropic, Wire::OpenAi) => {
+            let out = map::anthropic_to_openai_response(&v)?;
+            Ok(ConvertedResponse {
+                usage: anthropic::usage(&v),
+                body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
+                model,
+            })
+        }
+        (Wire::OpenAi, Wire::Anthropic) => {
+            let out = map::openai_to_anthropic_response(&v)?;
+            Ok(ConvertedResponse {
+                usage: openai::usage(&v),
+                body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
+                model,
+            })
+        }
+    }
+}
+
+/// An error answer (4xx/5xx) in the client's error shape.
+pub fn convert_error(from: Wire, to: Wire, status: u16, body: &[u8]) -> Vec<u8> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect());
+    let _ = from;
+    map::error_body(to, status, &message)
+}
+
+#[cfg(test)]
+mod tests;

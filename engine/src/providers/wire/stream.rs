@@ -1,0 +1,475 @@
+//! Streaming answers, event by event: SSE from the instance in, SSE for the
+//! client out, with what the gateway must observe on the way (the first
+//! token, usage, the model, a clean end).
+//!
+//! Same-format streams pass through byte for byte; an OpenAI stream is
+//! only parsed where it must be (until the first token, and chunks that
+//! carry `"usage":{`), and the usage chunk the gateway forced on a client
+//! that did not ask for it is dropped. Cross-format streams are rebuilt:
+//! Anthropic events become `chat.completion.chunk`s ending in
+//! `data: [DONE]`, and OpenAI chunks become the exact Anthropic event
+//! sequence the official SDK expects.
+
+use serde_json::{json, Value};
+
+use super::anthropic::{finish_reason, stop_reason};
+use super::{openai, Usage, Wire, WireError};
+use crate::sse::{SseEvent, SseParser};
+
+/// What the relay learns from a stream.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct StreamObservations {
+    /// The first generated content has gone out.
+    pub first_token: bool,
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
+    /// The stream's own end marker was seen (`[DONE]`, `message_stop`).
+    pub done: bool,
+}
+
+pub struct StreamTransform {
+    parser: SseParser,
+    from: Wire,
+    to: Wire,
+    /// The client did not ask for OpenAI usage reporting.
+    strip_usage_chunk: bool,
+    state: Convert,
+}
+
+#[derive(Default)]
+struct Convert {
+    id: String,
+    model: String,
+    created: u64,
+    input: u64,
+    output: u64,
+    stop: Option<String>,
+    started: bool,
+    /// Anthropic→OpenAI: content-block index → tool-call index.
+    tool_of_block: Vec<(u64, u64)>,
+    next_tool: u64,
+    /// OpenAI→Anthropic: the open content block (index, is_text).
+    open_block: Option<(u64, bool)>,
+    next_block: u64,
+    /// OpenAI tool-call index → Anthropic block index.
+    block_of_tool: Vec<(u64, u64)>,
+}
+
+impl StreamTransform {
+    pub fn new(from: Wire, to: Wire, strip_usage_chunk: bool) -> StreamTransform {
+        StreamTransform {
+            parser: SseParser::new(),
+            from,
+            to,
+            strip_usage_chunk,
+            state: Convert {
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Feeds decoded upstream body bytes; appends client-bound bytes.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) -> Result<(), WireError> {
+        let mut parser = std::mem::take(&mut self.parser);
+        let r = parser.feed(input, |ev| self.event(ev, out, obs));
+        self.parser = parser;
+        r.map_err(|e| WireError::new(e.to_string()))
+    }
+
+    /// The upstream body ended; flushes an unterminated last event.
+    pub fn finish(
+        &mut self,
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) -> Result<(), WireError> {
+        let mut parser = std::mem::take(&mut self.parser);
+        parser.finish(|ev| self.event(ev, out, obs));
+        Ok(())
+    }
+
+    /// A terminal error event in the client's format.
+    pub fn error_event(&self, message: &str, out: &mut Vec<u8>) {
+        match self.to {
+            Wire::OpenAi => {
+                let v = json!({"error": {"message": message, "type": "upstream_error", "code": "upstream_error"}});
+                data(out, &v);
+            }
+            Wire::Anthropic => event(
+                out,
+                "error",
+                &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+            ),
+        }
+    }
+
+    fn event(&mut self, ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservations) {
+        match (self.from, self.to) {
+            (Wire::OpenAi, Wire::OpenAi) => self.openai_pass(ev, out, obs),
+            (Wire::Anthropic, Wire::Anthropic) => self.anthropic_pass(ev, out, obs),
+            (Wire::Anthropic, Wire::OpenAi) => self.anthropic_to_openai(ev, out, obs),
+            (Wire::OpenAi, Wire::Anthropic) => self.openai_to_anthropic(ev, out, obs),
+        }
+    }
+
+    fn openai_pass(&mut self, ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservations) {
+        if &*ev.data == b"[DONE]" {
+            obs.done = true;
+            out.extend_from_slice(ev.raw);
+            return;
+        }
+        let has_usage = memchr::memmem::find(&ev.data, b"\"usage\":{").is_some();
+        if obs.first_token && obs.model.is_some() && !has_usage {
+            out.extend_from_slice(ev.raw);
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
+            out.extend_from_slice(ev.raw);
+            return;
+        };
+        if obs.model.is_none() {
+            obs.model = v.get("model").and_then(Value::as_str).map(str::to_owned);
+        }
+        if openai::chunk_has_content(&v) {
+            obs.first_token = true;
+        }
+        if let Some(u) = openai::usage(&v) {
+            obs.usage = Some(u);
+            let usage_only = v
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            if self.strip_usage_chunk && usage_only {
+                return;
+            }
+        }
+        out.extend_from_slice(ev.raw);
+    }
+
+    fn anthropic_pass(
+        &mut self,
+        ev: SseEvent<'_>,
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) {
+        out.extend_from_slice(ev.raw);
+        let name = ev.event.unwrap_or(b"");
+        let interesting = match name {
+            b"message_start" | b"message_delta" => true,
+            b"content_block_delta" | b"content_block_start" => !obs.first_token,
+            b"message_stop" => {
+                obs.done = true;
+                false
+            }
+            _ => false,
+        };
+        if !interesting {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
+            return;
+        };
+        self.observe_anthropic(name, &v, obs);
+    }
+
+    /// Records model, usage and the first token from an Anthropic event.
+    fn observe_anthropic(&mut self, name: &[u8], v: &Value, obs: &mut StreamObservations) {
+        match name {
+            b"message_start" => {
+                let m = &v["message"];
+                self.state.id = m.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+                self.state.model = m
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                obs.model = Some(self.state.model.clone());
+                self.state.input = m
+                    .pointer("/usage/input_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                self.state.output = m
+                    .pointer("/usage/output_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                obs.usage = Some(Usage::new(self.state.input, self.state.output));
+            }
+            b"message_delta" => {
+                if let Some(i) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
+                    self.state.input = i;
+                }
+                if let Some(o) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                    self.state.output = o;
+                }
+                if let Some(s) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.state.stop = Some(s.to_owned());
+                }
+                obs.usage = Some(Usage::new(self.state.input, self.state.output));
+            }
+            b"content_block_delta" => {
+                let d = &v["delta"];
+                let text = d.get("text").and_then(Value::as_str).unwrap_or("");
+                let json_part = d.get("partial_json").and_then(Value::as_str).unwrap_or("");
+                if !text.is_empty() || !json_part.is_empty() {
+                    obs.first_token = true;
+                }
+            }
+            b"content_block_start"
+                if v.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") =>
+            {
+                obs.first_token = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
+        let v = json!({
+            "id": self.state.id, "object": "chat.completion.chunk", "created": self.state.created, "model": self.state.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        data(out, &v);
+    }
+
+    fn anthropic_to_openai(
+        &mut self,
+        ev: SseEvent<'_>,
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) {
+        let name = ev.event.unwrap_or(b"");
+        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
+            return;
+        };
+        let name = if name.is_empty() {
+            v.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .as_bytes()
+        } else {
+            name
+        };
+        self.observe_anthropic(name, &v, obs);
+        match name {
+            b"message_start" => self.chunk(out, json!({"role": "assistant", "content": ""}), None),
+            b"content_block_start" => {
+                let b = &v["content_block"];
+                if b.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let k = self.state.next_tool;
+                    self.state.next_tool += 1;
+                    self.state.tool_of_block.push((block, k));
+                    self.chunk(
+                        out,
+                        json!({"tool_calls": [{"index": k, "id": b.get("id"), "type": "function", "function": {"name": b.get("name"), "arguments": ""}}]}),
+                        None,
+                    );
+                }
+            }
+            b"content_block_delta" => {
+                let d = &v["delta"];
+                match d.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => self.chunk(out, json!({"content": d.get("text")}), None),
+                    Some("input_json_delta") => {
+                        let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let k = self
+                            .state
+                            .tool_of_block
+                            .iter()
+                            .find(|(b, _)| *b == block)
+                            .map_or(0, |(_, k)| *k);
+                        self.chunk(out, json!({"tool_calls": [{"index": k, "function": {"arguments": d.get("partial_json")}}]}), None);
+                    }
+                    _ => {}
+                }
+            }
+            b"message_delta" => {
+                let finish = finish_reason(self.state.stop.as_deref().unwrap_or("end_turn"));
+                self.chunk(out, json!({}), Some(finish));
+            }
+            b"message_stop" => {
+                obs.done = true;
+                if !self.strip_usage_chunk {
+                    let u = Usage::new(self.state.input, self.state.output);
+                    let v = json!({
+                        "id": self.state.id, "object": "chat.completion.chunk", "created": self.state.created, "model": self.state.model,
+                        "choices": [], "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens},
+                    });
+                    data(out, &v);
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+            b"error" => {
+                let msg = v
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream error");
+                data(
+                    out,
+                    &json!({"error": {"message": msg, "type": v.pointer("/error/type"), "code": null}}),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn close_block(&mut self, out: &mut Vec<u8>) {
+        if let Some((index, _)) = self.state.open_block.take() {
+            event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+    }
+
+    fn openai_to_anthropic(
+        &mut self,
+        ev: SseEvent<'_>,
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) {
+        if &*ev.data == b"[DONE]" {
+            self.close_block(out);
+            let stop = self.state.stop.clone().unwrap_or_else(|| "end_turn".into());
+            event(
+                out,
+                "message_delta",
+                &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"input_tokens": self.state.input, "output_tokens": self.state.output}}),
+            );
+            event(out, "message_stop", &json!({"type": "message_stop"}));
+            obs.done = true;
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
+            return;
+        };
+        if let Some(err) = v.get("error") {
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream error");
+            event(
+                out,
+                "error",
+                &json!({"type": "error", "error": {"type": "api_error", "message": msg}}),
+            );
+            return;
+        }
+        if !self.state.started {
+            self.state.started = true;
+            self.state.id = v.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+            self.state.model = v
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            obs.model = Some(self.state.model.clone());
+            event(
+                out,
+                "message_start",
+                &json!({"type": "message_start", "message": {"id": self.state.id, "type": "message", "role": "assistant", "model": self.state.model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            );
+        }
+        if let Some(u) = openai::usage(&v) {
+            self.state.input = u.prompt_tokens;
+            self.state.output = u.completion_tokens;
+            obs.usage = Some(u);
+        }
+        let Some(choice) = v.pointer("/choices/0") else {
+            return;
+        };
+        let delta = &choice["delta"];
+        if let Some(text) = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            if !matches!(self.state.open_block, Some((_, true))) {
+                self.close_block(out);
+                let index = self.state.next_block;
+                self.state.next_block += 1;
+                self.state.open_block = Some((index, true));
+                event(
+                    out,
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+                );
+            }
+            let index = self.state.open_block.map_or(0, |(i, _)| i);
+            event(
+                out,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+            );
+            obs.first_token = true;
+        }
+        for tc in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let k = tc.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let known = self
+                .state
+                .block_of_tool
+                .iter()
+                .find(|(t, _)| *t == k)
+                .map(|(_, b)| *b);
+            let block = match known {
+                Some(b) => b,
+                None => {
+                    self.close_block(out);
+                    let index = self.state.next_block;
+                    self.state.next_block += 1;
+                    self.state.open_block = Some((index, false));
+                    self.state.block_of_tool.push((k, index));
+                    event(
+                        out,
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tc.get("id"), "name": tc.pointer("/function/name"), "input": {}}}),
+                    );
+                    obs.first_token = true;
+                    index
+                }
+            };
+            if let Some(args) = tc
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())
+            {
+                event(
+                    out,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": block, "delta": {"type": "input_json_delta", "partial_json": args}}),
+                );
+            }
+        }
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.state.stop = Some(stop_reason(f).to_owned());
+        }
+    }
+}
+
+fn data(out: &mut Vec<u8>, v: &Value) {
+    out.extend_from_slice(b"data: ");
+    let _ = serde_json::to_writer(&mut *out, v);
+    out.extend_from_slice(b"\n\n");
+}
+
+fn event(out: &mut Vec<u8>, name: &str, v: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    let _ = serde_json::to_writer(&mut *out, v);
+    out.extend_from_slice(b"\n\n");
+}
