@@ -236,8 +236,9 @@ async fn stream(
     if c.watch.is_none() {
         c.watch = crate::net::PeerWatch::new(c.raw_fd);
     }
-    let strip =
-        !req.summary.include_usage && meta.inst.provider.wire == crate::providers::Wire::OpenAi;
+    // The client did not ask for OpenAI usage reporting: drop (or do not
+    // generate) the usage chunk; usage is still recorded.
+    let strip = !req.summary.include_usage;
     let mut transform = StreamTransform::new(meta.inst.provider.wire, req.wire, strip);
     let mut obs = StreamObservations::default();
     let mut dec = BodyDecoder::new(head.framing);
