@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod azure_openai;
 pub mod body;
 pub mod deepseek;
+pub mod gcp;
 pub mod gemini;
 pub mod openai;
 pub mod openai_compatible;

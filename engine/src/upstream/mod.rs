@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod endpoint;
+pub mod oneshot;
 pub mod pool;
 pub mod spec;
 pub mod tls;

@@ -45,6 +45,7 @@ pub fn write_request(
     stream: bool,
     client: &RequestHead,
     client_wire: Wire,
+    bearer: Option<&str>,
 ) {
     out.clear();
     out.extend_from_slice(b"POST ");
@@ -60,6 +61,9 @@ pub fn write_request(
     });
     for (k, v) in inst.auth_headers.iter() {
         let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if let Some(b) = bearer {
+        let _ = write!(out, "Authorization: {b}\r\n");
     }
     for (k, v) in inst.provider.extra_headers {
         // The client's own version wins when it speaks the provider's format.

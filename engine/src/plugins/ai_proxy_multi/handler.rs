@@ -122,6 +122,33 @@ pub async fn handle(
             }
         };
         let attempt_started = Instant::now();
+        let bearer = match &inst.gcp {
+            None => None,
+            Some(g) => match g.authorization(&snap.tls, plugin.transport.timeout).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(instance = %inst.name, "GCP access token unavailable: {e}");
+                    tried.push(Tried {
+                        instance: inst.name.to_string(),
+                        status: None,
+                        error: format!("GCP access token unavailable: {e}"),
+                    });
+                    if plugin.fallback.http_5xx {
+                        continue;
+                    }
+                    return error_reply(
+                        w,
+                        c,
+                        ctx,
+                        502,
+                        &reply::error_body(&format!("GCP access token unavailable: {e}")),
+                        keep_alive,
+                        &[],
+                    )
+                    .await;
+                }
+            },
+        };
         let result = {
             let mut wbuf = std::mem::take(&mut c.wbuf);
             attempt::write_request(
@@ -132,6 +159,7 @@ pub async fn handle(
                 req.summary.stream,
                 head,
                 req.wire,
+                bearer.as_deref(),
             );
             let ClientConn {
                 ubuf,

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::config::{string_map, InstanceFile, Transport};
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::health::{ActiveCheck, InstanceState};
+use crate::providers::gcp::GcpAuth;
 use crate::providers::{self, Api, EndpointUrl, Provider, ProviderConf};
 use crate::upstream::{Endpoint, Scheme, TlsTarget};
 
@@ -31,6 +32,8 @@ pub struct Instance {
     pub weight: u32,
     /// `auth.header` pairs.
     pub auth_headers: Box<[(String, String)]>,
+    /// `auth.gcp`: OAuth tokens from a service account.
+    pub gcp: Option<Arc<GcpAuth>>,
     /// `options`, merged into every request body (overriding the client).
     pub options: Map<String, Value>,
     /// `options.model`, if set.
@@ -73,11 +76,14 @@ impl Instance {
             Some(q) => string_map(q, &auth_at.field("query"), "query parameter")?,
             None => Vec::new(),
         };
-        if f.auth.gcp.is_some() {
-            return Err(auth_at
-                .field("gcp")
-                .error("GCP service-account auth is not available in this build yet"));
-        }
+        let gcp = match &f.auth.gcp {
+            Some(v) => Some(Arc::new(GcpAuth::compile(
+                v,
+                &auth_at.field("gcp"),
+                transport.ssl_verify,
+            )?)),
+            None => None,
+        };
         let conf = ProviderConf {
             project_id: f.provider_conf.as_ref().and_then(|c| c.project_id.clone()),
             region: f.provider_conf.as_ref().and_then(|c| c.region.clone()),
@@ -125,6 +131,7 @@ impl Instance {
             priority: f.priority.unwrap_or(0),
             weight: u32::try_from(f.weight).unwrap_or(u32::MAX),
             auth_headers: auth_headers.into_boxed_slice(),
+            gcp,
             options,
             model,
             chat,
