@@ -10,6 +10,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::instance::{Instance, Target};
+use super::request::LlmRequest;
 use super::AiProxyMulti;
 use crate::config::Snapshot;
 use crate::http::{HeaderSpan, RequestHead, ResponseHead};
@@ -42,11 +43,11 @@ pub fn write_request(
     inst: &Instance,
     target: &Target,
     body: &[u8],
-    stream: bool,
+    req: &LlmRequest,
     client: &RequestHead,
-    client_wire: Wire,
     bearer: Option<&str>,
 ) {
+    let (stream, client_wire) = (req.summary.stream, req.wire);
     out.clear();
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(target.request_target.as_bytes());
