@@ -101,8 +101,7 @@ fn official_sdks_through_the_gateway() {
         .instance("oai")
         .requests()
         .into_iter()
-        .filter(|r| r.path == "/v1/chat/completions")
-        .last()
+        .rfind(|r| r.path == "/v1/chat/completions")
         .unwrap();
     let body = to_openai.json();
     assert_eq!(

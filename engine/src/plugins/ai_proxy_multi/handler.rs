@@ -156,9 +156,8 @@ pub async fn handle(
                 inst,
                 target,
                 &body,
-                req.summary.stream,
+                &req,
                 head,
-                req.wire,
                 bearer.as_deref(),
             );
             let ClientConn {
