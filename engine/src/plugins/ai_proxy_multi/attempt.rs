@@ -47,7 +47,7 @@ pub fn write_request(
     client: &RequestHead,
     bearer: Option<&str>,
 ) {
-    let (stream, client_wire) = (req.summary.stream, req.wire);
+    let (stream, client_wire) = (req.body.summary.stream, req.wire);
     out.clear();
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(target.request_target.as_bytes());

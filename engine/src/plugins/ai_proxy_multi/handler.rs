@@ -74,12 +74,12 @@ pub async fn handle(
             .await
         }
     };
-    ctx.request_type = if req.summary.stream {
+    ctx.request_type = if req.body.summary.stream {
         RequestType::AiStream
     } else {
         RequestType::AiChat
     };
-    ctx.llm.request_model = req.summary.model.clone();
+    ctx.llm.request_model = req.body.summary.model.clone();
     let key = {
         let vars = VarSource {
             head,
@@ -278,7 +278,9 @@ fn upstream_body(
     req: &LlmRequest,
 ) -> Result<Vec<u8>, String> {
     let _ = plugin;
-    let force_usage = req.summary.stream && inst.provider.wire == Wire::OpenAi;
+    // Applied only if the final body streams (the client's flag or the
+    // instance's `options.stream`).
+    let force_usage = inst.provider.wire == Wire::OpenAi;
     build_request(
         req.wire,
         inst.provider.wire,

@@ -4,10 +4,8 @@
 //! `…/messages`, otherwise OpenAI chat). Only what routing needs is read
 //! from the body (model, stream flag).
 
-use bytes::Bytes;
-
 use crate::http::RequestHead;
-use crate::providers::wire::{summarize, RequestSummary};
+use crate::providers::wire::ClientBody;
 use crate::providers::{Api, Wire};
 use crate::proxy::body::read_all;
 use crate::proxy::ProxyError;
@@ -15,11 +13,11 @@ use crate::server::conn::ClientConn;
 use crate::server::worker::Worker;
 
 pub struct LlmRequest {
-    pub body: Bytes,
+    /// The body, validated, with what routing needs read from it.
+    pub body: ClientBody,
     pub api: Api,
     /// The format the client speaks (and gets answers in).
     pub wire: Wire,
-    pub summary: RequestSummary,
 }
 
 /// Why a request was refused before any instance was tried.
@@ -86,15 +84,10 @@ pub async fn intake(
             keep: true,
         });
     }
-    let summary = summarize(wire, &body).map_err(|e| Refused::Reply {
+    let body = ClientBody::parse(wire, body).map_err(|e| Refused::Reply {
         status: 400,
         message: e.to_string(),
         keep: true,
     })?;
-    Ok(LlmRequest {
-        body,
-        api,
-        wire,
-        summary,
-    })
+    Ok(LlmRequest { body, api, wire })
 }

@@ -72,6 +72,7 @@ pub async fn relay(
         ctx.llm.model = meta.inst.model.as_deref().map(str::to_owned);
     }
     if (200..300).contains(&status) && answered.head.is_event_stream() {
+        ctx.request_type = crate::server::ctx::RequestType::AiStream;
         stream(w, c, ctx, plugin, req, answered, meta, keep_alive, http10).await
     } else {
         json(w, c, ctx, plugin, req, answered, meta, keep_alive).await
@@ -238,7 +239,7 @@ async fn stream(
     }
     // The client did not ask for OpenAI usage reporting: drop (or do not
     // generate) the usage chunk; usage is still recorded.
-    let strip = !req.summary.include_usage;
+    let strip = !req.body.summary.include_usage;
     let mut transform = StreamTransform::new(meta.inst.provider.wire, req.wire, strip);
     let mut obs = StreamObservations::default();
     let mut dec = BodyDecoder::new(head.framing);

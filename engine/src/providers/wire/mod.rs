@@ -23,6 +23,8 @@ use serde_json::{Map, Value};
 
 pub use stream::{StreamObservations, StreamTransform};
 
+use super::body::TopLevel;
+
 /// A message format.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Wire {
@@ -75,10 +77,34 @@ pub struct RequestSummary {
     pub max_tokens: Option<u64>,
 }
 
-/// Reads `model`, `stream` and friends without building the whole body.
+/// A client body: its bytes, the spans of its top-level members (found by
+/// one validating pass) and what routing needs from it.
+#[derive(Debug, Clone)]
+pub struct ClientBody {
+    pub bytes: bytes::Bytes,
+    top: TopLevel,
+    pub summary: RequestSummary,
+}
+
+impl ClientBody {
+    /// Validates the body as a JSON object and reads `model`, `stream`
+    /// and friends from their top-level slices only.
+    pub fn parse(wire: Wire, bytes: bytes::Bytes) -> Result<ClientBody, WireError> {
+        let _ = wire;
+        let top = TopLevel::scan(&bytes)
+            .map_err(|e| WireError::new(format!("invalid JSON in the request body: {e}")))?;
+        let summary = openai::summarize(&bytes, &top)?;
+        Ok(ClientBody {
+            bytes,
+            top,
+            summary,
+        })
+    }
+}
+
+/// Reads `model`, `stream` and friends (see [`ClientBody::parse`]).
 pub fn summarize(wire: Wire, body: &[u8]) -> Result<RequestSummary, WireError> {
-    let _ = wire;
-    openai::summarize(body)
+    ClientBody::parse(wire, bytes::Bytes::copy_from_slice(body)).map(|b| b.summary)
 }
 
 /// The body for an instance speaking `to`, from a client body in `from`.
@@ -86,7 +112,7 @@ pub fn build_request(
     from: Wire,
     to: Wire,
     api: Api,
-    body: &[u8],
+    body: &ClientBody,
     options: &Map<String, Value>,
     force_usage: bool,
 ) -> Result<Vec<u8>, WireError> {
@@ -96,10 +122,15 @@ pub fn build_request(
         ));
     }
     if from == to {
-        return openai::splice_options(body, options, force_usage && to == Wire::OpenAi);
+        return openai::splice_options(
+            &body.bytes,
+            &body.top,
+            options,
+            force_usage && to == Wire::OpenAi,
+        );
     }
-    let client: Value =
-        serde_json::from_slice(body).map_err(|e| WireError::new(format!("invalid JSON: {e}")))?;
+    let client: Value = serde_json::from_slice(&body.bytes)
+        .map_err(|e| WireError::new(format!("invalid JSON: {e}")))?;
     let mut converted = match (from, to) {
         (Wire::OpenAi, Wire::Anthropic) => map::openai_to_anthropic_request(&client)?,
         (Wire::Anthropic, Wire::OpenAi) => map::anthropic_to_openai_request(&client)?,

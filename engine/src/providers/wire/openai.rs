@@ -8,44 +8,36 @@ use super::{RequestSummary, Usage, WireError};
 use crate::providers::body::{splice, TopLevel};
 
 #[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
 }
 
-/// The fields routing needs; everything else is skipped unparsed.
-pub fn summarize(body: &[u8]) -> Result<RequestSummary, WireError> {
-    let trimmed = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(&body[..0], |i| &body[i..]);
-    if trimmed.first() != Some(&b'{') {
-        return Err(WireError::new("the request body must be a JSON object"));
+/// Parses the top-level member `key` as `T` (`None` when absent or null).
+fn field<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    top: &TopLevel,
+    key: &str,
+) -> Result<Option<T>, WireError> {
+    match top.get(body, key) {
+        None | Some(b"null") => Ok(None),
+        Some(raw) => serde_json::from_slice(raw)
+            .map(Some)
+            .map_err(|e| WireError::new(format!("invalid `{key}` in the request body: {e}"))),
     }
-    let p: Peek = serde_json::from_slice(body)
-        .map_err(|e| WireError::new(format!("invalid JSON in the request body: {e}")))?;
+}
+
+/// The fields routing needs, read from their slices only.
+pub fn summarize(body: &[u8], top: &TopLevel) -> Result<RequestSummary, WireError> {
+    let so: Option<StreamOptions> = field(body, top, "stream_options")?;
     Ok(RequestSummary {
-        model: p.model,
-        stream: p.stream.unwrap_or(false),
-        include_usage: p
-            .stream_options
-            .and_then(|s| s.include_usage)
-            .unwrap_or(false),
-        max_tokens: p.max_completion_tokens.or(p.max_tokens),
+        model: field(body, top, "model")?,
+        stream: field(body, top, "stream")?.unwrap_or(false),
+        include_usage: so.and_then(|s| s.include_usage).unwrap_or(false),
+        max_tokens: match field(body, top, "max_completion_tokens")? {
+            Some(n) => Some(n),
+            None => field(body, top, "max_tokens")?,
+        },
     })
 }
 
@@ -53,11 +45,10 @@ pub fn summarize(body: &[u8]) -> Result<RequestSummary, WireError> {
 /// `force_usage`, `stream_options.include_usage: true` — by splicing.
 pub fn splice_options(
     body: &[u8],
+    top: &TopLevel,
     options: &Map<String, Value>,
     force_usage: bool,
 ) -> Result<Vec<u8>, WireError> {
-    let top = TopLevel::scan(body)
-        .map_err(|e| WireError::new(format!("invalid JSON in the request body: {e}")))?;
     let mut values: Vec<(&str, Vec<u8>)> = Vec::with_capacity(options.len() + 1);
     for (k, v) in options {
         values.push((
@@ -88,7 +79,7 @@ pub fn splice_options(
     }
     let set: Vec<(&str, &[u8])> = values.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     let mut out = Vec::new();
-    splice(body, &top, &set, &mut out);
+    splice(body, top, &set, &mut out);
     Ok(out)
 }
 

@@ -24,6 +24,10 @@ const ANTHROPIC_STREAM: &str = concat!(
     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
 );
 
+fn cb(b: &[u8]) -> ClientBody {
+    ClientBody::parse(Wire::OpenAi, bytes::Bytes::copy_from_slice(b)).unwrap()
+}
+
 fn run(
     from: Wire,
     to: Wire,
@@ -76,7 +80,15 @@ fn same_format_requests_are_spliced() {
     opts.insert("max_tokens".into(), json!(50));
     let body = br#"{"model":"x","stream":true,"stream_options":{"foo":1},"messages":[{"role":"user","content":"hi"}]}"#;
     let out: Value = serde_json::from_slice(
-        &build_request(Wire::OpenAi, Wire::OpenAi, Api::Chat, body, &opts, true).unwrap(),
+        &build_request(
+            Wire::OpenAi,
+            Wire::OpenAi,
+            Api::Chat,
+            &cb(body),
+            &opts,
+            true,
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -89,7 +101,7 @@ fn same_format_requests_are_spliced() {
             Wire::OpenAi,
             Wire::OpenAi,
             Api::Chat,
-            br#"{"messages":[]}"#,
+            &cb(br#"{"messages":[]}"#),
             &opts,
             true,
         )
@@ -101,7 +113,7 @@ fn same_format_requests_are_spliced() {
         Wire::Anthropic,
         Wire::OpenAi,
         Api::Embeddings,
-        b"{}",
+        &cb(b"{}"),
         &opts,
         false
     )
@@ -128,7 +140,7 @@ fn openai_to_anthropic_request_mapping() {
             Wire::OpenAi,
             Wire::Anthropic,
             Api::Chat,
-            body.to_string().as_bytes(),
+            &cb(body.to_string().as_bytes()),
             &opts,
             true,
         )
@@ -164,7 +176,7 @@ fn openai_to_anthropic_request_mapping() {
             Wire::OpenAi,
             Wire::Anthropic,
             Api::Chat,
-            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            &cb(br#"{"messages":[{"role":"user","content":"hi"}]}"#),
             &Map::new(),
             false,
         )
@@ -183,7 +195,7 @@ fn anthropic_to_openai_request_mapping() {
             Wire::Anthropic,
             Wire::OpenAi,
             Api::Chat,
-            body.to_string().as_bytes(),
+            &cb(body.to_string().as_bytes()),
             &Map::new(),
             true,
         )

@@ -1,0 +1,62 @@
+//! Merging an instance's `options` (and forced `stream_options`) into a
+//! chat body: ringway's summarize + splice on the original bytes, against
+//! the obvious alternative, a full `serde_json::Value` round trip.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ringway::providers::wire::{build_request, Api, ClientBody, Wire};
+use serde_json::{json, Map, Value};
+
+fn body(words: usize) -> Vec<u8> {
+    let text: String = (0..words).map(|i| format!("word{i} ")).collect();
+    json!({
+        "model": "client-model",
+        "stream": true,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": text},
+        ],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn value_merge(body: &[u8], options: &Map<String, Value>) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(body).expect("json");
+    let o = v.as_object_mut().expect("object");
+    for (k, x) in options {
+        o.insert(k.clone(), x.clone());
+    }
+    o.insert("stream_options".into(), json!({"include_usage": true}));
+    serde_json::to_vec(&v).expect("serialize")
+}
+
+fn merge(c: &mut Criterion) {
+    let mut options = Map::new();
+    options.insert("model".into(), json!("gpt-4"));
+    options.insert("max_tokens".into(), json!(50));
+    let mut g = c.benchmark_group("options_merge");
+    for (label, words) in [("1KiB", 120), ("32KiB", 4000)] {
+        let b = body(words);
+        g.throughput(Throughput::Bytes(b.len() as u64));
+        g.bench_with_input(BenchmarkId::new("splice", label), &b, |bench, b| {
+            bench.iter(|| {
+                let body = ClientBody::parse(
+                    Wire::OpenAi,
+                    bytes::Bytes::copy_from_slice(std::hint::black_box(b)),
+                )
+                .expect("parse");
+                let out =
+                    build_request(Wire::OpenAi, Wire::OpenAi, Api::Chat, &body, &options, true)
+                        .expect("build");
+                out.len()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("serde_value", label), &b, |bench, b| {
+            bench.iter(|| value_merge(std::hint::black_box(b), &options).len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, merge);
+criterion_main!(benches);
