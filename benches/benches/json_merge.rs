@@ -3,7 +3,7 @@
 //! the obvious alternative, a full `serde_json::Value` round trip.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringway::providers::wire::{build_request, Api, ClientBody, Wire};
+use ringway::providers::wire::{build_request, Api, ClientBody, ModelOptions, Wire};
 use serde_json::{json, Map, Value};
 
 fn body(words: usize) -> Vec<u8> {
@@ -34,6 +34,7 @@ fn merge(c: &mut Criterion) {
     let mut options = Map::new();
     options.insert("model".into(), json!("gpt-4"));
     options.insert("max_tokens".into(), json!(50));
+    let opts = ModelOptions::new(options.clone());
     let mut g = c.benchmark_group("options_merge");
     for (label, words) in [("1KiB", 120), ("32KiB", 4000)] {
         let b = body(words);
@@ -45,9 +46,8 @@ fn merge(c: &mut Criterion) {
                     bytes::Bytes::copy_from_slice(std::hint::black_box(b)),
                 )
                 .expect("parse");
-                let out =
-                    build_request(Wire::OpenAi, Wire::OpenAi, Api::Chat, &body, &options, true)
-                        .expect("build");
+                let out = build_request(Wire::OpenAi, Wire::OpenAi, Api::Chat, &body, &opts, true)
+                    .expect("build");
                 out.len()
             })
         });

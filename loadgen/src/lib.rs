@@ -1,1 +1,15 @@
-//! loadgen: drives LLM gateways and records TTFT, latency and fallback correctness.
+//! loadgen: drives LLM gateways (or mock-llm directly) and records TTFT,
+//! inter-token latency and total latency in HDR histograms; checks
+//! fallback correctness under scripted chaos; compares targets side by
+//! side in interleaved rounds; regenerates the benchmark suite.
+//!
+//! [`client`] is one keep-alive connection, [`workload`] renders requests,
+//! [`run`] drives closed or open loops ([`schedule`] keeps open-loop
+//! arrivals honest), [`stats`] holds histograms and summaries.
+
+pub mod cli;
+pub mod client;
+pub mod run;
+pub mod schedule;
+pub mod stats;
+pub mod workload;

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::config::{string_map, InstanceFile, Transport};
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::health::{ActiveCheck, InstanceState};
 use crate::providers::gcp::GcpAuth;
+use crate::providers::wire::ModelOptions;
 use crate::providers::{self, Api, EndpointUrl, Provider, ProviderConf};
 use crate::upstream::{Endpoint, Scheme, TlsTarget};
 
@@ -35,7 +36,7 @@ pub struct Instance {
     /// `auth.gcp`: OAuth tokens from a service account.
     pub gcp: Option<Arc<GcpAuth>>,
     /// `options`, merged into every request body (overriding the client).
-    pub options: Map<String, Value>,
+    pub options: ModelOptions,
     /// `options.model`, if set.
     pub model: Option<Arc<str>>,
     /// Chat and embeddings targets; `Err` says why this instance cannot
@@ -132,7 +133,7 @@ impl Instance {
             weight: u32::try_from(f.weight).unwrap_or(u32::MAX),
             auth_headers: auth_headers.into_boxed_slice(),
             gcp,
-            options,
+            options: ModelOptions::new(options),
             model,
             chat,
             embeddings,

@@ -32,3 +32,16 @@ pub fn stop_reason(finish: &str) -> &'static str {
         _ => "end_turn",
     }
 }
+
+#[derive(serde::Deserialize)]
+struct UsageFields {
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+}
+
+/// Anthropic `usage` from its raw JSON slice.
+pub fn usage_slice(raw: &[u8]) -> Option<Usage> {
+    let u: UsageFields = serde_json::from_slice(raw).ok()?;
+    Some(Usage::new(u.input_tokens, u.output_tokens))
+}

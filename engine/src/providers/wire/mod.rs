@@ -107,13 +107,36 @@ pub fn summarize(wire: Wire, body: &[u8]) -> Result<RequestSummary, WireError> {
     ClientBody::parse(wire, bytes::Bytes::copy_from_slice(body)).map(|b| b.summary)
 }
 
+/// An instance's `options`, each value serialised once at load time so a
+/// request only splices bytes.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    pub map: Map<String, Value>,
+    raw: Vec<(String, Vec<u8>)>,
+}
+
+impl ModelOptions {
+    pub fn new(map: Map<String, Value>) -> ModelOptions {
+        let raw = map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec()),
+                )
+            })
+            .collect();
+        ModelOptions { map, raw }
+    }
+}
+
 /// The body for an instance speaking `to`, from a client body in `from`.
 pub fn build_request(
     from: Wire,
     to: Wire,
     api: Api,
     body: &ClientBody,
-    options: &Map<String, Value>,
+    options: &ModelOptions,
     force_usage: bool,
 ) -> Result<Vec<u8>, WireError> {
     if api == Api::Embeddings && (from != Wire::OpenAi || to != Wire::OpenAi) {
@@ -137,7 +160,7 @@ pub fn build_request(
         _ => client,
     };
     if let Value::Object(o) = &mut converted {
-        for (k, v) in options {
+        for (k, v) in &options.map {
             o.insert(k.clone(), v.clone());
         }
         if force_usage
@@ -168,21 +191,33 @@ pub fn convert_response(
     api: Api,
     body: &[u8],
 ) -> Result<ConvertedResponse, WireError> {
+    let _ = api;
+    if from == to {
+        // Same format: the body goes out unchanged; only `model` and
+        // `usage` are read, from their top-level slices (no DOM).
+        let top = TopLevel::scan(body)
+            .map_err(|e| WireError::new(format!("the provider's answer is not JSON: {e}")))?;
+        let model = match top.get(body, "model") {
+            Some(raw) => serde_json::from_slice::<String>(raw).ok(),
+            None => None,
+        };
+        let usage = top.get(body, "usage").and_then(|raw| match from {
+            Wire::OpenAi => openai::usage_slice(raw),
+            Wire::Anthropic => anthropic::usage_slice(raw),
+        });
+        return Ok(ConvertedResponse {
+            body: None,
+            usage,
+            model,
+        });
+    }
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| WireError::new(format!("the provider's answer is not JSON: {e}")))?;
     let model = v.get("model").and_then(Value::as_str).map(str::to_owned);
-    let _ = api;
     match (from, to) {
-        (Wire::OpenAi, Wire::OpenAi) => Ok(ConvertedResponse {
-            body: None,
-            usage: openai::usage(&v),
-            model,
-        }),
-        (Wire::Anthropic, Wire::Anthropic) => Ok(ConvertedResponse {
-            body: None,
-            usage: anthropic::usage(&v),
-            model,
-        }),
+        (Wire::OpenAi, Wire::OpenAi) | (Wire::Anthropic, Wire::Anthropic) => {
+            Ok(ConvertedResponse::default())
+        }
         (Wire::Anthropic, Wire::OpenAi) => {
             let out = map::anthropic_to_openai_response(&v)?;
             Ok(ConvertedResponse {

@@ -2,9 +2,9 @@
 //! answers and stream chunks.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{RequestSummary, Usage, WireError};
+use super::{ModelOptions, RequestSummary, Usage, WireError};
 use crate::providers::body::{splice, TopLevel};
 
 #[derive(Deserialize)]
@@ -46,17 +46,12 @@ pub fn summarize(body: &[u8], top: &TopLevel) -> Result<RequestSummary, WireErro
 pub fn splice_options(
     body: &[u8],
     top: &TopLevel,
-    options: &Map<String, Value>,
+    options: &ModelOptions,
     force_usage: bool,
 ) -> Result<Vec<u8>, WireError> {
-    let mut values: Vec<(&str, Vec<u8>)> = Vec::with_capacity(options.len() + 1);
-    for (k, v) in options {
-        values.push((
-            k.as_str(),
-            serde_json::to_vec(v).map_err(|e| WireError::new(e.to_string()))?,
-        ));
-    }
-    let streaming = match options.get("stream") {
+    let mut set: Vec<(&str, &[u8])> = Vec::with_capacity(options.raw.len() + 1);
+    set.extend(options.raw.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    let streaming = match options.map.get("stream") {
         Some(v) => v.as_bool() == Some(true),
         None => top.get(body, "stream").is_some_and(|v| v == b"true"),
     };
@@ -74,10 +69,12 @@ pub fn splice_options(
             }
             None => br#"{"include_usage":true}"#.to_vec(),
         };
-        values.retain(|(k, _)| *k != "stream_options");
-        values.push(("stream_options", so));
+        set.retain(|(k, _)| *k != "stream_options");
+        let mut out = Vec::new();
+        set.push(("stream_options", &so));
+        splice(body, top, &set, &mut out);
+        return Ok(out);
     }
-    let set: Vec<(&str, &[u8])> = values.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     let mut out = Vec::new();
     splice(body, top, &set, &mut out);
     Ok(out)
@@ -117,5 +114,27 @@ pub fn chunk_has_content(v: &Value) -> bool {
             || d.get("tool_calls")
                 .and_then(Value::as_array)
                 .is_some_and(|t| !t.is_empty())
+    })
+}
+
+#[derive(Deserialize)]
+struct UsageFields {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+}
+
+/// `usage` from its raw JSON slice (`None` for null or malformed).
+pub fn usage_slice(raw: &[u8]) -> Option<Usage> {
+    let u: UsageFields = serde_json::from_slice(raw).ok()?;
+    Some(Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u
+            .total_tokens
+            .unwrap_or(u.prompt_tokens + u.completion_tokens),
     })
 }

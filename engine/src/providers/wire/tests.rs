@@ -85,7 +85,7 @@ fn same_format_requests_are_spliced() {
             Wire::OpenAi,
             Api::Chat,
             &cb(body),
-            &opts,
+            &ModelOptions::new(opts.clone()),
             true,
         )
         .unwrap(),
@@ -102,7 +102,7 @@ fn same_format_requests_are_spliced() {
             Wire::OpenAi,
             Api::Chat,
             &cb(br#"{"messages":[]}"#),
-            &opts,
+            &ModelOptions::new(opts.clone()),
             true,
         )
         .unwrap(),
@@ -114,7 +114,7 @@ fn same_format_requests_are_spliced() {
         Wire::OpenAi,
         Api::Embeddings,
         &cb(b"{}"),
-        &opts,
+        &ModelOptions::new(opts.clone()),
         false
     )
     .is_err());
@@ -141,7 +141,7 @@ fn openai_to_anthropic_request_mapping() {
             Wire::Anthropic,
             Api::Chat,
             &cb(body.to_string().as_bytes()),
-            &opts,
+            &ModelOptions::new(opts.clone()),
             true,
         )
         .unwrap(),
@@ -177,7 +177,7 @@ fn openai_to_anthropic_request_mapping() {
             Wire::Anthropic,
             Api::Chat,
             &cb(br#"{"messages":[{"role":"user","content":"hi"}]}"#),
-            &Map::new(),
+            &ModelOptions::default(),
             false,
         )
         .unwrap(),
@@ -196,7 +196,7 @@ fn anthropic_to_openai_request_mapping() {
             Wire::OpenAi,
             Api::Chat,
             &cb(body.to_string().as_bytes()),
-            &Map::new(),
+            &ModelOptions::default(),
             true,
         )
         .unwrap(),

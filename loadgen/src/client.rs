@@ -1,0 +1,203 @@
+//! One HTTP/1.1 keep-alive connection of the load generator, and what one
+//! request observed: status, total latency, time to first token, the gap
+//! between tokens, the instance that answered (`x-ringway-instance` or
+//! `x-mock-instance`), and whether a stream ended properly.
+//!
+//! Responses are parsed with ringway's sans-IO codec and SSE parser; token
+//! events are recognised by cheap byte checks, not full JSON parsing, so
+//! the generator stays light next to the system under test.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+use ringway::http::body::BodyDecoder;
+use ringway::http::{find_head_end, HeaderSpan, ResponseHead};
+use ringway::sse::SseParser;
+
+use crate::stats::ErrorClass;
+
+/// What one request observed.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status: u16,
+    /// From send (closed loop) to the last byte.
+    pub elapsed: Duration,
+    pub ttft: Option<Duration>,
+    /// Gaps between consecutive token events.
+    pub itl: Vec<Duration>,
+    pub instance: Option<String>,
+    pub stream: bool,
+    /// A stream ended with `[DONE]` / `message_stop`.
+    pub completed: bool,
+    /// A stream ended with an SSE error event.
+    pub error_event: bool,
+    pub tokens: u32,
+    pub bytes: u64,
+    /// The server will close the connection.
+    pub close: bool,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub detail: String,
+}
+
+fn fail(class: ErrorClass, detail: impl Into<String>) -> Failure {
+    Failure {
+        class,
+        detail: detail.into(),
+    }
+}
+
+pub struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+    scratch: Vec<HeaderSpan>,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Failure> {
+        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(io)) => {
+                let _ = io.set_nodelay(true);
+                Ok(Conn {
+                    io,
+                    buf: BytesMut::with_capacity(32 * 1024),
+                    scratch: Vec::with_capacity(32),
+                })
+            }
+            Ok(Err(e)) => Err(fail(ErrorClass::Connect, e.to_string())),
+            Err(_) => Err(fail(ErrorClass::Timeout, "connect timed out")),
+        }
+    }
+
+    async fn fill(&mut self, timeout: Duration) -> Result<usize, Failure> {
+        let buf = std::mem::take(&mut self.buf);
+        match monoio::time::timeout(timeout, ringway::net::read_more(&mut self.io, buf)).await {
+            Err(_) => Err(fail(ErrorClass::Timeout, "read timed out")),
+            Ok((res, buf)) => {
+                self.buf = buf;
+                res.map_err(|e| fail(ErrorClass::Io, e.to_string()))
+            }
+        }
+    }
+
+    /// Sends a prepared request and reads the whole response.
+    pub async fn exchange(
+        &mut self,
+        request: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<Outcome, Failure> {
+        let sent = Instant::now();
+        let (res, _) = self.io.write_all(request).await;
+        res.map_err(|e| fail(ErrorClass::Io, e.to_string()))?;
+        let head = loop {
+            if let Some(end) = find_head_end(&self.buf, 0) {
+                let bytes = self.buf.split_to(end).freeze();
+                let head =
+                    ResponseHead::parse(bytes, false, 256, std::mem::take(&mut self.scratch))
+                        .map_err(|e| fail(ErrorClass::BadResponse, e.to_string()))?;
+                if head.is_interim() {
+                    continue;
+                }
+                break head;
+            }
+            if self.fill(timeout).await? == 0 {
+                return Err(fail(ErrorClass::Io, "connection closed before a response"));
+            }
+        };
+        let mut out = Outcome {
+            status: head.status,
+            instance: head
+                .header("x-ringway-instance")
+                .or_else(|| head.header("x-mock-instance"))
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
+            stream: head.is_event_stream(),
+            close: !head.keep_alive,
+            ..Default::default()
+        };
+        let mut dec = BodyDecoder::new(head.framing);
+        let mut sse = out.stream.then(SseParser::new);
+        let mut last_token: Option<Instant> = None;
+        self.scratch = head.recycle();
+        loop {
+            let now = Instant::now();
+            let mut bytes = 0u64;
+            let done = dec
+                .decode(&mut self.buf, |data| {
+                    bytes += data.len() as u64;
+                    if let Some(p) = sse.as_mut() {
+                        let _ = p.feed(data, |ev| {
+                            let d = &*ev.data;
+                            if d == b"[DONE]" || ev.event == Some(b"message_stop") {
+                                out.completed = true;
+                            } else if is_error(ev.event, d) {
+                                out.error_event = true;
+                            } else if is_token(ev.event, d) {
+                                out.tokens += 1;
+                                match last_token {
+                                    None => out.ttft = Some(now - sent),
+                                    Some(prev) => out.itl.push(now - prev),
+                                }
+                                last_token = Some(now);
+                            }
+                        });
+                    }
+                })
+                .map_err(|e| fail(ErrorClass::BadResponse, e.to_string()))?;
+            out.bytes += bytes;
+            if done {
+                break;
+            }
+            if self.fill(timeout).await? == 0 {
+                if dec.eof_is_end() {
+                    out.close = true;
+                    break;
+                }
+                return Err(fail(ErrorClass::Truncated, "connection closed mid-body"));
+            }
+        }
+        out.elapsed = sent.elapsed();
+        Ok(out)
+    }
+}
+
+/// A content token: an OpenAI chunk with non-empty `delta.content`, or an
+/// Anthropic `content_block_delta`.
+fn is_token(event: Option<&[u8]>, data: &[u8]) -> bool {
+    if event == Some(b"content_block_delta") {
+        return true;
+    }
+    match memchr::memmem::find(data, b"\"content\":\"") {
+        Some(i) => data.get(i + 11).is_some_and(|&c| c != b'"'),
+        None => false,
+    }
+}
+
+fn is_error(event: Option<&[u8]>, data: &[u8]) -> bool {
+    event == Some(b"error") || data.starts_with(b"{\"error\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_detection() {
+        assert!(is_token(
+            None,
+            br#"{"choices":[{"delta":{"content":"hi"}}]}"#
+        ));
+        assert!(!is_token(
+            None,
+            br#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#
+        ));
+        assert!(is_token(Some(b"content_block_delta"), b"{}"));
+        assert!(is_error(None, br#"{"error":{"message":"x"}}"#));
+        assert!(!is_error(None, br#"{"choices":[]}"#));
+    }
+}

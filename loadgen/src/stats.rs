@@ -1,0 +1,237 @@
+//! What a run records: latency, time to first token and inter-token
+//! latency in HDR histograms (microseconds), status and error counts, the
+//! instance that answered each request, and the summaries written to JSON.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hdrhistogram::serialization::{Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Microsecond histogram from 1 µs to 10 minutes, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid")
+}
+
+pub fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Connect,
+    Timeout,
+    Io,
+    BadResponse,
+    /// 4xx/5xx status.
+    Status,
+    /// A stream that ended without its end marker or an error event.
+    Truncated,
+    /// A stream that ended with an SSE error event.
+    ErrorEvent,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub latency: Histogram<u64>,
+    pub ttft: Histogram<u64>,
+    pub itl: Histogram<u64>,
+    pub ok: u64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub errors: BTreeMap<ErrorClass, u64>,
+    pub instances: BTreeMap<String, u64>,
+    pub bytes: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            latency: histogram(),
+            ttft: histogram(),
+            itl: histogram(),
+            ok: 0,
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Stats {
+    pub fn total(&self) -> u64 {
+        self.ok + self.errors.values().sum::<u64>()
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn merge(&mut self, other: &Stats) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.ttft.add(&other.ttft);
+        let _ = self.itl.add(&other.itl);
+        self.ok += other.ok;
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.instances {
+            *self.instances.entry(k.clone()).or_default() += v;
+        }
+        self.bytes += other.bytes;
+    }
+
+    pub fn summary(&self, elapsed: Duration) -> Summary {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        Summary {
+            requests: self.total(),
+            ok: self.ok,
+            errors: self.errors.clone(),
+            statuses: self
+                .statuses
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            instances: self.instances.clone(),
+            seconds: secs,
+            rps: self.ok as f64 / secs,
+            latency: Percentiles::of(&self.latency),
+            ttft: (!self.ttft.is_empty()).then(|| Percentiles::of(&self.ttft)),
+            itl: (!self.itl.is_empty()).then(|| Percentiles::of(&self.itl)),
+            histograms: Histograms {
+                latency: encode(&self.latency),
+                ttft: encode(&self.ttft),
+                itl: encode(&self.itl),
+            },
+        }
+    }
+}
+
+/// Percentiles in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Raw histograms, HdrHistogram V2 format, base64.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histograms {
+    pub latency: String,
+    pub ttft: String,
+    pub itl: String,
+}
+
+pub fn encode(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    if V2Serializer::new().serialize(h, &mut buf).is_err() {
+        return String::new();
+    }
+    STANDARD.encode(buf)
+}
+
+pub fn decode(s: &str) -> Option<Histogram<u64>> {
+    let bytes = STANDARD.decode(s).ok()?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .ok()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<ErrorClass, u64>,
+    pub statuses: BTreeMap<String, u64>,
+    pub instances: BTreeMap<String, u64>,
+    pub seconds: f64,
+    /// Successful requests per second.
+    pub rps: f64,
+    pub latency: Percentiles,
+    pub ttft: Option<Percentiles>,
+    pub itl: Option<Percentiles>,
+    pub histograms: Histograms,
+}
+
+/// Formats microseconds for people.
+pub fn human_us(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut h = histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 10).unwrap();
+        }
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        assert_eq!(p.min, 10);
+        // 3 significant digits: values within 0.1%.
+        assert!((4990..=5010).contains(&p.p50), "{}", p.p50);
+        assert!((9890..=9910).contains(&p.p99), "{}", p.p99);
+        assert!((9990..=10010).contains(&p.max), "{}", p.max);
+        assert!((p.mean - 5005.0).abs() < 10.0);
+    }
+
+    #[test]
+    fn histograms_round_trip_and_merge() {
+        let mut a = Stats::default();
+        a.latency.record(100).unwrap();
+        a.ok = 1;
+        let mut b = Stats::default();
+        b.latency.record(300).unwrap();
+        b.ok = 1;
+        *b.errors.entry(ErrorClass::Timeout).or_default() += 1;
+        a.merge(&b);
+        assert_eq!(a.total(), 3);
+        let s = a.summary(Duration::from_secs(2));
+        assert_eq!(s.rps, 1.0);
+        let back = decode(&s.histograms.latency).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.max(), a.latency.max());
+        assert_eq!(human_us(1500), "1.50ms");
+    }
+}
