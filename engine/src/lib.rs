@@ -16,6 +16,7 @@ pub mod observe;
 pub mod plugins;
 pub mod providers;
 pub mod proxy;
+pub mod redis;
 pub mod router;
 pub mod server;
 pub mod sse;

@@ -68,9 +68,18 @@ impl Conn {
 
     /// Sends a POST with a JSON body and reads the response.
     pub fn post_json(&mut self, path: &str, body: &str) -> Response {
+        self.post_json_with(path, body, &[])
+    }
+
+    /// Like [`Conn::post_json`] with extra request headers.
+    pub fn post_json_with(&mut self, path: &str, body: &str, headers: &[(&str, &str)]) -> Response {
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         self.send(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .as_bytes(),

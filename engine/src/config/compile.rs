@@ -189,6 +189,21 @@ impl Compiler<'_, '_, '_> {
         } else {
             None
         };
+        if let Some(rl) = chain.ai_rate_limiting() {
+            let rat = at.field("plugins").field(plugins::ai_rate_limiting::NAME);
+            let Some(ai) = chain.ai_proxy() else {
+                return Err(rat.error(
+                    "needs `ai-proxy-multi` on the same route (it limits that plugin's instances)",
+                ));
+            };
+            for (i, name) in rl.instance_names().enumerate() {
+                if !ai.instances.iter().any(|inst| &*inst.name == name) {
+                    return Err(rat.field("instances").index(i).field("name").error(format!(
+                        "`{name}` is not an instance of this route's ai-proxy-multi"
+                    )));
+                }
+            }
+        }
         let handler = match (chain.ai_proxy(), upstream) {
             (Some(ai), _) => Handler::Ai(ai.clone()),
             (None, Some(u)) => Handler::Upstream(u),

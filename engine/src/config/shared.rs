@@ -11,11 +11,13 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::health::InstanceState;
+use crate::plugins::ai_rate_limiting::window::LocalWindow;
 
 #[derive(Debug, Default)]
 pub struct SharedState {
     instances: AHashMap<(Arc<str>, Arc<str>), Arc<InstanceState>>,
     tickets: AHashMap<(Arc<str>, i64), Arc<AtomicU64>>,
+    windows: AHashMap<(Arc<str>, String), Arc<LocalWindow>>,
 }
 
 /// Hands out shared state during a compile, reusing the previous
@@ -44,6 +46,21 @@ impl<'a> Carry<'a> {
             .unwrap_or_default();
         self.next.instances.insert(key, s.clone());
         s
+    }
+
+    /// A local rate-limit window; `key` names the budget and its shape
+    /// (a changed limit or window starts a fresh count).
+    pub fn window(&mut self, owner: &Arc<str>, key: String) -> Arc<LocalWindow> {
+        let key = (owner.clone(), key);
+        if let Some(w) = self.next.windows.get(&key) {
+            return w.clone();
+        }
+        let w = self
+            .prev
+            .and_then(|p| p.windows.get(&key).cloned())
+            .unwrap_or_default();
+        self.next.windows.insert(key, w.clone());
+        w
     }
 
     pub fn ticket(&mut self, owner: &Arc<str>, priority: i64) -> Arc<AtomicU64> {

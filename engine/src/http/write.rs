@@ -34,6 +34,20 @@ pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `{prefix}{suffix}: ` where `suffix` comes from configuration
+/// (an instance name): bytes not allowed in a header name become `-`.
+pub fn push_header_name_suffix(out: &mut Vec<u8>, prefix: &[u8], suffix: &[u8]) {
+    out.extend_from_slice(prefix);
+    out.extend(suffix.iter().map(|&b| {
+        if b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b) {
+            b
+        } else {
+            b'-'
+        }
+    }));
+    out.extend_from_slice(b": ");
+}
+
 /// Appends `HTTP/1.1 {status} {reason}\r\n` with the canonical reason phrase.
 pub fn push_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"HTTP/1.1 ");

@@ -2,5 +2,6 @@
 //! included) written off the request path.
 
 pub mod access_log;
+pub mod metrics;
 
 pub use access_log::{AccessLog, WorkerLog};

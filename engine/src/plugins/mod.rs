@@ -10,6 +10,7 @@
 //! field path, never ignored.
 
 pub mod ai_proxy_multi;
+pub mod ai_rate_limiting;
 pub mod key_auth;
 
 use serde_json::Value;
@@ -38,7 +39,7 @@ pub struct CompileCx<'c, 'a> {
 }
 
 /// The plugins ringway implements, by APISIX name.
-pub const SUPPORTED: &[&str] = &["ai-proxy-multi", "key-auth"];
+pub const SUPPORTED: &[&str] = &["ai-proxy-multi", "ai-rate-limiting", "key-auth"];
 
 /// A compiled plugin.
 #[derive(Debug)]
@@ -46,6 +47,8 @@ pub enum Plugin {
     KeyAuth(key_auth::KeyAuth),
     /// The route's content handler (answers the request itself).
     AiProxyMulti(std::sync::Arc<ai_proxy_multi::AiProxyMulti>),
+    /// Consulted by ai-proxy-multi per instance; no phase of its own.
+    AiRateLimiting(std::sync::Arc<ai_rate_limiting::AiRateLimiting>),
 }
 
 /// What the access phase decided.
@@ -71,6 +74,7 @@ impl Plugin {
         match self {
             Plugin::KeyAuth(_) => key_auth::NAME,
             Plugin::AiProxyMulti(_) => ai_proxy_multi::NAME,
+            Plugin::AiRateLimiting(_) => ai_rate_limiting::NAME,
         }
     }
 
@@ -79,13 +83,14 @@ impl Plugin {
         match self {
             Plugin::KeyAuth(_) => key_auth::PRIORITY,
             Plugin::AiProxyMulti(_) => ai_proxy_multi::PRIORITY,
+            Plugin::AiRateLimiting(_) => ai_rate_limiting::PRIORITY,
         }
     }
 
     pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
         match self {
             Plugin::KeyAuth(p) => p.access(cx),
-            Plugin::AiProxyMulti(_) => Flow::Continue,
+            Plugin::AiProxyMulti(_) | Plugin::AiRateLimiting(_) => Flow::Continue,
         }
     }
 }
@@ -113,6 +118,14 @@ impl PluginChain {
     pub fn ai_proxy(&self) -> Option<&std::sync::Arc<ai_proxy_multi::AiProxyMulti>> {
         self.plugins.iter().find_map(|p| match p {
             Plugin::AiProxyMulti(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// The `ai-rate-limiting` config, if the chain has one.
+    pub fn ai_rate_limiting(&self) -> Option<&std::sync::Arc<ai_rate_limiting::AiRateLimiting>> {
+        self.plugins.iter().find_map(|p| match p {
+            Plugin::AiRateLimiting(a) => Some(a),
             _ => None,
         })
     }
@@ -176,6 +189,9 @@ fn compile_one(
             )))),
             _ => Err(at.error("ai-proxy-multi can only be configured on a route or a service")),
         },
+        ai_rate_limiting::NAME => Ok(Some(Plugin::AiRateLimiting(std::sync::Arc::new(
+            ai_rate_limiting::AiRateLimiting::compile(value, at, cx)?,
+        )))),
         key_auth::NAME => match scope {
             Scope::Consumer => {
                 key_auth::Credential::compile(value, at)?;

@@ -237,8 +237,24 @@ async fn route_and_run(
             crate::proxy::forward(w, snap, spec, c, head, ctx, keep_alive).await
         }
         Handler::Ai(plugin) => {
+            // A consumer's ai-rate-limiting replaces the route's (APISIX's
+            // consumer-over-route merge), which replaces a global rule's.
+            let limiter = ctx
+                .consumer
+                .as_ref()
+                .and_then(|c| c.plugins.ai_rate_limiting())
+                .or_else(|| route.plugins.ai_rate_limiting())
+                .or_else(|| snap.global_plugins.ai_rate_limiting())
+                .cloned();
             crate::plugins::ai_proxy_multi::handler::handle(
-                w, snap, plugin, c, head, ctx, keep_alive,
+                w,
+                snap,
+                plugin,
+                limiter.as_deref(),
+                c,
+                head,
+                ctx,
+                keep_alive,
             )
             .await
         }

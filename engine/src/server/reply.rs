@@ -22,14 +22,27 @@ pub fn error_body(message: &str) -> String {
 
 /// Serialises a complete JSON response with extra headers.
 pub fn json(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool, extra: &[(&str, &str)]) {
+    let mut lines = Vec::new();
+    for (k, v) in extra {
+        push_header(&mut lines, k.as_bytes(), v.as_bytes());
+    }
+    json_raw_headers(out, status, body, keep_alive, &lines);
+}
+
+/// Like [`json`], with extra header lines already rendered (`Name: v\r\n`).
+pub fn json_raw_headers(
+    out: &mut Vec<u8>,
+    status: u16,
+    body: &[u8],
+    keep_alive: bool,
+    extra: &[u8],
+) {
     push_status_line(out, status);
     push_header(out, b"Content-Type", b"application/json");
     out.extend_from_slice(b"Content-Length: ");
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
-    for (k, v) in extra {
-        push_header(out, k.as_bytes(), v.as_bytes());
-    }
+    out.extend_from_slice(extra);
     push_header(out, b"Server", b"ringway");
     if !keep_alive {
         push_header(out, b"Connection", b"close");

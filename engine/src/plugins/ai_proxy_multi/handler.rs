@@ -18,6 +18,7 @@ use crate::config::Snapshot;
 use crate::health::{now_ms, Cooldown};
 use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
+use crate::plugins::ai_rate_limiting::{write_quota_headers, AiRateLimiting, Quota, Verdict};
 use crate::providers::wire::build_request;
 use crate::providers::Wire;
 use crate::server::conn::ClientConn;
@@ -40,13 +41,20 @@ struct Skipped {
     retry_after: Option<Duration>,
     unhealthy: u32,
     wrong_api: u32,
+    /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
+    rate_limited: u32,
+    quota: Option<(std::sync::Arc<str>, Quota)>,
 }
 
 /// Answers one request; returns whether the client connection stays open.
+/// `limiter` is the `ai-rate-limiting` config in force (the consumer's,
+/// else the route's).
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     w: &Rc<Worker>,
     snap: &Snapshot,
     plugin: &AiProxyMulti,
+    limiter: Option<&AiRateLimiting>,
     c: &mut ClientConn,
     head: &RequestHead,
     ctx: &mut RequestCtx,
@@ -114,6 +122,26 @@ pub async fn handle(
         if inst.checks.is_some() && !inst.state.is_healthy() && any_healthy {
             skipped.unhealthy += 1;
             continue;
+        }
+        let mut quota = None;
+        if let Some(rl) = limiter {
+            match rl.check(&inst.name).await {
+                Verdict::Unlimited => {}
+                Verdict::Allowed(q) => quota = rl.show_headers.then_some(q),
+                Verdict::Exhausted(q) => {
+                    if plugin.fallback.rate_limiting {
+                        skipped.rate_limited += 1;
+                        skipped.quota = Some((inst.name.clone(), q));
+                        continue;
+                    }
+                    return rate_limited(w, c, ctx, rl, &inst.name, &q, keep_alive).await;
+                }
+                Verdict::StoreDown(e) => {
+                    let msg = format!("rate limit store unavailable: {e}");
+                    return error_reply(w, c, ctx, 503, &reply::error_body(&msg), keep_alive, &[])
+                        .await;
+                }
+            }
         }
         let body = match upstream_body(plugin, inst, &req) {
             Ok(b) => b,
@@ -241,9 +269,16 @@ pub async fn handle(
             attempts: tried.len() as u32 + 1,
             request_started,
             attempt_started,
+            quota,
         };
         match relay(w, c, ctx, plugin, &req, answered, meta, keep_alive, http10).await {
-            Relayed::Done(keep) => return keep,
+            Relayed::Done(keep) => {
+                if let Some(rl) = limiter {
+                    rl.charge(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
+                        .await;
+                }
+                return keep;
+            }
             Relayed::NotSent(e) => {
                 inst.state.record_failure(&plugin.passive);
                 tried.push(Tried {
@@ -267,7 +302,38 @@ pub async fn handle(
             }
         }
     }
+    if tried.is_empty() && skipped.rate_limited > 0 {
+        if let (Some(rl), Some((name, q))) = (limiter, &skipped.quota) {
+            return rate_limited(w, c, ctx, rl, name, q, keep_alive).await;
+        }
+    }
     exhausted(w, c, ctx, &req, tried, skipped, keep_alive).await
+}
+
+/// `rejected_code` with `rejected_msg`, and the exhausted budget's headers.
+async fn rate_limited(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    rl: &AiRateLimiting,
+    instance: &str,
+    q: &Quota,
+    keep_alive: bool,
+) -> bool {
+    ctx.status = rl.rejected_code;
+    c.wbuf.clear();
+    let mut extra = Vec::new();
+    if rl.show_headers {
+        write_quota_headers(&mut extra, instance, q);
+    }
+    reply::json_raw_headers(
+        &mut c.wbuf,
+        rl.rejected_code,
+        rl.rejected_body().as_bytes(),
+        keep_alive,
+        &extra,
+    );
+    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
 /// The body for `inst`: converted to its format, options merged, usage

@@ -38,6 +38,9 @@ pub struct AnswerMeta<'a> {
     pub attempts: u32,
     pub request_started: Instant,
     pub attempt_started: Instant,
+    /// The instance's token budget before this request, when
+    /// `ai-rate-limiting` shows quota headers.
+    pub quota: Option<crate::plugins::ai_rate_limiting::Quota>,
 }
 
 /// How relaying ended.
@@ -89,6 +92,9 @@ fn ringway_headers(out: &mut Vec<u8>, meta: &AnswerMeta<'_>, upstream_time: Dura
     let total = meta.request_started.elapsed();
     push_u64(out, total.saturating_sub(upstream_time).as_micros() as u64);
     out.extend_from_slice(b"\r\n");
+    if let Some(q) = &meta.quota {
+        crate::plugins::ai_rate_limiting::write_quota_headers(out, &meta.inst.name, q);
+    }
 }
 
 /// Upstream headers worth passing on (request ids, provider rate-limit

@@ -1,0 +1,250 @@
+//! Connections and commands. A [`Target`] names a Redis server (or the
+//! seed nodes of a cluster) with its credentials, database and timeout;
+//! [`query`] sends a pipeline of commands and returns one reply each.
+//!
+//! Idle connections live in a thread-local pool per worker: a call takes
+//! one (or dials), uses it alone, and gives it back only if it finished
+//! cleanly, so a timeout or a protocol error never leaves a half-read
+//! reply on a reused connection.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::time::Duration;
+
+use ahash::AHashMap;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use super::resp::{self, Reply};
+
+/// Where counters live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// `host:port` of the server, or the cluster's seed nodes.
+    pub nodes: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `SELECT`ed after connecting (standalone only).
+    pub database: u32,
+    /// Bounds a whole call: connect, AUTH, the commands and the replies.
+    pub timeout: Duration,
+    pub cluster: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisError {
+    Timeout,
+    Io(String),
+    Protocol(String),
+    /// An error reply to AUTH/SELECT or a command.
+    Server(String),
+}
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisError::Timeout => f.write_str("redis timed out"),
+            RedisError::Io(e) => write!(f, "redis connection failed: {e}"),
+            RedisError::Protocol(e) => write!(f, "redis protocol error: {e}"),
+            RedisError::Server(e) => write!(f, "redis error: {e}"),
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: bytes::BytesMut,
+}
+
+/// Idle connections kept per node on each worker.
+const MAX_IDLE: usize = 16;
+/// Cluster redirects followed before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+thread_local! {
+    static IDLE: RefCell<AHashMap<String, Vec<Conn>>> = RefCell::new(AHashMap::new());
+    /// Cluster slot owners learned from `MOVED` replies.
+    static SLOTS: RefCell<AHashMap<u16, String>> = RefCell::new(AHashMap::new());
+}
+
+/// Sends `cmds` as one pipeline to the node that owns `key` and returns
+/// their replies in order. Error replies to individual commands are
+/// returned as [`Reply::Error`]; the call fails only when the server
+/// cannot be reached, times out or speaks garbage.
+pub async fn query(
+    target: &Target,
+    key: &[u8],
+    cmds: &[&[&[u8]]],
+) -> Result<Vec<Reply>, RedisError> {
+    match monoio::time::timeout(target.timeout, query_inner(target, key, cmds)).await {
+        Ok(r) => r,
+        Err(_) => Err(RedisError::Timeout),
+    }
+}
+
+async fn query_inner(
+    target: &Target,
+    key: &[u8],
+    cmds: &[&[&[u8]]],
+) -> Result<Vec<Reply>, RedisError> {
+    let slot = resp::slot(key);
+    let mut node = if target.cluster {
+        SLOTS.with(|s| s.borrow().get(&slot).cloned())
+    } else {
+        None
+    }
+    .unwrap_or_else(|| target.nodes[0].clone());
+    let mut asking = false;
+    let mut last_err = None;
+    for _ in 0..=MAX_REDIRECTS {
+        let replies = match round_trip(target, &node, asking, cmds).await {
+            Ok(r) => r,
+            Err(e) if target.cluster && target.nodes.len() > 1 => {
+                // Try the next seed node; forget what we knew of this slot.
+                SLOTS.with(|s| s.borrow_mut().remove(&slot));
+                let i = target
+                    .nodes
+                    .iter()
+                    .position(|n| *n == node)
+                    .map_or(0, |i| i + 1);
+                node = target.nodes[i % target.nodes.len()].clone();
+                last_err = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        asking = false;
+        let redirect = replies.iter().find_map(|r| match r {
+            Reply::Error(e) if target.cluster => redirect(e),
+            _ => None,
+        });
+        match redirect {
+            None => return Ok(replies),
+            Some((moved, to)) => {
+                if moved {
+                    SLOTS.with(|s| s.borrow_mut().insert(slot, to.clone()));
+                } else {
+                    asking = true;
+                }
+                node = to;
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| RedisError::Protocol("too many cluster redirects".into())))
+}
+
+/// `MOVED 3999 127.0.0.1:6381` → (true, addr); `ASK …` → (false, addr).
+fn redirect(e: &str) -> Option<(bool, String)> {
+    let mut parts = e.split_ascii_whitespace();
+    let moved = match parts.next()? {
+        "MOVED" => true,
+        "ASK" => false,
+        _ => return None,
+    };
+    let _slot = parts.next()?;
+    Some((moved, parts.next()?.to_owned()))
+}
+
+async fn round_trip(
+    target: &Target,
+    node: &str,
+    asking: bool,
+    cmds: &[&[&[u8]]],
+) -> Result<Vec<Reply>, RedisError> {
+    let idle = IDLE.with(|p| p.borrow_mut().get_mut(node).and_then(Vec::pop));
+    let mut conn = match idle {
+        Some(c) => c,
+        None => dial(target, node).await?,
+    };
+    let mut out = Vec::with_capacity(128);
+    if asking {
+        resp::encode(&mut out, &[b"ASKING"]);
+    }
+    for c in cmds {
+        resp::encode(&mut out, c);
+    }
+    let expect = cmds.len() + usize::from(asking);
+    let mut replies = exchange(&mut conn, out, expect).await?;
+    if asking {
+        replies.remove(0);
+    }
+    IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        let list = p.entry(node.to_owned()).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(conn);
+        }
+    });
+    Ok(replies)
+}
+
+async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
+    let addr = resolve(node)?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| RedisError::Io(format!("{node}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn {
+        stream,
+        buf: bytes::BytesMut::with_capacity(512),
+    };
+    let mut out = Vec::new();
+    let mut n = 0;
+    if let Some(pw) = &target.password {
+        match &target.username {
+            Some(u) => resp::encode(&mut out, &[b"AUTH", u.as_bytes(), pw.as_bytes()]),
+            None => resp::encode(&mut out, &[b"AUTH", pw.as_bytes()]),
+        }
+        n += 1;
+    }
+    if target.database != 0 && !target.cluster {
+        resp::encode(
+            &mut out,
+            &[b"SELECT", target.database.to_string().as_bytes()],
+        );
+        n += 1;
+    }
+    if n > 0 {
+        for r in exchange(&mut conn, out, n).await? {
+            if let Reply::Error(e) = r {
+                return Err(RedisError::Server(e));
+            }
+        }
+    }
+    Ok(conn)
+}
+
+fn resolve(node: &str) -> Result<std::net::SocketAddr, RedisError> {
+    use std::net::ToSocketAddrs;
+    node.to_socket_addrs()
+        .map_err(|e| RedisError::Io(format!("{node}: {e}")))?
+        .next()
+        .ok_or_else(|| RedisError::Io(format!("{node}: no address")))
+}
+
+async fn exchange(conn: &mut Conn, out: Vec<u8>, expect: usize) -> Result<Vec<Reply>, RedisError> {
+    let (r, _) = conn.stream.write_all(out).await;
+    r.map_err(|e| RedisError::Io(e.to_string()))?;
+    let mut replies = Vec::with_capacity(expect);
+    let mut pos = 0;
+    while replies.len() < expect {
+        match resp::parse(&conn.buf[pos..]).map_err(RedisError::Protocol)? {
+            Some((reply, used)) => {
+                replies.push(reply);
+                pos += used;
+            }
+            None => {
+                let chunk = std::mem::take(&mut conn.buf);
+                let (r, back) = crate::net::read_more(&mut conn.stream, chunk).await;
+                conn.buf = back;
+                match r {
+                    Ok(0) => return Err(RedisError::Io("connection closed by redis".into())),
+                    Ok(_) => {}
+                    Err(e) => return Err(RedisError::Io(e.to_string())),
+                }
+            }
+        }
+    }
+    let _ = conn.buf.split_to(pos);
+    Ok(replies)
+}

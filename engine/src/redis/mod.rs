@@ -1,0 +1,12 @@
+//! A small Redis client for shared rate-limit counters: RESP2 ([`resp`])
+//! over monoio TCP ([`client`]). Each worker keeps its own idle
+//! connections (thread-local, no locks); a command borrows one, so
+//! concurrent requests on a worker never wait for each other. AUTH and
+//! SELECT run on connect, every call is bounded by the configured timeout,
+//! and Redis Cluster redirects (`MOVED`, `ASK`) are followed.
+
+pub mod client;
+pub mod resp;
+
+pub use client::{query, RedisError, Target};
+pub use resp::Reply;

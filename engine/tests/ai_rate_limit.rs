@@ -1,0 +1,305 @@
+//! ai-rate-limiting end to end with mock-llm: the seed's "priority with
+//! rate limiting" example (an exhausted instance makes ai-proxy-multi fall
+//! back, streams charged too), `rejected_code` without fallback, the seed's
+//! "Load Balance and Rate Limit by Consumers" example verbatim (key-auth
+//! johndoe/janedoe, each limited on its own instance), and a budget shared
+//! exactly by both workers under concurrency.
+#![allow(clippy::disallowed_types, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::ai::{chat_url, mocks, ASK, ASK_STREAM};
+use common::{Conn, Gateway};
+use serde_json::{json, Value};
+
+/// The seed's two instances (priority 1 openai, 0 deepseek) on the mocks.
+fn seed_priority_route(m: &mock_llm::MockServer, rate_limit: Value, fallback: bool) -> Value {
+    let mut ai = json!({
+        "instances": [
+            {"name": "openai-instance", "provider": "openai", "priority": 1, "weight": 0,
+             "auth": {"header": {"Authorization": "Bearer sk-openai"}},
+             "options": {"model": "gpt-4"},
+             "override": {"endpoint": chat_url(m, "openai")}},
+            {"name": "deepseek-instance", "provider": "deepseek", "priority": 0, "weight": 0,
+             "auth": {"header": {"Authorization": "Bearer sk-deepseek"}},
+             "options": {"model": "deepseek-chat"},
+             "override": {"endpoint": chat_url(m, "deepseek")}},
+        ],
+    });
+    if fallback {
+        ai["fallback_strategy"] = json!(["rate_limiting"]);
+    }
+    json!({"services": [{"name": "ai-proxy-multi-service", "routes": [{
+        "name": "ai-proxy-multi-route", "uris": ["/anything"], "methods": ["POST"],
+        "plugins": {"ai-proxy-multi": ai, "ai-rate-limiting": rate_limit},
+    }]}]})
+}
+
+fn seed_limit() -> Value {
+    json!({"instances": [{"name": "openai-instance", "limit": 10, "time_window": 60}],
+           "limit_strategy": "total_tokens"})
+}
+
+#[test]
+fn exhausted_instance_falls_back_to_the_next_priority() {
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_json(seed_priority_route(&m, seed_limit(), true));
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["model"], "gpt-4");
+    assert!(r.json()["usage"]["total_tokens"].as_u64().unwrap() > 10);
+    assert_eq!(r.header("x-ai-ratelimit-limit-openai-instance"), Some("10"));
+    assert_eq!(
+        r.header("x-ai-ratelimit-remaining-openai-instance"),
+        Some("10")
+    );
+    let reset: u64 = r
+        .header("x-ai-ratelimit-reset-openai-instance")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&reset), "{reset}");
+    // Within the window every request (new connections: both workers) goes
+    // to the lower-priority instance.
+    for _ in 0..4 {
+        let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["model"], "deepseek-chat");
+        assert_eq!(r.header("x-ringway-instance"), Some("deepseek-instance"));
+    }
+    assert_eq!(m.instance("openai").requests().len(), 1);
+}
+
+#[test]
+fn streamed_usage_is_charged() {
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_json(seed_priority_route(&m, seed_limit(), true));
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK_STREAM);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("[DONE]"));
+    assert_eq!(r.header("x-ringway-instance"), Some("openai-instance"));
+    // The stream's usage (from the final chunk) exhausted the budget.
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK_STREAM);
+    assert_eq!(r.header("x-ringway-instance"), Some("deepseek-instance"));
+}
+
+#[test]
+fn without_fallback_an_exhausted_instance_answers_rejected_code() {
+    let m = mocks(&["openai", "deepseek"]);
+    let mut limit = seed_limit();
+    limit["rejected_code"] = json!(429);
+    limit["rejected_msg"] = json!("quota used up, try later");
+    let gw = Gateway::start_json(seed_priority_route(&m, limit, false));
+    assert_eq!(
+        Conn::connect(gw.addr).post_json("/anything", ASK).status,
+        200
+    );
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json(), json!({"error_msg": "quota used up, try later"}));
+    assert_eq!(
+        r.header("x-ai-ratelimit-remaining-openai-instance"),
+        Some("0")
+    );
+    assert_eq!(m.instance("deepseek").requests().len(), 0);
+
+    // Default rejected_code is 503 with a JSON body; headers can be hidden.
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_json(seed_priority_route(
+        &m,
+        json!({"limit": 1, "time_window": 60, "show_limit_quota_header": false}),
+        false,
+    ));
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ai-ratelimit-limit-openai-instance"), None);
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 503);
+    assert!(r.json()["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("rate limit"));
+}
+
+#[test]
+fn a_global_budget_is_shared_by_every_instance() {
+    // `limit` at the top level: one budget for all instances (APISIX's
+    // `ai-rate-limiting#global` key); with fallback, both get exhausted.
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_json(seed_priority_route(
+        &m,
+        json!({"limit": 1, "time_window": 60}),
+        true,
+    ));
+    assert_eq!(
+        Conn::connect(gw.addr).post_json("/anything", ASK).status,
+        200
+    );
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(
+        r.header("x-ai-ratelimit-remaining-deepseek-instance"),
+        Some("0")
+    );
+    assert_eq!(m.instance("deepseek").requests().len(), 0);
+}
+
+/// The seed's consumers example: the route (key-auth + two weight-0
+/// instances, fallback on rate limiting) and both consumers, verbatim.
+const CONSUMERS_EXAMPLE: &str = r#"
+consumers:
+  - username: johndoe
+    plugins:
+      ai-rate-limiting:
+        instances:
+          - name: openai-instance
+            limit: 10
+            time_window: 60
+        rejected_code: 429
+        limit_strategy: total_tokens
+    credentials:
+      - name: key-auth
+        type: key-auth
+        config:
+          key: john-key
+  - username: janedoe
+    plugins:
+      ai-rate-limiting:
+        instances:
+          - name: deepseek-instance
+            limit: 10
+            time_window: 60
+        rejected_code: 429
+        limit_strategy: total_tokens
+    credentials:
+      - name: key-auth
+        type: key-auth
+        config:
+          key: jane-key
+services:
+  - name: ai-proxy-multi-service
+    routes:
+      - name: ai-proxy-multi-route
+        uris:
+          - /anything
+        methods:
+          - POST
+        plugins:
+          key-auth: {}
+          ai-proxy-multi:
+            fallback_strategy:
+              - rate_limiting
+            instances:
+              - name: openai-instance
+                provider: openai
+                weight: 0
+                auth:
+                  header:
+                    Authorization: "Bearer ${OPENAI_API_KEY}"
+                options:
+                  model: gpt-4
+                override:
+                  endpoint: "${OPENAI_URL}"
+              - name: deepseek-instance
+                provider: deepseek
+                weight: 0
+                auth:
+                  header:
+                    Authorization: "Bearer ${DEEPSEEK_API_KEY}"
+                options:
+                  model: deepseek-chat
+                override:
+                  endpoint: "${DEEPSEEK_URL}"
+"#;
+
+fn instances_used(gw: &Gateway, key: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let r = Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("apikey", key)]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        *seen
+            .entry(r.header("x-ringway-instance").unwrap().to_owned())
+            .or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn seed_consumers_are_each_limited_on_their_own_instance() {
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_with(common::gateway::GatewayConfig {
+        body: CONSUMERS_EXAMPLE.into(),
+        env: vec![
+            ("OPENAI_API_KEY".into(), "sk-o".into()),
+            ("DEEPSEEK_API_KEY".into(), "sk-d".into()),
+            ("OPENAI_URL".into(), chat_url(&m, "openai")),
+            ("DEEPSEEK_URL".into(), chat_url(&m, "deepseek")),
+        ],
+        ..Default::default()
+    });
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json(), json!({"message": "Missing API key in request"}));
+    let r = Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("apikey", "nope")]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json(), json!({"message": "Invalid API key in request"}));
+
+    // Equal weights alternate; once john's first openai answer used his 10
+    // tokens there, all his traffic goes to deepseek.
+    let john = instances_used(&gw, "john-key", 8);
+    assert_eq!(john.get("openai-instance"), Some(&1), "{john:?}");
+    assert_eq!(john.get("deepseek-instance"), Some(&7), "{john:?}");
+    // Jane has her own budget, on deepseek: john's use does not touch it,
+    // and her openai traffic is unlimited.
+    let jane = instances_used(&gw, "jane-key", 8);
+    assert_eq!(jane.get("deepseek-instance"), Some(&1), "{jane:?}");
+    assert_eq!(jane.get("openai-instance"), Some(&7), "{jane:?}");
+    // Only the instance a consumer is limited on reports quota headers.
+    let r = Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("apikey", "john-key")]);
+    assert_eq!(r.header("x-ai-ratelimit-limit-openai-instance"), None);
+}
+
+#[test]
+fn budget_is_exact_across_workers_under_concurrency() {
+    let m = mocks(&["openai", "deepseek"]);
+    // Tokens one request costs, read from the mock directly.
+    let direct = Conn::connect(m.instance("openai").addr()).post_json(
+        "/v1/chat/completions",
+        &ASK.replace("{\"messages\"", "{\"model\":\"gpt-4\",\"messages\""),
+    );
+    let cost = direct.json()["usage"]["total_tokens"].as_u64().unwrap();
+    let per_budget = 20;
+    let gw = Gateway::start_json(seed_priority_route(
+        &m,
+        json!({"instances": [{"name": "openai-instance", "limit": per_budget * cost, "time_window": 600}]}),
+        false,
+    ));
+    let threads = 8;
+    let addr = gw.addr;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut ok = 0u64;
+                for _ in 0..12 {
+                    match Conn::connect(addr).post_json("/anything", ASK).status {
+                        200 => ok += 1,
+                        503 => {}
+                        s => panic!("unexpected status {s}"),
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let ok: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    // The budget was used up (never under-counted)…
+    assert!(ok >= per_budget, "only {ok} requests passed");
+    // …and overshot by at most the requests in flight when it ran out: one
+    // per client thread. Per-worker counters would let ~2x through.
+    assert!(
+        ok < per_budget + threads,
+        "{ok} requests passed a budget of {per_budget}"
+    );
+}
