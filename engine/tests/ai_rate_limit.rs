@@ -10,32 +10,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::ai::{chat_url, mocks, ASK, ASK_STREAM};
+use common::ai::{chat_url, mocks, seed_priority_route, ASK, ASK_STREAM};
 use common::{Conn, Gateway};
 use serde_json::{json, Value};
-
-/// The seed's two instances (priority 1 openai, 0 deepseek) on the mocks.
-fn seed_priority_route(m: &mock_llm::MockServer, rate_limit: Value, fallback: bool) -> Value {
-    let mut ai = json!({
-        "instances": [
-            {"name": "openai-instance", "provider": "openai", "priority": 1, "weight": 0,
-             "auth": {"header": {"Authorization": "Bearer sk-openai"}},
-             "options": {"model": "gpt-4"},
-             "override": {"endpoint": chat_url(m, "openai")}},
-            {"name": "deepseek-instance", "provider": "deepseek", "priority": 0, "weight": 0,
-             "auth": {"header": {"Authorization": "Bearer sk-deepseek"}},
-             "options": {"model": "deepseek-chat"},
-             "override": {"endpoint": chat_url(m, "deepseek")}},
-        ],
-    });
-    if fallback {
-        ai["fallback_strategy"] = json!(["rate_limiting"]);
-    }
-    json!({"services": [{"name": "ai-proxy-multi-service", "routes": [{
-        "name": "ai-proxy-multi-route", "uris": ["/anything"], "methods": ["POST"],
-        "plugins": {"ai-proxy-multi": ai, "ai-rate-limiting": rate_limit},
-    }]}]})
-}
 
 fn seed_limit() -> Value {
     json!({"instances": [{"name": "openai-instance", "limit": 10, "time_window": 60}],

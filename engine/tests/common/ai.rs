@@ -49,3 +49,26 @@ pub fn mocks(names: &[&str]) -> MockServer {
 pub const ASK: &str = r#"{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}]}"#;
 pub const ASK_STREAM: &str =
     r#"{"stream":true,"messages":[{"role":"user","content":"What is 1+1?"}]}"#;
+
+/// The seed's two instances (priority 1 openai, 0 deepseek) on the mocks.
+pub fn seed_priority_route(m: &mock_llm::MockServer, rate_limit: Value, fallback: bool) -> Value {
+    let mut ai = json!({
+        "instances": [
+            {"name": "openai-instance", "provider": "openai", "priority": 1, "weight": 0,
+             "auth": {"header": {"Authorization": "Bearer sk-openai"}},
+             "options": {"model": "gpt-4"},
+             "override": {"endpoint": chat_url(m, "openai")}},
+            {"name": "deepseek-instance", "provider": "deepseek", "priority": 0, "weight": 0,
+             "auth": {"header": {"Authorization": "Bearer sk-deepseek"}},
+             "options": {"model": "deepseek-chat"},
+             "override": {"endpoint": chat_url(m, "deepseek")}},
+        ],
+    });
+    if fallback {
+        ai["fallback_strategy"] = json!(["rate_limiting"]);
+    }
+    json!({"services": [{"name": "ai-proxy-multi-service", "routes": [{
+        "name": "ai-proxy-multi-route", "uris": ["/anything"], "methods": ["POST"],
+        "plugins": {"ai-proxy-multi": ai, "ai-rate-limiting": rate_limit},
+    }]}]})
+}

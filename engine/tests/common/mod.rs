@@ -13,6 +13,7 @@ pub mod ai;
 pub mod certs;
 pub mod client;
 pub mod gateway;
+pub mod redis;
 pub mod upstream;
 
 pub use client::Conn;

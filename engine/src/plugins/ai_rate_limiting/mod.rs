@@ -409,7 +409,7 @@ fn warn_throttled(log: impl FnOnce()) {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = now_ms();
     let last = LAST.load(Ordering::Relaxed);
-    if now >= last + 1000
+    if (last == 0 || now >= last + 1000)
         && LAST
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()

@@ -1,0 +1,179 @@
+//! ai-rate-limiting with `policy: redis` and `redis-cluster` against real
+//! redis-server processes: two ringway processes share one budget (fleet
+//! mode), AUTH and database selection, a dead or stalled Redis answered
+//! per `allow_degradation` (fail closed with 503, or fail open) without
+//! ever hanging a request, and a three-node cluster with redirects.
+#![allow(clippy::disallowed_types, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::ai::{mocks, seed_priority_route, ASK};
+use common::redis::{RedisCluster, RedisServer};
+use common::{Conn, Gateway};
+use serde_json::{json, Value};
+
+/// Tokens one request costs (the mock's usage for ASK).
+fn cost_of_ask(m: &mock_llm::MockServer) -> u64 {
+    let body = ASK.replace("{\"messages\"", "{\"model\":\"gpt-4\",\"messages\"");
+    Conn::connect(m.instance("openai").addr())
+        .post_json("/v1/chat/completions", &body)
+        .json()["usage"]["total_tokens"]
+        .as_u64()
+        .unwrap()
+}
+
+fn redis_limit(limit: u64, store: Value) -> Value {
+    let mut v =
+        json!({"instances": [{"name": "openai-instance", "limit": limit, "time_window": 600}]});
+    for (k, x) in store.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// Sends `n` requests alternating between gateways; returns the 200s.
+fn passed(gws: &[&Gateway], n: usize) -> usize {
+    (0..n)
+        .filter(|i| {
+            let r = Conn::connect(gws[i % gws.len()].addr).post_json("/anything", ASK);
+            match r.status {
+                200 => true,
+                503 => false,
+                s => panic!("unexpected {s}: {}", r.text()),
+            }
+        })
+        .count()
+}
+
+#[test]
+fn two_gateways_share_one_budget_through_redis() {
+    let redis = RedisServer::start(&["--requirepass", "s3cret"]);
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    let store = json!({"policy": "redis", "redis_host": "127.0.0.1", "redis_port": redis.port,
+                       "redis_password": "s3cret", "redis_database": 3});
+    let cfg = seed_priority_route(&m, redis_limit(3 * cost, store), false);
+    let a = Gateway::start_json(cfg.clone());
+    let b = Gateway::start_json(cfg);
+    // Sequential requests: exactly the budget passes, across both processes
+    // (each alone would let 3 through).
+    assert_eq!(passed(&[&a, &b], 8), 3);
+    // The counter lives in database 3 under ringway's key, with the window.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "-a",
+                "s3cret",
+                "--no-auth-warning",
+                "-n",
+                "3",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let key = cli(&["--scan"]);
+    assert!(
+        key.starts_with("ringway:ai-rate-limiting:{") && key.ends_with(":openai-instance}"),
+        "{key}"
+    );
+    assert!(cli(&["GET", &key]).parse::<u64>().unwrap() >= 3 * cost);
+    let ttl: i64 = cli(&["TTL", &key]).parse().unwrap();
+    assert!((1..=600).contains(&ttl), "{ttl}");
+}
+
+#[test]
+fn redis_down_fails_closed_or_open_as_configured() {
+    let m = mocks(&["openai", "deepseek"]);
+    // Nobody listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = |degrade: bool| {
+        json!({"policy": "redis", "redis_host": "127.0.0.1", "redis_port": port,
+               "redis_timeout": 300, "allow_degradation": degrade})
+    };
+    let closed = Gateway::start_json(seed_priority_route(
+        &m,
+        redis_limit(1000, store(false)),
+        false,
+    ));
+    let r = Conn::connect(closed.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.json()["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("rate limit store unavailable"));
+    assert!(closed.wait_for_log("refusing the request", Duration::from_secs(5)));
+    assert_eq!(
+        m.instance("openai").requests().len(),
+        0,
+        "nothing reached the provider"
+    );
+
+    let open = Gateway::start_json(seed_priority_route(
+        &m,
+        redis_limit(1000, store(true)),
+        false,
+    ));
+    let r = Conn::connect(open.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(open.wait_for_log("letting the request through", Duration::from_secs(5)));
+}
+
+#[test]
+fn a_stalled_redis_times_out_instead_of_hanging_requests() {
+    let redis = RedisServer::start(&["--enable-debug-command", "yes"]);
+    let m = mocks(&["openai", "deepseek"]);
+    let store = json!({"policy": "redis", "redis_host": "127.0.0.1", "redis_port": redis.port,
+                       "redis_timeout": 200});
+    let gw = Gateway::start_json(seed_priority_route(&m, redis_limit(1000, store), false));
+    assert_eq!(
+        Conn::connect(gw.addr).post_json("/anything", ASK).status,
+        200
+    );
+    // Freeze the server for longer than the client below waits.
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || {
+        let r = RedisServer::cmd_on(port, &["DEBUG", "SLEEP", "6"]);
+        assert!(r.contains("OK"), "{r}");
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = Conn::connect(gw.addr);
+    c.set_timeout(Duration::from_secs(4));
+    let r = c.post_json("/anything", ASK);
+    assert_eq!(r.status, 503, "{}", r.text());
+    sleeper.join().unwrap();
+    // Redis is back: requests pass again (the broken connection was not reused).
+    assert_eq!(
+        Conn::connect(gw.addr).post_json("/anything", ASK).status,
+        200
+    );
+}
+
+#[test]
+fn redis_cluster_shares_the_budget_and_follows_redirects() {
+    let cluster = RedisCluster::start();
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    // Each gateway knows a different single seed node, so at least two of
+    // them must follow a MOVED redirect to reach the key's owner.
+    let gws: Vec<Gateway> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let store = json!({"policy": "redis-cluster", "redis_cluster_nodes": [n.addr()],
+                               "redis_cluster_name": "test-cluster"});
+            Gateway::start_json(seed_priority_route(&m, redis_limit(4 * cost, store), false))
+        })
+        .collect();
+    let refs: Vec<&Gateway> = gws.iter().collect();
+    assert_eq!(passed(&refs, 9), 4);
+}
