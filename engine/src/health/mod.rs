@@ -2,6 +2,7 @@
 //! `health_checker_active` schema, field for field) and the shared state
 //! probes and passive observations publish into.
 
+pub mod prober;
 pub mod spec;
 pub mod state;
 

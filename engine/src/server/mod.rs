@@ -141,6 +141,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         }
         None => None,
     };
+    crate::health::prober::start(cell.clone(), shutdown.clone()).map_err(StartError::Thread)?;
     let cpus = cpus::allowed();
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {

@@ -1,0 +1,332 @@
+//! Active health checks: one thread (`ringway-health`) with its own monoio
+//! runtime probes every instance that has `checks.active`, and publishes
+//! each verdict into the instance's shared [`super::InstanceState`] (one atomic
+//! store), which every worker reads without locks. Probing never touches
+//! a worker: the request path only loads a flag.
+//!
+//! The thread follows config changes: on each new snapshot it starts a
+//! probe task for every instance with checks it does not probe yet and
+//! stops tasks whose instance or check config went away. Verdicts follow
+//! APISIX's healthchecker: `healthy.successes` consecutive successes mark
+//! an instance healthy; `unhealthy.http_failures` responses with a status
+//! in `unhealthy.http_statuses`, `tcp_failures` connect failures or
+//! `timeouts` timeouts mark it unhealthy; other statuses count for
+//! neither. Healthy instances are probed every `healthy.interval`,
+//! unhealthy ones every `unhealthy.interval`. Transitions are logged and
+//! counted.
+
+use std::cell::Cell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::AHashMap;
+
+use super::spec::{ActiveCheck, ProbeType};
+use crate::config::snapshot::{Handler, SnapshotCell};
+use crate::observe::metrics;
+use crate::plugins::ai_proxy_multi::AiProxyMulti;
+use crate::providers::Api;
+use crate::proxy::ProxyError;
+use crate::server::signal::Shutdown;
+use crate::upstream::oneshot::{self, OneShot};
+use crate::upstream::TlsTarget;
+
+/// How often the thread looks for a new config snapshot.
+const RECONCILE_EVERY: Duration = Duration::from_millis(100);
+
+/// Starts the health-check thread; it exits when `shutdown` triggers.
+pub fn start(
+    cell: Arc<SnapshotCell>,
+    shutdown: Arc<Shutdown>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ringway-health".into())
+        .spawn(move || {
+            let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build();
+            match rt {
+                Ok(mut rt) => rt.block_on(run(cell, shutdown)),
+                Err(e) => tracing::error!("health checks disabled: cannot start a runtime: {e}"),
+            }
+        })
+}
+
+/// One probed instance.
+struct Probe {
+    alive: Rc<Cell<bool>>,
+    check: ActiveCheck,
+}
+
+async fn run(cell: Arc<SnapshotCell>, shutdown: Arc<Shutdown>) {
+    let mut probes: AHashMap<usize, Probe> = AHashMap::new();
+    let mut generation = None;
+    while !shutdown.is_triggered() {
+        let g = cell.generation();
+        if generation != Some(g) {
+            generation = Some(g);
+            reconcile(&cell, &mut probes);
+        }
+        monoio::time::sleep(RECONCILE_EVERY).await;
+    }
+    for p in probes.values() {
+        p.alive.set(false);
+    }
+}
+
+/// Starts and stops probe tasks to match the current snapshot. Instances
+/// are identified by their shared state, which survives reloads, so an
+/// unchanged instance keeps its task, counters and verdict.
+fn reconcile(cell: &Arc<SnapshotCell>, probes: &mut AHashMap<usize, Probe>) {
+    let snap = cell.load();
+    let mut seen: AHashMap<usize, (Arc<AiProxyMulti>, usize)> = AHashMap::new();
+    for route in &snap.routes {
+        if let Handler::Ai(plugin) = &route.handler {
+            for (i, inst) in plugin.instances.iter().enumerate() {
+                if inst.checks.is_some() {
+                    seen.insert(Arc::as_ptr(&inst.state) as usize, (plugin.clone(), i));
+                }
+            }
+        }
+    }
+    probes.retain(|key, p| {
+        let keep = seen
+            .get(key)
+            .is_some_and(|(plugin, i)| plugin.instances[*i].checks.as_ref() == Some(&p.check));
+        if !keep {
+            p.alive.set(false);
+        }
+        keep
+    });
+    for (key, (plugin, i)) in seen {
+        if probes.contains_key(&key) {
+            continue;
+        }
+        let Some(check) = plugin.instances[i].checks.clone() else {
+            continue;
+        };
+        let alive = Rc::new(Cell::new(true));
+        probes.insert(
+            key,
+            Probe {
+                alive: alive.clone(),
+                check,
+            },
+        );
+        monoio::spawn(probe_loop(cell.clone(), plugin, i, alive));
+    }
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    HttpFailure(u16),
+    /// A status in neither list: counts for nothing.
+    Neutral(u16),
+    TcpFailure,
+    Timeout,
+}
+
+/// Consecutive results and the verdict they lead to.
+#[derive(Debug, Default)]
+struct Tally {
+    successes: u32,
+    http_failures: u32,
+    tcp_failures: u32,
+    timeouts: u32,
+}
+
+impl Tally {
+    /// Records an outcome; returns the new verdict if it changes.
+    fn record(&mut self, o: Outcome, healthy: bool, check: &ActiveCheck) -> Option<bool> {
+        match o {
+            Outcome::Success => {
+                *self = Tally {
+                    successes: self.successes.saturating_add(1),
+                    ..Tally::default()
+                };
+                (!healthy && self.successes >= check.healthy.successes).then_some(true)
+            }
+            Outcome::Neutral(_) => None,
+            Outcome::HttpFailure(_) => {
+                self.successes = 0;
+                self.http_failures = self.http_failures.saturating_add(1);
+                (healthy && self.http_failures >= check.unhealthy.http_failures).then_some(false)
+            }
+            Outcome::TcpFailure => {
+                self.successes = 0;
+                self.tcp_failures = self.tcp_failures.saturating_add(1);
+                (healthy && self.tcp_failures >= check.unhealthy.tcp_failures).then_some(false)
+            }
+            Outcome::Timeout => {
+                self.successes = 0;
+                self.timeouts = self.timeouts.saturating_add(1);
+                (healthy && self.timeouts >= check.unhealthy.timeouts).then_some(false)
+            }
+        }
+    }
+}
+
+/// Where and how an instance is probed.
+struct ProbeTarget {
+    host: String,
+    port: u16,
+    tls: Option<TlsTarget>,
+}
+
+fn probe_target(plugin: &AiProxyMulti, i: usize, check: &ActiveCheck) -> Option<ProbeTarget> {
+    let inst = &plugin.instances[i];
+    let target = inst
+        .target(Api::Chat)
+        .or_else(|_| inst.target(Api::Embeddings))
+        .ok()?;
+    let host = check
+        .host
+        .clone()
+        .unwrap_or_else(|| target.url.host.clone());
+    let port = check.port.unwrap_or(target.url.port);
+    let tls = match check.kind {
+        ProbeType::Https => Some(TlsTarget {
+            sni: Arc::from(host.trim_matches(|c| c == '[' || c == ']')),
+            verify: check.https_verify_certificate,
+        }),
+        ProbeType::Http => None,
+        // A TCP probe only connects.
+        ProbeType::Tcp => None,
+    };
+
+    Some(ProbeTarget { host, port, tls })
+}
+
+async fn probe_loop(
+    cell: Arc<SnapshotCell>,
+    plugin: Arc<AiProxyMulti>,
+    i: usize,
+    alive: Rc<Cell<bool>>,
+) {
+    let inst = &plugin.instances[i];
+    let Some(check) = inst.checks.clone() else {
+        return;
+    };
+    let Some(target) = probe_target(&plugin, i, &check) else {
+        tracing::warn!(instance = %inst.name, "health checks skipped: the instance has no endpoint");
+        return;
+    };
+    let mut tally = Tally::default();
+    while alive.get() {
+        let healthy = inst.state.is_healthy();
+        let outcome = probe(&cell, &check, &target).await;
+        metrics::HEALTH_PROBES.inc();
+        if !alive.get() {
+            return;
+        }
+        if let Some(verdict) = tally.record(outcome, healthy, &check) {
+            if inst.state.set_healthy(verdict) {
+                metrics::HEALTH_TRANSITIONS.inc();
+                if verdict {
+                    tracing::info!(instance = %inst.name, host = %target.host, port = target.port,
+                        "instance is healthy again (active check: {outcome:?})");
+                } else {
+                    tracing::warn!(instance = %inst.name, host = %target.host, port = target.port,
+                        "instance is unhealthy (active check: {outcome:?})");
+                }
+            }
+        }
+        let wait = if inst.state.is_healthy() {
+            check.healthy.interval
+        } else {
+            check.unhealthy.interval
+        };
+        monoio::time::sleep(wait).await;
+    }
+}
+
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    let h = host.trim_matches(|c| c == '[' || c == ']');
+    if let Ok(ip) = h.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    (h, port).to_socket_addrs().ok()?.next()
+}
+
+async fn probe(cell: &SnapshotCell, check: &ActiveCheck, t: &ProbeTarget) -> Outcome {
+    let Some(addr) = resolve(&t.host, t.port) else {
+        return Outcome::TcpFailure;
+    };
+    if check.kind == ProbeType::Tcp {
+        return match monoio::time::timeout(check.timeout, monoio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(_)) => Outcome::Success,
+            Ok(Err(_)) => Outcome::TcpFailure,
+            Err(_) => Outcome::Timeout,
+        };
+    }
+    let snap = cell.load();
+    let headers: Vec<(&str, &str)> = check
+        .req_headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let host_header = if (t.tls.is_some() && t.port == 443) || (t.tls.is_none() && t.port == 80) {
+        t.host.clone()
+    } else {
+        format!("{}:{}", t.host, t.port)
+    };
+    let req = OneShot {
+        addr,
+        tls: t.tls.as_ref(),
+        method: "GET",
+        host: &host_header,
+        target: &check.http_path,
+        headers: &headers,
+        body: &[],
+        timeout: check.timeout,
+    };
+    match oneshot::request(&req, &snap.tls).await {
+        Ok(a) if check.healthy.http_statuses.contains(&a.status) => Outcome::Success,
+        Ok(a) if check.unhealthy.http_statuses.contains(&a.status) => {
+            Outcome::HttpFailure(a.status)
+        }
+        Ok(a) => Outcome::Neutral(a.status),
+        Err(ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout) => Outcome::Timeout,
+        Err(_) => Outcome::TcpFailure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check() -> ActiveCheck {
+        ActiveCheck::compile(
+            &json!({"healthy": {"successes": 2}, "unhealthy": {"http_failures": 3, "tcp_failures": 2, "timeouts": 2}}),
+            &crate::config::FieldPath::root(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn thresholds_follow_the_check() {
+        let c = check();
+        let mut t = Tally::default();
+        assert_eq!(t.record(Outcome::HttpFailure(500), true, &c), None);
+        assert_eq!(t.record(Outcome::Neutral(418), true, &c), None);
+        assert_eq!(t.record(Outcome::HttpFailure(500), true, &c), None);
+        assert_eq!(t.record(Outcome::HttpFailure(503), true, &c), Some(false));
+        assert_eq!(t.record(Outcome::Success, false, &c), None);
+        assert_eq!(t.record(Outcome::Success, false, &c), Some(true));
+        // A success resets failure streaks.
+        assert_eq!(t.record(Outcome::TcpFailure, true, &c), None);
+        assert_eq!(t.record(Outcome::Success, true, &c), None);
+        assert_eq!(t.record(Outcome::TcpFailure, true, &c), None);
+        assert_eq!(t.record(Outcome::TcpFailure, true, &c), Some(false));
+        let mut t = Tally::default();
+        assert_eq!(t.record(Outcome::Timeout, true, &c), None);
+        assert_eq!(t.record(Outcome::Timeout, true, &c), Some(false));
+    }
+}
