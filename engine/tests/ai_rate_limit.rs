@@ -280,3 +280,35 @@ fn budget_is_exact_across_workers_under_concurrency() {
         "{ok} requests passed a budget of {per_budget}"
     );
 }
+
+#[test]
+fn metrics_count_requests_tokens_and_rejections() {
+    let m = mocks(&["openai", "deepseek"]);
+    let mut cfg = seed_priority_route(&m, json!({"limit": 1, "time_window": 60}), false);
+    cfg["gateway"] = json!({"metrics": {"listen": "127.0.0.1:0"}});
+    let gw = Gateway::start_json(cfg);
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK_STREAM);
+    assert_eq!(r.status, 200);
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 503);
+    let addr = gw.metrics_addr.expect("metrics address announced");
+    let text = Conn::connect(addr).get("/metrics").text();
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("ringway_ai_requests_total"), 2.0);
+    assert_eq!(value("ringway_ai_stream_requests_total"), 1.0);
+    assert_eq!(value("ringway_http_responses_total{class=\"5xx\"}"), 1.0);
+    assert_eq!(value("ringway_ai_rate_limited_total"), 1.0);
+    assert!(value("ringway_llm_completion_tokens_total") >= 4.0);
+    assert_eq!(value("ringway_llm_ttft_seconds_count"), 1.0);
+    assert_eq!(
+        value("ringway_instance_healthy{owner=\"route/ai-proxy-multi-route\",instance=\"openai-instance\"}"),
+        1.0
+    );
+    assert_eq!(Conn::connect(addr).get("/other").status, 404);
+}

@@ -3,5 +3,6 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod metrics_server;
 
 pub use access_log::{AccessLog, WorkerLog};

@@ -199,6 +199,7 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     let snap = w.snapshot();
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
     let keep = route_and_run(w, &snap, c, &head, &mut ctx).await;
+    w.stats.record(&ctx);
     if let Some(log) = &w.log {
         log.record(&head, &ctx);
     }

@@ -39,6 +39,7 @@ pub enum StartError {
 pub struct Running {
     pub proxy_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
     pub cell: Arc<SnapshotCell>,
     pub shutdown: Arc<Shutdown>,
@@ -108,11 +109,14 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     };
     let access_log = log.as_ref().map(|(l, _)| l.clone());
     let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
+    let stats: Vec<Arc<crate::observe::metrics::WorkerStats>> =
+        (0..workers).map(|_| Arc::default()).collect();
     let shared = WorkerShared {
         access_log,
         cell: cell.clone(),
         gateway: gw.clone(),
         tls,
+        stats: Arc::default(),
     };
     let (shutdown, stops) = Shutdown::new(workers);
     let admin_addr = match &gw.admin {
@@ -142,6 +146,19 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         None => None,
     };
     crate::health::prober::start(cell.clone(), shutdown.clone()).map_err(StartError::Thread)?;
+    let metrics_addr = match gw.metrics {
+        Some(at) => {
+            let l =
+                listen::bind_one(at).map_err(|source| StartError::Listen { addr: at, source })?;
+            let addr = l
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr: at, source })?;
+            crate::observe::metrics_server::start(l, stats.clone(), cell.clone(), shutdown.clone())
+                .map_err(StartError::Thread)?;
+            Some(addr)
+        }
+        None => None,
+    };
     let cpus = cpus::allowed();
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
@@ -156,7 +173,8 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         } else {
             None
         };
-        let shared = shared.clone();
+        let mut shared = shared.clone();
+        shared.stats = stats[i].clone();
         let t = std::thread::Builder::new()
             .name(format!("ringway-w{i}"))
             .spawn(move || worker::run(i, cpu, listeners, shared, stop))
@@ -166,6 +184,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     Ok(Running {
         proxy_addrs,
         admin_addr,
+        metrics_addr,
         tls_addrs,
         cell,
         shutdown,
@@ -186,6 +205,9 @@ pub fn announce(r: &Running) {
     }
     if let Some(a) = r.admin_addr {
         let _ = writeln!(out, "ringway: admin API listening on http://{a}");
+    }
+    if let Some(a) = r.metrics_addr {
+        let _ = writeln!(out, "ringway: metrics listening on http://{a}");
     }
     let _ = out.flush();
 }

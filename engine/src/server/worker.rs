@@ -29,6 +29,8 @@ pub struct WorkerShared {
     pub access_log: Option<Arc<crate::observe::AccessLog>>,
     pub gateway: Arc<GatewaySettings>,
     pub tls: Option<monoio_rustls::TlsAcceptor>,
+    /// This worker's request counters (read by the metrics endpoint).
+    pub stats: Arc<crate::observe::metrics::WorkerStats>,
 }
 
 /// Per-worker state, owned by one thread.
@@ -52,6 +54,7 @@ pub struct Worker {
     tls: Option<monoio_rustls::TlsAcceptor>,
     /// This worker's access-log buffer, if logging is on.
     pub log: Option<crate::observe::WorkerLog>,
+    pub stats: Arc<crate::observe::metrics::WorkerStats>,
 }
 
 impl Worker {
@@ -75,6 +78,7 @@ impl Worker {
             active: Cell::new(0),
             tls: shared.tls,
             log: shared.access_log.map(crate::observe::WorkerLog::new),
+            stats: shared.stats,
         }
     }
 

@@ -1,0 +1,112 @@
+//! The metrics endpoint: `GET /metrics` in the Prometheus text format on
+//! `gateway.metrics.listen`, served by its own thread so scrapes never
+//! touch a worker. Anything else gets a JSON 404.
+
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::net::{TcpListener, TcpStream};
+
+use super::metrics::{render, WorkerStats};
+use crate::config::SnapshotCell;
+use crate::http::find_head_end;
+use crate::net;
+use crate::server::reply;
+use crate::server::signal::Shutdown;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn start(
+    listener: StdListener,
+    workers: Vec<Arc<WorkerStats>>,
+    cell: Arc<SnapshotCell>,
+    shutdown: Arc<Shutdown>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ringway-metrics".into())
+        .spawn(move || {
+            let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build();
+            let mut rt = match rt {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("metrics runtime failed to start: {e}");
+                    return;
+                }
+            };
+            let workers: Arc<[Arc<WorkerStats>]> = workers.into();
+            rt.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("metrics listener failed: {e}");
+                        return;
+                    }
+                };
+                loop {
+                    let mut accept = std::pin::pin!(listener.accept());
+                    let accepted = loop {
+                        monoio::select! {
+                            r = &mut accept => break r,
+                            _ = monoio::time::sleep(Duration::from_millis(200)) => {
+                                if shutdown.is_triggered() {
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    if let Ok((tcp, _)) = accepted {
+                        monoio::spawn(serve(tcp, workers.clone(), cell.clone()));
+                    }
+                }
+            });
+        })
+}
+
+async fn serve(tcp: TcpStream, workers: Arc<[Arc<WorkerStats>]>, cell: Arc<SnapshotCell>) {
+    let mut io = crate::net::Io::Tcp(tcp);
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        let head_end = loop {
+            if let Some(end) = find_head_end(&buf, 0) {
+                break end;
+            }
+            if buf.len() > 16 * 1024 {
+                return;
+            }
+            let r = monoio::time::timeout(TIMEOUT, net::read_more(&mut io, buf)).await;
+            match r {
+                Ok((Ok(n), b)) if n > 0 => buf = b,
+                _ => return,
+            }
+        };
+        let head = buf.split_to(head_end);
+        let line = head[..].split(|&b| b == b'\n').next().unwrap_or_default();
+        let mut parts = line.split(|&b| b == b' ');
+        let method = parts.next().unwrap_or_default();
+        let target = parts.next().unwrap_or_default();
+        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+        let mut out = Vec::new();
+        if method == b"GET" && path == b"/metrics" {
+            let mut text = String::with_capacity(4096);
+            render(&mut text, &workers, &cell.load());
+            out.extend_from_slice(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                    text.len()
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            reply::error(&mut out, 404, "404 Not Found (try GET /metrics)", true);
+        }
+        let (r, _) = net::write_all(&mut io, out).await;
+        if r.is_err() {
+            return;
+        }
+    }
+}
