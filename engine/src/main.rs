@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
+    ringway::server::rlimit::raise_nofile();
     let loaded = match ringway::config::load_file(&cli.config) {
         Ok(l) => l,
         Err(e) => {

@@ -9,7 +9,13 @@
 
 pub mod cli;
 pub mod client;
+pub mod compare;
+pub mod fallback;
+pub mod plot;
+pub mod procs;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod stats;
+pub mod suite;
 pub mod workload;

@@ -27,12 +27,231 @@ enum Cmd {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// The same load against several targets in interleaved rounds
+    /// (A B C A B C …); ratios to the first target and to each other.
+    Compare {
+        /// `name=URL` (repeatable); the first is the baseline.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        /// `name=PID`: charge that process's CPU time to the target.
+        #[arg(long = "pid")]
+        pids: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Pin loadgen to this CPU.
+        #[arg(long)]
+        cpu: Option<usize>,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// Regenerate the benchmark suite: results/*.json, SVG plots and
+    /// results/README.md.
+    Suite {
+        #[arg(long, default_value = "results")]
+        out: std::path::PathBuf,
+        /// A ~2-second smoke run (small runs, no nginx).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        ringway: Option<std::path::PathBuf>,
+        /// Leave nginx out even when installed.
+        #[arg(long)]
+        no_nginx: bool,
+        /// CPU for the gateway under test (ringway, nginx).
+        #[arg(long, default_value_t = 0)]
+        gateway_cpu: usize,
+        /// CPU for loadgen and mock-llm.
+        #[arg(long, default_value_t = 1)]
+        load_cpu: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 2.0)]
+        run_secs: f64,
+        #[arg(short = 'c', long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        idle_streams: usize,
+    },
+    /// Fallback correctness under scripted mock-llm chaos (starts mock-llm
+    /// in process and ringway as a child); exits 1 on any violation.
+    Fallback {
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 3.0)]
+        phase_secs: f64,
+        #[arg(short = 'c', long, default_value_t = 8)]
+        concurrency: usize,
+        /// ringway workers.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The ringway binary (default: next to loadgen).
+        #[arg(long)]
+        ringway: Option<std::path::PathBuf>,
+        /// Write the verdicts as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ringway::server::rlimit::raise_nofile();
     match cli.cmd {
+        Cmd::Compare {
+            targets,
+            pids,
+            rounds,
+            cpu,
+            load,
+            json,
+        } => {
+            if let Some(c) = cpu {
+                loadgen::procs::pin_current_thread(c);
+            }
+            let mut list = Vec::new();
+            for t in &targets {
+                let Some((name, u)) = t.split_once('=') else {
+                    eprintln!("loadgen: --target wants name=URL, got `{t}`");
+                    return ExitCode::from(2);
+                };
+                let url = match Url::parse(u) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        eprintln!("loadgen: {name}: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let pid = pids
+                    .iter()
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, p)| p.parse().ok());
+                let mut spec = match load.spec(&url, name) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("loadgen: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                spec.progress = false;
+                list.push(loadgen::compare::Target {
+                    name: name.to_owned(),
+                    spec,
+                    pid,
+                });
+            }
+            match loadgen::compare::compare(&list, rounds) {
+                Ok(r) => {
+                    loadgen::compare::print_table("compare", &r);
+                    if let Some(path) = json {
+                        let _ = std::fs::write(
+                            &path,
+                            serde_json::to_string_pretty(&r).unwrap_or_default(),
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Suite {
+            out,
+            quick,
+            ringway,
+            no_nginx,
+            gateway_cpu,
+            load_cpu,
+            rounds,
+            run_secs,
+            concurrency,
+            idle_streams,
+        } => {
+            let bin = match loadgen::procs::ringway_binary(ringway.as_deref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let args = if quick {
+                loadgen::suite::SuiteArgs::quick(out, bin)
+            } else {
+                loadgen::suite::SuiteArgs {
+                    out,
+                    quick,
+                    ringway: bin,
+                    nginx: !no_nginx,
+                    gateway_cpu: Some(gateway_cpu),
+                    load_cpu: Some(load_cpu),
+                    rounds,
+                    run_secs,
+                    concurrency,
+                    idle_streams,
+                }
+            };
+            match loadgen::suite::run_suite(&args) {
+                Ok(index) => {
+                    println!("suite: wrote {}", args.out.display());
+                    if index["fallback_ok"].as_bool() == Some(false) {
+                        eprintln!("loadgen: fallback violations found");
+                        return ExitCode::from(1);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Fallback {
+            phase_secs,
+            concurrency,
+            workers,
+            ringway,
+            json,
+        } => {
+            let bin = match loadgen::procs::ringway_binary(ringway.as_deref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let args = loadgen::fallback::FallbackArgs {
+                phase: std::time::Duration::from_secs_f64(phase_secs),
+                concurrency,
+                workers,
+                gateway_cpu: None,
+            };
+            match loadgen::fallback::run_fallback(&bin, &args) {
+                Ok(v) => {
+                    loadgen::fallback::print_verdicts(&v);
+                    if let Some(path) = json {
+                        let _ = std::fs::write(
+                            &path,
+                            serde_json::to_string_pretty(&v).unwrap_or_default(),
+                        );
+                    }
+                    if v.iter().all(|x| x.ok) {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("loadgen: fallback violations found");
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Cmd::Run { url, load, json } => {
             let url = match Url::parse(&url) {
                 Ok(u) => u,

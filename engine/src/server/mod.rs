@@ -8,6 +8,7 @@ pub mod cpus;
 pub mod ctx;
 pub mod listen;
 pub mod reply;
+pub mod rlimit;
 pub mod signal;
 pub mod tls;
 pub mod worker;

@@ -372,7 +372,11 @@ async fn stream(
         BytesMut::with_capacity(net::READ_CHUNK)
     };
     c.ubuf.clear();
-    Relayed::Done(c.flush_wbuf(send_timeout).await.is_ok() && keep && upstream_error.is_none())
+    // After an upstream failure the chunked framing is still intact (error
+    // event, then the last chunk), so the client connection stays usable.
+    Relayed::Done(
+        c.flush_wbuf(send_timeout).await.is_ok() && keep && (chunked || upstream_error.is_none()),
+    )
 }
 
 /// The parts of an upstream connection, so the stream can own them apart.

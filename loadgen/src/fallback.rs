@@ -1,0 +1,270 @@
+//! Fallback-correctness mode: ringway in front of mock-llm instances while
+//! a script injects chaos, phase by phase, checking what users rely on:
+//!
+//! | phase | chaos | checks |
+//! |---|---|---|
+//! | calm | none | split within tolerance of the 5:3:2 weights |
+//! | 429 | `a` answers 429 + Retry-After | every request succeeds, `a` answers none |
+//! | 5xx | `b` fails half its requests with 500 | every request succeeds |
+//! | restart | `c` stops listening, then comes back | every request succeeds |
+//! | streams | `a` resets streams after 3 chunks | no stream truncated without an error event |
+//! | rate limit | `d` has a token budget | every request succeeds, `d` never served more than its budget plus what was in flight |
+//!
+//! Prints a verdict table; the caller exits non-zero on any violation.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use mock_llm::{Faults, InstanceConfig, MockServer};
+use serde::Serialize;
+
+use crate::run::{run, Mode, RunSpec};
+use crate::stats::Stats;
+use crate::workload::{Template, Url, Workload};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub phase: String,
+    pub check: String,
+    pub observed: String,
+    pub ok: bool,
+}
+
+/// Knobs of a fallback run.
+#[derive(Debug, Clone)]
+pub struct FallbackArgs {
+    pub phase: Duration,
+    pub concurrency: usize,
+    pub workers: usize,
+    pub gateway_cpu: Option<usize>,
+}
+
+const WEIGHTS: [(&str, u32); 3] = [("a", 5), ("b", 3), ("c", 2)];
+/// Requests' worth of tokens in `d`'s budget.
+const BUDGET_REQUESTS: u64 = 40;
+
+fn config(m: &MockServer, d_limit: u64) -> String {
+    let inst = |name: &str, mock: &str, weight: u32, priority: i32| {
+        format!(
+            "              - name: {name}\n                provider: openai-compatible\n                weight: {weight}\n                priority: {priority}\n                auth: {{header: {{Authorization: \"Bearer k\"}}}}\n                options: {{model: m-{mock}}}\n                override: {{endpoint: \"{}/v1/chat/completions\"}}\n",
+            m.instance(mock).url()
+        )
+    };
+    let mut chaos = String::new();
+    for (n, w) in WEIGHTS {
+        chaos.push_str(&inst(n, n, w, 0));
+    }
+    format!(
+        "services:\n  - name: chaos\n    routes:\n      - name: chaos\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{chaos}      - name: limited\n        uris: [/limited/v1/chat/completions]\n        plugins:\n          ai-rate-limiting:\n            instances: [{{name: d, limit: {d_limit}, time_window: 600}}]\n          ai-proxy-multi:\n            fallback_strategy: [rate_limiting]\n            instances:\n{}{}",
+        inst("d", "d", 1, 1),
+        inst("a-spare", "a", 1, 0),
+    )
+}
+
+fn load(addr: SocketAddr, path: &str, stream: bool, args: &FallbackArgs) -> RunSpec {
+    let url = Url {
+        addr,
+        host: addr.to_string(),
+        path: path.to_owned(),
+    };
+    let w = Workload {
+        template: Template::Chat,
+        stream,
+        prompt_words: 8,
+        model: "gpt-4o-mini".into(),
+        max_tokens: None,
+        headers: Vec::new(),
+    };
+    RunSpec {
+        addr,
+        request: w.request(&url),
+        mode: Mode::Closed {
+            concurrency: args.concurrency,
+        },
+        duration: args.phase,
+        requests: None,
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(10),
+        progress: false,
+        label: path.to_owned(),
+    }
+}
+
+fn all_succeeded(phase: &str, s: &Stats, out: &mut Vec<Verdict>) {
+    out.push(Verdict {
+        phase: phase.into(),
+        check: "every request succeeded (a fallback existed)".into(),
+        observed: format!("{} ok of {} ({:?})", s.ok, s.total(), s.errors),
+        ok: s.total() > 0 && s.ok == s.total(),
+    });
+}
+
+/// Runs every phase; returns the verdicts.
+pub fn run_fallback(ringway: &Path, args: &FallbackArgs) -> Result<Vec<Verdict>, String> {
+    let mut b = MockServer::builder();
+    for n in ["a", "b", "c", "d"] {
+        b = b.instance(
+            InstanceConfig::new(n)
+                .tokens(8)
+                .itl(Duration::from_millis(1)),
+        );
+    }
+    let m = b.spawn().map_err(|e| format!("mock-llm: {e}"))?;
+    // Tokens one request costs.
+    let probe = mock_llm::client::Conn::connect(m.instance("d").addr()).post_json(
+        "/v1/chat/completions",
+        &Workload {
+            template: Template::Chat,
+            stream: false,
+            prompt_words: 8,
+            model: "gpt-4o-mini".into(),
+            max_tokens: None,
+            headers: Vec::new(),
+        }
+        .body(),
+    );
+    let cost = probe.json()["usage"]["total_tokens"]
+        .as_u64()
+        .unwrap_or(1)
+        .max(1);
+    let before_d = m.instance("d").stats();
+    let d_limit = cost * BUDGET_REQUESTS;
+    let (gw, addr) = crate::procs::start_ringway(
+        ringway,
+        &config(&m, d_limit),
+        args.workers,
+        args.gateway_cpu,
+    )?;
+    let mut v = Vec::new();
+    let go = |path: &str, stream: bool| -> Result<Stats, String> {
+        run(&load(addr, path, stream, args))
+            .map(|r| r.stats)
+            .map_err(|e| e.to_string())
+    };
+
+    // Calm: the weighted split.
+    let s = go("/v1/chat/completions", false)?;
+    all_succeeded("calm", &s, &mut v);
+    let total: u64 = s.instances.values().sum();
+    let shares: Vec<String> = WEIGHTS
+        .iter()
+        .map(|(n, _)| {
+            format!(
+                "{n} {:.2}",
+                *s.instances.get(*n).unwrap_or(&0) as f64 / total.max(1) as f64
+            )
+        })
+        .collect();
+    let within = WEIGHTS.iter().all(|(n, w)| {
+        let share = *s.instances.get(*n).unwrap_or(&0) as f64 / total.max(1) as f64;
+        (share - f64::from(*w) / 10.0).abs() <= 0.05
+    });
+    v.push(Verdict {
+        phase: "calm".into(),
+        check: "split within ±0.05 of 0.5/0.3/0.2".into(),
+        observed: shares.join(", "),
+        ok: total > 0 && within,
+    });
+
+    // a answers 429 with Retry-After.
+    m.instance("a").set_faults(Faults {
+        status: Some(429),
+        retry_after: Some(1),
+        ..Default::default()
+    });
+    let s = go("/v1/chat/completions", false)?;
+    m.instance("a").clear_faults();
+    all_succeeded("429 on a", &s, &mut v);
+    v.push(Verdict {
+        phase: "429 on a".into(),
+        check: "instance a answered no request".into(),
+        observed: format!("a answered {}", s.instances.get("a").unwrap_or(&0)),
+        ok: s.instances.get("a").is_none_or(|&n| n == 0),
+    });
+    // Let a's cooldown pass.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // b fails half its requests.
+    m.instance("b").set_faults(Faults {
+        status: Some(500),
+        fail_rate: Some(0.5),
+        ..Default::default()
+    });
+    let s = go("/v1/chat/completions", false)?;
+    m.instance("b").clear_faults();
+    all_succeeded("5xx bursts on b", &s, &mut v);
+
+    // c is killed and restarted mid-phase.
+    let s = std::thread::scope(|scope| {
+        let c = m.instance("c");
+        let third = args.phase / 3;
+        scope.spawn(move || {
+            std::thread::sleep(third);
+            c.stop_listening();
+            std::thread::sleep(third);
+            c.start_listening();
+        });
+        go("/v1/chat/completions", false)
+    })?;
+    all_succeeded("c killed and restarted", &s, &mut v);
+
+    // Streams reset mid-way on a.
+    m.instance("a").set_faults(Faults {
+        reset_after_chunks: Some(3),
+        ..Default::default()
+    });
+    let s = go("/v1/chat/completions", true)?;
+    m.instance("a").clear_faults();
+    let truncated = s
+        .errors
+        .get(&crate::stats::ErrorClass::Truncated)
+        .copied()
+        .unwrap_or(0);
+    let events = s
+        .errors
+        .get(&crate::stats::ErrorClass::ErrorEvent)
+        .copied()
+        .unwrap_or(0);
+    v.push(Verdict {
+        phase: "streams reset on a".into(),
+        check: "no stream truncated without an error event".into(),
+        observed: format!(
+            "{} streams: {} complete, {events} error events, {truncated} truncated ({:?})",
+            s.total(),
+            s.ok,
+            s.errors
+        ),
+        ok: s.total() > 0 && truncated == 0 && s.ok + events == s.total(),
+    });
+
+    // d's token budget.
+    let s = go("/limited/v1/chat/completions", false)?;
+    all_succeeded("rate limit on d", &s, &mut v);
+    let after_d = m.instance("d").stats();
+    let served = (after_d.prompt_tokens + after_d.completion_tokens)
+        .saturating_sub(before_d.prompt_tokens + before_d.completion_tokens);
+    let slack = cost * args.concurrency as u64;
+    v.push(Verdict {
+        phase: "rate limit on d".into(),
+        check: format!("d served at most its budget ({d_limit}) + in flight ({slack}) tokens"),
+        observed: format!("{served} tokens"),
+        ok: served >= d_limit && served <= d_limit + slack,
+    });
+    drop(gw);
+    Ok(v)
+}
+
+/// The verdict table for people.
+pub fn print_verdicts(v: &[Verdict]) {
+    println!("{:<24} {:<62} {:<6} observed", "phase", "check", "ok");
+    for x in v {
+        println!(
+            "{:<24} {:<62} {:<6} {}",
+            x.phase,
+            x.check,
+            if x.ok { "PASS" } else { "FAIL" },
+            x.observed
+        );
+    }
+}

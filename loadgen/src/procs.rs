@@ -1,0 +1,244 @@
+//! Processes a benchmark drives: the `ringway` binary on a generated
+//! config, nginx, pinned to a CPU with `taskset`, with their CPU time and
+//! resident memory read from `/proc`. Everything started here is killed
+//! when its handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process, killed on drop.
+pub struct Proc {
+    child: Child,
+    pub name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User + system CPU time so far (all threads).
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.pid())
+    }
+
+    /// Resident set size, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGTERM first so nginx's workers go too, then make sure.
+        let _ = Command::new("kill").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time of a process from `/proc/<pid>/stat` (utime + stime).
+pub fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let hz = clock_ticks_per_sec();
+    Duration::from_secs_f64(ticks as f64 / hz as f64)
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    // CLK_TCK is 100 on every Linux this runs on; read it when possible.
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// `VmRSS` of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The `ringway` binary: `explicit`, else next to this executable.
+pub fn ringway_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().ok_or("no executable directory")?;
+    for cand in [dir.join("ringway"), dir.join("../ringway")] {
+        if cand.exists() {
+            return Ok(cand);
+        }
+    }
+    Err(format!(
+        "ringway binary not found next to {} (build it with `cargo build --release -p ringway`, or pass --ringway)",
+        me.display()
+    ))
+}
+
+fn pinned(cpu: Option<usize>, program: &Path) -> Command {
+    match cpu {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(c.to_string()).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Starts ringway with `config_yaml` (its `gateway.listen` is replaced by a
+/// free loopback port) and waits for it to listen.
+pub fn start_ringway(
+    bin: &Path,
+    config_yaml: &str,
+    workers: usize,
+    cpu: Option<usize>,
+) -> Result<(Proc, SocketAddr), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("ringway.yaml");
+    let cfg = format!(
+        "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\n  admin: {{enabled: false}}\n  metrics: {{enabled: false}}\n{config_yaml}"
+    );
+    std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+    let mut child = pinned(cpu, bin)
+        .arg("-c")
+        .arg(&path)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("ringway: proxy listening on http://") {
+                let _ = tx.send(a.to_owned());
+            }
+        }
+    });
+    let proc = Proc {
+        child,
+        name: "ringway".into(),
+        _dir: Some(dir),
+    };
+    let addr = rx.recv_timeout(Duration::from_secs(20)).map_err(|_| {
+        "ringway did not start (check the config with `ringway --check`)".to_owned()
+    })?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr}: {e}"))?;
+    Ok((proc, addr))
+}
+
+/// Starts nginx (one worker, pinned) proxying every path to `upstream`
+/// with upstream keep-alive and buffering off, on a free port.
+pub fn start_nginx(upstream: SocketAddr, cpu: Option<usize>) -> Result<(Proc, SocketAddr), String> {
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or("nginx is not installed (benches/compare/install-nginx.sh installs it)")?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log error;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir};
+  proxy_temp_path {dir};
+  upstream llm {{ server {upstream}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://llm;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }}
+  }}
+}}
+"#,
+        dir = dir.path().display()
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let child = pinned(cpu, &bin)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start nginx: {e}"))?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            return Err("nginx did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((
+        Proc {
+            child,
+            name: "nginx".into(),
+            _dir: Some(dir),
+        },
+        addr,
+    ))
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_current_thread(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes in
+    // bounds for cpu < CPU_SETSIZE; sched_setaffinity reads the set.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu < libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
