@@ -58,6 +58,7 @@ pub fn readme(
     chat: &[TargetReport],
     stream: &[TargetReport],
     c1: &[TargetReport],
+    guarded: &[TargetReport],
     sweep: &[Value],
     instances: &[Value],
     bodies: &[Value],
@@ -85,6 +86,21 @@ pub fn readme(
     let _ = writeln!(out, "\n![TTFT CDF](ttft-cdf.svg)\n");
     let _ = writeln!(out, "## Added latency at concurrency 1\n");
     table(&mut out, c1);
+    let _ = writeln!(
+        out,
+        "\n## Cost of key-auth + ai-rate-limiting (local policy)\n"
+    );
+    let _ = writeln!(out, "The same ringway process, one route with ai-proxy-multi alone and one with key-auth and a (never reached) ai-rate-limiting budget in front; the baseline row here is ai-proxy-multi.\n");
+    table(&mut out, guarded);
+    if let [base, g] = guarded {
+        if let (Some(a), Some(b)) = (base.cpu_us_per_request, g.cpu_us_per_request) {
+            let _ = writeln!(
+                out,
+                "\nAdded gateway CPU per request: **{:.2} µs** (target < 2 µs).",
+                b - a
+            );
+        }
+    }
     let _ = writeln!(out, "\n## Throughput and latency vs concurrency\n");
     let _ = writeln!(
         out,

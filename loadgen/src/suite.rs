@@ -110,7 +110,7 @@ fn ringway_config(m: &MockServer, n: usize) -> String {
         ));
     }
     format!(
-        "services:\n  - name: bench\n    routes:\n      - name: chat\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            instances:\n{inst}      - name: idle\n        uris: [/idle/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            timeout: 600000\n            instances:\n              - name: slow\n                provider: openai-compatible\n                weight: 1\n                auth: {{header: {{Authorization: \"Bearer k\"}}}}\n                override: {{endpoint: \"{}/v1/chat/completions\"}}\n",
+        "consumers:\n  - username: bench\n    credentials:\n      - name: key\n        type: key-auth\n        config: {{key: bench-key}}\nservices:\n  - name: bench\n    routes:\n      - name: chat\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: guarded\n        uris: [/guarded/v1/chat/completions]\n        plugins:\n          key-auth: {{}}\n          ai-rate-limiting:\n            limit: 1000000000000\n            time_window: 3600\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: idle\n        uris: [/idle/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            timeout: 600000\n            instances:\n              - name: slow\n                provider: openai-compatible\n                weight: 1\n                auth: {{header: {{Authorization: \"Bearer k\"}}}}\n                override: {{endpoint: \"{}/v1/chat/completions\"}}\n",
         m.instance("slow").url()
     )
 }
@@ -231,6 +231,39 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     let c1 = compare(&c1_targets, args.rounds)?;
     write_json(&args.out, "added-latency-c1.json", &c1)?;
 
+    say("cost of key-auth + ai-rate-limiting");
+    let mut guarded_w = workload(false, 16);
+    guarded_w
+        .headers
+        .push(("apikey".into(), "bench-key".into()));
+    let guard_targets = vec![
+        Target {
+            name: "ai-proxy-multi".into(),
+            spec: spec(
+                env.ringway.1,
+                "/v1/chat/completions",
+                &workload(false, 16),
+                c,
+                secs,
+            ),
+            pid: Some(env.ringway.0.pid()),
+        },
+        Target {
+            name: "+key-auth+rate-limit".into(),
+            spec: spec(
+                env.ringway.1,
+                "/guarded/v1/chat/completions",
+                &guarded_w,
+                c,
+                secs,
+            ),
+            pid: Some(env.ringway.0.pid()),
+        },
+    ];
+    let guarded = compare(&guard_targets, args.rounds)?;
+    write_json(&args.out, "guard-rails-cost.json", &guarded)?;
+    crate::compare::print_table("key-auth + ai-rate-limiting (local)", &guarded);
+
     say("concurrency sweep");
     let levels: &[usize] = if args.quick {
         &[1, 8]
@@ -315,12 +348,15 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     index.insert("chat".into(), headline(&chat));
     index.insert("stream".into(), headline(&stream));
     index.insert("c1".into(), headline(&c1));
+    index.insert("guard_rails".into(), headline(&guarded));
     index.insert("frontier".into(), frontier.clone());
     index.insert("idle_streams".into(), idle.clone());
     index.insert("fallback_ok".into(), json!(fb.iter().all(|v| v.ok)));
     let index = Value::Object(index);
     write_json(&args.out, "suite.json", &index)?;
-    let md = crate::report::readme(&index, &chat, &stream, &c1, &sweep, &inst, &bodies, &fb);
+    let md = crate::report::readme(
+        &index, &chat, &stream, &c1, &guarded, &sweep, &inst, &bodies, &fb,
+    );
     std::fs::write(args.out.join("README.md"), md).map_err(|e| e.to_string())?;
     Ok(index)
 }

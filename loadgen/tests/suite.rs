@@ -71,7 +71,10 @@ fn quick_suite_writes_valid_json_and_svg() {
             > 0.0
     );
     assert_eq!(read("instances.json").as_array().unwrap().len(), 2);
-    assert!(!read("frontier.json")["points"].as_array().unwrap().is_empty());
+    assert!(!read("frontier.json")["points"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let fallback = read("fallback.json");
     assert!(
         fallback.as_array().unwrap().iter().all(|v| v["ok"] == true),
