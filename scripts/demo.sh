@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Builds ringway and mock-llm (release), starts two mock LLM instances and
-# the gateway in front of them on conf/demo.yaml, prints what to try, and
-# runs until Ctrl-C (which stops both).
+# the gateway in front of them on conf/demo.yaml (ai-proxy-multi, 8:2,
+# fallback, health checks, a metered route), prints what to try, and runs
+# until Ctrl-C, which stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -p ringway -p mock-llm
 
-MOCK_A=127.0.0.1:18001
-MOCK_B=127.0.0.1:18002
-./target/release/mock-llm --listen "$MOCK_A" --name openai-a --listen "$MOCK_B" --name deepseek-b \
+./target/release/mock-llm --listen 127.0.0.1:18001 --name openai-a --listen 127.0.0.1:18002 --name deepseek-b \
   --ttft-ms 150 --itl-ms 25 --tokens 24 &
 MOCK_PID=$!
-trap 'kill $MOCK_PID 2>/dev/null || true' EXIT
+GW_PID=""
+cleanup() {
+  [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null || true
+  kill "$MOCK_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
 for _ in $(seq 1 100); do
   if (exec 3<>/dev/tcp/127.0.0.1/18002) 2>/dev/null; then break; fi
   sleep 0.05
@@ -20,18 +25,34 @@ done
 
 cat <<'MSG'
 
-ringway demo: gateway on http://127.0.0.1:9080, two mock LLM instances behind it
-(weights 8:2). Try:
+ringway demo: gateway on http://127.0.0.1:9080 in front of two mock LLM
+instances (openai-instance weight 8, deepseek-instance weight 2). Try:
 
-  curl -s http://127.0.0.1:9080/v1/chat/completions -H 'Content-Type: application/json' \
+  # a chat completion; -i shows X-Ringway-Instance / -Attempts / -Overhead-Us
+  curl -si http://127.0.0.1:9080/v1/chat/completions -H 'Content-Type: application/json' \
     -d '{"messages":[{"role":"user","content":"What is 1+1?"}]}'
 
+  # streamed (SSE), with usage in the last chunk
   curl -sN http://127.0.0.1:9080/v1/chat/completions -H 'Content-Type: application/json' \
-    -d '{"stream":true,"messages":[{"role":"user","content":"Tell me a story"}]}'
+    -d '{"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Tell me a story"}]}'
 
+  # the official OpenAI SDK (pip install openai)
   python3 -c 'from openai import OpenAI; c = OpenAI(base_url="http://127.0.0.1:9080/v1", api_key="demo"); print(c.chat.completions.create(model="any", messages=[{"role":"user","content":"hi"}]).choices[0].message.content)'
+
+  # chaos: openai-a answers 429 (Retry-After: 5) for 30 s; requests fall back
+  curl -s -X POST http://127.0.0.1:18001/_control -d '{"status":429,"retry_after":5,"for_secs":30}'
+
+  # key-auth + a 2000-token/min budget on openai-instance for consumer `demo`
+  curl -si http://127.0.0.1:9080/metered/v1/chat/completions -H 'apikey: demo-key' \
+    -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"hi"}]}'
+
+  curl -s http://127.0.0.1:9091/metrics | grep ringway_            # Prometheus metrics
+  curl -s http://127.0.0.1:9180/apisix/admin/routes -H 'X-API-KEY: demo-admin-key'   # Admin API
+  tail -f /tmp/ringway-demo-access.log                            # JSON access log
 
 Ctrl-C stops everything.
 
 MSG
-exec ./target/release/ringway -c conf/demo.yaml
+./target/release/ringway -c conf/demo.yaml &
+GW_PID=$!
+wait "$GW_PID"

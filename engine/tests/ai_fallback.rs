@@ -279,7 +279,7 @@ fn upstream_failing_mid_stream_ends_with_an_sse_error_event() {
         4,
         "role chunk + 3 tokens, then the error: {text}"
     );
-        // The framing stayed intact, so the same connection serves the next
+    // The framing stayed intact, so the same connection serves the next
     // request.
     m.instance("a").clear_faults();
     let r = c.post_json("/v1/chat/completions", ASK_STREAM);

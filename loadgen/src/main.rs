@@ -74,6 +74,10 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10_000)]
         idle_streams: usize,
+        /// The LiteLLM proxy executable (scripts/setup-litellm.sh prints it):
+        /// adds a LiteLLM column to the chat and streaming comparisons.
+        #[arg(long)]
+        litellm: Option<std::path::PathBuf>,
     },
     /// Fallback correctness under scripted mock-llm chaos (starts mock-llm
     /// in process and ringway as a child); exits 1 on any violation.
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
             run_secs,
             concurrency,
             idle_streams,
+            litellm,
         } => {
             let bin = match loadgen::procs::ringway_binary(ringway.as_deref()) {
                 Ok(b) => b,
@@ -193,6 +198,7 @@ fn main() -> ExitCode {
                     run_secs,
                     concurrency,
                     idle_streams,
+                    litellm,
                 }
             };
             match loadgen::suite::run_suite(&args) {

@@ -129,12 +129,13 @@ pub fn start_ringway(
         "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\n  admin: {{enabled: false}}\n  metrics: {{enabled: false}}\n{config_yaml}"
     );
     std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+    let errors = std::fs::File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
     let mut child = pinned(cpu, bin)
         .arg("-c")
         .arg(&path)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(errors)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -240,5 +241,70 @@ pub fn pin_current_thread(cpu: usize) {
             libc::CPU_SET(cpu, &mut set);
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
+    }
+}
+
+/// Starts the LiteLLM proxy (`litellm` from `scripts/setup-litellm.sh`)
+/// pinned to `cpu`, with two deployments of one model weighted 8:2 on the
+/// given OpenAI-compatible bases, and waits until it answers.
+pub fn start_litellm(
+    bin: &Path,
+    bases: [SocketAddr; 2],
+    cpu: Option<usize>,
+) -> Result<(Proc, SocketAddr), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let conf = format!(
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: \"http://{}/v1\", api_key: sk-mock, weight: 8}}\n  - model_name: gpt-4o-mini\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: \"http://{}/v1\", api_key: sk-mock, weight: 2}}\nrouter_settings:\n  routing_strategy: simple-shuffle\nlitellm_settings:\n  drop_params: true\n  telemetry: false\n",
+        bases[0], bases[1]
+    );
+    let path = dir.path().join("litellm.yaml");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.path().join("litellm.log")).map_err(|e| e.to_string())?;
+    let child = pinned(cpu, bin)
+        .arg("--config")
+        .arg(&path)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            "1",
+        ])
+        .env("LITELLM_LOG", "ERROR")
+        .env("LITELLM_TELEMETRY", "False")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let proc = Proc {
+        child,
+        name: "litellm".into(),
+        _dir: Some(dir),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(
+                b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            let mut b = [0u8; 64];
+            if matches!(s.read(&mut b), Ok(n) if n > 12 && b.starts_with(b"HTTP/1.1 200")) {
+                return Ok((proc, addr));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("litellm did not become ready within 120 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }

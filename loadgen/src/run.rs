@@ -184,6 +184,22 @@ async fn closed_worker(sh: Rc<Shared>, addr: SocketAddr, request: Bytes) {
     }
 }
 
+/// The timer wheel ticks in milliseconds, and lateness would count against
+/// the target in open-loop mode (latency is measured from the due time).
+/// So the sender wakes up two ticks early and sends everything due before
+/// the next tick; a request sent early is measured from when it was really
+/// sent, one sent late from when it was due. Arrivals bunch within a
+/// few milliseconds at most; none is ever delayed.
+const LOOKAHEAD: Duration = Duration::from_millis(2);
+
+async fn wait_until(due: Instant) -> Instant {
+    let now = Instant::now();
+    if due > now + LOOKAHEAD {
+        monoio::time::sleep(due - now - LOOKAHEAD).await;
+    }
+    due.min(Instant::now())
+}
+
 async fn open_loop(sh: Rc<Shared>, spec: &RunSpec, rate: f64, max_conns: usize) {
     let idle: Rc<RefCell<Vec<Conn>>> = Rc::new(RefCell::new(Vec::new()));
     let open = Rc::new(Cell::new(0usize));
@@ -191,11 +207,7 @@ async fn open_loop(sh: Rc<Shared>, spec: &RunSpec, rate: f64, max_conns: usize) 
     let mut i = 0u64;
     let mut tasks = Vec::new();
     while !sh.done() {
-        let due = schedule.due(i);
-        let now = Instant::now();
-        if due > now {
-            monoio::time::sleep(due - now).await;
-        }
+        let due = wait_until(schedule.due(i)).await;
         i += 1;
         let (sh, idle, open, addr, req) = (
             sh.clone(),

@@ -42,6 +42,9 @@ pub struct SuiteArgs {
     pub run_secs: f64,
     pub concurrency: usize,
     pub idle_streams: usize,
+    /// The LiteLLM proxy executable, for a LiteLLM column in the chat and
+    /// streaming comparisons (`scripts/setup-litellm.sh` installs it).
+    pub litellm: Option<PathBuf>,
 }
 
 impl SuiteArgs {
@@ -57,6 +60,7 @@ impl SuiteArgs {
             run_secs: 0.15,
             concurrency: 8,
             idle_streams: 50,
+            litellm: None,
         }
     }
 }
@@ -110,7 +114,7 @@ fn ringway_config(m: &MockServer, n: usize) -> String {
         ));
     }
     format!(
-        "consumers:\n  - username: bench\n    credentials:\n      - name: key\n        type: key-auth\n        config: {{key: bench-key}}\nservices:\n  - name: bench\n    routes:\n      - name: chat\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: guarded\n        uris: [/guarded/v1/chat/completions]\n        plugins:\n          key-auth: {{}}\n          ai-rate-limiting:\n            limit: 1000000000000\n            time_window: 3600\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: idle\n        uris: [/idle/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            timeout: 600000\n            instances:\n              - name: slow\n                provider: openai-compatible\n                weight: 1\n                auth: {{header: {{Authorization: \"Bearer k\"}}}}\n                override: {{endpoint: \"{}/v1/chat/completions\"}}\n",
+        "consumers:\n  - username: bench\n    credentials:\n      - name: key\n        type: key-auth\n        config: {{key: bench-key}}\nservices:\n  - name: bench\n    routes:\n      - name: chat\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: guarded\n        uris: [/guarded/v1/chat/completions]\n        plugins:\n          key-auth: {{}}\n          ai-rate-limiting:\n            limit: 10000000000\n            time_window: 3600\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: idle\n        uris: [/idle/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            timeout: 600000\n            instances:\n              - name: slow\n                provider: openai-compatible\n                weight: 1\n                auth: {{header: {{Authorization: \"Bearer k\"}}}}\n                override: {{endpoint: \"{}/v1/chat/completions\"}}\n",
         m.instance("slow").url()
     )
 }
@@ -119,6 +123,7 @@ struct Env {
     mock: MockServer,
     ringway: (Proc, SocketAddr),
     nginx: Option<(Proc, SocketAddr)>,
+    litellm: Option<(Proc, SocketAddr)>,
 }
 
 fn targets(env: &Env, path: &str, w: &Workload, mode: Mode, secs: f64) -> Vec<Target> {
@@ -138,6 +143,13 @@ fn targets(env: &Env, path: &str, w: &Workload, mode: Mode, secs: f64) -> Vec<Ta
     if let Some((p, addr)) = &env.nginx {
         t.push(Target {
             name: "nginx".into(),
+            spec: spec(*addr, "/v1/chat/completions", w, mode, secs),
+            pid: Some(p.pid()),
+        });
+    }
+    if let Some((p, addr)) = &env.litellm {
+        t.push(Target {
+            name: "litellm".into(),
             spec: spec(*addr, "/v1/chat/completions", w, mode, secs),
             pid: Some(p.pid()),
         });
@@ -192,10 +204,22 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     } else {
         None
     };
+    let litellm = match &args.litellm {
+        Some(bin) if !args.quick => {
+            say("starting LiteLLM (this takes a while)");
+            Some(procs::start_litellm(
+                bin,
+                [mock.instance("m1").addr(), mock.instance("m2").addr()],
+                args.gateway_cpu,
+            )?)
+        }
+        _ => None,
+    };
     let env = Env {
         mock,
         ringway,
         nginx,
+        litellm,
     };
     let secs = args.run_secs;
     let c = Mode::Closed {
@@ -227,7 +251,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
         Mode::Closed { concurrency: 1 },
         secs,
     );
-    c1_targets.truncate(2);
+    c1_targets.retain(|t| t.name != "litellm");
     let c1 = compare(&c1_targets, args.rounds)?;
     write_json(&args.out, "added-latency-c1.json", &c1)?;
 
@@ -279,7 +303,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
             Mode::Closed { concurrency: n },
             secs,
         );
-        t.truncate(2);
+        t.retain(|t| t.name != "litellm");
         let r = compare(&t, args.rounds)?;
         sweep.push(json!({"concurrency": n, "targets": r}));
     }
@@ -471,7 +495,9 @@ fn machine() -> Value {
         })
         .unwrap_or_default();
     json!({
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpus": std::fs::read_to_string("/proc/cpuinfo")
+            .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+            .unwrap_or(0),
         "cpu_model": cpu,
         "kernel": cmd("uname", &["-r"]),
         "date": cmd("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),

@@ -92,8 +92,13 @@ impl AsyncWriteRent for Io {
     }
 }
 
-/// Minimum free space made available before each read.
+/// Largest read a buffer grows to.
 pub const READ_CHUNK: usize = 16 * 1024;
+/// Smallest free space a read is given. Buffers start this small and grow
+/// with what they hold (up to [`READ_CHUNK`] per read), so a connection
+/// waiting for bytes — an idle keep-alive, a stream before its first token
+/// — holds little memory: with io_uring a pending read owns its buffer.
+pub const MIN_READ: usize = 2 * 1024;
 
 /// Reads once into the spare capacity of `buf`, appending. Returns the
 /// number of bytes read (0 = end of stream) and the buffer.
@@ -101,8 +106,8 @@ pub async fn read_more<R: AsyncReadRent>(
     io: &mut R,
     mut buf: BytesMut,
 ) -> (io::Result<usize>, BytesMut) {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(buf.len().clamp(MIN_READ, READ_CHUNK));
     }
     let len = buf.len();
     let cap = buf.capacity();

@@ -48,11 +48,13 @@ impl ClientConn {
             local_port,
             raw_fd,
             watch: None,
-            rbuf: BytesMut::with_capacity(net::READ_CHUNK),
-            ubuf: BytesMut::with_capacity(net::READ_CHUNK),
-            wbuf: Vec::with_capacity(4096),
-            scratch: Vec::with_capacity(32),
-            uscratch: Vec::with_capacity(32),
+            // Only the first read's buffer up front; the rest is allocated
+            // when a request needs it (an idle connection stays small).
+            rbuf: BytesMut::with_capacity(net::MIN_READ),
+            ubuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            scratch: Vec::new(),
+            uscratch: Vec::new(),
         }
     }
 
@@ -234,8 +236,13 @@ async fn route_and_run(
         return reply_body(w, c, head, status, &body, keep_alive).await;
     }
     match &route.handler {
+        // Handlers are boxed so an idle keep-alive connection holds only
+        // the small connection loop, not the largest handler's state.
         Handler::Upstream(spec) => {
-            crate::proxy::forward(w, snap, spec, c, head, ctx, keep_alive).await
+            Box::pin(crate::proxy::forward(
+                w, snap, spec, c, head, ctx, keep_alive,
+            ))
+            .await
         }
         Handler::Ai(plugin) => {
             // A consumer's ai-rate-limiting replaces the route's (APISIX's
@@ -247,7 +254,7 @@ async fn route_and_run(
                 .or_else(|| route.plugins.ai_rate_limiting())
                 .or_else(|| snap.global_plugins.ai_rate_limiting())
                 .cloned();
-            crate::plugins::ai_proxy_multi::handler::handle(
+            Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
                 w,
                 snap,
                 plugin,
@@ -256,7 +263,7 @@ async fn route_and_run(
                 head,
                 ctx,
                 keep_alive,
-            )
+            ))
             .await
         }
     }

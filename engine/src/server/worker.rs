@@ -217,9 +217,11 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
                             let Some(acceptor) = w.tls.clone() else {
                                 return;
                             };
+                            // Boxed: the handshake's state is large and only
+                            // TLS connections should carry it.
                             match monoio::time::timeout(
                                 w.gateway.timeouts.header,
-                                acceptor.accept(tcp),
+                                Box::pin(acceptor.accept(tcp)),
                             )
                             .await
                             {

@@ -62,7 +62,11 @@ pub async fn handle(
 ) -> bool {
     let request_started = ctx.started;
     ctx.request_type = RequestType::AiChat;
-    let req = match intake(w, c, head).await {
+    // The phases are boxed one at a time: the handler's own state stays
+    // small and a request holds only the memory of the phase it is in
+    // (an idle stream waiting for its first token costs a few KiB, not the
+    // sum of every phase's locals).
+    let req = match Box::pin(intake(w, c, head)).await {
         Ok(r) => r,
         Err(Refused::ClientGone) => return false,
         Err(Refused::Reply {
@@ -152,7 +156,7 @@ pub async fn handle(
         let attempt_started = Instant::now();
         let bearer = match &inst.gcp {
             None => None,
-            Some(g) => match g.authorization(&snap.tls, plugin.transport.timeout).await {
+            Some(g) => match Box::pin(g.authorization(&snap.tls, plugin.transport.timeout)).await {
                 Ok(b) => Some(b),
                 Err(e) => {
                     tracing::warn!(instance = %inst.name, "GCP access token unavailable: {e}");
@@ -200,7 +204,7 @@ pub async fn handle(
                 ubuf,
                 scratch: uscratch,
             };
-            let work = attempt::send(w, snap, plugin, target, &mut bufs);
+            let work = Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
             let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await;
             wbuf.clear();
             c.wbuf = wbuf;
@@ -271,7 +275,11 @@ pub async fn handle(
             attempt_started,
             quota,
         };
-        match relay(w, c, ctx, plugin, &req, answered, meta, keep_alive, http10).await {
+        match Box::pin(relay(
+            w, c, ctx, plugin, &req, answered, meta, keep_alive, http10,
+        ))
+        .await
+        {
             Relayed::Done(keep) => {
                 if let Some(rl) = limiter {
                     rl.charge(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)

@@ -249,8 +249,18 @@ async fn stream(
     let mut transform = StreamTransform::new(meta.inst.provider.wire, req.wire, strip);
     let mut obs = StreamObservations::default();
     let mut dec = BodyDecoder::new(head.framing);
-    let mut decoded: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let upstream_keep_alive = head.keep_alive;
+    // The head's bytes share the read buffer's allocation: let both go
+    // while the stream waits (and release the client's empty read buffer),
+    // so an open stream holds little more than its state.
+    drop(head);
+    if c.rbuf.is_empty() {
+        c.rbuf = BytesMut::new();
+    }
+    // Grown by the first chunks, not reserved up front: a stream waiting
+    // for its first token should hold next to nothing.
+    let mut decoded: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     let timeout = plugin.transport.timeout;
     let heartbeat = plugin.sse_heartbeat.unwrap_or(Duration::from_secs(86_400));
     let mut upstream_error: Option<ProxyError> = None;
@@ -348,7 +358,7 @@ async fn stream(
         tracing::warn!(instance = %meta.inst.name, "stream failed mid-way: {e}");
         meta.inst.state.record_failure(&plugin.passive);
         transform.error_event(&e.to_string(), &mut out);
-    } else if dec.is_done() && ubuf.is_empty() && head.keep_alive {
+    } else if dec.is_done() && ubuf.is_empty() && upstream_keep_alive {
         if let Some(io) = io {
             w.pool.put(
                 crate::upstream::UpstreamConn {
@@ -369,7 +379,7 @@ async fn stream(
     c.ubuf = if ubuf.capacity() > 0 {
         ubuf
     } else {
-        BytesMut::with_capacity(net::READ_CHUNK)
+        BytesMut::with_capacity(net::MIN_READ)
     };
     c.ubuf.clear();
     // After an upstream failure the chunked framing is still intact (error

@@ -273,7 +273,8 @@ impl AiRateLimiting {
         let window_ms = l.window.as_millis() as u64;
         let usage = match &l.counter {
             Counter::Local(w) => w.usage(now_ms(), window_ms),
-            Counter::Redis(key) => match self.redis_usage(key, window_ms).await {
+            // Boxed: the Redis client's state stays out of every caller's.
+            Counter::Redis(key) => match Box::pin(self.redis_usage(key, window_ms)).await {
                 Ok(u) => u,
                 Err(e) => return self.degraded(instance, "check", e),
             },
@@ -339,7 +340,7 @@ impl AiRateLimiting {
                     cost.as_bytes(),
                     window.as_bytes(),
                 ];
-                let r = redis::query(target, key, &[cmd]).await;
+                let r = Box::pin(redis::query(target, key, &[cmd])).await;
                 let err = match r {
                     Ok(replies) => match replies.first() {
                         Some(Reply::Error(e)) => Some(RedisError::Server(e.clone())),
