@@ -4,7 +4,7 @@
 # Idempotent; prints the path of the `litellm` executable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VERSION=1.110.2
+VERSION=1.80.0  # newer releases move the proxy into litellm-proxy, not on every mirror
 if [ ! -x .venv-litellm/bin/python ]; then
   python3 -m venv .venv-litellm >&2
 fi
