@@ -12,17 +12,17 @@ use crate::stats::human_us;
 fn table(out: &mut String, reports: &[TargetReport]) {
     let _ = writeln!(
         out,
-        "| target | req/s | ratio to direct | p50 | p99 | p99.9 | added p50 | added p99 | TTFT p50 | added TTFT p50 | CPU/request |"
+                "| target | req/s | ratio to direct | p50 | p99 | p99.9 | added p50 | added p99 | TTFT p50 | added TTFT p50 | ITL p50 / p99 | CPU/request |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in reports {
         let s = &r.summary;
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.3} | {} | {} | {} | {} µs | {} µs | {} | {} | {} |",
+            "| {} | {:.0} | {:.3} | {} | {} | {} | {} µs | {} µs | {} | {} | {} | {} |",
             r.name,
             s.rps,
             r.rps_ratio,
@@ -34,6 +34,14 @@ fn table(out: &mut String, reports: &[TargetReport]) {
             s.ttft.as_ref().map_or("-".into(), |t| human_us(t.p50)),
             r.added_ttft_p50_us
                 .map_or("-".into(), |v| format!("{v} µs")),
+            s.itl
+                .as_ref()
+                .filter(|i| i.count > 0)
+                .map_or("-".into(), |i| format!(
+                    "{} / {}",
+                    human_us(i.p50),
+                    human_us(i.p99)
+                )),
             r.cpu_us_per_request
                 .map_or("-".into(), |c| format!("{c:.1} µs")),
         );

@@ -15,7 +15,8 @@ impl Schedule {
     pub fn new(start: Instant, rate: f64) -> Schedule {
         Schedule {
             start,
-            interval: Duration::from_secs_f64(1.0 / rate.max(1e-3)),
+            // Rounded to whole nanoseconds so 100 req/s is exactly 10 ms.
+            interval: Duration::from_nanos((1e9 / rate.max(1e-3)).round().max(1.0) as u64),
         }
     }
 

@@ -47,6 +47,10 @@ pub static HEALTH_TRANSITIONS: Counter = Counter::new(
     "ringway_health_transitions_total",
     "Active health-check verdict changes (healthy <-> unhealthy).",
 );
+pub static PASSIVE_EJECTIONS: Counter = Counter::new(
+    "ringway_passive_ejections_total",
+    "Instances taken out after consecutive failures on real traffic.",
+);
 pub static HEALTH_PROBES: Counter = Counter::new(
     "ringway_health_probes_total",
     "Active health-check probes sent.",
@@ -58,6 +62,7 @@ pub static ALL: &[&Counter] = &[
     &RATE_LIMIT_STORE_ERRORS,
     &RATE_LIMIT_FAIL_OPEN,
     &HEALTH_TRANSITIONS,
+    &PASSIVE_EJECTIONS,
     &HEALTH_PROBES,
 ];
 

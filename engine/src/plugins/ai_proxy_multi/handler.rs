@@ -214,7 +214,7 @@ pub async fn handle(
             None => return false, // the client left; the attempt was dropped (cancelled)
             Some(Ok(a)) => a,
             Some(Err(e)) => {
-                inst.state.record_failure(&plugin.passive);
+                inst.failed(&plugin.passive);
                 tracing::warn!(instance = %inst.name, "LLM attempt failed: {e}");
                 tried.push(Tried {
                     instance: inst.name.to_string(),
@@ -256,7 +256,7 @@ pub async fn handle(
                 continue;
             }
         } else if status >= 500 {
-            inst.state.record_failure(&plugin.passive);
+            inst.failed(&plugin.passive);
             if plugin.fallback.http_5xx {
                 tried.push(Tried {
                     instance: inst.name.to_string(),
@@ -288,7 +288,7 @@ pub async fn handle(
                 return keep;
             }
             Relayed::NotSent(e) => {
-                inst.state.record_failure(&plugin.passive);
+                inst.failed(&plugin.passive);
                 tried.push(Tried {
                     instance: inst.name.to_string(),
                     status: Some(status),

@@ -142,6 +142,19 @@ impl Instance {
     }
 
     /// Where a request for `api` goes, or why this instance cannot serve it.
+    /// A failed attempt (connect error, timeout, 5xx, mid-stream failure):
+    /// feeds passive ejection, and logs and counts an ejection.
+    pub fn failed(&self, policy: &crate::health::PassivePolicy) {
+        if let Some(d) = self.state.record_failure(policy) {
+            crate::observe::metrics::PASSIVE_EJECTIONS.inc();
+            tracing::warn!(
+                instance = %self.name,
+                "instance ejected for {d:?} after {} consecutive failures (passive health)",
+                policy.failures
+            );
+        }
+    }
+
     pub fn target(&self, api: Api) -> Result<&Target, &str> {
         match api {
             Api::Chat => self.chat.as_ref().map_err(String::as_str),

@@ -356,7 +356,7 @@ async fn stream(
     record(ctx, &obs);
     if let Some(e) = &upstream_error {
         tracing::warn!(instance = %meta.inst.name, "stream failed mid-way: {e}");
-        meta.inst.state.record_failure(&plugin.passive);
+        meta.inst.failed(&plugin.passive);
         transform.error_event(&e.to_string(), &mut out);
     } else if dec.is_done() && ubuf.is_empty() && upstream_keep_alive {
         if let Some(io) = io {
