@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: per-thread free lists suit thread-per-core workers that
+/// allocate and free on the same thread (results/allocator.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// LLM edge gateway: ai-proxy-multi on a thread-per-core io_uring engine.
 #[derive(Parser, Debug)]
 #[command(name = "ringway", version, about, long_about = None)]

@@ -3,6 +3,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// loadgen hosts mock-llm in-process for the suite: the same allocator as
+/// the mock-llm and ringway binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use loadgen::cli::{print_summary, run_one, LoadArgs};
 use loadgen::workload::Url;
 

@@ -48,9 +48,51 @@ pub fn token(i: u32) -> String {
     format!("{} ", WORDS[(i % 32) as usize])
 }
 
+/// Stands in for the token text when a token event is rendered once as a
+/// template for [`TokenStamp`].
+pub const TOKEN_MARK: &str = "\u{1}token\u{1}";
+
+/// A token event rendered once with [`TOKEN_MARK`] in place of the token
+/// text, then stamped per token: the bytes serde_json would produce for each
+/// token, without building a JSON value per token (the streaming hot path).
+pub struct TokenStamp {
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+}
+
+impl TokenStamp {
+    /// `rendered` must hold [`TOKEN_MARK`] as a JSON string exactly once.
+    pub fn new(rendered: &[u8]) -> TokenStamp {
+        let mark = serde_json::to_string(TOKEN_MARK).expect("a string serialises");
+        let at = memchr::memmem::find(rendered, mark.as_bytes())
+            .expect("the template holds the token mark");
+        TokenStamp {
+            prefix: rendered[..at].to_vec(),
+            suffix: rendered[at + mark.len()..].to_vec(),
+        }
+    }
+
+    /// The event for completion token `i` (the words need no JSON escaping).
+    pub fn render(&self, i: u32) -> Vec<u8> {
+        let word = WORDS[(i % 32) as usize].as_bytes();
+        let mut out = Vec::with_capacity(self.prefix.len() + word.len() + 3 + self.suffix.len());
+        out.extend_from_slice(&self.prefix);
+        out.push(b'"');
+        out.extend_from_slice(word);
+        out.extend_from_slice(b" \"");
+        out.extend_from_slice(&self.suffix);
+        out
+    }
+}
+
 /// The whole completion of `n` tokens.
 pub fn completion(n: u32) -> String {
-    (0..n).map(token).collect()
+    let mut s = String::with_capacity(8 * n as usize);
+    for i in 0..n {
+        s.push_str(WORDS[(i % 32) as usize]);
+        s.push(' ');
+    }
+    s
 }
 
 pub fn words(s: &str) -> u64 {
@@ -165,6 +207,26 @@ pub fn base64_f32(v: &[f32]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stamped_token_is_what_serde_json_renders() {
+        use super::{token, TokenStamp, TOKEN_MARK, WORDS};
+        let render = |text: &str| {
+            serde_json::json!({"choices": [{"delta": {"content": text}, "index": 0}], "id": "x"})
+                .to_string()
+        };
+        let stamp = TokenStamp::new(render(TOKEN_MARK).as_bytes());
+        for i in 0..40 {
+            assert_eq!(stamp.render(i), render(&token(i)).into_bytes(), "token {i}");
+        }
+        for w in WORDS {
+            assert_eq!(
+                serde_json::to_string(w).unwrap(),
+                format!("\"{w}\""),
+                "{w} needs no escaping"
+            );
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -271,17 +271,17 @@ pub fn response(
     keep_alive: bool,
     extra: &[(&str, String)],
 ) -> Vec<u8> {
+    use std::io::Write as _;
     let mut out = Vec::with_capacity(body.len() + 256);
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
-    out.extend_from_slice(
-        format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
-        )
-        .as_bytes(),
+    // Writes into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        reason(status),
+        body.len()
     );
     for (k, v) in extra {
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        let _ = write!(out, "{k}: {v}\r\n");
     }
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -295,7 +295,7 @@ pub fn response(
 pub fn sse_head(keep_alive: bool, extra: &[(&str, String)]) -> Vec<u8> {
     let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n".to_vec();
     for (k, v) in extra {
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        let _ = std::io::Write::write_fmt(&mut out, format_args!("{k}: {v}\r\n"));
     }
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -306,7 +306,7 @@ pub fn sse_head(keep_alive: bool, extra: &[(&str, String)]) -> Vec<u8> {
 
 /// Appends `data` as one chunk.
 pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    let _ = std::io::Write::write_fmt(out, format_args!("{:x}\r\n", data.len()));
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }

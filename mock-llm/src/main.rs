@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+/// The same allocator as ringway, so the mock stays far from being the
+/// bottleneck of a benchmark.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use mock_llm::{Dist, InstanceConfig, MockServer};
 
 const AFTER_HELP: &str = "\

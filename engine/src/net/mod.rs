@@ -102,6 +102,11 @@ pub const MIN_READ: usize = 2 * 1024;
 
 /// Reads once into the spare capacity of `buf`, appending. Returns the
 /// number of bytes read (0 = end of stream) and the buffer.
+///
+/// A read that fills all the room it was given means more is waiting (a
+/// burst of SSE events, a large body), so the buffer doubles for the next
+/// read, up to [`READ_CHUNK`]: a busy stream moves its bytes in few large
+/// reads while an idle one keeps its small buffer.
 pub async fn read_more<R: AsyncReadRent>(
     io: &mut R,
     mut buf: BytesMut,
@@ -112,7 +117,11 @@ pub async fn read_more<R: AsyncReadRent>(
     let len = buf.len();
     let cap = buf.capacity();
     let (res, slice) = io.read(buf.slice_mut(len..cap)).await;
-    (res, slice.into_inner())
+    let mut buf = slice.into_inner();
+    if matches!(res, Ok(n) if n == cap - len) && cap - len < READ_CHUNK {
+        buf.reserve((2 * (cap - len)).min(READ_CHUNK));
+    }
+    (res, buf)
 }
 
 /// Writes all of `buf`, handing it back for reuse.

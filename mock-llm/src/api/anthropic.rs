@@ -108,19 +108,24 @@ pub async fn messages(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faul
                 "message_start",
                 json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
             ),
-            event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
             event("ping", json!({"type": "ping"})),
         ],
-        tokens: (0..n)
-            .map(|i| {
-                event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": content::token(i)}}),
-                )
-            })
-            .collect(),
+        tokens: {
+            let stamp = content::TokenStamp::new(&event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": content::TOKEN_MARK}}),
+            ));
+            (0..n).map(|i| stamp.render(i)).collect()
+        },
         tail: vec![
-            event("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+            event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
             event(
                 "message_delta",
                 json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": n}}),

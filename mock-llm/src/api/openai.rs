@@ -2,6 +2,7 @@
 //! in `data: [DONE]`, with the usage chunk only when
 //! `stream_options.include_usage` is set) and the model list.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{json_body, send_error, timing, unix_now, After, Shape};
@@ -59,7 +60,6 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
     let id = format!("chatcmpl-{}-{seq}", sh.name());
     let fingerprint = format!("mock-{}", sh.name());
     let created = unix_now();
-    let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + u64::from(n)});
     let t = timing(sh, faults, n);
     let stream_on = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream_on {
@@ -68,18 +68,34 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
             wait += *d;
         }
         super::pause(wait).await;
-        let out = json!({
-            "id": id, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": fingerprint,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content::completion(n), "refusal": null}, "logprobs": null, "finish_reason": finish}],
-            "usage": usage,
-        });
+        let out = Completion {
+            id: &id,
+            object: "chat.completion",
+            created,
+            model: &model,
+            system_fingerprint: &fingerprint,
+            choices: [Choice {
+                index: 0,
+                message: Message {
+                    role: "assistant",
+                    content: content::completion(n),
+                    refusal: None,
+                },
+                logprobs: None,
+                finish_reason: finish,
+            }],
+            usage: Usage {
+                prompt_tokens: prompt,
+                completion_tokens: u64::from(n),
+                total_tokens: prompt + u64::from(n),
+            },
+        };
         sh.count(200);
         sh.add_tokens(prompt, u64::from(n));
         let bytes = response(
             200,
             "application/json",
-            out.to_string().as_bytes(),
+            &serde_json::to_vec(&out).unwrap_or_default(),
             req.keep_alive,
             &headers(sh, &id),
         );
@@ -89,6 +105,7 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
             After::Close
         };
     }
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + u64::from(n)});
     let include_usage = body
         .get("stream_options")
         .and_then(|s| s.get("include_usage"))
@@ -102,12 +119,22 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
         format!("data: {v}\n\n").into_bytes()
     };
     let plan = StreamPlan {
-        head: vec![chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]), None)],
-        tokens: (0..n)
-            .map(|i| chunk(json!([{"index": 0, "delta": {"content": content::token(i)}, "logprobs": null, "finish_reason": null}]), None))
-            .collect(),
+        head: vec![chunk(
+            json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]),
+            None,
+        )],
+        tokens: {
+            let stamp = content::TokenStamp::new(&chunk(
+                json!([{"index": 0, "delta": {"content": content::TOKEN_MARK}, "logprobs": null, "finish_reason": null}]),
+                None,
+            ));
+            (0..n).map(|i| stamp.render(i)).collect()
+        },
         tail: {
-            let mut tail = vec![chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]), None)];
+            let mut tail = vec![chunk(
+                json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]),
+                None,
+            )];
             if include_usage {
                 tail.push(chunk(json!([]), Some(&usage)));
             }
@@ -128,6 +155,41 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
         n,
     )
     .await
+}
+
+/// A non-streamed chat completion, in OpenAI's field order (serialised
+/// straight from borrowed fields: the throughput path builds no JSON tree).
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: &'a str,
+    choices: [Choice; 1],
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    index: u32,
+    message: Message,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Message {
+    role: &'static str,
+    content: String,
+    refusal: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
 }
 
 fn headers(sh: &Shared, id: &str) -> Vec<(&'static str, String)> {
