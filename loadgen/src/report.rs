@@ -151,7 +151,7 @@ pub fn readme(
     let i = &index["idle_streams"];
     let _ = writeln!(
         out,
-        "\n## Memory per idle open SSE stream\n\n{} streams held open through ringway (each waiting for a first token): RSS {} KiB → {} KiB, **{:.2} KiB per stream** ({} upstream streams open).\n",
+        "\n## Memory per idle open SSE stream\n\n{} streams held open through ringway (each waiting for a first token; fewer than 10,000 when the open-file limit cannot hold three descriptors per stream): RSS {} KiB → {} KiB, **{:.2} KiB per stream** ({} upstream streams open).\n",
         i["streams"], i["rss_before_kib"], i["rss_during_kib"], i["kib_per_stream"].as_f64().unwrap_or(0.0), i["open_upstream_streams"]
     );
     let _ = writeln!(out, "## Cost as instances grow\n\n| instances | req/s | p99 | CPU/request |\n|---:|---:|---:|---:|");

@@ -314,7 +314,12 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     write_json(&args.out, "frontier.json", &frontier)?;
 
     say("memory per idle stream");
-    let idle = idle_streams(&env, args.idle_streams)?;
+    // ringway holds three descriptors per open stream (client socket, the
+    // duplicate that watches it for leaving, upstream socket): stay inside
+    // the open-file limit it could raise itself to (a container may cap
+    // the hard limit, 20,000 here).
+    let fd_cap = (ringway::server::rlimit::raise_nofile().saturating_sub(512) / 3) as usize;
+    let idle = idle_streams(&env, args.idle_streams.min(fd_cap.max(1)))?;
     write_json(&args.out, "idle-streams.json", &idle)?;
 
     say("cost as instances grow");

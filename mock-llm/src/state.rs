@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,35 @@ pub struct RecordedRequest {
     pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl From<&crate::http::Request> for RecordedRequest {
+    fn from(r: &crate::http::Request) -> RecordedRequest {
+        RecordedRequest {
+            method: r.method.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: r.headers.clone(),
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+        }
+    }
+}
+
+/// An entry of the request log: model requests are kept as received (one
+/// reference count, no copy on the request path) and turned into
+/// [`RecordedRequest`]s only when `/_requests` is read.
+enum Logged {
+    Request(Arc<crate::http::Request>),
+    Recorded(RecordedRequest),
+}
+
+impl Logged {
+    fn recorded(&self) -> RecordedRequest {
+        match self {
+            Logged::Request(r) => RecordedRequest::from(&**r),
+            Logged::Recorded(r) => r.clone(),
+        }
+    }
 }
 
 impl RecordedRequest {
@@ -98,7 +127,7 @@ pub struct Shared {
     faults_injected: AtomicU64,
     pub connections: AtomicU64,
     pub token_requests: AtomicU64,
-    log: Mutex<VecDeque<RecordedRequest>>,
+    log: Mutex<VecDeque<Logged>>,
     /// Whether the instance accepts connections (see `refuse_for_secs`).
     pub listening: AtomicBool,
     /// Worker sockets currently listening for this instance.
@@ -188,15 +217,24 @@ impl Shared {
     }
 
     pub fn record(&self, r: RecordedRequest) {
+        self.log(Logged::Recorded(r));
+    }
+
+    /// Records a model request as received.
+    pub fn record_request(&self, r: Arc<crate::http::Request>) {
+        self.log(Logged::Request(r));
+    }
+
+    fn log(&self, entry: Logged) {
         let mut log = lock(&self.log);
         if log.len() >= self.config.max_recorded.max(1) {
             log.pop_front();
         }
-        log.push_back(r);
+        log.push_back(entry);
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.log).iter().cloned().collect()
+        lock(&self.log).iter().map(Logged::recorded).collect()
     }
 
     pub fn clear_requests(&self) {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::config::Faults;
 use crate::http::{response, Conn, Request};
-use crate::state::{RecordedRequest, Shared};
+use crate::state::Shared;
 
 /// Error body shapes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -146,13 +146,9 @@ pub async fn dispatch(sh: &Shared, conn: &mut Conn, req: Request) -> After {
     } else {
         Shape::OpenAi
     };
-    sh.record(RecordedRequest {
-        method: req.method.clone(),
-        path: req.path.clone(),
-        query: req.query.clone(),
-        headers: req.headers.clone(),
-        body: String::from_utf8_lossy(&req.body).into_owned(),
-    });
+    let req = std::sync::Arc::new(req);
+    sh.record_request(req.clone());
+    let path = req.path.as_str();
     if let Some(key) = &sh.config.api_key {
         let bearer = req
             .header("authorization")
