@@ -17,17 +17,57 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     pub body: Vec<u8>,
     pub keep_alive: bool,
 }
 
+/// Header names and values in one string (one allocation per request, not
+/// two per header), in the order received.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    text: String,
+    /// (name start, value start, value end) into `text`.
+    spans: Vec<(u32, u32, u32)>,
+}
+
+impl Headers {
+    fn push(&mut self, name: &str, value: &[u8]) {
+        let name_at = self.text.len() as u32;
+        self.text.push_str(name);
+        let value_at = self.text.len() as u32;
+        self.text.push_str(&String::from_utf8_lossy(value));
+        self.spans.push((name_at, value_at, self.text.len() as u32));
+    }
+
+    /// Every header as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.spans.iter().map(|&(n, v, e)| {
+            (
+                &self.text[n as usize..v as usize],
+                &self.text[v as usize..e as usize],
+            )
+        })
+    }
+
+    /// The first header called `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Owned (name, value) pairs, for the request log.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     pub fn query_param(&self, name: &str) -> Option<&str> {
@@ -96,24 +136,16 @@ impl Conn {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
             None => (target.to_owned(), None),
         };
-        let headers: Vec<(String, String)> = req
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_owned(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect();
+        let mut headers = Headers {
+            text: String::with_capacity(head_len),
+            spans: Vec::with_capacity(req.headers.len()),
+        };
+        for h in req.headers.iter() {
+            headers.push(h.name, h.value);
+        }
         let http10 = req.version == Some(0);
         self.buf.advance(head_len);
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |n: &str| headers.get(n);
         let keep_alive = match get("connection").map(str::to_ascii_lowercase) {
             Some(c) if c.contains("close") => false,
             Some(c) if c.contains("keep-alive") => true,

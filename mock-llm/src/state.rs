@@ -58,7 +58,7 @@ impl From<&crate::http::Request> for RecordedRequest {
             method: r.method.clone(),
             path: r.path.clone(),
             query: r.query.clone(),
-            headers: r.headers.clone(),
+            headers: r.headers.to_pairs(),
             body: String::from_utf8_lossy(&r.body).into_owned(),
         }
     }

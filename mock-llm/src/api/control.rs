@@ -105,7 +105,7 @@ pub async fn token(sh: &Shared, conn: &mut Conn, req: &Request) -> After {
         method: req.method.clone(),
         path: req.path.clone(),
         query: req.query.clone(),
-        headers: req.headers.clone(),
+        headers: req.headers.to_pairs(),
         body: form.into_owned(),
     });
     send(
