@@ -292,7 +292,15 @@ fn metrics_count_requests_tokens_and_rejections() {
     let r = Conn::connect(gw.addr).post_json("/anything", ASK);
     assert_eq!(r.status, 503);
     let addr = gw.metrics_addr.expect("metrics address announced");
-    let text = Conn::connect(addr).get("/metrics").text();
+    // A worker records a request's metrics once its answer has gone out,
+    // so a scrape right after the reply may run a moment ahead of them.
+    let mut text = Conn::connect(addr).get("/metrics").text();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !text.contains("\nringway_ai_requests_total 2\n") && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        text = Conn::connect(addr).get("/metrics").text();
+    }
     let value = |name: &str| -> f64 {
         let line = text
             .lines()

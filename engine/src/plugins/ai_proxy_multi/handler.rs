@@ -274,6 +274,7 @@ pub async fn handle(
             request_started,
             attempt_started,
             quota,
+            limiter,
         };
         match Box::pin(relay(
             w, c, ctx, plugin, &req, answered, meta, keep_alive, http10,
@@ -282,7 +283,7 @@ pub async fn handle(
         {
             Relayed::Done(keep) => {
                 if let Some(rl) = limiter {
-                    rl.charge(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
+                    rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
                         .await;
                 }
                 return keep;

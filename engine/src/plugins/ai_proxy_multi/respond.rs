@@ -41,6 +41,20 @@ pub struct AnswerMeta<'a> {
     /// The instance's token budget before this request, when
     /// `ai-rate-limiting` shows quota headers.
     pub quota: Option<crate::plugins::ai_rate_limiting::Quota>,
+    /// The `ai-rate-limiting` in force: local budgets are charged before
+    /// the answer's last bytes leave (see [`charge_local`]).
+    pub limiter: Option<&'a crate::plugins::ai_rate_limiting::AiRateLimiting>,
+}
+
+/// Charges the usage seen so far to a local token budget.
+fn charge_local(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
+    if let Some(rl) = meta.limiter {
+        rl.charge_local(
+            &meta.inst.name,
+            ctx.llm.prompt_tokens,
+            ctx.llm.completion_tokens,
+        );
+    }
 }
 
 /// How relaying ended.
@@ -197,6 +211,7 @@ async fn json(
     wbuf.extend_from_slice(out_body);
     ctx.status = status;
     ctx.bytes_sent = out_body.len() as u64;
+    charge_local(&meta, ctx);
     Relayed::Done(c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive)
 }
 
@@ -303,7 +318,7 @@ async fn stream(
             ctx.bytes_sent += out.len() as u64;
             out.clear();
             if c.flush_wbuf(send_timeout).await.is_err() {
-                return finish_abandoned(ctx, &obs);
+                return finish_abandoned(ctx, &obs, &meta);
             }
         }
         // Wait for upstream bytes, sending heartbeats while it is quiet and
@@ -325,7 +340,7 @@ async fn stream(
             match ev {
                 Ev::Read(r) => break r,
                 // Dropping the read drops the upstream connection: cancelled.
-                Ev::Gone => return finish_abandoned(ctx, &obs),
+                Ev::Gone => return finish_abandoned(ctx, &obs, &meta),
                 Ev::Tick if last_upstream.elapsed() >= timeout => {
                     upstream_error = Some(ProxyError::UpstreamTimeout);
                     break (None, Ok(0), BytesMut::new());
@@ -333,7 +348,7 @@ async fn stream(
                 Ev::Tick => {
                     frame(&mut c.wbuf, b": ping\n\n", chunked);
                     if c.flush_wbuf(send_timeout).await.is_err() {
-                        return finish_abandoned(ctx, &obs);
+                        return finish_abandoned(ctx, &obs, &meta);
                     }
                 }
             }
@@ -386,6 +401,7 @@ async fn stream(
     c.ubuf.clear();
     // After an upstream failure the chunked framing is still intact (error
     // event, then the last chunk), so the client connection stays usable.
+    charge_local(&meta, ctx);
     Relayed::Done(
         c.flush_wbuf(send_timeout).await.is_ok() && keep && (chunked || upstream_error.is_none()),
     )
@@ -411,8 +427,13 @@ impl From<crate::upstream::UpstreamConn> for UpstreamConnParts {
 }
 
 /// The client left mid-stream: record what was seen, close.
-fn finish_abandoned(ctx: &mut RequestCtx, obs: &StreamObservations) -> Relayed {
+fn finish_abandoned(
+    ctx: &mut RequestCtx,
+    obs: &StreamObservations,
+    meta: &AnswerMeta<'_>,
+) -> Relayed {
     record(ctx, obs);
+    charge_local(meta, ctx);
     Relayed::Done(false)
 }
 

@@ -314,8 +314,25 @@ impl AiRateLimiting {
         }
     }
 
-    /// Charges the tokens a finished request used to `instance`'s budget.
-    pub async fn charge(&self, instance: &str, prompt: u64, completion: u64) {
+    /// Charges a local budget at once. ai-proxy-multi calls this just
+    /// before the answer's last bytes go to the client, so the client's next
+    /// request (on any worker) already sees the charge. Redis budgets are
+    /// left to [`AiRateLimiting::charge_remote`], after the answer.
+    pub fn charge_local(&self, instance: &str, prompt: u64, completion: u64) {
+        let cost = self.strategy.cost(prompt, completion);
+        if cost == 0 {
+            return;
+        }
+        if let Some(l) = self.limit_for(instance) {
+            if let Counter::Local(w) = &l.counter {
+                w.charge(cost, now_ms(), l.window.as_millis() as u64);
+            }
+        }
+    }
+
+    /// Charges the tokens a finished request used to `instance`'s budget
+    /// when that budget lives in Redis (local ones: [`Self::charge_local`]).
+    pub async fn charge_remote(&self, instance: &str, prompt: u64, completion: u64) {
         let cost = self.strategy.cost(prompt, completion);
         if cost == 0 {
             return;
@@ -325,9 +342,7 @@ impl AiRateLimiting {
         };
         let window_ms = l.window.as_millis() as u64;
         match &l.counter {
-            Counter::Local(w) => {
-                w.charge(cost, now_ms(), window_ms);
-            }
+            Counter::Local(_) => {}
             Counter::Redis(key) => {
                 let Some(target) = &self.redis else { return };
                 let cost = cost.to_string();
@@ -625,13 +640,15 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             assert!(matches!(p.check("a").await, Verdict::Allowed(q) if q.remaining == 10));
-            p.charge("a", 4, 3).await;
+            p.charge_local("a", 4, 3);
+            // A local budget is not charged again after the answer.
+            p.charge_remote("a", 4, 3).await;
             let v = p.check("a").await;
             assert!(
                 matches!(v, Verdict::Allowed(q) if q.remaining == 3 && q.reset == 60),
                 "{v:?}"
             );
-            p.charge("a", 2, 2).await;
+            p.charge_local("a", 2, 2);
             assert!(matches!(p.check("a").await, Verdict::Exhausted(q) if q.remaining == 0));
             assert!(matches!(p.check("b").await, Verdict::Unlimited));
         });
