@@ -170,7 +170,7 @@ fn say(msg: &str) {
 /// Runs the whole suite and writes `args.out`.
 pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    ringway::server::rlimit::raise_nofile();
+    let nofile = ringway::server::rlimit::raise_nofile();
     if let Some(cpu) = args.load_cpu {
         // mock-llm's threads inherit this affinity.
         procs::pin_current_thread(cpu);
@@ -318,7 +318,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     // duplicate that watches it for leaving, upstream socket): stay inside
     // the open-file limit it could raise itself to (a container may cap
     // the hard limit, 20,000 here).
-    let fd_cap = (ringway::server::rlimit::raise_nofile().saturating_sub(512) / 3) as usize;
+    let fd_cap = (nofile.saturating_sub(512) / 3) as usize;
     let idle = idle_streams(&env, args.idle_streams.min(fd_cap.max(1)))?;
     write_json(&args.out, "idle-streams.json", &idle)?;
 

@@ -43,9 +43,14 @@ pub const WORDS: [&str; 32] = [
     "again",
 ];
 
+/// The word of completion token `i` (its text is the word and a space).
+fn word(i: u32) -> &'static str {
+    WORDS[(i % 32) as usize]
+}
+
 /// The text of completion token `i`.
 pub fn token(i: u32) -> String {
-    format!("{} ", WORDS[(i % 32) as usize])
+    format!("{} ", word(i))
 }
 
 /// Stands in for the token text when a token event is rendered once as a
@@ -74,7 +79,7 @@ impl TokenStamp {
 
     /// The event for completion token `i` (the words need no JSON escaping).
     pub fn render(&self, i: u32) -> Vec<u8> {
-        let word = WORDS[(i % 32) as usize].as_bytes();
+        let word = word(i).as_bytes();
         let mut out = Vec::with_capacity(self.prefix.len() + word.len() + 3 + self.suffix.len());
         out.extend_from_slice(&self.prefix);
         out.push(b'"');
@@ -89,7 +94,7 @@ impl TokenStamp {
 pub fn completion(n: u32) -> String {
     let mut s = String::with_capacity(8 * n as usize);
     for i in 0..n {
-        s.push_str(WORDS[(i % 32) as usize]);
+        s.push_str(word(i));
         s.push(' ');
     }
     s

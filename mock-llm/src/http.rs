@@ -3,6 +3,7 @@
 //! not share code with the gateway, so a codec bug cannot hide itself by
 //! appearing on both sides of a test.
 
+use std::io::Write;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -303,9 +304,8 @@ pub fn response(
     keep_alive: bool,
     extra: &[(&str, String)],
 ) -> Vec<u8> {
-    use std::io::Write as _;
     let mut out = Vec::with_capacity(body.len() + 256);
-    // Writes into a Vec cannot fail.
+    // Writes into a Vec cannot fail (here and below).
     let _ = write!(
         out,
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
@@ -327,7 +327,7 @@ pub fn response(
 pub fn sse_head(keep_alive: bool, extra: &[(&str, String)]) -> Vec<u8> {
     let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n".to_vec();
     for (k, v) in extra {
-        let _ = std::io::Write::write_fmt(&mut out, format_args!("{k}: {v}\r\n"));
+        let _ = write!(out, "{k}: {v}\r\n");
     }
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -338,7 +338,7 @@ pub fn sse_head(keep_alive: bool, extra: &[(&str, String)]) -> Vec<u8> {
 
 /// Appends `data` as one chunk.
 pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
-    let _ = std::io::Write::write_fmt(out, format_args!("{:x}\r\n", data.len()));
+    let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }

@@ -56,6 +56,11 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
         "stop"
     };
     let prompt = content::openai_prompt_tokens(&body);
+    let usage = Usage {
+        prompt_tokens: prompt,
+        completion_tokens: u64::from(n),
+        total_tokens: prompt + u64::from(n),
+    };
     let seq = sh.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!("chatcmpl-{}-{seq}", sh.name());
     let fingerprint = format!("mock-{}", sh.name());
@@ -84,11 +89,7 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
                 logprobs: None,
                 finish_reason: finish,
             }],
-            usage: Usage {
-                prompt_tokens: prompt,
-                completion_tokens: u64::from(n),
-                total_tokens: prompt + u64::from(n),
-            },
+            usage,
         };
         sh.count(200);
         sh.add_tokens(prompt, u64::from(n));
@@ -105,7 +106,7 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
             After::Close
         };
     }
-    let usage = json!({"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + u64::from(n)});
+    let usage = serde_json::to_value(usage).unwrap_or(Value::Null);
     let include_usage = body
         .get("stream_options")
         .and_then(|s| s.get("include_usage"))

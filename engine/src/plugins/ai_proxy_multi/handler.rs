@@ -281,13 +281,7 @@ pub async fn handle(
         ))
         .await
         {
-            Relayed::Done(keep) => {
-                if let Some(rl) = limiter {
-                    rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
-                        .await;
-                }
-                return keep;
-            }
+            Relayed::Done(keep) => return keep,
             Relayed::NotSent(e) => {
                 inst.failed(&plugin.passive);
                 tried.push(Tried {

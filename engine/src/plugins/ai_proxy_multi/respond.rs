@@ -88,12 +88,20 @@ pub async fn relay(
     if ctx.llm.model.is_none() {
         ctx.llm.model = meta.inst.model.as_deref().map(str::to_owned);
     }
-    if (200..300).contains(&status) && answered.head.is_event_stream() {
+    let (limiter, inst) = (meta.limiter, meta.inst);
+    let relayed = if (200..300).contains(&status) && answered.head.is_event_stream() {
         ctx.request_type = crate::server::ctx::RequestType::AiStream;
         stream(w, c, ctx, plugin, req, answered, meta, keep_alive, http10).await
     } else {
         json(w, c, ctx, plugin, req, answered, meta, keep_alive).await
+    };
+    // Local budgets were charged before the last bytes (charge_local);
+    // a Redis one is charged now that the answer is out.
+    if let (Relayed::Done(_), Some(rl)) = (&relayed, limiter) {
+        rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
+            .await;
     }
+    relayed
 }
 
 /// Headers every AI answer carries: which instance answered, after how

@@ -1,0 +1,280 @@
+//! Compiling `ai-rate-limiting`'s config into budgets: APISIX's defaults,
+//! one counter per budget (local windows carried across reloads, or Redis
+//! keys), and every error with its field path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::config::{cluster_fields, redis_fields, PluginFile};
+use super::window::MAX_USED;
+use super::{AiRateLimiting, Counter, Limit, Strategy};
+use crate::config::{from_value, ConfigError, FieldPath};
+use crate::redis;
+
+fn positive_int(v: &Value, at: &FieldPath) -> Result<u64, ConfigError> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= 1 => Ok(n),
+        _ => Err(at.error("must be a positive integer")),
+    }
+}
+
+impl AiRateLimiting {
+    pub fn compile(
+        value: &Value,
+        at: &FieldPath,
+        cx: &mut crate::plugins::CompileCx<'_, '_>,
+    ) -> Result<AiRateLimiting, ConfigError> {
+        let f: PluginFile = from_value(value, at)?;
+        if f.rules.is_some() {
+            return Err(at
+                .field("rules")
+                .error("key-based `rules` are not supported by ringway yet; use `limit`/`time_window` and `instances`"));
+        }
+        if f.cost_expr.is_some() {
+            return Err(at
+                .field("cost_expr")
+                .error("cost expressions are not supported by ringway yet"));
+        }
+        let strategy = match f.limit_strategy.as_deref() {
+            None | Some("total_tokens") => Strategy::TotalTokens,
+            Some("prompt_tokens") => Strategy::PromptTokens,
+            Some("completion_tokens") => Strategy::CompletionTokens,
+            Some("expression") => {
+                return Err(at
+                    .field("limit_strategy")
+                    .error("`expression` is not supported by ringway yet"))
+            }
+            Some(o) => {
+                return Err(at.field("limit_strategy").error(format!(
+                    "`{o}` must be one of total_tokens, prompt_tokens, completion_tokens"
+                )))
+            }
+        };
+        let rejected_code = match f.rejected_code {
+            None => 503,
+            Some(c @ 200..=599) => c as u16,
+            Some(_) => {
+                return Err(at
+                    .field("rejected_code")
+                    .error("must be between 200 and 599"))
+            }
+        };
+        let rejected_body = match &f.rejected_msg {
+            Some(m) if m.is_empty() => {
+                return Err(at.field("rejected_msg").error("must not be empty"))
+            }
+            Some(m) => serde_json::json!({ "error_msg": m }).to_string(),
+            None => crate::server::reply::error_body("LLM token rate limit exceeded"),
+        };
+        let redis = parse_store(&f, at)?;
+        let counter =
+            |cx: &mut crate::plugins::CompileCx<'_, '_>, name: &str, limit: u64, window: u64| {
+                match &redis {
+                    None => Counter::Local(
+                        cx.carry
+                            .window(&cx.owner, format!("{name}|{limit}|{window}")),
+                    ),
+                    // One hash tag for the whole key: every budget of this owner
+                    // lands on one cluster slot.
+                    Some(_) => Counter::Redis(
+                        format!("ringway:ai-rate-limiting:{{{}:{name}}}", cx.owner)
+                            .into_bytes()
+                            .into_boxed_slice(),
+                    ),
+                }
+            };
+        let check_limit = |limit: u64, at: &FieldPath| {
+            if redis.is_none() && limit > MAX_USED {
+                return Err(at.error(format!("must be at most {MAX_USED} with the local policy")));
+            }
+            Ok(limit)
+        };
+        let global = match (&f.limit, &f.time_window) {
+            (None, None) => None,
+            (Some(_), None) => return Err(at.field("time_window").error("required with `limit`")),
+            (None, Some(_)) => return Err(at.field("limit").error("required with `time_window`")),
+            (Some(l), Some(t)) => {
+                let limit = check_limit(positive_int(l, &at.field("limit"))?, &at.field("limit"))?;
+                let window = positive_int(t, &at.field("time_window"))?;
+                Some(Limit {
+                    limit,
+                    window: Duration::from_secs(window),
+                    counter: counter(cx, "#global", limit, window),
+                })
+            }
+        };
+        let mut per_instance: Vec<(Arc<str>, Limit)> = Vec::new();
+        if let Some(list) = &f.instances {
+            if list.is_empty() {
+                return Err(at
+                    .field("instances")
+                    .error("must list at least one instance"));
+            }
+            for (i, inst) in list.iter().enumerate() {
+                let iat = at.field("instances").index(i);
+                if inst.name.is_empty() {
+                    return Err(iat.field("name").error("must not be empty"));
+                }
+                if per_instance.iter().any(|(n, _)| **n == *inst.name) {
+                    return Err(iat
+                        .field("name")
+                        .error(format!("duplicate instance `{}`", inst.name)));
+                }
+                let limit = check_limit(
+                    positive_int(&inst.limit, &iat.field("limit"))?,
+                    &iat.field("limit"),
+                )?;
+                let window = positive_int(&inst.time_window, &iat.field("time_window"))?;
+                per_instance.push((
+                    Arc::from(inst.name.as_str()),
+                    Limit {
+                        limit,
+                        window: Duration::from_secs(window),
+                        counter: counter(cx, &inst.name, limit, window),
+                    },
+                ));
+            }
+        }
+        if global.is_none() && per_instance.is_empty() {
+            return Err(at.error("needs `limit` and `time_window`, or `instances`"));
+        }
+        Ok(AiRateLimiting {
+            per_instance: per_instance.into_boxed_slice(),
+            global,
+            strategy,
+            show_headers: f.show_limit_quota_header.unwrap_or(true),
+            rejected_code,
+            rejected_body,
+            redis,
+            allow_degradation: f.allow_degradation.unwrap_or(false),
+        })
+    }
+}
+
+fn parse_store(f: &PluginFile, at: &FieldPath) -> Result<Option<redis::Target>, ConfigError> {
+    let policy = f.policy.as_deref().unwrap_or("local");
+    let timeout = match f.redis_timeout {
+        None => 1000,
+        Some(t) if t >= 1 => t as u64,
+        Some(_) => {
+            return Err(at
+                .field("redis_timeout")
+                .error("must be >= 1 (milliseconds)"))
+        }
+    };
+    let no_tls = |set: Option<bool>, name: &str| match set {
+        Some(true) => Err(at
+            .field(name)
+            .error("TLS to Redis is not supported by ringway yet")),
+        _ => Ok(()),
+    };
+    let password = f.redis_password.clone().filter(|p| !p.is_empty());
+    match policy {
+        "local" => {
+            let mut extra = redis_fields(f);
+            extra.extend(cluster_fields(f));
+            if f.redis_password.is_some() {
+                extra.push("redis_password");
+            }
+            if f.redis_timeout.is_some() {
+                extra.push("redis_timeout");
+            }
+            if let Some(name) = extra.first() {
+                return Err(at.field(name).error(
+                    "only used with `policy: redis` or `redis-cluster` (the policy is `local`)",
+                ));
+            }
+            Ok(None)
+        }
+        "redis" => {
+            if let Some(name) = cluster_fields(f).first() {
+                return Err(at
+                    .field(name)
+                    .error("only used with `policy: redis-cluster`"));
+            }
+            no_tls(f.redis_ssl, "redis_ssl")?;
+            let host = match &f.redis_host {
+                Some(h) if !h.is_empty() => h.clone(),
+                _ => {
+                    return Err(at
+                        .field("redis_host")
+                        .error("required with `policy: redis`"))
+                }
+            };
+            let port = match f.redis_port {
+                None => 6379,
+                Some(p @ 1..=65535) => p as u16,
+                Some(_) => return Err(at.field("redis_port").error("must be between 1 and 65535")),
+            };
+            let database = match f.redis_database {
+                None => 0,
+                Some(d) if (0..=u32::MAX as i64).contains(&d) => d as u32,
+                Some(_) => return Err(at.field("redis_database").error("must be >= 0")),
+            };
+            let node = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            Ok(Some(redis::Target {
+                nodes: vec![node],
+                username: f.redis_username.clone().filter(|u| !u.is_empty()),
+                password,
+                database,
+                timeout: Duration::from_millis(timeout),
+                cluster: false,
+            }))
+        }
+        "redis-cluster" => {
+            if let Some(name) = redis_fields(f).first() {
+                return Err(at.field(name).error("only used with `policy: redis`"));
+            }
+            no_tls(f.redis_cluster_ssl, "redis_cluster_ssl")?;
+            let nodes = match &f.redis_cluster_nodes {
+                Some(n) if !n.is_empty() => n.clone(),
+                _ => {
+                    return Err(at
+                        .field("redis_cluster_nodes")
+                        .error("required with `policy: redis-cluster` (a list of host:port)"))
+                }
+            };
+            for (i, n) in nodes.iter().enumerate() {
+                if n.rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    return Err(at
+                        .field("redis_cluster_nodes")
+                        .index(i)
+                        .error("must be host:port"));
+                }
+            }
+            if f.redis_cluster_name.as_deref().is_none_or(str::is_empty) {
+                return Err(at
+                    .field("redis_cluster_name")
+                    .error("required with `policy: redis-cluster`"));
+            }
+            Ok(Some(redis::Target {
+                nodes,
+                username: None,
+                password,
+                database: 0,
+                timeout: Duration::from_millis(timeout),
+                cluster: true,
+            }))
+        }
+        "redis-sentinel" => Err(at.field("policy").error(
+            "`redis-sentinel` is not supported by ringway yet (use redis or redis-cluster)",
+        )),
+        o => Err(at
+            .field("policy")
+            .error(format!("`{o}` must be one of local, redis, redis-cluster"))),
+    }
+}

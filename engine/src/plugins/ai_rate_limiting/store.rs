@@ -1,0 +1,73 @@
+//! The Redis side of the budgets (`policy: redis` / `redis-cluster`):
+//! reading a window's usage and charging it with one atomic script.
+
+use super::window::Usage;
+use super::{warn_throttled, AiRateLimiting};
+use crate::observe::metrics;
+use crate::redis::{self, RedisError, Reply};
+
+/// Adds the cost and opens the window (its expiry) with the first charge.
+const CHARGE_SCRIPT: &str = "local v = redis.call('INCRBY', KEYS[1], ARGV[1]) \
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+return v";
+
+impl AiRateLimiting {
+    /// Adds `cost` to the window at `key`, logging (throttled) and counting
+    /// a failure: the answer has gone out, so nothing else can be done.
+    pub(super) async fn redis_charge(&self, instance: &str, key: &[u8], cost: u64, window_ms: u64) {
+        let Some(target) = &self.redis else { return };
+        let cost = cost.to_string();
+        let window = window_ms.to_string();
+        let cmd: &[&[u8]] = &[
+            b"EVAL",
+            CHARGE_SCRIPT.as_bytes(),
+            b"1",
+            key,
+            cost.as_bytes(),
+            window.as_bytes(),
+        ];
+        let err = match redis::query(target, key, &[cmd]).await {
+            Ok(replies) => match replies.first() {
+                Some(Reply::Error(e)) => Some(RedisError::Server(e.clone())),
+                _ => None,
+            },
+            Err(e) => Some(e),
+        };
+        if let Some(e) = err {
+            metrics::RATE_LIMIT_STORE_ERRORS.inc();
+            warn_throttled(|| {
+                tracing::warn!(
+                    instance,
+                    cost,
+                    "ai-rate-limiting could not charge tokens: {e}"
+                )
+            });
+        }
+    }
+
+    pub(super) async fn redis_usage(
+        &self,
+        key: &[u8],
+        window_ms: u64,
+    ) -> Result<Usage, RedisError> {
+        let Some(target) = &self.redis else {
+            return Err(RedisError::Protocol("no redis target".into()));
+        };
+        let get: &[&[u8]] = &[b"GET", key];
+        let ttl: &[&[u8]] = &[b"PTTL", key];
+        let replies = redis::query(target, key, &[get, ttl]).await?;
+        let int = |r: Option<&Reply>| match r {
+            Some(Reply::Error(e)) => Err(RedisError::Server(e.clone())),
+            Some(r) => r
+                .as_int()
+                .ok_or_else(|| RedisError::Protocol(format!("unexpected reply {r:?}"))),
+            None => Err(RedisError::Protocol("missing reply".into())),
+        };
+        let used = int(replies.first())?.max(0) as u64;
+        let pttl = int(replies.get(1))?;
+        Ok(Usage {
+            used,
+            reset_ms: if pttl > 0 { pttl as u64 } else { window_ms },
+        })
+    }
+}
