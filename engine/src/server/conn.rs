@@ -206,6 +206,12 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
         log.record(&head, &ctx);
     }
     c.scratch = head.recycle();
+    // A burst grew the upstream buffer (net::read_more doubles it after a
+    // full read): an idle keep-alive connection goes back to a small one,
+    // whichever handler relayed.
+    if c.ubuf.is_empty() && c.ubuf.capacity() > 4 * net::MIN_READ {
+        c.ubuf = BytesMut::new();
+    }
     keep
 }
 

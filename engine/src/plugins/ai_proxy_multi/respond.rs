@@ -399,13 +399,7 @@ async fn stream(
     if chunked {
         c.wbuf.extend_from_slice(LAST_CHUNK);
     }
-    // A burst grew the buffer (net::read_more); an idle keep-alive
-    // connection goes back to a small one.
-    c.ubuf = if ubuf.capacity() > 0 && ubuf.capacity() <= 4 * net::MIN_READ {
-        ubuf
-    } else {
-        BytesMut::with_capacity(net::MIN_READ)
-    };
+    c.ubuf = ubuf;
     c.ubuf.clear();
     // After an upstream failure the chunked framing is still intact (error
     // event, then the last chunk), so the client connection stays usable.
