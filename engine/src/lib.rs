@@ -20,4 +20,5 @@ pub mod redis;
 pub mod router;
 pub mod server;
 pub mod sse;
+pub mod timer;
 pub mod upstream;

@@ -30,7 +30,7 @@ pub async fn unless_client_leaves<T>(
     let mut work = std::pin::pin!(work);
     let early = monoio::select! {
         r = &mut work => Some(r),
-        _ = monoio::time::sleep(WATCH_AFTER) => None,
+        _ = crate::timer::sleep(WATCH_AFTER) => None,
     };
     if let Some(r) = early {
         return Some(r);

@@ -148,7 +148,7 @@ impl GcpAuth {
             if Instant::now() >= deadline {
                 return Err(ProxyError::UpstreamTimeout);
             }
-            monoio::time::sleep(Duration::from_millis(10)).await;
+            crate::timer::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -354,7 +354,7 @@ async fn send<B: monoio::buf::IoBuf + 'static + Default>(
     buf: B,
     timeout: std::time::Duration,
 ) -> (Result<(), ProxyError>, B) {
-    match monoio::time::timeout(timeout, net::write_all(up, buf)).await {
+    match crate::timer::timeout(timeout, net::write_all(up, buf)).await {
         Ok((Ok(()), b)) => (Ok(()), b),
         Ok((Err(e), b)) => (Err(ProxyError::NoResponseIo(e)), b),
         Err(_) => (Err(ProxyError::UpstreamTimeout), B::default()),

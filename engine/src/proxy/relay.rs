@@ -51,7 +51,7 @@ pub async fn read_response_head(
         }
         scanned = ubuf.len();
         let buf = std::mem::take(ubuf);
-        match monoio::time::timeout(timeout, net::read_more(up, buf)).await {
+        match crate::timer::timeout(timeout, net::read_more(up, buf)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
             Ok((res, buf)) => {
                 *ubuf = buf;
@@ -194,7 +194,7 @@ pub async fn relay_body(
 /// Reads more upstream bytes into `ubuf`; end of stream is `UpstreamClosed`.
 async fn fill(up: &mut Io, ubuf: &mut BytesMut, timeout: Duration) -> Result<(), RelayError> {
     let buf = std::mem::take(ubuf);
-    match monoio::time::timeout(timeout, net::read_more(up, buf)).await {
+    match crate::timer::timeout(timeout, net::read_more(up, buf)).await {
         Err(_) => Err(RelayError::Upstream(ProxyError::UpstreamTimeout)),
         Ok((res, buf)) => {
             *ubuf = buf;
@@ -242,7 +242,7 @@ impl Sink<'_> {
         }
         self.flush().await?;
         let piece = ubuf.split_to(n).freeze();
-        match monoio::time::timeout(self.send_timeout, net::write_all(self.client, piece)).await {
+        match crate::timer::timeout(self.send_timeout, net::write_all(self.client, piece)).await {
             Ok((Ok(()), _)) => Ok(()),
             _ => Err(RelayError::Client),
         }
@@ -253,7 +253,7 @@ impl Sink<'_> {
             return Ok(());
         }
         let buf = std::mem::take(self.wbuf);
-        match monoio::time::timeout(self.send_timeout, net::write_all(self.client, buf)).await {
+        match crate::timer::timeout(self.send_timeout, net::write_all(self.client, buf)).await {
             Ok((Ok(()), mut buf)) => {
                 buf.clear();
                 *self.wbuf = buf;

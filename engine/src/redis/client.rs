@@ -76,7 +76,7 @@ pub async fn query(
     key: &[u8],
     cmds: &[&[&[u8]]],
 ) -> Result<Vec<Reply>, RedisError> {
-    match monoio::time::timeout(target.timeout, query_inner(target, key, cmds)).await {
+    match crate::timer::timeout(target.timeout, query_inner(target, key, cmds)).await {
         Ok(r) => r,
         Err(_) => Err(RedisError::Timeout),
     }

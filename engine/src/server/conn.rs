@@ -62,7 +62,7 @@ impl ClientConn {
     pub async fn flush_wbuf(&mut self, timeout: std::time::Duration) -> std::io::Result<()> {
         let buf = std::mem::take(&mut self.wbuf);
         let (res, mut buf) =
-            match monoio::time::timeout(timeout, net::write_all(&mut self.io, buf)).await {
+            match crate::timer::timeout(timeout, net::write_all(&mut self.io, buf)).await {
                 Ok(r) => r,
                 Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
             };
@@ -74,7 +74,7 @@ impl ClientConn {
     /// Reads more client bytes into `rbuf`; `Ok(0)` is end of stream.
     pub async fn read_more(&mut self, timeout: std::time::Duration) -> std::io::Result<usize> {
         let buf = std::mem::take(&mut self.rbuf);
-        match monoio::time::timeout(timeout, net::read_more(&mut self.io, buf)).await {
+        match crate::timer::timeout(timeout, net::read_more(&mut self.io, buf)).await {
             Ok((res, buf)) => {
                 self.rbuf = buf;
                 res
@@ -124,7 +124,7 @@ pub async fn serve(w: Rc<Worker>, io: Io, peer: SocketAddr, local_port: u16, raw
         }
     }
     use monoio::io::AsyncWriteRent;
-    let _ = monoio::time::timeout(w.gateway.timeouts.send, c.io.shutdown()).await;
+    let _ = crate::timer::timeout(w.gateway.timeouts.send, c.io.shutdown()).await;
 }
 
 async fn read_head(w: &Worker, c: &mut ClientConn, first: bool) -> HeadRead {
@@ -141,7 +141,7 @@ async fn read_head(w: &Worker, c: &mut ClientConn, first: bool) -> HeadRead {
         };
         let buf = std::mem::take(&mut c.rbuf);
         let read = monoio::select! {
-            r = monoio::time::timeout(wait, net::read_more(&mut c.io, buf)) => r,
+            r = crate::timer::timeout(wait, net::read_more(&mut c.io, buf)) => r,
             _ = w.shutdown.wait() => return HeadRead::Closed,
         };
         match read {

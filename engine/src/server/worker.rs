@@ -219,7 +219,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
                             };
                             // Boxed: the handshake's state is large and only
                             // TLS connections should carry it.
-                            match monoio::time::timeout(
+                            match crate::timer::timeout(
                                 w.gateway.timeouts.header,
                                 Box::pin(acceptor.accept(tcp)),
                             )

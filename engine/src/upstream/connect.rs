@@ -95,7 +95,7 @@ pub async fn open(
             })?;
         Ok(Io::ClientTls(Box::new(stream)))
     };
-    match monoio::time::timeout(timeout, work).await {
+    match crate::timer::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout(addr)),
     }

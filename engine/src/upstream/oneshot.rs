@@ -90,7 +90,7 @@ pub async fn request(req: &OneShot<'_>, clients: &TlsClients) -> Result<Answer, 
             body,
         })
     };
-    match monoio::time::timeout(req.timeout, work).await {
+    match crate::timer::timeout(req.timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(ProxyError::UpstreamTimeout),
     }

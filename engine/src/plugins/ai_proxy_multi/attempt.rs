@@ -151,7 +151,7 @@ async fn exchange_head(
     max_headers: usize,
 ) -> Result<ResponseHead, ProxyError> {
     let out = std::mem::take(bufs.wbuf);
-    let (res, out) = match monoio::time::timeout(timeout, net::write_all(io, out)).await {
+    let (res, out) = match crate::timer::timeout(timeout, net::write_all(io, out)).await {
         Ok(r) => r,
         Err(_) => return Err(ProxyError::UpstreamTimeout),
     };

@@ -341,7 +341,7 @@ async fn stream(
                 let watch = &c.watch;
                 monoio::select! {
                     r = &mut read => Ev::Read(r),
-                    _ = monoio::time::sleep(wait) => Ev::Tick,
+                    _ = crate::timer::sleep(wait) => Ev::Tick,
                     _ = client_closed(watch) => Ev::Gone,
                 }
             };
@@ -486,7 +486,7 @@ async fn read_owned(mut io: Io, buf: BytesMut) -> (Option<Io>, std::io::Result<u
 
 async fn fill(io: &mut Io, ubuf: &mut BytesMut, timeout: Duration) -> Result<usize, ProxyError> {
     let buf = std::mem::take(ubuf);
-    match monoio::time::timeout(timeout, net::read_more(io, buf)).await {
+    match crate::timer::timeout(timeout, net::read_more(io, buf)).await {
         Err(_) => Err(ProxyError::UpstreamTimeout),
         Ok((res, buf)) => {
             *ubuf = buf;
