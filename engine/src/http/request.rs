@@ -239,6 +239,13 @@ impl RequestHead {
     }
 
     /// Gives the header table back for the next request on the connection.
+    /// Moves the head's bytes into an allocation of their own, releasing
+    /// the (larger) read buffer they were parsed in: for a request that
+    /// stays open long, like a stream.
+    pub fn detach(&mut self) {
+        self.buf = Bytes::copy_from_slice(&self.buf);
+    }
+
     pub fn recycle(self) -> Vec<HeaderSpan> {
         self.headers
     }

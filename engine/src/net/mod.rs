@@ -19,6 +19,11 @@ pub type ServerTls = monoio_rustls::ServerTlsStream<TcpStream>;
 pub type ClientTls = monoio_rustls::ClientTlsStream<TcpStream>;
 
 /// A connection: TCP, or TLS on top of TCP.
+///
+/// The TLS arms of every I/O method are boxed: a TLS read or write future
+/// is ~700 bytes, and inline it would size every plain-TCP read and write
+/// (and every future around them, an open stream's included) to match.
+/// TLS pays one small allocation per operation, next to its crypto.
 pub enum Io {
     Tcp(TcpStream),
     ServerTls(Box<ServerTls>),
@@ -44,16 +49,16 @@ impl AsyncReadRent for Io {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Io::Tcp(s) => s.read(buf).await,
-            Io::ServerTls(s) => s.read(buf).await,
-            Io::ClientTls(s) => s.read(buf).await,
+            Io::ServerTls(s) => Box::pin(s.read(buf)).await,
+            Io::ClientTls(s) => Box::pin(s.read(buf)).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Io::Tcp(s) => s.readv(buf).await,
-            Io::ServerTls(s) => s.readv(buf).await,
-            Io::ClientTls(s) => s.readv(buf).await,
+            Io::ServerTls(s) => Box::pin(s.readv(buf)).await,
+            Io::ClientTls(s) => Box::pin(s.readv(buf)).await,
         }
     }
 }
@@ -62,32 +67,32 @@ impl AsyncWriteRent for Io {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Io::Tcp(s) => s.write(buf).await,
-            Io::ServerTls(s) => s.write(buf).await,
-            Io::ClientTls(s) => s.write(buf).await,
+            Io::ServerTls(s) => Box::pin(s.write(buf)).await,
+            Io::ClientTls(s) => Box::pin(s.write(buf)).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Io::Tcp(s) => s.writev(buf).await,
-            Io::ServerTls(s) => s.writev(buf).await,
-            Io::ClientTls(s) => s.writev(buf).await,
+            Io::ServerTls(s) => Box::pin(s.writev(buf)).await,
+            Io::ClientTls(s) => Box::pin(s.writev(buf)).await,
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             Io::Tcp(s) => s.flush().await,
-            Io::ServerTls(s) => s.flush().await,
-            Io::ClientTls(s) => s.flush().await,
+            Io::ServerTls(s) => Box::pin(s.flush()).await,
+            Io::ClientTls(s) => Box::pin(s.flush()).await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Io::Tcp(s) => s.shutdown().await,
-            Io::ServerTls(s) => s.shutdown().await,
-            Io::ClientTls(s) => s.shutdown().await,
+            Io::ServerTls(s) => Box::pin(s.shutdown()).await,
+            Io::ClientTls(s) => Box::pin(s.shutdown()).await,
         }
     }
 }
@@ -109,10 +114,20 @@ pub const MIN_READ: usize = 2 * 1024;
 /// reads while an idle one keeps its small buffer.
 pub async fn read_more<R: AsyncReadRent>(
     io: &mut R,
-    mut buf: BytesMut,
+    buf: BytesMut,
 ) -> (io::Result<usize>, BytesMut) {
-    if buf.capacity() - buf.len() < MIN_READ {
-        buf.reserve(buf.len().clamp(MIN_READ, READ_CHUNK));
+    read_at_least(io, buf, MIN_READ).await
+}
+
+/// [`read_more`] giving the read at least `min` bytes of room (a stream
+/// that trickles waits with less than [`MIN_READ`]).
+pub async fn read_at_least<R: AsyncReadRent>(
+    io: &mut R,
+    mut buf: BytesMut,
+    min: usize,
+) -> (io::Result<usize>, BytesMut) {
+    if buf.capacity() - buf.len() < min {
+        buf.reserve(buf.len().clamp(min, READ_CHUNK));
     }
     let len = buf.len();
     let cap = buf.capacity();

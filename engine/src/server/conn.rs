@@ -17,6 +17,7 @@ use super::worker::Worker;
 use crate::config::Handler;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HeaderSpan, HttpError, RequestHead};
 use crate::net::{self, Io, PeerWatch};
+use crate::plugins::ai_proxy_multi::handler::Handled;
 use crate::plugins::{AccessCx, Flow};
 
 /// A client connection and the buffers it reuses across requests.
@@ -200,7 +201,8 @@ fn skip_leading_crlf(buf: &mut BytesMut) {
 async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool {
     let snap = w.snapshot();
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
-    let keep = route_and_run(w, &snap, c, &head, &mut ctx).await;
+    let mut head = head;
+    let keep = route_and_run(w, &snap, c, &mut head, &mut ctx).await;
     w.stats.record(&ctx);
     if let Some(log) = &w.log {
         log.record(&head, &ctx);
@@ -220,13 +222,23 @@ async fn route_and_run(
     w: &Rc<Worker>,
     snap: &crate::config::Snapshot,
     c: &mut ClientConn,
-    head: &RequestHead,
+    head: &mut RequestHead,
     ctx: &mut RequestCtx,
 ) -> bool {
     let keep_alive = head.keep_alive && !w.shutdown.is_fired();
     let Some(idx) = snap.router.find(&head.method, head.path(), head.host()) else {
         ctx.status = 404;
-        return reply_error(w, c, head, 404, "404 Route Not Found", keep_alive).await;
+        // Boxed (here and below): rare answers should not size the
+        // connection's future, which an open stream keeps for its life.
+        return Box::pin(reply_error(
+            w,
+            c,
+            head,
+            404,
+            "404 Route Not Found",
+            keep_alive,
+        ))
+        .await;
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
@@ -239,7 +251,7 @@ async fn route_and_run(
     };
     if let Flow::Respond { status, body } = flow {
         ctx.status = status;
-        return reply_body(w, c, head, status, &body, keep_alive).await;
+        return Box::pin(reply_body(w, c, head, status, &body, keep_alive)).await;
     }
     match &route.handler {
         // Handlers are boxed so an idle keep-alive connection holds only
@@ -260,7 +272,7 @@ async fn route_and_run(
                 .or_else(|| route.plugins.ai_rate_limiting())
                 .or_else(|| snap.global_plugins.ai_rate_limiting())
                 .cloned();
-            Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
+            let handled = Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
                 w,
                 snap,
                 plugin,
@@ -270,7 +282,17 @@ async fn route_and_run(
                 ctx,
                 keep_alive,
             ))
-            .await
+            .await;
+            match handled {
+                Handled::Done(keep) => keep,
+                // The handler's state is freed; a stream that may stay open
+                // for minutes holds only its job. The head's bytes move out
+                // of the read buffer they were parsed in, so that goes too.
+                Handled::Stream(job) => {
+                    head.detach();
+                    Box::pin(job.run(w, c, ctx)).await
+                }
+            }
         }
     }
 }

@@ -75,9 +75,8 @@ impl Future for Deadline {
             None if tick == 0 => Poll::Ready(()),
             None => {
                 let start = wheel::claim_driver();
-                let registered = wheel::with(|w| {
-                    (!w.is_past(tick)).then(|| w.insert(tick, cx.waker().clone()))
-                });
+                let registered =
+                    wheel::with(|w| (!w.is_past(tick)).then(|| w.insert(tick, cx.waker().clone())));
                 if let Some(gen) = start {
                     monoio::spawn(wheel::Driver::new(gen));
                 }
@@ -187,7 +186,10 @@ mod tests {
                 sleep(Duration::from_millis(ms)).await;
                 let took = t.elapsed();
                 assert!(took >= Duration::from_millis(ms), "{ms} ms took {took:?}");
-                assert!(took < Duration::from_millis(ms + 500), "{ms} ms took {took:?}");
+                assert!(
+                    took < Duration::from_millis(ms + 500),
+                    "{ms} ms took {took:?}"
+                );
             }
             assert_eq!(pending(), 0);
         });
@@ -242,7 +244,11 @@ mod tests {
             monoio::time::sleep(Duration::from_millis(5)).await;
             let t = Instant::now();
             sleep(Duration::from_millis(3)).await;
-            assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_millis(300),
+                "{:?}",
+                t.elapsed()
+            );
             long.await;
             assert_eq!(pending(), 0);
         });

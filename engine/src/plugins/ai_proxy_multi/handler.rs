@@ -13,6 +13,7 @@ use serde_json::json;
 use super::attempt::{self, Buffers};
 use super::request::{intake, LlmRequest, Refused};
 use super::respond::{relay, AnswerMeta, Relayed};
+use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::config::Snapshot;
 use crate::health::{now_ms, Cooldown};
@@ -46,20 +47,35 @@ struct Skipped {
     quota: Option<(std::sync::Arc<str>, Quota)>,
 }
 
-/// Answers one request; returns whether the client connection stays open.
-/// `limiter` is the `ai-rate-limiting` config in force (the consumer's,
-/// else the route's).
+/// How the handler left a request.
+pub enum Handled<'a> {
+    /// Answered; whether the client connection stays open.
+    Done(bool),
+    /// An event stream to relay: the caller runs it (see [`StreamJob`]),
+    /// after this handler's state is gone.
+    Stream(Box<StreamJob<'a>>),
+}
+
+impl From<bool> for Handled<'_> {
+    fn from(keep: bool) -> Self {
+        Handled::Done(keep)
+    }
+}
+
+/// Answers one request, or hands back the stream to relay. `limiter` is
+/// the `ai-rate-limiting` config in force (the consumer's, else the
+/// route's).
 #[allow(clippy::too_many_arguments)]
-pub async fn handle(
+pub async fn handle<'a>(
     w: &Rc<Worker>,
     snap: &Snapshot,
-    plugin: &AiProxyMulti,
-    limiter: Option<&AiRateLimiting>,
+    plugin: &'a AiProxyMulti,
+    limiter: Option<&'a AiRateLimiting>,
     c: &mut ClientConn,
     head: &RequestHead,
     ctx: &mut RequestCtx,
     keep_alive: bool,
-) -> bool {
+) -> Handled<'a> {
     let request_started = ctx.started;
     ctx.request_type = RequestType::AiChat;
     // The phases are boxed one at a time: the handler's own state stays
@@ -68,7 +84,7 @@ pub async fn handle(
     // sum of every phase's locals).
     let req = match Box::pin(intake(w, c, head)).await {
         Ok(r) => r,
-        Err(Refused::ClientGone) => return false,
+        Err(Refused::ClientGone) => return Handled::Done(false),
         Err(Refused::Reply {
             status,
             message,
@@ -84,6 +100,7 @@ pub async fn handle(
                 &[],
             )
             .await
+            .into()
         }
     };
     ctx.request_type = if req.body.summary.stream {
@@ -138,19 +155,24 @@ pub async fn handle(
                         skipped.quota = Some((inst.name.clone(), q));
                         continue;
                     }
-                    return rate_limited(w, c, ctx, rl, &inst.name, &q, keep_alive).await;
+                    return rate_limited(w, c, ctx, rl, &inst.name, &q, keep_alive)
+                        .await
+                        .into();
                 }
                 Verdict::StoreDown(e) => {
                     let msg = format!("rate limit store unavailable: {e}");
                     return error_reply(w, c, ctx, 503, &reply::error_body(&msg), keep_alive, &[])
-                        .await;
+                        .await
+                        .into();
                 }
             }
         }
         let body = match upstream_body(plugin, inst, &req) {
             Ok(b) => b,
             Err(msg) => {
-                return error_reply(w, c, ctx, 400, &reply::error_body(&msg), keep_alive, &[]).await
+                return error_reply(w, c, ctx, 400, &reply::error_body(&msg), keep_alive, &[])
+                    .await
+                    .into()
             }
         };
         let attempt_started = Instant::now();
@@ -177,7 +199,8 @@ pub async fn handle(
                         keep_alive,
                         &[],
                     )
-                    .await;
+                    .await
+                    .into();
                 }
             },
         };
@@ -211,7 +234,7 @@ pub async fn handle(
             r
         };
         let answered = match result {
-            None => return false, // the client left; the attempt was dropped (cancelled)
+            None => return Handled::Done(false), // the client left; the attempt was dropped
             Some(Ok(a)) => a,
             Some(Err(e)) => {
                 inst.failed(&plugin.passive);
@@ -235,7 +258,8 @@ pub async fn handle(
                     keep_alive,
                     &[],
                 )
-                .await;
+                .await
+                .into();
             }
         };
         let status = answered.head.status;
@@ -281,7 +305,8 @@ pub async fn handle(
         ))
         .await
         {
-            Relayed::Done(keep) => return keep,
+            Relayed::Done(keep) => return Handled::Done(keep),
+            Relayed::Stream(job) => return Handled::Stream(job),
             Relayed::NotSent(e) => {
                 inst.failed(&plugin.passive);
                 tried.push(Tried {
@@ -301,16 +326,21 @@ pub async fn handle(
                     keep_alive,
                     &[],
                 )
-                .await;
+                .await
+                .into();
             }
         }
     }
     if tried.is_empty() && skipped.rate_limited > 0 {
         if let (Some(rl), Some((name, q))) = (limiter, &skipped.quota) {
-            return rate_limited(w, c, ctx, rl, name, q, keep_alive).await;
+            return rate_limited(w, c, ctx, rl, name, q, keep_alive)
+                .await
+                .into();
         }
     }
-    exhausted(w, c, ctx, &req, tried, skipped, keep_alive).await
+    exhausted(w, c, ctx, &req, tried, skipped, keep_alive)
+        .await
+        .into()
 }
 
 /// `rejected_code` with `rejected_msg`, and the exhausted budget's headers.

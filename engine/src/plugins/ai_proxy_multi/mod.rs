@@ -15,6 +15,7 @@ pub mod instance;
 pub mod request;
 pub mod respond;
 pub mod select;
+pub mod stream;
 
 use std::time::Duration;
 

@@ -1,0 +1,367 @@
+//! Streaming an SSE answer to the client, as a job the connection loop
+//! runs once the handler is done.
+//!
+//! When an instance answers with an event stream, the handler writes the
+//! response head and returns a [`StreamJob`]: the upstream connection,
+//! the body decoder, the format transform and what relaying needs to know.
+//! The handler's own state (the request body, the attempt plan, the
+//! upstream request) is freed before the stream's first read, so a stream
+//! waiting on a slow model holds this job, its buffers and the connection
+//! loop's state, nothing more.
+//!
+//! Each read is decoded, passed through the transform (which finds the
+//! first token and the usage report, and converts formats) and written as
+//! one chunk. Quiet streams get comment heartbeats; a client that leaves
+//! cancels the upstream; an upstream that fails mid-stream ends the client
+//! stream with an SSE error event and a clean end, never a silent
+//! truncation.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::attempt::Answered;
+use super::request::LlmRequest;
+use super::respond::{charge_local, pass_headers, ringway_headers, AnswerMeta};
+use super::AiProxyMulti;
+use crate::http::body::BodyDecoder;
+use crate::http::chunked::{write_chunk_header, LAST_CHUNK};
+use crate::http::write::{push_header, push_status_line};
+use crate::net::{self, Io};
+use crate::providers::wire::{StreamObservations, StreamTransform};
+use crate::proxy::ProxyError;
+use crate::server::conn::ClientConn;
+use crate::server::ctx::{RequestCtx, RequestType};
+use crate::server::worker::Worker;
+
+/// An SSE answer being relayed; see the module docs.
+pub struct StreamJob<'a> {
+    plugin: &'a AiProxyMulti,
+    meta: AnswerMeta<'a>,
+    /// The upstream connection; taken by each read (see [`read_owned`]).
+    io: Option<Io>,
+    key: crate::upstream::PoolKey,
+    served: u32,
+    reused: bool,
+    dec: BodyDecoder,
+    transform: StreamTransform,
+    obs: StreamObservations,
+    upstream_keep_alive: bool,
+    chunked: bool,
+    keep: bool,
+    sent_at: Instant,
+}
+
+impl<'a> StreamJob<'a> {
+    /// Writes the stream's response head into `c.wbuf` (sent with the
+    /// first chunk) and prepares the relay.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        c: &mut ClientConn,
+        ctx: &mut RequestCtx,
+        plugin: &'a AiProxyMulti,
+        req: &LlmRequest,
+        answered: Answered,
+        meta: AnswerMeta<'a>,
+        keep_alive: bool,
+        http10: bool,
+    ) -> Box<StreamJob<'a>> {
+        let Answered { up, head, sent_at } = answered;
+        ctx.request_type = RequestType::AiStream;
+        let chunked = !http10;
+        let keep = keep_alive && chunked;
+        {
+            let wbuf = &mut c.wbuf;
+            wbuf.clear();
+            push_status_line(wbuf, head.status);
+            pass_headers(wbuf, &head, true);
+            push_header(wbuf, b"Content-Type", b"text/event-stream");
+            push_header(wbuf, b"Cache-Control", b"no-cache");
+            push_header(wbuf, b"X-Accel-Buffering", b"no");
+            if chunked {
+                push_header(wbuf, b"Transfer-Encoding", b"chunked");
+            }
+            ringway_headers(wbuf, &meta, sent_at.elapsed());
+            if !keep {
+                wbuf.extend_from_slice(b"Connection: close\r\n");
+            }
+            wbuf.extend_from_slice(b"\r\n");
+        }
+        ctx.status = head.status;
+        if c.watch.is_none() {
+            c.watch = crate::net::PeerWatch::new(c.raw_fd);
+        }
+        // The client did not ask for OpenAI usage reporting: drop (or do
+        // not generate) the usage chunk; usage is still recorded.
+        let strip = !req.body.summary.include_usage;
+        let transform = StreamTransform::new(meta.inst.provider.wire, req.wire, strip);
+        // The upstream head's bytes share the upstream read buffer and the
+        // client's (empty) read buffer may be large: let both go, so an
+        // open stream holds little more than its state.
+        let dec = BodyDecoder::new(head.framing);
+        let upstream_keep_alive = head.keep_alive;
+        drop(head);
+        if c.rbuf.is_empty() {
+            c.rbuf = BytesMut::new();
+        }
+        Box::new(StreamJob {
+            plugin,
+            meta,
+            io: Some(up.io),
+            key: up.key,
+            served: up.served,
+            reused: up.reused,
+            dec,
+            transform,
+            obs: StreamObservations::default(),
+            upstream_keep_alive,
+            chunked,
+            keep,
+            sent_at,
+        })
+    }
+
+    /// Relays the stream to its end, the client's departure or an upstream
+    /// failure; returns whether the client connection stays open.
+    pub async fn run(
+        mut self: Box<Self>,
+        w: &Worker,
+        c: &mut ClientConn,
+        ctx: &mut RequestCtx,
+    ) -> bool {
+        let (limiter, inst) = (self.meta.limiter, self.meta.inst);
+        let keep = pump(&mut self, w, c, ctx).await;
+        // Local budgets were charged before the last bytes (charge_local);
+        // a Redis one is charged now that the answer is out.
+        if let Some(rl) = limiter {
+            rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
+                .await;
+        }
+        keep
+    }
+}
+
+/// The stream's loop; the job is borrowed, not moved, so its state is not
+/// copied into this future.
+async fn pump(
+    job: &mut StreamJob<'_>,
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+) -> bool {
+    let plugin = job.plugin;
+    let (io, dec, transform, obs, meta) = (
+        &mut job.io,
+        &mut job.dec,
+        &mut job.transform,
+        &mut job.obs,
+        &job.meta,
+    );
+    let (upstream_keep_alive, chunked, keep, sent_at) =
+        (job.upstream_keep_alive, job.chunked, job.keep, job.sent_at);
+    let send_timeout = w.gateway.timeouts.send;
+    // Grown by the first chunks, not reserved up front: a stream waiting
+    // for its first token should hold next to nothing.
+    let mut decoded: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    let timeout = plugin.transport.timeout;
+    let heartbeat = plugin.sse_heartbeat.unwrap_or(Duration::from_secs(86_400));
+    let mut upstream_error: Option<ProxyError> = None;
+    let mut ubuf = std::mem::take(&mut c.ubuf);
+    let mut last_upstream = Instant::now();
+    let mut at_eof = false;
+    // What came with the response head tells the first wait: a fast
+    // answer is already flowing, a model still thinking sent little.
+    let mut trickle = ubuf.len() < TRICKLE_READ;
+
+    loop {
+        decoded.clear();
+        let done = match dec.decode(&mut ubuf, |d| decoded.extend_from_slice(d)) {
+            Ok(d) => d,
+            Err(_) => {
+                upstream_error = Some(ProxyError::BadResponse("malformed chunked body"));
+                true
+            }
+        };
+        if !decoded.is_empty() {
+            let had_token = obs.first_token;
+            if transform.feed(&decoded, &mut out, obs).is_err() {
+                upstream_error = Some(ProxyError::BadResponse("malformed event stream"));
+            }
+            if !had_token && obs.first_token {
+                ctx.llm.ttft = Some(meta.attempt_started.elapsed());
+                ctx.llm.ttft_from_request = Some(meta.request_started.elapsed());
+            }
+        }
+        if done || at_eof || upstream_error.is_some() {
+            let _ = transform.finish(&mut out, obs);
+            break;
+        }
+        if !out.is_empty() || !c.wbuf.is_empty() {
+            frame(&mut c.wbuf, &out, chunked);
+            ctx.bytes_sent += out.len() as u64;
+            out.clear();
+            if c.flush_wbuf(send_timeout).await.is_err() {
+                return finish_abandoned(ctx, obs, meta);
+            }
+        }
+        // A stream that trickles (a model thinking, tokens one by one)
+        // waits with small buffers: scratch space is given back and the
+        // read gets a small one, grown again by a burst (net::read_more).
+        if trickle {
+            release_scratch(&mut decoded, &mut out, &mut c.wbuf, &mut ubuf);
+        }
+        // Wait for upstream bytes, sending heartbeats while it is quiet and
+        // stopping at once if the client leaves.
+        let Some(conn) = io.take() else { break };
+        let room = if trickle { TRICKLE_READ } else { net::MIN_READ };
+        let mut read = std::pin::pin!(read_owned(conn, std::mem::take(&mut ubuf), room));
+        let (conn, res, buf) = loop {
+            let wait = timeout
+                .saturating_sub(last_upstream.elapsed())
+                .min(heartbeat);
+            let ev = {
+                let watch = &c.watch;
+                monoio::select! {
+                    r = &mut read => Ev::Read(r),
+                    _ = crate::timer::sleep(wait) => Ev::Tick,
+                    _ = client_closed(watch) => Ev::Gone,
+                }
+            };
+            match ev {
+                Ev::Read(r) => break r,
+                // Dropping the read drops the upstream connection: cancelled.
+                Ev::Gone => return finish_abandoned(ctx, obs, meta),
+                Ev::Tick if last_upstream.elapsed() >= timeout => {
+                    upstream_error = Some(ProxyError::UpstreamTimeout);
+                    break (None, Ok(0), BytesMut::new());
+                }
+                Ev::Tick => {
+                    frame(&mut c.wbuf, b": ping\n\n", chunked);
+                    if c.flush_wbuf(send_timeout).await.is_err() {
+                        return finish_abandoned(ctx, obs, meta);
+                    }
+                }
+            }
+        };
+        *io = conn;
+        ubuf = buf;
+        last_upstream = Instant::now();
+        match res {
+            Ok(0) if upstream_error.is_none() => {
+                at_eof = true;
+                if !dec.eof_is_end() {
+                    upstream_error = Some(ProxyError::UpstreamClosed);
+                }
+            }
+            Ok(n) => trickle = n < TRICKLE_READ,
+            Err(e) => upstream_error = Some(ProxyError::UpstreamIo(e)),
+        }
+    }
+    ctx.upstream_response_time = Some(sent_at.elapsed());
+    record(ctx, obs);
+    if let Some(e) = &upstream_error {
+        tracing::warn!(instance = %meta.inst.name, "stream failed mid-way: {e}");
+        meta.inst.failed(&plugin.passive);
+        transform.error_event(&e.to_string(), &mut out);
+    } else if dec.is_done() && ubuf.is_empty() && upstream_keep_alive {
+        if let Some(io) = io.take() {
+            w.pool.put(
+                crate::upstream::UpstreamConn {
+                    io,
+                    key: job.key.clone(),
+                    served: job.served,
+                    reused: job.reused,
+                },
+                &plugin.transport.keepalive,
+            );
+        }
+    }
+    frame(&mut c.wbuf, &out, chunked);
+    ctx.bytes_sent += out.len() as u64;
+    if chunked {
+        c.wbuf.extend_from_slice(LAST_CHUNK);
+    }
+    c.ubuf = ubuf;
+    c.ubuf.clear();
+    // After an upstream failure the chunked framing is still intact (error
+    // event, then the last chunk), so the client connection stays usable.
+    charge_local(meta, ctx);
+    c.flush_wbuf(send_timeout).await.is_ok() && keep && (chunked || upstream_error.is_none())
+}
+
+/// Read size for a stream that trickles: one or two events fit.
+const TRICKLE_READ: usize = 512;
+
+/// Lets a waiting stream hold no scratch memory and post a small read.
+fn release_scratch(
+    decoded: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+    ubuf: &mut BytesMut,
+) {
+    for v in [decoded, out, wbuf] {
+        if v.is_empty() && v.capacity() > 0 {
+            *v = Vec::new();
+        }
+    }
+    if ubuf.is_empty() && ubuf.capacity() > TRICKLE_READ {
+        *ubuf = BytesMut::with_capacity(TRICKLE_READ);
+    }
+}
+
+/// The client left mid-stream: record what was seen, close.
+fn finish_abandoned(ctx: &mut RequestCtx, obs: &StreamObservations, meta: &AnswerMeta<'_>) -> bool {
+    record(ctx, obs);
+    charge_local(meta, ctx);
+    false
+}
+
+enum Ev {
+    Read((Option<Io>, std::io::Result<usize>, BytesMut)),
+    Tick,
+    Gone,
+}
+
+async fn client_closed(watch: &Option<crate::net::PeerWatch>) {
+    match watch {
+        Some(w) => w.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn record(ctx: &mut RequestCtx, obs: &StreamObservations) {
+    if obs.model.is_some() {
+        ctx.llm.model = obs.model.clone();
+    }
+    if let Some(u) = obs.usage {
+        ctx.llm.prompt_tokens = u.prompt_tokens;
+        ctx.llm.completion_tokens = u.completion_tokens;
+    }
+}
+
+/// Appends `data` to `wbuf` as one chunk (or raw for HTTP/1.0).
+fn frame(wbuf: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        write_chunk_header(wbuf, data.len());
+        wbuf.extend_from_slice(data);
+        wbuf.extend_from_slice(b"\r\n");
+    } else {
+        wbuf.extend_from_slice(data);
+    }
+}
+
+/// A read that owns its connection and buffer, so it can be raced against
+/// timers without the risk of losing bytes: it is either awaited to
+/// completion or dropped together with the connection.
+async fn read_owned(
+    mut io: Io,
+    buf: BytesMut,
+    room: usize,
+) -> (Option<Io>, std::io::Result<usize>, BytesMut) {
+    let (res, buf) = net::read_at_least(&mut io, buf, room).await;
+    (Some(io), res, buf)
+}
