@@ -63,6 +63,24 @@ fn quick_suite_writes_valid_json_and_svg() {
     let stream = read("compare-stream.json");
     assert!(stream[1]["summary"]["ttft"]["p50"].as_u64().unwrap() > 0);
     assert!(stream[1]["added_ttft_p50_us"].is_i64());
+    for name in ["under-load-chat.json", "under-load-stream.json"] {
+        let load = read(name);
+        let names: Vec<&str> = load
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["direct", "ringway"], "{name}");
+        assert!(load[1]["summary"]["ok"].as_u64().unwrap() > 0, "{name}");
+        assert!(load[1]["added_p99_us"].is_i64(), "{name}");
+    }
+    assert!(
+        read("suite.json")["under_load"]["chat_rate"]
+            .as_f64()
+            .unwrap()
+            >= 100.0
+    );
     assert_eq!(read("sweep.json").as_array().unwrap().len(), 2);
     assert!(
         read("idle-streams.json")["kib_per_stream"]

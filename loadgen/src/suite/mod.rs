@@ -6,12 +6,13 @@
 //! histograms), SVG plots, and `README.md` with the tables.
 //!
 //! Sections: side-by-side chat and streaming (req/s, latency, TTFT, CPU
-//! per request, ratios), added latency at concurrency 1, a concurrency
+//! per request, ratios), the same at half load in open loop (the
+//! gateway's added latency without queueing), added latency at
+//! concurrency 1, a concurrency
 //! sweep, the throughput frontier (highest open-loop rate with p99 under
 //! 1/5/10 ms), memory per idle open SSE stream, cost as instances grow,
 //! a body-size sweep, and the fallback verdicts.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,10 +22,14 @@ use mock_llm::{InstanceConfig, MockServer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+mod frontier;
+mod idle;
+mod output;
+mod under_load;
+
 use crate::compare::{compare, Target, TargetReport};
 use crate::procs::{self, Proc};
-use crate::run::{run, Mode, RunSpec};
-use crate::stats::{decode, Summary};
+use crate::run::{Mode, RunSpec};
 use crate::workload::{Template, Url, Workload};
 
 #[derive(Debug, Clone)]
@@ -243,6 +248,14 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     write_json(&args.out, "compare-stream.json", &stream)?;
     crate::compare::print_table("chat, streaming", &stream);
 
+    say("added latency under load (open loop, half of ringway's closed-loop rate)");
+    let (chat_rate, load_chat) = under_load::under_load(&env, args, &chat, false)?;
+    write_json(&args.out, "under-load-chat.json", &load_chat)?;
+    crate::compare::print_table("chat under load", &load_chat);
+    let (stream_rate, load_stream) = under_load::under_load(&env, args, &stream, true)?;
+    write_json(&args.out, "under-load-stream.json", &load_stream)?;
+    crate::compare::print_table("streaming under load", &load_stream);
+
     say("added latency at concurrency 1");
     let mut c1_targets = targets(
         &env,
@@ -310,7 +323,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     write_json(&args.out, "sweep.json", &sweep)?;
 
     say("throughput frontier");
-    let frontier = frontier(&env, args)?;
+    let frontier = frontier::frontier(&env, args)?;
     write_json(&args.out, "frontier.json", &frontier)?;
 
     say("memory per idle stream");
@@ -319,7 +332,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     // the open-file limit it could raise itself to (a container may cap
     // the hard limit, 20,000 here).
     let fd_cap = (nofile.saturating_sub(512) / 3) as usize;
-    let idle = idle_streams(&env, args, args.idle_streams.min(fd_cap.max(1)))?;
+    let idle = idle::idle_streams(&env, args, args.idle_streams.min(fd_cap.max(1)))?;
     write_json(&args.out, "idle-streams.json", &idle)?;
 
     say("cost as instances grow");
@@ -371,12 +384,17 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     write_json(&args.out, "fallback.json", &fb)?;
     crate::fallback::print_verdicts(&fb);
 
-    plots(&args.out, &chat, &stream, &sweep)?;
-    index.insert("machine".into(), machine());
+    output::plots(&args.out, &chat, &stream, &sweep)?;
+    index.insert("machine".into(), output::machine());
     index.insert("quick".into(), json!(args.quick));
     index.insert("chat".into(), headline(&chat));
     index.insert("stream".into(), headline(&stream));
     index.insert("c1".into(), headline(&c1));
+    index.insert(
+        "under_load".into(),
+        json!({"max_conns": under_load::MAX_CONNS, "chat_rate": chat_rate, "stream_rate": stream_rate,
+               "chat": headline(&load_chat), "stream": headline(&load_stream)}),
+    );
     index.insert("guard_rails".into(), headline(&guarded));
     index.insert("frontier".into(), frontier.clone());
     index.insert("idle_streams".into(), idle.clone());
@@ -384,7 +402,16 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     let index = Value::Object(index);
     write_json(&args.out, "suite.json", &index)?;
     let md = crate::report::readme(
-        &index, &chat, &stream, &c1, &guarded, &sweep, &inst, &bodies, &fb,
+        &index,
+        &chat,
+        &stream,
+        [&load_chat, &load_stream],
+        &c1,
+        &guarded,
+        &sweep,
+        &inst,
+        &bodies,
+        &fb,
     );
     std::fs::write(args.out.join("README.md"), md).map_err(|e| e.to_string())?;
     Ok(index)
@@ -403,197 +430,4 @@ fn headline(r: &[TargetReport]) -> Value {
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
-}
-
-/// Highest open-loop rate through ringway whose p99 stays under 1, 5 and
-/// 10 ms with no errors.
-fn frontier(env: &Env, args: &SuiteArgs) -> Result<Value, String> {
-    let rates: Vec<f64> = if args.quick {
-        vec![200.0, 400.0]
-    } else {
-        vec![1e3, 2e3, 5e3, 1e4, 1.5e4, 2e4, 2.5e4, 3e4, 4e4, 5e4, 6e4]
-    };
-    let mut points = Vec::new();
-    let mut best: BTreeMap<&str, f64> = BTreeMap::new();
-    for rate in rates {
-        let s = spec(
-            env.ringway.1,
-            "/v1/chat/completions",
-            &workload(false, 16),
-            Mode::Open {
-                rate,
-                max_conns: 1024,
-            },
-            args.run_secs,
-        );
-        let r = run(&s).map_err(|e| e.to_string())?;
-        let sum = r.stats.summary(r.elapsed);
-        let clean = sum.ok == sum.requests && sum.requests > 0;
-        for (name, limit) in [
-            ("p99_under_1ms", 1_000),
-            ("p99_under_5ms", 5_000),
-            ("p99_under_10ms", 10_000),
-        ] {
-            if clean && sum.latency.p99 <= limit {
-                best.insert(name, sum.rps);
-            }
-        }
-        points.push(json!({"rate": rate, "rps": sum.rps, "p50_us": sum.latency.p50, "p99_us": sum.latency.p99, "errors": sum.requests - sum.ok}));
-        if !clean || sum.latency.p99 > 50_000 {
-            break;
-        }
-    }
-    Ok(json!({"best": best, "points": points}))
-}
-
-/// Opens `n` streams that wait for a first token that never comes (the
-/// mock's `slow` instance) and reads ringway's RSS before and during.
-/// A fresh gateway serves them: in the one that ran the load sections, the
-/// allocator's retained free pages would absorb the streams without RSS
-/// growing, and the figure would come out too low.
-fn idle_streams(env: &Env, args: &SuiteArgs, n: usize) -> Result<Value, String> {
-    use std::io::Write;
-    let (gateway, addr) = procs::start_ringway(
-        &args.ringway,
-        &ringway_config(&env.mock, 2),
-        1,
-        args.gateway_cpu,
-    )?;
-    let pid = gateway.pid();
-    let body = workload(true, 16).body();
-    let req = format!(
-        "POST /idle/v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let slow = env.mock.instance("slow");
-    let open_now = || slow.stats().open_streams as usize;
-    // In batches, each established end to end before the next: 10,000
-    // connects at once overflow listen backlogs, and SYN retries would leave
-    // part of the streams unopened when RSS is read. The first batch is a
-    // small warm-up, so per-thread allocator and ring setup is in "before".
-    const BATCH: usize = 250;
-    const WARM: usize = 50;
-    let base = open_now();
-    let mut socks = Vec::with_capacity(n + WARM);
-    let mut before = None;
-    while socks.len() < n + WARM {
-        let batch = if socks.is_empty() {
-            WARM
-        } else {
-            BATCH.min(n + WARM - socks.len())
-        };
-        for _ in 0..batch {
-            let mut s = std::net::TcpStream::connect(addr)
-                .map_err(|e| format!("idle stream connect: {e}"))?;
-            s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-            socks.push(s);
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while open_now() < base + socks.len() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if before.is_none() {
-            std::thread::sleep(Duration::from_millis(200));
-            before = Some((procs::rss_kib(pid), open_now()));
-        }
-    }
-    let (before, base) = before.unwrap_or((0, base));
-    let open = open_now().saturating_sub(base);
-    std::thread::sleep(Duration::from_millis(200));
-    let during = procs::rss_kib(pid);
-    drop(socks);
-    drop(gateway);
-    // Per stream that reached the upstream after the warm-up (all of them,
-    // unless the deadline above ran out).
-    let per = (during.saturating_sub(before)) as f64 / open.max(1) as f64;
-    Ok(
-        json!({"streams": n, "open_upstream_streams": open, "rss_before_kib": before,
-              "rss_during_kib": during, "kib_per_stream": per, "fresh_gateway": true}),
-    )
-}
-
-fn machine() -> Value {
-    let cmd = |c: &str, a: &[&str]| {
-        std::process::Command::new(c)
-            .args(a)
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
-    json!({
-        "cpus": std::fs::read_to_string("/proc/cpuinfo")
-            .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
-            .unwrap_or(0),
-        "cpu_model": cpu,
-        "kernel": cmd("uname", &["-r"]),
-        "date": cmd("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        "rustc": cmd("rustc", &["--version"]),
-        "nginx": cmd("sh", &["-c", "nginx -v 2>&1"]),
-        "ringway": env!("CARGO_PKG_VERSION"),
-    })
-}
-
-fn hist_of(s: &Summary, ttft: bool) -> Option<hdrhistogram::Histogram<u64>> {
-    decode(if ttft {
-        &s.histograms.ttft
-    } else {
-        &s.histograms.latency
-    })
-}
-
-fn plots(
-    dir: &Path,
-    chat: &[TargetReport],
-    stream: &[TargetReport],
-    sweep: &[Value],
-) -> Result<(), String> {
-    let lat: Vec<(String, hdrhistogram::Histogram<u64>)> = chat
-        .iter()
-        .filter_map(|t| hist_of(&t.summary, false).map(|h| (t.name.clone(), h)))
-        .collect();
-    let refs: Vec<(String, &hdrhistogram::Histogram<u64>)> =
-        lat.iter().map(|(n, h)| (n.clone(), h)).collect();
-    crate::plot::cdf(
-        &dir.join("latency-cdf.svg"),
-        "Chat latency CDF (non-streaming)",
-        &refs,
-    )?;
-    let ttft: Vec<(String, hdrhistogram::Histogram<u64>)> = stream
-        .iter()
-        .filter_map(|t| hist_of(&t.summary, true).map(|h| (t.name.clone(), h)))
-        .collect();
-    let refs: Vec<(String, &hdrhistogram::Histogram<u64>)> =
-        ttft.iter().map(|(n, h)| (n.clone(), h)).collect();
-    crate::plot::cdf(
-        &dir.join("ttft-cdf.svg"),
-        "Time to first token CDF (streaming)",
-        &refs,
-    )?;
-    let mut by_target: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for point in sweep {
-        let c = point["concurrency"].as_f64().unwrap_or(1.0);
-        for t in point["targets"].as_array().into_iter().flatten() {
-            let name = t["name"].as_str().unwrap_or("?").to_owned();
-            let rps = t["summary"]["rps"].as_f64().unwrap_or(0.0);
-            by_target.entry(name).or_default().push((c, rps));
-        }
-    }
-    let series: Vec<(String, Vec<(f64, f64)>)> = by_target.into_iter().collect();
-    crate::plot::lines(
-        &dir.join("throughput-vs-concurrency.svg"),
-        "Throughput vs concurrency",
-        "concurrency (log)",
-        "requests/s",
-        &series,
-    )
 }
