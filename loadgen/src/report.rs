@@ -99,7 +99,7 @@ pub fn readme(
         "## Added latency under load (open loop, at most {} connections)\n",
         u["max_conns"]
     );
-    let _ = writeln!(out, "The closed-loop runs above saturate the gateway's core, so their latency is mostly queueing behind the other connections (for nginx as for ringway). Here requests arrive on schedule at half the rate ringway sustained above, latency measured from each request's due time.\n");
+    let _ = writeln!(out, "The closed-loop runs above saturate the gateway's core, so their latency is mostly queueing behind the other connections (for nginx as for ringway). Here requests arrive on schedule at a quarter of the rate ringway sustained above, latency measured from each request's due time.\n");
     for (label, rate, reports) in [
         ("Chat", &u["chat_rate"], under_load[0]),
         ("Streaming", &u["stream_rate"], under_load[1]),

@@ -6,7 +6,7 @@
 //! histograms), SVG plots, and `README.md` with the tables.
 //!
 //! Sections: side-by-side chat and streaming (req/s, latency, TTFT, CPU
-//! per request, ratios), the same at half load in open loop (the
+//! per request, ratios), the same at quarter load in open loop (the
 //! gateway's added latency without queueing), added latency at
 //! concurrency 1, a concurrency
 //! sweep, the throughput frontier (highest open-loop rate with p99 under
@@ -248,7 +248,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     write_json(&args.out, "compare-stream.json", &stream)?;
     crate::compare::print_table("chat, streaming", &stream);
 
-    say("added latency under load (open loop, half of ringway's closed-loop rate)");
+    say("added latency under load (open loop, a quarter of ringway's closed-loop rate)");
     let (chat_rate, load_chat) = under_load::under_load(&env, args, &chat, false)?;
     write_json(&args.out, "under-load-chat.json", &load_chat)?;
     crate::compare::print_table("chat under load", &load_chat);

@@ -14,7 +14,7 @@ use crate::run::Mode;
 /// Most connections the open loop may use (the closed loop's count).
 pub const MAX_CONNS: usize = 32;
 
-/// Runs the comparison at half of ringway's rate in `closed`; returns the
+/// Runs the comparison at a quarter of ringway's rate in `closed`; returns the
 /// rate used and the reports.
 pub(super) fn under_load(
     env: &Env,
@@ -26,7 +26,10 @@ pub(super) fn under_load(
         .iter()
         .find(|t| t.name == "ringway")
         .map_or(0.0, |t| t.summary.rps);
-    let rate = (ringway_rps * 0.5).max(100.0).round();
+    // A quarter: at half, this 2-core setup's load-and-mock core saturates
+    // in open loop before the gateway does (see the frontier section), and
+    // the tails measure that core, not the gateway.
+    let rate = (ringway_rps * 0.25).max(100.0).round();
     let mode = Mode::Open {
         rate,
         max_conns: MAX_CONNS,
