@@ -104,7 +104,8 @@ pub fn readme(
         ("Chat", &u["chat_rate"], under_load[0]),
         ("Streaming", &u["stream_rate"], under_load[1]),
     ] {
-        let _ = writeln!(out, "### {label} at {rate} req/s\n");
+        let rate = rate.as_f64().unwrap_or(0.0);
+        let _ = writeln!(out, "### {label} at {rate:.0} req/s\n");
         table(&mut out, reports);
         if let Some(r) = reports.iter().find(|t| t.name == "ringway") {
             let _ = writeln!(

@@ -1,8 +1,8 @@
 //! Added latency under load. The closed-loop comparisons run every
 //! gateway at saturation, where a request's latency is mostly the queue of
 //! the 31 others ahead of it on the gateway's core (nginx's as much as
-//! ringway's). Here the same requests arrive open loop at half the rate
-//! ringway sustained in closed loop, over at most 32 connections, to
+//! ringway's). Here the same requests arrive open loop at a quarter of
+//! the rate ringway sustained in closed loop, over at most 32 connections, to
 //! mock-llm directly, ringway and nginx alike: the added p50/p99 and TTFT
 //! are then the gateway's own cost at a realistic load, measured from each
 //! request's due time (no coordinated omission).
