@@ -301,3 +301,60 @@ fn access_log_carries_the_llm_variables() {
     );
     assert_eq!(stream["llm_instance"], "openai-instance");
 }
+
+/// The text of every `delta.content` in an OpenAI event stream, and the
+/// number of events carrying one.
+fn streamed_content(body: &str) -> (String, usize) {
+    let mut text = String::new();
+    let mut events = 0;
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(c);
+            events += 1;
+        }
+    }
+    (text, events)
+}
+
+#[test]
+fn a_stream_that_waits_then_bursts_arrives_whole_and_in_order() {
+    // While a stream waits for its first token the gateway reads with a
+    // small buffer (an idle stream holds little memory); the burst that
+    // follows (300 tokens back to back, ~60 KB) must still arrive whole.
+    let m = mock_llm::MockServer::builder()
+        .instance(
+            mock_llm::InstanceConfig::new("openai")
+                .tokens(300)
+                .ttft(Duration::from_millis(80)),
+        )
+        .spawn()
+        .unwrap();
+    let ask = r#"{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"Count."}]}"#;
+    let direct = {
+        let mut c = Conn::connect(m.instance("openai").addr());
+        let r = c.post_json("/v1/chat/completions", ask);
+        assert_eq!(r.status, 200);
+        streamed_content(&r.text())
+    };
+    assert!(direct.1 >= 300, "{direct:?}");
+    let doc = ai_config(
+        &["/anything"],
+        json!({"instances": [instance("openai-instance", 1, &chat_url(&m, "openai"), "gpt-4")]}),
+    );
+    let gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..2 {
+        let r = c.post_json("/anything", ask);
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+        assert_eq!(streamed_content(&text), direct);
+    }
+}

@@ -5,8 +5,10 @@
 //!
 //! [`config`] parses APISIX's schema, [`instance`] compiles one instance,
 //! [`select`] orders instances for a request, [`handler`] runs the
-//! attempts and relays the response. The plugin is the route's content
-//! handler: it answers the request itself, after the access phase.
+//! attempts, [`respond`] relays a JSON answer, and [`stream`] relays an SSE
+//! answer as a job the connection loop runs once the handler has returned.
+//! The plugin is the route's content handler: it answers the request
+//! itself, after the access phase.
 
 pub mod attempt;
 pub mod config;
