@@ -353,6 +353,15 @@ fn a_stream_that_waits_then_bursts_arrives_whole_and_in_order() {
     for _ in 0..2 {
         let r = c.post_json("/anything", ask);
         assert_eq!(r.status, 200);
+        // The gateway's own stream headers replace the upstream's, once each.
+        for name in ["content-type", "cache-control"] {
+            let n = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .count();
+            assert_eq!(n, 1, "{name} in {:?}", r.headers);
+        }
         let text = r.text();
         assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
         assert_eq!(streamed_content(&text), direct);

@@ -116,13 +116,14 @@ pub(super) fn ringway_headers(out: &mut Vec<u8>, meta: &AnswerMeta<'_>, upstream
 }
 
 /// Upstream headers worth passing on (request ids, provider rate-limit
-/// hints), without framing or hop-by-hop ones.
-pub(super) fn pass_headers(out: &mut Vec<u8>, head: &ResponseHead, skip_type: bool) {
+/// hints), without framing or hop-by-hop ones, nor those in `ours` (which
+/// the gateway writes itself).
+pub(super) fn pass_headers(out: &mut Vec<u8>, head: &ResponseHead, ours: &[&[u8]]) {
     for (name, value) in head.header_pairs() {
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"content-encoding")
-            || (skip_type && name.eq_ignore_ascii_case(b"content-type"))
+            || ours.iter().any(|o| name.eq_ignore_ascii_case(o))
         {
             continue;
         }
@@ -200,7 +201,12 @@ async fn json(
     let wbuf = &mut c.wbuf;
     wbuf.clear();
     push_status_line(wbuf, status);
-    pass_headers(wbuf, &head, converted_body.is_some());
+    let ours: &[&[u8]] = if converted_body.is_some() {
+        &[b"content-type"]
+    } else {
+        &[]
+    };
+    pass_headers(wbuf, &head, ours);
     if converted_body.is_some() {
         push_header(wbuf, b"Content-Type", b"application/json");
     }

@@ -74,7 +74,11 @@ impl<'a> StreamJob<'a> {
             let wbuf = &mut c.wbuf;
             wbuf.clear();
             push_status_line(wbuf, head.status);
-            pass_headers(wbuf, &head, true);
+            pass_headers(
+                wbuf,
+                &head,
+                &[b"content-type", b"cache-control", b"x-accel-buffering"],
+            );
             push_header(wbuf, b"Content-Type", b"text/event-stream");
             push_header(wbuf, b"Cache-Control", b"no-cache");
             push_header(wbuf, b"X-Accel-Buffering", b"no");
