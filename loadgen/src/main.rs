@@ -84,6 +84,20 @@ enum Cmd {
         #[arg(long)]
         litellm: Option<std::path::PathBuf>,
     },
+    /// Memory per idle open SSE stream for one or more ringway builds, one
+    /// after another against one mock-llm whose first token never comes
+    /// (each build a fresh process, one worker).
+    Idle {
+        /// ringway binaries to compare.
+        #[arg(required = true)]
+        builds: Vec<std::path::PathBuf>,
+        /// Streams per build (capped by the open-file limit).
+        #[arg(short = 'n', long, default_value_t = 4000)]
+        streams: usize,
+        /// Rounds over the builds (A B A B …).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
     /// Fallback correctness under scripted mock-llm chaos (starts mock-llm
     /// in process and ringway as a child); exits 1 on any violation.
     Fallback {
@@ -221,6 +235,33 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Idle {
+            builds,
+            streams,
+            rounds,
+        } => match loadgen::suite::compare_idle(&builds, streams, rounds) {
+            Ok(rows) => {
+                println!(
+                    "{:40} {:>8} {:>12} {:>12} {:>11}",
+                    "build", "streams", "RSS before", "RSS during", "KiB/stream"
+                );
+                for (b, v) in rows {
+                    println!(
+                        "{:40} {:>8} {:>10} K {:>10} K {:>11.2}",
+                        b.display(),
+                        v["open_upstream_streams"].as_u64().unwrap_or(0),
+                        v["rss_before_kib"].as_u64().unwrap_or(0),
+                        v["rss_during_kib"].as_u64().unwrap_or(0),
+                        v["kib_per_stream"].as_f64().unwrap_or(0.0)
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Fallback {
             phase_secs,
             concurrency,

@@ -141,3 +141,29 @@ fn quick_suite_writes_valid_json_and_svg() {
         assert!(readme.contains(section), "README lacks {section}");
     }
 }
+
+#[test]
+fn idle_compares_builds_side_by_side() {
+    // The same build twice: two rows, each with streams open through the
+    // gateway and a per-stream figure.
+    let bin = ringway_bin();
+    let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["idle", "-n", "300"])
+        .arg(&bin)
+        .arg(&bin)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[1], "300", "{row}");
+        assert!(cols.last().unwrap().parse::<f64>().unwrap() > 0.0, "{row}");
+    }
+}

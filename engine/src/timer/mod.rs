@@ -21,7 +21,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-pub use wheel::{forget_driver, Key};
+pub use wheel::forget_driver;
+use wheel::Key;
 
 /// A point in time to wait for; registers with the wheel when first
 /// polled and unregisters when dropped.
@@ -74,9 +75,12 @@ impl Future for Deadline {
             }
             None if tick == 0 => Poll::Ready(()),
             None => {
-                let start = wheel::claim_driver();
-                let registered =
-                    wheel::with(|w| (!w.is_past(tick)).then(|| w.insert(tick, cx.waker().clone())));
+                // One visit to the wheel: register, and learn whether this
+                // thread still needs its driver.
+                let (registered, start) = wheel::with(|w| {
+                    let registered = (!w.is_past(tick)).then(|| w.insert(tick, cx.waker().clone()));
+                    (registered, w.claim_driver())
+                });
                 if let Some(gen) = start {
                     monoio::spawn(wheel::Driver::new(gen));
                 }
@@ -136,14 +140,6 @@ pub fn timeout<F: Future>(d: Duration, work: F) -> Timeout<F> {
     Timeout {
         work,
         deadline: sleep(d),
-    }
-}
-
-/// Like [`timeout`] with an absolute deadline.
-pub fn timeout_at<F: Future>(at: Instant, work: F) -> Timeout<F> {
-    Timeout {
-        work,
-        deadline: sleep_until(at),
     }
 }
 

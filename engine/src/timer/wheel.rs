@@ -16,8 +16,6 @@ const SLOT_BITS: u32 = 16;
 const SLOTS: usize = 1 << SLOT_BITS;
 const MASK: u64 = SLOTS as u64 - 1;
 const NIL: u32 = u32::MAX;
-/// One tick.
-const TICK: Duration = Duration::from_millis(1);
 
 /// A registered deadline: where it sits and which use of the slot it is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -101,12 +99,18 @@ impl Wheel {
     }
 
     fn instant_of(&self, tick: u64) -> Instant {
-        self.epoch + TICK * tick.min(u64::from(u32::MAX)) as u32
+        self.epoch + Duration::from_millis(tick)
     }
 
     /// Entries waiting (for tests and metrics).
     pub fn live(&self) -> usize {
         self.live
+    }
+
+    /// When this thread has no running driver: marks one running and
+    /// returns its generation (the caller spawns it).
+    pub fn claim_driver(&mut self) -> Option<u64> {
+        (!std::mem::replace(&mut self.driver_running, true)).then_some(self.driver_gen)
     }
 
     /// Whether `tick` has already passed (fire at once, do not insert).
@@ -276,12 +280,6 @@ impl Wheel {
         }
         None
     }
-}
-
-/// When this thread's wheel has no running driver: marks one running and
-/// returns its generation.
-pub fn claim_driver() -> Option<u64> {
-    with(|w| (!std::mem::replace(&mut w.driver_running, true)).then_some(w.driver_gen))
 }
 
 /// Forgets this thread's driver (its runtime ended); the next deadline

@@ -5,29 +5,39 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{ringway_config, workload, Env, SuiteArgs};
+use std::path::Path;
+
+use mock_llm::MockServer;
+
+use super::{ringway_config, workload};
 use crate::procs;
+
+/// Most idle streams the open-file limit allows: ringway holds three
+/// descriptors per stream (client, its disconnect watch, upstream).
+pub(crate) fn fd_cap(nofile: u64) -> usize {
+    ((nofile.saturating_sub(512) / 3) as usize).max(1)
+}
 
 /// Opens `n` streams that wait for a first token that never comes (the
 /// mock's `slow` instance) and reads ringway's RSS before and during.
 /// A fresh gateway serves them: in the one that ran the load sections, the
 /// allocator's retained free pages would absorb the streams without RSS
 /// growing, and the figure would come out too low.
-pub(super) fn idle_streams(env: &Env, args: &SuiteArgs, n: usize) -> Result<Value, String> {
+pub(super) fn idle_streams(
+    mock: &MockServer,
+    ringway: &Path,
+    gateway_cpu: Option<usize>,
+    n: usize,
+) -> Result<Value, String> {
     use std::io::Write;
-    let (gateway, addr) = procs::start_ringway(
-        &args.ringway,
-        &ringway_config(&env.mock, 2),
-        1,
-        args.gateway_cpu,
-    )?;
+    let (gateway, addr) = procs::start_ringway(ringway, &ringway_config(mock, 2), 1, gateway_cpu)?;
     let pid = gateway.pid();
     let body = workload(true, 16).body();
     let req = format!(
         "POST /idle/v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let slow = env.mock.instance("slow");
+    let slow = mock.instance("slow");
     let open_now = || slow.stats().open_streams as usize;
     // In batches, each established end to end before the next: 10,000
     // connects at once overflow listen backlogs, and SYN retries would leave
@@ -65,6 +75,11 @@ pub(super) fn idle_streams(env: &Env, args: &SuiteArgs, n: usize) -> Result<Valu
     let during = procs::rss_kib(pid);
     drop(socks);
     drop(gateway);
+    // The next measurement counts from a mock with these streams gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_now() > base && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Per stream that reached the upstream after the warm-up (all of them,
     // unless the deadline above ran out).
     let per = (during.saturating_sub(before)) as f64 / open.max(1) as f64;

@@ -124,6 +124,44 @@ fn ringway_config(m: &MockServer, n: usize) -> String {
     )
 }
 
+/// The suite's mock-llm: `m1` and `m2` answer 16 tokens at once, `slow`
+/// never sends its first token (idle streams).
+fn suite_mock() -> Result<MockServer, String> {
+    let tokens = 16;
+    MockServer::builder()
+        .instance(InstanceConfig::new("m1").tokens(tokens))
+        .instance(InstanceConfig::new("m2").tokens(tokens))
+        .instance(
+            InstanceConfig::new("slow")
+                .tokens(1)
+                .ttft(Duration::from_secs(600)),
+        )
+        .workers(1)
+        .spawn()
+        .map_err(|e| format!("mock-llm: {e}"))
+}
+
+/// Memory per idle open stream for each of `builds` (ringway binaries),
+/// measured one after another in `rounds` (A B A B …) against one mock:
+/// `(build, result)` in measurement order. `loadgen idle` runs this to
+/// compare builds; the suite's section measures one build the same way.
+pub fn compare_idle(
+    builds: &[PathBuf],
+    streams: usize,
+    rounds: usize,
+) -> Result<Vec<(PathBuf, Value)>, String> {
+    let nofile = ringway::server::rlimit::raise_nofile();
+    let streams = streams.min(idle::fd_cap(nofile));
+    let mock = suite_mock()?;
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        for b in builds {
+            out.push((b.clone(), idle::idle_streams(&mock, b, None, streams)?));
+        }
+    }
+    Ok(out)
+}
+
 struct Env {
     mock: MockServer,
     ringway: (Proc, SocketAddr),
@@ -180,18 +218,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
         // mock-llm's threads inherit this affinity.
         procs::pin_current_thread(cpu);
     }
-    let tokens = 16;
-    let mock = MockServer::builder()
-        .instance(InstanceConfig::new("m1").tokens(tokens))
-        .instance(InstanceConfig::new("m2").tokens(tokens))
-        .instance(
-            InstanceConfig::new("slow")
-                .tokens(1)
-                .ttft(Duration::from_secs(600)),
-        )
-        .workers(1)
-        .spawn()
-        .map_err(|e| format!("mock-llm: {e}"))?;
+    let mock = suite_mock()?;
     let ringway = procs::start_ringway(
         &args.ringway,
         &ringway_config(&mock, 2),
@@ -331,8 +358,12 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     // duplicate that watches it for leaving, upstream socket): stay inside
     // the open-file limit it could raise itself to (a container may cap
     // the hard limit, 20,000 here).
-    let fd_cap = (nofile.saturating_sub(512) / 3) as usize;
-    let idle = idle::idle_streams(&env, args, args.idle_streams.min(fd_cap.max(1)))?;
+    let idle = idle::idle_streams(
+        &env.mock,
+        &args.ringway,
+        args.gateway_cpu,
+        args.idle_streams.min(idle::fd_cap(nofile)),
+    )?;
     write_json(&args.out, "idle-streams.json", &idle)?;
 
     say("cost as instances grow");

@@ -51,6 +51,20 @@ pub(super) fn charge_local(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
     }
 }
 
+/// Charges the answer's usage to a Redis token budget, once the answer is
+/// out (a remote store never delays it); local budgets were charged before
+/// the last bytes (see [`charge_local`]).
+pub(super) async fn charge_remote(
+    limiter: Option<&crate::plugins::ai_rate_limiting::AiRateLimiting>,
+    inst: &Instance,
+    ctx: &RequestCtx,
+) {
+    if let Some(rl) = limiter {
+        rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
+            .await;
+    }
+}
+
 /// How relaying ended.
 pub enum Relayed<'a> {
     /// The client has its answer; whether the connection stays open.
@@ -91,11 +105,8 @@ pub async fn relay<'a>(
     }
     let (limiter, inst) = (meta.limiter, meta.inst);
     let relayed = json(w, c, ctx, plugin, req, answered, meta, keep_alive).await;
-    // Local budgets were charged before the last bytes (charge_local);
-    // a Redis one is charged now that the answer is out.
-    if let (Relayed::Done(_), Some(rl)) = (&relayed, limiter) {
-        rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
-            .await;
+    if let Relayed::Done(_) = relayed {
+        charge_remote(limiter, inst, ctx).await;
     }
     relayed
 }

@@ -22,7 +22,7 @@ use bytes::BytesMut;
 
 use super::attempt::Answered;
 use super::request::LlmRequest;
-use super::respond::{charge_local, pass_headers, ringway_headers, AnswerMeta};
+use super::respond::{charge_local, charge_remote, pass_headers, ringway_headers, AnswerMeta};
 use super::AiProxyMulti;
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::{write_chunk_header, LAST_CHUNK};
@@ -135,12 +135,7 @@ impl<'a> StreamJob<'a> {
     ) -> bool {
         let (limiter, inst) = (self.meta.limiter, self.meta.inst);
         let keep = pump(&mut self, w, c, ctx).await;
-        // Local budgets were charged before the last bytes (charge_local);
-        // a Redis one is charged now that the answer is out.
-        if let Some(rl) = limiter {
-            rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
-                .await;
-        }
+        charge_remote(limiter, inst, ctx).await;
         keep
     }
 }
