@@ -133,6 +133,14 @@ pub fn print_summary(label: &str, s: &Summary) {
             human_us(t.max)
         );
     }
+    if let Some(t) = &s.lateness {
+        println!(
+            "  sent late p50 {}  p99 {}  max {}  (open-loop pacing against the schedule)",
+            human_us(t.p50),
+            human_us(t.p99),
+            human_us(t.max)
+        );
+    }
     if !s.instances.is_empty() {
         println!("  instances {:?}", s.instances);
     }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod compare;
 pub mod fallback;
+pub mod pace;
 pub mod plot;
 pub mod procs;
 pub mod report;

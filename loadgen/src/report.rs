@@ -99,7 +99,7 @@ pub fn readme(
         "## Added latency under load (open loop, at most {} connections)\n",
         u["max_conns"]
     );
-    let _ = writeln!(out, "The closed-loop runs above saturate the gateway's core, so their latency is mostly queueing behind the other connections (for nginx as for ringway). Here requests arrive on schedule at a quarter of the rate ringway sustained above, latency measured from each request's due time.\n");
+    let _ = writeln!(out, "The closed-loop runs above saturate the gateway's core, so their latency is mostly queueing behind the other connections (for nginx as for ringway). Here requests arrive on schedule at a quarter of the rate ringway sustained above, evenly spaced to the microsecond (a timerfd per sender, not the runtime's millisecond wheel, which would send them in bunches), latency measured from each request's due time.\n");
     for (label, rate, reports) in [
         ("Chat", &u["chat_rate"], under_load[0]),
         ("Streaming", &u["stream_rate"], under_load[1]),
@@ -107,6 +107,13 @@ pub fn readme(
         let rate = rate.as_f64().unwrap_or(0.0);
         let _ = writeln!(out, "### {label} at {rate:.0} req/s\n");
         table(&mut out, reports);
+        if let Some(l) = reports.iter().find_map(|t| t.summary.lateness.as_ref()) {
+            let _ = writeln!(
+                out,
+                "\nPacing: requests left p50 {} µs / p99 {} µs after their due time (to {}; latency counts from the due time regardless).",
+                l.p50, l.p99, reports[0].name
+            );
+        }
         if let Some(r) = reports.iter().find(|t| t.name == "ringway") {
             let _ = writeln!(
                 out,

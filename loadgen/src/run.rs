@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::client::{Conn, Failure, Outcome};
+use crate::pace::Pacer;
 use crate::schedule::{latency_from_due, Schedule};
 use crate::stats::{histogram, human_us, micros, ErrorClass, Stats};
 
@@ -95,6 +96,14 @@ impl Shared {
                     }
                 }
             }
+        }
+    }
+
+    /// How late an open-loop request left, against its due time.
+    fn record_lateness(&self, due: Instant, sent: Instant) {
+        if due >= self.measure_from {
+            let late = sent.saturating_duration_since(due);
+            let _ = self.stats.borrow_mut().lateness.record(micros(late));
         }
     }
 
@@ -184,30 +193,23 @@ async fn closed_worker(sh: Rc<Shared>, addr: SocketAddr, request: Bytes) {
     }
 }
 
-/// The timer wheel ticks in milliseconds, and lateness would count against
-/// the target in open-loop mode (latency is measured from the due time).
-/// So the sender wakes up two ticks early and sends everything due before
-/// the next tick; a request sent early is measured from when it was really
-/// sent, one sent late from when it was due. Arrivals bunch within a
-/// few milliseconds at most; none is ever delayed.
-const LOOKAHEAD: Duration = Duration::from_millis(2);
-
-async fn wait_until(due: Instant) -> Instant {
-    let now = Instant::now();
-    if due > now + LOOKAHEAD {
-        monoio::time::sleep(due - now - LOOKAHEAD).await;
-    }
-    due.min(Instant::now())
-}
-
 async fn open_loop(sh: Rc<Shared>, spec: &RunSpec, rate: f64, max_conns: usize) {
     let idle: Rc<RefCell<Vec<Conn>>> = Rc::new(RefCell::new(Vec::new()));
     let open = Rc::new(Cell::new(0usize));
+    let pacer = match Pacer::new() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("loadgen: cannot pace open-loop arrivals (timerfd: {e})");
+            return;
+        }
+    };
     let schedule = Schedule::new(Instant::now(), rate);
     let mut i = 0u64;
     let mut tasks = Vec::new();
     while !sh.done() {
-        let due = wait_until(schedule.due(i)).await;
+        let due = schedule.due(i);
+        let sent = pacer.wait_until(due).await;
+        sh.record_lateness(due, sent);
         i += 1;
         let (sh, idle, open, addr, req) = (
             sh.clone(),

@@ -41,6 +41,9 @@ pub struct Stats {
     pub latency: Histogram<u64>,
     pub ttft: Histogram<u64>,
     pub itl: Histogram<u64>,
+    /// Open loop: how late each request was sent against its due time
+    /// (the pacing's precision; latency counts from the due time anyway).
+    pub lateness: Histogram<u64>,
     pub ok: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<ErrorClass, u64>,
@@ -54,6 +57,7 @@ impl Default for Stats {
             latency: histogram(),
             ttft: histogram(),
             itl: histogram(),
+            lateness: histogram(),
             ok: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -76,6 +80,7 @@ impl Stats {
         let _ = self.latency.add(&other.latency);
         let _ = self.ttft.add(&other.ttft);
         let _ = self.itl.add(&other.itl);
+        let _ = self.lateness.add(&other.lateness);
         self.ok += other.ok;
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
@@ -106,6 +111,7 @@ impl Stats {
             latency: Percentiles::of(&self.latency),
             ttft: (!self.ttft.is_empty()).then(|| Percentiles::of(&self.ttft)),
             itl: (!self.itl.is_empty()).then(|| Percentiles::of(&self.itl)),
+            lateness: (!self.lateness.is_empty()).then(|| Percentiles::of(&self.lateness)),
             histograms: Histograms {
                 latency: encode(&self.latency),
                 ttft: encode(&self.ttft),
@@ -182,6 +188,9 @@ pub struct Summary {
     pub latency: Percentiles,
     pub ttft: Option<Percentiles>,
     pub itl: Option<Percentiles>,
+    /// Open loop only: how late requests were sent (see `Stats::lateness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness: Option<Percentiles>,
     pub histograms: Histograms,
 }
 

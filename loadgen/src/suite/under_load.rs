@@ -5,7 +5,9 @@
 //! the rate ringway sustained in closed loop, over at most 32 connections, to
 //! mock-llm directly, ringway and nginx alike: the added p50/p99 and TTFT
 //! are then the gateway's own cost at a realistic load, measured from each
-//! request's due time (no coordinated omission).
+//! request's due time (no coordinated omission). Arrivals are evenly
+//! spaced to the microsecond ([`crate::pace`]); how late each left is in
+//! the report.
 
 use super::{targets, workload, Env, SuiteArgs};
 use crate::compare::{compare, TargetReport};
