@@ -134,7 +134,12 @@ impl<'a> StreamJob<'a> {
         ctx: &mut RequestCtx,
     ) -> bool {
         let (limiter, inst) = (self.meta.limiter, self.meta.inst);
-        let keep = pump(&mut self, w, c, ctx).await;
+        // The watch is lent to the pump for the whole stream: one readiness
+        // poll on the client socket serves every read, instead of one armed
+        // and cancelled per read.
+        let watch = c.watch.take();
+        let keep = pump(&mut self, w, c, ctx, &watch).await;
+        c.watch = watch;
         charge_remote(limiter, inst, ctx).await;
         keep
     }
@@ -147,6 +152,7 @@ async fn pump(
     w: &Worker,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
+    watch: &Option<crate::net::PeerWatch>,
 ) -> bool {
     let plugin = job.plugin;
     let (io, dec, transform, obs, meta) = (
@@ -172,6 +178,7 @@ async fn pump(
     // What came with the response head tells the first wait: a fast
     // answer is already flowing, a model still thinking sent little.
     let mut trickle = ubuf.len() < TRICKLE_READ;
+    let mut gone = std::pin::pin!(client_closed(watch));
 
     loop {
         decoded.clear();
@@ -219,13 +226,10 @@ async fn pump(
             let wait = timeout
                 .saturating_sub(last_upstream.elapsed())
                 .min(heartbeat);
-            let ev = {
-                let watch = &c.watch;
-                monoio::select! {
-                    r = &mut read => Ev::Read(r),
-                    _ = crate::timer::sleep(wait) => Ev::Tick,
-                    _ = client_closed(watch) => Ev::Gone,
-                }
+            let ev = monoio::select! {
+                r = &mut read => Ev::Read(r),
+                _ = crate::timer::sleep(wait) => Ev::Tick,
+                _ = &mut gone => Ev::Gone,
             };
             match ev {
                 Ev::Read(r) => break r,

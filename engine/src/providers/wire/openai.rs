@@ -117,6 +117,70 @@ pub fn chunk_has_content(v: &Value) -> bool {
     })
 }
 
+/// What the gateway reads from one OpenAI stream chunk, borrowed from the
+/// chunk's bytes: the model, whether it carries content, its usage. Unlike
+/// a `serde_json::Value` it builds no tree of maps (the relay parses every
+/// chunk up to the first token, and the usage chunk).
+#[derive(Deserialize)]
+pub struct ChunkView<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(default)]
+    usage: Option<UsageFields>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow, default)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(borrow, default)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+impl<'a> ChunkView<'a> {
+    /// `None` when the chunk is not JSON of the expected shape (the caller
+    /// then falls back to a `Value`).
+    pub fn parse(data: &'a [u8]) -> Option<ChunkView<'a>> {
+        serde_json::from_slice(data).ok()
+    }
+
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// As [`chunk_has_content`].
+    pub fn has_content(&self) -> bool {
+        let Some(choices) = &self.choices else {
+            return false;
+        };
+        choices.iter().filter_map(|c| c.delta.as_ref()).any(|d| {
+            d.content.as_deref().is_some_and(|s| !s.is_empty())
+                || d.refusal.as_deref().is_some_and(|s| !s.is_empty())
+                || d.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+        })
+    }
+
+    /// As [`usage`].
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage.as_ref().map(UsageFields::to_usage)
+    }
+
+    /// A usage-only chunk: `choices` is an empty array.
+    pub fn usage_only(&self) -> bool {
+        self.choices.as_ref().is_some_and(Vec::is_empty)
+    }
+}
+
 #[derive(Deserialize)]
 struct UsageFields {
     #[serde(default)]
@@ -130,11 +194,17 @@ struct UsageFields {
 /// `usage` from its raw JSON slice (`None` for null or malformed).
 pub fn usage_slice(raw: &[u8]) -> Option<Usage> {
     let u: UsageFields = serde_json::from_slice(raw).ok()?;
-    Some(Usage {
-        prompt_tokens: u.prompt_tokens,
-        completion_tokens: u.completion_tokens,
-        total_tokens: u
-            .total_tokens
-            .unwrap_or(u.prompt_tokens + u.completion_tokens),
-    })
+    Some(u.to_usage())
+}
+
+impl UsageFields {
+    fn to_usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self
+                .total_tokens
+                .unwrap_or(self.prompt_tokens + self.completion_tokens),
+        }
+    }
 }

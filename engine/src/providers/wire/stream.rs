@@ -131,22 +131,39 @@ impl StreamTransform {
             out.extend_from_slice(ev.raw);
             return;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
-            out.extend_from_slice(ev.raw);
-            return;
+        let want_model = obs.model.is_none();
+        let (model, has_content, usage, usage_only) = match openai::ChunkView::parse(&ev.data) {
+            Some(c) => (
+                c.model().filter(|_| want_model).map(str::to_owned),
+                c.has_content(),
+                c.usage(),
+                c.usage_only(),
+            ),
+            // An odd shape (a number where a string was expected, …): the
+            // lenient tree reading, as for any JSON.
+            None => {
+                let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
+                    out.extend_from_slice(ev.raw);
+                    return;
+                };
+                (
+                    v.get("model").and_then(Value::as_str).map(str::to_owned),
+                    openai::chunk_has_content(&v),
+                    openai::usage(&v),
+                    v.get("choices")
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty),
+                )
+            }
         };
-        if obs.model.is_none() {
-            obs.model = v.get("model").and_then(Value::as_str).map(str::to_owned);
+        if want_model {
+            obs.model = model;
         }
-        if openai::chunk_has_content(&v) {
+        if has_content {
             obs.first_token = true;
         }
-        if let Some(u) = openai::usage(&v) {
+        if let Some(u) = usage {
             obs.usage = Some(u);
-            let usage_only = v
-                .get("choices")
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty);
             if self.strip_usage_chunk && usage_only {
                 return;
             }

@@ -419,3 +419,33 @@ fn error_events_in_the_clients_format() {
         .unwrap()
         .starts_with("event: error\ndata: {"));
 }
+
+#[test]
+fn the_borrowed_chunk_view_reads_what_the_tree_reads() {
+    let chunks: &[&str] = &[
+        r#"{"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}"#,
+        r#"{"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hi \"there\" \u00e9"}}]}"#,
+        r#"{"model":"m","choices":[{"delta":{"refusal":"no"}}]}"#,
+        r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}"#,
+        r#"{"choices":[{"delta":{"tool_calls":[]}}]}"#,
+        r#"{"choices":[{"finish_reason":"stop"}]}"#,
+        r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#,
+        r#"{"choices":[],"usage":{"prompt_tokens":3}}"#,
+        r#"{"choices":[{"delta":{"content":"x"}}],"usage":{}}"#,
+        r#"{"id":"x","object":"chat.completion.chunk","extra":{"nested":[1,2,{"a":null}]}}"#,
+    ];
+    for raw in chunks {
+        let v: Value = serde_json::from_str(raw).unwrap();
+        let c = openai::ChunkView::parse(raw.as_bytes()).expect(raw);
+        assert_eq!(c.model(), v.get("model").and_then(Value::as_str), "{raw}");
+        assert_eq!(c.has_content(), openai::chunk_has_content(&v), "{raw}");
+        assert_eq!(c.usage(), openai::usage(&v), "{raw}");
+        let usage_only = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        assert_eq!(c.usage_only(), usage_only, "{raw}");
+    }
+    // A shape the typed view refuses is left to the tree reading.
+    assert!(openai::ChunkView::parse(br#"{"model":7}"#).is_none());
+}
