@@ -16,6 +16,11 @@ use super::anthropic::{finish_reason, stop_reason};
 use super::{openai, Usage, Wire, WireError};
 use crate::sse::{SseEvent, SseParser};
 
+/// Finds a usage report in an OpenAI chunk. Built once: `memmem::find`
+/// would build a searcher for every event of every stream.
+static USAGE_MEMBER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
+
 /// What the relay learns from a stream.
 #[derive(Default, Debug, Clone, PartialEq, Eq)]
 pub struct StreamObservations {
@@ -126,7 +131,7 @@ impl StreamTransform {
             out.extend_from_slice(ev.raw);
             return;
         }
-        let has_usage = memchr::memmem::find(&ev.data, b"\"usage\":{").is_some();
+        let has_usage = USAGE_MEMBER.find(&ev.data).is_some();
         if obs.first_token && obs.model.is_some() && !has_usage {
             out.extend_from_slice(ev.raw);
             return;
