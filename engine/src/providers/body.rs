@@ -39,7 +39,9 @@ impl TopLevel {
         let mut s = Scanner { b: body, i: 0 };
         s.ws();
         s.expect(b'{', "expected a JSON object")?;
-        let mut members = Vec::new();
+        // A chat request has a handful of members (model, messages,
+        // stream, options): one allocation, not one per doubling.
+        let mut members = Vec::with_capacity(8);
         s.ws();
         if s.peek() == Some(b'}') {
             let close = s.i;

@@ -182,6 +182,9 @@ async fn pump(
 
     loop {
         decoded.clear();
+        // Sized once per read (decoding only removes framing), instead of
+        // doubling up through the first events.
+        decoded.reserve(ubuf.len());
         let done = match dec.decode(&mut ubuf, |d| decoded.extend_from_slice(d)) {
             Ok(d) => d,
             Err(_) => {
@@ -191,6 +194,7 @@ async fn pump(
         };
         if !decoded.is_empty() {
             let had_token = obs.first_token;
+            out.reserve(decoded.len());
             if transform.feed(&decoded, &mut out, obs).is_err() {
                 upstream_error = Some(ProxyError::BadResponse("malformed event stream"));
             }

@@ -119,32 +119,116 @@ pub fn chunk_has_content(v: &Value) -> bool {
 
 /// What the gateway reads from one OpenAI stream chunk, borrowed from the
 /// chunk's bytes: the model, whether it carries content, its usage. Unlike
-/// a `serde_json::Value` it builds no tree of maps (the relay parses every
-/// chunk up to the first token, and the usage chunk).
+/// a `serde_json::Value` it builds no tree of maps and, unless the model
+/// name has escapes, allocates nothing (the relay parses every chunk up to
+/// the first token, and the usage chunk).
 #[derive(Deserialize)]
 pub struct ChunkView<'a> {
     #[serde(borrow, default)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<ChoiceView<'a>>>,
+    model: Option<Text<'a>>,
+    #[serde(default)]
+    choices: Option<Choices>,
     #[serde(default)]
     usage: Option<UsageFields>,
 }
 
-#[derive(Deserialize)]
-struct ChoiceView<'a> {
-    #[serde(borrow, default)]
-    delta: Option<DeltaView<'a>>,
+/// A string borrowed from the chunk when it has no escapes. (serde borrows
+/// a bare `Cow<str>` field, but not one inside an `Option`.)
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Str<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Str(std::marker::PhantomData))
+    }
+}
+
+/// The `choices` array, summarised while it is read (no `Vec`).
+struct Choices {
+    len: usize,
+    content: bool,
+}
+
+impl<'de> Deserialize<'de> for Choices {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = Choices;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Choices, A::Error> {
+                let mut c = Choices {
+                    len: 0,
+                    content: false,
+                };
+                while let Some(choice) = seq.next_element::<ChoiceView>()? {
+                    c.len += 1;
+                    c.content |= choice.delta.is_some_and(|d| d.has_content());
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_seq(Seq)
+    }
 }
 
 #[derive(Deserialize)]
-struct DeltaView<'a> {
-    #[serde(borrow, default)]
-    content: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    refusal: Option<std::borrow::Cow<'a, str>>,
+struct ChoiceView {
+    #[serde(default)]
+    delta: Option<DeltaView>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView {
+    #[serde(default)]
+    content: Option<Filled>,
+    #[serde(default)]
+    refusal: Option<Filled>,
     #[serde(default)]
     tool_calls: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+impl DeltaView {
+    fn has_content(&self) -> bool {
+        self.content.as_ref().is_some_and(|f| f.0)
+            || self.refusal.as_ref().is_some_and(|f| f.0)
+            || self.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+/// A JSON string read only for whether it is empty: nothing is copied.
+struct Filled(bool);
+
+impl<'de> Deserialize<'de> for Filled {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str;
+        impl serde::de::Visitor<'_> for Str {
+            type Value = Filled;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Filled, E> {
+                Ok(Filled(!v.is_empty()))
+            }
+        }
+        d.deserialize_str(Str)
+    }
 }
 
 impl<'a> ChunkView<'a> {
@@ -155,19 +239,12 @@ impl<'a> ChunkView<'a> {
     }
 
     pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.model.as_ref().map(|t| &*t.0)
     }
 
     /// As [`chunk_has_content`].
     pub fn has_content(&self) -> bool {
-        let Some(choices) = &self.choices else {
-            return false;
-        };
-        choices.iter().filter_map(|c| c.delta.as_ref()).any(|d| {
-            d.content.as_deref().is_some_and(|s| !s.is_empty())
-                || d.refusal.as_deref().is_some_and(|s| !s.is_empty())
-                || d.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
-        })
+        self.choices.as_ref().is_some_and(|c| c.content)
     }
 
     /// As [`usage`].
@@ -177,7 +254,7 @@ impl<'a> ChunkView<'a> {
 
     /// A usage-only chunk: `choices` is an empty array.
     pub fn usage_only(&self) -> bool {
-        self.choices.as_ref().is_some_and(Vec::is_empty)
+        self.choices.as_ref().is_some_and(|c| c.len == 0)
     }
 }
 
