@@ -107,11 +107,14 @@ pub fn readme(
         let rate = rate.as_f64().unwrap_or(0.0);
         let _ = writeln!(out, "### {label} at {rate:.0} req/s\n");
         table(&mut out, reports);
-        if let Some(l) = reports.iter().find_map(|t| t.summary.lateness.as_ref()) {
+        if let Some((name, l)) = reports
+            .iter()
+            .find_map(|t| Some((&t.name, t.summary.lateness.as_ref()?)))
+        {
             let _ = writeln!(
                 out,
-                "\nPacing: requests left p50 {} µs / p99 {} µs after their due time (to {}; latency counts from the due time regardless).",
-                l.p50, l.p99, reports[0].name
+                "\nPacing: requests left p50 {} µs / p99 {} µs after their due time (to {name}; latency counts from the due time regardless).",
+                l.p50, l.p99
             );
         }
         if let Some(r) = reports.iter().find(|t| t.name == "ringway") {

@@ -258,6 +258,46 @@ impl<'a> ChunkView<'a> {
     }
 }
 
+/// What the stream relay needs from one OpenAI chunk.
+pub struct ChunkFacts {
+    /// Only when asked for (it is kept once, from the first chunk).
+    pub model: Option<String>,
+    pub has_content: bool,
+    pub usage: Option<Usage>,
+    /// `choices` is an empty array (OpenAI's usage-only chunk).
+    pub usage_only: bool,
+}
+
+impl ChunkFacts {
+    /// Reads a chunk through [`ChunkView`]; a shape the view refuses (a
+    /// number where a string was expected, …) gets the lenient `Value`
+    /// reading, as any JSON. `None` when the chunk is not JSON at all.
+    pub fn read(data: &[u8], want_model: bool) -> Option<ChunkFacts> {
+        if let Some(c) = ChunkView::parse(data) {
+            return Some(ChunkFacts {
+                model: c.model().filter(|_| want_model).map(str::to_owned),
+                has_content: c.has_content(),
+                usage: c.usage(),
+                usage_only: c.usage_only(),
+            });
+        }
+        let v: Value = serde_json::from_slice(data).ok()?;
+        Some(ChunkFacts {
+            model: v
+                .get("model")
+                .and_then(Value::as_str)
+                .filter(|_| want_model)
+                .map(str::to_owned),
+            has_content: chunk_has_content(&v),
+            usage: usage(&v),
+            usage_only: v
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty),
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct UsageFields {
     #[serde(default)]

@@ -137,39 +137,19 @@ impl StreamTransform {
             return;
         }
         let want_model = obs.model.is_none();
-        let (model, has_content, usage, usage_only) = match openai::ChunkView::parse(&ev.data) {
-            Some(c) => (
-                c.model().filter(|_| want_model).map(str::to_owned),
-                c.has_content(),
-                c.usage(),
-                c.usage_only(),
-            ),
-            // An odd shape (a number where a string was expected, …): the
-            // lenient tree reading, as for any JSON.
-            None => {
-                let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
-                    out.extend_from_slice(ev.raw);
-                    return;
-                };
-                (
-                    v.get("model").and_then(Value::as_str).map(str::to_owned),
-                    openai::chunk_has_content(&v),
-                    openai::usage(&v),
-                    v.get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(Vec::is_empty),
-                )
-            }
+        let Some(facts) = openai::ChunkFacts::read(&ev.data, want_model) else {
+            out.extend_from_slice(ev.raw);
+            return;
         };
         if want_model {
-            obs.model = model;
+            obs.model = facts.model;
         }
-        if has_content {
+        if facts.has_content {
             obs.first_token = true;
         }
-        if let Some(u) = usage {
+        if let Some(u) = facts.usage {
             obs.usage = Some(u);
-            if self.strip_usage_chunk && usage_only {
+            if self.strip_usage_chunk && facts.usage_only {
                 return;
             }
         }
