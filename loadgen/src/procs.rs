@@ -123,10 +123,23 @@ pub fn start_ringway(
     workers: usize,
     cpu: Option<usize>,
 ) -> Result<(Proc, SocketAddr), String> {
+    start_ringway_with(bin, "", config_yaml, workers, cpu)
+}
+
+/// [`start_ringway`] with extra `gateway:` settings (one `key: value` per
+/// line, unindented).
+pub fn start_ringway_with(
+    bin: &Path,
+    gateway_extra: &str,
+    config_yaml: &str,
+    workers: usize,
+    cpu: Option<usize>,
+) -> Result<(Proc, SocketAddr), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("ringway.yaml");
+    let extra: String = gateway_extra.lines().map(|l| format!("  {l}\n")).collect();
     let cfg = format!(
-        "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\n  admin: {{enabled: false}}\n  metrics: {{enabled: false}}\n{config_yaml}"
+        "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\n  admin: {{enabled: false}}\n  metrics: {{enabled: false}}\n{extra}{config_yaml}"
     );
     std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
     let errors = std::fs::File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;

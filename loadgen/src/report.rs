@@ -117,10 +117,11 @@ pub fn readme(
                 l.p50, l.p99
             );
         }
-        if let Some(r) = reports.iter().find(|t| t.name == "ringway") {
+        for r in reports.iter().filter(|t| t.name.starts_with("ringway")) {
             let _ = writeln!(
                 out,
-                "\nringway adds {} µs at p50 and **{} µs at p99** (target ≤ 100 µs){}.\n",
+                "\n{} adds {} µs at p50 and **{} µs at p99** (target ≤ 100 µs){}.\n",
+                r.name,
                 r.added_p50_us,
                 r.added_p99_us,
                 r.added_ttft_p50_us

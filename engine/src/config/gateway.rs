@@ -24,6 +24,7 @@ struct GatewayFile {
     timeouts: Option<TimeoutsFile>,
     ssl_trusted_certificate: Option<String>,
     access_log: Option<AccessLogFile>,
+    busy_poll_us: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +89,10 @@ pub struct GatewaySettings {
     /// web PKI roots.
     pub ssl_trusted_certificate: Option<PathBuf>,
     pub access_log: Option<AccessLogTarget>,
+    /// How long a worker keeps polling its ring after a request or stream
+    /// chunk instead of sleeping in the kernel (`ZERO`: off). See
+    /// `server::busy_poll`.
+    pub busy_poll: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +174,7 @@ impl Default for GatewaySettings {
             timeouts: Timeouts::default(),
             ssl_trusted_certificate: None,
             access_log: None,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -321,9 +327,19 @@ impl GatewaySettings {
                 }
             };
         }
+        if let Some(us) = file.busy_poll_us {
+            s.busy_poll =
+                Duration::from_micros(
+                    in_range(us, 0, MAX_BUSY_POLL_US, &at.field("busy_poll_us"))? as u64,
+                );
+        }
         Ok(s)
     }
 }
+
+/// Longest busy-poll window accepted: past this, sleeping in the kernel
+/// costs less than the wake-up it saves.
+const MAX_BUSY_POLL_US: i64 = 100_000;
 
 fn in_range(v: i64, min: i64, max: i64, at: &FieldPath) -> Result<i64, ConfigError> {
     if v < min || v > max {
@@ -368,6 +384,19 @@ mod tests {
         assert_eq!(s.metrics, Some("127.0.0.1:9091".parse().unwrap()));
         assert_eq!(s.limits.max_head_bytes, 32 * 1024);
         assert_eq!(s.limits.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(s.busy_poll, Duration::ZERO);
+    }
+
+    #[test]
+    fn busy_poll_is_microseconds_within_bounds() {
+        let at = FieldPath::root().field("gateway");
+        let s = GatewaySettings::from_value(Some(&json!({"busy_poll_us": 250})), &at).unwrap();
+        assert_eq!(s.busy_poll, Duration::from_micros(250));
+        for bad in [json!(-1), json!(100_001), json!("200")] {
+            let e = GatewaySettings::from_value(Some(&json!({ "busy_poll_us": bad })), &at)
+                .unwrap_err();
+            assert_eq!(e.path, "gateway.busy_poll_us", "{bad}");
+        }
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn skip_leading_crlf(buf: &mut BytesMut) {
 /// Routes one request and runs its handler; returns whether the
 /// connection may serve another request.
 async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool {
+    w.busy.kick();
     let snap = w.snapshot();
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
     let mut head = head;

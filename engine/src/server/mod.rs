@@ -1,8 +1,10 @@
 //! The server: binds listeners, starts one pinned worker per core, installs
 //! signal handling and drains on shutdown. [`conn`] owns the per-connection
-//! loop, [`worker`] the per-core runtime, [`listen`] socket setup,
-//! [`signal`] shutdown plumbing, [`reply`] the gateway's own responses.
+//! loop, [`worker`] the per-core runtime, [`busy_poll`] its optional poll
+//! mode, [`listen`] socket setup, [`signal`] shutdown plumbing, [`reply`]
+//! the gateway's own responses.
 
+pub mod busy_poll;
 pub mod conn;
 pub mod cpus;
 pub mod ctx;

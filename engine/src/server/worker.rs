@@ -55,6 +55,7 @@ pub struct Worker {
     /// This worker's access-log buffer, if logging is on.
     pub log: Option<crate::observe::WorkerLog>,
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
+    pub busy: super::busy_poll::BusyPoll,
 }
 
 impl Worker {
@@ -68,6 +69,7 @@ impl Worker {
                 max_head_bytes: shared.gateway.limits.max_head_bytes,
                 max_headers: shared.gateway.limits.max_headers,
             },
+            busy: super::busy_poll::BusyPoll::new(shared.gateway.busy_poll),
             gateway: shared.gateway,
             cell: shared.cell,
             current: RefCell::new(Rc::new(snap)),
@@ -142,6 +144,9 @@ pub fn run(
             monoio::spawn(accept_loop(w.clone(), l, kind));
         }
         monoio::spawn(sweep_pools(w.clone()));
+        if w.busy.enabled() {
+            monoio::spawn(super::busy_poll::run(w.clone(), stop.clone()));
+        }
         if w.log.is_some() {
             monoio::spawn(ship_logs(w.clone()));
         }
@@ -149,7 +154,7 @@ pub fn run(
         w.shutdown.fire();
         let deadline = Instant::now() + drain;
         while w.active.get() > 0 && Instant::now() < deadline {
-            monoio::time::sleep(Duration::from_millis(10)).await;
+            crate::timer::sleep(Duration::from_millis(10)).await;
         }
         if w.active.get() > 0 {
             tracing::warn!(
@@ -247,7 +252,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
             Err(e) => {
                 // Out of descriptors and similar: back off instead of spinning.
                 tracing::warn!(worker = w.index, "accept failed: {e}");
-                monoio::time::sleep(Duration::from_millis(50)).await;
+                crate::timer::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -256,7 +261,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
 async fn ship_logs(w: Rc<Worker>) {
     loop {
         monoio::select! {
-            _ = monoio::time::sleep(crate::observe::access_log::SHIP_EVERY) => {}
+            _ = crate::timer::sleep(crate::observe::access_log::SHIP_EVERY) => {}
             _ = w.shutdown.wait() => return,
         }
         if let Some(log) = &w.log {
@@ -268,7 +273,7 @@ async fn ship_logs(w: Rc<Worker>) {
 async fn sweep_pools(w: Rc<Worker>) {
     loop {
         monoio::select! {
-            _ = monoio::time::sleep(Duration::from_secs(5)) => w.pool.sweep(),
+            _ = crate::timer::sleep(Duration::from_secs(5)) => w.pool.sweep(),
             _ = w.shutdown.wait() => return,
         }
     }

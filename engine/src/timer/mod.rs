@@ -32,6 +32,12 @@ pub struct Deadline {
     key: Option<Key>,
 }
 
+/// Fires this thread's due deadlines when the runtime is not parking to
+/// fire them itself (a busy-polling worker).
+pub fn fire_due(now: Instant) {
+    let _ = wheel::try_with(|w| w.wake_driver_if_due(now));
+}
+
 /// Waits `d`.
 pub fn sleep(d: Duration) -> Deadline {
     match Instant::now().checked_add(d) {

@@ -102,6 +102,21 @@ impl Wheel {
         self.epoch + Duration::from_millis(tick)
     }
 
+    /// Wakes the driver when the tick it sleeps until has come. Its monoio
+    /// timer only fires when the runtime parks, and a busy-polling worker
+    /// does not park (see `server::busy_poll`).
+    pub fn wake_driver_if_due(&self, now: Instant) {
+        if self.armed == u64::MAX {
+            return;
+        }
+        let tick = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        if tick >= self.armed {
+            if let Some(d) = &self.driver {
+                d.wake_by_ref();
+            }
+        }
+    }
+
     /// Entries waiting (for tests and metrics).
     pub fn live(&self) -> usize {
         self.live

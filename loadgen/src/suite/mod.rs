@@ -8,7 +8,7 @@
 //! Sections: side-by-side chat and streaming (req/s, latency, TTFT, CPU
 //! per request, ratios), the same at quarter load in open loop (the
 //! gateway's added latency without queueing), added latency at
-//! concurrency 1, a concurrency
+//! concurrency 1 (these two also with busy polling on), a concurrency
 //! sweep, the throughput frontier (highest open-loop rate with p99 under
 //! 1/5/10 ms), memory per idle open SSE stream, cost as instances grow,
 //! a body-size sweep, and the fallback verdicts.
@@ -162,9 +162,19 @@ pub fn compare_idle(
     Ok(out)
 }
 
+/// The busy-poll window of the suite's second ringway (`gateway.busy_poll_us`),
+/// measured next to the default one where latency at light load is the
+/// question (concurrency 1, under load).
+pub const BUSY_POLL_US: u64 = 200;
+
+/// The name of that target.
+pub const BUSY_POLL_TARGET: &str = "ringway busy-poll";
+
 struct Env {
     mock: MockServer,
     ringway: (Proc, SocketAddr),
+    /// The same build and config with busy polling on (not in quick runs).
+    ringway_busy: Option<(Proc, SocketAddr)>,
     nginx: Option<(Proc, SocketAddr)>,
     litellm: Option<(Proc, SocketAddr)>,
 }
@@ -200,6 +210,32 @@ fn targets(env: &Env, path: &str, w: &Workload, mode: Mode, secs: f64) -> Vec<Ta
     t
 }
 
+/// `t` with the busy-polling ringway added after the default one.
+fn with_busy_poll(
+    env: &Env,
+    mut t: Vec<Target>,
+    path: &str,
+    w: &Workload,
+    mode: Mode,
+    secs: f64,
+) -> Vec<Target> {
+    if let Some((p, addr)) = &env.ringway_busy {
+        let at = t
+            .iter()
+            .position(|t| t.name == "ringway")
+            .map_or(t.len(), |i| i + 1);
+        t.insert(
+            at,
+            Target {
+                name: BUSY_POLL_TARGET.into(),
+                spec: spec(*addr, path, w, mode, secs),
+                pid: Some(p.pid()),
+            },
+        );
+    }
+    t
+}
+
 fn write_json(dir: &Path, name: &str, v: &impl Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
     std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
@@ -225,6 +261,17 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
         1,
         args.gateway_cpu,
     )?;
+    let ringway_busy = if args.quick {
+        None
+    } else {
+        Some(procs::start_ringway_with(
+            &args.ringway,
+            &format!("busy_poll_us: {BUSY_POLL_US}"),
+            &ringway_config(&mock, 2),
+            1,
+            args.gateway_cpu,
+        )?)
+    };
     let nginx = if args.nginx && !args.quick {
         match procs::start_nginx(mock.instance("m1").addr(), args.gateway_cpu) {
             Ok(n) => Some(n),
@@ -250,6 +297,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     let env = Env {
         mock,
         ringway,
+        ringway_busy,
         nginx,
         litellm,
     };
@@ -284,11 +332,14 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     crate::compare::print_table("streaming under load", &load_stream);
 
     say("added latency at concurrency 1");
-    let mut c1_targets = targets(
+    let c1_mode = Mode::Closed { concurrency: 1 };
+    let c1_w = workload(false, 16);
+    let mut c1_targets = with_busy_poll(
         &env,
+        targets(&env, "/v1/chat/completions", &c1_w, c1_mode, secs),
         "/v1/chat/completions",
-        &workload(false, 16),
-        Mode::Closed { concurrency: 1 },
+        &c1_w,
+        c1_mode,
         secs,
     );
     c1_targets.retain(|t| t.name != "litellm");

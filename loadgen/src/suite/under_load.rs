@@ -9,7 +9,7 @@
 //! spaced to the microsecond ([`crate::pace`]); how late each left is in
 //! the report.
 
-use super::{targets, workload, Env, SuiteArgs};
+use super::{targets, with_busy_poll, workload, Env, SuiteArgs};
 use crate::compare::{compare, TargetReport};
 use crate::run::Mode;
 
@@ -36,10 +36,13 @@ pub(super) fn under_load(
         rate,
         max_conns: MAX_CONNS,
     };
-    let mut t = targets(
+    let w = workload(stream, 16);
+    let path = "/v1/chat/completions";
+    let mut t = with_busy_poll(
         env,
-        "/v1/chat/completions",
-        &workload(stream, 16),
+        targets(env, path, &w, mode, args.run_secs),
+        path,
+        &w,
         mode,
         args.run_secs,
     );

@@ -254,6 +254,7 @@ async fn pump(
         *io = conn;
         ubuf = buf;
         last_upstream = Instant::now();
+        w.busy.kick();
         match res {
             Ok(0) if upstream_error.is_none() => {
                 at_eof = true;

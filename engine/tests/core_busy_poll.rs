@@ -1,0 +1,171 @@
+//! Busy polling (`gateway.busy_poll_us`): a worker keeps its core awake
+//! while traffic flows and sleeps once it stops, and everything that
+//! normally happens when the runtime parks still happens while it polls:
+//! deadlines fire, access logs are shipped, a stop request is taken.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::ai::{chat_url, instance, InstanceConfig, MockServer, ASK};
+use common::{Conn, Gateway};
+use serde_json::json;
+
+/// CPU time the process has used (user + system), in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at 3.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    t as u64
+}
+
+/// Keeps one keep-alive connection busy with a chat request every `gap`
+/// until `stop` is set or the gateway goes away; returns how many
+/// succeeded.
+fn traffic(gw: &Gateway, gap: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    let addr = gw.addr;
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ASK}",
+            ASK.len()
+        );
+        let mut ok = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if s.write_all(req.as_bytes()).is_err() || read_200(&mut s) != Some(true) {
+                break;
+            }
+            ok += 1;
+            std::thread::sleep(gap);
+        }
+        ok
+    })
+}
+
+/// Reads one Content-Length response; whether it was a 200 (`None`: the
+/// connection ended).
+fn read_200(s: &mut TcpStream) -> Option<bool> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())?;
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Some(head.starts_with("http/1.1 200"));
+        }
+        let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_polling_worker_fires_deadlines_ships_logs_and_stops() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("fast").tokens(4))
+        .instance(InstanceConfig::new("slow").ttft(Duration::from_secs(10)))
+        .spawn()
+        .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("access.log");
+    let mut gw = Gateway::start_json(json!({
+        // One worker, so the background traffic keeps the very worker
+        // that serves the request under test polling; a 100 ms window
+        // with a request every 2 ms never lets it sleep.
+        "gateway": {"workers": 1, "busy_poll_us": 100_000,
+                    "access_log": {"path": log_path.to_str().unwrap()}},
+        "services": [{
+            "name": "ai",
+            "routes": [
+                {"name": "fast", "uris": ["/v1/chat/completions"],
+                 "plugins": {"ai-proxy-multi": {"instances": [
+                     instance("fast", 1, &chat_url(&m, "fast"), "m")]}}},
+                {"name": "slow", "uris": ["/slow/v1/chat/completions"],
+                 "plugins": {"ai-proxy-multi": {"timeout": 300, "instances": [
+                     instance("slow", 1, &chat_url(&m, "slow"), "m")]}}},
+            ],
+        }],
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let bg = traffic(&gw, Duration::from_millis(2), stop.clone());
+    std::thread::sleep(Duration::from_millis(200));
+
+    // The worker polls: it stays on its CPU between requests.
+    let (t0, c0) = (Instant::now(), cpu_ticks(gw.pid()));
+    std::thread::sleep(Duration::from_secs(1));
+    let busy = (cpu_ticks(gw.pid()) - c0) as f64
+        / (t0.elapsed().as_secs_f64() * ticks_per_second() as f64);
+    assert!(
+        busy > 0.25,
+        "a polling worker should stay on its CPU ({busy:.2})"
+    );
+
+    // A deadline on the polling worker fires on time (the attempt's 300 ms
+    // timeout), not when the traffic stops.
+    let started = Instant::now();
+    let r = Conn::connect(gw.addr).post_json("/slow/v1/chat/completions", ASK);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout waited for the polling to end: {:?}",
+        started.elapsed()
+    );
+    assert!(!bg.is_finished(), "traffic must still be flowing");
+
+    // Access-log lines are shipped while it polls.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut lines = 0;
+    while Instant::now() < deadline && lines == 0 {
+        std::thread::sleep(Duration::from_millis(50));
+        lines = std::fs::read_to_string(&log_path).map_or(0, |s| s.lines().count());
+    }
+    assert!(lines > 0, "no access-log line shipped while polling");
+    assert!(!bg.is_finished(), "traffic must still be flowing");
+
+    // Traffic stops: after the window the worker sleeps again.
+    stop.store(true, Ordering::Relaxed);
+    let served = bg.join().unwrap();
+    assert!(served > 100, "{served}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (t0, c0) = (Instant::now(), cpu_ticks(gw.pid()));
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = (cpu_ticks(gw.pid()) - c0) as f64
+        / (t0.elapsed().as_secs_f64() * ticks_per_second() as f64);
+    assert!(idle < 0.1, "an idle worker must not poll ({idle:.2})");
+
+    // A stop request is taken while it polls.
+    let stop = Arc::new(AtomicBool::new(false));
+    let bg = traffic(&gw, Duration::from_millis(2), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait(Duration::from_secs(10)), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = bg.join();
+}
