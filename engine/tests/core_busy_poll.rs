@@ -82,6 +82,17 @@ fn read_200(s: &mut TcpStream) -> Option<bool> {
 
 #[test]
 fn a_polling_worker_fires_deadlines_ships_logs_and_stops() {
+    polling_worker_behaves(Vec::new());
+}
+
+/// The same on the epoll driver (no io_uring), where each round of the
+/// runtime's loop is an `epoll_wait` with a zero timeout.
+#[test]
+fn the_same_on_the_epoll_driver() {
+    polling_worker_behaves(vec![("MONOIO_FORCE_LEGACY_DRIVER".into(), "1".into())]);
+}
+
+fn polling_worker_behaves(env: Vec<(String, String)>) {
     let m = MockServer::builder()
         .instance(InstanceConfig::new("fast").tokens(4))
         .instance(InstanceConfig::new("slow").ttft(Duration::from_secs(10)))
@@ -89,24 +100,27 @@ fn a_polling_worker_fires_deadlines_ships_logs_and_stops() {
         .unwrap();
     let logs = tempfile::tempdir().unwrap();
     let log_path = logs.path().join("access.log");
-    let mut gw = Gateway::start_json(json!({
-        // One worker, so the background traffic keeps the very worker
-        // that serves the request under test polling; a 100 ms window
-        // with a request every 2 ms never lets it sleep.
-        "gateway": {"workers": 1, "busy_poll_us": 100_000,
-                    "access_log": {"path": log_path.to_str().unwrap()}},
-        "services": [{
-            "name": "ai",
-            "routes": [
-                {"name": "fast", "uris": ["/v1/chat/completions"],
-                 "plugins": {"ai-proxy-multi": {"instances": [
-                     instance("fast", 1, &chat_url(&m, "fast"), "m")]}}},
-                {"name": "slow", "uris": ["/slow/v1/chat/completions"],
-                 "plugins": {"ai-proxy-multi": {"timeout": 300, "instances": [
-                     instance("slow", 1, &chat_url(&m, "slow"), "m")]}}},
-            ],
-        }],
-    }));
+    let mut gw = Gateway::start_json_env(
+        json!({
+            // One worker, so the background traffic keeps the very worker
+            // that serves the request under test polling; a 100 ms window
+            // with a request every 2 ms never lets it sleep.
+            "gateway": {"workers": 1, "busy_poll_us": 100_000,
+                        "access_log": {"path": log_path.to_str().unwrap()}},
+            "services": [{
+                "name": "ai",
+                "routes": [
+                    {"name": "fast", "uris": ["/v1/chat/completions"],
+                     "plugins": {"ai-proxy-multi": {"instances": [
+                         instance("fast", 1, &chat_url(&m, "fast"), "m")]}}},
+                    {"name": "slow", "uris": ["/slow/v1/chat/completions"],
+                     "plugins": {"ai-proxy-multi": {"timeout": 300, "instances": [
+                         instance("slow", 1, &chat_url(&m, "slow"), "m")]}}},
+                ],
+            }],
+        }),
+        env,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let bg = traffic(&gw, Duration::from_millis(2), stop.clone());
     std::thread::sleep(Duration::from_millis(200));
