@@ -141,6 +141,14 @@ pub fn print_summary(label: &str, s: &Summary) {
             human_us(t.max)
         );
     }
+    if let Some(t) = &s.overhead {
+        println!(
+            "  gateway  p50 {}  p99 {}  max {}  (its own time, X-Ringway-Overhead-Us)",
+            human_us(t.p50),
+            human_us(t.p99),
+            human_us(t.max)
+        );
+    }
     if !s.instances.is_empty() {
         println!("  instances {:?}", s.instances);
     }

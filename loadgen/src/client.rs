@@ -29,6 +29,9 @@ pub struct Outcome {
     /// Gaps between consecutive token events.
     pub itl: Vec<Duration>,
     pub instance: Option<String>,
+    /// The gateway's own time, as ringway reports it
+    /// (`X-Ringway-Overhead-Us`: the request's time minus the upstream's).
+    pub overhead_us: Option<u64>,
     pub stream: bool,
     /// A stream ended with `[DONE]` / `message_stop`.
     pub completed: bool,
@@ -116,6 +119,7 @@ impl Conn {
                 .header("x-ringway-instance")
                 .or_else(|| head.header("x-mock-instance"))
                 .map(|v| String::from_utf8_lossy(v).into_owned()),
+            overhead_us: head.header("x-ringway-overhead-us").and_then(parse_u64),
             stream: head.is_event_stream(),
             close: !head.keep_alive,
             ..Default::default()
@@ -178,6 +182,10 @@ fn is_token(event: Option<&[u8]>, data: &[u8]) -> bool {
     }
 }
 
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
 fn is_error(event: Option<&[u8]>, data: &[u8]) -> bool {
     event == Some(b"error") || data.starts_with(b"{\"error\"")
 }
@@ -199,5 +207,13 @@ mod tests {
         assert!(is_token(Some(b"content_block_delta"), b"{}"));
         assert!(is_error(None, br#"{"error":{"message":"x"}}"#));
         assert!(!is_error(None, br#"{"choices":[]}"#));
+    }
+
+    #[test]
+    fn overhead_header_values() {
+        assert_eq!(parse_u64(b"17"), Some(17));
+        assert_eq!(parse_u64(b" 250 "), Some(250));
+        assert_eq!(parse_u64(b"-3"), None);
+        assert_eq!(parse_u64(b"x"), None);
     }
 }

@@ -9,6 +9,22 @@ use crate::compare::TargetReport;
 use crate::fallback::Verdict;
 use crate::stats::human_us;
 
+/// " Its own time …" from the gateway's `X-Ringway-Overhead-Us`, if any:
+/// what it spent on a request apart from waiting for the upstream, so the
+/// rest of the added latency is the extra hops (wake-ups, loopback).
+fn own_time(r: &TargetReport) -> String {
+    r.summary
+        .overhead
+        .as_ref()
+        .map(|o| {
+            format!(
+                " Its own time per request (`X-Ringway-Overhead-Us`): p50 {} µs, p99 {} µs.",
+                o.p50, o.p99
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn table(out: &mut String, reports: &[TargetReport]) {
     let _ = writeln!(
         out,
@@ -120,18 +136,22 @@ pub fn readme(
         for r in reports.iter().filter(|t| t.name.starts_with("ringway")) {
             let _ = writeln!(
                 out,
-                "\n{} adds {} µs at p50 and **{} µs at p99** (target ≤ 100 µs){}.\n",
+                "\n{} adds {} µs at p50 and **{} µs at p99** (target ≤ 100 µs){}.{}\n",
                 r.name,
                 r.added_p50_us,
                 r.added_p99_us,
                 r.added_ttft_p50_us
                     .map(|t| format!(" and **{t} µs to TTFT p50** (target ≤ 50 µs)"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                own_time(r)
             );
         }
     }
     let _ = writeln!(out, "## Added latency at concurrency 1\n");
     table(&mut out, c1);
+    for r in c1.iter().filter(|t| t.summary.overhead.is_some()) {
+        let _ = writeln!(out, "\n{}:{}", r.name, own_time(r));
+    }
     let _ = writeln!(
         out,
         "\n## Cost of key-auth + ai-rate-limiting (local policy)\n"

@@ -90,6 +90,9 @@ impl Shared {
                         if let Some(t) = o.ttft {
                             let _ = s.ttft.record(micros(t));
                         }
+                        if let Some(us) = o.overhead_us {
+                            let _ = s.overhead.record(us);
+                        }
                         for gap in &o.itl {
                             let _ = s.itl.record(micros(*gap));
                         }

@@ -44,6 +44,9 @@ pub struct Stats {
     /// Open loop: how late each request was sent against its due time
     /// (the pacing's precision; latency counts from the due time anyway).
     pub lateness: Histogram<u64>,
+    /// The gateway's own time per successful request, when it reports it
+    /// (ringway's `X-Ringway-Overhead-Us`).
+    pub overhead: Histogram<u64>,
     pub ok: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<ErrorClass, u64>,
@@ -58,6 +61,7 @@ impl Default for Stats {
             ttft: histogram(),
             itl: histogram(),
             lateness: histogram(),
+            overhead: histogram(),
             ok: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -81,6 +85,7 @@ impl Stats {
         let _ = self.ttft.add(&other.ttft);
         let _ = self.itl.add(&other.itl);
         let _ = self.lateness.add(&other.lateness);
+        let _ = self.overhead.add(&other.overhead);
         self.ok += other.ok;
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
@@ -112,6 +117,7 @@ impl Stats {
             ttft: (!self.ttft.is_empty()).then(|| Percentiles::of(&self.ttft)),
             itl: (!self.itl.is_empty()).then(|| Percentiles::of(&self.itl)),
             lateness: (!self.lateness.is_empty()).then(|| Percentiles::of(&self.lateness)),
+            overhead: (!self.overhead.is_empty()).then(|| Percentiles::of(&self.overhead)),
             histograms: Histograms {
                 latency: encode(&self.latency),
                 ttft: encode(&self.ttft),
@@ -191,6 +197,9 @@ pub struct Summary {
     /// Open loop only: how late requests were sent (see `Stats::lateness`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lateness: Option<Percentiles>,
+    /// The gateway's own time as it reports it (see `Stats::overhead`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<Percentiles>,
     pub histograms: Histograms,
 }
 
@@ -234,6 +243,7 @@ mod tests {
         b.latency.record(300).unwrap();
         b.ok = 1;
         *b.errors.entry(ErrorClass::Timeout).or_default() += 1;
+        b.overhead.record(15).unwrap();
         a.merge(&b);
         assert_eq!(a.total(), 3);
         let s = a.summary(Duration::from_secs(2));
@@ -241,6 +251,11 @@ mod tests {
         let back = decode(&s.histograms.latency).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back.max(), a.latency.max());
+        assert_eq!(s.overhead.map(|o| o.count), Some(1));
+        assert_eq!(
+            Stats::default().summary(Duration::from_secs(1)).overhead,
+            None
+        );
         assert_eq!(human_us(1500), "1.50ms");
     }
 }
