@@ -1,6 +1,7 @@
 //! Side-by-side comparison: the same load against several targets in
-//! interleaved rounds (A B C A B C …), so drift on a noisy machine hits
-//! every target alike. Each target's rounds are merged into one set of
+//! interleaved rounds that alternate direction (A B C, C B A, …), so drift
+//! on a noisy machine and a target's position in a round hit every target
+//! alike. Each target's rounds are merged into one set of
 //! histograms; the report gives ratios to the first target (the baseline,
 //! usually mock-llm direct) and to every peer, added latency and TTFT,
 //! and CPU time per request for targets whose process is known.
@@ -55,8 +56,9 @@ pub fn compare(targets: &[Target], rounds: usize) -> Result<Vec<TargetReport>, S
     }
     let mut merged: Vec<(Stats, Duration, Duration)> =
         vec![(Stats::default(), Duration::ZERO, Duration::ZERO); targets.len()];
-    for _ in 0..rounds.max(1) {
-        for (i, t) in targets.iter().enumerate() {
+    for round in 0..rounds.max(1) {
+        for i in round_order(targets.len(), round) {
+            let t = &targets[i];
             let mut spec = t.spec.clone();
             spec.warmup = Duration::ZERO;
             let cpu0 = t.pid.map(crate::procs::cpu_of);
@@ -104,6 +106,14 @@ pub fn compare(targets: &[Target], rounds: usize) -> Result<Vec<TargetReport>, S
         .collect())
 }
 
+/// The order targets run in during `round`: every other round backwards
+/// (A B C, C B A, …), so neither drift across a round nor a position in it
+/// favours one target.
+fn round_order(targets: usize, round: usize) -> impl Iterator<Item = usize> {
+    let backwards = round % 2 == 1;
+    (0..targets).map(move |i| if backwards { targets - 1 - i } else { i })
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         a / b
@@ -135,5 +145,17 @@ pub fn print_table(title: &str, reports: &[TargetReport]) {
             r.cpu_us_per_request
                 .map_or("-".into(), |c| format!("{c:.1}µs")),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_order;
+
+    #[test]
+    fn rounds_alternate_direction() {
+        let rounds: Vec<Vec<usize>> = (0..4).map(|r| round_order(3, r).collect()).collect();
+        assert_eq!(rounds, [[0, 1, 2], [2, 1, 0], [0, 1, 2], [2, 1, 0]]);
+        assert_eq!(round_order(1, 1).collect::<Vec<_>>(), [0]);
     }
 }

@@ -33,7 +33,7 @@ enum Cmd {
         json: Option<std::path::PathBuf>,
     },
     /// The same load against several targets in interleaved rounds
-    /// (A B C A B C …); ratios to the first target and to each other.
+    /// (A B C, C B A, …); ratios to the first target and to each other.
     Compare {
         /// `name=URL` (repeatable); the first is the baseline.
         #[arg(long = "target", required = true)]

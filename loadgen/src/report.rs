@@ -99,7 +99,7 @@ pub fn readme(
     );
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), Linux {}, {}; {}; {}. Gateway pinned to one core, mock-llm and load on another; interleaved rounds.\n",
+        "Machine: {} CPUs ({}), Linux {}, {}; {}; {}. Gateway pinned to one core, mock-llm and load on another; interleaved rounds, every other one in reverse order.\n",
         m["cpus"], m["cpu_model"].as_str().unwrap_or("?"), m["kernel"].as_str().unwrap_or("?"),
         m["date"].as_str().unwrap_or("?"), m["rustc"].as_str().unwrap_or("?"), m["nginx"].as_str().unwrap_or("nginx not run")
     );
