@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,20 +32,15 @@ fn ticks_per_second() -> u64 {
 }
 
 /// Keeps one keep-alive connection busy with a chat request every `gap`
-/// until `stop` is set or the gateway goes away; returns how many
-/// succeeded.
+/// until `stop` is set or an answer is not a 200; returns how many
+/// succeeded. (The thread panics, harmlessly, if the gateway goes away.)
 fn traffic(gw: &Gateway, gap: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
     let addr = gw.addr;
     std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let req = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ASK}",
-            ASK.len()
-        );
+        let mut c = Conn::connect(addr);
         let mut ok = 0;
         while !stop.load(Ordering::Relaxed) {
-            if s.write_all(req.as_bytes()).is_err() || read_200(&mut s) != Some(true) {
+            if c.post_json("/v1/chat/completions", ASK).status != 200 {
                 break;
             }
             ok += 1;
@@ -55,29 +48,6 @@ fn traffic(gw: &Gateway, gap: Duration, stop: Arc<AtomicBool>) -> std::thread::J
         }
         ok
     })
-}
-
-/// Reads one Content-Length response; whether it was a 200 (`None`: the
-/// connection ended).
-fn read_200(s: &mut TcpStream) -> Option<bool> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())?;
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some(head.starts_with("http/1.1 200"));
-        }
-        let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::run::{run, Mode, RunSpec};
-use crate::stats::{human_us, Summary};
+use crate::stats::{human_us, Percentiles, Summary};
 use crate::workload::{parse_header, Template, Url, Workload};
 
 /// Shared load options.
@@ -101,6 +101,16 @@ pub fn run_one(url: &Url, args: &LoadArgs, label: &str) -> Result<Summary, Strin
 }
 
 /// A few lines for people.
+/// One "label p50 … p99 … max … (note)" line of a summary.
+fn print_tail(label: &str, t: &Percentiles, note: &str) {
+    println!(
+        "  {label} p50 {}  p99 {}  max {}  ({note})",
+        human_us(t.p50),
+        human_us(t.p99),
+        human_us(t.max)
+    );
+}
+
 pub fn print_summary(label: &str, s: &Summary) {
     println!(
         "{label}: {} ok / {} requests in {:.1}s = {:.0} req/s; errors {:?}",
@@ -134,20 +144,10 @@ pub fn print_summary(label: &str, s: &Summary) {
         );
     }
     if let Some(t) = &s.lateness {
-        println!(
-            "  sent late p50 {}  p99 {}  max {}  (open-loop pacing against the schedule)",
-            human_us(t.p50),
-            human_us(t.p99),
-            human_us(t.max)
-        );
+        print_tail("sent late", t, "open-loop pacing against the schedule");
     }
     if let Some(t) = &s.overhead {
-        println!(
-            "  gateway  p50 {}  p99 {}  max {}  (its own time, X-Ringway-Overhead-Us)",
-            human_us(t.p50),
-            human_us(t.p99),
-            human_us(t.max)
-        );
+        print_tail("gateway ", t, "its own time, X-Ringway-Overhead-Us");
     }
     if !s.instances.is_empty() {
         println!("  instances {:?}", s.instances);

@@ -95,7 +95,12 @@ impl Wheel {
     }
 
     fn now_tick(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.tick_of(Instant::now())
+    }
+
+    /// The tick `at` falls in (rounded down, unlike [`Wheel::tick_at`]).
+    fn tick_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     fn instant_of(&self, tick: u64) -> Instant {
@@ -109,8 +114,7 @@ impl Wheel {
         if self.armed == u64::MAX {
             return;
         }
-        let tick = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        if tick >= self.armed {
+        if self.tick_of(now) >= self.armed {
             if let Some(d) = &self.driver {
                 d.wake_by_ref();
             }

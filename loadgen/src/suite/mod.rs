@@ -210,15 +210,12 @@ fn targets(env: &Env, path: &str, w: &Workload, mode: Mode, secs: f64) -> Vec<Ta
     t
 }
 
-/// `t` with the busy-polling ringway added after the default one.
-fn with_busy_poll(
-    env: &Env,
-    mut t: Vec<Target>,
-    path: &str,
-    w: &Workload,
-    mode: Mode,
-    secs: f64,
-) -> Vec<Target> {
+/// The targets of the light-load sections (concurrency 1, under load):
+/// LiteLLM left out (it cannot serve these rates), the busy-polling
+/// ringway added after the default one.
+fn light_load_targets(env: &Env, path: &str, w: &Workload, mode: Mode, secs: f64) -> Vec<Target> {
+    let mut t = targets(env, path, w, mode, secs);
+    t.retain(|t| t.name != "litellm");
     if let Some((p, addr)) = &env.ringway_busy {
         let at = t
             .iter()
@@ -332,17 +329,13 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     crate::compare::print_table("streaming under load", &load_stream);
 
     say("added latency at concurrency 1");
-    let c1_mode = Mode::Closed { concurrency: 1 };
-    let c1_w = workload(false, 16);
-    let mut c1_targets = with_busy_poll(
+    let c1_targets = light_load_targets(
         &env,
-        targets(&env, "/v1/chat/completions", &c1_w, c1_mode, secs),
         "/v1/chat/completions",
-        &c1_w,
-        c1_mode,
+        &workload(false, 16),
+        Mode::Closed { concurrency: 1 },
         secs,
     );
-    c1_targets.retain(|t| t.name != "litellm");
     let c1 = compare(&c1_targets, args.rounds)?;
     write_json(&args.out, "added-latency-c1.json", &c1)?;
 

@@ -9,7 +9,7 @@
 //! spaced to the microsecond ([`crate::pace`]); how late each left is in
 //! the report.
 
-use super::{targets, with_busy_poll, workload, Env, SuiteArgs};
+use super::{light_load_targets, workload, Env, SuiteArgs};
 use crate::compare::{compare, TargetReport};
 use crate::run::Mode;
 
@@ -36,16 +36,12 @@ pub(super) fn under_load(
         rate,
         max_conns: MAX_CONNS,
     };
-    let w = workload(stream, 16);
-    let path = "/v1/chat/completions";
-    let mut t = with_busy_poll(
+    let t = light_load_targets(
         env,
-        targets(env, path, &w, mode, args.run_secs),
-        path,
-        &w,
+        "/v1/chat/completions",
+        &workload(stream, 16),
         mode,
         args.run_secs,
     );
-    t.retain(|t| t.name != "litellm");
     Ok((rate, compare(&t, args.rounds)?))
 }
