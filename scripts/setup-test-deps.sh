@@ -2,7 +2,9 @@
 # Installs what the test suite needs, idempotently:
 #   - a Python venv at .venv with the official openai and anthropic SDKs
 #     (the SDK wire-compatibility tests run them as real clients);
-#   - Debian packages used by tests (redis-server for shared rate limits).
+#   - Debian packages used by tests (redis-server for shared rate limits);
+#   - tansu, a Kafka-protocol broker, for the kafka-logger tests (built
+#     with cargo once, about 10 minutes on 2 cores).
 # Safe to run repeatedly; does nothing when everything is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +38,10 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+TANSU_VERSION=0.6.0
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "==> installing tansu $TANSU_VERSION (Kafka-protocol broker; builds once, ~10 min)"
+  cargo install --quiet --locked tansu --version "$TANSU_VERSION" --features dynostore
 fi

@@ -11,6 +11,7 @@ pub mod balance;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod loggers;
 pub mod net;
 pub mod observe;
 pub mod plugins;

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::ai::{ai_config, chat_url, instance, mocks, ASK, ASK_STREAM};
+use common::ai::{ai_config, chat_url, instance, mocks, streamed_content, ASK, ASK_STREAM};
 use common::{Conn, Gateway};
 use serde_json::{json, Value};
 
@@ -304,25 +304,6 @@ fn access_log_carries_the_llm_variables() {
 
 /// The text of every `delta.content` in an OpenAI event stream, and the
 /// number of events carrying one.
-fn streamed_content(body: &str) -> (String, usize) {
-    let mut text = String::new();
-    let mut events = 0;
-    for line in body.lines() {
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        if data == "[DONE]" {
-            continue;
-        }
-        let v: Value = serde_json::from_str(data).unwrap();
-        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
-            text.push_str(c);
-            events += 1;
-        }
-    }
-    (text, events)
-}
-
 #[test]
 fn a_stream_that_waits_then_bursts_arrives_whole_and_in_order() {
     // While a stream waits for its first token the gateway reads with a
@@ -366,4 +347,91 @@ fn a_stream_that_waits_then_bursts_arrives_whole_and_in_order() {
         assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
         assert_eq!(streamed_content(&text), direct);
     }
+}
+
+/// The seed's "Send Request Log to Logger" example: `logging.summaries` and
+/// `.payloads` with a `kafka-logger` (`batch_max_size: 1`, `key: key1`),
+/// against a real Kafka-protocol broker, read back with a real Kafka client.
+#[test]
+fn request_logs_with_llm_summaries_and_payloads_reach_kafka() {
+    let broker = common::kafka::KafkaBroker::start();
+    broker.create_topic("test2", 3);
+    let m = mocks(&["openai", "deepseek"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut doc = ai_config(
+        &["/anything"],
+        json!({
+            "instances": [
+                {"name": "openai-instance", "provider": "openai", "weight": 8,
+                 "auth": {"header": {"Authorization": "Bearer sk-1"}},
+                 "options": {"model": "gpt-4"},
+                 "override": {"endpoint": chat_url(&m, "openai")}},
+                {"name": "deepseek-instance", "provider": "deepseek", "weight": 2,
+                 "auth": {"header": {"Authorization": "Bearer sk-2"}},
+                 "options": {"model": "deepseek-chat"},
+                 "override": {"endpoint": chat_url(&m, "deepseek")}},
+            ],
+            "logging": {"summaries": true, "payloads": true},
+        }),
+    );
+    doc["services"][0]["routes"][0]["plugins"]["kafka-logger"] = json!({
+        "brokers": [{"host": "127.0.0.1", "port": broker.port}],
+        "kafka_topic": "test2",
+        "key": "key1",
+        "batch_max_size": 1,
+    });
+    doc["gateway"] = json!({"access_log": {"path": log.to_str().unwrap()}});
+    let mut gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    let chat = c.post_json("/anything", ASK);
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    let answer = chat.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stream = c.post_json("/anything", ASK_STREAM);
+    assert_eq!(stream.status, 200);
+    let (streamed, _) = streamed_content(&stream.text());
+    assert!(!answer.is_empty() && !streamed.is_empty());
+
+    let got = broker.consume("test2", 2, Duration::from_secs(20));
+    assert_eq!(got.len(), 2, "{got:?}\n{}", gw.stderr());
+    let by_type = |t: &str| {
+        got.iter()
+            .find(|(_, v)| v["request_type"] == t)
+            .unwrap_or_else(|| panic!("no {t} entry in {got:?}"))
+    };
+    let (key, e) = by_type("ai_chat");
+    assert_eq!(key.as_deref(), Some("key1"));
+    assert_eq!(e["request"]["uri"], "/anything");
+    assert_eq!(e["request"]["method"], "POST");
+    assert_eq!(e["request"]["headers"]["content-type"], "application/json");
+    assert_eq!(e["response"]["status"], 200);
+    assert_eq!(e["route_id"], "ai-route");
+    assert!(e["latency"].as_f64().unwrap() > 0.0);
+    let model = e["llm_summary"]["model"].as_str().unwrap();
+    assert!(model == "gpt-4" || model == "deepseek-chat", "{e}");
+    assert_eq!(e["llm_summary"]["prompt_tokens"], 15);
+    assert_eq!(e["llm_summary"]["completion_tokens"], 4);
+    assert!(e["llm_summary"]["duration"].as_f64().unwrap() > 0.0);
+    assert_eq!(e["llm_request"]["messages"][1]["content"], "What is 1+1?");
+    assert_eq!(e["llm_response_text"], answer.as_str());
+    let (_, s) = by_type("ai_stream");
+    assert_eq!(s["llm_request"]["stream"], true);
+    assert_eq!(s["llm_response_text"], streamed.as_str());
+    assert_eq!(s["llm_summary"]["completion_tokens"], 4);
+
+    // The access log carries the same summary and payloads, one line each.
+    drop(c);
+    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["llm_response_text"], answer.as_str());
+    assert_eq!(lines[0]["llm_summary"]["completion_tokens"], 4);
+    assert_eq!(lines[1]["llm_response_text"], streamed.as_str());
 }

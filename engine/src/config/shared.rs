@@ -18,6 +18,7 @@ pub struct SharedState {
     instances: AHashMap<(Arc<str>, Arc<str>), Arc<InstanceState>>,
     tickets: AHashMap<(Arc<str>, i64), Arc<AtomicU64>>,
     windows: AHashMap<(Arc<str>, String), Arc<LocalWindow>>,
+    loggers: AHashMap<(Arc<str>, String), Arc<crate::loggers::Sink>>,
 }
 
 /// Hands out shared state during a compile, reusing the previous
@@ -61,6 +62,26 @@ impl<'a> Carry<'a> {
             .unwrap_or_default();
         self.next.windows.insert(key, w.clone());
         w
+    }
+
+    /// A logger sink; `key` names its settings (changed settings start a
+    /// new sink, and the old one ends once no snapshot holds it).
+    pub fn logger(
+        &mut self,
+        owner: &Arc<str>,
+        key: String,
+        start: impl FnOnce() -> Arc<crate::loggers::Sink>,
+    ) -> Arc<crate::loggers::Sink> {
+        let key = (owner.clone(), key);
+        if let Some(s) = self.next.loggers.get(&key) {
+            return s.clone();
+        }
+        let s = self
+            .prev
+            .and_then(|p| p.loggers.get(&key).cloned())
+            .unwrap_or_else(start);
+        self.next.loggers.insert(key, s.clone());
+        s
     }
 
     pub fn ticket(&mut self, owner: &Arc<str>, priority: i64) -> Arc<AtomicU64> {

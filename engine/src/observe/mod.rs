@@ -2,6 +2,7 @@
 //! included) written off the request path.
 
 pub mod access_log;
+pub mod entry;
 pub mod metrics;
 pub mod metrics_server;
 

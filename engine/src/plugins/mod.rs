@@ -11,6 +11,7 @@
 
 pub mod ai_proxy_multi;
 pub mod ai_rate_limiting;
+pub mod kafka_logger;
 pub mod key_auth;
 
 use serde_json::Value;
@@ -39,7 +40,12 @@ pub struct CompileCx<'c, 'a> {
 }
 
 /// The plugins ringway implements, by APISIX name.
-pub const SUPPORTED: &[&str] = &["ai-proxy-multi", "ai-rate-limiting", "key-auth"];
+pub const SUPPORTED: &[&str] = &[
+    "ai-proxy-multi",
+    "ai-rate-limiting",
+    "kafka-logger",
+    "key-auth",
+];
 
 /// A compiled plugin.
 #[derive(Debug)]
@@ -49,6 +55,8 @@ pub enum Plugin {
     AiProxyMulti(std::sync::Arc<ai_proxy_multi::AiProxyMulti>),
     /// Consulted by ai-proxy-multi per instance; no phase of its own.
     AiRateLimiting(std::sync::Arc<ai_rate_limiting::AiRateLimiting>),
+    /// Runs in the log phase.
+    KafkaLogger(kafka_logger::KafkaLogger),
 }
 
 /// What the access phase decided.
@@ -75,6 +83,7 @@ impl Plugin {
             Plugin::KeyAuth(_) => key_auth::NAME,
             Plugin::AiProxyMulti(_) => ai_proxy_multi::NAME,
             Plugin::AiRateLimiting(_) => ai_rate_limiting::NAME,
+            Plugin::KafkaLogger(_) => kafka_logger::NAME,
         }
     }
 
@@ -84,13 +93,16 @@ impl Plugin {
             Plugin::KeyAuth(_) => key_auth::PRIORITY,
             Plugin::AiProxyMulti(_) => ai_proxy_multi::PRIORITY,
             Plugin::AiRateLimiting(_) => ai_rate_limiting::PRIORITY,
+            Plugin::KafkaLogger(_) => kafka_logger::PRIORITY,
         }
     }
 
     pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
         match self {
             Plugin::KeyAuth(p) => p.access(cx),
-            Plugin::AiProxyMulti(_) | Plugin::AiRateLimiting(_) => Flow::Continue,
+            Plugin::AiProxyMulti(_) | Plugin::AiRateLimiting(_) | Plugin::KafkaLogger(_) => {
+                Flow::Continue
+            }
         }
     }
 }
@@ -128,6 +140,26 @@ impl PluginChain {
             Plugin::AiRateLimiting(a) => Some(a),
             _ => None,
         })
+    }
+
+    /// The logger plugins, if any.
+    pub fn loggers(&self) -> impl Iterator<Item = &kafka_logger::KafkaLogger> {
+        self.plugins.iter().filter_map(|p| match p {
+            Plugin::KafkaLogger(k) => Some(k),
+            _ => None,
+        })
+    }
+
+    /// Whether a logger wants request bodies.
+    pub fn wants_request_body(&self) -> bool {
+        self.loggers().any(|l| l.wants_request_body())
+    }
+
+    /// The log phase: every logger queues the request's entry.
+    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx) {
+        for l in self.loggers() {
+            l.log(head, ctx);
+        }
     }
 
     /// `top`'s plugins plus those of `base` that `top` does not configure
@@ -192,6 +224,12 @@ fn compile_one(
         ai_rate_limiting::NAME => Ok(Some(Plugin::AiRateLimiting(std::sync::Arc::new(
             ai_rate_limiting::AiRateLimiting::compile(value, at, cx)?,
         )))),
+        kafka_logger::NAME => match scope {
+            Scope::Consumer => Err(at.error("kafka-logger can not be configured on a consumer")),
+            _ => Ok(Some(Plugin::KafkaLogger(
+                kafka_logger::KafkaLogger::compile(value, at, cx)?,
+            ))),
+        },
         key_auth::NAME => match scope {
             Scope::Consumer => {
                 key_auth::Credential::compile(value, at)?;

@@ -208,6 +208,10 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     if let Some(log) = &w.log {
         log.record(&head, &ctx);
     }
+    if let Some(idx) = ctx.log_route {
+        snap.global_plugins.log(&head, &ctx);
+        snap.routes[idx].plugins.log(&head, &ctx);
+    }
     c.scratch = head.recycle();
     // A burst grew the upstream buffer (net::read_more doubles it after a
     // full read): an idle keep-alive connection goes back to a small one,
@@ -243,6 +247,11 @@ async fn route_and_run(
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
+    if route.plugins.loggers().next().is_some() || snap.global_plugins.loggers().next().is_some() {
+        ctx.log_route = Some(idx);
+        ctx.keep_request_body =
+            route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();
+    }
     let flow = {
         let mut cx = AccessCx { head, ctx, snap };
         match snap.global_plugins.access(&mut cx).await {

@@ -43,6 +43,10 @@ pub struct RequestCtx {
     pub upstream_status: Option<u16>,
     /// From sending the upstream request to its last response byte.
     pub upstream_response_time: Option<Duration>,
+    /// The matched route, when it (or a global rule) has a logger plugin.
+    pub log_route: Option<usize>,
+    /// A logger wants the request body (`include_req_body`).
+    pub keep_request_body: bool,
     /// LLM facts, for AI requests.
     pub llm: LlmLog,
 }
@@ -64,6 +68,36 @@ pub struct LlmLog {
     pub ttft_from_request: Option<Duration>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// ai-proxy-multi's `logging` settings for this request's route.
+    pub logging: crate::plugins::ai_proxy_multi::config::LoggingFile,
+    /// `logging.payloads`: what the client was answered.
+    pub payloads: Option<Box<Payloads>>,
+    /// The client's request body (a validated JSON object), kept for
+    /// `logging.payloads` and loggers' `include_req_body`.
+    pub request_body: Option<bytes::Bytes>,
+}
+
+/// The request and answer bodies kept for `logging.payloads`.
+#[derive(Debug, Clone)]
+pub struct Payloads {
+    /// The answer as the client received it (JSON, or the SSE events),
+    /// up to [`Payloads::LIMIT`] bytes.
+    pub response: Vec<u8>,
+    pub streamed: bool,
+    /// The format the client speaks.
+    pub wire: crate::providers::wire::Wire,
+}
+
+impl Payloads {
+    /// Most answer bytes kept for the log.
+    pub const LIMIT: usize = 1 << 20;
+
+    /// Keeps `data` (the next bytes the client received), up to the limit.
+    pub fn keep(&mut self, data: &[u8]) {
+        let room = Self::LIMIT.saturating_sub(self.response.len());
+        self.response
+            .extend_from_slice(&data[..data.len().min(room)]);
+    }
 }
 
 impl RequestCtx {
@@ -81,6 +115,8 @@ impl RequestCtx {
             upstream_addr: None,
             upstream_status: None,
             upstream_response_time: None,
+            log_route: None,
+            keep_request_body: false,
             llm: LlmLog::default(),
         }
     }

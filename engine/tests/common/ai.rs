@@ -72,3 +72,23 @@ pub fn seed_priority_route(m: &mock_llm::MockServer, rate_limit: Value, fallback
         "plugins": {"ai-proxy-multi": ai, "ai-rate-limiting": rate_limit},
     }]}]})
 }
+
+/// The text of an OpenAI event stream's deltas, and how many carried text.
+pub fn streamed_content(body: &str) -> (String, usize) {
+    let mut text = String::new();
+    let mut events = 0;
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(c);
+            events += 1;
+        }
+    }
+    (text, events)
+}

@@ -1,7 +1,8 @@
 //! Shared integration-test harness: the real `ringway` binary on loopback
 //! ([`gateway`]), a raw HTTP/1.1 client ([`client`]), a scripted plain
 //! HTTP upstream fixture for framing tests ([`upstream`]) and throwaway
-//! certificates ([`certs`]).
+//! certificates ([`certs`]), real Redis and Kafka-protocol servers
+//! ([`redis`], [`kafka`]).
 #![allow(
     dead_code,
     unused_imports,
@@ -13,6 +14,7 @@ pub mod ai;
 pub mod certs;
 pub mod client;
 pub mod gateway;
+pub mod kafka;
 pub mod redis;
 pub mod upstream;
 

@@ -109,6 +109,17 @@ pub async fn handle<'a>(
         RequestType::AiChat
     };
     ctx.llm.request_model = req.body.summary.model.clone();
+    ctx.llm.logging = plugin.logging;
+    if plugin.logging.payloads || ctx.keep_request_body {
+        ctx.llm.request_body = Some(req.body.bytes.clone());
+    }
+    if plugin.logging.payloads {
+        ctx.llm.payloads = Some(Box::new(crate::server::ctx::Payloads {
+            response: Vec::new(),
+            streamed: false,
+            wire: req.wire,
+        }));
+    }
     let key = {
         let vars = VarSource {
             head,

@@ -206,6 +206,9 @@ async fn json(
         None
     };
     let out_body: &[u8] = converted_body.as_deref().unwrap_or(&body);
+    if let Some(p) = &mut ctx.llm.payloads {
+        p.keep(out_body);
+    }
     if reusable {
         w.pool.put(up, &plugin.transport.keepalive);
     }

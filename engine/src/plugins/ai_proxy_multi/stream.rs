@@ -92,6 +92,9 @@ impl<'a> StreamJob<'a> {
             wbuf.extend_from_slice(b"\r\n");
         }
         ctx.status = head.status;
+        if let Some(p) = &mut ctx.llm.payloads {
+            p.streamed = true;
+        }
         if c.watch.is_none() {
             c.watch = crate::net::PeerWatch::new(c.raw_fd);
         }
@@ -209,7 +212,7 @@ async fn pump(
         }
         if !out.is_empty() || !c.wbuf.is_empty() {
             frame(&mut c.wbuf, &out, chunked);
-            ctx.bytes_sent += out.len() as u64;
+            sent(ctx, &out);
             out.clear();
             if c.flush_wbuf(send_timeout).await.is_err() {
                 return finish_abandoned(ctx, obs, meta);
@@ -286,7 +289,7 @@ async fn pump(
         }
     }
     frame(&mut c.wbuf, &out, chunked);
-    ctx.bytes_sent += out.len() as u64;
+    sent(ctx, &out);
     if chunked {
         c.wbuf.extend_from_slice(LAST_CHUNK);
     }
@@ -345,6 +348,15 @@ fn record(ctx: &mut RequestCtx, obs: &StreamObservations) {
     if let Some(u) = obs.usage {
         ctx.llm.prompt_tokens = u.prompt_tokens;
         ctx.llm.completion_tokens = u.completion_tokens;
+    }
+}
+
+/// Counts `out` as sent to the client (and keeps it for
+/// `logging.payloads`).
+fn sent(ctx: &mut RequestCtx, out: &[u8]) {
+    ctx.bytes_sent += out.len() as u64;
+    if let Some(p) = &mut ctx.llm.payloads {
+        p.keep(out);
     }
 }
 

@@ -18,6 +18,7 @@ pub mod anthropic;
 pub mod map;
 pub mod openai;
 pub mod stream;
+pub mod text;
 
 use serde_json::{Map, Value};
 

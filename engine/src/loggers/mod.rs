@@ -1,0 +1,228 @@
+//! Logger sinks: where logger plugins (`kafka-logger`) send their entries.
+//!
+//! Each sink is one thread with APISIX's batch processor semantics: entries
+//! are collected until `batch_max_size` of them are waiting, or
+//! `inactive_timeout` passed since the last one, or `buffer_duration` since
+//! the oldest; a batch that fails is tried again `max_retry_count` times
+//! `retry_delay` apart, then dropped with an error line. Workers hand
+//! entries over with a non-blocking send on a bounded queue: a slow or
+//! unreachable broker never delays a request, and entries that do not fit
+//! are counted as dropped. A sink lives as long as some snapshot's plugin
+//! holds it; the last holder gone, it sends what it has and ends.
+
+pub mod kafka;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Entries waiting for the sink thread, at most.
+const QUEUE: usize = 16 * 1024;
+
+/// APISIX's batch processor settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchConfig {
+    pub max_size: usize,
+    pub inactive: Duration,
+    pub buffer: Duration,
+    pub max_retry: u32,
+    pub retry_delay: Duration,
+}
+
+/// What a sink did, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The workers' side of a sink thread.
+pub struct Sink {
+    name: String,
+    tx: flume::Sender<Vec<u8>>,
+    pub stats: Arc<SinkStats>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("name", &self.name).finish()
+    }
+}
+
+impl Sink {
+    /// Starts a thread producing batches to Kafka. Nothing connects until
+    /// the first batch.
+    pub fn kafka(name: String, cfg: kafka::ProducerConfig, batch: BatchConfig) -> Arc<Sink> {
+        let mut producer = kafka::Producer::new(cfg);
+        Sink::start(name, batch, move |b| producer.send(b))
+    }
+
+    fn start(
+        name: String,
+        batch: BatchConfig,
+        mut send: impl FnMut(&[Vec<u8>]) -> Result<(), String> + Send + 'static,
+    ) -> Arc<Sink> {
+        let (tx, rx) = flume::bounded(QUEUE);
+        let stats = Arc::new(SinkStats::default());
+        let thread_stats = stats.clone();
+        let thread_name = name.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ringway-logger".into())
+            .spawn(move || run(&thread_name, rx, &batch, &thread_stats, &mut send));
+        if let Err(e) = spawned {
+            tracing::error!("{name}: cannot start the logger thread: {e}");
+        }
+        Arc::new(Sink { name, tx, stats })
+    }
+
+    /// Queues one entry (one JSON document).
+    pub fn push(&self, entry: Vec<u8>) {
+        if self.tx.try_send(entry).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn run(
+    name: &str,
+    rx: flume::Receiver<Vec<u8>>,
+    cfg: &BatchConfig,
+    stats: &SinkStats,
+    send: &mut impl FnMut(&[Vec<u8>]) -> Result<(), String>,
+) {
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut first = Instant::now();
+    let mut last = Instant::now();
+    loop {
+        let got = if batch.is_empty() {
+            rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected)
+        } else {
+            let due = (last + cfg.inactive).min(first + cfg.buffer);
+            rx.recv_deadline(due)
+        };
+        match got {
+            Ok(entry) => {
+                if batch.is_empty() {
+                    first = Instant::now();
+                }
+                last = Instant::now();
+                batch.push(entry);
+                if batch.len() >= cfg.max_size {
+                    flush(name, &mut batch, cfg, stats, send);
+                }
+            }
+            Err(flume::RecvTimeoutError::Timeout) => flush(name, &mut batch, cfg, stats, send),
+            Err(flume::RecvTimeoutError::Disconnected) => {
+                flush(name, &mut batch, cfg, stats, send);
+                return;
+            }
+        }
+    }
+}
+
+fn flush(
+    name: &str,
+    batch: &mut Vec<Vec<u8>>,
+    cfg: &BatchConfig,
+    stats: &SinkStats,
+    send: &mut impl FnMut(&[Vec<u8>]) -> Result<(), String>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len() as u64;
+    for attempt in 0..=cfg.max_retry {
+        match send(batch) {
+            Ok(()) => {
+                stats.sent.fetch_add(n, Ordering::Relaxed);
+                batch.clear();
+                return;
+            }
+            Err(e) if attempt == cfg.max_retry => {
+                tracing::error!("{name}: {n} log entries dropped: {e}");
+            }
+            Err(e) => {
+                tracing::warn!("{name}: sending {n} log entries failed, retrying: {e}");
+                std::thread::sleep(cfg.retry_delay);
+            }
+        }
+    }
+    stats.failed.fetch_add(n, Ordering::Relaxed);
+    batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(max_size: usize, inactive_ms: u64, max_retry: u32) -> BatchConfig {
+        BatchConfig {
+            max_size,
+            inactive: Duration::from_millis(inactive_ms),
+            buffer: Duration::from_secs(60),
+            max_retry,
+            retry_delay: Duration::from_millis(1),
+        }
+    }
+
+    fn wait_for(stats: &SinkStats, f: impl Fn(&SinkStats) -> bool) {
+        let t = Instant::now();
+        while !f(stats) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "sink did not get there"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A sink whose sends report each batch's size.
+    fn recording(cfg: BatchConfig) -> (Arc<Sink>, flume::Receiver<usize>) {
+        let (tx, rx) = flume::unbounded();
+        let sink = Sink::start("t".into(), cfg, move |b| {
+            let _ = tx.send(b.len());
+            Ok(())
+        });
+        (sink, rx)
+    }
+
+    #[test]
+    fn full_batches_go_at_once_and_the_rest_when_inactive() {
+        let (sink, sizes) = recording(batch(3, 200, 0));
+        let t = Instant::now();
+        for i in 0..4 {
+            sink.push(vec![i]);
+        }
+        assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(3));
+        assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(1));
+        // The partial batch waited for the inactivity timeout.
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        wait_for(&sink.stats, |s| s.sent.load(Ordering::Relaxed) == 4);
+    }
+
+    #[test]
+    fn failures_are_retried_then_counted() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let c2 = calls.clone();
+        let sink = Sink::start("t".into(), batch(1, 50, 2), move |_| {
+            c2.fetch_add(1, Ordering::Relaxed);
+            Err("down".into())
+        });
+        sink.push(b"x".to_vec());
+        wait_for(&sink.stats, |s| s.failed.load(Ordering::Relaxed) == 1);
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        assert_eq!(sink.stats.sent.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_last_holder_gone_the_rest_is_sent() {
+        let (sink, sizes) = recording(batch(100, 60_000, 0));
+        let stats = sink.stats.clone();
+        sink.push(b"a".to_vec());
+        sink.push(b"b".to_vec());
+        drop(sink);
+        assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(2));
+        wait_for(&stats, |s| s.sent.load(Ordering::Relaxed) == 2);
+    }
+}

@@ -1,0 +1,174 @@
+//! Log entries for logger plugins (`kafka-logger`): APISIX's "full log"
+//! (`log-util.get_full_log`, the default `meta_format`) built from a
+//! finished request, with the LLM variables and, when the route's
+//! `ai-proxy-multi` asks for them (`logging.summaries` / `.payloads`),
+//! `llm_summary`, `llm_request` and `llm_response_text`. Those three are
+//! also written into access-log lines. Built in the log phase, only for
+//! routes that have a logger or ask for them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::http::RequestHead;
+use crate::server::ctx::{Payloads, RequestCtx, RequestType};
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `llm_summary`: the model, the time the upstream took (ms) and the
+/// token counts.
+pub fn llm_summary(ctx: &RequestCtx) -> Value {
+    let l = &ctx.llm;
+    json!({
+        "model": l.model.as_deref().or(l.request_model.as_deref()),
+        "duration": ctx.upstream_response_time.map(ms),
+        "prompt_tokens": l.prompt_tokens,
+        "completion_tokens": l.completion_tokens,
+    })
+}
+
+/// `llm_request`: the client's body as a JSON value.
+pub fn llm_request(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(text(body)))
+}
+
+/// `llm_response_text`: what the model answered.
+pub fn llm_response_text(p: &Payloads) -> Option<String> {
+    crate::providers::wire::text::answer_text(p.wire, &p.response, p.streamed)
+}
+
+/// Adds the `logging` fields the request asked for to `m`.
+pub fn add_llm_logging(m: &mut Map<String, Value>, ctx: &RequestCtx) {
+    if ctx.request_type == RequestType::TraditionalHttp {
+        return;
+    }
+    if ctx.llm.logging.summaries {
+        m.insert("llm_summary".into(), llm_summary(ctx));
+    }
+    if let Some(p) = &ctx.llm.payloads {
+        if let Some(body) = &ctx.llm.request_body {
+            m.insert("llm_request".into(), llm_request(body));
+        }
+        if let Some(t) = llm_response_text(p) {
+            m.insert("llm_response_text".into(), Value::String(t));
+        }
+    }
+}
+
+/// What the entry includes beyond the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryOptions {
+    /// `include_req_body`: the request body (AI routes, where it is read).
+    pub request_body: bool,
+    /// `max_req_body_bytes`: most body bytes included.
+    pub max_request_body: Option<usize>,
+}
+
+/// APISIX's full log for one finished request.
+pub fn full_log(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let latency = ctx.started.elapsed();
+    let start = now.saturating_sub(latency);
+    let host = head.host().map(text).unwrap_or_default();
+    let mut headers = Map::new();
+    for (n, v) in head.header_pairs() {
+        let name = text(n).to_ascii_lowercase();
+        match headers.get_mut(&name) {
+            // Repeated headers become an array, as in ngx.req.get_headers().
+            Some(Value::Array(a)) => a.push(Value::String(text(v))),
+            Some(prev) => *prev = json!([prev.take(), text(v)]),
+            None => {
+                headers.insert(name, Value::String(text(v)));
+            }
+        }
+    }
+    let mut query = Map::new();
+    for pair in head.query().unwrap_or_default().split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let mut kv = pair.splitn(2, |&b| b == b'=');
+        let k = text(kv.next().unwrap_or_default());
+        let v = kv
+            .next()
+            .map(|v| Value::String(text(v)))
+            .unwrap_or(Value::Bool(true));
+        query.insert(k, v);
+    }
+    let mut request = json!({
+        "url": format!("http://{}{}", host, text(head.target())),
+        "uri": text(head.target()),
+        "method": head.method.as_str(),
+        "headers": headers,
+        "querystring": query,
+        "size": head.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok()).unwrap_or(0),
+    });
+    if opts.request_body {
+        if let Some(body) = &ctx.llm.request_body {
+            let n = opts.max_request_body.unwrap_or(usize::MAX).min(body.len());
+            request["body"] = Value::String(text(&body[..n]));
+        }
+    }
+    let mut m = Map::new();
+    m.insert("request".into(), request);
+    m.insert(
+        "response".into(),
+        json!({"status": ctx.status, "size": ctx.bytes_sent}),
+    );
+    if let Some(a) = ctx.upstream_addr {
+        m.insert("upstream".into(), Value::String(a.to_string()));
+    }
+    if let Some(r) = &ctx.route_id {
+        m.insert("route_id".into(), Value::String(r.to_string()));
+    }
+    if let Some(c) = &ctx.consumer {
+        m.insert("consumer".into(), json!({"username": &*c.username}));
+    }
+    m.insert("client_ip".into(), Value::String(ctx.peer.ip().to_string()));
+    m.insert("start_time".into(), json!(start.as_millis() as u64));
+    m.insert("latency".into(), json!(ms(latency)));
+    if let Some(u) = ctx.upstream_response_time {
+        m.insert("upstream_latency".into(), json!(ms(u)));
+        m.insert(
+            "apisix_latency".into(),
+            json!(ms(latency.saturating_sub(u))),
+        );
+    }
+    m.insert(
+        "server".into(),
+        json!({"hostname": hostname(), "version": env!("CARGO_PKG_VERSION")}),
+    );
+    m.insert(
+        "request_type".into(),
+        Value::String(ctx.request_type.as_str().into()),
+    );
+    if ctx.request_type != RequestType::TraditionalHttp {
+        let l = &ctx.llm;
+        m.insert("request_llm_model".into(), json!(l.request_model));
+        m.insert("llm_model".into(), json!(l.model));
+        m.insert("llm_time_to_first_token".into(), json!(l.ttft.map(ms)));
+        m.insert("llm_prompt_tokens".into(), json!(l.prompt_tokens));
+        m.insert("llm_completion_tokens".into(), json!(l.completion_tokens));
+        m.insert("llm_instance".into(), json!(l.instance.as_deref()));
+        m.insert("llm_attempts".into(), json!(l.attempts));
+    }
+    add_llm_logging(&mut m, ctx);
+    Value::Object(m)
+}
+
+fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+}

@@ -1,0 +1,269 @@
+//! `kafka-logger`: pushes each request's log entry (APISIX's full log, with
+//! the LLM variables and ai-proxy-multi's `logging` summaries and payloads)
+//! to a Kafka topic, batched by APISIX's batch-processor settings, from a
+//! logger thread ([`crate::loggers`]). APISIX's schema and defaults; what
+//! ringway does not implement (SASL, custom `log_format`, `meta_format:
+//! origin`, response bodies) is refused at load with the field named.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::CompileCx;
+use crate::config::{from_value, ConfigError, FieldPath};
+use crate::http::RequestHead;
+use crate::loggers::kafka::ProducerConfig;
+use crate::loggers::{BatchConfig, Sink};
+use crate::observe::entry::{full_log, EntryOptions};
+use crate::server::ctx::RequestCtx;
+
+pub const NAME: &str = "kafka-logger";
+pub const PRIORITY: i32 = 403;
+
+#[derive(Debug)]
+pub struct KafkaLogger {
+    sink: Arc<Sink>,
+    opts: EntryOptions,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BrokerFile {
+    host: String,
+    port: i64,
+    sasl_config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaLoggerFile {
+    brokers: Option<Vec<BrokerFile>>,
+    broker_list: Option<serde_json::Map<String, Value>>,
+    kafka_topic: String,
+    #[serde(default = "default_producer_type")]
+    producer_type: String,
+    #[serde(default = "one")]
+    required_acks: i64,
+    key: Option<String>,
+    #[serde(default = "three")]
+    timeout: i64,
+    #[serde(default = "default_name")]
+    name: String,
+    #[serde(default = "default_meta_format")]
+    meta_format: String,
+    log_format: Option<Value>,
+    #[serde(default)]
+    include_req_body: bool,
+    include_req_body_expr: Option<Value>,
+    #[serde(default)]
+    include_resp_body: bool,
+    include_resp_body_expr: Option<Value>,
+    max_req_body_bytes: Option<i64>,
+    max_resp_body_bytes: Option<i64>,
+    #[serde(default = "one")]
+    cluster_name: i64,
+    // lua-resty-kafka's own buffering; ringway batches with the batch
+    // processor settings below, so these are checked and not used.
+    producer_batch_num: Option<i64>,
+    producer_batch_size: Option<i64>,
+    producer_max_buffering: Option<i64>,
+    producer_time_linger: Option<i64>,
+    #[serde(default = "thirty")]
+    meta_refresh_interval: i64,
+    #[serde(default = "thousand")]
+    batch_max_size: i64,
+    #[serde(default = "five")]
+    inactive_timeout: i64,
+    #[serde(default = "sixty")]
+    buffer_duration: i64,
+    #[serde(default)]
+    max_retry_count: i64,
+    #[serde(default = "one")]
+    retry_delay: i64,
+    #[serde(rename = "_meta")]
+    _meta: Option<Value>,
+}
+
+fn default_producer_type() -> String {
+    "async".into()
+}
+fn default_name() -> String {
+    "kafka logger".into()
+}
+fn default_meta_format() -> String {
+    "default".into()
+}
+fn one() -> i64 {
+    1
+}
+fn three() -> i64 {
+    3
+}
+fn five() -> i64 {
+    5
+}
+fn thirty() -> i64 {
+    30
+}
+fn sixty() -> i64 {
+    60
+}
+fn thousand() -> i64 {
+    1000
+}
+
+fn at_least(at: &FieldPath, field: &str, v: i64, min: i64) -> Result<i64, ConfigError> {
+    if v < min {
+        return Err(at.field(field).error(format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+impl KafkaLogger {
+    pub fn compile(
+        value: &Value,
+        at: &FieldPath,
+        cx: &mut CompileCx<'_, '_>,
+    ) -> Result<KafkaLogger, ConfigError> {
+        let f: KafkaLoggerFile = from_value(value, at)?;
+        let mut brokers = Vec::new();
+        for (i, b) in f.brokers.iter().flatten().enumerate() {
+            let bat = at.field("brokers").index(i);
+            if b.host.is_empty() {
+                return Err(bat.field("host").error("must not be empty"));
+            }
+            if !(1..=65535).contains(&b.port) {
+                return Err(bat.field("port").error("must be between 1 and 65535"));
+            }
+            if b.sasl_config.is_some() {
+                return Err(bat
+                    .field("sasl_config")
+                    .error("SASL authentication is not implemented by ringway"));
+            }
+            brokers.push((b.host.clone(), b.port as u16));
+        }
+        for (host, port) in f.broker_list.iter().flatten() {
+            let p = port
+                .as_i64()
+                .filter(|p| (1..=65535).contains(p))
+                .ok_or_else(|| {
+                    at.field("broker_list")
+                        .field(host)
+                        .error("must be a port between 1 and 65535")
+                })?;
+            brokers.push((host.clone(), p as u16));
+        }
+        if brokers.is_empty() {
+            return Err(at.field("brokers").error("at least one broker is required"));
+        }
+        if f.kafka_topic.is_empty() {
+            return Err(at.field("kafka_topic").error("must not be empty"));
+        }
+        if !matches!(f.producer_type.as_str(), "async" | "sync") {
+            return Err(at
+                .field("producer_type")
+                .error("must be \"async\" or \"sync\""));
+        }
+        if !matches!(f.required_acks, 1 | -1) {
+            return Err(at.field("required_acks").error("must be 1 or -1"));
+        }
+        if f.meta_format == "origin" {
+            return Err(at
+                .field("meta_format")
+                .error("\"origin\" is not implemented by ringway; use \"default\""));
+        }
+        if f.meta_format != "default" {
+            return Err(at
+                .field("meta_format")
+                .error("must be \"default\" or \"origin\""));
+        }
+        let refused: [(&str, bool); 5] = [
+            ("log_format", f.log_format.is_some()),
+            ("include_req_body_expr", f.include_req_body_expr.is_some()),
+            ("include_resp_body", f.include_resp_body),
+            ("include_resp_body_expr", f.include_resp_body_expr.is_some()),
+            ("max_resp_body_bytes", f.max_resp_body_bytes.is_some()),
+        ];
+        for (field, set) in refused {
+            if set {
+                return Err(at.field(field).error(
+                    "is not implemented by ringway (ai-proxy-multi's logging.payloads logs the answer)",
+                ));
+            }
+        }
+        if let Some(m) = f.max_req_body_bytes {
+            at_least(at, "max_req_body_bytes", m, 1)?;
+        }
+        at_least(at, "cluster_name", f.cluster_name, 1)?;
+        for (field, v) in [
+            ("producer_batch_num", f.producer_batch_num),
+            ("producer_batch_size", f.producer_batch_size),
+            ("producer_max_buffering", f.producer_max_buffering),
+            ("producer_time_linger", f.producer_time_linger),
+        ] {
+            if let Some(v) = v {
+                at_least(
+                    at,
+                    field,
+                    v,
+                    if field == "producer_batch_size" { 0 } else { 1 },
+                )?;
+            }
+        }
+        let secs = |v: i64| Duration::from_secs(v as u64);
+        let producer = ProducerConfig {
+            brokers,
+            topic: f.kafka_topic,
+            key: f.key,
+            acks: f.required_acks as i16,
+            timeout: secs(at_least(at, "timeout", f.timeout, 1)?),
+            meta_refresh: secs(at_least(
+                at,
+                "meta_refresh_interval",
+                f.meta_refresh_interval,
+                1,
+            )?),
+        };
+        let batch = BatchConfig {
+            max_size: at_least(at, "batch_max_size", f.batch_max_size, 1)? as usize,
+            inactive: secs(at_least(at, "inactive_timeout", f.inactive_timeout, 1)?),
+            buffer: secs(at_least(at, "buffer_duration", f.buffer_duration, 1)?),
+            max_retry: at_least(at, "max_retry_count", f.max_retry_count, 0)?.min(u32::MAX as i64)
+                as u32,
+            retry_delay: secs(at_least(at, "retry_delay", f.retry_delay, 0)?),
+        };
+        // The same settings in the same place keep their sink (and its
+        // queued entries and connections) across reloads.
+        let key = format!("{producer:?}{batch:?}{}", f.name);
+        let name = format!("{} ({})", f.name, cx.owner);
+        let sink = cx
+            .carry
+            .logger(&cx.owner, key, || Sink::kafka(name, producer, batch));
+        Ok(KafkaLogger {
+            sink,
+            opts: EntryOptions {
+                request_body: f.include_req_body,
+                max_request_body: f.max_req_body_bytes.map(|m| m as usize),
+            },
+        })
+    }
+
+    /// The log phase: queues this request's entry.
+    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx) {
+        let entry = full_log(head, ctx, self.opts);
+        match serde_json::to_vec(&entry) {
+            Ok(bytes) => self.sink.push(bytes),
+            Err(e) => tracing::error!("kafka-logger: cannot encode an entry: {e}"),
+        }
+    }
+
+    pub fn sink(&self) -> &Arc<Sink> {
+        &self.sink
+    }
+
+    pub fn wants_request_body(&self) -> bool {
+        self.opts.request_body
+    }
+}

@@ -1,0 +1,133 @@
+//! `kafka-logger` beyond the seed example: a broker that is down never
+//! touches requests (entries are retried, then dropped with an error
+//! line), batches follow `batch_max_size` / `inactive_timeout`, and
+//! settings ringway does not implement are refused at load with the field
+//! named.
+#![allow(clippy::disallowed_types, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ai::{ai_config, chat_url, instance, mocks, ASK};
+use common::gateway::check;
+use common::{Conn, Gateway};
+use serde_json::json;
+
+fn logged_route(m: &mock_llm::MockServer, logger: serde_json::Value) -> serde_json::Value {
+    let mut doc = ai_config(
+        &["/v1/chat/completions"],
+        json!({"instances": [instance("a", 1, &chat_url(m, "a"), "gpt-4")]}),
+    );
+    doc["services"][0]["routes"][0]["plugins"]["kafka-logger"] = logger;
+    doc
+}
+
+#[test]
+fn a_broker_that_is_down_never_touches_requests() {
+    let m = mocks(&["a"]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({
+            "brokers": [{"host": "127.0.0.1", "port": closed}],
+            "kafka_topic": "t", "batch_max_size": 1, "timeout": 1,
+            "max_retry_count": 1, "retry_delay": 0,
+        }),
+    ));
+    let mut c = Conn::connect(gw.addr);
+    let t = Instant::now();
+    for _ in 0..20 {
+        let r = c.post_json("/v1/chat/completions", ASK);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Far below one broker timeout per request.
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(
+        gw.wait_for_log("log entries dropped", Duration::from_secs(10)),
+        "{}",
+        gw.stderr()
+    );
+    assert!(
+        gw.stderr().contains(&format!("127.0.0.1:{closed}")),
+        "{}",
+        gw.stderr()
+    );
+}
+
+#[test]
+fn entries_are_batched_and_a_partial_batch_goes_when_inactive() {
+    let broker = common::kafka::KafkaBroker::start();
+    broker.create_topic("batched", 1);
+    let m = mocks(&["a"]);
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({
+            "broker_list": {"127.0.0.1": broker.port},
+            "kafka_topic": "batched", "batch_max_size": 3, "inactive_timeout": 1,
+        }),
+    ));
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..4 {
+        assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
+    }
+    // Three go as a full batch, the fourth after a second of quiet.
+    let got = broker.consume("batched", 4, Duration::from_secs(20));
+    assert_eq!(got.len(), 4, "{got:?}\n{}", gw.stderr());
+    for (key, e) in &got {
+        assert_eq!(key, &None);
+        assert_eq!(e["response"]["status"], 200);
+        assert_eq!(e["llm_model"], "gpt-4");
+        assert!(e.get("llm_summary").is_none(), "logging is off: {e}");
+    }
+}
+
+#[test]
+fn unsupported_or_invalid_settings_are_refused_with_the_field() {
+    let m = mocks(&["a"]);
+    let cases = [
+        (
+            json!({"brokers": [{"host": "h", "port": 9092}]}),
+            "kafka_topic",
+        ),
+        (json!({"kafka_topic": "t"}), "brokers"),
+        (
+            json!({"brokers": [{"host": "h", "port": 70000}], "kafka_topic": "t"}),
+            "brokers[0].port",
+        ),
+        (
+            json!({"brokers": [{"host": "h", "port": 1, "sasl_config": {"user": "u", "password": "p"}}], "kafka_topic": "t"}),
+            "sasl_config",
+        ),
+        (
+            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "required_acks": 0}),
+            "required_acks",
+        ),
+        (
+            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "meta_format": "origin"}),
+            "meta_format",
+        ),
+        (
+            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "batch_max_size": 0}),
+            "batch_max_size",
+        ),
+        (
+            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "include_resp_body": true}),
+            "include_resp_body",
+        ),
+    ];
+    for (logger, field) in cases {
+        let doc = logged_route(&m, logger.clone());
+        let yaml = serde_json::to_string(&doc).unwrap();
+        let (code, out) = check(&yaml);
+        assert_ne!(code, 0, "{logger} was accepted");
+        assert!(
+            out.contains("kafka-logger") && out.contains(field),
+            "{logger}: {out}"
+        );
+    }
+}
