@@ -131,3 +131,26 @@ fn unsupported_or_invalid_settings_are_refused_with_the_field() {
         );
     }
 }
+
+#[test]
+fn entries_still_batched_at_shutdown_are_sent_before_exit() {
+    let broker = common::kafka::KafkaBroker::start();
+    broker.create_topic("late", 1);
+    let m = mocks(&["a"]);
+    let mut gw = Gateway::start_json(logged_route(
+        &m,
+        json!({
+            "brokers": [{"host": "127.0.0.1", "port": broker.port}],
+            "kafka_topic": "late", "batch_max_size": 1000,
+            "inactive_timeout": 600, "buffer_duration": 600,
+        }),
+    ));
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..3 {
+        assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
+    }
+    drop(c);
+    assert_eq!(gw.stop(Duration::from_secs(10)), Some(0));
+    let got = broker.consume("late", 3, Duration::from_secs(20));
+    assert_eq!(got.len(), 3, "{got:?}\n{}", gw.stderr());
+}

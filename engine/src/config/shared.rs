@@ -99,6 +99,13 @@ impl<'a> Carry<'a> {
 }
 
 impl SharedState {
+    /// Closes every logger sink, sending what they hold, by `deadline`.
+    pub fn close_loggers(&self, deadline: std::time::Instant) {
+        for s in self.loggers.values() {
+            s.close(deadline);
+        }
+    }
+
     /// Every instance state with its owner and name (health probes, metrics).
     pub fn instances(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &Arc<InstanceState>)> {
         self.instances.iter().map(|((o, n), s)| (o, n, s))

@@ -8,7 +8,9 @@
 //! entries over with a non-blocking send on a bounded queue: a slow or
 //! unreachable broker never delays a request, and entries that do not fit
 //! are counted as dropped. A sink lives as long as some snapshot's plugin
-//! holds it; the last holder gone, it sends what it has and ends.
+//! holds it; the last holder gone, it sends what it has and ends. At
+//! shutdown the server closes every sink and waits (bounded) until what
+//! was queued has been sent.
 
 pub mod kafka;
 
@@ -41,6 +43,8 @@ pub struct SinkStats {
 pub struct Sink {
     name: String,
     tx: flume::Sender<Vec<u8>>,
+    /// Disconnected when the thread has ended.
+    done: flume::Receiver<()>,
     pub stats: Arc<SinkStats>,
 }
 
@@ -64,16 +68,39 @@ impl Sink {
         mut send: impl FnMut(&[Vec<u8>]) -> Result<(), String> + Send + 'static,
     ) -> Arc<Sink> {
         let (tx, rx) = flume::bounded(QUEUE);
+        let (done_tx, done) = flume::bounded::<()>(0);
         let stats = Arc::new(SinkStats::default());
         let thread_stats = stats.clone();
         let thread_name = name.clone();
         let spawned = std::thread::Builder::new()
             .name("ringway-logger".into())
-            .spawn(move || run(&thread_name, rx, &batch, &thread_stats, &mut send));
+            .spawn(move || {
+                run(&thread_name, rx, &batch, &thread_stats, &mut send);
+                drop(done_tx);
+            });
         if let Err(e) = spawned {
             tracing::error!("{name}: cannot start the logger thread: {e}");
         }
-        Arc::new(Sink { name, tx, stats })
+        Arc::new(Sink {
+            name,
+            tx,
+            done,
+            stats,
+        })
+    }
+
+    /// Asks the thread to send what it has and end; waits for it until
+    /// `deadline`. Whether it ended in time.
+    pub fn close(&self, deadline: Instant) -> bool {
+        // An empty entry is the close marker (entries are JSON documents).
+        let _ = self.tx.send_deadline(Vec::new(), deadline);
+        match self.done.recv_deadline(deadline) {
+            Err(flume::RecvTimeoutError::Timeout) => {
+                tracing::warn!("{}: log entries still unsent at shutdown", self.name);
+                false
+            }
+            _ => true,
+        }
     }
 
     /// Queues one entry (one JSON document).
@@ -102,6 +129,10 @@ fn run(
             rx.recv_deadline(due)
         };
         match got {
+            Ok(entry) if entry.is_empty() => {
+                flush(name, &mut batch, cfg, stats, send);
+                return;
+            }
             Ok(entry) => {
                 if batch.is_empty() {
                     first = Instant::now();
@@ -213,6 +244,15 @@ mod tests {
         wait_for(&sink.stats, |s| s.failed.load(Ordering::Relaxed) == 1);
         assert_eq!(calls.load(Ordering::Relaxed), 3);
         assert_eq!(sink.stats.sent.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn close_sends_what_is_queued_and_waits_for_it() {
+        let (sink, sizes) = recording(batch(100, 60_000, 0));
+        sink.push(b"a".to_vec());
+        assert!(sink.close(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(sizes.try_recv(), Ok(1));
+        assert_eq!(sink.stats.sent.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Running {
     log: Option<(Arc<crate::observe::AccessLog>, std::thread::JoinHandle<()>)>,
 }
 
+/// How long shutdown waits for logger plugins to send what they hold.
+const LOGGER_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Running {
     /// Waits for every worker to finish (after shutdown and drain).
     pub fn join(self) {
@@ -65,6 +68,9 @@ impl Running {
             log.close();
             let _ = t.join();
         }
+        // And the logger plugins send what they still hold.
+        let deadline = std::time::Instant::now() + LOGGER_CLOSE;
+        self.cell.load().shared.close_loggers(deadline);
     }
 }
 
