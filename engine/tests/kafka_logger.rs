@@ -14,12 +14,36 @@ use common::gateway::check;
 use common::{Conn, Gateway};
 use serde_json::json;
 
+/// `ringway_logger_entries_total` for this test's logger and `outcome`,
+/// once it reaches `want` (or what it is after 5 s).
+fn logger_metric(gw: &Gateway, outcome: &str, want: u64) -> u64 {
+    let addr = gw.metrics_addr.expect("metrics address announced");
+    let line = format!(
+        "ringway_logger_entries_total{{logger=\"kafka logger (route/ai-route)\",outcome=\"{outcome}\"}} "
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = Conn::connect(addr).get("/metrics").text();
+        let v = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in {text}"))
+            .parse()
+            .unwrap();
+        if v >= want || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn logged_route(m: &mock_llm::MockServer, logger: serde_json::Value) -> serde_json::Value {
     let mut doc = ai_config(
         &["/v1/chat/completions"],
         json!({"instances": [instance("a", 1, &chat_url(m, "a"), "gpt-4")]}),
     );
     doc["services"][0]["routes"][0]["plugins"]["kafka-logger"] = logger;
+    doc["gateway"] = json!({"metrics": {"listen": "127.0.0.1:0"}});
     doc
 }
 
@@ -57,6 +81,8 @@ fn a_broker_that_is_down_never_touches_requests() {
         "{}",
         gw.stderr()
     );
+    assert_eq!(logger_metric(&gw, "failed", 20), 20);
+    assert_eq!(logger_metric(&gw, "sent", 0), 0);
 }
 
 #[test]
@@ -84,6 +110,8 @@ fn entries_are_batched_and_a_partial_batch_goes_when_inactive() {
         assert_eq!(e["llm_model"], "gpt-4");
         assert!(e.get("llm_summary").is_none(), "logging is off: {e}");
     }
+    assert_eq!(logger_metric(&gw, "sent", 4), 4);
+    assert_eq!(logger_metric(&gw, "failed", 0), 0);
 }
 
 #[test]

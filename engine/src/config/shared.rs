@@ -99,6 +99,11 @@ impl<'a> Carry<'a> {
 }
 
 impl SharedState {
+    /// Every logger sink (metrics).
+    pub fn loggers(&self) -> impl Iterator<Item = &Arc<crate::loggers::Sink>> {
+        self.loggers.values()
+    }
+
     /// Closes every logger sink, sending what they hold, by `deadline`.
     pub fn close_loggers(&self, deadline: std::time::Instant) {
         for s in self.loggers.values() {

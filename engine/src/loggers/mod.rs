@@ -103,6 +103,11 @@ impl Sink {
         }
     }
 
+    /// The logger's `name` and where it is configured.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Queues one entry (one JSON document).
     pub fn push(&self, entry: Vec<u8>) {
         if self.tx.try_send(entry).is_err() {

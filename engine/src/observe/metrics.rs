@@ -235,6 +235,24 @@ pub fn render(
             u8::from(s.cooling(now).is_some())
         );
     }
+    // Logger plugins: entries sent, failed after retries, dropped (queue full).
+    let _ = writeln!(out, "# HELP ringway_logger_entries_total Logger plugin entries by outcome.\n# TYPE ringway_logger_entries_total counter");
+    let mut sinks: Vec<_> = snap.shared.loggers().collect();
+    sinks.sort_by(|a, b| a.name().cmp(b.name()));
+    for s in sinks {
+        for (outcome, v) in [
+            ("sent", &s.stats.sent),
+            ("failed", &s.stats.failed),
+            ("dropped", &s.stats.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringway_logger_entries_total{{logger=\"{}\",outcome=\"{outcome}\"}} {}",
+                escape(s.name()),
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
