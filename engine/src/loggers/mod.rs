@@ -4,22 +4,31 @@
 //! are collected until `batch_max_size` of them are waiting, or
 //! `inactive_timeout` passed since the last one, or `buffer_duration` since
 //! the oldest; a batch that fails is tried again `max_retry_count` times
-//! `retry_delay` apart, then dropped with an error line. Workers hand
-//! entries over with a non-blocking send on a bounded queue: a slow or
-//! unreachable broker never delays a request, and entries that do not fit
-//! are counted as dropped. A sink lives as long as some snapshot's plugin
+//! `retry_delay` apart, then dropped with an error line. A worker collects
+//! its entries in a local [`WorkerQueue`] and hands them over every 100 ms
+//! (or 64 at a time) with a non-blocking send on a bounded queue, so a
+//! request costs a push into a vector, not a wake-up of the logger thread;
+//! a slow or unreachable broker never delays a request, and entries that
+//! do not fit are counted as dropped. A sink lives as long as some snapshot's plugin
 //! holds it; the last holder gone, it sends what it has and ends. At
 //! shutdown the server closes every sink and waits (bounded) until what
 //! was queued has been sent.
 
 pub mod kafka;
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Entries waiting for the sink thread, at most.
-const QUEUE: usize = 16 * 1024;
+/// Hand-overs (of up to [`SHIP_AT`] entries) waiting for the sink thread.
+const QUEUE: usize = 1024;
+/// A worker hands a sink's entries over once this many wait (else at its
+/// log-shipping tick, [`crate::observe::access_log::SHIP_EVERY`]).
+const SHIP_AT: usize = 64;
+
+/// Entries (JSON documents) handed over at once.
+type Entries = Vec<Vec<u8>>;
 
 /// APISIX's batch processor settings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,7 +51,7 @@ pub struct SinkStats {
 /// The workers' side of a sink thread.
 pub struct Sink {
     name: String,
-    tx: flume::Sender<Vec<u8>>,
+    tx: flume::Sender<Entries>,
     /// Disconnected when the thread has ended.
     done: flume::Receiver<()>,
     pub stats: Arc<SinkStats>,
@@ -92,7 +101,6 @@ impl Sink {
     /// Asks the thread to send what it has and end; waits for it until
     /// `deadline`. Whether it ended in time.
     pub fn close(&self, deadline: Instant) -> bool {
-        // An empty entry is the close marker (entries are JSON documents).
         let _ = self.tx.send_deadline(Vec::new(), deadline);
         match self.done.recv_deadline(deadline) {
             Err(flume::RecvTimeoutError::Timeout) => {
@@ -108,17 +116,55 @@ impl Sink {
         &self.name
     }
 
-    /// Queues one entry (one JSON document).
-    pub fn push(&self, entry: Vec<u8>) {
-        if self.tx.try_send(entry).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Hands entries (JSON documents) to the thread.
+    pub fn send(&self, entries: Entries) {
+        let n = entries.len() as u64;
+        if n > 0 && self.tx.try_send(entries).is_err() {
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
         }
+    }
+}
+
+/// A worker's entries not yet handed to their sinks.
+#[derive(Default)]
+pub struct WorkerQueue {
+    pending: RefCell<Vec<(Arc<Sink>, Entries)>>,
+}
+
+impl WorkerQueue {
+    /// Queues one entry for `sink`.
+    pub fn push(&self, sink: &Arc<Sink>, entry: Vec<u8>) {
+        let mut pending = self.pending.borrow_mut();
+        let i = match pending.iter().position(|(s, _)| Arc::ptr_eq(s, sink)) {
+            Some(i) => i,
+            None => {
+                pending.push((sink.clone(), Vec::with_capacity(SHIP_AT)));
+                pending.len() - 1
+            }
+        };
+        let (s, entries) = &mut pending[i];
+        entries.push(entry);
+        if entries.len() >= SHIP_AT {
+            s.send(std::mem::replace(entries, Vec::with_capacity(SHIP_AT)));
+        }
+    }
+
+    /// Hands everything queued to the sinks, and forgets sinks that no
+    /// configuration holds any more (so they can end).
+    pub fn ship(&self) {
+        let mut pending = self.pending.borrow_mut();
+        for (s, entries) in pending.iter_mut() {
+            if !entries.is_empty() {
+                s.send(std::mem::take(entries));
+            }
+        }
+        pending.retain(|(s, _)| Arc::strong_count(s) > 1);
     }
 }
 
 fn run(
     name: &str,
-    rx: flume::Receiver<Vec<u8>>,
+    rx: flume::Receiver<Entries>,
     cfg: &BatchConfig,
     stats: &SinkStats,
     send: &mut impl FnMut(&[Vec<u8>]) -> Result<(), String>,
@@ -134,18 +180,22 @@ fn run(
             rx.recv_deadline(due)
         };
         match got {
-            Ok(entry) if entry.is_empty() => {
+            // An empty hand-over is the close marker.
+            Ok(entries) if entries.is_empty() => {
                 flush(name, &mut batch, cfg, stats, send);
                 return;
             }
-            Ok(entry) => {
+            Ok(entries) => {
                 if batch.is_empty() {
                     first = Instant::now();
                 }
                 last = Instant::now();
-                batch.push(entry);
-                if batch.len() >= cfg.max_size {
-                    flush(name, &mut batch, cfg, stats, send);
+                for e in entries {
+                    batch.push(e);
+                    if batch.len() >= cfg.max_size {
+                        flush(name, &mut batch, cfg, stats, send);
+                        first = Instant::now();
+                    }
                 }
             }
             Err(flume::RecvTimeoutError::Timeout) => flush(name, &mut batch, cfg, stats, send),
@@ -227,9 +277,7 @@ mod tests {
     fn full_batches_go_at_once_and_the_rest_when_inactive() {
         let (sink, sizes) = recording(batch(3, 200, 0));
         let t = Instant::now();
-        for i in 0..4 {
-            sink.push(vec![i]);
-        }
+        sink.send((0..4).map(|i| vec![i]).collect());
         assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(3));
         assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(1));
         // The partial batch waited for the inactivity timeout.
@@ -245,7 +293,7 @@ mod tests {
             c2.fetch_add(1, Ordering::Relaxed);
             Err("down".into())
         });
-        sink.push(b"x".to_vec());
+        sink.send(vec![b"x".to_vec()]);
         wait_for(&sink.stats, |s| s.failed.load(Ordering::Relaxed) == 1);
         assert_eq!(calls.load(Ordering::Relaxed), 3);
         assert_eq!(sink.stats.sent.load(Ordering::Relaxed), 0);
@@ -254,7 +302,7 @@ mod tests {
     #[test]
     fn close_sends_what_is_queued_and_waits_for_it() {
         let (sink, sizes) = recording(batch(100, 60_000, 0));
-        sink.push(b"a".to_vec());
+        sink.send(vec![b"a".to_vec()]);
         assert!(sink.close(Instant::now() + Duration::from_secs(5)));
         assert_eq!(sizes.try_recv(), Ok(1));
         assert_eq!(sink.stats.sent.load(Ordering::Relaxed), 1);
@@ -264,9 +312,13 @@ mod tests {
     fn the_last_holder_gone_the_rest_is_sent() {
         let (sink, sizes) = recording(batch(100, 60_000, 0));
         let stats = sink.stats.clone();
-        sink.push(b"a".to_vec());
-        sink.push(b"b".to_vec());
+        let q = WorkerQueue::default();
+        q.push(&sink, b"a".to_vec());
+        q.push(&sink, b"b".to_vec());
         drop(sink);
+        q.ship();
+        // The queue let go of a sink no one else holds.
+        assert!(q.pending.borrow().is_empty());
         assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(2));
         wait_for(&stats, |s| s.sent.load(Ordering::Relaxed) == 2);
     }

@@ -191,6 +191,7 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx) {
                 let _ = write!(out, ",\"{k}\":");
                 let _ = serde_json::to_writer(&mut *out, &v);
             }
+            crate::observe::entry::write_llm_request(out, ctx);
         }
     }
     out.extend_from_slice(b"}\n");

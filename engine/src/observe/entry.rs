@@ -33,9 +33,27 @@ pub fn llm_summary(ctx: &RequestCtx) -> Value {
     })
 }
 
-/// `llm_request`: the client's body as a JSON value.
-pub fn llm_request(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(text(body)))
+/// Appends `,"llm_request":<the client's body>` when the request asked
+/// for payloads. The body was validated as a JSON object on the way in, so
+/// it is copied as it is, unless it spans lines (then it is re-written
+/// compactly: entries and access-log lines are one line each).
+pub fn write_llm_request(out: &mut Vec<u8>, ctx: &RequestCtx) {
+    let (Some(_), Some(body)) = (&ctx.llm.payloads, &ctx.llm.request_body) else {
+        return;
+    };
+    out.extend_from_slice(b",\"llm_request\":");
+    if !body.iter().any(|&b| b == b'\n' || b == b'\r') {
+        out.extend_from_slice(body);
+        return;
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            let _ = serde_json::to_writer(&mut *out, &v);
+        }
+        Err(_) => {
+            let _ = serde_json::to_writer(&mut *out, &text(body));
+        }
+    }
 }
 
 /// `llm_response_text`: what the model answered.
@@ -43,7 +61,8 @@ pub fn llm_response_text(p: &Payloads) -> Option<String> {
     crate::providers::wire::text::answer_text(p.wire, &p.response, p.streamed)
 }
 
-/// Adds the `logging` fields the request asked for to `m`.
+/// Adds the `logging` fields the request asked for to `m`, except
+/// `llm_request` ([`write_llm_request`] appends it to the written entry).
 pub fn add_llm_logging(m: &mut Map<String, Value>, ctx: &RequestCtx) {
     if ctx.request_type == RequestType::TraditionalHttp {
         return;
@@ -52,9 +71,6 @@ pub fn add_llm_logging(m: &mut Map<String, Value>, ctx: &RequestCtx) {
         m.insert("llm_summary".into(), llm_summary(ctx));
     }
     if let Some(p) = &ctx.llm.payloads {
-        if let Some(body) = &ctx.llm.request_body {
-            m.insert("llm_request".into(), llm_request(body));
-        }
         if let Some(t) = llm_response_text(p) {
             m.insert("llm_response_text".into(), Value::String(t));
         }
@@ -70,8 +86,20 @@ pub struct EntryOptions {
     pub max_request_body: Option<usize>,
 }
 
-/// APISIX's full log for one finished request.
-pub fn full_log(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Value {
+/// APISIX's full log for one finished request, as one line of JSON.
+pub fn full_log(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let _ = serde_json::to_writer(&mut out, &full_log_value(head, ctx, opts));
+    if out.last() == Some(&b'}') {
+        out.pop();
+        write_llm_request(&mut out, ctx);
+        out.push(b'}');
+    }
+    out
+}
+
+/// [`full_log`] without `llm_request`, as a value.
+fn full_log_value(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Value {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -171,4 +199,42 @@ fn hostname() -> &'static str {
             .map(|s| s.trim().to_owned())
             .unwrap_or_default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::wire::Wire;
+    use crate::server::ctx::Payloads;
+
+    fn ctx_with_body(body: &'static [u8]) -> RequestCtx {
+        let mut ctx = RequestCtx::new("127.0.0.1:1".parse().unwrap(), std::time::Instant::now());
+        ctx.llm.request_body = Some(bytes::Bytes::from_static(body));
+        ctx.llm.payloads = Some(Box::new(Payloads {
+            response: Vec::new(),
+            streamed: false,
+            wire: Wire::OpenAi,
+        }));
+        ctx
+    }
+
+    #[test]
+    fn request_payloads_are_copied_or_made_one_line() {
+        let mut out = b"{\"a\":1".to_vec();
+        write_llm_request(&mut out, &ctx_with_body(br#"{"model":"m","messages":[]}"#));
+        out.push(b'}');
+        assert_eq!(out, br#"{"a":1,"llm_request":{"model":"m","messages":[]}}"#);
+
+        let mut out = b"{\"a\":1".to_vec();
+        write_llm_request(&mut out, &ctx_with_body(b"{\n  \"model\": \"m\"\r\n}"));
+        out.push(b'}');
+        assert_eq!(out, br#"{"a":1,"llm_request":{"model":"m"}}"#);
+
+        // Without logging.payloads nothing is written.
+        let mut ctx = ctx_with_body(b"{}");
+        ctx.llm.payloads = None;
+        let mut out = Vec::new();
+        write_llm_request(&mut out, &ctx);
+        assert!(out.is_empty());
+    }
 }

@@ -156,9 +156,9 @@ impl PluginChain {
     }
 
     /// The log phase: every logger queues the request's entry.
-    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx) {
+    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &crate::loggers::WorkerQueue) {
         for l in self.loggers() {
-            l.log(head, ctx);
+            l.log(head, ctx, queue);
         }
     }
 

@@ -209,8 +209,8 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
         log.record(&head, &ctx);
     }
     if let Some(idx) = ctx.log_route {
-        snap.global_plugins.log(&head, &ctx);
-        snap.routes[idx].plugins.log(&head, &ctx);
+        snap.global_plugins.log(&head, &ctx, &w.loggers);
+        snap.routes[idx].plugins.log(&head, &ctx, &w.loggers);
     }
     c.scratch = head.recycle();
     // A burst grew the upstream buffer (net::read_more doubles it after a

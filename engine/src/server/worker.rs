@@ -54,6 +54,8 @@ pub struct Worker {
     tls: Option<monoio_rustls::TlsAcceptor>,
     /// This worker's access-log buffer, if logging is on.
     pub log: Option<crate::observe::WorkerLog>,
+    /// Logger-plugin entries waiting to be handed to their sinks.
+    pub loggers: crate::loggers::WorkerQueue,
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
     pub busy: super::busy_poll::BusyPoll,
 }
@@ -80,6 +82,7 @@ impl Worker {
             active: Cell::new(0),
             tls: shared.tls,
             log: shared.access_log.map(crate::observe::WorkerLog::new),
+            loggers: Default::default(),
             stats: shared.stats,
         }
     }
@@ -147,9 +150,7 @@ pub fn run(
         if w.busy.enabled() {
             monoio::spawn(super::busy_poll::run(w.clone(), stop.clone()));
         }
-        if w.log.is_some() {
-            monoio::spawn(ship_logs(w.clone()));
-        }
+        monoio::spawn(ship_logs(w.clone()));
         let _ = stop.recv_async().await;
         w.shutdown.fire();
         let deadline = Instant::now() + drain;
@@ -166,6 +167,7 @@ pub fn run(
         if let Some(log) = &w.log {
             log.ship();
         }
+        w.loggers.ship();
         Ok(())
     })
 }
@@ -267,6 +269,7 @@ async fn ship_logs(w: Rc<Worker>) {
         if let Some(log) = &w.log {
             log.ship();
         }
+        w.loggers.ship();
     }
 }
 

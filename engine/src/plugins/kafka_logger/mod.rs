@@ -15,7 +15,7 @@ use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::http::RequestHead;
 use crate::loggers::kafka::ProducerConfig;
-use crate::loggers::{BatchConfig, Sink};
+use crate::loggers::{BatchConfig, Sink, WorkerQueue};
 use crate::observe::entry::{full_log, EntryOptions};
 use crate::server::ctx::RequestCtx;
 
@@ -250,13 +250,9 @@ impl KafkaLogger {
         })
     }
 
-    /// The log phase: queues this request's entry.
-    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx) {
-        let entry = full_log(head, ctx, self.opts);
-        match serde_json::to_vec(&entry) {
-            Ok(bytes) => self.sink.push(bytes),
-            Err(e) => tracing::error!("kafka-logger: cannot encode an entry: {e}"),
-        }
+    /// The log phase: queues this request's entry on the worker.
+    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
+        queue.push(&self.sink, full_log(head, ctx, self.opts));
     }
 
     pub fn sink(&self) -> &Arc<Sink> {

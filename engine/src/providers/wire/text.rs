@@ -3,10 +3,53 @@
 //! or the deltas of an event stream joined. Runs in the log phase, only for
 //! routes that ask for payloads.
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::Deserialize;
 
 use super::Wire;
 use crate::sse::SseParser;
+
+// Borrowed views of just the fields holding text: every other field is
+// skipped without building anything (a stream has an event per token).
+
+#[derive(Deserialize)]
+struct OpenAiAnswer<'a> {
+    #[serde(borrow, default)]
+    choices: Vec<OpenAiChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice<'a> {
+    #[serde(borrow, default)]
+    message: Option<Content<'a>>,
+    #[serde(borrow, default)]
+    delta: Option<Content<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Content<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicAnswer<'a> {
+    #[serde(borrow, default)]
+    content: Vec<TextBlock<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicEvent<'a> {
+    #[serde(borrow, default)]
+    delta: Option<TextBlock<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TextBlock<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
 
 /// The answer's text, or `None` when it carries none (embeddings, errors).
 pub fn answer_text(wire: Wire, body: &[u8], streamed: bool) -> Option<String> {
@@ -14,55 +57,55 @@ pub fn answer_text(wire: Wire, body: &[u8], streamed: bool) -> Option<String> {
     let mut found = false;
     if streamed {
         let mut parser = SseParser::new();
-        let mut on_event = |data: &[u8]| {
-            if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                found |= delta_text(wire, &v, &mut text);
-            }
-        };
+        let mut on_event = |data: &[u8]| found |= delta_text(wire, data, &mut text);
         let _ = parser.feed(body, |e| on_event(&e.data));
         parser.finish(|e| on_event(&e.data));
     } else {
-        let v: Value = serde_json::from_slice(body).ok()?;
-        found = message_text(wire, &v, &mut text);
+        found = message_text(wire, body, &mut text);
     }
     found.then_some(text)
 }
 
-/// Appends a JSON answer's text; whether it had any.
-fn message_text(wire: Wire, v: &Value, out: &mut String) -> bool {
-    match wire {
-        Wire::OpenAi => match v.pointer("/choices/0/message/content") {
-            Some(Value::String(s)) => {
-                out.push_str(s);
-                true
-            }
-            _ => false,
-        },
-        Wire::Anthropic => {
-            let mut found = false;
-            for block in v["content"].as_array().into_iter().flatten() {
-                if let Some(s) = block["text"].as_str() {
-                    out.push_str(s);
-                    found = true;
-                }
-            }
-            found
+fn push(out: &mut String, piece: Option<Cow<'_, str>>) -> bool {
+    match piece {
+        Some(s) => {
+            out.push_str(&s);
+            true
         }
+        None => false,
+    }
+}
+
+/// Appends a JSON answer's text; whether it had any.
+fn message_text(wire: Wire, body: &[u8], out: &mut String) -> bool {
+    match wire {
+        Wire::OpenAi => serde_json::from_slice::<OpenAiAnswer>(body)
+            .ok()
+            .and_then(|a| a.choices.into_iter().next())
+            .and_then(|c| c.message)
+            .is_some_and(|m| push(out, m.content)),
+        Wire::Anthropic => serde_json::from_slice::<AnthropicAnswer>(body)
+            .map(|a| {
+                a.content
+                    .into_iter()
+                    .fold(false, |found, b| push(out, b.text) | found)
+            })
+            .unwrap_or(false),
     }
 }
 
 /// Appends one stream event's text; whether it had any.
-fn delta_text(wire: Wire, v: &Value, out: &mut String) -> bool {
-    let piece = match wire {
-        Wire::OpenAi => v.pointer("/choices/0/delta/content"),
-        Wire::Anthropic => v.pointer("/delta/text"),
-    };
-    match piece {
-        Some(Value::String(s)) => {
-            out.push_str(s);
-            true
-        }
-        _ => false,
+fn delta_text(wire: Wire, data: &[u8], out: &mut String) -> bool {
+    match wire {
+        Wire::OpenAi => serde_json::from_slice::<OpenAiAnswer>(data)
+            .ok()
+            .and_then(|a| a.choices.into_iter().next())
+            .and_then(|c| c.delta)
+            .is_some_and(|d| push(out, d.content)),
+        Wire::Anthropic => serde_json::from_slice::<AnthropicEvent>(data)
+            .ok()
+            .and_then(|e| e.delta)
+            .is_some_and(|d| push(out, d.text)),
     }
 }
 
