@@ -182,3 +182,26 @@ fn entries_still_batched_at_shutdown_are_sent_before_exit() {
     let got = broker.consume("late", 3, Duration::from_secs(20));
     assert_eq!(got.len(), 3, "{got:?}\n{}", gw.stderr());
 }
+
+#[test]
+fn a_batch_larger_than_producer_batch_size_goes_in_pieces() {
+    let broker = common::kafka::KafkaBroker::start();
+    broker.create_topic("pieces", 1);
+    let m = mocks(&["a"]);
+    // Entries are ~1 KB: a 2 KB record-batch limit cuts 6 into 3 or more
+    // produce requests, all delivered once.
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({
+            "brokers": [{"host": "127.0.0.1", "port": broker.port}],
+            "kafka_topic": "pieces", "batch_max_size": 6, "producer_batch_size": 2048,
+        }),
+    ));
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..6 {
+        assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
+    }
+    let got = broker.consume("pieces", 7, Duration::from_secs(8));
+    assert_eq!(got.len(), 6, "{got:?}\n{}", gw.stderr());
+    assert_eq!(logger_metric(&gw, "sent", 6), 6);
+}

@@ -25,6 +25,7 @@ pub fn compile(
     prev: Option<&SharedState>,
 ) -> Result<Snapshot, ConfigError> {
     let mut carry = Carry::new(prev);
+    carry.tls = Some(tls.clone());
     let mut cx = Compiler {
         res: &res,
         slots: 0,

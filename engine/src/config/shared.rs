@@ -26,6 +26,9 @@ pub struct SharedState {
 pub struct Carry<'a> {
     prev: Option<&'a SharedState>,
     pub next: SharedState,
+    /// TLS client settings, for plugins that open their own connections
+    /// (`http-logger`).
+    pub tls: Option<crate::upstream::tls::TlsClients>,
 }
 
 impl<'a> Carry<'a> {
@@ -33,6 +36,7 @@ impl<'a> Carry<'a> {
         Carry {
             prev,
             next: SharedState::default(),
+            tls: None,
         }
     }
 

@@ -41,6 +41,25 @@ pub struct ProducerConfig {
     pub timeout: Duration,
     /// How long partition leaders are trusted before asking again.
     pub meta_refresh: Duration,
+    /// Most bytes of entries in one record batch (`producer_batch_size`;
+    /// brokers refuse batches over `message.max.bytes`, 1 MiB by default).
+    pub max_batch_bytes: usize,
+}
+
+/// A failed produce; `retriable` when asking for leaders again may help
+/// (a lost connection, a moved leader, a topic being created).
+struct SendError {
+    msg: String,
+    retriable: bool,
+}
+
+impl From<String> for SendError {
+    fn from(msg: String) -> SendError {
+        SendError {
+            msg,
+            retriable: true,
+        }
+    }
 }
 
 struct Partitions {
@@ -70,19 +89,33 @@ impl Producer {
         }
     }
 
-    /// Produces `values` as one batch to one partition (the key's, else the
-    /// next in turn). On error every connection and the partition map are
-    /// dropped, so a retry starts afresh.
-    pub fn send(&mut self, values: &[Vec<u8>]) -> Result<(), String> {
-        let r = self.try_send(values);
-        if r.is_err() {
-            self.conns.clear();
-            self.partitions = None;
+    /// Produces `values` in record batches of at most `max_batch_bytes`,
+    /// each to one partition (the key's, else the next in turn), removing
+    /// what was produced: after an error `values` holds what is left, so a
+    /// retry sends nothing twice. A lost connection or a moved leader is
+    /// retried once at once with fresh metadata.
+    pub fn send(&mut self, values: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        while !values.is_empty() {
+            let n = chunk_len(values, self.cfg.max_batch_bytes);
+            let mut r = self.try_send(&values[..n]);
+            if let Err(e) = &r {
+                self.conns.clear();
+                self.partitions = None;
+                if e.retriable {
+                    r = self.try_send(&values[..n]);
+                    if r.is_err() {
+                        self.conns.clear();
+                        self.partitions = None;
+                    }
+                }
+            }
+            r.map_err(|e| e.msg)?;
+            values.drain(..n);
         }
-        r
+        Ok(())
     }
 
-    fn try_send(&mut self, values: &[Vec<u8>]) -> Result<(), String> {
+    fn try_send(&mut self, values: &[Vec<u8>]) -> Result<(), SendError> {
         let (produce_v, _) = self.versions()?;
         let stale = self
             .partitions
@@ -114,7 +147,10 @@ impl Producer {
         for t in &resp.responses {
             for p in &t.partition_responses {
                 if p.error_code != 0 {
-                    return Err(format!(
+                    // Unknown topic or partition, leader not available, not
+                    // the leader, network exception: stale metadata.
+                    let retriable = matches!(p.error_code, 3 | 5 | 6 | 13);
+                    let msg = format!(
                         "produce to {}/{} failed: Kafka error {}{}",
                         self.cfg.topic,
                         p.index,
@@ -123,7 +159,8 @@ impl Producer {
                             .as_ref()
                             .map(|m| format!(" ({})", m.as_str()))
                             .unwrap_or_default()
-                    ));
+                    );
+                    return Err(SendError { msg, retriable });
                 }
             }
         }
@@ -298,6 +335,22 @@ impl Producer {
     }
 }
 
+/// How many of `values` (at least one) fit in `max_bytes` of record batch.
+fn chunk_len(values: &[Vec<u8>], max_bytes: usize) -> usize {
+    // Batch header, and per record its framing and key (an estimate on the
+    // safe side).
+    let mut size = 61;
+    let mut n = 0;
+    for v in values {
+        size += v.len() + 64;
+        if n > 0 && size > max_bytes {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// One v2 record batch holding `values`, each with `key`.
 fn encode_batch(key: Option<&str>, values: &[Vec<u8>]) -> Result<Bytes, String> {
     let now = std::time::SystemTime::now()
@@ -363,6 +416,15 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_cut_to_the_byte_limit() {
+        let v = |n: usize| vec![b'x'; n];
+        assert_eq!(chunk_len(&[v(100), v(100), v(100)], 1 << 20), 3);
+        assert_eq!(chunk_len(&[v(400), v(400), v(400)], 1000), 2);
+        // One entry over the limit still goes (the broker decides).
+        assert_eq!(chunk_len(&[v(5000), v(1)], 1000), 1);
+    }
+
+    #[test]
     fn an_unreachable_broker_is_an_error_naming_it() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -376,8 +438,11 @@ mod tests {
             acks: 1,
             timeout: Duration::from_millis(500),
             meta_refresh: Duration::from_secs(30),
+            max_batch_bytes: 1 << 20,
         });
-        let e = p.send(&[b"x".to_vec()]).unwrap_err();
+        let mut values = vec![b"x".to_vec()];
+        let e = p.send(&mut values).unwrap_err();
+        assert_eq!(values.len(), 1, "nothing was sent");
         assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
     }
 }

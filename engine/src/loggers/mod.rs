@@ -14,6 +14,7 @@
 //! shutdown the server closes every sink and waits (bounded) until what
 //! was queued has been sent.
 
+pub mod http;
 pub mod kafka;
 
 use std::cell::RefCell;
@@ -71,10 +72,16 @@ impl Sink {
         Sink::start(name, batch, move |b| producer.send(b))
     }
 
+    /// Starts a thread POSTing batches to an HTTP(S) endpoint.
+    pub fn http(name: String, poster: http::HttpPoster, batch: BatchConfig) -> Arc<Sink> {
+        let mut poster = poster;
+        Sink::start(name, batch, move |b| poster.send(b))
+    }
+
     fn start(
         name: String,
         batch: BatchConfig,
-        mut send: impl FnMut(&[Vec<u8>]) -> Result<(), String> + Send + 'static,
+        mut send: impl FnMut(&mut Entries) -> Result<(), String> + Send + 'static,
     ) -> Arc<Sink> {
         let (tx, rx) = flume::bounded(QUEUE);
         let (done_tx, done) = flume::bounded::<()>(0);
@@ -167,7 +174,7 @@ fn run(
     rx: flume::Receiver<Entries>,
     cfg: &BatchConfig,
     stats: &SinkStats,
-    send: &mut impl FnMut(&[Vec<u8>]) -> Result<(), String>,
+    send: &mut impl FnMut(&mut Entries) -> Result<(), String>,
 ) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut first = Instant::now();
@@ -212,29 +219,38 @@ fn flush(
     batch: &mut Vec<Vec<u8>>,
     cfg: &BatchConfig,
     stats: &SinkStats,
-    send: &mut impl FnMut(&[Vec<u8>]) -> Result<(), String>,
+    send: &mut impl FnMut(&mut Entries) -> Result<(), String>,
 ) {
     if batch.is_empty() {
         return;
     }
-    let n = batch.len() as u64;
+    // `send` removes what it delivered: a retry sends only the rest.
     for attempt in 0..=cfg.max_retry {
-        match send(batch) {
+        let before = batch.len();
+        let r = send(batch);
+        stats
+            .sent
+            .fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
+        match r {
             Ok(()) => {
-                stats.sent.fetch_add(n, Ordering::Relaxed);
                 batch.clear();
                 return;
             }
             Err(e) if attempt == cfg.max_retry => {
-                tracing::error!("{name}: {n} log entries dropped: {e}");
+                tracing::error!("{name}: {} log entries dropped: {e}", batch.len());
             }
             Err(e) => {
-                tracing::warn!("{name}: sending {n} log entries failed, retrying: {e}");
+                tracing::warn!(
+                    "{name}: sending {} log entries failed, retrying: {e}",
+                    batch.len()
+                );
                 std::thread::sleep(cfg.retry_delay);
             }
         }
     }
-    stats.failed.fetch_add(n, Ordering::Relaxed);
+    stats
+        .failed
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     batch.clear();
 }
 
@@ -268,6 +284,7 @@ mod tests {
         let (tx, rx) = flume::unbounded();
         let sink = Sink::start("t".into(), cfg, move |b| {
             let _ = tx.send(b.len());
+            b.clear();
             Ok(())
         });
         (sink, rx)
@@ -297,6 +314,27 @@ mod tests {
         wait_for(&sink.stats, |s| s.failed.load(Ordering::Relaxed) == 1);
         assert_eq!(calls.load(Ordering::Relaxed), 3);
         assert_eq!(sink.stats.sent.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_retry_sends_only_what_was_not_delivered() {
+        let (tx, sizes) = flume::unbounded();
+        let mut calls = 0;
+        let sink = Sink::start("t".into(), batch(3, 50, 1), move |b| {
+            calls += 1;
+            let _ = tx.send(b.len());
+            if calls == 1 {
+                b.remove(0);
+                return Err("lost the connection after one".into());
+            }
+            b.clear();
+            Ok(())
+        });
+        sink.send(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(3));
+        assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(2));
+        wait_for(&sink.stats, |s| s.sent.load(Ordering::Relaxed) == 3);
+        assert_eq!(sink.stats.failed.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -11,8 +11,10 @@
 
 pub mod ai_proxy_multi;
 pub mod ai_rate_limiting;
+pub mod http_logger;
 pub mod kafka_logger;
 pub mod key_auth;
+pub mod logger_fields;
 
 use serde_json::Value;
 
@@ -43,6 +45,7 @@ pub struct CompileCx<'c, 'a> {
 pub const SUPPORTED: &[&str] = &[
     "ai-proxy-multi",
     "ai-rate-limiting",
+    "http-logger",
     "kafka-logger",
     "key-auth",
 ];
@@ -55,8 +58,9 @@ pub enum Plugin {
     AiProxyMulti(std::sync::Arc<ai_proxy_multi::AiProxyMulti>),
     /// Consulted by ai-proxy-multi per instance; no phase of its own.
     AiRateLimiting(std::sync::Arc<ai_rate_limiting::AiRateLimiting>),
-    /// Runs in the log phase.
+    /// Run in the log phase.
     KafkaLogger(kafka_logger::KafkaLogger),
+    HttpLogger(http_logger::HttpLogger),
 }
 
 /// What the access phase decided.
@@ -84,6 +88,7 @@ impl Plugin {
             Plugin::AiProxyMulti(_) => ai_proxy_multi::NAME,
             Plugin::AiRateLimiting(_) => ai_rate_limiting::NAME,
             Plugin::KafkaLogger(_) => kafka_logger::NAME,
+            Plugin::HttpLogger(_) => http_logger::NAME,
         }
     }
 
@@ -94,15 +99,17 @@ impl Plugin {
             Plugin::AiProxyMulti(_) => ai_proxy_multi::PRIORITY,
             Plugin::AiRateLimiting(_) => ai_rate_limiting::PRIORITY,
             Plugin::KafkaLogger(_) => kafka_logger::PRIORITY,
+            Plugin::HttpLogger(_) => http_logger::PRIORITY,
         }
     }
 
     pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
         match self {
             Plugin::KeyAuth(p) => p.access(cx),
-            Plugin::AiProxyMulti(_) | Plugin::AiRateLimiting(_) | Plugin::KafkaLogger(_) => {
-                Flow::Continue
-            }
+            Plugin::AiProxyMulti(_)
+            | Plugin::AiRateLimiting(_)
+            | Plugin::KafkaLogger(_)
+            | Plugin::HttpLogger(_) => Flow::Continue,
         }
     }
 }
@@ -142,23 +149,30 @@ impl PluginChain {
         })
     }
 
-    /// The logger plugins, if any.
-    pub fn loggers(&self) -> impl Iterator<Item = &kafka_logger::KafkaLogger> {
-        self.plugins.iter().filter_map(|p| match p {
-            Plugin::KafkaLogger(k) => Some(k),
-            _ => None,
-        })
+    /// Whether the chain has a logger plugin.
+    pub fn has_loggers(&self) -> bool {
+        self.plugins
+            .iter()
+            .any(|p| matches!(p, Plugin::KafkaLogger(_) | Plugin::HttpLogger(_)))
     }
 
     /// Whether a logger wants request bodies.
     pub fn wants_request_body(&self) -> bool {
-        self.loggers().any(|l| l.wants_request_body())
+        self.plugins.iter().any(|p| match p {
+            Plugin::KafkaLogger(l) => l.wants_request_body(),
+            Plugin::HttpLogger(l) => l.wants_request_body(),
+            _ => false,
+        })
     }
 
     /// The log phase: every logger queues the request's entry.
     pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &crate::loggers::WorkerQueue) {
-        for l in self.loggers() {
-            l.log(head, ctx, queue);
+        for p in &self.plugins {
+            match p {
+                Plugin::KafkaLogger(l) => l.log(head, ctx, queue),
+                Plugin::HttpLogger(l) => l.log(head, ctx, queue),
+                _ => {}
+            }
         }
     }
 
@@ -229,6 +243,12 @@ fn compile_one(
             _ => Ok(Some(Plugin::KafkaLogger(
                 kafka_logger::KafkaLogger::compile(value, at, cx)?,
             ))),
+        },
+        http_logger::NAME => match scope {
+            Scope::Consumer => Err(at.error("http-logger can not be configured on a consumer")),
+            _ => Ok(Some(Plugin::HttpLogger(http_logger::HttpLogger::compile(
+                value, at, cx,
+            )?))),
         },
         key_auth::NAME => match scope {
             Scope::Consumer => {

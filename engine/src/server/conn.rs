@@ -247,7 +247,7 @@ async fn route_and_run(
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
-    if route.plugins.loggers().next().is_some() || snap.global_plugins.loggers().next().is_some() {
+    if route.plugins.has_loggers() || snap.global_plugins.has_loggers() {
         ctx.log_route = Some(idx);
         ctx.keep_request_body =
             route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();

@@ -11,11 +11,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::logger_fields::{at_least, split, LoggerFields};
 use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::http::RequestHead;
 use crate::loggers::kafka::ProducerConfig;
-use crate::loggers::{BatchConfig, Sink, WorkerQueue};
+use crate::loggers::{Sink, WorkerQueue};
 use crate::observe::entry::{full_log, EntryOptions};
 use crate::server::ctx::RequestCtx;
 
@@ -49,48 +50,23 @@ struct KafkaLoggerFile {
     key: Option<String>,
     #[serde(default = "three")]
     timeout: i64,
-    #[serde(default = "default_name")]
-    name: String,
     #[serde(default = "default_meta_format")]
     meta_format: String,
-    log_format: Option<Value>,
-    #[serde(default)]
-    include_req_body: bool,
-    include_req_body_expr: Option<Value>,
-    #[serde(default)]
-    include_resp_body: bool,
-    include_resp_body_expr: Option<Value>,
-    max_req_body_bytes: Option<i64>,
-    max_resp_body_bytes: Option<i64>,
     #[serde(default = "one")]
     cluster_name: i64,
+    #[serde(default = "mebibyte")]
+    producer_batch_size: i64,
     // lua-resty-kafka's own buffering; ringway batches with the batch
     // processor settings below, so these are checked and not used.
     producer_batch_num: Option<i64>,
-    producer_batch_size: Option<i64>,
     producer_max_buffering: Option<i64>,
     producer_time_linger: Option<i64>,
     #[serde(default = "thirty")]
     meta_refresh_interval: i64,
-    #[serde(default = "thousand")]
-    batch_max_size: i64,
-    #[serde(default = "five")]
-    inactive_timeout: i64,
-    #[serde(default = "sixty")]
-    buffer_duration: i64,
-    #[serde(default)]
-    max_retry_count: i64,
-    #[serde(default = "one")]
-    retry_delay: i64,
-    #[serde(rename = "_meta")]
-    _meta: Option<Value>,
 }
 
 fn default_producer_type() -> String {
     "async".into()
-}
-fn default_name() -> String {
-    "kafka logger".into()
 }
 fn default_meta_format() -> String {
     "default".into()
@@ -101,24 +77,11 @@ fn one() -> i64 {
 fn three() -> i64 {
     3
 }
-fn five() -> i64 {
-    5
-}
 fn thirty() -> i64 {
     30
 }
-fn sixty() -> i64 {
-    60
-}
-fn thousand() -> i64 {
-    1000
-}
-
-fn at_least(at: &FieldPath, field: &str, v: i64, min: i64) -> Result<i64, ConfigError> {
-    if v < min {
-        return Err(at.field(field).error(format!("must be at least {min}")));
-    }
-    Ok(v)
+fn mebibyte() -> i64 {
+    1 << 20
 }
 
 impl KafkaLogger {
@@ -127,7 +90,8 @@ impl KafkaLogger {
         at: &FieldPath,
         cx: &mut CompileCx<'_, '_>,
     ) -> Result<KafkaLogger, ConfigError> {
-        let f: KafkaLoggerFile = from_value(value, at)?;
+        let (common, rest) = split(value, at, "kafka logger")?;
+        let f: KafkaLoggerFile = from_value(&rest, at)?;
         let mut brokers = Vec::new();
         for (i, b) in f.brokers.iter().flatten().enumerate() {
             let bat = at.field("brokers").index(i);
@@ -179,37 +143,14 @@ impl KafkaLogger {
                 .field("meta_format")
                 .error("must be \"default\" or \"origin\""));
         }
-        let refused: [(&str, bool); 5] = [
-            ("log_format", f.log_format.is_some()),
-            ("include_req_body_expr", f.include_req_body_expr.is_some()),
-            ("include_resp_body", f.include_resp_body),
-            ("include_resp_body_expr", f.include_resp_body_expr.is_some()),
-            ("max_resp_body_bytes", f.max_resp_body_bytes.is_some()),
-        ];
-        for (field, set) in refused {
-            if set {
-                return Err(at.field(field).error(
-                    "is not implemented by ringway (ai-proxy-multi's logging.payloads logs the answer)",
-                ));
-            }
-        }
-        if let Some(m) = f.max_req_body_bytes {
-            at_least(at, "max_req_body_bytes", m, 1)?;
-        }
         at_least(at, "cluster_name", f.cluster_name, 1)?;
         for (field, v) in [
             ("producer_batch_num", f.producer_batch_num),
-            ("producer_batch_size", f.producer_batch_size),
             ("producer_max_buffering", f.producer_max_buffering),
             ("producer_time_linger", f.producer_time_linger),
         ] {
             if let Some(v) = v {
-                at_least(
-                    at,
-                    field,
-                    v,
-                    if field == "producer_batch_size" { 0 } else { 1 },
-                )?;
+                at_least(at, field, v, 1)?;
             }
         }
         let secs = |v: i64| Duration::from_secs(v as u64);
@@ -225,38 +166,23 @@ impl KafkaLogger {
                 f.meta_refresh_interval,
                 1,
             )?),
+            max_batch_bytes: at_least(at, "producer_batch_size", f.producer_batch_size, 1)?
+                as usize,
         };
-        let batch = BatchConfig {
-            max_size: at_least(at, "batch_max_size", f.batch_max_size, 1)? as usize,
-            inactive: secs(at_least(at, "inactive_timeout", f.inactive_timeout, 1)?),
-            buffer: secs(at_least(at, "buffer_duration", f.buffer_duration, 1)?),
-            max_retry: at_least(at, "max_retry_count", f.max_retry_count, 0)?.min(u32::MAX as i64)
-                as u32,
-            retry_delay: secs(at_least(at, "retry_delay", f.retry_delay, 0)?),
-        };
+        let LoggerFields { name, batch, entry } = common;
         // The same settings in the same place keep their sink (and its
         // queued entries and connections) across reloads.
-        let key = format!("{producer:?}{batch:?}{}", f.name);
-        let name = format!("{} ({})", f.name, cx.owner);
+        let key = format!("{producer:?}{batch:?}{name}");
+        let name = format!("{name} ({})", cx.owner);
         let sink = cx
             .carry
             .logger(&cx.owner, key, || Sink::kafka(name, producer, batch));
-        Ok(KafkaLogger {
-            sink,
-            opts: EntryOptions {
-                request_body: f.include_req_body,
-                max_request_body: f.max_req_body_bytes.map(|m| m as usize),
-            },
-        })
+        Ok(KafkaLogger { sink, opts: entry })
     }
 
     /// The log phase: queues this request's entry on the worker.
     pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
         queue.push(&self.sink, full_log(head, ctx, self.opts));
-    }
-
-    pub fn sink(&self) -> &Arc<Sink> {
-        &self.sink
     }
 
     pub fn wants_request_body(&self) -> bool {

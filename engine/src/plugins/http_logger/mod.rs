@@ -1,0 +1,104 @@
+//! `http-logger`: POSTs each request's log entry (the same entry as
+//! `kafka-logger`: APISIX's full log with the LLM variables and
+//! ai-proxy-multi's `logging` summaries and payloads) in batches to an
+//! HTTP(S) endpoint, from a logger thread ([`crate::loggers`]). APISIX's
+//! schema and defaults, except `ssl_verify`, which defaults to `true` as
+//! everywhere in ringway.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::logger_fields::{at_least, split, LoggerFields};
+use super::CompileCx;
+use crate::config::{from_value, ConfigError, FieldPath};
+use crate::http::RequestHead;
+use crate::loggers::http::{Concat, HttpPoster, HttpTargetConfig};
+use crate::loggers::{Sink, WorkerQueue};
+use crate::observe::entry::{full_log, EntryOptions};
+use crate::providers::url::EndpointUrl;
+use crate::server::ctx::RequestCtx;
+
+pub const NAME: &str = "http-logger";
+pub const PRIORITY: i32 = 410;
+
+#[derive(Debug)]
+pub struct HttpLogger {
+    sink: Arc<Sink>,
+    opts: EntryOptions,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpLoggerFile {
+    uri: String,
+    auth_header: Option<String>,
+    #[serde(default = "three")]
+    timeout: i64,
+    #[serde(default = "json")]
+    concat_method: String,
+    #[serde(default = "yes")]
+    ssl_verify: bool,
+}
+
+fn three() -> i64 {
+    3
+}
+fn json() -> String {
+    "json".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl HttpLogger {
+    pub fn compile(
+        value: &Value,
+        at: &FieldPath,
+        cx: &mut CompileCx<'_, '_>,
+    ) -> Result<HttpLogger, ConfigError> {
+        let (common, rest) = split(value, at, "http logger")?;
+        let f: HttpLoggerFile = from_value(&rest, at)?;
+        EndpointUrl::parse(&f.uri).map_err(|e| at.field("uri").error(e))?;
+        let concat = match f.concat_method.as_str() {
+            "json" => Concat::Json,
+            "new_line" => Concat::NewLine,
+            _ => {
+                return Err(at
+                    .field("concat_method")
+                    .error("must be \"json\" or \"new_line\""))
+            }
+        };
+        let target = HttpTargetConfig {
+            url: f.uri,
+            auth_header: f.auth_header,
+            timeout: Duration::from_secs(at_least(at, "timeout", f.timeout, 1)? as u64),
+            concat,
+            ssl_verify: f.ssl_verify,
+        };
+        let LoggerFields { name, batch, entry } = common;
+        let tls = cx
+            .carry
+            .tls
+            .clone()
+            .ok_or_else(|| at.error("TLS settings unavailable"))?;
+        let key = format!("{target:?}{batch:?}{name}");
+        let name = format!("{name} ({})", cx.owner);
+        let poster = HttpPoster::new(target, tls).map_err(|e| at.field("uri").error(e))?;
+        let sink = cx
+            .carry
+            .logger(&cx.owner, key, || Sink::http(name, poster, batch));
+        Ok(HttpLogger { sink, opts: entry })
+    }
+
+    /// The log phase: queues this request's entry on the worker.
+    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
+        queue.push(&self.sink, full_log(head, ctx, self.opts));
+    }
+
+    pub fn wants_request_body(&self) -> bool {
+        self.opts.request_body
+    }
+}

@@ -1,0 +1,142 @@
+//! What every logger plugin shares: APISIX's batch-processor settings,
+//! `name`, and the request/response body options. They are taken out of
+//! the plugin's config here, so each plugin's own fields keep
+//! `deny_unknown_fields`. Options ringway does not implement are refused
+//! with the field named.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::{from_value, ConfigError, FieldPath};
+use crate::loggers::BatchConfig;
+use crate::observe::entry::EntryOptions;
+
+/// The shared settings, checked.
+pub struct LoggerFields {
+    pub name: String,
+    pub batch: BatchConfig,
+    pub entry: EntryOptions,
+}
+
+const KEYS: &[&str] = &[
+    "name",
+    "batch_max_size",
+    "inactive_timeout",
+    "buffer_duration",
+    "max_retry_count",
+    "retry_delay",
+    "include_req_body",
+    "include_req_body_expr",
+    "include_resp_body",
+    "include_resp_body_expr",
+    "max_req_body_bytes",
+    "max_resp_body_bytes",
+    "log_format",
+    "_meta",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    name: Option<String>,
+    #[serde(default = "thousand")]
+    batch_max_size: i64,
+    #[serde(default = "five")]
+    inactive_timeout: i64,
+    #[serde(default = "sixty")]
+    buffer_duration: i64,
+    #[serde(default)]
+    max_retry_count: i64,
+    #[serde(default = "one")]
+    retry_delay: i64,
+    #[serde(default)]
+    include_req_body: bool,
+    include_req_body_expr: Option<Value>,
+    #[serde(default)]
+    include_resp_body: bool,
+    include_resp_body_expr: Option<Value>,
+    max_req_body_bytes: Option<i64>,
+    max_resp_body_bytes: Option<i64>,
+    log_format: Option<Value>,
+    #[serde(rename = "_meta")]
+    _meta: Option<Value>,
+}
+
+fn one() -> i64 {
+    1
+}
+fn five() -> i64 {
+    5
+}
+fn sixty() -> i64 {
+    60
+}
+fn thousand() -> i64 {
+    1000
+}
+
+/// `v`, if it is at least `min`.
+pub fn at_least(at: &FieldPath, field: &str, v: i64, min: i64) -> Result<i64, ConfigError> {
+    if v < min {
+        return Err(at.field(field).error(format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+/// Splits a logger's config into the shared settings and the rest.
+pub fn split(
+    value: &Value,
+    at: &FieldPath,
+    default_name: &str,
+) -> Result<(LoggerFields, Value), ConfigError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| at.error("must be an object"))?;
+    let (mut shared, mut rest) = (Map::new(), Map::new());
+    for (k, v) in obj {
+        if KEYS.contains(&k.as_str()) {
+            shared.insert(k.clone(), v.clone());
+        } else {
+            rest.insert(k.clone(), v.clone());
+        }
+    }
+    let f: Fields = from_value(&Value::Object(shared), at)?;
+    let refused: [(&str, bool); 5] = [
+        ("log_format", f.log_format.is_some()),
+        ("include_req_body_expr", f.include_req_body_expr.is_some()),
+        ("include_resp_body", f.include_resp_body),
+        ("include_resp_body_expr", f.include_resp_body_expr.is_some()),
+        ("max_resp_body_bytes", f.max_resp_body_bytes.is_some()),
+    ];
+    for (field, set) in refused {
+        if set {
+            return Err(at.field(field).error(
+                "is not implemented by ringway (ai-proxy-multi's logging.payloads logs the answer)",
+            ));
+        }
+    }
+    let max_request_body = match f.max_req_body_bytes {
+        Some(m) => Some(at_least(at, "max_req_body_bytes", m, 1)? as usize),
+        None => None,
+    };
+    let secs = |v: i64| std::time::Duration::from_secs(v as u64);
+    let batch = BatchConfig {
+        max_size: at_least(at, "batch_max_size", f.batch_max_size, 1)? as usize,
+        inactive: secs(at_least(at, "inactive_timeout", f.inactive_timeout, 1)?),
+        buffer: secs(at_least(at, "buffer_duration", f.buffer_duration, 1)?),
+        max_retry: at_least(at, "max_retry_count", f.max_retry_count, 0)?.min(u32::MAX as i64)
+            as u32,
+        retry_delay: secs(at_least(at, "retry_delay", f.retry_delay, 0)?),
+    };
+    Ok((
+        LoggerFields {
+            name: f.name.unwrap_or_else(|| default_name.to_owned()),
+            batch,
+            entry: EntryOptions {
+                request_body: f.include_req_body,
+                max_request_body,
+            },
+        },
+        Value::Object(rest),
+    ))
+}

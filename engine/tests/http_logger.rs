@@ -1,0 +1,184 @@
+//! `http-logger`: batches of entries POSTed to a real HTTP(S) server (the
+//! scripted test upstream records them), as a JSON array or one per line,
+//! with the `Authorization` header; certificates verified by default
+//! against `gateway.ssl_trusted_certificate`; a failing endpoint never
+//! touches requests and is counted; bad settings are refused with the
+//! field named.
+#![allow(clippy::disallowed_types, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ai::{ai_config, chat_url, instance, mocks, ASK};
+use common::gateway::check;
+use common::upstream::Recorded;
+use common::{Conn, Gateway, Upstream};
+use serde_json::{json, Value};
+
+fn answering(status: u16) -> Upstream {
+    Upstream::start(move |_, s| {
+        let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        true
+    })
+}
+
+fn logged_route(m: &mock_llm::MockServer, logger: Value) -> Value {
+    let mut doc = ai_config(
+        &["/v1/chat/completions"],
+        json!({"instances": [instance("a", 1, &chat_url(m, "a"), "gpt-4")],
+               "logging": {"summaries": true}}),
+    );
+    doc["services"][0]["routes"][0]["plugins"]["http-logger"] = logger;
+    doc["gateway"] = json!({"metrics": {"listen": "127.0.0.1:0"}});
+    doc
+}
+
+fn posts(up: &Upstream, n: usize) -> Vec<Recorded> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = up.requests();
+        if r.len() >= n || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ask(gw: &Gateway, n: usize) {
+    let mut c = Conn::connect(gw.addr);
+    for _ in 0..n {
+        let r = c.post_json("/v1/chat/completions", ASK);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+#[test]
+fn batches_are_posted_as_json_arrays_with_the_auth_header() {
+    let m = mocks(&["a"]);
+    let up = answering(200);
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({"uri": format!("http://{}/logs?src=ringway", up.addr),
+               "auth_header": "Bearer log-token", "batch_max_size": 2, "inactive_timeout": 1}),
+    ));
+    ask(&gw, 3);
+    let got = posts(&up, 2);
+    assert_eq!(got.len(), 2, "{}", gw.stderr());
+    let mut sizes = Vec::new();
+    for p in &got {
+        assert_eq!(p.method, "POST");
+        assert_eq!(p.target, "/logs?src=ringway");
+        assert_eq!(p.header("authorization"), Some("Bearer log-token"));
+        assert_eq!(p.header("content-type"), Some("application/json"));
+        let entries: Vec<Value> = serde_json::from_slice(&p.body).unwrap();
+        sizes.push(entries.len());
+        for e in entries {
+            assert_eq!(e["response"]["status"], 200);
+            assert_eq!(e["llm_summary"]["model"], "gpt-4");
+            assert_eq!(e["llm_summary"]["completion_tokens"], 4);
+        }
+    }
+    sizes.sort();
+    assert_eq!(sizes, [1, 2]);
+}
+
+#[test]
+fn new_line_bodies_over_https_verified_against_the_trusted_ca() {
+    let m = mocks(&["a"]);
+    let pki = common::certs::pki();
+    let up = Upstream::start_tls(pki.server_config(), |_, s| {
+        let _ = write!(s, "HTTP/1.1 204 No Content\r\n\r\n");
+        true
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _, _) = pki.write(dir.path());
+    let logger = json!({"uri": format!("https://localhost:{}/", up.addr.port()),
+                        "concat_method": "new_line", "batch_max_size": 2});
+    let mut doc = logged_route(&m, logger.clone());
+    doc["gateway"]["ssl_trusted_certificate"] = json!(ca.to_str().unwrap());
+    let gw = Gateway::start_json(doc);
+    ask(&gw, 2);
+    let got = posts(&up, 1);
+    assert_eq!(got.len(), 1, "{}", gw.stderr());
+    assert_eq!(got[0].header("content-type"), Some("text/plain"));
+    let body = String::from_utf8(got[0].body.clone()).unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{body}");
+
+    // Without the CA the certificate is refused (ssl_verify defaults to
+    // true): nothing is posted, requests are not touched.
+    let before = up.requests().len();
+    let gw = Gateway::start_json(logged_route(&m, logger));
+    ask(&gw, 2);
+    assert!(
+        gw.wait_for_log("log entries dropped", Duration::from_secs(15)),
+        "{}",
+        gw.stderr()
+    );
+    assert_eq!(up.requests().len(), before);
+}
+
+#[test]
+fn a_failing_endpoint_never_touches_requests_and_is_counted() {
+    let m = mocks(&["a"]);
+    let up = answering(500);
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({"uri": format!("http://{}/", up.addr), "batch_max_size": 1,
+               "max_retry_count": 1, "retry_delay": 0}),
+    ));
+    ask(&gw, 3);
+    assert!(
+        gw.wait_for_log("answered 500", Duration::from_secs(15)),
+        "{}",
+        gw.stderr()
+    );
+    // Each entry: the first try and one retry.
+    let got = posts(&up, 6);
+    assert_eq!(got.len(), 6);
+    let addr = gw.metrics_addr.unwrap();
+    let line = "ringway_logger_entries_total{logger=\"http logger (route/ai-route)\",outcome=\"failed\"} 3";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Conn::connect(addr).get("/metrics").text().contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            Conn::connect(addr).get("/metrics").text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_with_the_field() {
+    let m = mocks(&["a"]);
+    for (logger, field) in [
+        (json!({}), "uri"),
+        (json!({"uri": "ftp://x/"}), "uri"),
+        (
+            json!({"uri": "http://x/", "concat_method": "csv"}),
+            "concat_method",
+        ),
+        (json!({"uri": "http://x/", "timeout": 0}), "timeout"),
+        (
+            json!({"uri": "http://x/", "log_format": {"a": "$host"}}),
+            "log_format",
+        ),
+        (
+            json!({"uri": "http://x/", "inactive_timeout": 0}),
+            "inactive_timeout",
+        ),
+    ] {
+        let yaml = serde_json::to_string(&logged_route(&m, logger.clone())).unwrap();
+        let (code, out) = check(&yaml);
+        assert_ne!(code, 0, "{logger} was accepted");
+        assert!(
+            out.contains("http-logger") && out.contains(field),
+            "{logger}: {out}"
+        );
+    }
+}
