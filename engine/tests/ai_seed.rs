@@ -14,6 +14,18 @@ use common::ai::{ai_config, chat_url, instance, mocks, streamed_content, ASK, AS
 use common::{Conn, Gateway};
 use serde_json::{json, Value};
 
+/// Stops the gateway (cleanly) and returns its `n` access-log lines.
+fn stop_and_read_log(gw: &mut Gateway, log: &std::path::Path, n: usize) -> Vec<Value> {
+    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
+    let text = std::fs::read_to_string(log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), n, "{text}");
+    lines
+}
+
 fn models_of(gw: &Gateway, n: usize, path: &str) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for _ in 0..n {
@@ -273,13 +285,7 @@ fn access_log_carries_the_llm_variables() {
     let r = c.post_json("/anything", ASK_STREAM);
     assert_eq!(r.status, 200);
     drop(c);
-    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
-    let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    let lines = stop_and_read_log(&mut gw, &log, 2);
     let chat = &lines[0];
     assert_eq!(chat["request_type"], "ai_chat");
     assert_eq!(chat["request_llm_model"], "gpt-4");
@@ -424,13 +430,7 @@ fn request_logs_with_llm_summaries_and_payloads_reach_kafka() {
 
     // The access log carries the same summary and payloads, one line each.
     drop(c);
-    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
-    let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    let lines = stop_and_read_log(&mut gw, &log, 2);
     assert_eq!(lines[0]["llm_response_text"], answer.as_str());
     assert_eq!(lines[0]["llm_summary"]["completion_tokens"], 4);
     assert_eq!(lines[1]["llm_response_text"], streamed.as_str());

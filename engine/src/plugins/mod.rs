@@ -14,7 +14,7 @@ pub mod ai_rate_limiting;
 pub mod http_logger;
 pub mod kafka_logger;
 pub mod key_auth;
-pub mod logger_fields;
+pub mod logger;
 
 use serde_json::Value;
 
@@ -59,8 +59,8 @@ pub enum Plugin {
     /// Consulted by ai-proxy-multi per instance; no phase of its own.
     AiRateLimiting(std::sync::Arc<ai_rate_limiting::AiRateLimiting>),
     /// Run in the log phase.
-    KafkaLogger(kafka_logger::KafkaLogger),
-    HttpLogger(http_logger::HttpLogger),
+    KafkaLogger(logger::Logger),
+    HttpLogger(logger::Logger),
 }
 
 /// What the access phase decided.
@@ -159,8 +159,7 @@ impl PluginChain {
     /// Whether a logger wants request bodies.
     pub fn wants_request_body(&self) -> bool {
         self.plugins.iter().any(|p| match p {
-            Plugin::KafkaLogger(l) => l.wants_request_body(),
-            Plugin::HttpLogger(l) => l.wants_request_body(),
+            Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) => l.wants_request_body(),
             _ => false,
         })
     }
@@ -168,10 +167,8 @@ impl PluginChain {
     /// The log phase: every logger queues the request's entry.
     pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &crate::loggers::WorkerQueue) {
         for p in &self.plugins {
-            match p {
-                Plugin::KafkaLogger(l) => l.log(head, ctx, queue),
-                Plugin::HttpLogger(l) => l.log(head, ctx, queue),
-                _ => {}
+            if let Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) = p {
+                l.log(head, ctx, queue);
             }
         }
     }

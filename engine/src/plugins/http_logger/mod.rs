@@ -5,30 +5,23 @@
 //! schema and defaults, except `ssl_verify`, which defaults to `true` as
 //! everywhere in ringway.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::logger_fields::{at_least, split, LoggerFields};
+use super::logger::{at_least, split, Logger};
 use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
-use crate::http::RequestHead;
 use crate::loggers::http::{Concat, HttpPoster, HttpTargetConfig};
-use crate::loggers::{Sink, WorkerQueue};
-use crate::observe::entry::{full_log, EntryOptions};
+use crate::loggers::Sink;
 use crate::providers::url::EndpointUrl;
-use crate::server::ctx::RequestCtx;
 
 pub const NAME: &str = "http-logger";
 pub const PRIORITY: i32 = 410;
 
-#[derive(Debug)]
-pub struct HttpLogger {
-    sink: Arc<Sink>,
-    opts: EntryOptions,
-}
+/// Compiles an `http-logger` config.
+pub struct HttpLogger;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +51,7 @@ impl HttpLogger {
         value: &Value,
         at: &FieldPath,
         cx: &mut CompileCx<'_, '_>,
-    ) -> Result<HttpLogger, ConfigError> {
+    ) -> Result<Logger, ConfigError> {
         let (common, rest) = split(value, at, "http logger")?;
         let f: HttpLoggerFile = from_value(&rest, at)?;
         EndpointUrl::parse(&f.uri).map_err(|e| at.field("uri").error(e))?;
@@ -78,27 +71,15 @@ impl HttpLogger {
             concat,
             ssl_verify: f.ssl_verify,
         };
-        let LoggerFields { name, batch, entry } = common;
         let tls = cx
             .carry
             .tls
             .clone()
             .ok_or_else(|| at.error("TLS settings unavailable"))?;
-        let key = format!("{target:?}{batch:?}{name}");
-        let name = format!("{name} ({})", cx.owner);
+        let key = format!("{target:?}");
         let poster = HttpPoster::new(target, tls).map_err(|e| at.field("uri").error(e))?;
-        let sink = cx
-            .carry
-            .logger(&cx.owner, key, || Sink::http(name, poster, batch));
-        Ok(HttpLogger { sink, opts: entry })
-    }
-
-    /// The log phase: queues this request's entry on the worker.
-    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
-        queue.push(&self.sink, full_log(head, ctx, self.opts));
-    }
-
-    pub fn wants_request_body(&self) -> bool {
-        self.opts.request_body
+        Ok(Logger::new(cx, common, key, |name, batch| {
+            Sink::http(name, poster, batch)
+        }))
     }
 }

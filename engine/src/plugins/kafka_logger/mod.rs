@@ -5,29 +5,19 @@
 //! ringway does not implement (SASL, custom `log_format`, `meta_format:
 //! origin`, response bodies) is refused at load with the field named.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::logger_fields::{at_least, split, LoggerFields};
+use super::logger::{at_least, split, Logger};
 use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
-use crate::http::RequestHead;
 use crate::loggers::kafka::ProducerConfig;
-use crate::loggers::{Sink, WorkerQueue};
-use crate::observe::entry::{full_log, EntryOptions};
-use crate::server::ctx::RequestCtx;
+use crate::loggers::Sink;
 
 pub const NAME: &str = "kafka-logger";
 pub const PRIORITY: i32 = 403;
-
-#[derive(Debug)]
-pub struct KafkaLogger {
-    sink: Arc<Sink>,
-    opts: EntryOptions,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,12 +74,15 @@ fn mebibyte() -> i64 {
     1 << 20
 }
 
+/// Compiles a `kafka-logger` config.
+pub struct KafkaLogger;
+
 impl KafkaLogger {
     pub fn compile(
         value: &Value,
         at: &FieldPath,
         cx: &mut CompileCx<'_, '_>,
-    ) -> Result<KafkaLogger, ConfigError> {
+    ) -> Result<Logger, ConfigError> {
         let (common, rest) = split(value, at, "kafka logger")?;
         let f: KafkaLoggerFile = from_value(&rest, at)?;
         let mut brokers = Vec::new();
@@ -169,23 +162,11 @@ impl KafkaLogger {
             max_batch_bytes: at_least(at, "producer_batch_size", f.producer_batch_size, 1)?
                 as usize,
         };
-        let LoggerFields { name, batch, entry } = common;
-        // The same settings in the same place keep their sink (and its
-        // queued entries and connections) across reloads.
-        let key = format!("{producer:?}{batch:?}{name}");
-        let name = format!("{name} ({})", cx.owner);
-        let sink = cx
-            .carry
-            .logger(&cx.owner, key, || Sink::kafka(name, producer, batch));
-        Ok(KafkaLogger { sink, opts: entry })
-    }
-
-    /// The log phase: queues this request's entry on the worker.
-    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
-        queue.push(&self.sink, full_log(head, ctx, self.opts));
-    }
-
-    pub fn wants_request_body(&self) -> bool {
-        self.opts.request_body
+        Ok(Logger::new(
+            cx,
+            common,
+            format!("{producer:?}"),
+            |name, batch| Sink::kafka(name, producer, batch),
+        ))
     }
 }

@@ -1,15 +1,55 @@
-//! What every logger plugin shares: APISIX's batch-processor settings,
-//! `name`, and the request/response body options. They are taken out of
-//! the plugin's config here, so each plugin's own fields keep
-//! `deny_unknown_fields`. Options ringway does not implement are refused
-//! with the field named.
+//! What every logger plugin (`kafka-logger`, `http-logger`) shares: the
+//! config fields (APISIX's batch-processor settings, `name`, the body
+//! options), taken out of the plugin's config by [`split`] so each
+//! plugin's own fields keep `deny_unknown_fields`, with options ringway
+//! does not implement refused by name; and the log phase ([`Logger`]):
+//! building the entry and queueing it for the plugin's sink.
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
-use crate::loggers::BatchConfig;
-use crate::observe::entry::EntryOptions;
+use crate::http::RequestHead;
+use crate::loggers::{BatchConfig, Sink, WorkerQueue};
+use crate::observe::entry::{full_log, EntryOptions};
+use crate::server::ctx::RequestCtx;
+
+/// A compiled logger plugin: its sink and what its entries include.
+#[derive(Debug)]
+pub struct Logger {
+    sink: Arc<Sink>,
+    opts: EntryOptions,
+}
+
+impl Logger {
+    /// The logger for `fields` and a destination described by `target`;
+    /// the same settings in the same place keep their sink (its queued
+    /// entries and connections) across reloads, else `start` makes one.
+    pub fn new(
+        cx: &mut CompileCx<'_, '_>,
+        fields: LoggerFields,
+        target: String,
+        start: impl FnOnce(String, BatchConfig) -> Arc<Sink>,
+    ) -> Logger {
+        let LoggerFields { name, batch, entry } = fields;
+        let key = format!("{target}{batch:?}{name}");
+        let name = format!("{name} ({})", cx.owner);
+        let sink = cx.carry.logger(&cx.owner, key, || start(name, batch));
+        Logger { sink, opts: entry }
+    }
+
+    /// The log phase: queues this request's entry on the worker.
+    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
+        queue.push(&self.sink, full_log(head, ctx, self.opts));
+    }
+
+    pub fn wants_request_body(&self) -> bool {
+        self.opts.request_body
+    }
+}
 
 /// The shared settings, checked.
 pub struct LoggerFields {
