@@ -182,3 +182,34 @@ fn bad_settings_are_refused_with_the_field() {
         );
     }
 }
+
+#[test]
+fn an_endpoint_that_never_answers_times_out() {
+    let m = mocks(&["a"]);
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({"uri": format!("http://{addr}/"), "batch_max_size": 1, "timeout": 1}),
+    ));
+    let t = Instant::now();
+    ask(&gw, 2);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "requests waited for the logger"
+    );
+    assert!(
+        gw.wait_for_log("log entries dropped", Duration::from_secs(10)),
+        "{}",
+        gw.stderr()
+    );
+    let err = gw.stderr();
+    assert!(err.to_lowercase().contains("time"), "{err}");
+}
