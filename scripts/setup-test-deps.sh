@@ -42,6 +42,6 @@ fi
 
 TANSU_VERSION=0.6.0
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
-  echo "==> installing tansu $TANSU_VERSION (Kafka-protocol broker; builds once, ~10 min)"
+  echo "==> installing tansu $TANSU_VERSION (Kafka-protocol broker; builds once, 10-15 min)"
   cargo install --quiet --locked tansu --version "$TANSU_VERSION" --features dynostore
 fi
