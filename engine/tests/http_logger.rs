@@ -197,12 +197,13 @@ fn an_endpoint_that_never_answers_times_out() {
     });
     let gw = Gateway::start_json(logged_route(
         &m,
-        json!({"uri": format!("http://{addr}/"), "batch_max_size": 1, "timeout": 1}),
+        json!({"uri": format!("http://{addr}/"), "batch_max_size": 1, "timeout": 3}),
     ));
+    // Requests that waited for the logger would take 3 s each.
     let t = Instant::now();
-    ask(&gw, 2);
+    ask(&gw, 3);
     assert!(
-        t.elapsed() < Duration::from_secs(5),
+        t.elapsed() < Duration::from_secs(6),
         "requests waited for the logger"
     );
     assert!(
