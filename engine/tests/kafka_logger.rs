@@ -205,3 +205,39 @@ fn a_batch_larger_than_producer_batch_size_goes_in_pieces() {
     assert_eq!(got.len(), 6, "{got:?}\n{}", gw.stderr());
     assert_eq!(logger_metric(&gw, "sent", 6), 6);
 }
+
+#[test]
+fn an_admin_api_change_of_topic_takes_effect_at_once() {
+    let broker = common::kafka::KafkaBroker::start();
+    broker.create_topic("first", 1);
+    broker.create_topic("second", 1);
+    let m = mocks(&["a"]);
+    let gw =
+        Gateway::start_json(json!({"gateway": {"admin": {"listen": "127.0.0.1:0", "key": "k"}}}));
+    let admin = gw.admin_addr.expect("admin listener");
+    let put = |topic: &str| {
+        let body = json!({
+            "uri": "/v1/chat/completions",
+            "plugins": {
+                "ai-proxy-multi": {"instances": [instance("a", 1, &chat_url(&m, "a"), "gpt-4")]},
+                "kafka-logger": {"brokers": [{"host": "127.0.0.1", "port": broker.port}],
+                                 "kafka_topic": topic, "batch_max_size": 1},
+            },
+        })
+        .to_string();
+        let mut c = Conn::connect(admin);
+        c.send(format!("PUT /apisix/admin/routes/r HTTP/1.1\r\nHost: a\r\nX-API-KEY: k\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let r = c.read_response();
+        assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    };
+    put("first");
+    let mut c = Conn::connect(gw.addr);
+    assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
+    put("second");
+    assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
+    assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
+    let first = broker.consume("first", 2, Duration::from_secs(5));
+    let second = broker.consume("second", 3, Duration::from_secs(5));
+    assert_eq!((first.len(), second.len()), (1, 2), "{}", gw.stderr());
+    assert_eq!(second[0].1["route_id"], "r");
+}
