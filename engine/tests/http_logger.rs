@@ -214,3 +214,28 @@ fn an_endpoint_that_never_answers_times_out() {
     let err = gw.stderr();
     assert!(err.to_lowercase().contains("time"), "{err}");
 }
+
+#[test]
+fn a_global_rule_logger_logs_every_request_matched_or_not() {
+    let m = mocks(&["a"]);
+    let up = answering(200);
+    let mut doc = ai_config(
+        &["/v1/chat/completions"],
+        json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "gpt-4")]}),
+    );
+    doc["global_rules"] =
+        json!({"http-logger": {"uri": format!("http://{}/", up.addr), "batch_max_size": 2}});
+    let gw = Gateway::start_json(doc);
+    ask(&gw, 1);
+    let r = Conn::connect(gw.addr).post_json("/nowhere", ASK);
+    assert_eq!(r.status, 404);
+    let got = posts(&up, 1);
+    assert_eq!(got.len(), 1, "{}", gw.stderr());
+    let entries: Vec<Value> = serde_json::from_slice(&got[0].body).unwrap();
+    let statuses: Vec<_> = entries
+        .iter()
+        .map(|e| e["response"]["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(200), json!(404)]);
+    assert_eq!(entries[1]["request"]["uri"], "/nowhere");
+}

@@ -208,8 +208,10 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     if let Some(log) = &w.log {
         log.record(&head, &ctx);
     }
-    if let Some(idx) = ctx.log_route {
+    if ctx.log_global {
         snap.global_plugins.log(&head, &ctx, &w.loggers);
+    }
+    if let Some(idx) = ctx.log_route {
         snap.routes[idx].plugins.log(&head, &ctx, &w.loggers);
     }
     c.scratch = head.recycle();
@@ -231,6 +233,7 @@ async fn route_and_run(
     ctx: &mut RequestCtx,
 ) -> bool {
     let keep_alive = head.keep_alive && !w.shutdown.is_fired();
+    ctx.log_global = snap.global_plugins.has_loggers();
     let Some(idx) = snap.router.find(&head.method, head.path(), head.host()) else {
         ctx.status = 404;
         // Boxed (here and below): rare answers should not size the
@@ -247,8 +250,10 @@ async fn route_and_run(
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
-    if route.plugins.has_loggers() || snap.global_plugins.has_loggers() {
+    if route.plugins.has_loggers() {
         ctx.log_route = Some(idx);
+    }
+    if ctx.log_global || ctx.log_route.is_some() {
         ctx.keep_request_body =
             route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();
     }

@@ -43,7 +43,10 @@ pub struct RequestCtx {
     pub upstream_status: Option<u16>,
     /// From sending the upstream request to its last response byte.
     pub upstream_response_time: Option<Duration>,
-    /// The matched route, when it (or a global rule) has a logger plugin.
+    /// Global rules have a logger plugin (it logs every request, matched
+    /// or not, as in APISIX).
+    pub log_global: bool,
+    /// The matched route, when it has a logger plugin.
     pub log_route: Option<usize>,
     /// A logger wants the request body (`include_req_body`).
     pub keep_request_body: bool,
@@ -115,6 +118,7 @@ impl RequestCtx {
             upstream_addr: None,
             upstream_status: None,
             upstream_response_time: None,
+            log_global: false,
             log_route: None,
             keep_request_body: false,
             llm: LlmLog::default(),
