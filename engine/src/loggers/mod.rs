@@ -18,12 +18,15 @@ pub mod http;
 pub mod kafka;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Hand-overs (of up to [`SHIP_AT`] entries) waiting for the sink thread.
 const QUEUE: usize = 1024;
+/// Entry bytes waiting for the sink thread, at most: with payloads an
+/// entry can be large, and a broker that is down must not grow memory.
+const QUEUE_BYTES: usize = 64 << 20;
 /// A worker hands a sink's entries over once this many wait (else at its
 /// log-shipping tick, [`crate::observe::access_log::SHIP_EVERY`]).
 const SHIP_AT: usize = 64;
@@ -44,6 +47,8 @@ pub struct BatchConfig {
 /// What a sink did, for tests and metrics.
 #[derive(Debug, Default)]
 pub struct SinkStats {
+    /// Bytes handed over and not yet taken by the thread.
+    queued_bytes: AtomicUsize,
     pub sent: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
@@ -123,10 +128,17 @@ impl Sink {
         &self.name
     }
 
-    /// Hands entries (JSON documents) to the thread.
+    /// Hands entries (JSON documents) to the thread; drops and counts
+    /// them when its queue is full (in hand-overs or in bytes).
     pub fn send(&self, entries: Entries) {
         let n = entries.len() as u64;
-        if n > 0 && self.tx.try_send(entries).is_err() {
+        if n == 0 {
+            return;
+        }
+        let bytes: usize = entries.iter().map(Vec::len).sum();
+        let queued = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if queued + bytes > QUEUE_BYTES || self.tx.try_send(entries).is_err() {
+            self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.stats.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
@@ -193,6 +205,8 @@ fn run(
                 return;
             }
             Ok(entries) => {
+                let bytes: usize = entries.iter().map(Vec::len).sum();
+                stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 if batch.is_empty() {
                     first = Instant::now();
                 }
@@ -335,6 +349,26 @@ mod tests {
         assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(2));
         wait_for(&sink.stats, |s| s.sent.load(Ordering::Relaxed) == 3);
         assert_eq!(sink.stats.failed.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_stuck_sink_holds_at_most_its_byte_budget() {
+        // The thread blocks on its first batch; what follows queues up.
+        let (release, wait) = flume::bounded::<()>(0);
+        let sink = Sink::start("t".into(), batch(1, 50, 0), move |b| {
+            let _ = wait.recv();
+            b.clear();
+            Ok(())
+        });
+        let mb = vec![0u8; 1 << 20];
+        sink.send(vec![mb.clone()]);
+        for _ in 0..100 {
+            sink.send(vec![mb.clone()]);
+        }
+        // 64 MiB fit (the first is with the thread); the rest is dropped.
+        let dropped = sink.stats.dropped.load(Ordering::Relaxed);
+        assert!((36..=37).contains(&dropped), "{dropped}");
+        drop(release);
     }
 
     #[test]
