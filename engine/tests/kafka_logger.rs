@@ -136,7 +136,7 @@ fn unsupported_or_invalid_settings_are_refused_with_the_field() {
             "required_acks",
         ),
         (
-            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "meta_format": "origin"}),
+            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "meta_format": "raw"}),
             "meta_format",
         ),
         (
@@ -240,4 +240,30 @@ fn an_admin_api_change_of_topic_takes_effect_at_once() {
     let second = broker.consume("second", 3, Duration::from_secs(5));
     assert_eq!((first.len(), second.len()), (1, 2), "{}", gw.stderr());
     assert_eq!(second[0].1["route_id"], "r");
+}
+
+#[test]
+fn meta_format_origin_sends_the_request_as_it_came_in() {
+    let broker = common::kafka::KafkaBroker::start();
+    broker.create_topic("origin", 1);
+    let m = mocks(&["a"]);
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({
+            "brokers": [{"host": "127.0.0.1", "port": broker.port}],
+            "kafka_topic": "origin", "batch_max_size": 1,
+            "meta_format": "origin", "include_req_body": true,
+        }),
+    ));
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 200);
+    let got = broker.consume_raw("origin", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "{}", gw.stderr());
+    let raw = &got[0].1;
+    assert!(
+        raw.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"),
+        "{raw}"
+    );
+    assert!(raw.contains("\r\n\r\n"), "{raw}");
+    assert!(raw.ends_with(ASK), "{raw}");
 }

@@ -80,10 +80,36 @@ pub fn add_llm_logging(m: &mut Map<String, Value>, ctx: &RequestCtx) {
 /// What the entry includes beyond the defaults.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EntryOptions {
+    /// `meta_format: origin` (kafka-logger): the request as it came in —
+    /// the raw head, and the body with `include_req_body` — instead of the
+    /// JSON full log.
+    pub origin: bool,
     /// `include_req_body`: the request body (AI routes, where it is read).
     pub request_body: bool,
     /// `max_req_body_bytes`: most body bytes included.
     pub max_request_body: Option<usize>,
+}
+
+/// The entry `opts` asks for: [`full_log`], or [`original_request`].
+pub fn entry(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Vec<u8> {
+    if opts.origin {
+        original_request(head, ctx, opts)
+    } else {
+        full_log(head, ctx, opts)
+    }
+}
+
+/// APISIX's `meta_format: origin`: the raw request head, then the body
+/// when `include_req_body` asks for it (AI routes, where it is read).
+pub fn original_request(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Vec<u8> {
+    let mut out = head.buf.to_vec();
+    if opts.request_body {
+        if let Some(body) = &ctx.llm.request_body {
+            let n = opts.max_request_body.unwrap_or(usize::MAX).min(body.len());
+            out.extend_from_slice(&body[..n]);
+        }
+    }
+    out
 }
 
 /// APISIX's full log for one finished request, as one line of JSON.

@@ -14,7 +14,7 @@ use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::http::RequestHead;
 use crate::loggers::{BatchConfig, Sink, WorkerQueue};
-use crate::observe::entry::{full_log, EntryOptions};
+use crate::observe::entry::{entry, EntryOptions};
 use crate::server::ctx::RequestCtx;
 
 /// A compiled logger plugin: its sink and what its entries include.
@@ -30,10 +30,12 @@ impl Logger {
     /// entries and connections) across reloads, else `start` makes one.
     pub fn new(
         cx: &mut CompileCx<'_, '_>,
-        fields: LoggerFields,
+        mut fields: LoggerFields,
+        origin: bool,
         target: String,
         start: impl FnOnce(String, BatchConfig) -> Arc<Sink>,
     ) -> Logger {
+        fields.entry.origin = origin;
         let LoggerFields { name, batch, entry } = fields;
         let key = format!("{target}{batch:?}{name}");
         let name = format!("{name} ({})", cx.owner);
@@ -43,7 +45,7 @@ impl Logger {
 
     /// The log phase: queues this request's entry on the worker.
     pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
-        queue.push(&self.sink, full_log(head, ctx, self.opts));
+        queue.push(&self.sink, entry(head, ctx, self.opts));
     }
 
     pub fn wants_request_body(&self) -> bool {
@@ -175,6 +177,7 @@ pub fn split(
             entry: EntryOptions {
                 request_body: f.include_req_body,
                 max_request_body,
+                origin: false,
             },
         },
         Value::Object(rest),

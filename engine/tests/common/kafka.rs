@@ -87,6 +87,23 @@ impl KafkaBroker {
     /// Reads up to `n` messages of `topic` from the beginning with
     /// kafka-python, waiting at most `within`: (key, value as JSON).
     pub fn consume(&self, topic: &str, n: usize, within: Duration) -> Vec<(Option<String>, Value)> {
+        self.consume_raw(topic, n, within)
+            .into_iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_str(&v)
+                    .unwrap_or_else(|e| panic!("entry is not JSON ({e}): {v}"));
+                (k, value)
+            })
+            .collect()
+    }
+
+    /// [`KafkaBroker::consume`] with the values as text.
+    pub fn consume_raw(
+        &self,
+        topic: &str,
+        n: usize,
+        within: Duration,
+    ) -> Vec<(Option<String>, String)> {
         let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
         assert!(
             std::path::Path::new(python).exists(),
@@ -127,9 +144,10 @@ while got < n and time.time() < deadline:
             .lines()
             .map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
-                let value = serde_json::from_str(v["value"].as_str().unwrap())
-                    .unwrap_or_else(|e| panic!("entry is not JSON ({e}): {l}"));
-                (v["key"].as_str().map(str::to_owned), value)
+                (
+                    v["key"].as_str().map(str::to_owned),
+                    v["value"].as_str().unwrap().to_owned(),
+                )
             })
             .collect()
     }

@@ -78,7 +78,7 @@ impl HttpLogger {
             .ok_or_else(|| at.error("TLS settings unavailable"))?;
         let key = format!("{target:?}");
         let poster = HttpPoster::new(target, tls).map_err(|e| at.field("uri").error(e))?;
-        Ok(Logger::new(cx, common, key, |name, batch| {
+        Ok(Logger::new(cx, common, false, key, |name, batch| {
             Sink::http(name, poster, batch)
         }))
     }

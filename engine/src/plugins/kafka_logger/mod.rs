@@ -2,8 +2,8 @@
 //! the LLM variables and ai-proxy-multi's `logging` summaries and payloads)
 //! to a Kafka topic, batched by APISIX's batch-processor settings, from a
 //! logger thread ([`crate::loggers`]). APISIX's schema and defaults; what
-//! ringway does not implement (SASL, custom `log_format`, `meta_format:
-//! origin`, response bodies) is refused at load with the field named.
+//! ringway does not implement (SASL, custom `log_format`, response
+//! bodies) is refused at load with the field named.
 
 use std::time::Duration;
 
@@ -126,12 +126,7 @@ impl KafkaLogger {
         if !matches!(f.required_acks, 1 | -1) {
             return Err(at.field("required_acks").error("must be 1 or -1"));
         }
-        if f.meta_format == "origin" {
-            return Err(at
-                .field("meta_format")
-                .error("\"origin\" is not implemented by ringway; use \"default\""));
-        }
-        if f.meta_format != "default" {
+        if !matches!(f.meta_format.as_str(), "default" | "origin") {
             return Err(at
                 .field("meta_format")
                 .error("must be \"default\" or \"origin\""));
@@ -162,9 +157,11 @@ impl KafkaLogger {
             max_batch_bytes: at_least(at, "producer_batch_size", f.producer_batch_size, 1)?
                 as usize,
         };
+        let origin = f.meta_format == "origin";
         Ok(Logger::new(
             cx,
             common,
+            origin,
             format!("{producer:?}"),
             |name, batch| Sink::kafka(name, producer, batch),
         ))
