@@ -11,9 +11,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::ai::{ai_config, chat_url, instance, mocks, ASK};
-use common::gateway::check;
+
 use common::upstream::Recorded;
-use common::{Conn, Gateway, Upstream};
+use common::{assert_refused, logger_metric, Conn, Gateway, Upstream};
 use serde_json::{json, Value};
 
 fn answering(status: u16) -> Upstream {
@@ -140,17 +140,10 @@ fn a_failing_endpoint_never_touches_requests_and_is_counted() {
     // Each entry: the first try and one retry.
     let got = posts(&up, 6);
     assert_eq!(got.len(), 6);
-    let addr = gw.metrics_addr.unwrap();
-    let line = "ringway_logger_entries_total{logger=\"http logger (route/ai-route)\",outcome=\"failed\"} 3";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !Conn::connect(addr).get("/metrics").text().contains(line) {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            Conn::connect(addr).get("/metrics").text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_eq!(
+        logger_metric(&gw, "http logger (route/ai-route)", "failed", 3),
+        3
+    );
 }
 
 #[test]
@@ -173,13 +166,7 @@ fn bad_settings_are_refused_with_the_field() {
             "inactive_timeout",
         ),
     ] {
-        let yaml = serde_json::to_string(&logged_route(&m, logger.clone())).unwrap();
-        let (code, out) = check(&yaml);
-        assert_ne!(code, 0, "{logger} was accepted");
-        assert!(
-            out.contains("http-logger") && out.contains(field),
-            "{logger}: {out}"
-        );
+        assert_refused(&logged_route(&m, logger), "http-logger", field);
     }
 }
 

@@ -47,16 +47,16 @@ thread_local! {
 }
 
 impl HttpPoster {
-    /// `url` was checked by the plugin's compile.
-    pub fn new(cfg: HttpTargetConfig, tls: TlsClients) -> Result<HttpPoster, String> {
-        let url = EndpointUrl::parse(&cfg.url)?;
+    /// `url` is `cfg.url`, parsed by the plugin's compile. Resolves the
+    /// host (kept fresh by [`Endpoint`]); called only when a sink starts.
+    pub fn new(cfg: HttpTargetConfig, url: EndpointUrl, tls: TlsClients) -> HttpPoster {
         let endpoint = Endpoint::resolve(&url.host, url.port);
-        Ok(HttpPoster {
+        HttpPoster {
             cfg,
             url,
             endpoint,
             tls,
-        })
+        }
     }
 
     /// POSTs all of `entries` as one body; on success they are removed.

@@ -126,7 +126,9 @@ impl Producer {
         }
         let parts = &self.partitions.as_ref().expect("fetched").leaders;
         let idx = match &self.cfg.key {
-            Some(k) => (fnv1a(k.as_bytes()) % parts.len() as u64) as usize,
+            // The consistent-hash balancer's stable hash: one key, one
+            // partition, in every process.
+            Some(k) => crate::balance::chash::hash(k.as_bytes()) as usize % parts.len(),
             None => {
                 self.next_partition = (self.next_partition + 1) % parts.len();
                 self.next_partition
@@ -391,13 +393,6 @@ fn encode_batch(key: Option<&str>, values: &[Vec<u8>]) -> Result<Bytes, String> 
     )
     .map_err(|e| e.to_string())?;
     Ok(buf.freeze())
-}
-
-/// FNV-1a: a fixed hash, so one key always lands on one partition.
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

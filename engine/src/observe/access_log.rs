@@ -183,7 +183,7 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx) {
         );
         opt_str(out, "llm_instance", l.instance.as_deref());
         let _ = write!(out, ",\"llm_attempts\":{}", l.attempts);
-        if l.logging.summaries || l.payloads.is_some() {
+        if l.summaries || l.payloads.is_some() {
             // `logging.summaries` / `.payloads`: compact JSON, one line.
             let mut m = serde_json::Map::new();
             crate::observe::entry::add_llm_logging(&mut m, ctx);

@@ -67,7 +67,7 @@ pub fn add_llm_logging(m: &mut Map<String, Value>, ctx: &RequestCtx) {
     if ctx.request_type == RequestType::TraditionalHttp {
         return;
     }
-    if ctx.llm.logging.summaries {
+    if ctx.llm.summaries {
         m.insert("llm_summary".into(), llm_summary(ctx));
     }
     if let Some(p) = &ctx.llm.payloads {

@@ -81,15 +81,15 @@ const KEYS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 struct Fields {
     name: Option<String>,
-    #[serde(default = "thousand")]
+    #[serde(default = "int::<1000>")]
     batch_max_size: i64,
-    #[serde(default = "five")]
+    #[serde(default = "int::<5>")]
     inactive_timeout: i64,
-    #[serde(default = "sixty")]
+    #[serde(default = "int::<60>")]
     buffer_duration: i64,
     #[serde(default)]
     max_retry_count: i64,
-    #[serde(default = "one")]
+    #[serde(default = "int::<1>")]
     retry_delay: i64,
     #[serde(default)]
     include_req_body: bool,
@@ -104,17 +104,9 @@ struct Fields {
     _meta: Option<Value>,
 }
 
-fn one() -> i64 {
-    1
-}
-fn five() -> i64 {
-    5
-}
-fn sixty() -> i64 {
-    60
-}
-fn thousand() -> i64 {
-    1000
+/// A numeric default for serde (`#[serde(default = "int::<5>")]`).
+pub fn int<const N: i64>() -> i64 {
+    N
 }
 
 /// `v`, if it is at least `min`.

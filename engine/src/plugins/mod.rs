@@ -118,6 +118,9 @@ impl Plugin {
 #[derive(Debug, Default)]
 pub struct PluginChain {
     plugins: Vec<Plugin>,
+    /// Derived from `plugins` when the chain is built (read per request).
+    has_loggers: bool,
+    wants_request_body: bool,
 }
 
 impl PluginChain {
@@ -151,17 +154,26 @@ impl PluginChain {
 
     /// Whether the chain has a logger plugin.
     pub fn has_loggers(&self) -> bool {
-        self.plugins
-            .iter()
-            .any(|p| matches!(p, Plugin::KafkaLogger(_) | Plugin::HttpLogger(_)))
+        self.has_loggers
     }
 
     /// Whether a logger wants request bodies.
     pub fn wants_request_body(&self) -> bool {
-        self.plugins.iter().any(|p| match p {
-            Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) => l.wants_request_body(),
-            _ => false,
-        })
+        self.wants_request_body
+    }
+
+    /// The chain of `plugins`, highest priority first.
+    fn new(mut plugins: Vec<Plugin>) -> PluginChain {
+        plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
+        let logger = |p: &Plugin| match p {
+            Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) => Some(l.wants_request_body()),
+            _ => None,
+        };
+        PluginChain {
+            has_loggers: plugins.iter().any(|p| logger(p).is_some()),
+            wants_request_body: plugins.iter().any(|p| logger(p) == Some(true)),
+            plugins,
+        }
     }
 
     /// The log phase: every logger queues the request's entry.
@@ -182,8 +194,7 @@ impl PluginChain {
                 plugins.push(p);
             }
         }
-        plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-        PluginChain { plugins }
+        PluginChain::new(plugins)
     }
 
     /// Runs the access phase of every plugin in order; stops at the first
@@ -211,8 +222,7 @@ pub fn compile(
             plugins.push(p);
         }
     }
-    plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-    Ok(PluginChain { plugins })
+    Ok(PluginChain::new(plugins))
 }
 
 /// The registry: one line per plugin. `Ok(None)` means the config is valid

@@ -208,7 +208,8 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     if let Some(log) = &w.log {
         log.record(&head, &ctx);
     }
-    if ctx.log_global {
+    // A global rule's logger logs every request, matched or not (APISIX).
+    if snap.global_plugins.has_loggers() {
         snap.global_plugins.log(&head, &ctx, &w.loggers);
     }
     if let Some(idx) = ctx.log_route {
@@ -233,7 +234,6 @@ async fn route_and_run(
     ctx: &mut RequestCtx,
 ) -> bool {
     let keep_alive = head.keep_alive && !w.shutdown.is_fired();
-    ctx.log_global = snap.global_plugins.has_loggers();
     let Some(idx) = snap.router.find(&head.method, head.path(), head.host()) else {
         ctx.status = 404;
         // Boxed (here and below): rare answers should not size the
@@ -253,7 +253,7 @@ async fn route_and_run(
     if route.plugins.has_loggers() {
         ctx.log_route = Some(idx);
     }
-    if ctx.log_global || ctx.log_route.is_some() {
+    if snap.global_plugins.has_loggers() || ctx.log_route.is_some() {
         ctx.keep_request_body =
             route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();
     }

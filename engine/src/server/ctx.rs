@@ -43,9 +43,6 @@ pub struct RequestCtx {
     pub upstream_status: Option<u16>,
     /// From sending the upstream request to its last response byte.
     pub upstream_response_time: Option<Duration>,
-    /// Global rules have a logger plugin (it logs every request, matched
-    /// or not, as in APISIX).
-    pub log_global: bool,
     /// The matched route, when it has a logger plugin.
     pub log_route: Option<usize>,
     /// A logger wants the request body (`include_req_body`).
@@ -71,8 +68,8 @@ pub struct LlmLog {
     pub ttft_from_request: Option<Duration>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// ai-proxy-multi's `logging` settings for this request's route.
-    pub logging: crate::plugins::ai_proxy_multi::config::LoggingFile,
+    /// ai-proxy-multi's `logging.summaries` (`payloads` is [`Self::payloads`]).
+    pub summaries: bool,
     /// `logging.payloads`: what the client was answered.
     pub payloads: Option<Box<Payloads>>,
     /// The client's request body (a validated JSON object), kept for
@@ -118,7 +115,6 @@ impl RequestCtx {
             upstream_addr: None,
             upstream_status: None,
             upstream_response_time: None,
-            log_global: false,
             log_route: None,
             keep_request_body: false,
             llm: LlmLog::default(),

@@ -29,3 +29,36 @@ pub fn catch_all(up: &Upstream) -> String {
         up.node_yaml()
     )
 }
+
+/// `ringway_logger_entries_total` for `logger` and `outcome`, once it
+/// reaches `want` (or what it is after 5 s).
+pub fn logger_metric(gw: &Gateway, logger: &str, outcome: &str, want: u64) -> u64 {
+    let addr = gw.metrics_addr.expect("metrics address announced");
+    let line =
+        format!("ringway_logger_entries_total{{logger=\"{logger}\",outcome=\"{outcome}\"}} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = Conn::connect(addr).get("/metrics").text();
+        let v = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in {text}"))
+            .parse()
+            .unwrap();
+        if v >= want || std::time::Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Asserts that `ringway --check` refuses `doc` with a message naming
+/// `plugin` and `field`.
+pub fn assert_refused(doc: &serde_json::Value, plugin: &str, field: &str) {
+    let (code, out) = gateway::check(&serde_json::to_string(doc).unwrap());
+    assert_ne!(code, 0, "accepted: {doc}");
+    assert!(
+        out.contains(plugin) && out.contains(field),
+        "{field}: {out}"
+    );
+}

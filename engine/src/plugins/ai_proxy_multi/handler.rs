@@ -109,7 +109,7 @@ pub async fn handle<'a>(
         RequestType::AiChat
     };
     ctx.llm.request_model = req.body.summary.model.clone();
-    ctx.llm.logging = plugin.logging;
+    ctx.llm.summaries = plugin.logging.summaries;
     if plugin.logging.payloads || ctx.keep_request_body {
         ctx.llm.request_body = Some(req.body.bytes.clone());
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::logger::{at_least, split, Logger};
+use super::logger::{at_least, int, split, Logger};
 use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::loggers::http::{Concat, HttpPoster, HttpTargetConfig};
@@ -28,7 +28,7 @@ pub struct HttpLogger;
 struct HttpLoggerFile {
     uri: String,
     auth_header: Option<String>,
-    #[serde(default = "three")]
+    #[serde(default = "int::<3>")]
     timeout: i64,
     #[serde(default = "json")]
     concat_method: String,
@@ -36,9 +36,6 @@ struct HttpLoggerFile {
     ssl_verify: bool,
 }
 
-fn three() -> i64 {
-    3
-}
 fn json() -> String {
     "json".into()
 }
@@ -54,7 +51,7 @@ impl HttpLogger {
     ) -> Result<Logger, ConfigError> {
         let (common, rest) = split(value, at, "http logger")?;
         let f: HttpLoggerFile = from_value(&rest, at)?;
-        EndpointUrl::parse(&f.uri).map_err(|e| at.field("uri").error(e))?;
+        let url = EndpointUrl::parse(&f.uri).map_err(|e| at.field("uri").error(e))?;
         let concat = match f.concat_method.as_str() {
             "json" => Concat::Json,
             "new_line" => Concat::NewLine,
@@ -77,9 +74,8 @@ impl HttpLogger {
             .clone()
             .ok_or_else(|| at.error("TLS settings unavailable"))?;
         let key = format!("{target:?}");
-        let poster = HttpPoster::new(target, tls).map_err(|e| at.field("uri").error(e))?;
         Ok(Logger::new(cx, common, false, key, |name, batch| {
-            Sink::http(name, poster, batch)
+            Sink::http(name, HttpPoster::new(target, url, tls), batch)
         }))
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::logger::{at_least, split, Logger};
+use super::logger::{at_least, int, split, Logger};
 use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::loggers::kafka::ProducerConfig;
@@ -35,23 +35,23 @@ struct KafkaLoggerFile {
     kafka_topic: String,
     #[serde(default = "default_producer_type")]
     producer_type: String,
-    #[serde(default = "one")]
+    #[serde(default = "int::<1>")]
     required_acks: i64,
     key: Option<String>,
-    #[serde(default = "three")]
+    #[serde(default = "int::<3>")]
     timeout: i64,
     #[serde(default = "default_meta_format")]
     meta_format: String,
-    #[serde(default = "one")]
+    #[serde(default = "int::<1>")]
     cluster_name: i64,
-    #[serde(default = "mebibyte")]
+    #[serde(default = "int::<1048576>")]
     producer_batch_size: i64,
     // lua-resty-kafka's own buffering; ringway batches with the batch
     // processor settings below, so these are checked and not used.
     producer_batch_num: Option<i64>,
     producer_max_buffering: Option<i64>,
     producer_time_linger: Option<i64>,
-    #[serde(default = "thirty")]
+    #[serde(default = "int::<30>")]
     meta_refresh_interval: i64,
 }
 
@@ -60,18 +60,6 @@ fn default_producer_type() -> String {
 }
 fn default_meta_format() -> String {
     "default".into()
-}
-fn one() -> i64 {
-    1
-}
-fn three() -> i64 {
-    3
-}
-fn thirty() -> i64 {
-    30
-}
-fn mebibyte() -> i64 {
-    1 << 20
 }
 
 /// Compiles a `kafka-logger` config.
