@@ -41,31 +41,25 @@ impl<'a> Carry<'a> {
     }
 
     pub fn instance(&mut self, owner: &Arc<str>, name: &Arc<str>) -> Arc<InstanceState> {
-        let key = (owner.clone(), name.clone());
-        if let Some(s) = self.next.instances.get(&key) {
-            return s.clone();
-        }
-        let s = self
-            .prev
-            .and_then(|p| p.instances.get(&key).cloned())
-            .unwrap_or_default();
-        self.next.instances.insert(key, s.clone());
-        s
+        let prev = self.prev.map(|p| &p.instances);
+        carry(
+            &mut self.next.instances,
+            prev,
+            (owner.clone(), name.clone()),
+            Arc::default,
+        )
     }
 
     /// A local rate-limit window; `key` names the budget and its shape
     /// (a changed limit or window starts a fresh count).
     pub fn window(&mut self, owner: &Arc<str>, key: String) -> Arc<LocalWindow> {
-        let key = (owner.clone(), key);
-        if let Some(w) = self.next.windows.get(&key) {
-            return w.clone();
-        }
-        let w = self
-            .prev
-            .and_then(|p| p.windows.get(&key).cloned())
-            .unwrap_or_default();
-        self.next.windows.insert(key, w.clone());
-        w
+        let prev = self.prev.map(|p| &p.windows);
+        carry(
+            &mut self.next.windows,
+            prev,
+            (owner.clone(), key),
+            Arc::default,
+        )
     }
 
     /// A logger sink; `key` names its settings (changed settings start a
@@ -76,30 +70,35 @@ impl<'a> Carry<'a> {
         key: String,
         start: impl FnOnce() -> Arc<crate::loggers::Sink>,
     ) -> Arc<crate::loggers::Sink> {
-        let key = (owner.clone(), key);
-        if let Some(s) = self.next.loggers.get(&key) {
-            return s.clone();
-        }
-        let s = self
-            .prev
-            .and_then(|p| p.loggers.get(&key).cloned())
-            .unwrap_or_else(start);
-        self.next.loggers.insert(key, s.clone());
-        s
+        let prev = self.prev.map(|p| &p.loggers);
+        carry(&mut self.next.loggers, prev, (owner.clone(), key), start)
     }
 
     pub fn ticket(&mut self, owner: &Arc<str>, priority: i64) -> Arc<AtomicU64> {
-        let key = (owner.clone(), priority);
-        if let Some(t) = self.next.tickets.get(&key) {
-            return t.clone();
-        }
-        let t = self
-            .prev
-            .and_then(|p| p.tickets.get(&key).cloned())
-            .unwrap_or_default();
-        self.next.tickets.insert(key, t.clone());
-        t
+        let prev = self.prev.map(|p| &p.tickets);
+        carry(
+            &mut self.next.tickets,
+            prev,
+            (owner.clone(), priority),
+            Arc::default,
+        )
     }
+}
+
+/// The entry at `key`: already taken by this compile, else the previous
+/// snapshot's, else a new one from `make`.
+fn carry<K: std::hash::Hash + Eq, V: ?Sized>(
+    next: &mut AHashMap<K, Arc<V>>,
+    prev: Option<&AHashMap<K, Arc<V>>>,
+    key: K,
+    make: impl FnOnce() -> Arc<V>,
+) -> Arc<V> {
+    if let Some(v) = next.get(&key) {
+        return v.clone();
+    }
+    let v = prev.and_then(|p| p.get(&key).cloned()).unwrap_or_else(make);
+    next.insert(key, v.clone());
+    v
 }
 
 impl SharedState {
