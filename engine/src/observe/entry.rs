@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use crate::http::RequestHead;
-use crate::server::ctx::{Payloads, RequestCtx, RequestType};
+use crate::server::ctx::{RequestCtx, RequestType};
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
@@ -56,11 +56,6 @@ pub fn write_llm_request(out: &mut Vec<u8>, ctx: &RequestCtx) {
     }
 }
 
-/// `llm_response_text`: what the model answered.
-pub fn llm_response_text(p: &Payloads) -> Option<String> {
-    crate::providers::wire::text::answer_text(p.wire, &p.response, p.streamed)
-}
-
 /// Adds the `logging` fields the request asked for to `m`, except
 /// `llm_request` ([`write_llm_request`] appends it to the written entry).
 pub fn add_llm_logging(m: &mut Map<String, Value>, ctx: &RequestCtx) {
@@ -71,8 +66,8 @@ pub fn add_llm_logging(m: &mut Map<String, Value>, ctx: &RequestCtx) {
         m.insert("llm_summary".into(), llm_summary(ctx));
     }
     if let Some(p) = &ctx.llm.payloads {
-        if let Some(t) = llm_response_text(p) {
-            m.insert("llm_response_text".into(), Value::String(t));
+        if let Some(t) = &p.text {
+            m.insert("llm_response_text".into(), Value::String(t.clone()));
         }
     }
 }
@@ -240,6 +235,7 @@ mod tests {
             response: Vec::new(),
             streamed: false,
             wire: Wire::OpenAi,
+            text: None,
         }));
         ctx
     }

@@ -204,6 +204,10 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
     let mut head = head;
     let keep = route_and_run(w, &snap, c, &mut head, &mut ctx).await;
+    if let Some(p) = &mut ctx.llm.payloads {
+        // Once, for the access log and every logger.
+        p.settle();
+    }
     w.stats.record(&ctx);
     if let Some(log) = &w.log {
         log.record(&head, &ctx);

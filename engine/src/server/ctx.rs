@@ -86,11 +86,24 @@ pub struct Payloads {
     pub streamed: bool,
     /// The format the client speaks.
     pub wire: crate::providers::wire::Wire,
+    /// `llm_response_text`, read from `response` once the request is done
+    /// ([`Payloads::settle`]), for every log that writes it.
+    pub text: Option<String>,
 }
 
 impl Payloads {
     /// Most answer bytes kept for the log.
     pub const LIMIT: usize = 1 << 20;
+
+    /// Reads the answer's text from what was kept, once, and lets the
+    /// kept bytes go.
+    pub fn settle(&mut self) {
+        if !self.response.is_empty() {
+            self.text =
+                crate::providers::wire::text::answer_text(self.wire, &self.response, self.streamed);
+            self.response = Vec::new();
+        }
+    }
 
     /// Keeps `data` (the next bytes the client received), up to the limit.
     pub fn keep(&mut self, data: &[u8]) {

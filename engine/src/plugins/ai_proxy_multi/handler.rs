@@ -118,6 +118,7 @@ pub async fn handle<'a>(
             response: Vec::new(),
             streamed: false,
             wire: req.wire,
+            text: None,
         }));
     }
     let key = {
