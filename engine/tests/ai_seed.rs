@@ -435,3 +435,56 @@ fn request_logs_with_llm_summaries_and_payloads_reach_kafka() {
     assert_eq!(lines[0]["llm_summary"]["completion_tokens"], 4);
     assert_eq!(lines[1]["llm_response_text"], streamed.as_str());
 }
+
+/// `logging.payloads` on streams whose format the gateway converts: the
+/// logged text is what the client read, whichever format each side spoke.
+#[test]
+fn payloads_of_converted_streams_are_the_text_the_client_read() {
+    let m = common::ai::MockServer::builder()
+        .instance(common::ai::InstanceConfig::new("oai").tokens(6))
+        .instance(common::ai::InstanceConfig::new("claude").tokens(6))
+        .spawn()
+        .unwrap();
+    let inst = |provider: &str, endpoint: String| {
+        json!({"name": provider, "provider": provider, "weight": 1, "auth": {"header": {"x-api-key": "k", "Authorization": "Bearer k"}},
+               "options": {"model": "m"}, "override": {"endpoint": endpoint}})
+    };
+    let route = |name: &str, uri: &str, inst: Value| {
+        json!({"name": name, "uris": [uri], "methods": ["POST"], "plugins": {"ai-proxy-multi": {
+            "instances": [inst], "logging": {"payloads": true}}}})
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let claude = format!("{}/v1/messages", m.instance("claude").url());
+    let oai = chat_url(&m, "oai");
+    let mut gw = Gateway::start_json(json!({
+        "gateway": {"access_log": {"path": log.to_str().unwrap()}},
+        "services": [{"name": "llm", "routes": [
+            route("openai-to-claude", "/claude/v1/chat/completions", inst("anthropic", claude)),
+            route("anthropic-to-openai", "/oai/v1/messages", inst("openai", oai)),
+        ]}],
+    }));
+    let mut c = Conn::connect(gw.addr);
+    let to_claude = c.post_json("/claude/v1/chat/completions", ASK_STREAM);
+    assert_eq!(to_claude.status, 200, "{}", to_claude.text());
+    let (openai_text, events) = streamed_content(&to_claude.text());
+    assert!(events > 1, "{}", to_claude.text());
+
+    let ask = r#"{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"What is 1+1?"}]}"#;
+    let to_oai = c.post_json("/oai/v1/messages", ask);
+    assert_eq!(to_oai.status, 200, "{}", to_oai.text());
+    let anthropic_text: String = to_oai
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!anthropic_text.is_empty(), "{}", to_oai.text());
+
+    drop(c);
+    let lines = stop_and_read_log(&mut gw, &log, 2);
+    assert_eq!(lines[0]["request_type"], "ai_stream");
+    assert_eq!(lines[0]["llm_response_text"], openai_text.as_str());
+    assert_eq!(lines[1]["llm_response_text"], anthropic_text.as_str());
+}

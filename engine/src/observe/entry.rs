@@ -233,7 +233,6 @@ mod tests {
         ctx.llm.request_body = Some(bytes::Bytes::from_static(body));
         ctx.llm.payloads = Some(Box::new(Payloads {
             response: Vec::new(),
-            streamed: false,
             wire: Wire::OpenAi,
             text: None,
         }));

@@ -11,6 +11,7 @@ pub mod body;
 pub mod deepseek;
 pub mod gcp;
 pub mod gemini;
+pub mod json_scan;
 pub mod openai;
 pub mod openai_compatible;
 pub mod openrouter;

@@ -77,17 +77,16 @@ pub struct LlmLog {
     pub request_body: Option<bytes::Bytes>,
 }
 
-/// The request and answer bodies kept for `logging.payloads`.
+/// What `logging.payloads` keeps of the answer.
 #[derive(Debug, Clone)]
 pub struct Payloads {
-    /// The answer as the client received it (JSON, or the SSE events),
-    /// up to [`Payloads::LIMIT`] bytes.
+    /// A JSON answer as the client received it, up to [`Payloads::LIMIT`]
+    /// bytes (a stream's text is collected as it passes instead).
     pub response: Vec<u8>,
-    pub streamed: bool,
     /// The format the client speaks.
     pub wire: crate::providers::wire::Wire,
-    /// `llm_response_text`, read from `response` once the request is done
-    /// ([`Payloads::settle`]), for every log that writes it.
+    /// `llm_response_text`: a stream's, or read from `response` once the
+    /// request is done ([`Payloads::settle`]), for every log that writes it.
     pub text: Option<String>,
 }
 
@@ -99,8 +98,7 @@ impl Payloads {
     /// kept bytes go.
     pub fn settle(&mut self) {
         if !self.response.is_empty() {
-            self.text =
-                crate::providers::wire::text::answer_text(self.wire, &self.response, self.streamed);
+            self.text = crate::providers::wire::text::answer_text(self.wire, &self.response);
             self.response = Vec::new();
         }
     }

@@ -116,7 +116,6 @@ pub async fn handle<'a>(
     if plugin.logging.payloads {
         ctx.llm.payloads = Some(Box::new(crate::server::ctx::Payloads {
             response: Vec::new(),
-            streamed: false,
             wire: req.wire,
             text: None,
         }));

@@ -92,16 +92,16 @@ impl<'a> StreamJob<'a> {
             wbuf.extend_from_slice(b"\r\n");
         }
         ctx.status = head.status;
-        if let Some(p) = &mut ctx.llm.payloads {
-            p.streamed = true;
-        }
         if c.watch.is_none() {
             c.watch = crate::net::PeerWatch::new(c.raw_fd);
         }
         // The client did not ask for OpenAI usage reporting: drop (or do
         // not generate) the usage chunk; usage is still recorded.
         let strip = !req.body.summary.include_usage;
-        let transform = StreamTransform::new(meta.inst.provider.wire, req.wire, strip);
+        let mut transform = StreamTransform::new(meta.inst.provider.wire, req.wire, strip);
+        if ctx.llm.payloads.is_some() {
+            transform = transform.collecting_text();
+        }
         // The upstream head's bytes share the upstream read buffer and the
         // client's (empty) read buffer may be large: let both go, so an
         // open stream holds little more than its state.
@@ -322,7 +322,11 @@ fn release_scratch(
 }
 
 /// The client left mid-stream: record what was seen, close.
-fn finish_abandoned(ctx: &mut RequestCtx, obs: &StreamObservations, meta: &AnswerMeta<'_>) -> bool {
+fn finish_abandoned(
+    ctx: &mut RequestCtx,
+    obs: &mut StreamObservations,
+    meta: &AnswerMeta<'_>,
+) -> bool {
     record(ctx, obs);
     charge_local(meta, ctx);
     false
@@ -341,7 +345,7 @@ async fn client_closed(watch: &Option<crate::net::PeerWatch>) {
     }
 }
 
-fn record(ctx: &mut RequestCtx, obs: &StreamObservations) {
+fn record(ctx: &mut RequestCtx, obs: &mut StreamObservations) {
     if obs.model.is_some() {
         ctx.llm.model = obs.model.clone();
     }
@@ -349,15 +353,14 @@ fn record(ctx: &mut RequestCtx, obs: &StreamObservations) {
         ctx.llm.prompt_tokens = u.prompt_tokens;
         ctx.llm.completion_tokens = u.completion_tokens;
     }
+    if let Some(p) = &mut ctx.llm.payloads {
+        p.text = obs.text.take();
+    }
 }
 
-/// Counts `out` as sent to the client (and keeps it for
-/// `logging.payloads`).
+/// Counts `out` as sent to the client.
 fn sent(ctx: &mut RequestCtx, out: &[u8]) {
     ctx.bytes_sent += out.len() as u64;
-    if let Some(p) = &mut ctx.llm.payloads {
-        p.keep(out);
-    }
 }
 
 /// Appends `data` to `wbuf` as one chunk (or raw for HTTP/1.0).

@@ -30,6 +30,9 @@ pub struct StreamObservations {
     pub model: Option<String>,
     /// The stream's own end marker was seen (`[DONE]`, `message_stop`).
     pub done: bool,
+    /// The deltas' text joined, when collected
+    /// ([`StreamTransform::collecting_text`]) and there was any.
+    pub text: Option<String>,
 }
 
 pub struct StreamTransform {
@@ -38,6 +41,8 @@ pub struct StreamTransform {
     to: Wire,
     /// The client did not ask for OpenAI usage reporting.
     strip_usage_chunk: bool,
+    /// Join the deltas' text into [`StreamObservations::text`].
+    collect_text: bool,
     state: Convert,
 }
 
@@ -67,6 +72,7 @@ impl StreamTransform {
             from,
             to,
             strip_usage_chunk,
+            collect_text: false,
             state: Convert {
                 created: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -75,6 +81,13 @@ impl StreamTransform {
                 ..Default::default()
             },
         }
+    }
+
+    /// Also joins the text of the answer's deltas (for `logging.payloads`),
+    /// read from each event as it passes.
+    pub fn collecting_text(mut self) -> StreamTransform {
+        self.collect_text = true;
+        self
     }
 
     /// Feeds decoded upstream body bytes; appends client-bound bytes.
@@ -117,6 +130,11 @@ impl StreamTransform {
     }
 
     fn event(&mut self, ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservations) {
+        if self.collect_text {
+            // Conversions keep the text as it is, so the upstream's event
+            // tells what the client reads.
+            super::text::push_delta_text(self.from, &ev.data, &mut obs.text);
+        }
         match (self.from, self.to) {
             (Wire::OpenAi, Wire::OpenAi) => self.openai_pass(ev, out, obs),
             (Wire::Anthropic, Wire::Anthropic) => self.anthropic_pass(ev, out, obs),

@@ -449,3 +449,26 @@ fn the_borrowed_chunk_view_reads_what_the_tree_reads() {
     // A shape the typed view refuses is left to the tree reading.
     assert!(openai::ChunkView::parse(br#"{"model":7}"#).is_none());
 }
+
+#[test]
+fn collected_text_is_the_deltas_joined_in_every_direction() {
+    for (from, input) in [
+        (Wire::OpenAi, OPENAI_STREAM),
+        (Wire::Anthropic, ANTHROPIC_STREAM),
+    ] {
+        for to in [Wire::OpenAi, Wire::Anthropic] {
+            for step in [1, 7, input.len()] {
+                let mut t = StreamTransform::new(from, to, false).collecting_text();
+                let mut out = Vec::new();
+                let mut obs = StreamObservations::default();
+                for piece in input.as_bytes().chunks(step) {
+                    t.feed(piece, &mut out, &mut obs).unwrap();
+                }
+                t.finish(&mut out, &mut obs).unwrap();
+                assert_eq!(obs.text.as_deref(), Some("Hello world"), "{from:?}→{to:?}");
+            }
+            // Not asked for: nothing collected.
+            assert_eq!(run(from, to, false, input, 5).1.text, None);
+        }
+    }
+}

@@ -1,17 +1,18 @@
 //! The text of an answer as the client received it, for `logging.payloads`
-//! (APISIX's `llm_response_text`): the assistant's message of a JSON answer,
-//! or the deltas of an event stream joined. Runs in the log phase, only for
-//! routes that ask for payloads.
+//! (APISIX's `llm_response_text`): the assistant's message of a JSON answer
+//! (read in the log phase from the answer kept), or the deltas of an event
+//! stream joined (collected event by event by the stream transform, so a
+//! stream's bytes are neither kept nor parsed twice). Only for routes that
+//! ask for payloads.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 
 use super::Wire;
-use crate::sse::SseParser;
 
-// Borrowed views of just the fields holding text: every other field is
-// skipped without building anything (a stream has an event per token).
+// Borrowed views of just the fields holding a JSON answer's text: every
+// other field is skipped without building anything.
 
 #[derive(Deserialize)]
 struct OpenAiAnswer<'a> {
@@ -23,8 +24,6 @@ struct OpenAiAnswer<'a> {
 struct OpenAiChoice<'a> {
     #[serde(borrow, default)]
     message: Option<Content<'a>>,
-    #[serde(borrow, default)]
-    delta: Option<Content<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -40,30 +39,34 @@ struct AnthropicAnswer<'a> {
 }
 
 #[derive(Deserialize)]
-struct AnthropicEvent<'a> {
-    #[serde(borrow, default)]
-    delta: Option<TextBlock<'a>>,
-}
-
-#[derive(Deserialize)]
 struct TextBlock<'a> {
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
 }
 
-/// The answer's text, or `None` when it carries none (embeddings, errors).
-pub fn answer_text(wire: Wire, body: &[u8], streamed: bool) -> Option<String> {
+/// Most text kept for a streamed answer (a JSON answer's is bounded by
+/// the answer bytes kept).
+pub const STREAM_TEXT_LIMIT: usize = 1 << 20;
+
+/// A JSON answer's text, or `None` when it carries none (embeddings,
+/// errors).
+pub fn answer_text(wire: Wire, body: &[u8]) -> Option<String> {
     let mut text = String::new();
-    let mut found = false;
-    if streamed {
-        let mut parser = SseParser::new();
-        let mut on_event = |data: &[u8]| found |= delta_text(wire, data, &mut text);
-        let _ = parser.feed(body, |e| on_event(&e.data));
-        parser.finish(|e| on_event(&e.data));
-    } else {
-        found = message_text(wire, body, &mut text);
+    message_text(wire, body, &mut text).then_some(text)
+}
+
+/// Appends the text of one stream event (in `wire`'s format) to `text`,
+/// started at the first event that has any, up to [`STREAM_TEXT_LIMIT`].
+pub fn push_delta_text(wire: Wire, data: &[u8], text: &mut Option<String>) {
+    if let Some(piece) = delta_piece(wire, data) {
+        let out = text.get_or_insert_with(String::new);
+        let room = STREAM_TEXT_LIMIT.saturating_sub(out.len());
+        let mut end = piece.len().min(room);
+        while !piece.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push_str(&piece[..end]);
     }
-    found.then_some(text)
 }
 
 fn push(out: &mut String, piece: Option<Cow<'_, str>>) -> bool {
@@ -94,18 +97,14 @@ fn message_text(wire: Wire, body: &[u8], out: &mut String) -> bool {
     }
 }
 
-/// Appends one stream event's text; whether it had any.
-fn delta_text(wire: Wire, data: &[u8], out: &mut String) -> bool {
+/// One stream event's text, borrowed from the event unless it had
+/// escapes. Events come one per token, so only the path to the text is
+/// scanned: a typed parse of each whole event cost more than relaying it.
+fn delta_piece(wire: Wire, data: &[u8]) -> Option<Cow<'_, str>> {
+    use crate::providers::json_scan::{string_at, Step::*};
     match wire {
-        Wire::OpenAi => serde_json::from_slice::<OpenAiAnswer>(data)
-            .ok()
-            .and_then(|a| a.choices.into_iter().next())
-            .and_then(|c| c.delta)
-            .is_some_and(|d| push(out, d.content)),
-        Wire::Anthropic => serde_json::from_slice::<AnthropicEvent>(data)
-            .ok()
-            .and_then(|e| e.delta)
-            .is_some_and(|d| push(out, d.text)),
+        Wire::OpenAi => string_at(data, &[Key("choices"), First, Key("delta"), Key("content")]),
+        Wire::Anthropic => string_at(data, &[Key("delta"), Key("text")]),
     }
 }
 
@@ -117,34 +116,69 @@ mod tests {
     fn json_answers() {
         let openai = br#"{"choices":[{"message":{"role":"assistant","content":"1+1 equals 2."}}]}"#;
         assert_eq!(
-            answer_text(Wire::OpenAi, openai, false).as_deref(),
+            answer_text(Wire::OpenAi, openai).as_deref(),
             Some("1+1 equals 2.")
         );
         let claude = br#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#;
-        assert_eq!(
-            answer_text(Wire::Anthropic, claude, false).as_deref(),
-            Some("ab")
-        );
+        assert_eq!(answer_text(Wire::Anthropic, claude).as_deref(), Some("ab"));
         let embeddings = br#"{"data":[{"embedding":[0.1]}]}"#;
-        assert_eq!(answer_text(Wire::OpenAi, embeddings, false), None);
-        assert_eq!(answer_text(Wire::OpenAi, b"not json", false), None);
+        assert_eq!(answer_text(Wire::OpenAi, embeddings), None);
+        assert_eq!(answer_text(Wire::OpenAi, b"not json"), None);
     }
 
     #[test]
-    fn streamed_answers() {
-        let openai = b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n\
-data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
-data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n\
-data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
-        assert_eq!(
-            answer_text(Wire::OpenAi, openai, true).as_deref(),
-            Some("Hello")
+    fn stream_events() {
+        let mut text = None;
+        push_delta_text(
+            Wire::OpenAi,
+            br#"{"choices":[{"delta":{"role":"assistant"}}]}"#,
+            &mut text,
         );
-        let claude = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
-event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"!\"}}";
-        assert_eq!(
-            answer_text(Wire::Anthropic, claude, true).as_deref(),
-            Some("Hi!")
+        push_delta_text(Wire::OpenAi, b"[DONE]", &mut text);
+        assert_eq!(text, None, "no text yet");
+        push_delta_text(
+            Wire::OpenAi,
+            br#"{"choices":[{"delta":{"content":"He\\"}}]}"#,
+            &mut text,
         );
+        push_delta_text(
+            Wire::OpenAi,
+            br#"{"choices":[{"delta":{"content":"llo"}}]}"#,
+            &mut text,
+        );
+        push_delta_text(
+            Wire::OpenAi,
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            &mut text,
+        );
+        assert_eq!(text.as_deref(), Some("He\\llo"));
+
+        let mut text = None;
+        let delta = br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#;
+        push_delta_text(Wire::Anthropic, delta, &mut text);
+        push_delta_text(
+            Wire::Anthropic,
+            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#,
+            &mut text,
+        );
+        assert_eq!(text.as_deref(), Some("Hi"));
+    }
+
+    #[test]
+    fn stream_text_stops_at_the_limit_on_a_char_boundary() {
+        let mut text = Some("x".repeat(STREAM_TEXT_LIMIT - 1));
+        push_delta_text(
+            Wire::OpenAi,
+            r#"{"choices":[{"delta":{"content":"éé"}}]}"#.as_bytes(),
+            &mut text,
+        );
+        assert_eq!(text.as_ref().map(String::len), Some(STREAM_TEXT_LIMIT - 1));
+        let mut text = Some("x".repeat(STREAM_TEXT_LIMIT - 2));
+        push_delta_text(
+            Wire::OpenAi,
+            r#"{"choices":[{"delta":{"content":"éé"}}]}"#.as_bytes(),
+            &mut text,
+        );
+        assert!(text.unwrap().ends_with("xé"));
     }
 }
