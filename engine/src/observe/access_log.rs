@@ -183,16 +183,8 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx) {
         );
         opt_str(out, "llm_instance", l.instance.as_deref());
         let _ = write!(out, ",\"llm_attempts\":{}", l.attempts);
-        if l.summaries || l.payloads.is_some() {
-            // `logging.summaries` / `.payloads`: compact JSON, one line.
-            let mut m = serde_json::Map::new();
-            crate::observe::entry::add_llm_logging(&mut m, ctx);
-            for (k, v) in m {
-                let _ = write!(out, ",\"{k}\":");
-                let _ = serde_json::to_writer(&mut *out, &v);
-            }
-            crate::observe::entry::write_llm_request(out, ctx);
-        }
+        // `logging.summaries` / `.payloads`: compact JSON, one line.
+        crate::observe::entry::write_llm_logging(out, ctx);
     }
     out.extend_from_slice(b"}\n");
 }
