@@ -1,7 +1,7 @@
 //! Engine core: graceful shutdown, client disconnects cancelling upstream
 //! work, the epoll fallback, and TLS on both sides.
 
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
 mod common;
 
@@ -217,4 +217,60 @@ fn tls_termination_and_tls_upstreams_with_verification() {
         "scheme: https\n      tls: {verify: false}\n",
     ));
     assert_eq!(client::get(insecure.addr, "/secure").status, 200);
+}
+
+/// Voluntary context switches of the gateway's worker threads so far.
+fn worker_wakeups(pid: i32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("ringway-w") {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+    }
+    total
+}
+
+/// Log shipping wakes a worker only when something was logged: the line
+/// of a request still reaches the access log, and afterwards an idle
+/// gateway's workers stay asleep (they used to tick 10 times a second).
+#[test]
+fn idle_workers_sleep_until_there_is_something_to_log() {
+    let echo = Upstream::echo();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let gw = Gateway::start_with(GatewayConfig {
+        gateway_extra: format!("access_log: {{path: {:?}}}\n", log.to_str().unwrap()),
+        body: format!(
+            "services:\n  - name: e\n    upstream:\n      nodes: [{}]\n    routes:\n      - name: echo\n        uris: [\"/echo\"]\n",
+            echo.node_yaml()
+        ),
+        ..GatewayConfig::default()
+    });
+    let mut c = Conn::connect(gw.addr);
+    assert_eq!(c.get("/echo").status, 200);
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("/echo")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the request's line was not shipped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = worker_wakeups(gw.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = worker_wakeups(gw.pid()) - before;
+    // Two workers; a pool sweep every 5 s may fall in the window.
+    assert!(woke <= 4, "idle workers woke {woke} times in a second");
 }

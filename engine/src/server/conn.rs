@@ -211,13 +211,16 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     w.stats.record(&ctx);
     if let Some(log) = &w.log {
         log.record(&head, &ctx);
+        w.logs_queued.ring();
     }
     // A global rule's logger logs every request, matched or not (APISIX).
     if snap.global_plugins.has_loggers() {
         snap.global_plugins.log(&head, &ctx, &w.loggers);
+        w.logs_queued.ring();
     }
     if let Some(idx) = ctx.log_route {
         snap.routes[idx].plugins.log(&head, &ctx, &w.loggers);
+        w.logs_queued.ring();
     }
     c.scratch = head.recycle();
     // A burst grew the upstream buffer (net::read_more doubles it after a

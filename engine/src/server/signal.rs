@@ -1,7 +1,8 @@
-//! Shutdown signalling: a process-wide [`Shutdown`] the signal thread
-//! trips, and a per-worker [`LocalSignal`] that wakes every task of that
-//! worker waiting on it (accept loops, idle keep-alive connections) without
-//! any lock or cross-thread hop.
+//! Worker wake-ups: a process-wide [`Shutdown`] the signal thread trips, a
+//! per-worker [`LocalSignal`] that wakes every task of that worker waiting
+//! on it (accept loops, idle keep-alive connections), and a [`Doorbell`]
+//! that wakes one task when there is work for it. None takes a lock or
+//! crosses a thread.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -41,6 +42,44 @@ impl Shutdown {
 
     pub fn is_triggered(&self) -> bool {
         self.flag.load(Ordering::Acquire)
+    }
+}
+
+/// Wakes one worker-local task when there is work for it (the log
+/// shipper, when an entry is queued), so an idle worker has no periodic
+/// wake-ups. Ringing an already rung bell is one flag load.
+#[derive(Default)]
+pub struct Doorbell {
+    rung: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Doorbell {
+    #[inline]
+    pub fn ring(&self) {
+        if !self.rung.replace(true) {
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Completes once the bell has rung (at once if it has and was not
+    /// [`Doorbell::answer`]ed since).
+    pub fn rung(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.rung.get() {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+    }
+
+    /// The work is being done: later rings wake the task again.
+    pub fn answer(&self) {
+        self.rung.set(false);
     }
 }
 

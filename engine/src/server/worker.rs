@@ -56,6 +56,9 @@ pub struct Worker {
     pub log: Option<crate::observe::WorkerLog>,
     /// Logger-plugin entries waiting to be handed to their sinks.
     pub loggers: crate::loggers::WorkerQueue,
+    /// Rung when a log line or entry is queued: the shipper sleeps until
+    /// then, instead of ticking while nothing is logged.
+    pub logs_queued: super::signal::Doorbell,
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
     pub busy: super::busy_poll::BusyPoll,
 }
@@ -83,6 +86,7 @@ impl Worker {
             tls: shared.tls,
             log: shared.access_log.map(crate::observe::WorkerLog::new),
             loggers: Default::default(),
+            logs_queued: Default::default(),
             stats: shared.stats,
         }
     }
@@ -260,12 +264,21 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
     }
 }
 
+/// Hands queued access-log lines and logger entries on, at most
+/// `SHIP_EVERY` after the first of them was queued (sooner when a queue
+/// fills); asleep while nothing is logged. What is left at shutdown is
+/// shipped when the worker ends.
 async fn ship_logs(w: Rc<Worker>) {
     loop {
+        monoio::select! {
+            _ = w.logs_queued.rung() => {}
+            _ = w.shutdown.wait() => return,
+        }
         monoio::select! {
             _ = crate::timer::sleep(crate::observe::access_log::SHIP_EVERY) => {}
             _ = w.shutdown.wait() => return,
         }
+        w.logs_queued.answer();
         if let Some(log) = &w.log {
             log.ship();
         }
