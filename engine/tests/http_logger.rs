@@ -233,3 +233,31 @@ fn a_global_rule_logger_logs_every_request_matched_or_not() {
         .unwrap();
     assert_eq!(missed["request"]["uri"], "/nowhere");
 }
+
+/// Batches share one connection while the endpoint keeps it open; an
+/// endpoint that closes it after each answer (without saying so) costs a
+/// reconnect per batch, never an entry.
+#[test]
+fn batches_reuse_the_connection_and_survive_an_endpoint_that_closes_it() {
+    let m = mocks(&["a"]);
+    let keeps = answering(200);
+    let closes = Upstream::start(|_, s| {
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        false
+    });
+    for (up, connections) in [(&keeps, 1), (&closes, 3)] {
+        let gw = Gateway::start_json(logged_route(
+            &m,
+            json!({"uri": format!("http://{}/", up.addr), "batch_max_size": 1}),
+        ));
+        for n in 1..=3 {
+            ask(&gw, 1);
+            assert_eq!(posts(up, n).len(), n, "{}", gw.stderr());
+        }
+        assert_eq!(up.connections(), connections);
+        assert_eq!(
+            logger_metric(&gw, "http logger (route/ai-route)", "sent", 3),
+            3
+        );
+    }
+}

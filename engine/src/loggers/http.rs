@@ -1,9 +1,10 @@
 //! Batches of log entries POSTed to an HTTP(S) endpoint (`http-logger`):
 //! a JSON array, or one entry per line (`concat_method: new_line`), with
-//! the configured `Authorization` header. Each batch is one request on a
-//! fresh connection ([`crate::upstream::oneshot`], the control-traffic
-//! client also used for OAuth and health checks), run on the logger
-//! thread's own small runtime; any status other than 2xx is a failure.
+//! the configured `Authorization` header. Each batch is one request
+//! ([`crate::upstream::oneshot`], the control-traffic client also used for
+//! OAuth and health checks) on a connection kept open between batches
+//! while the endpoint allows, run on the logger thread's own small
+//! runtime; any status other than 2xx is a failure.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use crate::providers::url::EndpointUrl;
 use crate::upstream::connect::TlsTarget;
 use crate::upstream::endpoint::Endpoint;
-use crate::upstream::oneshot::{request, OneShot};
+use crate::upstream::oneshot::{request_kept, KeptConn, OneShot};
 use crate::upstream::tls::TlsClients;
 use crate::upstream::Scheme;
 
@@ -41,9 +42,14 @@ pub struct HttpPoster {
     tls: TlsClients,
 }
 
+// The logger's thread (one per sink) runs its posts on its own runtime,
+// and keeps the connection of the last batch for the next one: both
+// belong to that thread, so they live here rather than in the poster,
+// which is built elsewhere and moved in.
 thread_local! {
     static RUNTIME: RefCell<Option<monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>>> =
         const { RefCell::new(None) };
+    static KEPT: RefCell<Option<KeptConn>> = const { RefCell::new(None) };
 }
 
 impl HttpPoster {
@@ -62,6 +68,7 @@ impl HttpPoster {
     /// POSTs all of `entries` as one body; on success they are removed.
     pub fn send(&mut self, entries: &mut Vec<Vec<u8>>) -> Result<(), String> {
         let body = self.body(entries);
+        let mut kept = KEPT.with(|k| k.borrow_mut().take());
         let status = RUNTIME.with(|rt| {
             let mut rt = rt.borrow_mut();
             if rt.is_none() {
@@ -73,8 +80,10 @@ impl HttpPoster {
                 );
             }
             let rt = rt.as_mut().expect("built");
-            rt.block_on(self.post(&body))
-        })?;
+            rt.block_on(self.post(&body, &mut kept))
+        });
+        KEPT.with(|k| *k.borrow_mut() = kept);
+        let status = status?;
         if !(200..300).contains(&status) {
             return Err(format!("{} answered {status}", self.cfg.url));
         }
@@ -107,7 +116,7 @@ impl HttpPoster {
         body
     }
 
-    async fn post(&self, body: &[u8]) -> Result<u16, String> {
+    async fn post(&self, body: &[u8], kept: &mut Option<KeptConn>) -> Result<u16, String> {
         let addr = self
             .endpoint
             .addr()
@@ -128,7 +137,7 @@ impl HttpPoster {
         if let Some(a) = &self.cfg.auth_header {
             headers.push(("Authorization", a.as_str()));
         }
-        let answer = request(
+        let answer = request_kept(
             &OneShot {
                 addr,
                 tls: tls.as_ref(),
@@ -140,6 +149,7 @@ impl HttpPoster {
                 timeout: self.cfg.timeout,
             },
             &self.tls,
+            kept,
         )
         .await
         .map_err(|e| format!("{}: {e}", self.cfg.url))?;
