@@ -361,6 +361,17 @@ fn bad_requests_get_clear_400s_and_the_connection_survives() {
     assert!(r.json()["error_msg"].as_str().unwrap().contains("JSON"));
     let r = c.post_json("/v1/chat/completions", "[1,2]");
     assert_eq!(r.status, 400);
+    // JSON is UTF-8: a body that is not is refused, not passed on.
+    let latin1 = b"{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}";
+    c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", latin1.len()).as_bytes());
+    c.send(latin1);
+    let r = c.read_response();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error_msg"].as_str().unwrap().contains("UTF-8"),
+        "{}",
+        r.text()
+    );
     assert_eq!(c.post_json("/v1/chat/completions", ASK).status, 200);
     let big = format!(
         "{{\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",

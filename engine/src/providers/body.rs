@@ -29,6 +29,14 @@ pub struct TopLevel {
 
 impl TopLevel {
     pub fn scan(body: &[u8]) -> Result<TopLevel, BodyError> {
+        // JSON text is UTF-8 (RFC 8259); checked once for the whole body,
+        // so the strings spliced on are valid as they are.
+        if let Err(e) = std::str::from_utf8(body) {
+            return Err(BodyError {
+                at: e.valid_up_to(),
+                what: "invalid UTF-8",
+            });
+        }
         let mut s = Scanner { b: body, i: 0 };
         s.ws();
         s.expect(b'{', "expected a JSON object")?;
@@ -172,6 +180,13 @@ mod tests {
             merged(r#"{"mo\u0064el": "x"}"#, &[("model", json!("y"))]),
             json!({"model": "y"})
         );
+    }
+
+    #[test]
+    fn bodies_that_are_not_utf8_are_refused() {
+        let e = TopLevel::scan(b"{\"a\":\"caf\xe9\"}").unwrap_err();
+        assert_eq!((e.at, e.what), (9, "invalid UTF-8"));
+        assert!(TopLevel::scan("{\"a\":\"café\"}".as_bytes()).is_ok());
     }
 
     #[test]
