@@ -158,8 +158,8 @@ fn bad_settings_are_refused_with_the_field() {
         ),
         (json!({"uri": "http://x/", "timeout": 0}), "timeout"),
         (
-            json!({"uri": "http://x/", "log_format": {"a": "$host"}}),
-            "log_format",
+            json!({"uri": "http://x/", "log_format": {"a": 1}}),
+            "log_format.a",
         ),
         (
             json!({"uri": "http://x/", "inactive_timeout": 0}),
@@ -260,4 +260,36 @@ fn batches_reuse_the_connection_and_survive_an_endpoint_that_closes_it() {
             3
         );
     }
+}
+
+/// `log_format`: entries of the chosen fields (variables, literals; an
+/// unset variable's field left out), plus `route_id` and the route's
+/// `logging` fields, instead of the full log.
+#[test]
+fn log_format_entries_carry_the_chosen_fields() {
+    let m = mocks(&["a"]);
+    let up = answering(200);
+    let gw = Gateway::start_json(logged_route(
+        &m,
+        json!({"uri": format!("http://{}/", up.addr), "batch_max_size": 1,
+               "log_format": {"host": "$host", "client_ip": "$remote_addr", "@timestamp": "$time_iso8601",
+                              "status": "$status", "model": "$llm_model", "tokens": "$llm_completion_tokens",
+                              "trace": "$http_x_trace", "absent": "$http_x_absent", "env": "prod"}}),
+    ));
+    let mut c = Conn::connect(gw.addr);
+    c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw.test\r\nX-Trace: t-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ASK}", ASK.len()).as_bytes());
+    assert_eq!(c.read_response().status, 200);
+    let got = posts(&up, 1);
+    assert_eq!(got.len(), 1, "{}", gw.stderr());
+    let entries: Vec<Value> = serde_json::from_slice(&got[0].body).unwrap();
+    let mut e = entries[0].clone();
+    let stamp = e.as_object_mut().unwrap().remove("@timestamp").unwrap();
+    assert!(stamp.as_str().unwrap().ends_with("+00:00"), "{stamp}");
+    assert_eq!(
+        e,
+        json!({"host": "gw.test", "client_ip": "127.0.0.1", "status": "200", "model": "gpt-4",
+               "tokens": 4, "trace": "t-1", "env": "prod", "route_id": "ai-route",
+               "llm_summary": {"model": "gpt-4", "duration": e["llm_summary"]["duration"],
+                               "prompt_tokens": 15, "completion_tokens": 4}})
+    );
 }

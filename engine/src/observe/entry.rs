@@ -89,22 +89,27 @@ fn write_llm_request(out: &mut Vec<u8>, ctx: &RequestCtx) {
 }
 
 /// What the entry includes beyond the defaults.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EntryOptions {
     /// `meta_format: origin` (kafka-logger): the request as it came in —
     /// the raw head, and the body with `include_req_body` — instead of the
     /// JSON full log.
     pub origin: bool,
+    /// `log_format`: chosen fields instead of the full log.
+    pub format: Option<std::sync::Arc<super::log_format::LogFormat>>,
     /// `include_req_body`: the request body (AI routes, where it is read).
     pub request_body: bool,
     /// `max_req_body_bytes`: most body bytes included.
     pub max_request_body: Option<usize>,
 }
 
-/// The entry `opts` asks for: [`full_log`], or [`original_request`].
-pub fn entry(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Vec<u8> {
+/// The entry `opts` asks for: [`original_request`] (which wins, as in
+/// APISIX's kafka-logger), a `log_format`'s fields, or [`full_log`].
+pub fn entry(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u8> {
     if opts.origin {
         original_request(head, ctx, opts)
+    } else if let Some(f) = &opts.format {
+        f.entry(head, ctx)
     } else {
         full_log(head, ctx, opts)
     }
@@ -112,7 +117,7 @@ pub fn entry(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Vec<u8
 
 /// APISIX's `meta_format: origin`: the raw request head, then the body
 /// when `include_req_body` asks for it (AI routes, where it is read).
-pub fn original_request(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Vec<u8> {
+pub fn original_request(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u8> {
     let mut out = head.buf.to_vec();
     if opts.request_body {
         if let Some(body) = &ctx.llm.request_body {
@@ -125,7 +130,7 @@ pub fn original_request(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions
 
 /// APISIX's full log for one finished request, as one line of JSON,
 /// written straight from the request (no value tree in between).
-pub fn full_log(head: &RequestHead, ctx: &RequestCtx, opts: EntryOptions) -> Vec<u8> {
+pub fn full_log(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     let _ = serde_json::to_writer(&mut out, &FullLog::of(head, ctx, opts));
     if out.last() == Some(&b'}') {
@@ -202,7 +207,7 @@ struct LlmVars<'a> {
 }
 
 impl<'a> FullLog<'a> {
-    fn of(head: &'a RequestHead, ctx: &'a RequestCtx, opts: EntryOptions) -> FullLog<'a> {
+    fn of(head: &'a RequestHead, ctx: &'a RequestCtx, opts: &EntryOptions) -> FullLog<'a> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -412,7 +417,7 @@ mod tests {
             max_request_body: Some(5),
             ..EntryOptions::default()
         };
-        let v: Value = serde_json::from_slice(&full_log(&head, &ctx, opts)).unwrap();
+        let v: Value = serde_json::from_slice(&full_log(&head, &ctx, &opts)).unwrap();
         let r = &v["request"];
         assert_eq!(r["url"], "http://gw.test/v1/chat?a=1&flag&a=2&b=x%20y");
         assert_eq!(r["uri"], "/v1/chat?a=1&flag&a=2&b=x%20y");
@@ -449,7 +454,7 @@ mod tests {
 
         // A plain proxied request has none of the LLM fields.
         ctx.request_type = RequestType::TraditionalHttp;
-        let v: Value = serde_json::from_slice(&full_log(&head, &ctx, opts)).unwrap();
+        let v: Value = serde_json::from_slice(&full_log(&head, &ctx, &opts)).unwrap();
         for k in [
             "llm_model",
             "llm_attempts",

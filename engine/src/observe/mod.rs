@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod entry;
+pub mod log_format;
 pub mod metrics;
 pub mod metrics_server;
 

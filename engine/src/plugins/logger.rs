@@ -15,6 +15,7 @@ use crate::config::{from_value, ConfigError, FieldPath};
 use crate::http::RequestHead;
 use crate::loggers::{BatchConfig, Sink, WorkerQueue};
 use crate::observe::entry::{entry, EntryOptions};
+use crate::observe::log_format::LogFormat;
 use crate::server::ctx::RequestCtx;
 
 /// A compiled logger plugin: its sink and what its entries include.
@@ -45,7 +46,7 @@ impl Logger {
 
     /// The log phase: queues this request's entry on the worker.
     pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
-        queue.push(&self.sink, entry(head, ctx, self.opts));
+        queue.push(&self.sink, entry(head, ctx, &self.opts));
     }
 
     pub fn wants_request_body(&self) -> bool {
@@ -135,8 +136,7 @@ pub fn split(
         }
     }
     let f: Fields = from_value(&Value::Object(shared), at)?;
-    let refused: [(&str, bool); 5] = [
-        ("log_format", f.log_format.is_some()),
+    let refused: [(&str, bool); 4] = [
         ("include_req_body_expr", f.include_req_body_expr.is_some()),
         ("include_resp_body", f.include_resp_body),
         ("include_resp_body_expr", f.include_resp_body_expr.is_some()),
@@ -170,6 +170,10 @@ pub fn split(
                 request_body: f.include_req_body,
                 max_request_body,
                 origin: false,
+                format: match &f.log_format {
+                    Some(v) => Some(Arc::new(LogFormat::parse(v, &at.field("log_format"))?)),
+                    None => None,
+                },
             },
         },
         Value::Object(rest),

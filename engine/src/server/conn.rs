@@ -202,6 +202,7 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     w.busy.kick();
     let snap = w.snapshot();
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
+    ctx.tls = c.tls;
     let mut head = head;
     let keep = route_and_run(w, &snap, c, &mut head, &mut ctx).await;
     if let Some(p) = &mut ctx.llm.payloads {

@@ -28,6 +28,8 @@ impl RequestType {
 pub struct RequestCtx {
     pub started: Instant,
     pub peer: SocketAddr,
+    /// The client connection is TLS (`$scheme`).
+    pub tls: bool,
     pub route_id: Option<Arc<str>>,
     /// Set by an auth plugin.
     pub consumer: Option<Arc<crate::config::consumers::Consumer>>,
@@ -116,6 +118,7 @@ impl RequestCtx {
         RequestCtx {
             started,
             peer,
+            tls: false,
             route_id: None,
             consumer: None,
             hide_header: None,

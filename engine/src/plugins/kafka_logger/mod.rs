@@ -1,9 +1,9 @@
 //! `kafka-logger`: pushes each request's log entry (APISIX's full log, with
-//! the LLM variables and ai-proxy-multi's `logging` summaries and payloads)
-//! to a Kafka topic, batched by APISIX's batch-processor settings, from a
-//! logger thread ([`crate::loggers`]). APISIX's schema and defaults; what
-//! ringway does not implement (SASL, custom `log_format`, response
-//! bodies) is refused at load with the field named.
+//! the LLM variables and ai-proxy-multi's `logging` summaries and payloads,
+//! or the fields of a `log_format`) to a Kafka topic, batched by APISIX's
+//! batch-processor settings, from a logger thread ([`crate::loggers`]).
+//! APISIX's schema and defaults; what ringway does not implement (SASL,
+//! response bodies) is refused at load with the field named.
 
 use std::time::Duration;
 

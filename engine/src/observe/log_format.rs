@@ -1,0 +1,280 @@
+//! Loggers' `log_format` (APISIX's `log-util.get_custom_format_log`): an
+//! entry of chosen fields instead of the full log. Each value is a literal
+//! string, or `$name` for a variable: nginx's request variables as APISIX
+//! exposes them (`remote_addr`, `host`, `uri`, `request_uri`, `arg_x`,
+//! `http_x`, `cookie_x`, …; strings, as nginx gives them), the response's
+//! (`status`, `bytes_sent`, `request_time`, `upstream_addr`,
+//! `upstream_status`, `upstream_response_time`), time (`msec`,
+//! `time_iso8601`, `time_local`), `route_id`, and the LLM variables
+//! (`request_type`, `request_llm_model`, `llm_model`; the token counts and
+//! `llm_time_to_first_token` in ms as numbers). A variable that is not set
+//! leaves its field out, as in APISIX. `route_id` and the route's
+//! `logging` fields are added, as to the full log.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::config::{ConfigError, FieldPath};
+use crate::http::vars::VarSource;
+use crate::http::RequestHead;
+use crate::server::ctx::{RequestCtx, RequestType};
+
+/// A parsed `log_format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFormat {
+    fields: Vec<(String, Field)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Field {
+    Var(String),
+    Literal(String),
+}
+
+impl LogFormat {
+    /// `value` must be an object of strings; `at` names `log_format`.
+    pub fn parse(value: &Value, at: &FieldPath) -> Result<LogFormat, ConfigError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| at.error("must be an object of field names and values"))?;
+        let mut fields = Vec::with_capacity(obj.len());
+        for (k, v) in obj {
+            let s = v.as_str().ok_or_else(|| {
+                at.field(k)
+                    .error("must be a string (a literal, or `$variable`)")
+            })?;
+            fields.push((
+                k.clone(),
+                match s.strip_prefix('$') {
+                    Some(name) => Field::Var(name.to_owned()),
+                    None => Field::Literal(s.to_owned()),
+                },
+            ));
+        }
+        Ok(LogFormat { fields })
+    }
+
+    /// The entry for one finished request, as one line of JSON.
+    pub fn entry(&self, head: &RequestHead, ctx: &RequestCtx) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        let vars = VarSource {
+            head,
+            peer: ctx.peer,
+            consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+            tls: ctx.tls,
+        };
+        for (name, field) in &self.fields {
+            if name == "route_id" && ctx.route_id.is_some() {
+                continue; // written below: APISIX sets the matched route's
+            }
+            let mark = out.len();
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            json_str(&mut out, name.as_bytes());
+            out.push(b':');
+            let set = match field {
+                Field::Literal(s) => {
+                    json_str(&mut out, s.as_bytes());
+                    true
+                }
+                Field::Var(v) => write_var(&mut out, v, &vars, ctx),
+            };
+            if !set {
+                out.truncate(mark);
+            }
+        }
+        if let Some(r) = &ctx.route_id {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"route_id\":");
+            json_str(&mut out, r.as_bytes());
+        }
+        if out.len() == 1 {
+            // `write_llm_logging` writes `,"name":…` members.
+            out.extend_from_slice(b"\"request_type\":");
+            json_str(&mut out, ctx.request_type.as_str().as_bytes());
+        }
+        super::entry::write_llm_logging(&mut out, ctx);
+        out.push(b'}');
+        out
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, s: &[u8]) {
+    let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(s));
+}
+
+/// Seconds with milliseconds, as nginx writes times.
+fn secs(d: Duration) -> String {
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Writes variable `name`'s value; `false` when it is not set.
+fn write_var(out: &mut Vec<u8>, name: &str, vars: &VarSource<'_>, ctx: &RequestCtx) -> bool {
+    let l = &ctx.llm;
+    let ai = ctx.request_type != RequestType::TraditionalHttp;
+    let text: Option<Cow<'_, [u8]>> = match name {
+        "status" => Some(Cow::Owned(ctx.status.to_string().into_bytes())),
+        "bytes_sent" | "body_bytes_sent" => {
+            Some(Cow::Owned(ctx.bytes_sent.to_string().into_bytes()))
+        }
+        "request_time" => Some(Cow::Owned(secs(ctx.started.elapsed()).into_bytes())),
+        "upstream_addr" => ctx
+            .upstream_addr
+            .map(|a| Cow::Owned(a.to_string().into_bytes())),
+        "upstream_status" => ctx
+            .upstream_status
+            .map(|s| Cow::Owned(s.to_string().into_bytes())),
+        "upstream_response_time" => ctx
+            .upstream_response_time
+            .map(|d| Cow::Owned(secs(d).into_bytes())),
+        "msec" => Some(Cow::Owned(secs(now()).into_bytes())),
+        "time_iso8601" => Some(Cow::Owned(time_iso8601(now()).into_bytes())),
+        "time_local" => Some(Cow::Owned(time_local(now()).into_bytes())),
+        "route_id" => ctx.route_id.as_deref().map(|r| Cow::Borrowed(r.as_bytes())),
+        "request_type" => Some(Cow::Borrowed(ctx.request_type.as_str().as_bytes())),
+        "request_llm_model" if ai => l
+            .request_model
+            .as_deref()
+            .map(|m| Cow::Borrowed(m.as_bytes())),
+        "llm_model" if ai => l.model.as_deref().map(|m| Cow::Borrowed(m.as_bytes())),
+        "request_body" => l.request_body.as_deref().map(Cow::Borrowed),
+        "llm_prompt_tokens" | "llm_completion_tokens" | "llm_time_to_first_token" => {
+            if !ai {
+                return false;
+            }
+            let _ = match name {
+                "llm_prompt_tokens" => write!(out, "{}", l.prompt_tokens),
+                "llm_completion_tokens" => write!(out, "{}", l.completion_tokens),
+                _ => match l.ttft {
+                    Some(t) => write!(out, "{}", ms(t)),
+                    None => return false,
+                },
+            };
+            return true;
+        }
+        _ => vars.get(name),
+    };
+    match text {
+        Some(t) => {
+            json_str(out, &t);
+            true
+        }
+        None => false,
+    }
+}
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Year, month, day of a day count since 1970-01-01 (the proleptic
+/// Gregorian calendar; Howard Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn clock(t: Duration) -> (i64, u32, u32, u64, u64, u64) {
+    let s = t.as_secs();
+    let (y, m, d) = civil((s / 86_400) as i64);
+    (y, m, d, s % 86_400 / 3600, s % 3600 / 60, s % 60)
+}
+
+/// nginx's `$time_iso8601` (UTC): `2026-12-04T08:07:40+00:00`.
+fn time_iso8601(t: Duration) -> String {
+    let (y, m, d, hh, mm, ss) = clock(t);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00")
+}
+
+/// nginx's `$time_local` (UTC): `04/Dec/2026:08:07:40 +0000`.
+fn time_local(t: Duration) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss) = clock(t);
+    let month = MONTHS[(m - 1) as usize];
+    format!("{d:02}/{month}/{y:04}:{hh:02}:{mm:02}:{ss:02} +0000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HeadLimits;
+    use serde_json::json;
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            time_iso8601(Duration::from_secs(0)),
+            "1970-01-01T00:00:00+00:00"
+        );
+        // 2024-02-29 (a leap day) 13:45:07 UTC.
+        let t = Duration::from_secs(1_709_214_307);
+        assert_eq!(time_iso8601(t), "2024-02-29T13:45:07+00:00");
+        assert_eq!(time_local(t), "29/Feb/2024:13:45:07 +0000");
+        assert_eq!(
+            time_iso8601(Duration::from_secs(1_796_371_660)),
+            "2026-12-04T08:07:40+00:00"
+        );
+    }
+
+    #[test]
+    fn fields_variables_and_unset_ones() {
+        let at = FieldPath::root().field("kafka-logger").field("log_format");
+        let f = LogFormat::parse(
+            &json!({"host": "$host", "client_ip": "$remote_addr", "tag": "ringway", "agent": "$http_user_agent",
+                    "q": "$arg_q", "missing": "$http_x_nope", "status": "$status", "route_id": "$host",
+                    "tokens": "$llm_prompt_tokens", "model": "$llm_model", "ttft": "$llm_time_to_first_token"}),
+            &at,
+        )
+        .unwrap();
+        let head = RequestHead::parse(
+            bytes::Bytes::from_static(
+                b"POST /v1/chat?q=1 HTTP/1.1\r\nHost: gw.test\r\nUser-Agent: sdk/1\r\n\r\n",
+            ),
+            &HeadLimits::default(),
+            Vec::new(),
+        )
+        .unwrap();
+        let mut ctx = RequestCtx::new("10.1.2.3:5000".parse().unwrap(), std::time::Instant::now());
+        ctx.status = 200;
+        ctx.route_id = Some("r1".into());
+        ctx.request_type = RequestType::AiChat;
+        ctx.llm.prompt_tokens = 7;
+        ctx.llm.model = Some("gpt-4".into());
+        let v: Value = serde_json::from_slice(&f.entry(&head, &ctx)).unwrap();
+        assert_eq!(
+            v,
+            json!({"host": "gw.test", "client_ip": "10.1.2.3", "tag": "ringway", "agent": "sdk/1", "q": "1",
+                   "status": "200", "tokens": 7, "model": "gpt-4", "route_id": "r1"})
+        );
+        // A plain request: no LLM variables.
+        ctx.request_type = RequestType::TraditionalHttp;
+        let v: Value = serde_json::from_slice(&f.entry(&head, &ctx)).unwrap();
+        assert!(v.get("tokens").is_none() && v.get("model").is_none(), "{v}");
+
+        let e = LogFormat::parse(&json!({"a": 1}), &at).unwrap_err();
+        assert!(e.to_string().contains("log_format.a"), "{e}");
+        assert!(LogFormat::parse(&json!(["$host"]), &at).is_err());
+    }
+}
