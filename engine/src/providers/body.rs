@@ -29,14 +29,6 @@ pub struct TopLevel {
 
 impl TopLevel {
     pub fn scan(body: &[u8]) -> Result<TopLevel, BodyError> {
-        // JSON text is UTF-8 (RFC 8259); checked once for the whole body,
-        // so the strings spliced on are valid as they are.
-        if let Err(e) = std::str::from_utf8(body) {
-            return Err(BodyError {
-                at: e.valid_up_to(),
-                what: "invalid UTF-8",
-            });
-        }
         let mut s = Scanner { b: body, i: 0 };
         s.ws();
         s.expect(b'{', "expected a JSON object")?;
@@ -187,6 +179,17 @@ mod tests {
         let e = TopLevel::scan(b"{\"a\":\"caf\xe9\"}").unwrap_err();
         assert_eq!((e.at, e.what), (9, "invalid UTF-8"));
         assert!(TopLevel::scan("{\"a\":\"café\"}".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn numbers_json_allows_pass_through_as_written() {
+        // Beyond f64 (serde_json refuses it), but valid JSON: kept verbatim.
+        let body = br#"{"x":1e400,"model":"a"}"#;
+        let top = TopLevel::scan(body).unwrap();
+        assert_eq!(top.get(body, "x"), Some(&b"1e400"[..]));
+        let mut out = Vec::new();
+        splice(body, &top, &[("model", br#""b""#)], &mut out);
+        assert_eq!(out, br#"{"x":1e400,"model":"b"}"#);
     }
 
     #[test]

@@ -108,11 +108,24 @@ impl Scanner<'_> {
                 b'"' => {
                     let r = start..self.i;
                     self.i += 1;
-                    if self.b[r.clone()].iter().any(|&c| c < 0x20) {
+                    let text = &self.b[r.clone()];
+                    if text.iter().any(|&c| c < 0x20) {
                         return Err(BodyError {
                             at: r.start,
                             what: "control character in a string",
                         });
+                    }
+                    // JSON text is UTF-8 (RFC 8259). Outside strings any
+                    // byte that is not ASCII is already a syntax error, so
+                    // checking strings (the rare ones that are not ASCII)
+                    // covers the whole document.
+                    if !text.is_ascii() {
+                        if let Err(e) = std::str::from_utf8(text) {
+                            return Err(BodyError {
+                                at: r.start + e.valid_up_to(),
+                                what: "invalid UTF-8",
+                            });
+                        }
                     }
                     return Ok((r, escaped));
                 }
