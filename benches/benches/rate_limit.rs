@@ -1,7 +1,9 @@
 //! The local ai-rate-limiting policy on the request path: checking an
 //! instance's budget (one atomic load) and charging a finished request's
 //! tokens (one compare-and-swap), alone and with a second thread charging
-//! the same window (two workers sharing one budget).
+//! the same window (two workers sharing one budget); and a `rules` budget,
+//! whose window is found per request by its key value (`$http_x_user`:
+//! the header read, the lock-free map looked up, the window checked).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,5 +51,61 @@ fn window(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, window);
+fn rule(c: &mut Criterion) {
+    use ringway::http::vars::VarSource;
+    use ringway::http::{HeadLimits, RequestHead};
+    use ringway::plugins::ai_rate_limiting::rules::{Amount, KeyedWindows, Rule, RuleCounter};
+
+    let mut g = c.benchmark_group("rate_limit_rule");
+    let rule = Rule {
+        count: Amount::Fixed(10_000),
+        window: Amount::Fixed(3600),
+        key: "$http_x_user".into(),
+        prefix: "user".into(),
+        counter: RuleCounter::Local(Arc::new(KeyedWindows::default())),
+    };
+    let head = RequestHead::parse(
+        bytes::Bytes::from_static(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nX-User: alice\r\nContent-Length: 2\r\n\r\n",
+        ),
+        &HeadLimits::default(),
+        Vec::new(),
+    )
+    .expect("head");
+    let vars = VarSource {
+        head: &head,
+        peer: "127.0.0.1:1".parse().expect("addr"),
+        consumer: None,
+        tls: false,
+    };
+    // Many keys already known, as on a busy gateway.
+    for i in 0..10_000 {
+        let h = RequestHead::parse(
+            bytes::Bytes::from(format!(
+                "GET / HTTP/1.1\r\nHost: gw\r\nX-User: u{i}\r\n\r\n"
+            )),
+            &HeadLimits::default(),
+            Vec::new(),
+        )
+        .expect("head");
+        let v = VarSource { head: &h, ..vars };
+        let _ = rule.hit(&v, 1_000);
+    }
+    g.bench_function("hit_and_check_known_key", |b| {
+        b.iter(|| {
+            let hit = rule
+                .hit(std::hint::black_box(&vars), 1_000)
+                .expect("applies");
+            match &hit.counter {
+                ringway::plugins::ai_rate_limiting::rules::HitCounter::Local(w) => {
+                    w.usage(1_000, hit.window_ms).used
+                }
+                _ => 0,
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, window, rule);
 criterion_main!(benches);

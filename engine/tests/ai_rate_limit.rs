@@ -320,3 +320,68 @@ fn metrics_count_requests_tokens_and_rejections() {
     );
     assert_eq!(Conn::connect(addr).get("/other").status, 404);
 }
+
+/// `rules` (APISIX 3.16+): each value of a key has its own budget across
+/// all instances; `count` can come from a variable; a rule whose key
+/// variables are unset does not apply; headers are `X-AI-<prefix>-…`, the
+/// prefix being `header_prefix` or the rule's position.
+#[test]
+fn rules_give_every_key_value_its_own_budget() {
+    let m = mocks(&["openai", "deepseek"]);
+    let gw = Gateway::start_json(seed_priority_route(
+        &m,
+        json!({"rules": [
+                  {"count": 30, "time_window": 60, "key": "$http_x_user", "header_prefix": "user"},
+                  {"count": "$http_x_team_budget", "time_window": 60, "key": "team-$http_x_team"},
+               ],
+               "rejected_code": 429}),
+        true,
+    ));
+    let ask =
+        |headers: &[(&str, &str)]| Conn::connect(gw.addr).post_json_with("/anything", ASK, headers);
+    // Each answer costs 19 tokens (15 prompt + 4 completion): alice gets
+    // two requests out of 30, the third is refused before any instance.
+    for remaining in ["30", "11"] {
+        let r = ask(&[("x-user", "alice")]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-ai-user-ratelimit-limit"), Some("30"));
+        assert_eq!(r.header("x-ai-user-ratelimit-remaining"), Some(remaining));
+        assert_eq!(
+            r.header("x-ai-2-ratelimit-limit"),
+            None,
+            "no team: rule 2 off"
+        );
+    }
+    let upstream_before =
+        m.instance("openai").requests().len() + m.instance("deepseek").requests().len();
+    let r = ask(&[("x-user", "alice")]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("x-ai-user-ratelimit-remaining"), Some("0"));
+    assert_eq!(
+        m.instance("openai").requests().len() + m.instance("deepseek").requests().len(),
+        upstream_before,
+        "a spent rule never reaches an instance"
+    );
+    // Bob has his own budget; a request with no user is not limited.
+    assert_eq!(ask(&[("x-user", "bob")]).status, 200);
+    let r = ask(&[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ai-user-ratelimit-limit"), None);
+
+    // The team rule reads its budget from a header: 20 tokens, one answer.
+    let team = [("x-team", "blue"), ("x-team-budget", "20")];
+    let r = ask(&team);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ai-2-ratelimit-limit"), Some("20"));
+    assert_eq!(r.header("x-ai-2-ratelimit-remaining"), Some("20"));
+    let r = ask(&team);
+    assert_eq!(r.status, 200, "19 of 20 used: still room");
+    assert_eq!(r.header("x-ai-2-ratelimit-remaining"), Some("1"));
+    let r = ask(&team);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("x-ai-2-ratelimit-remaining"), Some("0"));
+    // A budget that is not a number: the rule does not apply.
+    let r = ask(&[("x-team", "blue"), ("x-team-budget", "lots")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ai-2-ratelimit-limit"), None);
+}

@@ -94,6 +94,55 @@ fn two_gateways_share_one_budget_through_redis() {
     assert!((1..=600).contains(&ttl), "{ttl}");
 }
 
+/// `rules` with `policy: redis`: a key value's budget is shared by two
+/// gateways, and each value has its own (one Redis key each).
+#[test]
+fn rule_budgets_per_key_are_shared_through_redis() {
+    let redis = RedisServer::start(&[]);
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    let limit = json!({"rules": [{"count": 2 * cost, "time_window": 600, "key": "$http_x_user"}],
+                       "policy": "redis", "redis_host": "127.0.0.1", "redis_port": redis.port});
+    let cfg = seed_priority_route(&m, limit, false);
+    let a = Gateway::start_json(cfg.clone());
+    let b = Gateway::start_json(cfg);
+    let passed_for = |user: &str, n: usize| {
+        (0..n)
+            .filter(|i| {
+                let gw = if i % 2 == 0 { &a } else { &b };
+                let r =
+                    Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("x-user", user)]);
+                match r.status {
+                    200 => {
+                        // The Redis charge lands right after the answer.
+                        std::thread::sleep(Duration::from_millis(100));
+                        true
+                    }
+                    503 => {
+                        assert_eq!(r.header("x-ai-1-ratelimit-remaining"), Some("0"));
+                        false
+                    }
+                    s => panic!("unexpected {s}: {}", r.text()),
+                }
+            })
+            .count()
+    };
+    assert_eq!(passed_for("alice", 5), 2);
+    assert_eq!(passed_for("bob", 5), 2);
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--scan"])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys[0].ends_with(":alice") && keys[1].ends_with(":bob"),
+        "{keys:?}"
+    );
+}
+
 #[test]
 fn redis_down_fails_closed_or_open_as_configured() {
     let m = mocks(&["openai", "deepseek"]);

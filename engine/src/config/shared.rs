@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::health::InstanceState;
+use crate::plugins::ai_rate_limiting::rules::KeyedWindows;
 use crate::plugins::ai_rate_limiting::window::LocalWindow;
 
 #[derive(Debug, Default)]
@@ -18,6 +19,7 @@ pub struct SharedState {
     instances: AHashMap<(Arc<str>, Arc<str>), Arc<InstanceState>>,
     tickets: AHashMap<(Arc<str>, i64), Arc<AtomicU64>>,
     windows: AHashMap<(Arc<str>, String), Arc<LocalWindow>>,
+    keyed_windows: AHashMap<(Arc<str>, String), Arc<KeyedWindows>>,
     loggers: AHashMap<(Arc<str>, String), Arc<crate::loggers::Sink>>,
 }
 
@@ -56,6 +58,18 @@ impl<'a> Carry<'a> {
         let prev = self.prev.map(|p| &p.windows);
         carry(
             &mut self.next.windows,
+            prev,
+            (owner.clone(), key),
+            Arc::default,
+        )
+    }
+
+    /// An `ai-rate-limiting` rule's windows (one per key value); `key`
+    /// names the rule's settings.
+    pub fn keyed_windows(&mut self, owner: &Arc<str>, key: String) -> Arc<KeyedWindows> {
+        let prev = self.prev.map(|p| &p.keyed_windows);
+        carry(
+            &mut self.next.keyed_windows,
             prev,
             (owner.clone(), key),
             Arc::default,

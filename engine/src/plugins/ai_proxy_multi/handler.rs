@@ -19,7 +19,10 @@ use crate::config::Snapshot;
 use crate::health::{now_ms, Cooldown};
 use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
-use crate::plugins::ai_rate_limiting::{write_quota_headers, AiRateLimiting, Quota, Verdict};
+use crate::plugins::ai_rate_limiting::rules::{write_rule_headers, RulesVerdict};
+use crate::plugins::ai_rate_limiting::{
+    write_quota_headers, AiRateLimiting, Quota, RuleHits, Verdict,
+};
 use crate::providers::wire::build_request;
 use crate::providers::Wire;
 use crate::server::conn::ClientConn;
@@ -120,15 +123,30 @@ pub async fn handle<'a>(
             text: None,
         }));
     }
-    let key = {
-        let vars = VarSource {
-            head,
-            peer: c.peer,
-            consumer: ctx.consumer.as_ref().map(|c| &*c.username),
-            tls: c.tls,
-        };
-        plugin.hash_key(&vars)
+    let vars = VarSource {
+        head,
+        peer: c.peer,
+        consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+        tls: c.tls,
     };
+    let key = plugin.hash_key(&vars);
+    // Key-based budgets (`rules`) hold whichever instance answers: checked
+    // once, before any is tried.
+    let mut rule_hits = Vec::new();
+    if let Some(rl) = limiter.filter(|rl| rl.has_rules()) {
+        match Box::pin(rl.check_rules(&vars)).await {
+            RulesVerdict::Allowed(hits) => rule_hits = hits,
+            RulesVerdict::Exhausted(hits, _) => {
+                return rules_limited(w, c, ctx, rl, &hits, keep_alive).await.into()
+            }
+            RulesVerdict::StoreDown(e) => {
+                let msg = format!("rate limit store unavailable: {e}");
+                return error_reply(w, c, ctx, 503, &reply::error_body(&msg), keep_alive, &[])
+                    .await
+                    .into();
+            }
+        }
+    }
     let any_healthy = plugin
         .instances
         .iter()
@@ -310,6 +328,7 @@ pub async fn handle<'a>(
             attempt_started,
             quota,
             limiter,
+            rule_hits: rule_hits.clone(),
         };
         match Box::pin(relay(
             w, c, ctx, plugin, &req, answered, meta, keep_alive, http10,
@@ -352,6 +371,34 @@ pub async fn handle<'a>(
     exhausted(w, c, ctx, &req, tried, skipped, keep_alive)
         .await
         .into()
+}
+
+/// `rejected_code` with `rejected_msg`, and the headers of the rules
+/// checked (the spent one last).
+async fn rules_limited(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    rl: &AiRateLimiting,
+    hits: &RuleHits<'_>,
+    keep_alive: bool,
+) -> bool {
+    ctx.status = rl.rejected_code;
+    c.wbuf.clear();
+    let mut extra = Vec::new();
+    if rl.show_headers {
+        for (hit, q) in hits {
+            write_rule_headers(&mut extra, &hit.rule.prefix, q);
+        }
+    }
+    reply::json_raw_headers(
+        &mut c.wbuf,
+        rl.rejected_code,
+        rl.rejected_body().as_bytes(),
+        keep_alive,
+        &extra,
+    );
+    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
 /// `rejected_code` with `rejected_msg`, and the exhausted budget's headers.

@@ -38,16 +38,16 @@ pub struct AnswerMeta<'a> {
     /// The `ai-rate-limiting` in force: local budgets are charged before
     /// the answer's last bytes leave (see [`charge_local`]).
     pub limiter: Option<&'a crate::plugins::ai_rate_limiting::AiRateLimiting>,
+    /// Its `rules` that apply to this request, with their quotas before it.
+    pub rule_hits: crate::plugins::ai_rate_limiting::RuleHits<'a>,
 }
 
 /// Charges the usage seen so far to a local token budget.
 pub(super) fn charge_local(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
     if let Some(rl) = meta.limiter {
-        rl.charge_local(
-            &meta.inst.name,
-            ctx.llm.prompt_tokens,
-            ctx.llm.completion_tokens,
-        );
+        let (p, c) = (ctx.llm.prompt_tokens, ctx.llm.completion_tokens);
+        rl.charge_local(&meta.inst.name, p, c);
+        rl.charge_rules_local(&meta.rule_hits, p, c);
     }
 }
 
@@ -57,11 +57,13 @@ pub(super) fn charge_local(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
 pub(super) async fn charge_remote(
     limiter: Option<&crate::plugins::ai_rate_limiting::AiRateLimiting>,
     inst: &Instance,
+    rule_hits: &crate::plugins::ai_rate_limiting::RuleHits<'_>,
     ctx: &RequestCtx,
 ) {
     if let Some(rl) = limiter {
-        rl.charge_remote(&inst.name, ctx.llm.prompt_tokens, ctx.llm.completion_tokens)
-            .await;
+        let (p, c) = (ctx.llm.prompt_tokens, ctx.llm.completion_tokens);
+        rl.charge_remote(&inst.name, p, c).await;
+        rl.charge_rules_remote(rule_hits, p, c).await;
     }
 }
 
@@ -103,10 +105,10 @@ pub async fn relay<'a>(
             c, ctx, plugin, req, answered, meta, keep_alive, http10,
         ));
     }
-    let (limiter, inst) = (meta.limiter, meta.inst);
+    let (limiter, inst, rule_hits) = (meta.limiter, meta.inst, meta.rule_hits.clone());
     let relayed = json(w, c, ctx, plugin, req, answered, meta, keep_alive).await;
     if let Relayed::Done(_) = relayed {
-        charge_remote(limiter, inst, ctx).await;
+        charge_remote(limiter, inst, &rule_hits, ctx).await;
     }
     relayed
 }
@@ -123,6 +125,11 @@ pub(super) fn ringway_headers(out: &mut Vec<u8>, meta: &AnswerMeta<'_>, upstream
     out.extend_from_slice(b"\r\n");
     if let Some(q) = &meta.quota {
         crate::plugins::ai_rate_limiting::write_quota_headers(out, &meta.inst.name, q);
+    }
+    if meta.limiter.is_some_and(|rl| rl.show_headers) {
+        for (hit, q) in &meta.rule_hits {
+            crate::plugins::ai_rate_limiting::rules::write_rule_headers(out, &hit.rule.prefix, q);
+        }
     }
 }
 

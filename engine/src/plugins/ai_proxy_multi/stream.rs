@@ -143,7 +143,7 @@ impl<'a> StreamJob<'a> {
         let watch = c.watch.take();
         let keep = pump(&mut self, w, c, ctx, &watch).await;
         c.watch = watch;
-        charge_remote(limiter, inst, ctx).await;
+        charge_remote(limiter, inst, &self.meta.rule_hits, ctx).await;
         keep
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::config::{cluster_fields, redis_fields, PluginFile};
+use super::config::{cluster_fields, redis_fields, PluginFile, RuleFile};
+use super::rules::{valid_prefix, Amount, Rule, RuleCounter};
 use super::window::MAX_USED;
 use super::{AiRateLimiting, Counter, Limit, Strategy};
 use crate::config::{from_value, ConfigError, FieldPath};
@@ -32,11 +33,6 @@ impl AiRateLimiting {
         cx: &mut crate::plugins::CompileCx<'_, '_>,
     ) -> Result<AiRateLimiting, ConfigError> {
         let f: PluginFile = from_value(value, at)?;
-        if f.rules.is_some() {
-            return Err(at
-                .field("rules")
-                .error("key-based `rules` are not supported by ringway yet; use `limit`/`time_window` and `instances`"));
-        }
         if f.cost_expr.is_some() {
             return Err(at
                 .field("cost_expr")
@@ -142,10 +138,22 @@ impl AiRateLimiting {
                 ));
             }
         }
-        if global.is_none() && per_instance.is_empty() {
-            return Err(at.error("needs `limit` and `time_window`, or `instances`"));
+        let rules = match &f.rules {
+            None => Vec::new(),
+            Some(list) => {
+                if global.is_some() || !per_instance.is_empty() {
+                    return Err(at.field("rules").error(
+                        "cannot be combined with `limit`/`time_window` or `instances` (APISIX: one or the other)",
+                    ));
+                }
+                compile_rules(list, &at.field("rules"), cx, redis.is_some())?
+            }
+        };
+        if global.is_none() && per_instance.is_empty() && rules.is_empty() {
+            return Err(at.error("needs `limit` and `time_window`, `instances`, or `rules`"));
         }
         Ok(AiRateLimiting {
+            rules: rules.into_boxed_slice(),
             per_instance: per_instance.into_boxed_slice(),
             global,
             strategy,
@@ -156,6 +164,85 @@ impl AiRateLimiting {
             allow_degradation: f.allow_degradation.unwrap_or(false),
         })
     }
+}
+
+/// A rule's `count` or `time_window`: a positive integer, or `$variable`.
+fn amount(v: &Value, at: &FieldPath) -> Result<Amount, ConfigError> {
+    if let Some(name) = v.as_str().and_then(|s| s.trim().strip_prefix('$')) {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(at.error("must be a positive integer or `$variable`"));
+        }
+        return Ok(Amount::Var(name.to_owned()));
+    }
+    positive_int(v, at)
+        .map(Amount::Fixed)
+        .map_err(|_| at.error("must be a positive integer or `$variable`"))
+}
+
+fn compile_rules(
+    list: &[RuleFile],
+    at: &FieldPath,
+    cx: &mut crate::plugins::CompileCx<'_, '_>,
+    redis: bool,
+) -> Result<Vec<Rule>, ConfigError> {
+    if list.is_empty() {
+        return Err(at.error("must list at least one rule"));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(list.len());
+    for (i, r) in list.iter().enumerate() {
+        let rat = at.index(i);
+        let count = amount(&r.count, &rat.field("count"))?;
+        if let (Amount::Fixed(n), false) = (&count, redis) {
+            if *n > MAX_USED {
+                return Err(rat
+                    .field("count")
+                    .error(format!("must be at most {MAX_USED} with the local policy")));
+            }
+        }
+        let window = amount(&r.time_window, &rat.field("time_window"))?;
+        if !r.key.contains('$') {
+            return Err(rat.field("key").error(
+                "must name at least one variable, e.g. `$consumer_name` or `$http_x_user`",
+            ));
+        }
+        if list[..i].iter().any(|o| o.key == r.key) {
+            return Err(rat
+                .field("key")
+                .error(format!("duplicate key `{}` in rules", r.key)));
+        }
+        let prefix = match &r.header_prefix {
+            Some(p) if !valid_prefix(p) => {
+                return Err(rat
+                    .field("header_prefix")
+                    .error("must be letters, digits, `-` or `_`"))
+            }
+            Some(p) => p.clone(),
+            None => (i + 1).to_string(),
+        };
+        if rules.iter().any(|o| o.prefix == prefix) {
+            return Err(rat
+                .field("header_prefix")
+                .error(format!("`{prefix}` is used by another rule")));
+        }
+        let id = format!("rule|{}|{:?}|{:?}|{prefix}", r.key, count, window);
+        let counter = if redis {
+            RuleCounter::Redis(
+                format!("ringway:ai-rate-limiting:{{{}:{id}}}:", cx.owner)
+                    .into_bytes()
+                    .into_boxed_slice(),
+            )
+        } else {
+            RuleCounter::Local(cx.carry.keyed_windows(&cx.owner, id))
+        };
+        rules.push(Rule {
+            count,
+            window,
+            key: r.key.clone(),
+            prefix,
+            counter,
+        });
+    }
+    Ok(rules)
 }
 
 fn parse_store(f: &PluginFile, at: &FieldPath) -> Result<Option<redis::Target>, ConfigError> {

@@ -29,8 +29,8 @@ pub(super) struct PluginFile {
     pub redis_cluster_name: Option<String>,
     pub redis_cluster_ssl: Option<bool>,
     pub redis_cluster_ssl_verify: Option<bool>,
-    /// Newer APISIX features ringway refuses with a clear message.
-    pub rules: Option<Value>,
+    pub rules: Option<Vec<RuleFile>>,
+    /// A newer APISIX feature ringway refuses with a clear message.
     pub cost_expr: Option<Value>,
     #[serde(rename = "_meta")]
     pub _meta: Option<Value>,
@@ -42,6 +42,15 @@ pub(super) struct InstanceLimitFile {
     pub name: String,
     pub limit: Value,
     pub time_window: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleFile {
+    pub count: Value,
+    pub time_window: Value,
+    pub key: String,
+    pub header_prefix: Option<String>,
 }
 
 /// The Redis fields, for "only with policy X" checks.

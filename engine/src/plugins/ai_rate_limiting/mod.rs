@@ -1,6 +1,7 @@
 //! `ai-rate-limiting`: token budgets per LLM instance (and one budget for
-//! every instance without its own), counted in a fixed window with the
-//! tokens the provider actually reported, streams included.
+//! every instance without its own), or per value of a request key
+//! (`rules`, [`rules`]), counted in a fixed window with the tokens the
+//! provider actually reported, streams included.
 //!
 //! It has no access phase of its own: which instance a request uses is
 //! decided inside `ai-proxy-multi`, which asks [`AiRateLimiting::check`]
@@ -20,6 +21,7 @@
 
 mod compile;
 mod config;
+pub mod rules;
 mod store;
 pub mod window;
 
@@ -30,7 +32,11 @@ use crate::health::now_ms;
 use crate::http::write::{push_header_name_suffix, push_u64};
 use crate::observe::metrics;
 use crate::redis::{self, RedisError};
+use rules::{HitCounter, RuleHit, RulesVerdict};
 use window::LocalWindow;
+
+/// The rules that apply to a request, with their quotas before it.
+pub type RuleHits<'a> = Vec<(RuleHit<'a>, Quota)>;
 
 pub const NAME: &str = "ai-rate-limiting";
 /// APISIX's priority (runs after ai-proxy-multi picks an instance).
@@ -90,6 +96,8 @@ pub enum Verdict {
 
 #[derive(Debug)]
 pub struct AiRateLimiting {
+    /// Key-based budgets; when set, there are no instance budgets.
+    rules: Box<[rules::Rule]>,
     per_instance: Box<[(Arc<str>, Limit)]>,
     /// Shared by every instance without its own entry (APISIX's
     /// `ai-rate-limiting#global` key).
@@ -116,6 +124,77 @@ impl AiRateLimiting {
             .find(|(n, _)| **n == *instance)
             .map(|(_, l)| l)
             .or(self.global.as_ref())
+    }
+
+    /// Whether budgets are per key (`rules`) rather than per instance.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Checks every rule that applies to the request `vars` describe,
+    /// before any instance is tried: a spent rule refuses the request
+    /// whichever instance would answer.
+    pub async fn check_rules(&self, vars: &crate::http::vars::VarSource<'_>) -> RulesVerdict<'_> {
+        let now = now_ms();
+        let mut hits: RuleHits<'_> = Vec::with_capacity(self.rules.len());
+        for rule in self.rules.iter() {
+            let Some(hit) = rule.hit(vars, now) else {
+                continue;
+            };
+            let usage = match &hit.counter {
+                HitCounter::Local(w) => w.usage(now, hit.window_ms),
+                HitCounter::Redis(key) => {
+                    match Box::pin(self.redis_usage(key, hit.window_ms)).await {
+                        Ok(u) => u,
+                        Err(e) => match self.degraded(&rule.prefix, "check", e) {
+                            Verdict::StoreDown(e) => return RulesVerdict::StoreDown(e),
+                            _ => continue,
+                        },
+                    }
+                }
+            };
+            let q = rules::quota(&hit, usage);
+            let spent = usage.used >= hit.limit;
+            hits.push((hit, q));
+            if spent {
+                metrics::AI_RATE_LIMITED.inc();
+                let at = hits.len() - 1;
+                return RulesVerdict::Exhausted(hits, at);
+            }
+        }
+        RulesVerdict::Allowed(hits)
+    }
+
+    /// Charges the local counters of the rules a request hit (see
+    /// [`Self::charge_local`] for when).
+    pub fn charge_rules_local(&self, hits: &[(RuleHit<'_>, Quota)], prompt: u64, completion: u64) {
+        let cost = self.strategy.cost(prompt, completion);
+        if cost == 0 {
+            return;
+        }
+        for (h, _) in hits {
+            if let HitCounter::Local(w) = &h.counter {
+                w.charge(cost, now_ms(), h.window_ms);
+            }
+        }
+    }
+
+    /// Charges the Redis counters of the rules a request hit.
+    pub async fn charge_rules_remote(
+        &self,
+        hits: &[(RuleHit<'_>, Quota)],
+        prompt: u64,
+        completion: u64,
+    ) {
+        let cost = self.strategy.cost(prompt, completion);
+        if cost == 0 {
+            return;
+        }
+        for (h, _) in hits {
+            if let HitCounter::Redis(key) = &h.counter {
+                Box::pin(self.redis_charge(&h.rule.prefix, key, cost, h.window_ms)).await;
+            }
+        }
     }
 
     /// The JSON body of a rejection.
@@ -304,6 +383,42 @@ mod tests {
                 "ai-rate-limiting.bogus",
             ),
             (json!({"rules": []}), "ai-rate-limiting.rules"),
+            (
+                json!({"rules": [{"count": 5, "time_window": 60, "key": "$remote_addr"}], "limit": 5, "time_window": 5}),
+                "ai-rate-limiting.rules",
+            ),
+            (
+                json!({"rules": [{"count": 0, "time_window": 60, "key": "$remote_addr"}]}),
+                "ai-rate-limiting.rules[0].count",
+            ),
+            (
+                json!({"rules": [{"count": "$", "time_window": 60, "key": "$remote_addr"}]}),
+                "ai-rate-limiting.rules[0].count",
+            ),
+            (
+                json!({"rules": [{"count": 5, "time_window": "soon", "key": "$remote_addr"}]}),
+                "ai-rate-limiting.rules[0].time_window",
+            ),
+            (
+                json!({"rules": [{"count": 5, "time_window": 60, "key": "everyone"}]}),
+                "ai-rate-limiting.rules[0].key",
+            ),
+            (
+                json!({"rules": [{"count": 5, "time_window": 60, "key": "$a"}, {"count": 9, "time_window": 60, "key": "$a"}]}),
+                "ai-rate-limiting.rules[1].key",
+            ),
+            (
+                json!({"rules": [{"count": 5, "time_window": 60, "key": "$a", "header_prefix": "a b"}]}),
+                "ai-rate-limiting.rules[0].header_prefix",
+            ),
+            (
+                json!({"rules": [{"count": 5, "time_window": 60, "key": "$a", "header_prefix": "2"}, {"count": 5, "time_window": 60, "key": "$b"}]}),
+                "ai-rate-limiting.rules[1].header_prefix",
+            ),
+            (
+                json!({"rules": [{"count": 5, "time_window": 60, "key": "$a", "bogus": 1}]}),
+                "ai-rate-limiting.rules[0].bogus",
+            ),
         ];
         for (v, path) in cases {
             let e = compile(v.clone()).unwrap_err();
