@@ -385,3 +385,67 @@ fn rules_give_every_key_value_its_own_budget() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-ai-2-ratelimit-limit"), None);
 }
+
+/// `limit_strategy: expression`: a `cost_expr` prices each answer from the
+/// provider's own usage fields — here cached prompt tokens at a tenth —
+/// for JSON and streamed answers, OpenAI and Anthropic instances.
+#[test]
+fn cost_expr_prices_answers_from_the_providers_usage_fields() {
+    let m = common::ai::MockServer::builder()
+        .instance(
+            common::ai::InstanceConfig::new("oai")
+                .tokens(4)
+                .cached_tokens(10),
+        )
+        .instance(
+            common::ai::InstanceConfig::new("claude")
+                .tokens(4)
+                .cached_tokens(100),
+        )
+        .spawn()
+        .unwrap();
+    let route = |name: &str, provider: &str, endpoint: String, limit: u64, expr: &str| {
+        json!({"name": name, "uris": [format!("/{name}")], "methods": ["POST"], "plugins": {
+            "ai-proxy-multi": {"instances": [{"name": provider, "provider": provider, "weight": 1,
+                "auth": {"header": {"Authorization": "Bearer k", "x-api-key": "k"}},
+                "options": {"model": "m"}, "override": {"endpoint": endpoint}}]},
+            "ai-rate-limiting": {"limit": limit, "time_window": 60,
+                "limit_strategy": "expression", "cost_expr": expr}}})
+    };
+    let gw = Gateway::start_json(json!({"services": [{"name": "s", "routes": [
+        // 15 prompt tokens, 10 of them cached, 4 completion: 15 - 9 + 4 = 10.
+        route("oai", "openai", chat_url(&m, "oai"), 25,
+              "prompt_tokens - cached_tokens * 0.9 + completion_tokens"),
+        // 100 cache reads at a tenth and 4 output tokens: 14.
+        route("claude", "anthropic", format!("{}/v1/messages", m.instance("claude").url()), 100,
+              "cache_read_input_tokens * 0.1 + output_tokens"),
+    ]}]}));
+    let remaining = |path: &str, body: &str, instance: &str| {
+        let r = Conn::connect(gw.addr).post_json(path, body);
+        let left = r
+            .header(&format!("x-ai-ratelimit-remaining-{instance}"))
+            .map(str::to_owned);
+        (r.status, left)
+    };
+    assert_eq!(remaining("/oai", ASK, "openai"), (200, Some("25".into())));
+    assert_eq!(
+        remaining("/oai", ASK_STREAM, "openai"),
+        (200, Some("15".into()))
+    );
+    // The streamed question is shorter: 10 prompt tokens, so it cost 5.
+    assert_eq!(remaining("/oai", ASK, "openai"), (200, Some("10".into())));
+    assert_eq!(remaining("/oai", ASK, "openai").0, 503, "25 of 25 used");
+
+    assert_eq!(
+        remaining("/claude", ASK, "anthropic"),
+        (200, Some("100".into()))
+    );
+    assert_eq!(
+        remaining("/claude", ASK_STREAM, "anthropic"),
+        (200, Some("86".into()))
+    );
+    assert_eq!(
+        remaining("/claude", ASK, "anthropic"),
+        (200, Some("72".into()))
+    );
+}

@@ -114,6 +114,10 @@ pub struct InstanceConfig {
     pub itl: Dist,
     /// Completion tokens per answer (capped by the request's max_tokens).
     pub tokens: u32,
+    /// Prompt tokens reported as read from a prompt cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`, Anthropic's
+    /// `cache_read_input_tokens`); 0 reports no cache fields.
+    pub cached_tokens: u64,
     /// Expected API key (`Authorization: Bearer`, `api-key`, `x-api-key`).
     pub api_key: Option<String>,
     pub health_status: u16,
@@ -134,6 +138,7 @@ impl Default for InstanceConfig {
             ttft: Dist::default(),
             itl: Dist::default(),
             tokens: 16,
+            cached_tokens: 0,
             api_key: None,
             health_status: 200,
             seed: 42,
@@ -174,6 +179,11 @@ impl InstanceConfig {
 
     pub fn itl_dist(mut self, d: Dist) -> Self {
         self.itl = d;
+        self
+    }
+
+    pub fn cached_tokens(mut self, n: u64) -> Self {
+        self.cached_tokens = n;
         self
     }
 

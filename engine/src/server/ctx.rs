@@ -77,6 +77,21 @@ pub struct LlmLog {
     /// The client's request body (a validated JSON object), kept for
     /// `logging.payloads` and loggers' `include_req_body`.
     pub request_body: Option<bytes::Bytes>,
+    /// The provider's usage object as it answered (Anthropic's merged
+    /// across a stream's events), kept when an `ai-rate-limiting`
+    /// `cost_expr` prices the request from it.
+    pub raw_usage: Option<serde_json::Value>,
+}
+
+impl LlmLog {
+    /// What the request used, for token budgets.
+    pub fn used(&self) -> crate::plugins::ai_rate_limiting::Used<'_> {
+        crate::plugins::ai_rate_limiting::Used {
+            prompt: self.prompt_tokens,
+            completion: self.completion_tokens,
+            raw: self.raw_usage.as_ref(),
+        }
+    }
 }
 
 /// What `logging.payloads` keeps of the answer.

@@ -85,7 +85,7 @@ pub async fn messages(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faul
             "id": id, "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": content::completion(n)}],
             "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": input, "output_tokens": n},
+            "usage": usage(sh, input, u64::from(n)),
         });
         sh.count(200);
         sh.add_tokens(input, u64::from(n));
@@ -106,7 +106,7 @@ pub async fn messages(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faul
         head: vec![
             event(
                 "message_start",
-                json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
+                json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage(sh, input, 1)}}),
             ),
             event(
                 "content_block_start",
@@ -135,4 +135,14 @@ pub async fn messages(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faul
     };
     sh.count(200);
     stream(sh, conn, req, faults, &t, plan, &headers, input, n).await
+}
+
+/// Anthropic's usage object; `cache_read_input_tokens` when the instance
+/// reports cached prompt tokens.
+fn usage(sh: &Shared, input: u64, output: u64) -> Value {
+    let mut u = json!({"input_tokens": input, "output_tokens": output});
+    if sh.config.cached_tokens > 0 {
+        u["cache_read_input_tokens"] = json!(sh.config.cached_tokens);
+    }
+    u
 }

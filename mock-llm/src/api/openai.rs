@@ -56,10 +56,14 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
         "stop"
     };
     let prompt = content::openai_prompt_tokens(&body);
+    let cached = sh.config.cached_tokens.min(prompt);
     let usage = Usage {
         prompt_tokens: prompt,
         completion_tokens: u64::from(n),
         total_tokens: prompt + u64::from(n),
+        prompt_tokens_details: (cached > 0).then_some(PromptDetails {
+            cached_tokens: cached,
+        }),
     };
     let seq = sh.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!("chatcmpl-{}-{seq}", sh.name());
@@ -191,6 +195,13 @@ struct Usage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u64,
 }
 
 fn headers(sh: &Shared, id: &str) -> Vec<(&'static str, String)> {

@@ -45,9 +45,9 @@ pub struct AnswerMeta<'a> {
 /// Charges the usage seen so far to a local token budget.
 pub(super) fn charge_local(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
     if let Some(rl) = meta.limiter {
-        let (p, c) = (ctx.llm.prompt_tokens, ctx.llm.completion_tokens);
-        rl.charge_local(&meta.inst.name, p, c);
-        rl.charge_rules_local(&meta.rule_hits, p, c);
+        let used = ctx.llm.used();
+        rl.charge_local(&meta.inst.name, &used);
+        rl.charge_rules_local(&meta.rule_hits, &used);
     }
 }
 
@@ -61,9 +61,9 @@ pub(super) async fn charge_remote(
     ctx: &RequestCtx,
 ) {
     if let Some(rl) = limiter {
-        let (p, c) = (ctx.llm.prompt_tokens, ctx.llm.completion_tokens);
-        rl.charge_remote(&inst.name, p, c).await;
-        rl.charge_rules_remote(rule_hits, p, c).await;
+        let used = ctx.llm.used();
+        rl.charge_remote(&inst.name, &used).await;
+        rl.charge_rules_remote(rule_hits, &used).await;
     }
 }
 
@@ -191,6 +191,10 @@ async fn json(
     let reusable = c.ubuf.is_empty() && head.keep_alive && dec.is_done();
     let status = head.status;
     let from = meta.inst.provider.wire;
+    if (200..300).contains(&status) && meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage())
+    {
+        ctx.llm.raw_usage = crate::providers::wire::raw_usage(&body);
+    }
     let converted_body = if (200..300).contains(&status) {
         match convert_response(from, req.wire, req.api, &body) {
             Ok(conv) => {

@@ -102,6 +102,9 @@ impl<'a> StreamJob<'a> {
         if ctx.llm.payloads.is_some() {
             transform = transform.collecting_text();
         }
+        if meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage()) {
+            transform = transform.collecting_raw_usage();
+        }
         // The upstream head's bytes share the upstream read buffer and the
         // client's (empty) read buffer may be large: let both go, so an
         // open stream holds little more than its state.
@@ -355,6 +358,9 @@ fn record(ctx: &mut RequestCtx, obs: &mut StreamObservations) {
     }
     if let Some(p) = &mut ctx.llm.payloads {
         p.text = obs.text.take();
+    }
+    if obs.raw_usage.is_some() {
+        ctx.llm.raw_usage = obs.raw_usage.take();
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::config::{cluster_fields, redis_fields, PluginFile, RuleFile};
+use super::cost_expr::CostExpr;
 use super::rules::{valid_prefix, Amount, Rule, RuleCounter};
 use super::window::MAX_USED;
 use super::{AiRateLimiting, Counter, Limit, Strategy};
@@ -33,26 +34,28 @@ impl AiRateLimiting {
         cx: &mut crate::plugins::CompileCx<'_, '_>,
     ) -> Result<AiRateLimiting, ConfigError> {
         let f: PluginFile = from_value(value, at)?;
-        if f.cost_expr.is_some() {
-            return Err(at
-                .field("cost_expr")
-                .error("cost expressions are not supported by ringway yet"));
-        }
         let strategy = match f.limit_strategy.as_deref() {
             None | Some("total_tokens") => Strategy::TotalTokens,
             Some("prompt_tokens") => Strategy::PromptTokens,
             Some("completion_tokens") => Strategy::CompletionTokens,
             Some("expression") => {
-                return Err(at
-                    .field("limit_strategy")
-                    .error("`expression` is not supported by ringway yet"))
+                let Some(src) = &f.cost_expr else {
+                    return Err(at
+                        .field("cost_expr")
+                        .error("is required with `limit_strategy: expression`"));
+                };
+                let e = CostExpr::parse(src).map_err(|e| at.field("cost_expr").error(e))?;
+                Strategy::Expression(Arc::new(e))
             }
-            Some(o) => {
-                return Err(at.field("limit_strategy").error(format!(
-                    "`{o}` must be one of total_tokens, prompt_tokens, completion_tokens"
-                )))
-            }
+            Some(o) => return Err(at.field("limit_strategy").error(format!(
+                "`{o}` must be one of total_tokens, prompt_tokens, completion_tokens, expression"
+            ))),
         };
+        if f.cost_expr.is_some() && !strategy.wants_raw_usage() {
+            return Err(at
+                .field("cost_expr")
+                .error("is used only with `limit_strategy: expression`"));
+        }
         let rejected_code = match f.rejected_code {
             None => 503,
             Some(c @ 200..=599) => c as u16,

@@ -30,8 +30,7 @@ pub(super) struct PluginFile {
     pub redis_cluster_ssl: Option<bool>,
     pub redis_cluster_ssl_verify: Option<bool>,
     pub rules: Option<Vec<RuleFile>>,
-    /// A newer APISIX feature ringway refuses with a clear message.
-    pub cost_expr: Option<Value>,
+    pub cost_expr: Option<String>,
     #[serde(rename = "_meta")]
     pub _meta: Option<Value>,
 }

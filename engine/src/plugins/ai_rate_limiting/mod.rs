@@ -21,6 +21,7 @@
 
 mod compile;
 mod config;
+pub mod cost_expr;
 pub mod rules;
 mod store;
 pub mod window;
@@ -43,20 +44,53 @@ pub const NAME: &str = "ai-rate-limiting";
 pub const PRIORITY: i32 = 1030;
 
 /// Which reported tokens count against the budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Strategy {
     TotalTokens,
     PromptTokens,
     CompletionTokens,
+    /// `limit_strategy: expression` with its `cost_expr`.
+    Expression(Arc<cost_expr::CostExpr>),
+}
+
+/// What a finished request used: the token counts, and the provider's own
+/// usage object when a `cost_expr` needs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Used<'a> {
+    pub prompt: u64,
+    pub completion: u64,
+    pub raw: Option<&'a serde_json::Value>,
 }
 
 impl Strategy {
-    pub fn cost(self, prompt: u64, completion: u64) -> u64 {
+    pub fn cost(&self, used: &Used<'_>) -> u64 {
         match self {
-            Strategy::TotalTokens => prompt + completion,
-            Strategy::PromptTokens => prompt,
-            Strategy::CompletionTokens => completion,
+            Strategy::TotalTokens => used.prompt + used.completion,
+            Strategy::PromptTokens => used.prompt,
+            Strategy::CompletionTokens => used.completion,
+            Strategy::Expression(e) => match used.raw.map(|raw| e.cost(raw)) {
+                Some(Some(cost)) => cost,
+                // As APISIX: no usage object, or a result that is not a
+                // number, charges nothing (and says so).
+                Some(None) => {
+                    warn_throttled(|| {
+                        tracing::warn!("ai-rate-limiting cost_expr did not give a finite number; nothing charged")
+                    });
+                    0
+                }
+                None => {
+                    warn_throttled(|| {
+                        tracing::warn!("ai-rate-limiting cost_expr: the answer had no usage object; nothing charged")
+                    });
+                    0
+                }
+            },
         }
+    }
+
+    /// Whether costs need the provider's usage object.
+    pub fn wants_raw_usage(&self) -> bool {
+        matches!(self, Strategy::Expression(_))
     }
 }
 
@@ -167,8 +201,8 @@ impl AiRateLimiting {
 
     /// Charges the local counters of the rules a request hit (see
     /// [`Self::charge_local`] for when).
-    pub fn charge_rules_local(&self, hits: &[(RuleHit<'_>, Quota)], prompt: u64, completion: u64) {
-        let cost = self.strategy.cost(prompt, completion);
+    pub fn charge_rules_local(&self, hits: &[(RuleHit<'_>, Quota)], used: &Used<'_>) {
+        let cost = self.strategy.cost(used);
         if cost == 0 {
             return;
         }
@@ -180,13 +214,8 @@ impl AiRateLimiting {
     }
 
     /// Charges the Redis counters of the rules a request hit.
-    pub async fn charge_rules_remote(
-        &self,
-        hits: &[(RuleHit<'_>, Quota)],
-        prompt: u64,
-        completion: u64,
-    ) {
-        let cost = self.strategy.cost(prompt, completion);
+    pub async fn charge_rules_remote(&self, hits: &[(RuleHit<'_>, Quota)], used: &Used<'_>) {
+        let cost = self.strategy.cost(used);
         if cost == 0 {
             return;
         }
@@ -253,8 +282,8 @@ impl AiRateLimiting {
 
     /// The budget `instance` draws from and what this usage costs it, if
     /// anything.
-    fn charge_for(&self, instance: &str, prompt: u64, completion: u64) -> Option<(&Limit, u64)> {
-        let cost = self.strategy.cost(prompt, completion);
+    fn charge_for(&self, instance: &str, used: &Used<'_>) -> Option<(&Limit, u64)> {
+        let cost = self.strategy.cost(used);
         if cost == 0 {
             return None;
         }
@@ -265,8 +294,8 @@ impl AiRateLimiting {
     /// before the answer's last bytes go to the client, so the client's next
     /// request (on any worker) already sees the charge. Redis budgets are
     /// left to [`AiRateLimiting::charge_remote`], after the answer.
-    pub fn charge_local(&self, instance: &str, prompt: u64, completion: u64) {
-        if let Some((l, cost)) = self.charge_for(instance, prompt, completion) {
+    pub fn charge_local(&self, instance: &str, used: &Used<'_>) {
+        if let Some((l, cost)) = self.charge_for(instance, used) {
             if let Counter::Local(w) = &l.counter {
                 w.charge(cost, now_ms(), l.window.as_millis() as u64);
             }
@@ -275,8 +304,8 @@ impl AiRateLimiting {
 
     /// Charges the tokens a finished request used to `instance`'s budget
     /// when that budget lives in Redis (local ones: [`Self::charge_local`]).
-    pub async fn charge_remote(&self, instance: &str, prompt: u64, completion: u64) {
-        if let Some((l, cost)) = self.charge_for(instance, prompt, completion) {
+    pub async fn charge_remote(&self, instance: &str, used: &Used<'_>) {
+        if let Some((l, cost)) = self.charge_for(instance, used) {
             if let Counter::Redis(key) = &l.counter {
                 Box::pin(self.redis_charge(instance, key, cost, l.window.as_millis() as u64)).await;
             }
@@ -321,6 +350,14 @@ mod tests {
     use serde_json::json;
     use serde_json::Value;
 
+    fn used(prompt: u64, completion: u64) -> Used<'static> {
+        Used {
+            prompt,
+            completion,
+            raw: None,
+        }
+    }
+
     fn compile(v: Value) -> Result<AiRateLimiting, ConfigError> {
         let mut carry = Carry::new(None);
         let mut cx = super::super::CompileCx {
@@ -336,13 +373,29 @@ mod tests {
         assert_eq!(p.rejected_code, 503);
         assert!(p.show_headers);
         assert_eq!(p.strategy, Strategy::TotalTokens);
+        let e = compile(
+            json!({"limit": 100, "time_window": 60, "limit_strategy": "expression",
+                               "cost_expr": "input_tokens + output_tokens * 2"}),
+        )
+        .unwrap();
+        let raw = json!({"input_tokens": 3, "output_tokens": 4});
+        let with_raw = Used {
+            raw: Some(&raw),
+            ..used(0, 0)
+        };
+        assert_eq!(e.strategy.cost(&with_raw), 11);
+        assert_eq!(
+            e.strategy.cost(&used(3, 4)),
+            0,
+            "no usage object: nothing charged"
+        );
         assert_eq!(p.limit_for("a").unwrap().limit, 10);
         assert_eq!(p.limit_for("other").unwrap().limit, 100);
         let p = compile(json!({"instances": [{"name": "a", "limit": "10", "time_window": 60}]}))
             .unwrap();
         assert!(p.limit_for("b").is_none());
-        assert_eq!(Strategy::PromptTokens.cost(3, 4), 3);
-        assert_eq!(Strategy::TotalTokens.cost(3, 4), 7);
+        assert_eq!(Strategy::PromptTokens.cost(&used(3, 4)), 3);
+        assert_eq!(Strategy::TotalTokens.cost(&used(3, 4)), 7);
     }
 
     #[test]
@@ -383,6 +436,18 @@ mod tests {
                 "ai-rate-limiting.bogus",
             ),
             (json!({"rules": []}), "ai-rate-limiting.rules"),
+            (
+                json!({"limit": 5, "time_window": 5, "limit_strategy": "expression"}),
+                "ai-rate-limiting.cost_expr",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "limit_strategy": "expression", "cost_expr": "os.exit(1)"}),
+                "ai-rate-limiting.cost_expr",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "cost_expr": "input_tokens"}),
+                "ai-rate-limiting.cost_expr",
+            ),
             (
                 json!({"rules": [{"count": 5, "time_window": 60, "key": "$remote_addr"}], "limit": 5, "time_window": 5}),
                 "ai-rate-limiting.rules",
@@ -436,15 +501,15 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             assert!(matches!(p.check("a").await, Verdict::Allowed(q) if q.remaining == 10));
-            p.charge_local("a", 4, 3);
+            p.charge_local("a", &used(4, 3));
             // A local budget is not charged again after the answer.
-            p.charge_remote("a", 4, 3).await;
+            p.charge_remote("a", &used(4, 3)).await;
             let v = p.check("a").await;
             assert!(
                 matches!(v, Verdict::Allowed(q) if q.remaining == 3 && q.reset == 60),
                 "{v:?}"
             );
-            p.charge_local("a", 2, 2);
+            p.charge_local("a", &used(2, 2));
             assert!(matches!(p.check("a").await, Verdict::Exhausted(q) if q.remaining == 0));
             assert!(matches!(p.check("b").await, Verdict::Unlimited));
         });

@@ -238,6 +238,14 @@ pub fn convert_response(
     }
 }
 
+/// The provider's `usage` object of a JSON answer, as it answered.
+pub fn raw_usage(body: &[u8]) -> Option<Value> {
+    let top = TopLevel::scan(body).ok()?;
+    serde_json::from_slice::<Value>(top.get(body, "usage")?)
+        .ok()
+        .filter(Value::is_object)
+}
+
 /// An error answer (4xx/5xx) in the client's error shape.
 pub fn convert_error(from: Wire, to: Wire, status: u16, body: &[u8]) -> Vec<u8> {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();

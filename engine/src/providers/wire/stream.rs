@@ -21,8 +21,13 @@ use crate::sse::{SseEvent, SseParser};
 static USAGE_MEMBER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
 
+/// Finds events that may carry a usage object (either format), for
+/// [`StreamTransform::collecting_raw_usage`].
+static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+
 /// What the relay learns from a stream.
-#[derive(Default, Debug, Clone, PartialEq, Eq)]
+#[derive(Default, Debug, Clone, PartialEq)]
 pub struct StreamObservations {
     /// The first generated content has gone out.
     pub first_token: bool,
@@ -33,6 +38,10 @@ pub struct StreamObservations {
     /// The deltas' text joined, when collected
     /// ([`StreamTransform::collecting_text`]) and there was any.
     pub text: Option<String>,
+    /// The provider's usage object (OpenAI's last; Anthropic's fields
+    /// merged from `message_start` and `message_delta`), when collected
+    /// ([`StreamTransform::collecting_raw_usage`]).
+    pub raw_usage: Option<Value>,
 }
 
 pub struct StreamTransform {
@@ -43,6 +52,8 @@ pub struct StreamTransform {
     strip_usage_chunk: bool,
     /// Join the deltas' text into [`StreamObservations::text`].
     collect_text: bool,
+    /// Keep the usage object in [`StreamObservations::raw_usage`].
+    collect_raw_usage: bool,
     state: Convert,
 }
 
@@ -73,6 +84,7 @@ impl StreamTransform {
             to,
             strip_usage_chunk,
             collect_text: false,
+            collect_raw_usage: false,
             state: Convert {
                 created: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -87,6 +99,13 @@ impl StreamTransform {
     /// read from each event as it passes.
     pub fn collecting_text(mut self) -> StreamTransform {
         self.collect_text = true;
+        self
+    }
+
+    /// Also keeps the provider's usage object (for an `ai-rate-limiting`
+    /// `cost_expr`); only events that mention `"usage"` are parsed for it.
+    pub fn collecting_raw_usage(mut self) -> StreamTransform {
+        self.collect_raw_usage = true;
         self
     }
 
@@ -134,6 +153,9 @@ impl StreamTransform {
             // Conversions keep the text as it is, so the upstream's event
             // tells what the client reads.
             super::text::push_delta_text(self.from, &ev.data, &mut obs.text);
+        }
+        if self.collect_raw_usage && USAGE_KEY.find(&ev.data).is_some() {
+            keep_raw_usage(&ev.data, &mut obs.raw_usage);
         }
         match (self.from, self.to) {
             (Wire::OpenAi, Wire::OpenAi) => self.openai_pass(ev, out, obs),
@@ -477,6 +499,29 @@ impl StreamTransform {
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             self.state.stop = Some(stop_reason(f).to_owned());
         }
+    }
+}
+
+/// Merges the usage object of one event (`usage`, or Anthropic's
+/// `message.usage` in `message_start`) into `raw`: later fields win.
+fn keep_raw_usage(data: &[u8], raw: &mut Option<Value>) {
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let found = match v.get("usage") {
+        Some(u @ Value::Object(_)) => u,
+        _ => match v.pointer("/message/usage") {
+            Some(u @ Value::Object(_)) => u,
+            _ => return,
+        },
+    };
+    match (raw, found) {
+        (Some(Value::Object(kept)), Value::Object(new)) => {
+            for (k, x) in new {
+                kept.insert(k.clone(), x.clone());
+            }
+        }
+        (raw, found) => *raw = Some(found.clone()),
     }
 }
 

@@ -472,3 +472,33 @@ fn collected_text_is_the_deltas_joined_in_every_direction() {
         }
     }
 }
+
+#[test]
+fn raw_usage_is_kept_when_asked_and_anthropic_events_are_merged() {
+    for to in [Wire::OpenAi, Wire::Anthropic] {
+        let mut t = StreamTransform::new(Wire::Anthropic, to, false).collecting_raw_usage();
+        let (mut out, mut obs) = (Vec::new(), StreamObservations::default());
+        t.feed(ANTHROPIC_STREAM.as_bytes(), &mut out, &mut obs)
+            .unwrap();
+        assert_eq!(
+            obs.raw_usage,
+            Some(json!({"input_tokens": 12, "output_tokens": 2})),
+            "message_start's usage, then message_delta's output_tokens"
+        );
+        let mut t = StreamTransform::new(Wire::OpenAi, to, false).collecting_raw_usage();
+        let (mut out, mut obs) = (Vec::new(), StreamObservations::default());
+        t.feed(OPENAI_STREAM.as_bytes(), &mut out, &mut obs)
+            .unwrap();
+        assert_eq!(
+            obs.raw_usage,
+            Some(json!({"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11})),
+            "the final chunk's usage; the `null` ones before it are not objects"
+        );
+    }
+    assert_eq!(
+        run(Wire::OpenAi, Wire::OpenAi, false, OPENAI_STREAM, 7)
+            .1
+            .raw_usage,
+        None
+    );
+}

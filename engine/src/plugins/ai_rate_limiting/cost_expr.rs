@@ -1,0 +1,420 @@
+//! `cost_expr` (`limit_strategy: expression`): an arithmetic expression
+//! over the provider's own usage fields that says what a request costs,
+//! e.g. `input_tokens + cache_read_input_tokens * 0.1 + output_tokens`.
+//!
+//! APISIX evaluates it as Lua; ringway parses the arithmetic subset once,
+//! at load: numbers, variables, `+ - * / % ^` (`^` is power, binding
+//! tighter than unary minus, right-associative, as in Lua), parentheses,
+//! and `abs`, `ceil`, `floor`, `max`, `min` (also as `math.abs`, …). Any
+//! other Lua is refused at load with the position. Variables are the
+//! numeric leaves of the usage object by bare name, shallower ones first
+//! (`cached_tokens` from `prompt_tokens_details`); a missing one is 0. A
+//! negative result costs 0; a result that is not finite is not charged
+//! (and logged). The cost is rounded to the nearest token.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Num(f64),
+    Var(String),
+    Neg(Box<Node>),
+    Bin(Op, Box<Node>, Box<Node>),
+    Call(Func, Vec<Node>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Func {
+    Abs,
+    Ceil,
+    Floor,
+    Max,
+    Min,
+}
+
+/// A parsed `cost_expr`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostExpr {
+    root: Node,
+}
+
+impl CostExpr {
+    /// Parses `src`; the error says what is wrong and where.
+    pub fn parse(src: &str) -> Result<CostExpr, String> {
+        let mut p = Parser {
+            s: src.as_bytes(),
+            i: 0,
+        };
+        let root = p.expr(0)?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(p.err("unexpected text"));
+        }
+        Ok(CostExpr { root })
+    }
+
+    /// The cost for a usage object (the provider's `usage`, or Anthropic's
+    /// fields merged across a stream's events); `None` when the result is
+    /// not a finite number.
+    pub fn cost(&self, usage: &Value) -> Option<u64> {
+        let leaves = leaves(usage);
+        let v = eval(&self.root, &leaves);
+        if !v.is_finite() {
+            return None;
+        }
+        Some((v.max(0.0) + 0.5).floor() as u64)
+    }
+}
+
+/// Numeric leaves by bare name, breadth first so shallower keys win, keys
+/// of one level in sorted order (APISIX's `inject_usage_vars`).
+fn leaves(usage: &Value) -> Vec<(&str, f64)> {
+    let mut out: Vec<(&str, f64)> = Vec::new();
+    let mut level = vec![usage];
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for v in level {
+            let Some(obj) = v.as_object() else { continue };
+            let mut keys: Vec<&String> = obj.keys().collect();
+            keys.sort();
+            for k in keys {
+                match &obj[k] {
+                    Value::Number(n) if !out.iter().any(|(name, _)| name == k) => {
+                        out.push((k, n.as_f64().unwrap_or(0.0)));
+                    }
+                    o @ Value::Object(_) => next.push(o),
+                    _ => {}
+                }
+            }
+        }
+        level = next;
+    }
+    out
+}
+
+fn eval(n: &Node, vars: &[(&str, f64)]) -> f64 {
+    match n {
+        Node::Num(x) => *x,
+        Node::Var(name) => vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(0.0, |(_, v)| *v),
+        Node::Neg(a) => -eval(a, vars),
+        Node::Bin(op, a, b) => {
+            let (a, b) = (eval(a, vars), eval(b, vars));
+            match op {
+                Op::Add => a + b,
+                Op::Sub => a - b,
+                Op::Mul => a * b,
+                Op::Div => a / b,
+                // Lua: a - floor(a / b) * b.
+                Op::Mod => a - (a / b).floor() * b,
+                Op::Pow => a.powf(b),
+            }
+        }
+        Node::Call(f, args) => {
+            let mut vals = args.iter().map(|a| eval(a, vars));
+            match f {
+                Func::Abs => vals.next().unwrap_or(f64::NAN).abs(),
+                Func::Ceil => vals.next().unwrap_or(f64::NAN).ceil(),
+                Func::Floor => vals.next().unwrap_or(f64::NAN).floor(),
+                Func::Max => vals.fold(f64::NEG_INFINITY, f64::max),
+                Func::Min => vals.fold(f64::INFINITY, f64::min),
+            }
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+/// Binding powers (left, right) of the binary operators, Lua's order.
+fn binding(op: Op) -> (u8, u8) {
+    match op {
+        Op::Add | Op::Sub => (1, 2),
+        Op::Mul | Op::Div | Op::Mod => (3, 4),
+        // Right-associative and above unary minus (5).
+        Op::Pow => (8, 7),
+    }
+}
+
+const UNARY: u8 = 5;
+
+impl Parser<'_> {
+    fn err(&self, what: &str) -> String {
+        format!("{what} at character {}", self.i + 1)
+    }
+
+    fn ws(&mut self) {
+        while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+    }
+
+    fn expr(&mut self, min: u8) -> Result<Node, String> {
+        let mut lhs = self.operand()?;
+        loop {
+            self.ws();
+            let op = match self.s.get(self.i) {
+                Some(b'+') => Op::Add,
+                Some(b'-') => Op::Sub,
+                Some(b'*') => Op::Mul,
+                Some(b'/') => Op::Div,
+                Some(b'%') => Op::Mod,
+                Some(b'^') => Op::Pow,
+                _ => return Ok(lhs),
+            };
+            let (l, r) = binding(op);
+            if l < min {
+                return Ok(lhs);
+            }
+            self.i += 1;
+            if op == Op::Div && self.s.get(self.i) == Some(&b'/') {
+                return Err(self.err("`//` is not Lua 5.1 (use floor(a / b))"));
+            }
+            let rhs = self.expr(r)?;
+            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
+        }
+    }
+
+    fn operand(&mut self) -> Result<Node, String> {
+        self.ws();
+        match self.s.get(self.i) {
+            None => Err(self.err("expected a number, variable or `(`")),
+            Some(b'-') => {
+                self.i += 1;
+                Ok(Node::Neg(Box::new(self.expr(UNARY)?)))
+            }
+            Some(b'(') => {
+                self.i += 1;
+                let e = self.expr(0)?;
+                self.ws();
+                if self.s.get(self.i) != Some(&b')') {
+                    return Err(self.err("expected `)`"));
+                }
+                self.i += 1;
+                Ok(e)
+            }
+            Some(c) if c.is_ascii_digit() || *c == b'.' => self.number(),
+            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => self.name(),
+            Some(_) => Err(self.err("unexpected character")),
+        }
+    }
+
+    fn number(&mut self) -> Result<Node, String> {
+        let start = self.i;
+        while self
+            .s
+            .get(self.i)
+            .is_some_and(|c| c.is_ascii_digit() || *c == b'.')
+        {
+            self.i += 1;
+        }
+        if matches!(self.s.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.s.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+        }
+        std::str::from_utf8(&self.s[start..self.i])
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(Node::Num)
+            .ok_or_else(|| {
+                self.i = start;
+                self.err("invalid number")
+            })
+    }
+
+    fn ident(&mut self) -> &str {
+        let start = self.i;
+        while self
+            .s
+            .get(self.i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
+            self.i += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default()
+    }
+
+    fn name(&mut self) -> Result<Node, String> {
+        let start = self.i;
+        let mut name = self.ident().to_owned();
+        if name == "math" && self.s.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            name = self.ident().to_owned();
+        }
+        let keyword = matches!(
+            name.as_str(),
+            "and"
+                | "or"
+                | "not"
+                | "nil"
+                | "true"
+                | "false"
+                | "function"
+                | "end"
+                | "if"
+                | "then"
+                | "else"
+                | "return"
+                | "local"
+        );
+        if keyword {
+            self.i = start;
+            return Err(self.err(&format!("`{name}` is not arithmetic")));
+        }
+        self.ws();
+        if self.s.get(self.i) != Some(&b'(') {
+            return Ok(Node::Var(name));
+        }
+        let func = match name.as_str() {
+            "abs" => Func::Abs,
+            "ceil" => Func::Ceil,
+            "floor" => Func::Floor,
+            "max" => Func::Max,
+            "min" => Func::Min,
+            _ => {
+                self.i = start;
+                return Err(self.err(&format!(
+                    "unknown function `{name}` (abs, ceil, floor, max, min)"
+                )));
+            }
+        };
+        self.i += 1;
+        let mut args = Vec::new();
+        loop {
+            args.push(self.expr(0)?);
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b')') => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return Err(self.err("expected `,` or `)`")),
+            }
+        }
+        let arity_ok = match func {
+            Func::Abs | Func::Ceil | Func::Floor => args.len() == 1,
+            Func::Max | Func::Min => !args.is_empty(),
+        };
+        if !arity_ok {
+            self.i = start;
+            return Err(self.err(&format!("wrong number of arguments to `{name}`")));
+        }
+        Ok(Node::Call(func, args))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cost(src: &str, usage: Value) -> Option<u64> {
+        CostExpr::parse(src).unwrap().cost(&usage)
+    }
+
+    #[test]
+    fn arithmetic_follows_lua() {
+        let none = json!({});
+        assert_eq!(cost("1 + 2 * 3", none.clone()), Some(7));
+        assert_eq!(cost("(1 + 2) * 3", none.clone()), Some(9));
+        assert_eq!(
+            cost("2 ^ 3 ^ 2", none.clone()),
+            Some(512),
+            "right-associative"
+        );
+        assert_eq!(
+            cost("-2 ^ 2 + 10", none.clone()),
+            Some(6),
+            "^ above unary minus"
+        );
+        assert_eq!(
+            cost("10 - 4 - 3", none.clone()),
+            Some(3),
+            "left-associative"
+        );
+        assert_eq!(
+            cost("7 % 3 + -7 % 3", none.clone()),
+            Some(3),
+            "Lua's modulo: 1 + 2"
+        );
+        assert_eq!(
+            cost(
+                "max(1, 9, 4) + min(3, 2) + abs(-1) + ceil(0.2) + math.floor(1.9)",
+                none.clone()
+            ),
+            Some(14)
+        );
+        assert_eq!(cost("2.5", none.clone()), Some(3), "rounded half up");
+        assert_eq!(cost("1.2e1", none.clone()), Some(12));
+        assert_eq!(
+            cost("1 - 5", none.clone()),
+            Some(0),
+            "negative costs nothing"
+        );
+        assert_eq!(cost("1 / 0", none), None, "not finite: not charged");
+    }
+
+    #[test]
+    fn variables_are_the_usage_leaves_shallowest_first() {
+        let openai = json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+                            "prompt_tokens_details": {"cached_tokens": 80, "audio_tokens": 0}});
+        assert_eq!(
+            cost(
+                "prompt_tokens - cached_tokens * 0.9 + completion_tokens",
+                openai
+            ),
+            Some(48)
+        );
+        let anthropic =
+            json!({"input_tokens": 10, "cache_read_input_tokens": 1000, "output_tokens": 5});
+        assert_eq!(
+            cost("input_tokens + cache_read_input_tokens * 0.1 + cache_creation_input_tokens * 1.25 + output_tokens", anthropic),
+            Some(115)
+        );
+        // A deeper key of the same name does not hide a shallower one.
+        let nested = json!({"a": 1, "d": {"a": 50}});
+        assert_eq!(cost("a", nested), Some(1));
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_its_position() {
+        for (src, want) in [
+            ("", "expected a number"),
+            ("1 +", "expected a number"),
+            ("(1", "expected `)`"),
+            ("1 2", "unexpected text"),
+            ("os.exit()", "unexpected text"),
+            ("a // 2", "`//`"),
+            ("sqrt(4)", "unknown function `sqrt`"),
+            ("max()", "unexpected character"),
+            ("abs(1, 2)", "wrong number of arguments"),
+            ("a and b", "unexpected text"),
+            ("not a", "`not` is not arithmetic"),
+            ("1 == 1", "unexpected text"),
+        ] {
+            let e = CostExpr::parse(src).unwrap_err();
+            assert!(e.contains(want), "{src}: {e}");
+            assert!(e.contains("at character"), "{src}: {e}");
+        }
+    }
+}
