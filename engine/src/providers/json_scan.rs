@@ -108,18 +108,19 @@ impl Scanner<'_> {
                 b'"' => {
                     let r = start..self.i;
                     self.i += 1;
+                    // One pass finds control characters and bytes that are
+                    // not ASCII; only a string with either is looked at
+                    // again. JSON text is UTF-8 (RFC 8259), and outside
+                    // strings a byte that is not ASCII is already a syntax
+                    // error, so checking strings covers the whole document.
                     let text = &self.b[r.clone()];
-                    if text.iter().any(|&c| c < 0x20) {
-                        return Err(BodyError {
-                            at: r.start,
-                            what: "control character in a string",
-                        });
-                    }
-                    // JSON text is UTF-8 (RFC 8259). Outside strings any
-                    // byte that is not ASCII is already a syntax error, so
-                    // checking strings (the rare ones that are not ASCII)
-                    // covers the whole document.
-                    if !text.is_ascii() {
+                    if text.iter().any(|c| !(0x20..0x80).contains(c)) {
+                        if text.iter().any(|&c| c < 0x20) {
+                            return Err(BodyError {
+                                at: r.start,
+                                what: "control character in a string",
+                            });
+                        }
                         if let Err(e) = std::str::from_utf8(text) {
                             return Err(BodyError {
                                 at: r.start + e.valid_up_to(),

@@ -328,7 +328,12 @@ pub async fn handle<'a>(
             attempt_started,
             quota,
             limiter,
-            rule_hits: rule_hits.clone(),
+            // (Kept for the next attempt too, should this one fall back.)
+            rule_hits: if rule_hits.is_empty() {
+                Vec::new()
+            } else {
+                rule_hits.clone()
+            },
         };
         match Box::pin(relay(
             w, c, ctx, plugin, &req, answered, meta, keep_alive, http10,

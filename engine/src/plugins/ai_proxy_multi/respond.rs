@@ -105,7 +105,12 @@ pub async fn relay<'a>(
             c, ctx, plugin, req, answered, meta, keep_alive, http10,
         ));
     }
-    let (limiter, inst, rule_hits) = (meta.limiter, meta.inst, meta.rule_hits.clone());
+    let (limiter, inst) = (meta.limiter, meta.inst);
+    let rule_hits = if meta.rule_hits.is_empty() {
+        Vec::new()
+    } else {
+        meta.rule_hits.clone()
+    };
     let relayed = json(w, c, ctx, plugin, req, answered, meta, keep_alive).await;
     if let Relayed::Done(_) = relayed {
         charge_remote(limiter, inst, &rule_hits, ctx).await;

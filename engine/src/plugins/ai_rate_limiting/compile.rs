@@ -47,9 +47,11 @@ impl AiRateLimiting {
                 let e = CostExpr::parse(src).map_err(|e| at.field("cost_expr").error(e))?;
                 Strategy::Expression(Arc::new(e))
             }
-            Some(o) => return Err(at.field("limit_strategy").error(format!(
+            Some(o) => {
+                return Err(at.field("limit_strategy").error(format!(
                 "`{o}` must be one of total_tokens, prompt_tokens, completion_tokens, expression"
-            ))),
+            )))
+            }
         };
         if f.cost_expr.is_some() && !strategy.wants_raw_usage() {
             return Err(at

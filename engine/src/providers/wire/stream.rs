@@ -149,6 +149,21 @@ impl StreamTransform {
     }
 
     fn event(&mut self, ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservations) {
+        if self.collect_text | self.collect_raw_usage {
+            self.collect(&ev, obs);
+        }
+        match (self.from, self.to) {
+            (Wire::OpenAi, Wire::OpenAi) => self.openai_pass(ev, out, obs),
+            (Wire::Anthropic, Wire::Anthropic) => self.anthropic_pass(ev, out, obs),
+            (Wire::Anthropic, Wire::OpenAi) => self.anthropic_to_openai(ev, out, obs),
+            (Wire::OpenAi, Wire::Anthropic) => self.openai_to_anthropic(ev, out, obs),
+        }
+    }
+
+    /// What the log and budgets asked to keep from an event (off the
+    /// relay's usual path).
+    #[cold]
+    fn collect(&self, ev: &SseEvent<'_>, obs: &mut StreamObservations) {
         if self.collect_text {
             // Conversions keep the text as it is, so the upstream's event
             // tells what the client reads.
@@ -156,12 +171,6 @@ impl StreamTransform {
         }
         if self.collect_raw_usage && USAGE_KEY.find(&ev.data).is_some() {
             keep_raw_usage(&ev.data, &mut obs.raw_usage);
-        }
-        match (self.from, self.to) {
-            (Wire::OpenAi, Wire::OpenAi) => self.openai_pass(ev, out, obs),
-            (Wire::Anthropic, Wire::Anthropic) => self.anthropic_pass(ev, out, obs),
-            (Wire::Anthropic, Wire::OpenAi) => self.anthropic_to_openai(ev, out, obs),
-            (Wire::OpenAi, Wire::Anthropic) => self.openai_to_anthropic(ev, out, obs),
         }
     }
 
