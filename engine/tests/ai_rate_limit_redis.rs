@@ -143,6 +143,83 @@ fn rule_budgets_per_key_are_shared_through_redis() {
     );
 }
 
+/// `redis_ssl`: budgets over TLS to a real redis-server's TLS port, the
+/// certificate verified against `gateway.ssl_trusted_certificate` by
+/// default; without that CA the store is unreachable (fail closed, the
+/// certificate named in the log), unless `redis_ssl_verify: false`.
+#[test]
+fn budgets_over_tls_with_the_certificate_verified() {
+    let pki = common::certs::pki();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki.write(dir.path());
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ca_s, cert_s, key_s) = (
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let tls_port_s = tls_port.to_string();
+    let redis = RedisServer::start(&[
+        "--tls-port",
+        &tls_port_s,
+        "--tls-cert-file",
+        cert_s,
+        "--tls-key-file",
+        key_s,
+        "--tls-ca-cert-file",
+        ca_s,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    let store = |verify: Option<bool>| {
+        let mut s = json!({"policy": "redis", "redis_host": "localhost", "redis_port": tls_port,
+                           "redis_ssl": true, "redis_timeout": 2000});
+        if let Some(v) = verify {
+            s["redis_ssl_verify"] = json!(v);
+        }
+        s
+    };
+    let mut cfg = seed_priority_route(&m, redis_limit(2 * cost, store(None)), false);
+    cfg["gateway"] = json!({"ssl_trusted_certificate": ca_s});
+    let gw = Gateway::start_json(cfg);
+    assert_eq!(passed(&[&gw], 4), 2, "{}", gw.stderr());
+    // The counter is in that Redis (read over its plain port).
+    let keys = redis.cmd(&["KEYS", "ringway:*"]).unwrap();
+    assert!(keys.contains("openai-instance"), "{keys}");
+
+    // The same store without the CA: the certificate is refused.
+    let untrusted = Gateway::start_json(seed_priority_route(
+        &m,
+        redis_limit(1000, store(None)),
+        false,
+    ));
+    let r = Conn::connect(untrusted.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        untrusted.wait_for_log("certificate", Duration::from_secs(5)),
+        "{}",
+        untrusted.stderr()
+    );
+    // …unless verification is turned off.
+    let unverified = Gateway::start_json(seed_priority_route(
+        &m,
+        redis_limit(1000, store(Some(false))),
+        false,
+    ));
+    assert_eq!(
+        Conn::connect(unverified.addr)
+            .post_json("/anything", ASK)
+            .status,
+        200
+    );
+}
+
 #[test]
 fn redis_down_fails_closed_or_open_as_configured() {
     let m = mocks(&["openai", "deepseek"]);

@@ -12,13 +12,12 @@ use std::fmt;
 use std::time::Duration;
 
 use ahash::AHashMap;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::resp::{self, Reply};
 
 /// Where counters live.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Target {
     /// `host:port` of the server, or the cluster's seed nodes.
     pub nodes: Vec<String>,
@@ -29,6 +28,17 @@ pub struct Target {
     /// Bounds a whole call: connect, AUTH, the commands and the replies.
     pub timeout: Duration,
     pub cluster: bool,
+    /// TLS to every node (`redis_ssl` / `redis_cluster_ssl`).
+    pub tls: Option<RedisTls>,
+}
+
+/// TLS settings for Redis connections.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    pub clients: crate::upstream::tls::TlsClients,
+    /// Check the server's certificate (against the web roots and
+    /// `gateway.ssl_trusted_certificate`) and name.
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +62,7 @@ impl fmt::Display for RedisError {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: crate::net::Io,
     buf: bytes::BytesMut,
 }
 
@@ -180,10 +190,25 @@ async fn round_trip(
 
 async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
     let addr = resolve(node)?;
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| RedisError::Io(format!("{node}: {e}")))?;
-    let _ = stream.set_nodelay(true);
+    let stream = match &target.tls {
+        None => {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|e| RedisError::Io(format!("{node}: {e}")))?;
+            let _ = tcp.set_nodelay(true);
+            crate::net::Io::Tcp(tcp)
+        }
+        Some(tls) => {
+            let host = node.rsplit_once(':').map_or(node, |(h, _)| h);
+            let sni = crate::upstream::connect::TlsTarget {
+                sni: std::sync::Arc::from(host.trim_matches(|c| c == '[' || c == ']')),
+                verify: tls.verify,
+            };
+            crate::upstream::connect::open(addr, Some(&sni), &tls.clients, target.timeout)
+                .await
+                .map_err(|e| RedisError::Io(format!("{node}: {e}")))?
+        }
+    };
     let mut conn = Conn {
         stream,
         buf: bytes::BytesMut::with_capacity(512),
@@ -223,7 +248,7 @@ fn resolve(node: &str) -> Result<std::net::SocketAddr, RedisError> {
 }
 
 async fn exchange(conn: &mut Conn, out: Vec<u8>, expect: usize) -> Result<Vec<Reply>, RedisError> {
-    let (r, _) = conn.stream.write_all(out).await;
+    let (r, _) = crate::net::write_all(&mut conn.stream, out).await;
     r.map_err(|e| RedisError::Io(e.to_string()))?;
     let mut replies = Vec::with_capacity(expect);
     let mut pos = 0;

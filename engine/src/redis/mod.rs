@@ -2,11 +2,12 @@
 //! over monoio TCP ([`client`]). Each worker keeps its own idle
 //! connections (thread-local, no locks); a command borrows one, so
 //! concurrent requests on a worker never wait for each other. AUTH and
-//! SELECT run on connect, every call is bounded by the configured timeout,
+//! SELECT run on connect (over TLS when configured), every call is bounded
+//! by the configured timeout,
 //! and Redis Cluster redirects (`MOVED`, `ASK`) are followed.
 
 pub mod client;
 pub mod resp;
 
-pub use client::{query, RedisError, Target};
+pub use client::{query, RedisError, RedisTls, Target};
 pub use resp::Reply;

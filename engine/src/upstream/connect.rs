@@ -91,12 +91,22 @@ pub async fn open(
             .await
             .map_err(|e| ConnectError::Tls {
                 host: t.sni.clone(),
-                reason: e.to_string(),
+                reason: tls_reason(e),
             })?;
         Ok(Io::ClientTls(Box::new(stream)))
     };
     match crate::timer::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout(addr)),
+    }
+}
+
+/// What a failed handshake says: monoio-rustls's own text ("io error",
+/// "rustls error") hides the cause (an unknown issuer, a name mismatch, a
+/// reset), so the inner error is what is reported.
+fn tls_reason(e: monoio_rustls::TlsError) -> String {
+    match e {
+        monoio_rustls::TlsError::Io(io) => io.to_string(),
+        monoio_rustls::TlsError::Rustls(r) => r.to_string(),
     }
 }

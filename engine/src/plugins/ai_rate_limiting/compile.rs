@@ -14,6 +14,7 @@ use super::window::MAX_USED;
 use super::{AiRateLimiting, Counter, Limit, Strategy};
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::redis;
+use crate::upstream::tls::TlsClients;
 
 fn positive_int(v: &Value, at: &FieldPath) -> Result<u64, ConfigError> {
     let n = match v {
@@ -74,7 +75,7 @@ impl AiRateLimiting {
             Some(m) => serde_json::json!({ "error_msg": m }).to_string(),
             None => crate::server::reply::error_body("LLM token rate limit exceeded"),
         };
-        let redis = parse_store(&f, at)?;
+        let redis = parse_store(&f, at, cx.carry.tls.as_ref())?;
         let counter =
             |cx: &mut crate::plugins::CompileCx<'_, '_>, name: &str, limit: u64, window: u64| {
                 match &redis {
@@ -250,7 +251,39 @@ fn compile_rules(
     Ok(rules)
 }
 
-fn parse_store(f: &PluginFile, at: &FieldPath) -> Result<Option<redis::Target>, ConfigError> {
+/// TLS for Redis when `ssl` is on. Certificates are verified unless
+/// `ssl_verify` is `false` (APISIX's default is `false`; ringway's is to
+/// verify, against the web roots and `gateway.ssl_trusted_certificate`).
+fn redis_tls(
+    ssl: Option<bool>,
+    ssl_verify: Option<bool>,
+    verify_field: &str,
+    clients: Option<&TlsClients>,
+    at: &FieldPath,
+) -> Result<Option<redis::RedisTls>, ConfigError> {
+    if ssl != Some(true) {
+        if ssl_verify.is_some() {
+            return Err(at
+                .field(verify_field)
+                .error("only used with TLS on (`redis_ssl` / `redis_cluster_ssl: true`)"));
+        }
+        return Ok(None);
+    }
+    let clients = match clients {
+        Some(c) => c.clone(),
+        None => TlsClients::new(None)?,
+    };
+    Ok(Some(redis::RedisTls {
+        clients,
+        verify: ssl_verify.unwrap_or(true),
+    }))
+}
+
+fn parse_store(
+    f: &PluginFile,
+    at: &FieldPath,
+    tls_clients: Option<&TlsClients>,
+) -> Result<Option<redis::Target>, ConfigError> {
     let policy = f.policy.as_deref().unwrap_or("local");
     let timeout = match f.redis_timeout {
         None => 1000,
@@ -260,12 +293,6 @@ fn parse_store(f: &PluginFile, at: &FieldPath) -> Result<Option<redis::Target>, 
                 .field("redis_timeout")
                 .error("must be >= 1 (milliseconds)"))
         }
-    };
-    let no_tls = |set: Option<bool>, name: &str| match set {
-        Some(true) => Err(at
-            .field(name)
-            .error("TLS to Redis is not supported by ringway yet")),
-        _ => Ok(()),
     };
     let password = f.redis_password.clone().filter(|p| !p.is_empty());
     match policy {
@@ -291,7 +318,13 @@ fn parse_store(f: &PluginFile, at: &FieldPath) -> Result<Option<redis::Target>, 
                     .field(name)
                     .error("only used with `policy: redis-cluster`"));
             }
-            no_tls(f.redis_ssl, "redis_ssl")?;
+            let tls = redis_tls(
+                f.redis_ssl,
+                f.redis_ssl_verify,
+                "redis_ssl_verify",
+                tls_clients,
+                at,
+            )?;
             let host = match &f.redis_host {
                 Some(h) if !h.is_empty() => h.clone(),
                 _ => {
@@ -322,13 +355,20 @@ fn parse_store(f: &PluginFile, at: &FieldPath) -> Result<Option<redis::Target>, 
                 database,
                 timeout: Duration::from_millis(timeout),
                 cluster: false,
+                tls,
             }))
         }
         "redis-cluster" => {
             if let Some(name) = redis_fields(f).first() {
                 return Err(at.field(name).error("only used with `policy: redis`"));
             }
-            no_tls(f.redis_cluster_ssl, "redis_cluster_ssl")?;
+            let tls = redis_tls(
+                f.redis_cluster_ssl,
+                f.redis_cluster_ssl_verify,
+                "redis_cluster_ssl_verify",
+                tls_clients,
+                at,
+            )?;
             let nodes = match &f.redis_cluster_nodes {
                 Some(n) if !n.is_empty() => n.clone(),
                 _ => {
@@ -360,6 +400,7 @@ fn parse_store(f: &PluginFile, at: &FieldPath) -> Result<Option<redis::Target>, 
                 database: 0,
                 timeout: Duration::from_millis(timeout),
                 cluster: true,
+                tls,
             }))
         }
         "redis-sentinel" => Err(at.field("policy").error(
