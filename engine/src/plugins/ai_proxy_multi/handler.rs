@@ -136,8 +136,10 @@ pub async fn handle<'a>(
     if let Some(rl) = limiter.filter(|rl| rl.has_rules()) {
         match Box::pin(rl.check_rules(&vars)).await {
             RulesVerdict::Allowed(hits) => rule_hits = hits,
-            RulesVerdict::Exhausted(hits, _) => {
-                return rules_limited(w, c, ctx, rl, &hits, keep_alive).await.into()
+            RulesVerdict::Exhausted(hits) => {
+                return rejected(w, c, ctx, rl, &rule_headers(rl, &hits), keep_alive)
+                    .await
+                    .into()
             }
             RulesVerdict::StoreDown(e) => {
                 let msg = format!("rate limit store unavailable: {e}");
@@ -184,9 +186,8 @@ pub async fn handle<'a>(
                         skipped.quota = Some((inst.name.clone(), q));
                         continue;
                     }
-                    return rate_limited(w, c, ctx, rl, &inst.name, &q, keep_alive)
-                        .await
-                        .into();
+                    let headers = quota_headers(rl, &inst.name, &q);
+                    return rejected(w, c, ctx, rl, &headers, keep_alive).await.into();
                 }
                 Verdict::StoreDown(e) => {
                     let msg = format!("rate limit store unavailable: {e}");
@@ -368,9 +369,8 @@ pub async fn handle<'a>(
     }
     if tried.is_empty() && skipped.rate_limited > 0 {
         if let (Some(rl), Some((name, q))) = (limiter, &skipped.quota) {
-            return rate_limited(w, c, ctx, rl, name, q, keep_alive)
-                .await
-                .into();
+            let headers = quota_headers(rl, name, q);
+            return rejected(w, c, ctx, rl, &headers, keep_alive).await.into();
         }
     }
     exhausted(w, c, ctx, &req, tried, skipped, keep_alive)
@@ -378,58 +378,46 @@ pub async fn handle<'a>(
         .into()
 }
 
-/// `rejected_code` with `rejected_msg`, and the headers of the rules
-/// checked (the spent one last).
-async fn rules_limited(
+/// `rejected_code` with `rejected_msg` and the spent budget's headers
+/// (`headers`: header lines, empty when `show_limit_quota_header` is off).
+async fn rejected(
     w: &Worker,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     rl: &AiRateLimiting,
-    hits: &RuleHits<'_>,
+    headers: &[u8],
     keep_alive: bool,
 ) -> bool {
     ctx.status = rl.rejected_code;
     c.wbuf.clear();
-    let mut extra = Vec::new();
-    if rl.show_headers {
-        for (hit, q) in hits {
-            write_rule_headers(&mut extra, &hit.rule.prefix, q);
-        }
-    }
     reply::json_raw_headers(
         &mut c.wbuf,
         rl.rejected_code,
         rl.rejected_body().as_bytes(),
         keep_alive,
-        &extra,
+        headers,
     );
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
-/// `rejected_code` with `rejected_msg`, and the exhausted budget's headers.
-async fn rate_limited(
-    w: &Worker,
-    c: &mut ClientConn,
-    ctx: &mut RequestCtx,
-    rl: &AiRateLimiting,
-    instance: &str,
-    q: &Quota,
-    keep_alive: bool,
-) -> bool {
-    ctx.status = rl.rejected_code;
-    c.wbuf.clear();
-    let mut extra = Vec::new();
+/// An instance budget's headers, when shown.
+fn quota_headers(rl: &AiRateLimiting, instance: &str, q: &Quota) -> Vec<u8> {
+    let mut out = Vec::new();
     if rl.show_headers {
-        write_quota_headers(&mut extra, instance, q);
+        write_quota_headers(&mut out, instance, q);
     }
-    reply::json_raw_headers(
-        &mut c.wbuf,
-        rl.rejected_code,
-        rl.rejected_body().as_bytes(),
-        keep_alive,
-        &extra,
-    );
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
+    out
+}
+
+/// The checked rules' headers (the spent one last), when shown.
+fn rule_headers(rl: &AiRateLimiting, hits: &RuleHits<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if rl.show_headers {
+        for (hit, q) in hits {
+            write_rule_headers(&mut out, &hit.rule.prefix, q);
+        }
+    }
+    out
 }
 
 /// The body for `inst`: converted to its format, options merged, usage

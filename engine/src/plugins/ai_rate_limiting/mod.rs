@@ -192,8 +192,7 @@ impl AiRateLimiting {
             hits.push((hit, q));
             if spent {
                 metrics::AI_RATE_LIMITED.inc();
-                let at = hits.len() - 1;
-                return RulesVerdict::Exhausted(hits, at);
+                return RulesVerdict::Exhausted(hits);
             }
         }
         RulesVerdict::Allowed(hits)

@@ -144,8 +144,8 @@ impl KeyedWindows {
 pub enum RulesVerdict<'a> {
     /// Every applying rule has room (its quota before this request).
     Allowed(Vec<(RuleHit<'a>, super::Quota)>),
-    /// The rule at `.1` is spent; the quotas seen so far, for headers.
-    Exhausted(Vec<(RuleHit<'a>, super::Quota)>, usize),
+    /// A rule is spent: the quotas checked so far, the spent one last.
+    Exhausted(Vec<(RuleHit<'a>, super::Quota)>),
     StoreDown(crate::redis::RedisError),
 }
 
