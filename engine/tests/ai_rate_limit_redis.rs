@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::ai::{mocks, seed_priority_route, ASK};
-use common::redis::{RedisCluster, RedisServer};
+use common::redis::{RedisCluster, RedisSentinel, RedisServer};
 use common::{Conn, Gateway};
 use serde_json::{json, Value};
 
@@ -217,6 +217,81 @@ fn budgets_over_tls_with_the_certificate_verified() {
             .post_json("/anything", ASK)
             .status,
         200
+    );
+}
+
+/// `policy: redis-sentinel`: the master is found through a real sentinel,
+/// and after a failover (the old master now a read-only replica) the
+/// gateway asks again and keeps counting on the new master.
+#[test]
+fn sentinel_finds_the_master_and_follows_a_failover() {
+    let master = RedisServer::start(&[]);
+    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let sentinel = RedisSentinel::start("mymaster", master.port);
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    let store = json!({"policy": "redis-sentinel", "redis_master_name": "mymaster",
+                       "redis_sentinels": [{"host": "127.0.0.1", "port": sentinel.port}],
+                       "redis_timeout": 2000});
+    let gw = Gateway::start_json(seed_priority_route(
+        &m,
+        redis_limit(100 * cost, store),
+        false,
+    ));
+    assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
+    assert!(master
+        .cmd(&["KEYS", "ringway:*"])
+        .unwrap()
+        .contains("openai-instance"));
+
+    // Fail over to the replica once the sentinel has seen it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = RedisServer::cmd_on(sentinel.port, &["SENTINEL", "FAILOVER", "mymaster"]);
+        if r.starts_with("+OK") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failover: {r}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    while !sentinel
+        .master_addr("mymaster")
+        .contains(&replica.port.to_string())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "failover did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The old master turns replica: writes there are refused (READONLY),
+    // so the gateway asks the sentinel again and writes to the new one.
+    while !master.cmd(&["ROLE"]).unwrap().contains("slave") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old master not demoted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let used = || -> u64 {
+        replica
+            .cmd(&[
+                "GET",
+                "ringway:ai-rate-limiting:{route/ai-proxy-multi-route:openai-instance}",
+            ])
+            .unwrap()
+            .lines()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // (What it held before depends on how far replication had got.)
+    let before = used();
+    assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
+    let after = used();
+    assert!(
+        after >= before + 2 * cost,
+        "the new master counts: {before} → {after}"
     );
 }
 

@@ -30,6 +30,19 @@ pub struct Target {
     pub cluster: bool,
     /// TLS to every node (`redis_ssl` / `redis_cluster_ssl`).
     pub tls: Option<RedisTls>,
+    /// Find the server through Redis Sentinel (`policy: redis-sentinel`);
+    /// `nodes` is then empty.
+    pub sentinel: Option<Sentinel>,
+}
+
+/// The sentinels watching a master, and how to log in to them.
+#[derive(Debug, Clone)]
+pub struct Sentinel {
+    /// `host:port` of each sentinel, asked in turn.
+    pub nodes: Vec<String>,
+    pub master: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// TLS settings for Redis connections.
@@ -75,6 +88,8 @@ thread_local! {
     static IDLE: RefCell<AHashMap<String, Vec<Conn>>> = RefCell::new(AHashMap::new());
     /// Cluster slot owners learned from `MOVED` replies.
     static SLOTS: RefCell<AHashMap<u16, String>> = RefCell::new(AHashMap::new());
+    /// Masters learned from sentinels, by master name.
+    static MASTERS: RefCell<AHashMap<String, String>> = RefCell::new(AHashMap::new());
 }
 
 /// Sends `cmds` as one pipeline to the node that owns `key` and returns
@@ -97,6 +112,9 @@ async fn query_inner(
     key: &[u8],
     cmds: &[&[&[u8]]],
 ) -> Result<Vec<Reply>, RedisError> {
+    if let Some(s) = &target.sentinel {
+        return via_sentinel(target, s, cmds).await;
+    }
     let slot = resp::slot(key);
     let mut node = if target.cluster {
         SLOTS.with(|s| s.borrow().get(&slot).cloned())
@@ -141,6 +159,98 @@ async fn query_inner(
         }
     }
     Err(last_err.unwrap_or_else(|| RedisError::Protocol("too many cluster redirects".into())))
+}
+
+/// Sends `cmds` to the master the sentinels name. The master's address is
+/// kept per worker; when it stops answering, or answers as a replica
+/// (`READONLY`: a failover happened), the sentinels are asked again and
+/// the commands go once more to the master they name now.
+async fn via_sentinel(
+    target: &Target,
+    s: &Sentinel,
+    cmds: &[&[&[u8]]],
+) -> Result<Vec<Reply>, RedisError> {
+    let known = MASTERS.with(|m| m.borrow().get(&s.master).cloned());
+    let fresh = known.is_none();
+    let master = match known {
+        Some(m) => m,
+        None => ask_sentinels(target, s).await?,
+    };
+    let stale = match round_trip(target, &master, false, cmds).await {
+        Ok(replies) if !is_readonly(&replies) => return Ok(replies),
+        Ok(replies) if fresh => return Ok(replies),
+        Err(e) if fresh => return Err(e),
+        _ => true,
+    };
+    if stale {
+        MASTERS.with(|m| m.borrow_mut().remove(&s.master));
+        IDLE.with(|p| p.borrow_mut().remove(&master));
+    }
+    let master = ask_sentinels(target, s).await?;
+    round_trip(target, &master, false, cmds).await
+}
+
+fn is_readonly(replies: &[Reply]) -> bool {
+    replies
+        .iter()
+        .any(|r| matches!(r, Reply::Error(e) if e.starts_with("READONLY")))
+}
+
+/// Asks each sentinel in turn for the master's address; remembers it.
+async fn ask_sentinels(target: &Target, s: &Sentinel) -> Result<String, RedisError> {
+    let mut last = RedisError::Protocol("no sentinels".into());
+    for node in &s.nodes {
+        match ask_sentinel(target, s, node).await {
+            Ok(master) => {
+                MASTERS.with(|m| m.borrow_mut().insert(s.master.clone(), master.clone()));
+                return Ok(master);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn ask_sentinel(target: &Target, s: &Sentinel, node: &str) -> Result<String, RedisError> {
+    let login = Target {
+        nodes: Vec::new(),
+        username: s.username.clone(),
+        password: s.password.clone(),
+        database: 0,
+        timeout: target.timeout,
+        cluster: false,
+        tls: target.tls.clone(),
+        sentinel: None,
+    };
+    let mut conn = dial(&login, node).await?;
+    let mut out = Vec::new();
+    resp::encode(
+        &mut out,
+        &[b"SENTINEL", b"get-master-addr-by-name", s.master.as_bytes()],
+    );
+    match exchange(&mut conn, out, 1).await?.pop() {
+        Some(Reply::Array(Some(parts))) if parts.len() == 2 => {
+            let text = |r: &Reply| match r {
+                Reply::Bulk(Some(b)) => String::from_utf8(b.clone()).ok(),
+                _ => None,
+            };
+            match (text(&parts[0]), text(&parts[1])) {
+                (Some(host), Some(port)) if host.contains(':') => Ok(format!("[{host}]:{port}")),
+                (Some(host), Some(port)) => Ok(format!("{host}:{port}")),
+                _ => Err(RedisError::Protocol(format!(
+                    "{node}: unexpected master address"
+                ))),
+            }
+        }
+        Some(Reply::Array(None)) | Some(Reply::Bulk(None)) => Err(RedisError::Server(format!(
+            "sentinel {node} does not know master `{}`",
+            s.master
+        ))),
+        Some(Reply::Error(e)) => Err(RedisError::Server(format!("sentinel {node}: {e}"))),
+        other => Err(RedisError::Protocol(format!(
+            "{node}: unexpected reply {other:?}"
+        ))),
+    }
 }
 
 /// `MOVED 3999 127.0.0.1:6381` → (true, addr); `ASK …` → (false, addr).

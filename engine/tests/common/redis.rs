@@ -137,6 +137,66 @@ impl Drop for RedisServer {
     }
 }
 
+/// A `redis-server --sentinel` watching one master (quorum 1, fast
+/// failure detection), killed when dropped.
+pub struct RedisSentinel {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    pub fn start(master: &str, master_port: u16) -> RedisSentinel {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {master} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {master} 1000\n\
+                 sentinel failover-timeout {master} 5000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary("redis-server"))
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis sentinel");
+        let s = RedisSentinel {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.master_addr(master).contains(&master_port.to_string()) {
+            assert!(Instant::now() < deadline, "sentinel did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    /// The sentinel's raw answer for the master's address.
+    pub fn master_addr(&self, master: &str) -> String {
+        if TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            return String::new();
+        }
+        RedisServer::cmd_on(self.port, &["SENTINEL", "get-master-addr-by-name", master])
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Three masters covering all slots.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,

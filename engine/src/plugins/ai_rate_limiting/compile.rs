@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::config::{cluster_fields, redis_fields, PluginFile, RuleFile};
+use super::config::{cluster_fields, redis_fields, sentinel_fields, PluginFile, RuleFile};
 use super::cost_expr::CostExpr;
 use super::rules::{valid_prefix, Amount, Rule, RuleCounter};
 use super::window::MAX_USED;
@@ -279,6 +279,14 @@ fn redis_tls(
     }))
 }
 
+fn database(f: &PluginFile, at: &FieldPath) -> Result<u32, ConfigError> {
+    match f.redis_database {
+        None => Ok(0),
+        Some(d) if (0..=u32::MAX as i64).contains(&d) => Ok(d as u32),
+        Some(_) => Err(at.field("redis_database").error("must be >= 0")),
+    }
+}
+
 fn parse_store(
     f: &PluginFile,
     at: &FieldPath,
@@ -299,6 +307,7 @@ fn parse_store(
         "local" => {
             let mut extra = redis_fields(f);
             extra.extend(cluster_fields(f));
+            extra.extend(sentinel_fields(f));
             if f.redis_password.is_some() {
                 extra.push("redis_password");
             }
@@ -307,7 +316,7 @@ fn parse_store(
             }
             if let Some(name) = extra.first() {
                 return Err(at.field(name).error(
-                    "only used with `policy: redis` or `redis-cluster` (the policy is `local`)",
+                    "only used with `policy: redis`, `redis-cluster` or `redis-sentinel` (the policy is `local`)",
                 ));
             }
             Ok(None)
@@ -317,6 +326,11 @@ fn parse_store(
                 return Err(at
                     .field(name)
                     .error("only used with `policy: redis-cluster`"));
+            }
+            if let Some(name) = sentinel_fields(f).first() {
+                return Err(at
+                    .field(name)
+                    .error("only used with `policy: redis-sentinel`"));
             }
             let tls = redis_tls(
                 f.redis_ssl,
@@ -338,11 +352,7 @@ fn parse_store(
                 Some(p @ 1..=65535) => p as u16,
                 Some(_) => return Err(at.field("redis_port").error("must be between 1 and 65535")),
             };
-            let database = match f.redis_database {
-                None => 0,
-                Some(d) if (0..=u32::MAX as i64).contains(&d) => d as u32,
-                Some(_) => return Err(at.field("redis_database").error("must be >= 0")),
-            };
+            let database = database(f, at)?;
             let node = if host.contains(':') && !host.starts_with('[') {
                 format!("[{host}]:{port}")
             } else {
@@ -356,11 +366,17 @@ fn parse_store(
                 timeout: Duration::from_millis(timeout),
                 cluster: false,
                 tls,
+                sentinel: None,
             }))
         }
         "redis-cluster" => {
             if let Some(name) = redis_fields(f).first() {
                 return Err(at.field(name).error("only used with `policy: redis`"));
+            }
+            if let Some(name) = sentinel_fields(f).first() {
+                return Err(at
+                    .field(name)
+                    .error("only used with `policy: redis-sentinel`"));
             }
             let tls = redis_tls(
                 f.redis_cluster_ssl,
@@ -401,13 +417,81 @@ fn parse_store(
                 timeout: Duration::from_millis(timeout),
                 cluster: true,
                 tls,
+                sentinel: None,
             }))
         }
-        "redis-sentinel" => Err(at.field("policy").error(
-            "`redis-sentinel` is not supported by ringway yet (use redis or redis-cluster)",
-        )),
-        o => Err(at
-            .field("policy")
-            .error(format!("`{o}` must be one of local, redis, redis-cluster"))),
+        "redis-sentinel" => {
+            for (set, name) in [
+                (f.redis_host.is_some(), "redis_host"),
+                (f.redis_port.is_some(), "redis_port"),
+            ] {
+                if set {
+                    return Err(at.field(name).error(
+                        "not used with `policy: redis-sentinel` (the sentinels name the master)",
+                    ));
+                }
+            }
+            if let Some(name) = cluster_fields(f).first() {
+                return Err(at
+                    .field(name)
+                    .error("only used with `policy: redis-cluster`"));
+            }
+            let list = match &f.redis_sentinels {
+                Some(l) if !l.is_empty() => l,
+                _ => {
+                    return Err(at
+                        .field("redis_sentinels")
+                        .error("required with `policy: redis-sentinel` (a list of {host, port})"))
+                }
+            };
+            let mut nodes = Vec::with_capacity(list.len());
+            for (i, n) in list.iter().enumerate() {
+                let nat = at.field("redis_sentinels").index(i);
+                if n.host.is_empty() {
+                    return Err(nat.field("host").error("must not be empty"));
+                }
+                if !(1..=65535).contains(&n.port) {
+                    return Err(nat.field("port").error("must be between 1 and 65535"));
+                }
+                nodes.push(if n.host.contains(':') && !n.host.starts_with('[') {
+                    format!("[{}]:{}", n.host, n.port)
+                } else {
+                    format!("{}:{}", n.host, n.port)
+                });
+            }
+            let master = match &f.redis_master_name {
+                Some(m) if !m.is_empty() => m.clone(),
+                _ => {
+                    return Err(at
+                        .field("redis_master_name")
+                        .error("required with `policy: redis-sentinel`"))
+                }
+            };
+            let tls = redis_tls(
+                f.redis_ssl,
+                f.redis_ssl_verify,
+                "redis_ssl_verify",
+                tls_clients,
+                at,
+            )?;
+            Ok(Some(redis::Target {
+                nodes: Vec::new(),
+                username: f.redis_username.clone().filter(|u| !u.is_empty()),
+                password,
+                database: database(f, at)?,
+                timeout: Duration::from_millis(timeout),
+                cluster: false,
+                tls,
+                sentinel: Some(redis::Sentinel {
+                    nodes,
+                    master,
+                    username: f.sentinel_username.clone().filter(|u| !u.is_empty()),
+                    password: f.sentinel_password.clone().filter(|p| !p.is_empty()),
+                }),
+            }))
+        }
+        o => Err(at.field("policy").error(format!(
+            "`{o}` must be one of local, redis, redis-cluster, redis-sentinel"
+        ))),
     }
 }

@@ -29,6 +29,10 @@ pub(super) struct PluginFile {
     pub redis_cluster_name: Option<String>,
     pub redis_cluster_ssl: Option<bool>,
     pub redis_cluster_ssl_verify: Option<bool>,
+    pub redis_sentinels: Option<Vec<SentinelNodeFile>>,
+    pub redis_master_name: Option<String>,
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
     pub rules: Option<Vec<RuleFile>>,
     pub cost_expr: Option<String>,
     #[serde(rename = "_meta")]
@@ -41,6 +45,28 @@ pub(super) struct InstanceLimitFile {
     pub name: String,
     pub limit: Value,
     pub time_window: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SentinelNodeFile {
+    pub host: String,
+    pub port: i64,
+}
+
+/// The sentinel fields, for "only with policy redis-sentinel" checks.
+pub(super) fn sentinel_fields(f: &PluginFile) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut add = |set: bool, name| {
+        if set {
+            v.push(name)
+        }
+    };
+    add(f.redis_sentinels.is_some(), "redis_sentinels");
+    add(f.redis_master_name.is_some(), "redis_master_name");
+    add(f.sentinel_username.is_some(), "sentinel_username");
+    add(f.sentinel_password.is_some(), "sentinel_password");
+    v
 }
 
 #[derive(Deserialize)]

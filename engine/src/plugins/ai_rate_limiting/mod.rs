@@ -436,6 +436,28 @@ mod tests {
             ),
             (json!({"rules": []}), "ai-rate-limiting.rules"),
             (
+                json!({"limit": 5, "time_window": 5, "policy": "redis-sentinel", "redis_master_name": "m"}),
+                "ai-rate-limiting.redis_sentinels",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "policy": "redis-sentinel", "redis_sentinels": [{"host": "h", "port": 26379}]}),
+                "ai-rate-limiting.redis_master_name",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "policy": "redis-sentinel", "redis_master_name": "m",
+                       "redis_sentinels": [{"host": "h", "port": 0}]}),
+                "ai-rate-limiting.redis_sentinels[0].port",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "policy": "redis-sentinel", "redis_master_name": "m",
+                       "redis_sentinels": [{"host": "h", "port": 1}], "redis_host": "x"}),
+                "ai-rate-limiting.redis_host",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "policy": "redis", "redis_host": "h", "redis_master_name": "m"}),
+                "ai-rate-limiting.redis_master_name",
+            ),
+            (
                 json!({"limit": 5, "time_window": 5, "limit_strategy": "expression"}),
                 "ai-rate-limiting.cost_expr",
             ),
