@@ -38,6 +38,10 @@ pub struct Target {
 /// The sentinels watching a master, and how to log in to them.
 #[derive(Debug, Clone)]
 pub struct Sentinel {
+    /// The master name and the sentinels, as one key: where the address
+    /// learned from them is kept (two sentinel groups may each watch a
+    /// master of the same name).
+    pub id: String,
     /// `host:port` of each sentinel, asked in turn.
     pub nodes: Vec<String>,
     pub master: String,
@@ -88,7 +92,7 @@ thread_local! {
     static IDLE: RefCell<AHashMap<String, Vec<Conn>>> = RefCell::new(AHashMap::new());
     /// Cluster slot owners learned from `MOVED` replies.
     static SLOTS: RefCell<AHashMap<u16, String>> = RefCell::new(AHashMap::new());
-    /// Masters learned from sentinels, by master name.
+    /// Masters learned from sentinels, by [`Sentinel::id`].
     static MASTERS: RefCell<AHashMap<String, String>> = RefCell::new(AHashMap::new());
 }
 
@@ -170,22 +174,20 @@ async fn via_sentinel(
     s: &Sentinel,
     cmds: &[&[&[u8]]],
 ) -> Result<Vec<Reply>, RedisError> {
-    let known = MASTERS.with(|m| m.borrow().get(&s.master).cloned());
+    let known = MASTERS.with(|m| m.borrow().get(&s.id).cloned());
     let fresh = known.is_none();
     let master = match known {
         Some(m) => m,
         None => ask_sentinels(target, s).await?,
     };
-    let stale = match round_trip(target, &master, false, cmds).await {
-        Ok(replies) if !is_readonly(&replies) => return Ok(replies),
-        Ok(replies) if fresh => return Ok(replies),
+    match round_trip(target, &master, false, cmds).await {
+        Ok(replies) if fresh || !is_readonly(&replies) => return Ok(replies),
         Err(e) if fresh => return Err(e),
-        _ => true,
-    };
-    if stale {
-        MASTERS.with(|m| m.borrow_mut().remove(&s.master));
-        IDLE.with(|p| p.borrow_mut().remove(&master));
+        // A kept master that failed, or that is a replica now: ask again.
+        _ => {}
     }
+    MASTERS.with(|m| m.borrow_mut().remove(&s.id));
+    IDLE.with(|p| p.borrow_mut().remove(&master));
     let master = ask_sentinels(target, s).await?;
     round_trip(target, &master, false, cmds).await
 }
@@ -202,7 +204,7 @@ async fn ask_sentinels(target: &Target, s: &Sentinel) -> Result<String, RedisErr
     for node in &s.nodes {
         match ask_sentinel(target, s, node).await {
             Ok(master) => {
-                MASTERS.with(|m| m.borrow_mut().insert(s.master.clone(), master.clone()));
+                MASTERS.with(|m| m.borrow_mut().insert(s.id.clone(), master.clone()));
                 return Ok(master);
             }
             Err(e) => last = e,

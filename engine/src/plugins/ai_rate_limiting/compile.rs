@@ -483,6 +483,7 @@ fn parse_store(
                 cluster: false,
                 tls,
                 sentinel: Some(redis::Sentinel {
+                    id: format!("{master}@{}", nodes.join(",")),
                     nodes,
                     master,
                     username: f.sentinel_username.clone().filter(|u| !u.is_empty()),
