@@ -184,8 +184,10 @@ fn an_admin_api_change_of_topic_takes_effect_at_once() {
     broker.create_topic("first", 1);
     broker.create_topic("second", 1);
     let m = mocks(&["a"]);
-    let gw =
-        Gateway::start_json(json!({"gateway": {"admin": {"listen": "127.0.0.1:0", "key": "k"}}}));
+    let gw = Gateway::start_json(json!({"gateway": {
+        "admin": {"listen": "127.0.0.1:0", "key": "k"},
+        "metrics": {"listen": "127.0.0.1:0"},
+    }}));
     let admin = gw.admin_addr.expect("admin listener");
     let put = |topic: &str| {
         let body = json!({
@@ -212,6 +214,8 @@ fn an_admin_api_change_of_topic_takes_effect_at_once() {
     let second = broker.consume("second", 3, Duration::from_secs(5));
     assert_eq!((first.len(), second.len()), (1, 2), "{}", gw.stderr());
     assert_eq!(second[0].1["route_id"], "r");
+    // The changed logger has a new sink, but its counts go on: 1 + 2.
+    assert_eq!(logger_metric(&gw, "kafka logger (route/r)", "sent", 3), 3);
 }
 
 #[test]

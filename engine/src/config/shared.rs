@@ -21,6 +21,7 @@ pub struct SharedState {
     windows: AHashMap<(Arc<str>, String), Arc<LocalWindow>>,
     keyed_windows: AHashMap<(Arc<str>, String), Arc<KeyedWindows>>,
     loggers: AHashMap<(Arc<str>, String), Arc<crate::loggers::Sink>>,
+    logger_stats: AHashMap<(Arc<str>, String), Arc<crate::loggers::SinkStats>>,
 }
 
 /// Hands out shared state during a compile, reusing the previous
@@ -72,6 +73,22 @@ impl<'a> Carry<'a> {
             &mut self.next.keyed_windows,
             prev,
             (owner.clone(), key),
+            Arc::default,
+        )
+    }
+
+    /// A logger's counts, by its name: they outlive a change of its
+    /// settings (which starts a new sink).
+    pub fn logger_stats(
+        &mut self,
+        owner: &Arc<str>,
+        name: String,
+    ) -> Arc<crate::loggers::SinkStats> {
+        let prev = self.prev.map(|p| &p.logger_stats);
+        carry(
+            &mut self.next.logger_stats,
+            prev,
+            (owner.clone(), name),
             Arc::default,
         )
     }

@@ -1,18 +1,21 @@
-//! Logger sinks: where logger plugins (`kafka-logger`) send their entries.
+//! Logger sinks: where logger plugins (`kafka-logger`, `http-logger`) send
+//! their entries.
 //!
 //! Each sink is one thread with APISIX's batch processor semantics: entries
 //! are collected until `batch_max_size` of them are waiting, or
 //! `inactive_timeout` passed since the last one, or `buffer_duration` since
 //! the oldest; a batch that fails is tried again `max_retry_count` times
 //! `retry_delay` apart, then dropped with an error line. A worker collects
-//! its entries in a local [`WorkerQueue`] and hands them over every 100 ms
-//! (or 64 at a time) with a non-blocking send on a bounded queue, so a
+//! its entries in a local [`WorkerQueue`] and hands them over at most
+//! 100 ms after the first was queued (or 64 at a time; a worker with
+//! nothing to log sleeps) with a non-blocking send on a bounded queue, so a
 //! request costs a push into a vector, not a wake-up of the logger thread;
 //! a slow or unreachable broker never delays a request, and entries that
 //! do not fit are counted as dropped. A sink lives as long as some snapshot's plugin
 //! holds it; the last holder gone, it sends what it has and ends. At
 //! shutdown the server closes every sink and waits (bounded) until what
-//! was queued has been sent.
+//! was queued has been sent. A logger whose settings change gets a new
+//! sink but keeps its counts (the metric series does not restart at 0).
 
 pub mod http;
 pub mod kafka;
@@ -72,25 +75,37 @@ impl std::fmt::Debug for Sink {
 impl Sink {
     /// Starts a thread producing batches to Kafka. Nothing connects until
     /// the first batch.
-    pub fn kafka(name: String, cfg: kafka::ProducerConfig, batch: BatchConfig) -> Arc<Sink> {
+    pub fn kafka(
+        name: String,
+        cfg: kafka::ProducerConfig,
+        batch: BatchConfig,
+        stats: Arc<SinkStats>,
+    ) -> Arc<Sink> {
         let mut producer = kafka::Producer::new(cfg);
-        Sink::start(name, batch, move |b| producer.send(b))
+        Sink::start(name, batch, stats, move |b| producer.send(b))
     }
 
     /// Starts a thread POSTing batches to an HTTP(S) endpoint.
-    pub fn http(name: String, poster: http::HttpPoster, batch: BatchConfig) -> Arc<Sink> {
+    pub fn http(
+        name: String,
+        poster: http::HttpPoster,
+        batch: BatchConfig,
+        stats: Arc<SinkStats>,
+    ) -> Arc<Sink> {
         let mut poster = poster;
-        Sink::start(name, batch, move |b| poster.send(b))
+        Sink::start(name, batch, stats, move |b| poster.send(b))
     }
 
+    /// `stats` are the logger's counts, carried over from the sink this one
+    /// replaces when the logger's settings changed.
     fn start(
         name: String,
         batch: BatchConfig,
+        stats: Arc<SinkStats>,
         mut send: impl FnMut(&mut Entries) -> Result<(), String> + Send + 'static,
     ) -> Arc<Sink> {
         let (tx, rx) = flume::bounded(QUEUE);
         let (done_tx, done) = flume::bounded::<()>(0);
-        let stats = Arc::new(SinkStats::default());
         let thread_stats = stats.clone();
         let thread_name = name.clone();
         let spawned = std::thread::Builder::new()
@@ -296,7 +311,7 @@ mod tests {
     /// A sink whose sends report each batch's size.
     fn recording(cfg: BatchConfig) -> (Arc<Sink>, flume::Receiver<usize>) {
         let (tx, rx) = flume::unbounded();
-        let sink = Sink::start("t".into(), cfg, move |b| {
+        let sink = Sink::start("t".into(), cfg, Arc::default(), move |b| {
             let _ = tx.send(b.len());
             b.clear();
             Ok(())
@@ -320,7 +335,7 @@ mod tests {
     fn failures_are_retried_then_counted() {
         let calls = Arc::new(AtomicU64::new(0));
         let c2 = calls.clone();
-        let sink = Sink::start("t".into(), batch(1, 50, 2), move |_| {
+        let sink = Sink::start("t".into(), batch(1, 50, 2), Arc::default(), move |_| {
             c2.fetch_add(1, Ordering::Relaxed);
             Err("down".into())
         });
@@ -334,7 +349,7 @@ mod tests {
     fn a_retry_sends_only_what_was_not_delivered() {
         let (tx, sizes) = flume::unbounded();
         let mut calls = 0;
-        let sink = Sink::start("t".into(), batch(3, 50, 1), move |b| {
+        let sink = Sink::start("t".into(), batch(3, 50, 1), Arc::default(), move |b| {
             calls += 1;
             let _ = tx.send(b.len());
             if calls == 1 {
@@ -355,7 +370,7 @@ mod tests {
     fn a_stuck_sink_holds_at_most_its_byte_budget() {
         // The thread blocks on its first batch; what follows queues up.
         let (release, wait) = flume::bounded::<()>(0);
-        let sink = Sink::start("t".into(), batch(1, 50, 0), move |b| {
+        let sink = Sink::start("t".into(), batch(1, 50, 0), Arc::default(), move |b| {
             let _ = wait.recv();
             b.clear();
             Ok(())

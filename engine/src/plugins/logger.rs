@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::http::RequestHead;
-use crate::loggers::{BatchConfig, Sink, WorkerQueue};
+use crate::loggers::{BatchConfig, Sink, SinkStats, WorkerQueue};
 use crate::observe::entry::{entry, EntryOptions};
 use crate::observe::log_format::LogFormat;
 use crate::server::ctx::RequestCtx;
@@ -34,13 +34,18 @@ impl Logger {
         mut fields: LoggerFields,
         origin: bool,
         target: String,
-        start: impl FnOnce(String, BatchConfig) -> Arc<Sink>,
+        start: impl FnOnce(String, BatchConfig, Arc<SinkStats>) -> Arc<Sink>,
     ) -> Logger {
         fields.entry.origin = origin;
         let LoggerFields { name, batch, entry } = fields;
         let key = format!("{target}{batch:?}{name}");
         let name = format!("{name} ({})", cx.owner);
-        let sink = cx.carry.logger(&cx.owner, key, || start(name, batch));
+        // Counts follow the logger (owner and name), not its settings: a
+        // changed logger gets a new sink but its metric series goes on.
+        let stats = cx.carry.logger_stats(&cx.owner, name.clone());
+        let sink = cx
+            .carry
+            .logger(&cx.owner, key, || start(name, batch, stats));
         Logger { sink, opts: entry }
     }
 

@@ -74,8 +74,8 @@ impl HttpLogger {
             .clone()
             .ok_or_else(|| at.error("TLS settings unavailable"))?;
         let key = format!("{target:?}");
-        Ok(Logger::new(cx, common, false, key, |name, batch| {
-            Sink::http(name, HttpPoster::new(target, url, tls), batch)
+        Ok(Logger::new(cx, common, false, key, |name, batch, stats| {
+            Sink::http(name, HttpPoster::new(target, url, tls), batch, stats)
         }))
     }
 }

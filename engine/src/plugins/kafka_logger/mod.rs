@@ -151,7 +151,7 @@ impl KafkaLogger {
             common,
             origin,
             format!("{producer:?}"),
-            |name, batch| Sink::kafka(name, producer, batch),
+            |name, batch, stats| Sink::kafka(name, producer, batch, stats),
         ))
     }
 }
