@@ -208,7 +208,7 @@ fn str_field(out: &mut Vec<u8>, key: &str, v: &[u8]) {
 }
 
 /// JSON string escaping; invalid UTF-8 bytes become U+FFFD.
-fn escape(out: &mut Vec<u8>, v: &[u8]) {
+pub(crate) fn escape(out: &mut Vec<u8>, v: &[u8]) {
     for chunk in v.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {

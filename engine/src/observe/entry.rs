@@ -17,7 +17,8 @@ use serde_json::Value;
 use crate::http::RequestHead;
 use crate::server::ctx::{RequestCtx, RequestType};
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds with microsecond precision, as APISIX logs latencies.
+pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::entry::ms;
 use crate::config::{ConfigError, FieldPath};
 use crate::http::vars::VarSource;
 use crate::http::RequestHead;
@@ -106,17 +107,16 @@ impl LogFormat {
     }
 }
 
+/// A JSON string, escaped as the access log escapes its strings.
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
-    let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(s));
+    out.push(b'"');
+    super::access_log::escape(out, s);
+    out.push(b'"');
 }
 
 /// Seconds with milliseconds, as nginx writes times.
 fn secs(d: Duration) -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// Writes variable `name`'s value; `false` when it is not set.
