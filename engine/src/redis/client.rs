@@ -49,6 +49,15 @@ pub struct Sentinel {
     pub password: Option<String>,
 }
 
+/// `host:port`, with an IPv6 address in brackets.
+pub fn node(host: &str, port: impl fmt::Display) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// TLS settings for Redis connections.
 #[derive(Debug, Clone)]
 pub struct RedisTls {
@@ -237,8 +246,7 @@ async fn ask_sentinel(target: &Target, s: &Sentinel, node: &str) -> Result<Strin
                 _ => None,
             };
             match (text(&parts[0]), text(&parts[1])) {
-                (Some(host), Some(port)) if host.contains(':') => Ok(format!("[{host}]:{port}")),
-                (Some(host), Some(port)) => Ok(format!("{host}:{port}")),
+                (Some(host), Some(port)) => Ok(self::node(&host, port)),
                 _ => Err(RedisError::Protocol(format!(
                     "{node}: unexpected master address"
                 ))),

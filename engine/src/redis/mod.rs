@@ -9,5 +9,5 @@
 pub mod client;
 pub mod resp;
 
-pub use client::{query, RedisError, RedisTls, Sentinel, Target};
+pub use client::{node, query, RedisError, RedisTls, Sentinel, Target};
 pub use resp::Reply;

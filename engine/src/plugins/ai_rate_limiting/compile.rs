@@ -279,6 +279,16 @@ fn redis_tls(
     }))
 }
 
+/// Refuses the first of `fields` (set, but for another policy).
+fn only_with(at: &FieldPath, fields: Vec<&'static str>, policy: &str) -> Result<(), ConfigError> {
+    match fields.first() {
+        Some(name) => Err(at
+            .field(name)
+            .error(format!("only used with `policy: {policy}`"))),
+        None => Ok(()),
+    }
+}
+
 fn database(f: &PluginFile, at: &FieldPath) -> Result<u32, ConfigError> {
     match f.redis_database {
         None => Ok(0),
@@ -322,16 +332,8 @@ fn parse_store(
             Ok(None)
         }
         "redis" => {
-            if let Some(name) = cluster_fields(f).first() {
-                return Err(at
-                    .field(name)
-                    .error("only used with `policy: redis-cluster`"));
-            }
-            if let Some(name) = sentinel_fields(f).first() {
-                return Err(at
-                    .field(name)
-                    .error("only used with `policy: redis-sentinel`"));
-            }
+            only_with(at, cluster_fields(f), "redis-cluster")?;
+            only_with(at, sentinel_fields(f), "redis-sentinel")?;
             let tls = redis_tls(
                 f.redis_ssl,
                 f.redis_ssl_verify,
@@ -353,13 +355,8 @@ fn parse_store(
                 Some(_) => return Err(at.field("redis_port").error("must be between 1 and 65535")),
             };
             let database = database(f, at)?;
-            let node = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
             Ok(Some(redis::Target {
-                nodes: vec![node],
+                nodes: vec![redis::node(&host, port)],
                 username: f.redis_username.clone().filter(|u| !u.is_empty()),
                 password,
                 database,
@@ -370,14 +367,8 @@ fn parse_store(
             }))
         }
         "redis-cluster" => {
-            if let Some(name) = redis_fields(f).first() {
-                return Err(at.field(name).error("only used with `policy: redis`"));
-            }
-            if let Some(name) = sentinel_fields(f).first() {
-                return Err(at
-                    .field(name)
-                    .error("only used with `policy: redis-sentinel`"));
-            }
+            only_with(at, redis_fields(f), "redis")?;
+            only_with(at, sentinel_fields(f), "redis-sentinel")?;
             let tls = redis_tls(
                 f.redis_cluster_ssl,
                 f.redis_cluster_ssl_verify,
@@ -431,11 +422,7 @@ fn parse_store(
                     ));
                 }
             }
-            if let Some(name) = cluster_fields(f).first() {
-                return Err(at
-                    .field(name)
-                    .error("only used with `policy: redis-cluster`"));
-            }
+            only_with(at, cluster_fields(f), "redis-cluster")?;
             let list = match &f.redis_sentinels {
                 Some(l) if !l.is_empty() => l,
                 _ => {
@@ -453,11 +440,7 @@ fn parse_store(
                 if !(1..=65535).contains(&n.port) {
                     return Err(nat.field("port").error("must be between 1 and 65535"));
                 }
-                nodes.push(if n.host.contains(':') && !n.host.starts_with('[') {
-                    format!("[{}]:{}", n.host, n.port)
-                } else {
-                    format!("{}:{}", n.host, n.port)
-                });
+                nodes.push(redis::node(&n.host, n.port));
             }
             let master = match &f.redis_master_name {
                 Some(m) if !m.is_empty() => m.clone(),

@@ -54,21 +54,6 @@ pub(super) struct SentinelNodeFile {
     pub port: i64,
 }
 
-/// The sentinel fields, for "only with policy redis-sentinel" checks.
-pub(super) fn sentinel_fields(f: &PluginFile) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    let mut add = |set: bool, name| {
-        if set {
-            v.push(name)
-        }
-    };
-    add(f.redis_sentinels.is_some(), "redis_sentinels");
-    add(f.redis_master_name.is_some(), "redis_master_name");
-    add(f.sentinel_username.is_some(), "sentinel_username");
-    add(f.sentinel_password.is_some(), "sentinel_password");
-    v
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RuleFile {
@@ -78,36 +63,42 @@ pub(super) struct RuleFile {
     pub header_prefix: Option<String>,
 }
 
-/// The Redis fields, for "only with policy X" checks.
-pub(super) fn redis_fields(f: &PluginFile) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    let mut add = |set: bool, name| {
-        if set {
-            v.push(name)
-        }
-    };
-    add(f.redis_host.is_some(), "redis_host");
-    add(f.redis_port.is_some(), "redis_port");
-    add(f.redis_username.is_some(), "redis_username");
-    add(f.redis_database.is_some(), "redis_database");
-    add(f.redis_ssl.is_some(), "redis_ssl");
-    add(f.redis_ssl_verify.is_some(), "redis_ssl_verify");
-    v
+/// The names of the fields that are set, of `fields`.
+fn set(fields: &[(bool, &'static str)]) -> Vec<&'static str> {
+    fields.iter().filter(|(s, _)| *s).map(|(_, n)| *n).collect()
 }
 
+/// The fields of `policy: redis`, for "only with policy X" checks.
+pub(super) fn redis_fields(f: &PluginFile) -> Vec<&'static str> {
+    set(&[
+        (f.redis_host.is_some(), "redis_host"),
+        (f.redis_port.is_some(), "redis_port"),
+        (f.redis_username.is_some(), "redis_username"),
+        (f.redis_database.is_some(), "redis_database"),
+        (f.redis_ssl.is_some(), "redis_ssl"),
+        (f.redis_ssl_verify.is_some(), "redis_ssl_verify"),
+    ])
+}
+
+/// The fields of `policy: redis-cluster`.
 pub(super) fn cluster_fields(f: &PluginFile) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if f.redis_cluster_nodes.is_some() {
-        v.push("redis_cluster_nodes");
-    }
-    if f.redis_cluster_name.is_some() {
-        v.push("redis_cluster_name");
-    }
-    if f.redis_cluster_ssl.is_some() {
-        v.push("redis_cluster_ssl");
-    }
-    if f.redis_cluster_ssl_verify.is_some() {
-        v.push("redis_cluster_ssl_verify");
-    }
-    v
+    set(&[
+        (f.redis_cluster_nodes.is_some(), "redis_cluster_nodes"),
+        (f.redis_cluster_name.is_some(), "redis_cluster_name"),
+        (f.redis_cluster_ssl.is_some(), "redis_cluster_ssl"),
+        (
+            f.redis_cluster_ssl_verify.is_some(),
+            "redis_cluster_ssl_verify",
+        ),
+    ])
+}
+
+/// The fields of `policy: redis-sentinel`.
+pub(super) fn sentinel_fields(f: &PluginFile) -> Vec<&'static str> {
+    set(&[
+        (f.redis_sentinels.is_some(), "redis_sentinels"),
+        (f.redis_master_name.is_some(), "redis_master_name"),
+        (f.sentinel_username.is_some(), "sentinel_username"),
+        (f.sentinel_password.is_some(), "sentinel_password"),
+    ])
 }
