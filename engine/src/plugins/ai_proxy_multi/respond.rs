@@ -196,13 +196,11 @@ async fn json(
     let reusable = c.ubuf.is_empty() && head.keep_alive && dec.is_done();
     let status = head.status;
     let from = meta.inst.provider.wire;
-    if (200..300).contains(&status) && meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage())
-    {
-        ctx.llm.raw_usage = crate::providers::wire::raw_usage(&body);
-    }
+    let keep_raw_usage = meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage());
     let converted_body = if (200..300).contains(&status) {
-        match convert_response(from, req.wire, req.api, &body) {
+        match convert_response(from, req.wire, req.api, &body, keep_raw_usage) {
             Ok(conv) => {
+                ctx.llm.raw_usage = conv.raw_usage;
                 if let Some(u) = conv.usage {
                     ctx.llm.prompt_tokens = u.prompt_tokens;
                     ctx.llm.completion_tokens = u.completion_tokens;

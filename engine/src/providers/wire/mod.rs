@@ -184,13 +184,20 @@ pub struct ConvertedResponse {
     pub body: Option<Vec<u8>>,
     pub usage: Option<Usage>,
     pub model: Option<String>,
+    /// The provider's `usage` object as it answered, when asked for (an
+    /// `ai-rate-limiting` `cost_expr` prices the request from it).
+    pub raw_usage: Option<Value>,
 }
 
+/// Maps a non-streaming answer to the client's format, reading its usage
+/// and model; with `keep_raw_usage` the `usage` object itself is kept too
+/// (read from what the conversion parses anyway).
 pub fn convert_response(
     from: Wire,
     to: Wire,
     api: Api,
     body: &[u8],
+    keep_raw_usage: bool,
 ) -> Result<ConvertedResponse, WireError> {
     let _ = api;
     if from == to {
@@ -202,19 +209,29 @@ pub fn convert_response(
             Some(raw) => serde_json::from_slice::<String>(raw).ok(),
             None => None,
         };
-        let usage = top.get(body, "usage").and_then(|raw| match from {
+        let raw = top.get(body, "usage");
+        let usage = raw.and_then(|raw| match from {
             Wire::OpenAi => openai::usage_slice(raw),
             Wire::Anthropic => anthropic::usage_slice(raw),
         });
+        let raw_usage = raw
+            .filter(|_| keep_raw_usage)
+            .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
+            .filter(Value::is_object);
         return Ok(ConvertedResponse {
             body: None,
             usage,
             model,
+            raw_usage,
         });
     }
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| WireError::new(format!("the provider's answer is not JSON: {e}")))?;
     let model = v.get("model").and_then(Value::as_str).map(str::to_owned);
+    let raw_usage = v
+        .get("usage")
+        .filter(|u| keep_raw_usage && u.is_object())
+        .cloned();
     match (from, to) {
         (Wire::OpenAi, Wire::OpenAi) | (Wire::Anthropic, Wire::Anthropic) => {
             Ok(ConvertedResponse::default())
@@ -225,6 +242,7 @@ pub fn convert_response(
                 usage: anthropic::usage(&v),
                 body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
                 model,
+                raw_usage,
             })
         }
         (Wire::OpenAi, Wire::Anthropic) => {
@@ -233,17 +251,10 @@ pub fn convert_response(
                 usage: openai::usage(&v),
                 body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
                 model,
+                raw_usage,
             })
         }
     }
-}
-
-/// The provider's `usage` object of a JSON answer, as it answered.
-pub fn raw_usage(body: &[u8]) -> Option<Value> {
-    let top = TopLevel::scan(body).ok()?;
-    serde_json::from_slice::<Value>(top.get(body, "usage")?)
-        .ok()
-        .filter(Value::is_object)
 }
 
 /// An error answer (4xx/5xx) in the client's error shape.

@@ -227,6 +227,7 @@ fn responses_both_ways_with_usage() {
         Wire::OpenAi,
         Api::Chat,
         anthropic.to_string().as_bytes(),
+        false,
     )
     .unwrap();
     let v: Value = serde_json::from_slice(&c.body.unwrap()).unwrap();
@@ -244,6 +245,7 @@ fn responses_both_ways_with_usage() {
         Wire::Anthropic,
         Api::Chat,
         openai.to_string().as_bytes(),
+        false,
     )
     .unwrap();
     let v: Value = serde_json::from_slice(&c.body.unwrap()).unwrap();
@@ -256,6 +258,7 @@ fn responses_both_ways_with_usage() {
         Wire::OpenAi,
         Api::Chat,
         openai.to_string().as_bytes(),
+        false,
     )
     .unwrap();
     assert!(same.body.is_none());
