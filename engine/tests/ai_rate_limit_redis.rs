@@ -152,11 +152,7 @@ fn budgets_over_tls_with_the_certificate_verified() {
     let pki = common::certs::pki();
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = pki.write(dir.path());
-    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let tls_port = common::redis::free_port();
     let (ca_s, cert_s, key_s) = (
         ca.to_str().unwrap(),
         cert.to_str().unwrap(),
@@ -299,11 +295,7 @@ fn sentinel_finds_the_master_and_follows_a_failover() {
 fn redis_down_fails_closed_or_open_as_configured() {
     let m = mocks(&["openai", "deepseek"]);
     // Nobody listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::redis::free_port();
     let store = |degrade: bool| {
         json!({"policy": "redis", "redis_host": "127.0.0.1", "redis_port": port,
                "redis_timeout": 300, "allow_degradation": degrade})

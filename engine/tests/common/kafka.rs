@@ -34,11 +34,7 @@ fn tansu() -> PathBuf {
 
 impl KafkaBroker {
     pub fn start() -> KafkaBroker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::redis::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu())
             .args([
