@@ -2,7 +2,9 @@
 //! redis-server processes: two ringway processes share one budget (fleet
 //! mode), AUTH and database selection, a dead or stalled Redis answered
 //! per `allow_degradation` (fail closed with 503, or fail open) without
-//! ever hanging a request, and a three-node cluster with redirects.
+//! ever hanging a request, a three-node cluster with redirects, TLS with
+//! the certificate verified, and Redis Sentinel (a real failover, and a
+//! master demoted under a kept connection that answers `READONLY`).
 #![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
 mod common;
@@ -289,6 +291,70 @@ fn sentinel_finds_the_master_and_follows_a_failover() {
         after >= before + 2 * cost,
         "the new master counts: {before} → {after}"
     );
+}
+
+/// A master demoted without its clients being dropped (here by hand:
+/// `REPLICAOF` keeps client connections, where a sentinel-run failover
+/// kills them) answers the gateway's kept connection with `READONLY`:
+/// the gateway takes that as a failover, asks the sentinels again and
+/// counts on the master they name now.
+#[test]
+fn sentinel_readonly_answer_sends_the_gateway_back_to_the_sentinels() {
+    let old = RedisServer::start(&[]);
+    let new = RedisServer::start(&["--replicaof", "127.0.0.1", &old.port.to_string()]);
+    let sentinel = RedisSentinel::start("mymaster", old.port);
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    let store = json!({"policy": "redis-sentinel", "redis_master_name": "mymaster",
+                       "redis_sentinels": [{"host": "127.0.0.1", "port": sentinel.port}],
+                       "redis_timeout": 2000});
+    let mut doc = seed_priority_route(&m, redis_limit(100 * cost, store), false);
+    // One worker: the one that learned the old master is the one asked.
+    doc["gateway"] = json!({"workers": 1});
+    let gw = Gateway::start_json(doc);
+    assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
+
+    // Swap the roles behind the sentinel's back, then point it at the new
+    // master; the gateway's idle connection to the old one stays open.
+    assert!(
+        RedisServer::cmd_on(sentinel.port, &["SENTINEL", "REMOVE", "mymaster"]).starts_with("+OK")
+    );
+    assert!(new
+        .cmd(&["REPLICAOF", "NO", "ONE"])
+        .unwrap()
+        .starts_with("+OK"));
+    let new_port = new.port.to_string();
+    assert!(old
+        .cmd(&["REPLICAOF", "127.0.0.1", &new_port])
+        .unwrap()
+        .starts_with("+OK"));
+    let monitor = [
+        "SENTINEL",
+        "MONITOR",
+        "mymaster",
+        "127.0.0.1",
+        &new_port,
+        "1",
+    ];
+    assert!(RedisServer::cmd_on(sentinel.port, &monitor).starts_with("+OK"));
+    assert!(sentinel.master_addr("mymaster").contains(&new_port));
+
+    let key = "ringway:ai-rate-limiting:{route/ai-proxy-multi-route:openai-instance}";
+    let used = || -> u64 {
+        let r = new.cmd(&["GET", key]).unwrap();
+        r.lines().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let before = used();
+    assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
+    assert!(
+        used() >= before + 2 * cost,
+        "the new master counts: {before} → {}",
+        used()
+    );
+    // The way there was a READONLY answer on the kept connection, not a
+    // dropped one.
+    let errors = old.cmd(&["INFO", "errorstats"]).unwrap();
+    assert!(errors.contains("errorstat_READONLY"), "{errors}");
 }
 
 #[test]
