@@ -2,10 +2,4 @@
 //! bytes than it was given.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(Some((_, used))) = ringway::redis::resp::parse(data) {
-        assert!(used <= data.len());
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringway_fuzz::redis_reply(data));

@@ -2,21 +2,4 @@
 //! accessors stay inside the buffer.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use ringway::http::{HeadLimits, RequestHead};
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(head) = RequestHead::parse(
-        bytes::Bytes::copy_from_slice(data),
-        &HeadLimits::default(),
-        Vec::new(),
-    ) else {
-        return;
-    };
-    let _ = (head.path(), head.target(), head.query(), head.host());
-    let _ = (head.host_with_port(), head.has_body());
-    for (n, v) in head.header_pairs() {
-        assert!(n.len() + v.len() <= data.len());
-        let _ = head.header(std::str::from_utf8(n).unwrap_or("x"));
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringway_fuzz::request_head(data));
