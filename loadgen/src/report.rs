@@ -99,9 +99,9 @@ pub fn readme(
     );
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), Linux {}, {}; {}; {}. Gateway pinned to one core, mock-llm and load on another; interleaved rounds, every other one in reverse order.\n",
+        "Machine: {} CPUs ({}), Linux {}, cpuidle {}, {}; {}; {}. Gateway pinned to one core, mock-llm and load on another; interleaved rounds, every other one in reverse order.\n",
         m["cpus"], m["cpu_model"].as_str().unwrap_or("?"), m["kernel"].as_str().unwrap_or("?"),
-        m["date"].as_str().unwrap_or("?"), m["rustc"].as_str().unwrap_or("?"), m["nginx"].as_str().unwrap_or("nginx not run")
+        m["cpuidle"].as_str().unwrap_or("?"), m["date"].as_str().unwrap_or("?"), m["rustc"].as_str().unwrap_or("?"), m["nginx"].as_str().unwrap_or("nginx not run")
     );
     let _ = writeln!(out, "## Chat, non-streaming (closed loop)\n");
     table(&mut out, chat);

@@ -36,7 +36,22 @@ pub(super) fn machine() -> Value {
         "rustc": cmd("rustc", &["--version"]),
         "nginx": cmd("sh", &["-c", "nginx -v 2>&1"]),
         "ringway": env!("CARGO_PKG_VERSION"),
+        "cpuidle": cpuidle(),
     })
+}
+
+/// The idle driver, and for `haltpoll` how long an idle vCPU polls before
+/// it halts: on a VM this decides what a cross-core wake-up costs, so it
+/// moves every latency in the suite (results/light-load-latency.md).
+fn cpuidle() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_owned());
+    let Ok(driver) = read("/sys/devices/system/cpu/cpuidle/current_driver") else {
+        return "unknown".into();
+    };
+    match read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        Ok(ns) if driver == "haltpoll" => format!("haltpoll, guest_halt_poll_ns {ns}"),
+        _ => driver,
+    }
 }
 
 fn hist_of(s: &Summary, ttft: bool) -> Option<hdrhistogram::Histogram<u64>> {
