@@ -210,19 +210,7 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
         p.settle();
     }
     w.stats.record(&ctx);
-    if let Some(log) = &w.log {
-        log.record(&head, &ctx);
-        w.logs_queued.ring();
-    }
-    // A global rule's logger logs every request, matched or not (APISIX).
-    if snap.global_plugins.has_loggers() {
-        snap.global_plugins.log(&head, &ctx, &w.loggers);
-        w.logs_queued.ring();
-    }
-    if let Some(idx) = ctx.log_route {
-        snap.routes[idx].plugins.log(&head, &ctx, &w.loggers);
-        w.logs_queued.ring();
-    }
+    w.log_request(&snap, &head, &ctx);
     c.scratch = head.recycle();
     // A burst grew the upstream buffer (net::read_more doubles it after a
     // full read): an idle keep-alive connection goes back to a small one,

@@ -53,12 +53,14 @@ pub struct Worker {
     pub active: Cell<usize>,
     tls: Option<monoio_rustls::TlsAcceptor>,
     /// This worker's access-log buffer, if logging is on.
-    pub log: Option<crate::observe::WorkerLog>,
+    log: Option<crate::observe::WorkerLog>,
     /// Logger-plugin entries waiting to be handed to their sinks.
-    pub loggers: crate::loggers::WorkerQueue,
+    loggers: crate::loggers::WorkerQueue,
     /// Rung when a log line or entry is queued: the shipper sleeps until
-    /// then, instead of ticking while nothing is logged.
-    pub logs_queued: super::signal::Doorbell,
+    /// then, instead of ticking while nothing is logged. The queues are
+    /// private to the worker and filled only by [`Worker::log_request`],
+    /// so nothing can be queued without ringing it.
+    logs_queued: super::signal::Doorbell,
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
     pub busy: super::busy_poll::BusyPoll,
 }
@@ -88,6 +90,33 @@ impl Worker {
             loggers: Default::default(),
             logs_queued: Default::default(),
             stats: shared.stats,
+        }
+    }
+
+    /// Queues a finished request's access-log line and logger entries
+    /// (global rules' loggers log every request, matched or not, as in
+    /// APISIX; the route's when one matched) and wakes the shipper.
+    pub fn log_request(
+        &self,
+        snap: &Snapshot,
+        head: &crate::http::RequestHead,
+        ctx: &super::ctx::RequestCtx,
+    ) {
+        let mut queued = false;
+        if let Some(log) = &self.log {
+            log.record(head, ctx);
+            queued = true;
+        }
+        if snap.global_plugins.has_loggers() {
+            snap.global_plugins.log(head, ctx, &self.loggers);
+            queued = true;
+        }
+        if let Some(idx) = ctx.log_route {
+            snap.routes[idx].plugins.log(head, ctx, &self.loggers);
+            queued = true;
+        }
+        if queued {
+            self.logs_queued.ring();
         }
     }
 
