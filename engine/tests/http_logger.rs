@@ -3,7 +3,8 @@
 //! with the `Authorization` header; certificates verified by default
 //! against `gateway.ssl_trusted_certificate`; a failing endpoint never
 //! touches requests and is counted; bad settings are refused with the
-//! field named.
+//! field named; `log_format` per logger or as the default in
+//! `plugin_metadata` (file and Admin API).
 #![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
 mod common;
@@ -292,4 +293,95 @@ fn log_format_entries_carry_the_chosen_fields() {
                "llm_summary": {"model": "gpt-4", "duration": e["llm_summary"]["duration"],
                                "prompt_tokens": 15, "completion_tokens": 4}})
     );
+}
+
+/// `plugin_metadata` (APISIX's per-plugin settings): a logger without a
+/// `log_format` of its own writes the metadata's fields — set in the
+/// file, then replaced and removed over the Admin API, each taking effect
+/// at once; a logger's own `log_format` still wins; bad metadata is
+/// refused with its path, in the file and over the Admin API.
+#[test]
+fn plugin_metadata_log_format_is_the_loggers_default() {
+    let m = mocks(&["a"]);
+    let up = answering(200);
+    let mut doc = logged_route(
+        &m,
+        json!({"uri": format!("http://{}/", up.addr), "batch_max_size": 1}),
+    );
+    doc["plugin_metadata"] =
+        json!({"http-logger": {"log_format": {"from": "file", "host": "$host"}}});
+    doc["gateway"]["admin"] = json!({"listen": "127.0.0.1:0", "key": "k"});
+    let gw = Gateway::start_json(doc.clone());
+    let admin = gw.admin_addr.expect("admin listener");
+    let call = |method: &str, body: &str| {
+        let mut c = Conn::connect(admin);
+        c.send(format!("{method} /apisix/admin/plugin_metadata/http-logger HTTP/1.1\r\nHost: a\r\nX-API-KEY: k\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        c.read_response()
+    };
+    let next_entry = |n: usize| -> Value {
+        ask(&gw, 1);
+        let got = posts(&up, n);
+        assert_eq!(got.len(), n, "{}", gw.stderr());
+        serde_json::from_slice::<Vec<Value>>(&got[n - 1].body).unwrap()[0].clone()
+    };
+    let e = next_entry(1);
+    assert_eq!(
+        (&e["from"], &e["host"]),
+        (&json!("file"), &json!("test")),
+        "{e}"
+    );
+    assert!(e.get("request").is_none(), "{e}");
+
+    let r = call("GET", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["value"]["log_format"]["from"], "file");
+    let r = call(
+        "PUT",
+        r#"{"log_format": {"from": "admin", "status": "$status"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = next_entry(2);
+    assert_eq!(
+        (&e["from"], &e["status"]),
+        (&json!("admin"), &json!("200")),
+        "{e}"
+    );
+    // Refused with its path; what was there stays.
+    let r = call("PUT", r#"{"log_format": "$host"}"#);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("plugin_metadata.http-logger.log_format"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(next_entry(3)["from"], "admin");
+    // Without metadata, the full entry again.
+    assert_eq!(call("DELETE", "").status, 200);
+    let e = next_entry(4);
+    assert!(
+        e.get("from").is_none() && e["request"]["method"] == "POST",
+        "{e}"
+    );
+    assert_eq!(call("GET", "").status, 404);
+    // POST has no plugin name to store the metadata under.
+    let mut c = Conn::connect(admin);
+    c.send(b"POST /apisix/admin/plugin_metadata HTTP/1.1\r\nHost: a\r\nX-API-KEY: k\r\nContent-Length: 2\r\n\r\n{}");
+    assert_eq!(c.read_response().status, 405);
+
+    // A logger's own log_format wins over the metadata's.
+    let mut own = doc.clone();
+    own["services"][0]["routes"][0]["plugins"]["http-logger"]["log_format"] =
+        json!({"from": "route"});
+    let gw2 = Gateway::start_json(own);
+    ask(&gw2, 1);
+    let got = posts(&up, 5);
+    let e = serde_json::from_slice::<Vec<Value>>(&got[4].body).unwrap()[0].clone();
+    assert_eq!(e["from"], "route", "{e}");
+
+    let mut bad = doc.clone();
+    bad["plugin_metadata"] = json!({"limit-count": {}});
+    assert_refused(&bad, "plugin_metadata.limit-count", "not supported");
+    bad["plugin_metadata"] =
+        json!({"kafka-logger": {"log_format": {"x": "$host"}, "max_pending_entries": 1}});
+    assert_refused(&bad, "plugin_metadata.kafka-logger", "max_pending_entries");
 }

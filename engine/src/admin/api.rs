@@ -50,6 +50,7 @@ fn parse_path(path: &str) -> Option<Target> {
         "upstreams" => Kind::Upstream,
         "consumers" => Kind::Consumer,
         "global_rules" => Kind::GlobalRule,
+        "plugin_metadata" => Kind::PluginMetadata,
         _ => return None,
     };
     match (kind, segs.as_slice()) {
@@ -109,13 +110,19 @@ pub fn handle(store: &mut Store, method: &Method, path: &str, body: &[u8]) -> Re
             Ok(b) => put(store, kind, &id, b, false),
             Err(r) => r,
         },
-        ("POST", Target::Collection(kind)) if kind != Kind::Consumer => match parsed_body() {
-            Ok(b) => {
-                let id = generated_id();
-                put(store, kind, &id, b, false)
+        // Consumers are named by their username and plugin metadata by its
+        // plugin: neither gets a generated id.
+        ("POST", Target::Collection(kind))
+            if kind != Kind::Consumer && kind != Kind::PluginMetadata =>
+        {
+            match parsed_body() {
+                Ok(b) => {
+                    let id = generated_id();
+                    put(store, kind, &id, b, false)
+                }
+                Err(r) => r,
             }
-            Err(r) => r,
-        },
+        }
         ("PATCH", Target::Item(kind, id, sub)) => patch(store, kind, &id, &sub, body),
         ("DELETE", Target::Item(kind, id, sub)) if sub.is_empty() => delete(store, kind, &id),
         ("PUT", Target::Credentials(user)) => match parsed_body() {
@@ -168,6 +175,7 @@ fn current(res: &Resources, kind: Kind, id: &str) -> Option<Value> {
         Kind::Upstream => v(res.upstreams.get(id)),
         Kind::Consumer => v(res.consumers.get(id)),
         Kind::GlobalRule => v(res.global_rules.get(id)),
+        Kind::PluginMetadata => res.plugin_metadata.get(id).cloned(),
         Kind::Credential => {
             let (user, cid) = id.split_once('/')?;
             v(res.credentials.get(user).and_then(|c| c.get(cid)))
@@ -189,6 +197,7 @@ fn list(store: &Store, kind: Kind) -> Reply {
         Kind::Upstream => store.res.upstreams.keys().cloned().collect(),
         Kind::Consumer => store.res.consumers.keys().cloned().collect(),
         Kind::GlobalRule => store.res.global_rules.keys().cloned().collect(),
+        Kind::PluginMetadata => store.res.plugin_metadata.keys().cloned().collect(),
         Kind::Credential => Vec::new(),
     };
     let items: Vec<Value> = ids
@@ -316,6 +325,10 @@ fn insert(res: &mut Resources, kind: Kind, id: &str, value: &Value) -> Result<()
         Kind::GlobalRule => {
             res.global_rules
                 .insert(id.to_owned(), typed::<GlobalRule>(value)?);
+        }
+        // Checked when the snapshot compiles (crate::plugins::metadata).
+        Kind::PluginMetadata => {
+            res.plugin_metadata.insert(id.to_owned(), value.clone());
         }
         Kind::Credential => {
             let (user, cid) = id.split_once('/').unwrap_or((id, ""));
@@ -453,6 +466,7 @@ fn delete(store: &mut Store, kind: Kind, id: &str) -> Reply {
         Kind::Service => drop(next.services.remove(id)),
         Kind::Upstream => drop(next.upstreams.remove(id)),
         Kind::GlobalRule => drop(next.global_rules.remove(id)),
+        Kind::PluginMetadata => drop(next.plugin_metadata.remove(id)),
         Kind::Consumer => {
             next.consumers.remove(id);
             next.credentials.remove(id);

@@ -63,6 +63,12 @@ impl Store {
                 .keys()
                 .map(|k| (Kind::GlobalRule, k.clone())),
         );
+        v.extend(
+            self.res
+                .plugin_metadata
+                .keys()
+                .map(|k| (Kind::PluginMetadata, k.clone())),
+        );
         for (u, creds) in &self.res.credentials {
             v.extend(creds.keys().map(|k| (Kind::Credential, format!("{u}/{k}"))));
         }

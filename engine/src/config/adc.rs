@@ -1,8 +1,11 @@
 //! The ADC declarative file format (what `adc sync -f adc.yaml` takes):
 //! `services` with nested `routes`, `consumers` with nested `credentials`,
-//! and `global_rules` as a plugin map. Converts it into APISIX-shaped
+//! `global_rules` as a plugin map and `plugin_metadata` by plugin name.
+//! Converts it into APISIX-shaped
 //! [`Resources`], recording where each resource came from so compile errors
 //! can name the file path of the bad field.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
@@ -12,7 +15,13 @@ use super::resources::{
 };
 
 /// Top-level keys of the file besides `gateway`.
-const ROOT_KEYS: [&str; 4] = ["services", "consumers", "global_rules", "gateway"];
+const ROOT_KEYS: [&str; 5] = [
+    "services",
+    "consumers",
+    "global_rules",
+    "plugin_metadata",
+    "gateway",
+];
 
 /// Converts an (interpolated) ADC document into resources.
 pub fn to_resources(doc: &Map<String, Value>) -> Result<Resources, ConfigError> {
@@ -20,7 +29,7 @@ pub fn to_resources(doc: &Map<String, Value>) -> Result<Resources, ConfigError> 
     for key in doc.keys() {
         if !ROOT_KEYS.contains(&key.as_str()) {
             return Err(root.field(key).error(format!(
-                "unknown top-level field `{key}`, expected one of `services`, `consumers`, `global_rules`, `gateway`"
+                "unknown top-level field `{key}`, expected one of `services`, `consumers`, `global_rules`, `plugin_metadata`, `gateway`"
             )));
         }
     }
@@ -51,6 +60,18 @@ pub fn to_resources(doc: &Map<String, Value>) -> Result<Resources, ConfigError> 
             );
             res.origins
                 .insert((Kind::GlobalRule, "1".to_owned()), at.to_string());
+        }
+    }
+    if let Some(meta) = doc.get("plugin_metadata") {
+        // `{plugin name: settings}`, as in ADC; checked when compiled.
+        let at = root.field("plugin_metadata");
+        let meta: BTreeMap<String, Value> = from_value(meta, &at)?;
+        for (name, value) in meta {
+            res.origins.insert(
+                (Kind::PluginMetadata, name.clone()),
+                at.field(&name).to_string(),
+            );
+            res.plugin_metadata.insert(name, value);
         }
     }
     Ok(res)

@@ -26,8 +26,10 @@ pub fn compile(
 ) -> Result<Snapshot, ConfigError> {
     let mut carry = Carry::new(prev);
     carry.tls = Some(tls.clone());
+    let metadata = plugins::metadata::PluginMetadata::compile(&res)?;
     let mut cx = Compiler {
         res: &res,
+        metadata: &metadata,
         slots: 0,
         upstreams_by_id: BTreeMap::new(),
         carry: &mut carry,
@@ -49,11 +51,12 @@ pub fn compile(
         let mut pcx = CompileCx {
             owner: Arc::from("global"),
             carry: &mut carry,
+            metadata: &metadata,
         };
         let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule, &mut pcx)?;
         global_plugins = PluginChain::overlay(global_plugins, chain);
     }
-    let consumers = super::consumers::Consumers::compile(&res, &mut carry)?;
+    let consumers = super::consumers::Consumers::compile(&res, &mut carry, &metadata)?;
     Ok(Snapshot {
         generation: 0,
         gateway,
@@ -70,6 +73,7 @@ pub fn compile(
 
 struct Compiler<'a, 'c, 'p> {
     res: &'a Resources,
+    metadata: &'a plugins::metadata::PluginMetadata,
     slots: usize,
     upstreams_by_id: BTreeMap<String, Arc<UpstreamSpec>>,
     carry: &'c mut Carry<'p>,
@@ -155,6 +159,7 @@ impl Compiler<'_, '_, '_> {
                     let mut pcx = CompileCx {
                         owner: Arc::from(format!("service/{sid}")),
                         carry: self.carry,
+                        metadata: self.metadata,
                     };
                     plugins::compile(p, &sat.field("plugins"), plugins::Scope::Service, &mut pcx)?
                 }
@@ -167,6 +172,7 @@ impl Compiler<'_, '_, '_> {
                 let mut pcx = CompileCx {
                     owner: Arc::from(format!("route/{id}")),
                     carry: self.carry,
+                    metadata: self.metadata,
                 };
                 plugins::compile(p, &at.field("plugins"), plugins::Scope::Route, &mut pcx)?
             }

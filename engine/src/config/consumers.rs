@@ -33,6 +33,7 @@ impl Consumers {
     pub fn compile(
         res: &Resources,
         carry: &mut super::shared::Carry<'_>,
+        metadata: &crate::plugins::metadata::PluginMetadata,
     ) -> Result<Consumers, ConfigError> {
         let mut out = Consumers::default();
         let mut key_origin: AHashMap<Box<[u8]>, String> = AHashMap::new();
@@ -43,6 +44,7 @@ impl Consumers {
                     let mut cx = plugins::CompileCx {
                         owner: Arc::from(format!("consumer/{username}")),
                         carry,
+                        metadata,
                     };
                     plugins::compile(p, &at.field("plugins"), Scope::Consumer, &mut cx)?
                 }

@@ -1,5 +1,6 @@
 //! The resource model, shaped exactly like APISIX's Admin API objects
-//! (routes, services, upstreams, consumers, credentials, global rules), so a
+//! (routes, services, upstreams, consumers, credentials, global rules,
+//! plugin metadata), so a
 //! body from the APISIX docs deserialises unchanged. The ADC file
 //! ([`super::adc`]) and the Admin API both produce these; [`crate::snapshot`]
 //! compiles them.
@@ -215,6 +216,9 @@ pub struct Resources {
     /// Credentials per consumer username, by credential id.
     pub credentials: BTreeMap<String, BTreeMap<String, Credential>>,
     pub global_rules: BTreeMap<String, GlobalRule>,
+    /// Per-plugin settings by plugin name (APISIX's `plugin_metadata`),
+    /// kept as JSON and checked by [`crate::plugins::metadata`].
+    pub plugin_metadata: BTreeMap<String, Value>,
     /// Where each resource came from, for error messages
     /// (`services[0].routes[1]` in a file, `/routes/1` over the Admin API).
     pub origins: BTreeMap<(Kind, String), String>,
@@ -229,6 +233,7 @@ pub enum Kind {
     Consumer,
     Credential,
     GlobalRule,
+    PluginMetadata,
 }
 
 impl Resources {
@@ -252,6 +257,7 @@ impl Kind {
             Kind::Consumer => "consumers",
             Kind::Credential => "credentials",
             Kind::GlobalRule => "global_rules",
+            Kind::PluginMetadata => "plugin_metadata",
         }
     }
 }

@@ -124,10 +124,13 @@ pub fn at_least(at: &FieldPath, field: &str, v: i64, min: i64) -> Result<i64, Co
 }
 
 /// Splits a logger's config into the shared settings and the rest.
+/// `metadata_format` is the plugin metadata's `log_format`, used when the
+/// config sets none.
 pub fn split(
     value: &Value,
     at: &FieldPath,
     default_name: &str,
+    metadata_format: Option<Arc<LogFormat>>,
 ) -> Result<(LoggerFields, Value), ConfigError> {
     let obj = value
         .as_object()
@@ -177,7 +180,7 @@ pub fn split(
                 origin: false,
                 format: match &f.log_format {
                     Some(v) => Some(Arc::new(LogFormat::parse(v, &at.field("log_format"))?)),
-                    None => None,
+                    None => metadata_format,
                 },
             },
         },

@@ -15,6 +15,7 @@ pub mod http_logger;
 pub mod kafka_logger;
 pub mod key_auth;
 pub mod logger;
+pub mod metadata;
 
 use serde_json::Value;
 
@@ -39,6 +40,8 @@ pub struct CompileCx<'c, 'a> {
     /// `route/<id>`, `service/<id>`, `consumer/<name>` or `global`.
     pub owner: std::sync::Arc<str>,
     pub carry: &'c mut crate::config::shared::Carry<'a>,
+    /// The snapshot's `plugin_metadata`, compiled.
+    pub metadata: &'c metadata::PluginMetadata,
 }
 
 /// The plugins ringway implements, by APISIX name.

@@ -212,6 +212,7 @@ mod tests {
         let mut cx = super::super::CompileCx {
             owner: Arc::from("route/r"),
             carry: &mut carry,
+            metadata: &Default::default(),
         };
         AiProxyMulti::compile(&v, &FieldPath::root().field("ai-proxy-multi"), &mut cx)
     }

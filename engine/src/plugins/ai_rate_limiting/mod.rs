@@ -362,6 +362,7 @@ mod tests {
         let mut cx = super::super::CompileCx {
             owner: Arc::from("route/r"),
             carry: &mut carry,
+            metadata: &Default::default(),
         };
         AiRateLimiting::compile(&v, &FieldPath::root().field(NAME), &mut cx)
     }
