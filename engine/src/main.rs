@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "ringway", version, about, long_about = None)]
 struct Cli {
     /// Configuration file: ADC-format YAML (`services`, `consumers`,
-    /// `global_rules`) plus an optional `gateway:` section.
+    /// `global_rules`, `plugin_metadata`) plus an optional `gateway:` section.
     #[arg(
         short = 'c',
         long = "config",
