@@ -223,15 +223,13 @@ async fn ask_sentinels(target: &Target, s: &Sentinel) -> Result<String, RedisErr
 }
 
 async fn ask_sentinel(target: &Target, s: &Sentinel, node: &str) -> Result<String, RedisError> {
+    // The sentinel's own login; the master's timeout and TLS.
     let login = Target {
-        nodes: Vec::new(),
         username: s.username.clone(),
         password: s.password.clone(),
         database: 0,
-        timeout: target.timeout,
-        cluster: false,
-        tls: target.tls.clone(),
         sentinel: None,
+        ..target.clone()
     };
     let mut conn = dial(&login, node).await?;
     let mut out = Vec::new();

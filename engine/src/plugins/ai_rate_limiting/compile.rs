@@ -297,6 +297,21 @@ fn database(f: &PluginFile, at: &FieldPath) -> Result<u32, ConfigError> {
     }
 }
 
+/// `value` when set and not empty.
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.is_empty())
+}
+
+/// `value`, which `policy` requires (`why` says what it holds).
+fn required(
+    at: &FieldPath,
+    field: &str,
+    value: &Option<String>,
+    why: &str,
+) -> Result<String, ConfigError> {
+    non_empty(value).ok_or_else(|| at.field(field).error(format!("required with {why}")))
+}
+
 fn parse_store(
     f: &PluginFile,
     at: &FieldPath,
@@ -312,7 +327,17 @@ fn parse_store(
                 .error("must be >= 1 (milliseconds)"))
         }
     };
-    let password = f.redis_password.clone().filter(|p| !p.is_empty());
+    // What every Redis policy shares; each fills in the rest.
+    let base = redis::Target {
+        nodes: Vec::new(),
+        username: None,
+        password: non_empty(&f.redis_password),
+        database: 0,
+        timeout: Duration::from_millis(timeout),
+        cluster: false,
+        tls: None,
+        sentinel: None,
+    };
     match policy {
         "local" => {
             let mut extra = redis_fields(f);
@@ -341,29 +366,18 @@ fn parse_store(
                 tls_clients,
                 at,
             )?;
-            let host = match &f.redis_host {
-                Some(h) if !h.is_empty() => h.clone(),
-                _ => {
-                    return Err(at
-                        .field("redis_host")
-                        .error("required with `policy: redis`"))
-                }
-            };
+            let host = required(at, "redis_host", &f.redis_host, "`policy: redis`")?;
             let port = match f.redis_port {
                 None => 6379,
                 Some(p @ 1..=65535) => p as u16,
                 Some(_) => return Err(at.field("redis_port").error("must be between 1 and 65535")),
             };
-            let database = database(f, at)?;
             Ok(Some(redis::Target {
                 nodes: vec![redis::node(&host, port)],
-                username: f.redis_username.clone().filter(|u| !u.is_empty()),
-                password,
-                database,
-                timeout: Duration::from_millis(timeout),
-                cluster: false,
+                username: non_empty(&f.redis_username),
+                database: database(f, at)?,
                 tls,
-                sentinel: None,
+                ..base
             }))
         }
         "redis-cluster" => {
@@ -395,20 +409,17 @@ fn parse_store(
                         .error("must be host:port"));
                 }
             }
-            if f.redis_cluster_name.as_deref().is_none_or(str::is_empty) {
-                return Err(at
-                    .field("redis_cluster_name")
-                    .error("required with `policy: redis-cluster`"));
-            }
+            required(
+                at,
+                "redis_cluster_name",
+                &f.redis_cluster_name,
+                "`policy: redis-cluster`",
+            )?;
             Ok(Some(redis::Target {
                 nodes,
-                username: None,
-                password,
-                database: 0,
-                timeout: Duration::from_millis(timeout),
                 cluster: true,
                 tls,
-                sentinel: None,
+                ..base
             }))
         }
         "redis-sentinel" => {
@@ -442,14 +453,12 @@ fn parse_store(
                 }
                 nodes.push(redis::node(&n.host, n.port));
             }
-            let master = match &f.redis_master_name {
-                Some(m) if !m.is_empty() => m.clone(),
-                _ => {
-                    return Err(at
-                        .field("redis_master_name")
-                        .error("required with `policy: redis-sentinel`"))
-                }
-            };
+            let master = required(
+                at,
+                "redis_master_name",
+                &f.redis_master_name,
+                "`policy: redis-sentinel`",
+            )?;
             let tls = redis_tls(
                 f.redis_ssl,
                 f.redis_ssl_verify,
@@ -458,20 +467,17 @@ fn parse_store(
                 at,
             )?;
             Ok(Some(redis::Target {
-                nodes: Vec::new(),
-                username: f.redis_username.clone().filter(|u| !u.is_empty()),
-                password,
+                username: non_empty(&f.redis_username),
                 database: database(f, at)?,
-                timeout: Duration::from_millis(timeout),
-                cluster: false,
                 tls,
                 sentinel: Some(redis::Sentinel {
                     id: format!("{master}@{}", nodes.join(",")),
                     nodes,
                     master,
-                    username: f.sentinel_username.clone().filter(|u| !u.is_empty()),
-                    password: f.sentinel_password.clone().filter(|p| !p.is_empty()),
+                    username: non_empty(&f.sentinel_username),
+                    password: non_empty(&f.sentinel_password),
                 }),
+                ..base
             }))
         }
         o => Err(at.field("policy").error(format!(
