@@ -5,8 +5,6 @@
 //! [`Resources`], recording where each resource came from so compile errors
 //! can name the file path of the bad field.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::error::{from_value, ConfigError, FieldPath};
@@ -64,15 +62,7 @@ pub fn to_resources(doc: &Map<String, Value>) -> Result<Resources, ConfigError> 
     }
     if let Some(meta) = doc.get("plugin_metadata") {
         // `{plugin name: settings}`, as in ADC; checked when compiled.
-        let at = root.field("plugin_metadata");
-        let meta: BTreeMap<String, Value> = from_value(meta, &at)?;
-        for (name, value) in meta {
-            res.origins.insert(
-                (Kind::PluginMetadata, name.clone()),
-                at.field(&name).to_string(),
-            );
-            res.plugin_metadata.insert(name, value);
-        }
+        res.plugin_metadata = from_value(meta, &root.field("plugin_metadata"))?;
     }
     Ok(res)
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{http_logger, kafka_logger};
 use crate::config::error::from_value;
-use crate::config::resources::{Kind, Resources};
+use crate::config::resources::Resources;
 use crate::config::{ConfigError, FieldPath};
 use crate::observe::log_format::LogFormat;
 
@@ -45,10 +45,8 @@ impl PluginMetadata {
     pub fn compile(res: &Resources) -> Result<PluginMetadata, ConfigError> {
         let mut log_formats = BTreeMap::new();
         for (name, value) in &res.plugin_metadata {
-            let mut at = FieldPath::from_origin(res.origin(Kind::PluginMetadata, name));
-            if at.to_string().is_empty() {
-                at = FieldPath::from_origin(format!("plugin_metadata.{name}"));
-            }
+            // The same path in the file and over the Admin API.
+            let at = FieldPath::root().field("plugin_metadata").field(name);
             let Some(plugin) = WITH_METADATA.iter().find(|p| **p == name.as_str()) else {
                 return Err(at.error(format!(
                     "plugin metadata for `{name}` is not supported by ringway (supported: {})",
