@@ -218,24 +218,42 @@ fn budgets_over_tls_with_the_certificate_verified() {
     );
 }
 
+/// A master, its replica and a sentinel watching the master as
+/// `mymaster`.
+fn sentinel_group() -> (RedisServer, RedisServer, RedisSentinel) {
+    let master = RedisServer::start(&[]);
+    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let sentinel = RedisSentinel::start("mymaster", master.port);
+    (master, replica, sentinel)
+}
+
+/// The seed route budgeted at 100 requests in Redis found through
+/// `sentinel`; with `workers`.
+fn sentinel_gateway(m: &mock_llm::MockServer, sentinel: &RedisSentinel, workers: u32) -> Gateway {
+    let store = json!({"policy": "redis-sentinel", "redis_master_name": "mymaster",
+                       "redis_sentinels": [{"host": "127.0.0.1", "port": sentinel.port}],
+                       "redis_timeout": 2000});
+    let mut doc = seed_priority_route(m, redis_limit(100 * cost_of_ask(m), store), false);
+    doc["gateway"] = json!({ "workers": workers });
+    Gateway::start_json(doc)
+}
+
+/// Tokens `server` holds as openai-instance's count.
+fn instance_used(server: &RedisServer) -> u64 {
+    let key = "ringway:ai-rate-limiting:{route/ai-proxy-multi-route:openai-instance}";
+    let r = server.cmd(&["GET", key]).unwrap();
+    r.lines().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// `policy: redis-sentinel`: the master is found through a real sentinel,
 /// and after a failover (the old master now a read-only replica) the
 /// gateway asks again and keeps counting on the new master.
 #[test]
 fn sentinel_finds_the_master_and_follows_a_failover() {
-    let master = RedisServer::start(&[]);
-    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
-    let sentinel = RedisSentinel::start("mymaster", master.port);
+    let (master, replica, sentinel) = sentinel_group();
     let m = mocks(&["openai", "deepseek"]);
     let cost = cost_of_ask(&m);
-    let store = json!({"policy": "redis-sentinel", "redis_master_name": "mymaster",
-                       "redis_sentinels": [{"host": "127.0.0.1", "port": sentinel.port}],
-                       "redis_timeout": 2000});
-    let gw = Gateway::start_json(seed_priority_route(
-        &m,
-        redis_limit(100 * cost, store),
-        false,
-    ));
+    let gw = sentinel_gateway(&m, &sentinel, 2);
     assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
     assert!(master
         .cmd(&["KEYS", "ringway:*"])
@@ -271,22 +289,10 @@ fn sentinel_finds_the_master_and_follows_a_failover() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let used = || -> u64 {
-        replica
-            .cmd(&[
-                "GET",
-                "ringway:ai-rate-limiting:{route/ai-proxy-multi-route:openai-instance}",
-            ])
-            .unwrap()
-            .lines()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     // (What it held before depends on how far replication had got.)
-    let before = used();
+    let before = instance_used(&replica);
     assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
-    let after = used();
+    let after = instance_used(&replica);
     assert!(
         after >= before + 2 * cost,
         "the new master counts: {before} → {after}"
@@ -300,18 +306,11 @@ fn sentinel_finds_the_master_and_follows_a_failover() {
 /// counts on the master they name now.
 #[test]
 fn sentinel_readonly_answer_sends_the_gateway_back_to_the_sentinels() {
-    let old = RedisServer::start(&[]);
-    let new = RedisServer::start(&["--replicaof", "127.0.0.1", &old.port.to_string()]);
-    let sentinel = RedisSentinel::start("mymaster", old.port);
+    let (old, new, sentinel) = sentinel_group();
     let m = mocks(&["openai", "deepseek"]);
     let cost = cost_of_ask(&m);
-    let store = json!({"policy": "redis-sentinel", "redis_master_name": "mymaster",
-                       "redis_sentinels": [{"host": "127.0.0.1", "port": sentinel.port}],
-                       "redis_timeout": 2000});
-    let mut doc = seed_priority_route(&m, redis_limit(100 * cost, store), false);
     // One worker: the one that learned the old master is the one asked.
-    doc["gateway"] = json!({"workers": 1});
-    let gw = Gateway::start_json(doc);
+    let gw = sentinel_gateway(&m, &sentinel, 1);
     assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
 
     // Swap the roles behind the sentinel's back, then point it at the new
@@ -339,17 +338,12 @@ fn sentinel_readonly_answer_sends_the_gateway_back_to_the_sentinels() {
     assert!(RedisServer::cmd_on(sentinel.port, &monitor).starts_with("+OK"));
     assert!(sentinel.master_addr("mymaster").contains(&new_port));
 
-    let key = "ringway:ai-rate-limiting:{route/ai-proxy-multi-route:openai-instance}";
-    let used = || -> u64 {
-        let r = new.cmd(&["GET", key]).unwrap();
-        r.lines().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
-    let before = used();
+    let before = instance_used(&new);
     assert_eq!(passed(&[&gw], 2), 2, "{}", gw.stderr());
     assert!(
-        used() >= before + 2 * cost,
+        instance_used(&new) >= before + 2 * cost,
         "the new master counts: {before} → {}",
-        used()
+        instance_used(&new)
     );
     // The way there was a READONLY answer on the kept connection, not a
     // dropped one.
