@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Instructions per request of a ringway build, counted by callgrind
+# (deterministic, unlike wall clock on a noisy VM): one worker on CPU 0
+# under valgrind, mock-llm (two instances) and `loadgen run -c 4` on
+# CPU 1; a dump after a 1,000-request warm-up, another after 3,000 more
+# (a dump resets the counters, so the second holds only those).
+#   scripts/instructions-per-request.sh BINARY [--stream]
+# Compare builds side by side on one machine (results/instructions-per-request.md).
+set -euo pipefail
+BIN=$(realpath "$1"); STREAM=${2:-}
+cd "$(dirname "$0")/.."
+cargo build -q --release -p loadgen -p mock-llm
+B=target/release
+dir=$(mktemp -d)
+cat > "$dir/gw.yaml" <<Y
+gateway:
+  listen: ["127.0.0.1:18080"]
+  workers: 1
+  admin: {enabled: false}
+  metrics: {enabled: false}
+services:
+  - name: bench
+    routes:
+      - name: chat
+        uris: [/v1/chat/completions]
+        plugins:
+          ai-proxy-multi:
+            instances:
+              - {name: i0, provider: openai-compatible, weight: 8, auth: {header: {Authorization: "Bearer k"}},
+                 options: {model: gpt-4o-mini}, override: {endpoint: "http://127.0.0.1:18001/v1/chat/completions"}}
+              - {name: i1, provider: openai-compatible, weight: 2, auth: {header: {Authorization: "Bearer k"}},
+                 options: {model: gpt-4o-mini}, override: {endpoint: "http://127.0.0.1:18002/v1/chat/completions"}}
+Y
+taskset -c 1 $B/mock-llm --listen 127.0.0.1:18001 --name m1 --listen 127.0.0.1:18002 --name m2 --tokens 16 >/dev/null 2>&1 &
+MOCK=$!
+taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$BIN" -c "$dir/gw.yaml" >/dev/null 2>&1 &
+VG=$!
+trap 'kill -9 $VG $MOCK 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.3; done
+total() {
+  callgrind_control -d $VG >/dev/null; sleep 1
+  callgrind_annotate "$(ls -t "$dir"/cg.* | head -1)" | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}'
+}
+taskset -c 1 $B/loadgen run -c 4 -n 1000 --warmup 0 -q $STREAM http://127.0.0.1:18080/v1/chat/completions >/dev/null
+total >/dev/null
+taskset -c 1 $B/loadgen run -c 4 -n 3000 --warmup 0 -q $STREAM http://127.0.0.1:18080/v1/chat/completions >/dev/null
+echo "$(( $(total) / 3000 )) instructions per request${STREAM:+ (streaming)}"
