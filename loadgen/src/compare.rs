@@ -5,13 +5,18 @@
 //! histograms; the report gives ratios to the first target (the baseline,
 //! usually mock-llm direct) and to every peer, added latency and TTFT,
 //! and CPU time per request for targets whose process is known.
+//!
+//! [`compare_together`] drives all targets at once instead (see
+//! [`crate::run::run_together`]), each at the spec's rate: every
+//! target's tail then holds the same machine stalls, which on a noisy VM
+//! move a 3-second round's p99 by milliseconds.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::run::{run, RunSpec};
+use crate::run::{run, run_together, RunResult, RunSpec};
 use crate::stats::{Stats, Summary};
 
 /// One thing to drive.
@@ -43,31 +48,75 @@ pub struct TargetReport {
 /// Runs `rounds` interleaved rounds; the first target is the baseline.
 /// Each target gets one unmeasured warm-up run first.
 pub fn compare(targets: &[Target], rounds: usize) -> Result<Vec<TargetReport>, String> {
+    compare_with(targets, rounds, false)
+}
+
+/// Runs `rounds` rounds in which all targets are driven at once; the
+/// first target is the baseline. One unmeasured warm-up round first.
+pub fn compare_together(targets: &[Target], rounds: usize) -> Result<Vec<TargetReport>, String> {
+    compare_with(targets, rounds, true)
+}
+
+fn compare_with(
+    targets: &[Target],
+    rounds: usize,
+    together: bool,
+) -> Result<Vec<TargetReport>, String> {
     if targets.is_empty() {
         return Err("no targets".into());
     }
-    for t in targets {
-        let mut warm = t.spec.clone();
-        warm.duration = warm.warmup.max(Duration::from_millis(100));
-        warm.warmup = Duration::ZERO;
-        warm.requests = None;
-        warm.progress = false;
-        run(&warm).map_err(|e| format!("{}: {e}", t.name))?;
+    let warm_ups: Vec<RunSpec> = targets
+        .iter()
+        .map(|t| {
+            let mut warm = t.spec.clone();
+            warm.duration = warm.warmup.max(Duration::from_millis(100));
+            warm.warmup = Duration::ZERO;
+            warm.requests = None;
+            warm.progress = false;
+            warm
+        })
+        .collect();
+    if together {
+        run_together(&warm_ups).map_err(|e| e.to_string())?;
+    } else {
+        for (t, warm) in targets.iter().zip(&warm_ups) {
+            run(warm).map_err(|e| format!("{}: {e}", t.name))?;
+        }
     }
+    let measured: Vec<RunSpec> = targets
+        .iter()
+        .map(|t| RunSpec {
+            warmup: Duration::ZERO,
+            ..t.spec.clone()
+        })
+        .collect();
     let mut merged: Vec<(Stats, Duration, Duration)> =
         vec![(Stats::default(), Duration::ZERO, Duration::ZERO); targets.len()];
+    let mut add = |i: usize, r: &RunResult, cpu: Option<Duration>| {
+        merged[i].0.merge(&r.stats);
+        merged[i].1 += r.elapsed;
+        merged[i].2 += cpu.unwrap_or_default();
+    };
+    let cpu_now = |t: &Target| t.pid.map(crate::procs::cpu_of);
+    let cpu_since = |t: &Target, c0: Option<Duration>| {
+        t.pid
+            .zip(c0)
+            .map(|(pid, c0)| crate::procs::cpu_of(pid).saturating_sub(c0))
+    };
     for round in 0..rounds.max(1) {
+        if together {
+            let cpu0: Vec<_> = targets.iter().map(cpu_now).collect();
+            let results = run_together(&measured).map_err(|e| e.to_string())?;
+            for (i, r) in results.iter().enumerate() {
+                add(i, r, cpu_since(&targets[i], cpu0[i]));
+            }
+            continue;
+        }
         for i in round_order(targets.len(), round) {
             let t = &targets[i];
-            let mut spec = t.spec.clone();
-            spec.warmup = Duration::ZERO;
-            let cpu0 = t.pid.map(crate::procs::cpu_of);
-            let r = run(&spec).map_err(|e| format!("{}: {e}", t.name))?;
-            if let (Some(pid), Some(c0)) = (t.pid, cpu0) {
-                merged[i].2 += crate::procs::cpu_of(pid).saturating_sub(c0);
-            }
-            merged[i].0.merge(&r.stats);
-            merged[i].1 += r.elapsed;
+            let cpu0 = cpu_now(t);
+            let r = run(&measured[i]).map_err(|e| format!("{}: {e}", t.name))?;
+            add(i, &r, cpu_since(t, cpu0));
         }
     }
     let summaries: Vec<Summary> = merged.iter().map(|(s, e, _)| s.summary(*e)).collect();

@@ -43,6 +43,11 @@ enum Cmd {
         pids: Vec<String>,
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Drive all targets at once in each round (each at the full rate
+        /// or concurrency, open-loop arrivals taking turns), so the
+        /// machine's stalls land on every target alike.
+        #[arg(long)]
+        together: bool,
         /// Pin loadgen to this CPU.
         #[arg(long)]
         cpu: Option<usize>,
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
             targets,
             pids,
             rounds,
+            together,
             cpu,
             load,
             json,
@@ -166,7 +172,12 @@ fn main() -> ExitCode {
                     pid,
                 });
             }
-            match loadgen::compare::compare(&list, rounds) {
+            let compared = if together {
+                loadgen::compare::compare_together(&list, rounds)
+            } else {
+                loadgen::compare::compare(&list, rounds)
+            };
+            match compared {
                 Ok(r) => {
                     loadgen::compare::print_table("compare", &r);
                     if let Some(path) = json {

@@ -2,6 +2,13 @@
 //! its previous answer is in) or open loop (a fixed arrival rate, latency
 //! from the due time), for a duration after a warm-up, on one monoio
 //! runtime on the calling thread, with an optional live progress line.
+//!
+//! [`run_together`] drives several targets in the same instants: each
+//! keeps its own connections and statistics, and open-loop arrivals of
+//! all of them are merged into one paced sequence, each target's evenly
+//! spaced and offset from the others' (A B C A B C …). A stall of the
+//! machine then lands on every target alike, instead of on whichever one
+//! happened to be running.
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
@@ -117,58 +124,119 @@ impl Shared {
 
 /// Runs `spec` to completion on a fresh runtime on this thread.
 pub fn run(spec: &RunSpec) -> std::io::Result<RunResult> {
+    let mut results = run_together(std::slice::from_ref(spec))?;
+    Ok(results.remove(0))
+}
+
+/// Runs all `specs` at once on a fresh runtime on this thread, one result
+/// each, in order. Either all are closed loop or all open loop.
+pub fn run_together(specs: &[RunSpec]) -> std::io::Result<Vec<RunResult>> {
+    let open = specs
+        .iter()
+        .filter(|s| matches!(s.mode, Mode::Open { .. }))
+        .count();
+    if open != 0 && open != specs.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "targets run together are either all open loop or all closed loop",
+        ));
+    }
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .with_entries(4096)
         .build()?;
-    rt.block_on(run_async(spec.clone()))
+    rt.block_on(run_async(specs.to_vec()))
 }
 
-async fn run_async(spec: RunSpec) -> std::io::Result<RunResult> {
+/// One target of a run: what to send where, and its statistics.
+struct Lane {
+    sh: Rc<Shared>,
+    addr: SocketAddr,
+    request: Bytes,
+    /// Open loop: idle connections, how many are open, and the cap.
+    idle: Rc<RefCell<Vec<Conn>>>,
+    open: Rc<Cell<usize>>,
+    max_conns: usize,
+}
+
+async fn run_async(specs: Vec<RunSpec>) -> std::io::Result<Vec<RunResult>> {
     let start = Instant::now();
-    let measure_from = start + spec.warmup;
-    let shared = Rc::new(Shared {
-        stats: RefCell::new(Stats::default()),
-        window: RefCell::new(histogram()),
-        measure_from,
-        end: measure_from + spec.duration,
-        measured: Cell::new(0),
-        limit: spec.requests,
-        timeout: spec.timeout,
-    });
-    if spec.progress {
-        monoio::spawn(progress(shared.clone(), spec.label.clone()));
+    let lanes: Vec<Lane> = specs
+        .iter()
+        .map(|spec| {
+            let measure_from = start + spec.warmup;
+            Lane {
+                sh: Rc::new(Shared {
+                    stats: RefCell::new(Stats::default()),
+                    window: RefCell::new(histogram()),
+                    measure_from,
+                    end: measure_from + spec.duration,
+                    measured: Cell::new(0),
+                    limit: spec.requests,
+                    timeout: spec.timeout,
+                }),
+                addr: spec.addr,
+                request: spec.request.clone(),
+                idle: Rc::new(RefCell::new(Vec::new())),
+                open: Rc::new(Cell::new(0)),
+                max_conns: match spec.mode {
+                    Mode::Open { max_conns, .. } => max_conns.max(1),
+                    Mode::Closed { concurrency } => concurrency.max(1),
+                },
+            }
+        })
+        .collect();
+    for (lane, spec) in lanes.iter().zip(&specs) {
+        if spec.progress {
+            monoio::spawn(progress(lane.sh.clone(), spec.label.clone()));
+        }
     }
-    match spec.mode {
-        Mode::Closed { concurrency } => {
-            let tasks: Vec<_> = (0..concurrency.max(1))
-                .map(|_| {
+    let rates: Vec<f64> = specs
+        .iter()
+        .filter_map(|s| match s.mode {
+            Mode::Open { rate, .. } => Some(rate),
+            Mode::Closed { .. } => None,
+        })
+        .collect();
+    if rates.len() == lanes.len() {
+        open_loop(&lanes, &rates).await;
+    } else {
+        let tasks: Vec<_> = lanes
+            .iter()
+            .flat_map(|lane| {
+                (0..lane.max_conns).map(|_| {
                     monoio::spawn(closed_worker(
-                        shared.clone(),
-                        spec.addr,
-                        spec.request.clone(),
+                        lane.sh.clone(),
+                        lane.addr,
+                        lane.request.clone(),
                     ))
                 })
-                .collect();
-            for t in tasks {
-                t.await;
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+    }
+    let results = lanes
+        .iter()
+        .zip(&specs)
+        .map(|(lane, spec)| {
+            let sh = &lane.sh;
+            let measured_until = if spec.requests.is_some() {
+                Instant::now()
+            } else {
+                Instant::now().min(sh.end)
+            };
+            if spec.progress {
+                eprintln!();
             }
-        }
-        Mode::Open { rate, max_conns } => {
-            open_loop(shared.clone(), &spec, rate, max_conns.max(1)).await
-        }
-    }
-    let measured_until = if spec.requests.is_some() {
-        Instant::now()
-    } else {
-        Instant::now().min(shared.end)
-    };
-    let elapsed = measured_until.saturating_duration_since(measure_from);
-    if spec.progress {
-        eprintln!();
-    }
-    let stats = shared.stats.borrow().clone();
-    Ok(RunResult { stats, elapsed })
+            RunResult {
+                stats: sh.stats.borrow().clone(),
+                elapsed: measured_until.saturating_duration_since(sh.measure_from),
+            }
+        })
+        .collect();
+    Ok(results)
 }
 
 async fn closed_worker(sh: Rc<Shared>, addr: SocketAddr, request: Bytes) {
@@ -196,9 +264,10 @@ async fn closed_worker(sh: Rc<Shared>, addr: SocketAddr, request: Bytes) {
     }
 }
 
-async fn open_loop(sh: Rc<Shared>, spec: &RunSpec, rate: f64, max_conns: usize) {
-    let idle: Rc<RefCell<Vec<Conn>>> = Rc::new(RefCell::new(Vec::new()));
-    let open = Rc::new(Cell::new(0usize));
+/// Sends every lane's arrivals on its own evenly spaced schedule, the
+/// schedules offset so that with equal rates the lanes take turns; each
+/// request goes out on a connection of its own lane.
+async fn open_loop(lanes: &[Lane], rates: &[f64]) {
     let pacer = match Pacer::new() {
         Ok(p) => p,
         Err(e) => {
@@ -206,52 +275,36 @@ async fn open_loop(sh: Rc<Shared>, spec: &RunSpec, rate: f64, max_conns: usize) 
             return;
         }
     };
-    let schedule = Schedule::new(Instant::now(), rate);
-    let mut i = 0u64;
+    let now = Instant::now();
+    let schedules: Vec<Schedule> = rates
+        .iter()
+        .enumerate()
+        .map(|(i, rate)| {
+            let offset = Duration::from_secs_f64(i as f64 / (rate.max(1e-3) * lanes.len() as f64));
+            Schedule::new(now + offset, *rate)
+        })
+        .collect();
+    let mut next = vec![0u64; lanes.len()];
     let mut tasks = Vec::new();
-    while !sh.done() {
-        let due = schedule.due(i);
+    // The lane whose next request is due first, among those still running.
+    while let Some(l) = (0..lanes.len())
+        .filter(|&l| !lanes[l].sh.done())
+        .min_by_key(|&l| schedules[l].due(next[l]))
+    {
+        let due = schedules[l].due(next[l]);
+        next[l] += 1;
+        let lane = &lanes[l];
         let sent = pacer.wait_until(due).await;
-        sh.record_lateness(due, sent);
-        i += 1;
-        let (sh, idle, open, addr, req) = (
-            sh.clone(),
-            idle.clone(),
-            open.clone(),
-            spec.addr,
-            spec.request.clone(),
-        );
-        tasks.push(monoio::spawn(async move {
-            // Take an idle connection, open one if allowed, or wait.
-            let conn = loop {
-                if let Some(c) = idle.borrow_mut().pop() {
-                    break Ok(c);
-                }
-                if open.get() < max_conns {
-                    open.set(open.get() + 1);
-                    match Conn::connect(addr, sh.timeout).await {
-                        Ok(c) => break Ok(c),
-                        Err(f) => {
-                            open.set(open.get() - 1);
-                            break Err(f);
-                        }
-                    }
-                }
-                monoio::time::sleep(Duration::from_micros(200)).await;
-            };
-            let mut c = match conn {
-                Ok(c) => c,
-                Err(f) => return sh.record(due, Err(f), Duration::ZERO),
-            };
-            let result = c.exchange(req, sh.timeout).await;
-            let keep = matches!(&result, Ok(o) if !o.close);
-            sh.record(due, result, latency_from_due(due, Instant::now()));
-            if keep {
-                idle.borrow_mut().push(c);
-            } else {
-                open.set(open.get() - 1);
-            }
-        }));
+        lane.sh.record_lateness(due, sent);
+        tasks.push(monoio::spawn(send_open(
+            lane.sh.clone(),
+            lane.idle.clone(),
+            lane.open.clone(),
+            lane.max_conns,
+            lane.addr,
+            lane.request.clone(),
+            due,
+        )));
         if tasks.len() > 4096 {
             let done: Vec<_> = tasks.drain(..2048).collect();
             for t in done {
@@ -261,6 +314,47 @@ async fn open_loop(sh: Rc<Shared>, spec: &RunSpec, rate: f64, max_conns: usize) 
     }
     for t in tasks {
         t.await;
+    }
+}
+
+/// One open-loop request: an idle connection of its lane, a new one if the
+/// lane may open more, or a wait for either.
+async fn send_open(
+    sh: Rc<Shared>,
+    idle: Rc<RefCell<Vec<Conn>>>,
+    open: Rc<Cell<usize>>,
+    max_conns: usize,
+    addr: SocketAddr,
+    req: Bytes,
+    due: Instant,
+) {
+    let conn = loop {
+        if let Some(c) = idle.borrow_mut().pop() {
+            break Ok(c);
+        }
+        if open.get() < max_conns {
+            open.set(open.get() + 1);
+            match Conn::connect(addr, sh.timeout).await {
+                Ok(c) => break Ok(c),
+                Err(f) => {
+                    open.set(open.get() - 1);
+                    break Err(f);
+                }
+            }
+        }
+        monoio::time::sleep(Duration::from_micros(200)).await;
+    };
+    let mut c = match conn {
+        Ok(c) => c,
+        Err(f) => return sh.record(due, Err(f), Duration::ZERO),
+    };
+    let result = c.exchange(req, sh.timeout).await;
+    let keep = matches!(&result, Ok(o) if !o.close);
+    sh.record(due, result, latency_from_due(due, Instant::now()));
+    if keep {
+        idle.borrow_mut().push(c);
+    } else {
+        open.set(open.get() - 1);
     }
 }
 
