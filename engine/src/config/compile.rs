@@ -198,7 +198,7 @@ impl Compiler<'_, '_, '_> {
         };
         if let Some(rl) = chain.ai_rate_limiting() {
             let rat = at.field("plugins").field(plugins::ai_rate_limiting::NAME);
-            let Some(ai) = chain.ai_proxy() else {
+            let Some((ai, _)) = chain.ai_proxy() else {
                 return Err(rat.error(
                     "needs `ai-proxy-multi` on the same route (it limits that plugin's instances)",
                 ));
@@ -211,8 +211,20 @@ impl Compiler<'_, '_, '_> {
                 }
             }
         }
+        let mut ai_bypass = None;
         let handler = match (chain.ai_proxy(), upstream) {
-            (Some(ai), _) => Handler::Ai(ai.clone()),
+            (Some((ai, meta)), upstream) => {
+                if meta.filter.is_some() {
+                    ai_bypass = Some(upstream.ok_or_else(|| {
+                        at.field("plugins")
+                            .field(plugins::ai_proxy_multi::NAME)
+                            .field("_meta")
+                            .field("filter")
+                            .error("needs an `upstream` on the route or its service, to answer the requests the filter does not hold for")
+                    })?);
+                }
+                Handler::Ai(ai.clone())
+            }
             (None, Some(u)) => Handler::Upstream(u),
             (None, None) => {
                 return Err(at.error(
@@ -225,6 +237,7 @@ impl Compiler<'_, '_, '_> {
             name: Arc::from(route.name.as_deref().unwrap_or(id)),
             plugins: chain,
             handler,
+            ai_bypass,
         })
     }
 

@@ -33,6 +33,9 @@ pub struct CompiledRoute {
     pub name: Arc<str>,
     pub plugins: PluginChain,
     pub handler: Handler,
+    /// With a `_meta.filter` on `ai-proxy-multi`: the upstream that answers
+    /// the requests the filter does not hold for.
+    pub ai_bypass: Option<Arc<UpstreamSpec>>,
 }
 
 #[derive(Debug)]

@@ -10,6 +10,7 @@
 pub mod body;
 pub mod chunked;
 pub mod error;
+pub mod expr;
 pub mod headers;
 pub mod request;
 pub mod response;

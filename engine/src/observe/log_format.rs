@@ -11,9 +11,7 @@
 //! leaves its field out, as in APISIX. `route_id` and the route's
 //! `logging` fields are added, as to the full log.
 
-use std::borrow::Cow;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -62,12 +60,7 @@ impl LogFormat {
     pub fn entry(&self, head: &RequestHead, ctx: &RequestCtx) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.push(b'{');
-        let vars = VarSource {
-            head,
-            peer: ctx.peer,
-            consumer: ctx.consumer.as_ref().map(|c| &*c.username),
-            tls: ctx.tls,
-        };
+        let vars = super::vars::source(head, ctx);
         for (name, field) in &self.fields {
             if name == "route_id" && ctx.route_id.is_some() {
                 continue; // written below: APISIX sets the matched route's
@@ -114,58 +107,25 @@ fn json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// Seconds with milliseconds, as nginx writes times.
-fn secs(d: Duration) -> String {
-    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
-}
-
-/// Writes variable `name`'s value; `false` when it is not set.
+/// Writes variable `name`'s value; `false` when it is not set. Token
+/// counts and the TTFT are JSON numbers, everything else a string.
 fn write_var(out: &mut Vec<u8>, name: &str, vars: &VarSource<'_>, ctx: &RequestCtx) -> bool {
     let l = &ctx.llm;
-    let ai = ctx.request_type != RequestType::TraditionalHttp;
-    let text: Option<Cow<'_, [u8]>> = match name {
-        "status" => Some(Cow::Owned(ctx.status.to_string().into_bytes())),
-        "bytes_sent" | "body_bytes_sent" => {
-            Some(Cow::Owned(ctx.bytes_sent.to_string().into_bytes()))
+    if let "llm_prompt_tokens" | "llm_completion_tokens" | "llm_time_to_first_token" = name {
+        if ctx.request_type == RequestType::TraditionalHttp {
+            return false;
         }
-        "request_time" => Some(Cow::Owned(secs(ctx.started.elapsed()).into_bytes())),
-        "upstream_addr" => ctx
-            .upstream_addr
-            .map(|a| Cow::Owned(a.to_string().into_bytes())),
-        "upstream_status" => ctx
-            .upstream_status
-            .map(|s| Cow::Owned(s.to_string().into_bytes())),
-        "upstream_response_time" => ctx
-            .upstream_response_time
-            .map(|d| Cow::Owned(secs(d).into_bytes())),
-        "msec" => Some(Cow::Owned(secs(now()).into_bytes())),
-        "time_iso8601" => Some(Cow::Owned(time_iso8601(now()).into_bytes())),
-        "time_local" => Some(Cow::Owned(time_local(now()).into_bytes())),
-        "route_id" => ctx.route_id.as_deref().map(|r| Cow::Borrowed(r.as_bytes())),
-        "request_type" => Some(Cow::Borrowed(ctx.request_type.as_str().as_bytes())),
-        "request_llm_model" if ai => l
-            .request_model
-            .as_deref()
-            .map(|m| Cow::Borrowed(m.as_bytes())),
-        "llm_model" if ai => l.model.as_deref().map(|m| Cow::Borrowed(m.as_bytes())),
-        "request_body" => l.request_body.as_deref().map(Cow::Borrowed),
-        "llm_prompt_tokens" | "llm_completion_tokens" | "llm_time_to_first_token" => {
-            if !ai {
-                return false;
-            }
-            let _ = match name {
-                "llm_prompt_tokens" => write!(out, "{}", l.prompt_tokens),
-                "llm_completion_tokens" => write!(out, "{}", l.completion_tokens),
-                _ => match l.ttft {
-                    Some(t) => write!(out, "{}", ms(t)),
-                    None => return false,
-                },
-            };
-            return true;
-        }
-        _ => vars.get(name),
-    };
-    match text {
+        let _ = match name {
+            "llm_prompt_tokens" => write!(out, "{}", l.prompt_tokens),
+            "llm_completion_tokens" => write!(out, "{}", l.completion_tokens),
+            _ => match l.ttft {
+                Some(t) => write!(out, "{}", ms(t)),
+                None => return false,
+            },
+        };
+        return true;
+    }
+    match super::vars::value(name, vars, ctx) {
         Some(t) => {
             json_str(out, &t);
             true
@@ -174,69 +134,11 @@ fn write_var(out: &mut Vec<u8>, name: &str, vars: &VarSource<'_>, ctx: &RequestC
     }
 }
 
-fn now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
-/// Year, month, day of a day count since 1970-01-01 (the proleptic
-/// Gregorian calendar; Howard Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn clock(t: Duration) -> (i64, u32, u32, u64, u64, u64) {
-    let s = t.as_secs();
-    let (y, m, d) = civil((s / 86_400) as i64);
-    (y, m, d, s % 86_400 / 3600, s % 3600 / 60, s % 60)
-}
-
-/// nginx's `$time_iso8601` (UTC): `2026-12-04T08:07:40+00:00`.
-fn time_iso8601(t: Duration) -> String {
-    let (y, m, d, hh, mm, ss) = clock(t);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00")
-}
-
-/// nginx's `$time_local` (UTC): `04/Dec/2026:08:07:40 +0000`.
-fn time_local(t: Duration) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, m, d, hh, mm, ss) = clock(t);
-    let month = MONTHS[(m - 1) as usize];
-    format!("{d:02}/{month}/{y:04}:{hh:02}:{mm:02}:{ss:02} +0000")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::http::HeadLimits;
     use serde_json::json;
-
-    #[test]
-    fn dates() {
-        assert_eq!(
-            time_iso8601(Duration::from_secs(0)),
-            "1970-01-01T00:00:00+00:00"
-        );
-        // 2024-02-29 (a leap day) 13:45:07 UTC.
-        let t = Duration::from_secs(1_709_214_307);
-        assert_eq!(time_iso8601(t), "2024-02-29T13:45:07+00:00");
-        assert_eq!(time_local(t), "29/Feb/2024:13:45:07 +0000");
-        assert_eq!(
-            time_iso8601(Duration::from_secs(1_796_371_660)),
-            "2026-12-04T08:07:40+00:00"
-        );
-    }
 
     #[test]
     fn fields_variables_and_unset_ones() {

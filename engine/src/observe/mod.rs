@@ -6,5 +6,6 @@ pub mod entry;
 pub mod log_format;
 pub mod metrics;
 pub mod metrics_server;
+pub mod vars;
 
 pub use access_log::{AccessLog, WorkerLog};

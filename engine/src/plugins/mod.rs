@@ -7,7 +7,8 @@
 //! phases without allocation. Adding a plugin is a folder, a variant and a
 //! line in [`compile_one`]; the server loop only calls [`PluginChain`].
 //! A name the registry does not know is rejected at load time with the
-//! field path, never ignored.
+//! field path, never ignored. Every plugin's `_meta` (disable, priority,
+//! filter, error_response) is handled here, once for all ([`meta`]).
 
 pub mod ai_proxy_multi;
 pub mod ai_rate_limiting;
@@ -15,6 +16,7 @@ pub mod http_logger;
 pub mod kafka_logger;
 pub mod key_auth;
 pub mod logger;
+pub mod meta;
 pub mod metadata;
 
 use serde_json::Value;
@@ -70,11 +72,23 @@ pub enum Plugin {
 #[derive(Debug)]
 pub enum Flow {
     Continue,
-    /// Answer now with this status and JSON body.
+    /// Answer now with this status and body.
     Respond {
         status: u16,
+        content_type: &'static str,
         body: String,
     },
+}
+
+impl Flow {
+    /// An answer with a JSON body.
+    pub fn json(status: u16, body: String) -> Flow {
+        Flow::Respond {
+            status,
+            content_type: "application/json",
+            body,
+        }
+    }
 }
 
 /// What access-phase plugins may read and change.
@@ -117,40 +131,73 @@ impl Plugin {
     }
 }
 
+/// A compiled plugin with its `_meta`.
+#[derive(Debug)]
+struct Slot {
+    plugin: Plugin,
+    meta: meta::Meta,
+}
+
+impl Slot {
+    fn priority(&self) -> i32 {
+        self.meta.priority.unwrap_or_else(|| self.plugin.priority())
+    }
+}
+
 /// A scope's compiled plugins, highest priority first.
 #[derive(Debug, Default)]
 pub struct PluginChain {
-    plugins: Vec<Plugin>,
-    /// Derived from `plugins` when the chain is built (read per request).
+    slots: Vec<Slot>,
+    /// Plugins this scope configures with `_meta.disable`: left out, and
+    /// they turn off the same plugin of the scope below ([`Self::overlay`]).
+    disabled: Vec<&'static str>,
+    /// Derived from `slots` when the chain is built (read per request).
     has_loggers: bool,
     wants_request_body: bool,
 }
 
 impl PluginChain {
     pub fn is_empty(&self) -> bool {
-        self.plugins.is_empty()
+        self.slots.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Plugin> {
-        self.plugins.iter()
+        self.slots.iter().map(|s| &s.plugin)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.plugins.iter().map(Plugin::name)
+        self.iter().map(Plugin::name)
     }
 
-    /// The content handler plugin, if the chain has one.
-    pub fn ai_proxy(&self) -> Option<&std::sync::Arc<ai_proxy_multi::AiProxyMulti>> {
-        self.plugins.iter().find_map(|p| match p {
-            Plugin::AiProxyMulti(a) => Some(a),
+    /// The content handler plugin, if the chain has one, with its `_meta`.
+    pub fn ai_proxy(&self) -> Option<(&std::sync::Arc<ai_proxy_multi::AiProxyMulti>, &meta::Meta)> {
+        self.slots.iter().find_map(|s| match &s.plugin {
+            Plugin::AiProxyMulti(a) => Some((a, &s.meta)),
             _ => None,
         })
     }
 
     /// The `ai-rate-limiting` config, if the chain has one.
     pub fn ai_rate_limiting(&self) -> Option<&std::sync::Arc<ai_rate_limiting::AiRateLimiting>> {
-        self.plugins.iter().find_map(|p| match p {
+        self.slots.iter().find_map(|s| match &s.plugin {
             Plugin::AiRateLimiting(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// `Some` when this scope decides the request's `ai-rate-limiting`
+    /// (it configures the plugin, even disabled): the config, unless
+    /// disabled or its filter does not hold. `None`: ask the next scope.
+    pub fn ai_rate_limiting_for(
+        &self,
+        head: &RequestHead,
+        ctx: &RequestCtx,
+    ) -> Option<Option<&std::sync::Arc<ai_rate_limiting::AiRateLimiting>>> {
+        if self.disabled.contains(&ai_rate_limiting::NAME) {
+            return Some(None);
+        }
+        self.slots.iter().find_map(|s| match &s.plugin {
+            Plugin::AiRateLimiting(a) => Some(s.meta.runs_for(head, ctx).then_some(a)),
             _ => None,
         })
     }
@@ -165,47 +212,78 @@ impl PluginChain {
         self.wants_request_body
     }
 
-    /// The chain of `plugins`, highest priority first.
-    fn new(mut plugins: Vec<Plugin>) -> PluginChain {
-        plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-        let logger = |p: &Plugin| match p {
+    /// The chain of `slots`, highest priority first.
+    fn new(mut slots: Vec<Slot>, disabled: Vec<&'static str>) -> PluginChain {
+        slots.sort_by_key(|s| std::cmp::Reverse(s.priority()));
+        let logger = |s: &Slot| match &s.plugin {
             Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) => Some(l.wants_request_body()),
             _ => None,
         };
         PluginChain {
-            has_loggers: plugins.iter().any(|p| logger(p).is_some()),
-            wants_request_body: plugins.iter().any(|p| logger(p) == Some(true)),
-            plugins,
+            has_loggers: slots.iter().any(|s| logger(s).is_some()),
+            wants_request_body: slots.iter().any(|s| logger(s) == Some(true)),
+            slots,
+            disabled,
         }
     }
 
-    /// The log phase: every logger queues the request's entry.
+    /// The log phase: every logger whose filter holds now (the response's
+    /// variables set) queues the request's entry.
     pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &crate::loggers::WorkerQueue) {
-        for p in &self.plugins {
-            if let Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) = p {
-                l.log(head, ctx, queue);
+        for s in &self.slots {
+            if let Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) = &s.plugin {
+                if s.meta.runs_for(head, ctx) {
+                    l.log(head, ctx, queue);
+                }
             }
         }
     }
 
-    /// `top`'s plugins plus those of `base` that `top` does not configure
-    /// (a route's plugins over its service's, a consumer's over a route's).
+    /// `top`'s plugins plus those of `base` that `top` does not configure,
+    /// enabled or not (a route's plugins over its service's, a consumer's
+    /// over a route's).
     pub fn overlay(base: PluginChain, top: PluginChain) -> PluginChain {
-        let mut plugins = top.plugins;
-        for p in base.plugins {
-            if !plugins.iter().any(|q| q.name() == p.name()) {
-                plugins.push(p);
+        let mut slots = top.slots;
+        let mut disabled = top.disabled;
+        for s in base.slots {
+            let name = s.plugin.name();
+            if !disabled.contains(&name) && !slots.iter().any(|q| q.plugin.name() == name) {
+                slots.push(s);
             }
         }
-        PluginChain::new(plugins)
+        for name in base.disabled {
+            if !disabled.contains(&name) && !slots.iter().any(|q| q.plugin.name() == name) {
+                disabled.push(name);
+            }
+        }
+        PluginChain::new(slots, disabled)
     }
 
-    /// Runs the access phase of every plugin in order; stops at the first
-    /// that answers.
+    /// Runs the access phase of every plugin in order whose filter holds;
+    /// stops at the first that answers (with its `error_response`, if set).
     pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
-        for p in &self.plugins {
-            if let Flow::Respond { status, body } = p.access(cx).await {
-                return Flow::Respond { status, body };
+        for s in &self.slots {
+            if !s.meta.runs_for(cx.head, cx.ctx) {
+                continue;
+            }
+            if let Flow::Respond {
+                status,
+                content_type,
+                body,
+            } = s.plugin.access(cx).await
+            {
+                return match &s.meta.error_response {
+                    Some(e) if status >= 400 => Flow::Respond {
+                        status,
+                        content_type: e.content_type,
+                        body: e.body.to_string(),
+                    },
+                    _ => Flow::Respond {
+                        status,
+                        content_type,
+                        body,
+                    },
+                };
             }
         }
         Flow::Continue
@@ -219,13 +297,21 @@ pub fn compile(
     scope: Scope,
     cx: &mut CompileCx<'_, '_>,
 ) -> Result<PluginChain, ConfigError> {
-    let mut plugins = Vec::with_capacity(map.len());
+    let mut slots = Vec::with_capacity(map.len());
+    let mut disabled = Vec::new();
     for (name, value) in map {
-        if let Some(p) = compile_one(name, value, &at.field(name), scope, cx)? {
-            plugins.push(p);
+        let at = at.field(name);
+        let meta = meta::Meta::of(value, &at)?;
+        // Compiled even when disabled: a bad config is refused either way.
+        if let Some(plugin) = compile_one(name, value, &at, scope, &meta, cx)? {
+            if meta.disable {
+                disabled.push(plugin.name());
+            } else {
+                slots.push(Slot { plugin, meta });
+            }
         }
     }
-    Ok(PluginChain::new(plugins))
+    Ok(PluginChain::new(slots, disabled))
 }
 
 /// The registry: one line per plugin. `Ok(None)` means the config is valid
@@ -236,17 +322,22 @@ fn compile_one(
     value: &Value,
     at: &FieldPath,
     scope: Scope,
+    meta: &meta::Meta,
     cx: &mut CompileCx<'_, '_>,
 ) -> Result<Option<Plugin>, ConfigError> {
     match name {
         ai_proxy_multi::NAME => match scope {
             Scope::Route | Scope::Service => Ok(Some(Plugin::AiProxyMulti(std::sync::Arc::new(
-                ai_proxy_multi::AiProxyMulti::compile(value, at, cx)?,
+                ai_proxy_multi::AiProxyMulti {
+                    error_response: meta.error_response.clone(),
+                    ..ai_proxy_multi::AiProxyMulti::compile(value, at, cx)?
+                },
             )))),
             _ => Err(at.error("ai-proxy-multi can only be configured on a route or a service")),
         },
         ai_rate_limiting::NAME => Ok(Some(Plugin::AiRateLimiting(std::sync::Arc::new(
-            ai_rate_limiting::AiRateLimiting::compile(value, at, cx)?,
+            ai_rate_limiting::AiRateLimiting::compile(value, at, cx)?
+                .answering_with(meta.error_response.as_ref()),
         )))),
         kafka_logger::NAME => match scope {
             Scope::Consumer => Err(at.error("kafka-logger can not be configured on a consumer")),

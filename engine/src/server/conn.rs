@@ -260,9 +260,35 @@ async fn route_and_run(
             answered => answered,
         }
     };
-    if let Flow::Respond { status, body } = flow {
+    if let Flow::Respond {
+        status,
+        content_type,
+        body,
+    } = flow
+    {
         ctx.status = status;
-        return Box::pin(reply_body(w, c, head, status, &body, keep_alive)).await;
+        return Box::pin(reply_typed(
+            w,
+            c,
+            head,
+            status,
+            content_type,
+            &body,
+            keep_alive,
+        ))
+        .await;
+    }
+    let bypass = route.ai_bypass.as_ref().filter(|_| {
+        !route
+            .plugins
+            .ai_proxy()
+            .is_some_and(|(_, meta)| meta.runs_for(head, ctx))
+    });
+    if let Some(spec) = bypass {
+        return Box::pin(crate::proxy::forward(
+            w, snap, spec, c, head, ctx, keep_alive,
+        ))
+        .await;
     }
     match &route.handler {
         // Handlers are boxed so an idle keep-alive connection holds only
@@ -276,12 +302,16 @@ async fn route_and_run(
         Handler::Ai(plugin) => {
             // A consumer's ai-rate-limiting replaces the route's (APISIX's
             // consumer-over-route merge), which replaces a global rule's.
+            // A scope that configures it decides, even disabled or filtered
+            // out.
             let limiter = ctx
                 .consumer
                 .as_ref()
-                .and_then(|c| c.plugins.ai_rate_limiting())
-                .or_else(|| route.plugins.ai_rate_limiting())
-                .or_else(|| snap.global_plugins.ai_rate_limiting())
+                .map(|c| &c.plugins)
+                .into_iter()
+                .chain([&route.plugins, &snap.global_plugins])
+                .find_map(|chain| chain.ai_rate_limiting_for(head, ctx))
+                .flatten()
                 .cloned();
             let handled = Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
                 w,
@@ -318,20 +348,38 @@ pub async fn reply_error(
     message: &str,
     keep_alive: bool,
 ) -> bool {
-    reply_body(w, c, head, status, &reply::error_body(message), keep_alive).await
+    reply_typed(
+        w,
+        c,
+        head,
+        status,
+        "application/json",
+        &reply::error_body(message),
+        keep_alive,
+    )
+    .await
 }
 
-/// Like [`reply_error`] with a ready JSON body (plugin answers).
-pub async fn reply_body(
+/// Like [`reply_error`] with a ready body of `content_type` (plugin
+/// answers).
+pub async fn reply_typed(
     w: &Worker,
     c: &mut ClientConn,
     head: &RequestHead,
     status: u16,
+    content_type: &str,
     body: &str,
     keep_alive: bool,
 ) -> bool {
     let keep = keep_alive && !head.expect_continue && discard_body(w, c, head).await;
-    reply::json(&mut c.wbuf, status, body.as_bytes(), keep, &[]);
+    reply::typed(
+        &mut c.wbuf,
+        status,
+        content_type,
+        body.as_bytes(),
+        keep,
+        b"",
+    );
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep
 }
 

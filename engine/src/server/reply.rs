@@ -37,8 +37,21 @@ pub fn json_raw_headers(
     keep_alive: bool,
     extra: &[u8],
 ) {
+    typed(out, status, "application/json", body, keep_alive, extra);
+}
+
+/// A complete response with a body of `content_type` (a plugin's
+/// `_meta.error_response` may be text) and rendered extra header lines.
+pub fn typed(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    extra: &[u8],
+) {
     push_status_line(out, status);
-    push_header(out, b"Content-Type", b"application/json");
+    push_header(out, b"Content-Type", content_type.as_bytes());
     out.extend_from_slice(b"Content-Length: ");
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");

@@ -96,6 +96,7 @@ pub async fn handle<'a>(
             return error_reply(
                 w,
                 c,
+                plugin,
                 ctx,
                 status,
                 &reply::error_body(&message),
@@ -143,9 +144,18 @@ pub async fn handle<'a>(
             }
             RulesVerdict::StoreDown(e) => {
                 let msg = format!("rate limit store unavailable: {e}");
-                return error_reply(w, c, ctx, 503, &reply::error_body(&msg), keep_alive, &[])
-                    .await
-                    .into();
+                return error_reply(
+                    w,
+                    c,
+                    plugin,
+                    ctx,
+                    503,
+                    &reply::error_body(&msg),
+                    keep_alive,
+                    &[],
+                )
+                .await
+                .into();
             }
         }
     }
@@ -191,18 +201,36 @@ pub async fn handle<'a>(
                 }
                 Verdict::StoreDown(e) => {
                     let msg = format!("rate limit store unavailable: {e}");
-                    return error_reply(w, c, ctx, 503, &reply::error_body(&msg), keep_alive, &[])
-                        .await
-                        .into();
+                    return error_reply(
+                        w,
+                        c,
+                        plugin,
+                        ctx,
+                        503,
+                        &reply::error_body(&msg),
+                        keep_alive,
+                        &[],
+                    )
+                    .await
+                    .into();
                 }
             }
         }
         let body = match upstream_body(plugin, inst, &req) {
             Ok(b) => b,
             Err(msg) => {
-                return error_reply(w, c, ctx, 400, &reply::error_body(&msg), keep_alive, &[])
-                    .await
-                    .into()
+                return error_reply(
+                    w,
+                    c,
+                    plugin,
+                    ctx,
+                    400,
+                    &reply::error_body(&msg),
+                    keep_alive,
+                    &[],
+                )
+                .await
+                .into()
             }
         };
         let attempt_started = Instant::now();
@@ -223,6 +251,7 @@ pub async fn handle<'a>(
                     return error_reply(
                         w,
                         c,
+                        plugin,
                         ctx,
                         502,
                         &reply::error_body(&format!("GCP access token unavailable: {e}")),
@@ -282,6 +311,7 @@ pub async fn handle<'a>(
                 return error_reply(
                     w,
                     c,
+                    plugin,
                     ctx,
                     e.status(),
                     &reply::error_body(&e.to_string()),
@@ -356,6 +386,7 @@ pub async fn handle<'a>(
                 return error_reply(
                     w,
                     c,
+                    plugin,
                     ctx,
                     502,
                     &reply::error_body(&e.to_string()),
@@ -373,7 +404,7 @@ pub async fn handle<'a>(
             return rejected(w, c, ctx, rl, &headers, keep_alive).await.into();
         }
     }
-    exhausted(w, c, ctx, &req, tried, skipped, keep_alive)
+    exhausted(w, c, plugin, ctx, &req, tried, skipped, keep_alive)
         .await
         .into()
 }
@@ -390,9 +421,10 @@ async fn rejected(
 ) -> bool {
     ctx.status = rl.rejected_code;
     c.wbuf.clear();
-    reply::json_raw_headers(
+    reply::typed(
         &mut c.wbuf,
         rl.rejected_code,
+        rl.rejected_type(),
         rl.rejected_body().as_bytes(),
         keep_alive,
         headers,
@@ -443,9 +475,11 @@ fn upstream_body(
 }
 
 /// No instance answered acceptably.
+#[allow(clippy::too_many_arguments)]
 async fn exhausted(
     w: &Worker,
     c: &mut ClientConn,
+    plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     tried: Vec<Tried>,
@@ -462,7 +496,7 @@ async fn exhausted(
             "error_msg": format!("all {} attempted LLM instances failed", tried.len()),
             "attempts": attempts,
         });
-        return error_reply(w, c, ctx, 502, &body.to_string(), keep_alive, &[]).await;
+        return error_reply(w, c, plugin, ctx, 502, &body.to_string(), keep_alive, &[]).await;
     }
     if skipped.wrong_api > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
         let api = match req.api {
@@ -470,7 +504,17 @@ async fn exhausted(
             crate::providers::Api::Embeddings => "embeddings",
         };
         let msg = format!("no instance of this route serves {api} requests");
-        return error_reply(w, c, ctx, 400, &reply::error_body(&msg), keep_alive, &[]).await;
+        return error_reply(
+            w,
+            c,
+            plugin,
+            ctx,
+            400,
+            &reply::error_body(&msg),
+            keep_alive,
+            &[],
+        )
+        .await;
     }
     let msg = format!(
         "no LLM instance available ({} cooling down, {} unhealthy)",
@@ -485,6 +529,7 @@ async fn exhausted(
     error_reply(
         w,
         c,
+        plugin,
         ctx,
         503,
         &reply::error_body(&msg),
@@ -494,9 +539,13 @@ async fn exhausted(
     .await
 }
 
+/// One of the plugin's own error answers: `body` (JSON), or the plugin's
+/// `_meta.error_response`.
+#[allow(clippy::too_many_arguments)]
 async fn error_reply(
     w: &Worker,
     c: &mut ClientConn,
+    plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
     status: u16,
     body: &str,
@@ -505,7 +554,15 @@ async fn error_reply(
 ) -> bool {
     ctx.status = status;
     c.wbuf.clear();
-    reply::json(&mut c.wbuf, status, body.as_bytes(), keep_alive, headers);
+    let mut lines = Vec::new();
+    for (k, v) in headers {
+        crate::http::write::push_header(&mut lines, k.as_bytes(), v.as_bytes());
+    }
+    let (content_type, body) = match &plugin.error_response {
+        Some(e) => (e.content_type, e.body.as_bytes()),
+        None => ("application/json", body.as_bytes()),
+    };
+    reply::typed(&mut c.wbuf, status, content_type, body, keep_alive, &lines);
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 

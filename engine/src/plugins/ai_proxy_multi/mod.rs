@@ -57,6 +57,8 @@ pub struct AiProxyMulti {
     pub max_attempts: usize,
     pub sse_heartbeat: Option<Duration>,
     pub passive: PassivePolicy,
+    /// `_meta.error_response`: the body of the plugin's own error answers.
+    pub error_response: Option<crate::plugins::meta::ErrorResponse>,
 }
 
 impl AiProxyMulti {
@@ -133,6 +135,7 @@ impl AiProxyMulti {
             max_attempts,
             sse_heartbeat,
             passive: PassivePolicy::default(),
+            error_response: None,
         })
     }
 

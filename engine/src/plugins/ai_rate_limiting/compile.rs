@@ -166,6 +166,7 @@ impl AiRateLimiting {
             show_headers: f.show_limit_quota_header.unwrap_or(true),
             rejected_code,
             rejected_body,
+            rejected_type: "application/json",
             redis,
             allow_degradation: f.allow_degradation.unwrap_or(false),
         })

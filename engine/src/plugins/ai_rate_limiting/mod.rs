@@ -140,6 +140,8 @@ pub struct AiRateLimiting {
     pub show_headers: bool,
     pub rejected_code: u16,
     rejected_body: String,
+    /// `application/json`, unless `_meta.error_response` is a string.
+    rejected_type: &'static str,
     redis: Option<redis::Target>,
     pub allow_degradation: bool,
 }
@@ -225,9 +227,24 @@ impl AiRateLimiting {
         }
     }
 
-    /// The JSON body of a rejection.
+    /// The body of a rejection.
     pub fn rejected_body(&self) -> &str {
         &self.rejected_body
+    }
+
+    /// The content type of [`Self::rejected_body`].
+    pub fn rejected_type(&self) -> &'static str {
+        self.rejected_type
+    }
+
+    /// Rejections answered with `_meta.error_response` instead of
+    /// `rejected_msg`.
+    pub fn answering_with(mut self, e: Option<&crate::plugins::meta::ErrorResponse>) -> Self {
+        if let Some(e) = e {
+            self.rejected_body = e.body.to_string();
+            self.rejected_type = e.content_type;
+        }
+        self
     }
 
     /// Whether `instance` may take another request.

@@ -95,10 +95,7 @@ impl KeyAuth {
 }
 
 fn unauthorized(message: &str) -> Flow {
-    Flow::Respond {
-        status: 401,
-        body: serde_json::json!({ "message": message }).to_string(),
-    }
+    Flow::json(401, serde_json::json!({ "message": message }).to_string())
 }
 
 /// A consumer's credential: `{key}`.
