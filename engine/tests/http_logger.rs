@@ -385,3 +385,35 @@ fn plugin_metadata_log_format_is_the_loggers_default() {
         json!({"kafka-logger": {"log_format": {"x": "$host"}, "max_pending_entries": 1}});
     assert_refused(&bad, "plugin_metadata.kafka-logger", "max_pending_entries");
 }
+
+/// `include_req_body` with `include_req_body_expr`: the body is in the
+/// entry only when the condition holds for the request (checked when it
+/// is done); a bad condition is refused with its path.
+#[test]
+fn include_req_body_expr_chooses_which_bodies_are_logged() {
+    let m = mocks(&["a"]);
+    let up = answering(200);
+    let logger = json!({"uri": format!("http://{}/", up.addr), "batch_max_size": 1,
+                        "include_req_body": true,
+                        "include_req_body_expr": [["arg_debug", "==", "1"], ["llm_model", "==", "gpt-4"]]});
+    let gw = Gateway::start_json(logged_route(&m, logger.clone()));
+    let mut c = Conn::connect(gw.addr);
+    for path in ["/v1/chat/completions", "/v1/chat/completions?debug=1"] {
+        assert_eq!(c.post_json(path, ASK).status, 200);
+    }
+    let got = posts(&up, 2);
+    assert_eq!(got.len(), 2, "{}", gw.stderr());
+    let entry = |i: usize| serde_json::from_slice::<Vec<Value>>(&got[i].body).unwrap()[0].clone();
+    assert_eq!(entry(0)["request"]["uri"], "/v1/chat/completions");
+    assert!(entry(0)["request"].get("body").is_none(), "{}", entry(0));
+    assert_eq!(entry(1)["request"]["uri"], "/v1/chat/completions?debug=1");
+    assert_eq!(entry(1)["request"]["body"], ASK);
+
+    let mut bad = logger;
+    bad["include_req_body_expr"] = json!([["arg_debug", "=", "1"]]);
+    assert_refused(
+        &logged_route(&m, bad),
+        "http-logger",
+        "include_req_body_expr[0][1]",
+    );
+}

@@ -100,8 +100,21 @@ pub struct EntryOptions {
     pub format: Option<std::sync::Arc<super::log_format::LogFormat>>,
     /// `include_req_body`: the request body (AI routes, where it is read).
     pub request_body: bool,
+    /// `include_req_body_expr`: only when this holds at log time.
+    pub request_body_when: Option<std::sync::Arc<crate::http::expr::Expr>>,
     /// `max_req_body_bytes`: most body bytes included.
     pub max_request_body: Option<usize>,
+}
+
+impl EntryOptions {
+    /// Whether this request's entry includes its body.
+    fn includes_request_body(&self, head: &RequestHead, ctx: &RequestCtx) -> bool {
+        self.request_body
+            && self
+                .request_body_when
+                .as_ref()
+                .is_none_or(|e| super::vars::holds(e, head, ctx))
+    }
 }
 
 /// The entry `opts` asks for: [`original_request`] (which wins, as in
@@ -120,7 +133,7 @@ pub fn entry(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u
 /// when `include_req_body` asks for it (AI routes, where it is read).
 pub fn original_request(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u8> {
     let mut out = head.buf.to_vec();
-    if opts.request_body {
+    if opts.includes_request_body(head, ctx) {
         if let Some(body) = &ctx.llm.request_body {
             let n = opts.max_request_body.unwrap_or(usize::MAX).min(body.len());
             out.extend_from_slice(&body[..n]);
@@ -234,7 +247,7 @@ impl<'a> FullLog<'a> {
             .llm
             .request_body
             .as_ref()
-            .filter(|_| opts.request_body)
+            .filter(|_| opts.includes_request_body(head, ctx))
             .map(|b| {
                 let n = opts.max_request_body.unwrap_or(usize::MAX).min(b.len());
                 text(&b[..n])

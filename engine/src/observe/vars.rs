@@ -27,6 +27,12 @@ pub fn source<'a>(head: &'a RequestHead, ctx: &'a RequestCtx) -> VarSource<'a> {
     }
 }
 
+/// Whether condition `expr` holds for the request now.
+pub fn holds(expr: &crate::http::expr::Expr, head: &RequestHead, ctx: &RequestCtx) -> bool {
+    let vars = source(head, ctx);
+    expr.eval(&|name: &str| value(name, &vars, ctx))
+}
+
 /// The value of variable `name` (without `$`).
 pub fn value<'v>(
     name: &str,

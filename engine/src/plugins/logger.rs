@@ -144,8 +144,7 @@ pub fn split(
         }
     }
     let f: Fields = from_value(&Value::Object(shared), at)?;
-    let refused: [(&str, bool); 4] = [
-        ("include_req_body_expr", f.include_req_body_expr.is_some()),
+    let refused: [(&str, bool); 3] = [
         ("include_resp_body", f.include_resp_body),
         ("include_resp_body_expr", f.include_resp_body_expr.is_some()),
         ("max_resp_body_bytes", f.max_resp_body_bytes.is_some()),
@@ -176,6 +175,13 @@ pub fn split(
             batch,
             entry: EntryOptions {
                 request_body: f.include_req_body,
+                request_body_when: match &f.include_req_body_expr {
+                    Some(v) => Some(Arc::new(crate::http::expr::Expr::compile(
+                        v,
+                        &at.field("include_req_body_expr"),
+                    )?)),
+                    None => None,
+                },
                 max_request_body,
                 origin: false,
                 format: match &f.log_format {

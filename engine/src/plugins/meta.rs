@@ -96,13 +96,9 @@ impl Meta {
     /// Whether the plugin runs for this request (its filter holds, or it
     /// has none), reading the variables as they are now.
     pub fn runs_for(&self, head: &RequestHead, ctx: &RequestCtx) -> bool {
-        match &self.filter {
-            None => true,
-            Some(f) => {
-                let vars = crate::observe::vars::source(head, ctx);
-                f.eval(&|name: &str| crate::observe::vars::value(name, &vars, ctx))
-            }
-        }
+        self.filter
+            .as_ref()
+            .is_none_or(|f| crate::observe::vars::holds(f, head, ctx))
     }
 }
 
