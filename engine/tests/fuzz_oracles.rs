@@ -212,3 +212,8 @@ fn json_scan() {
 fn redis_reply() {
     run("redis_reply");
 }
+
+#[test]
+fn condition() {
+    run("condition");
+}

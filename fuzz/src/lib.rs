@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Oracle)] = &[
     ("client_body", client_body),
     ("json_scan", json_scan),
     ("redis_reply", redis_reply),
+    ("condition", condition),
 ];
 
 /// The split step (first byte, at least 1) and the rest.
@@ -266,5 +267,34 @@ pub fn json_scan(data: &[u8]) {
 pub fn redis_reply(data: &[u8]) {
     if let Ok(Some((_, used))) = ringway::redis::resp::parse(data) {
         assert!(used <= data.len());
+    }
+}
+
+/// A `_meta.filter` condition (config JSON, then a NUL, then the bytes
+/// every set variable holds): compiling any JSON and evaluating any
+/// variable values never panics, and `["!AND", rule, rule]` is the
+/// negation of `rule`.
+pub fn condition(input: &[u8]) {
+    use ringway::config::FieldPath;
+    use ringway::http::expr::Expr;
+    use std::borrow::Cow;
+    let (json, value) = match input.iter().position(|&b| b == 0) {
+        Some(i) => (&input[..i], &input[i + 1..]),
+        None => (input, &input[input.len()..]),
+    };
+    let Ok(rule) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return;
+    };
+    let at = FieldPath::root().field("filter");
+    let Ok(expr) = Expr::compile(&rule, &at) else {
+        return;
+    };
+    // Names of a length divisible by 3 are unset; the rest hold `value`.
+    let var = |name: &str| (name.len() % 3 != 0).then_some(Cow::Borrowed(value));
+    let holds = expr.eval(&var);
+    if rule.as_array().is_some_and(|l| !l.is_empty()) {
+        let negated = serde_json::json!(["!AND", rule, rule]);
+        let not = Expr::compile(&negated, &at).expect("a valid rule stays valid nested");
+        assert_eq!(not.eval(&var), !holds, "{negated}");
     }
 }
