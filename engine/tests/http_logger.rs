@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::ai::{ai_config, chat_url, instance, mocks, ASK};
+use common::ai::{ai_config, chat_url, instance, mocks, ASK, ASK_STREAM};
 
 use common::upstream::Recorded;
 use common::{assert_refused, logger_metric, Conn, Gateway, Upstream};
@@ -416,4 +416,69 @@ fn include_req_body_expr_chooses_which_bodies_are_logged() {
         "http-logger",
         "include_req_body_expr[0][1]",
     );
+}
+
+/// `include_resp_body`: the entry's `response.body` is what the client
+/// received, without transfer framing — a chunked body relayed from a plain
+/// upstream, an AI answer (converted or not), a stream's events, and a
+/// refusal of the gateway's own; `include_resp_body_expr` picks requests.
+#[test]
+fn include_resp_body_logs_what_the_client_received() {
+    let m = mocks(&["a"]);
+    let collector = answering(200);
+    let plain = Upstream::start(|_, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5;ext=1\r\nworld\r\n0\r\n\r\n"
+        );
+        true
+    });
+    let mut doc = ai_config(
+        &["/v1/chat/completions"],
+        json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "gpt-4")]}),
+    );
+    let service = &mut doc["services"][0];
+    service["upstream"] =
+        json!({"nodes": [{"host": "127.0.0.1", "port": plain.addr.port(), "weight": 1}]});
+    service["plugins"] = json!({"http-logger": {
+        "uri": format!("http://{}/", collector.addr), "batch_max_size": 1,
+        "include_resp_body": true,
+        "include_resp_body_expr": [["arg_quiet", "~=", "1"]]}});
+    let routes = service["routes"].as_array_mut().unwrap();
+    routes.push(json!({"name": "plain", "uris": ["/plain"]}));
+    routes.push(json!({"name": "locked", "uris": ["/locked"], "plugins": {"key-auth": {}}}));
+    let gw = Gateway::start_json(doc);
+
+    let mut c = Conn::connect(gw.addr);
+    let plain_answer = c.get("/plain");
+    assert_eq!(plain_answer.text(), "hello world");
+    let chat = c.post_json("/v1/chat/completions", ASK);
+    assert_eq!(chat.status, 200);
+    let stream = c.post_json("/v1/chat/completions", ASK_STREAM);
+    assert_eq!(stream.status, 200);
+    assert_eq!(c.get("/locked").status, 401);
+    assert_eq!(c.get("/plain?quiet=1").status, 200);
+
+    let got = posts(&collector, 5);
+    assert_eq!(got.len(), 5, "{}", gw.stderr());
+    let body = |i: usize| {
+        let e = &serde_json::from_slice::<Vec<Value>>(&got[i].body).unwrap()[0];
+        e["response"]
+            .get("body")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    assert_eq!(body(0).as_deref(), Some("hello world"));
+    assert_eq!(body(1).as_deref(), Some(chat.text().as_str()));
+    assert_eq!(body(2).as_deref(), Some(stream.text().as_str()));
+    assert!(
+        body(2).unwrap().ends_with("data: [DONE]\n\n"),
+        "{:?}",
+        body(2)
+    );
+    assert_eq!(
+        body(3).as_deref(),
+        Some(r#"{"message":"Missing API key in request"}"#)
+    );
+    assert_eq!(body(4), None);
 }

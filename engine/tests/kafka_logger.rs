@@ -123,8 +123,12 @@ fn unsupported_or_invalid_settings_are_refused_with_the_field() {
             "batch_max_size",
         ),
         (
-            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "include_resp_body": true}),
-            "include_resp_body",
+            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "include_resp_body": true, "max_resp_body_bytes": 0}),
+            "max_resp_body_bytes",
+        ),
+        (
+            json!({"brokers": [{"host": "h", "port": 1}], "kafka_topic": "t", "include_resp_body": true, "include_resp_body_expr": [["status", ">>", 1]]}),
+            "include_resp_body_expr[0][1]",
         ),
     ];
     for (logger, field) in cases {

@@ -102,6 +102,11 @@ pub struct EntryOptions {
     pub request_body: bool,
     /// `include_req_body_expr`: only when this holds at log time.
     pub request_body_when: Option<std::sync::Arc<crate::http::expr::Expr>>,
+    /// `include_resp_body` with `max_resp_body_bytes`: the response body,
+    /// up to this many bytes.
+    pub max_response_body: Option<usize>,
+    /// `include_resp_body_expr`: only when this holds at log time.
+    pub response_body_when: Option<std::sync::Arc<crate::http::expr::Expr>>,
     /// `max_req_body_bytes`: most body bytes included.
     pub max_request_body: Option<usize>,
 }
@@ -114,6 +119,17 @@ impl EntryOptions {
                 .request_body_when
                 .as_ref()
                 .is_none_or(|e| super::vars::holds(e, head, ctx))
+    }
+
+    /// The response body bytes this request's entry includes, if any.
+    fn response_body<'c>(&self, head: &RequestHead, ctx: &'c RequestCtx) -> Option<&'c [u8]> {
+        let max = self.max_response_body?;
+        let body = &ctx.response_body.as_ref()?.bytes;
+        let holds = self
+            .response_body_when
+            .as_ref()
+            .is_none_or(|e| super::vars::holds(e, head, ctx));
+        holds.then(|| &body[..body.len().min(max)])
     }
 }
 
@@ -196,6 +212,8 @@ struct Request<'a> {
 struct Response {
     status: u16,
     size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -270,6 +288,7 @@ impl<'a> FullLog<'a> {
             response: Response {
                 status: ctx.status,
                 size: ctx.bytes_sent,
+                body: opts.response_body(head, ctx).map(|b| text(b).into_owned()),
             },
             upstream: ctx.upstream_addr,
             route_id: ctx.route_id.as_deref(),

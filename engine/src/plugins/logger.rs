@@ -57,7 +57,15 @@ impl Logger {
     pub fn wants_request_body(&self) -> bool {
         self.opts.request_body
     }
+
+    /// `max_resp_body_bytes` when the logger includes response bodies.
+    pub fn response_body_limit(&self) -> Option<usize> {
+        self.opts.max_response_body
+    }
 }
+
+/// APISIX's default `max_resp_body_bytes`.
+const DEFAULT_MAX_RESP_BODY: i64 = 524_288;
 
 /// The shared settings, checked.
 pub struct LoggerFields {
@@ -144,21 +152,24 @@ pub fn split(
         }
     }
     let f: Fields = from_value(&Value::Object(shared), at)?;
-    let refused: [(&str, bool); 3] = [
-        ("include_resp_body", f.include_resp_body),
-        ("include_resp_body_expr", f.include_resp_body_expr.is_some()),
-        ("max_resp_body_bytes", f.max_resp_body_bytes.is_some()),
-    ];
-    for (field, set) in refused {
-        if set {
-            return Err(at.field(field).error(
-                "is not implemented by ringway (ai-proxy-multi's logging.payloads logs the answer)",
-            ));
-        }
-    }
     let max_request_body = match f.max_req_body_bytes {
         Some(m) => Some(at_least(at, "max_req_body_bytes", m, 1)? as usize),
         None => None,
+    };
+    let max_response_body = at_least(
+        at,
+        "max_resp_body_bytes",
+        f.max_resp_body_bytes.unwrap_or(DEFAULT_MAX_RESP_BODY),
+        1,
+    )? as usize;
+    let condition = |v: &Option<Value>, field: &str| -> Result<_, ConfigError> {
+        match v {
+            Some(v) => Ok(Some(Arc::new(crate::http::expr::Expr::compile(
+                v,
+                &at.field(field),
+            )?))),
+            None => Ok(None),
+        }
     };
     let secs = |v: i64| std::time::Duration::from_secs(v as u64);
     let batch = BatchConfig {
@@ -175,13 +186,9 @@ pub fn split(
             batch,
             entry: EntryOptions {
                 request_body: f.include_req_body,
-                request_body_when: match &f.include_req_body_expr {
-                    Some(v) => Some(Arc::new(crate::http::expr::Expr::compile(
-                        v,
-                        &at.field("include_req_body_expr"),
-                    )?)),
-                    None => None,
-                },
+                request_body_when: condition(&f.include_req_body_expr, "include_req_body_expr")?,
+                max_response_body: f.include_resp_body.then_some(max_response_body),
+                response_body_when: condition(&f.include_resp_body_expr, "include_resp_body_expr")?,
                 max_request_body,
                 origin: false,
                 format: match &f.log_format {

@@ -154,6 +154,7 @@ pub struct PluginChain {
     /// Derived from `slots` when the chain is built (read per request).
     has_loggers: bool,
     wants_request_body: bool,
+    response_body_limit: Option<usize>,
 }
 
 impl PluginChain {
@@ -212,16 +213,29 @@ impl PluginChain {
         self.wants_request_body
     }
 
+    /// The most response body bytes a logger wants, if any does.
+    pub fn response_body_limit(&self) -> Option<usize> {
+        self.response_body_limit
+    }
+
     /// The chain of `slots`, highest priority first.
     fn new(mut slots: Vec<Slot>, disabled: Vec<&'static str>) -> PluginChain {
         slots.sort_by_key(|s| std::cmp::Reverse(s.priority()));
-        let logger = |s: &Slot| match &s.plugin {
-            Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) => Some(l.wants_request_body()),
-            _ => None,
-        };
+        fn logger(s: &Slot) -> Option<&logger::Logger> {
+            match &s.plugin {
+                Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) => Some(l),
+                _ => None,
+            }
+        }
         PluginChain {
             has_loggers: slots.iter().any(|s| logger(s).is_some()),
-            wants_request_body: slots.iter().any(|s| logger(s) == Some(true)),
+            wants_request_body: slots
+                .iter()
+                .any(|s| logger(s).is_some_and(|l| l.wants_request_body())),
+            response_body_limit: slots
+                .iter()
+                .filter_map(|s| logger(s)?.response_body_limit())
+                .max(),
             slots,
             disabled,
         }

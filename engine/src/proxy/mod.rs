@@ -182,6 +182,7 @@ async fn exchange(
         raw_fd,
         ..
     } = &mut *c;
+    let capture = ctx.response_body.as_deref_mut();
     let work = async {
         let resp = read_resp(
             &mut up.io,
@@ -215,6 +216,7 @@ async fn exchange(
             out,
             spec.read_timeout,
             gw.timeouts.send,
+            capture,
         )
         .await;
         Ok::<_, Failure>((status, keep, upstream_keep, relayed))
@@ -381,7 +383,9 @@ async fn fail(
     let status = e.status();
     ctx.status = status;
     c.wbuf.clear();
-    reply::error(&mut c.wbuf, status, &e.to_string(), keep_alive);
+    let body = reply::error_body(&e.to_string());
+    ctx.keep_response(body.as_bytes());
+    reply::json(&mut c.wbuf, status, body.as_bytes(), keep_alive, &[]);
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 

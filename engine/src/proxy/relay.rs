@@ -3,7 +3,8 @@
 //! Content-Length, chunked (bytes passed through unchanged while a scanner
 //! finds the end), or close-delimited (re-chunked for HTTP/1.1 clients).
 //! Nothing is buffered beyond one read; small first pieces ride in the same
-//! write as the response head.
+//! write as the response head. A logger's `include_resp_body` gets a copy
+//! of what passes, without chunk framing.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::head::ClientFraming;
 use crate::http::chunked::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::{find_head_end, HeaderSpan, ResponseFraming, ResponseHead};
 use crate::net::{self, Io};
+use crate::server::ctx::ResponseBody;
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -102,12 +104,15 @@ pub async fn relay_body(
     out: ClientFraming,
     read_timeout: Duration,
     send_timeout: Duration,
+    capture: Option<&mut ResponseBody>,
 ) -> Result<Relayed, RelayError> {
     let mut sink = Sink {
         client,
         wbuf,
         send_timeout,
         bytes: 0,
+        capture,
+        framed: false,
     };
     let mut reusable = false;
     match framing {
@@ -148,6 +153,7 @@ pub async fn relay_body(
                         break;
                     }
                 } else {
+                    sink.framed = true;
                     match dec.scan(ubuf).map_err(|_| {
                         RelayError::Upstream(ProxyError::BadResponse("malformed chunked body"))
                     })? {
@@ -214,6 +220,9 @@ struct Sink<'a> {
     wbuf: &'a mut Vec<u8>,
     send_timeout: Duration,
     bytes: u64,
+    /// A logger's copy of the body, and whether what passes is chunk-framed.
+    capture: Option<&'a mut ResponseBody>,
+    framed: bool,
 }
 
 impl Sink<'_> {
@@ -229,6 +238,13 @@ impl Sink<'_> {
             return Ok(());
         }
         self.bytes += n as u64;
+        if let Some(c) = &mut self.capture {
+            if self.framed {
+                c.keep_chunked(&ubuf[..n]);
+            } else {
+                c.keep(&ubuf[..n]);
+            }
+        }
         if as_chunk {
             write_chunk_header(self.wbuf, n);
         }

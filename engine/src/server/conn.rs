@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::ctx::RequestCtx;
+use super::ctx::{RequestCtx, ResponseBody};
 use super::reply;
 use super::worker::Worker;
 use crate::config::Handler;
@@ -230,16 +230,23 @@ async fn route_and_run(
     ctx: &mut RequestCtx,
 ) -> bool {
     let keep_alive = head.keep_alive && !w.shutdown.is_fired();
+    ResponseBody::want(
+        &mut ctx.response_body,
+        snap.global_plugins.response_body_limit(),
+    );
     let Some(idx) = snap.router.find(&head.method, head.path(), head.host()) else {
         ctx.status = 404;
+        let body = reply::error_body("404 Route Not Found");
+        ctx.keep_response(body.as_bytes());
         // Boxed (here and below): rare answers should not size the
         // connection's future, which an open stream keeps for its life.
-        return Box::pin(reply_error(
+        return Box::pin(reply_typed(
             w,
             c,
             head,
             404,
-            "404 Route Not Found",
+            "application/json",
+            &body,
             keep_alive,
         ))
         .await;
@@ -252,6 +259,7 @@ async fn route_and_run(
     if snap.global_plugins.has_loggers() || ctx.log_route.is_some() {
         ctx.keep_request_body =
             route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();
+        ResponseBody::want(&mut ctx.response_body, route.plugins.response_body_limit());
     }
     let flow = {
         let mut cx = AccessCx { head, ctx, snap };
@@ -267,6 +275,7 @@ async fn route_and_run(
     } = flow
     {
         ctx.status = status;
+        ctx.keep_response(body.as_bytes());
         return Box::pin(reply_typed(
             w,
             c,

@@ -49,6 +49,8 @@ pub struct RequestCtx {
     pub log_route: Option<usize>,
     /// A logger wants the request body (`include_req_body`).
     pub keep_request_body: bool,
+    /// A logger wants the response body (`include_resp_body`).
+    pub response_body: Option<Box<ResponseBody>>,
     /// LLM facts, for AI requests.
     pub llm: LlmLog,
 }
@@ -94,6 +96,60 @@ impl LlmLog {
     }
 }
 
+/// Loggers' `include_resp_body`: the body the client received, without
+/// its transfer framing, up to `limit` bytes — whoever wrote it (the
+/// upstream, ringway converting an answer, or a refusal of ringway's own).
+#[derive(Debug)]
+pub struct ResponseBody {
+    limit: usize,
+    pub bytes: Vec<u8>,
+    /// For a chunked body relayed as received: its framing's state.
+    dechunk: crate::http::chunked::ChunkedDecoder,
+}
+
+impl ResponseBody {
+    pub fn new(limit: usize) -> Box<ResponseBody> {
+        Box::new(ResponseBody {
+            limit,
+            bytes: Vec::new(),
+            dechunk: crate::http::chunked::ChunkedDecoder::new(),
+        })
+    }
+
+    /// Keeps `data`, the next body bytes the client received.
+    pub fn keep(&mut self, data: &[u8]) {
+        let room = self.limit.saturating_sub(self.bytes.len());
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// Keeps the payload of `framed`, the next bytes of a chunked body.
+    pub fn keep_chunked(&mut self, framed: &[u8]) {
+        let mut rest = framed;
+        while !rest.is_empty() && self.bytes.len() < self.limit {
+            let Ok(d) = self.dechunk.decode(rest) else {
+                return; // the relay refuses a malformed body itself
+            };
+            if let Some(r) = d.data {
+                self.keep(&rest[r]);
+            }
+            if d.consumed == 0 || d.done {
+                return;
+            }
+            rest = &rest[d.consumed..];
+        }
+    }
+
+    /// Starts capturing for `limit` bytes (the most any logger wants).
+    pub fn want(slot: &mut Option<Box<ResponseBody>>, limit: Option<usize>) {
+        if let Some(limit) = limit {
+            match slot {
+                Some(b) => b.limit = b.limit.max(limit),
+                None => *slot = Some(ResponseBody::new(limit)),
+            }
+        }
+    }
+}
+
 /// What `logging.payloads` keeps of the answer.
 #[derive(Debug, Clone)]
 pub struct Payloads {
@@ -129,6 +185,14 @@ impl Payloads {
 }
 
 impl RequestCtx {
+    /// Keeps `body` for loggers that log response bodies (an answer the
+    /// gateway wrote whole).
+    pub fn keep_response(&mut self, body: &[u8]) {
+        if let Some(b) = &mut self.response_body {
+            b.keep(body);
+        }
+    }
+
     pub fn new(peer: SocketAddr, started: Instant) -> RequestCtx {
         RequestCtx {
             started,
@@ -146,7 +210,38 @@ impl RequestCtx {
             upstream_response_time: None,
             log_route: None,
             keep_request_body: false,
+            response_body: None,
             llm: LlmLog::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_body_is_kept_without_framing_at_any_split_and_up_to_the_limit() {
+        let framed = b"6\r\nhello \r\n5;ext=1\r\nworld\r\n0\r\nTrailer: x\r\n\r\n";
+        for step in 1..framed.len() {
+            let mut b = ResponseBody::new(1 << 20);
+            for piece in framed.chunks(step) {
+                b.keep_chunked(piece);
+            }
+            assert_eq!(b.bytes, b"hello world", "step {step}");
+        }
+        let mut b = ResponseBody::new(8);
+        b.keep_chunked(framed);
+        assert_eq!(b.bytes, b"hello wo");
+        b.keep(b"more");
+        assert_eq!(b.bytes, b"hello wo");
+        // The most any logger wants.
+        let mut slot = None;
+        ResponseBody::want(&mut slot, Some(4));
+        ResponseBody::want(&mut slot, Some(2));
+        ResponseBody::want(&mut slot, None);
+        let b = slot.as_mut().unwrap();
+        b.keep(b"abcdef");
+        assert_eq!(b.bytes, b"abcd");
     }
 }

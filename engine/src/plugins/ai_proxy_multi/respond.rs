@@ -223,6 +223,7 @@ async fn json(
     if let Some(p) = &mut ctx.llm.payloads {
         p.keep(out_body);
     }
+    ctx.keep_response(out_body);
     if reusable {
         w.pool.put(up, &plugin.transport.keepalive);
     }

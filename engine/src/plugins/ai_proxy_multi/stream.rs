@@ -367,6 +367,7 @@ fn record(ctx: &mut RequestCtx, obs: &mut StreamObservations) {
 /// Counts `out` as sent to the client.
 fn sent(ctx: &mut RequestCtx, out: &[u8]) {
     ctx.bytes_sent += out.len() as u64;
+    ctx.keep_response(out);
 }
 
 /// Appends `data` to `wbuf` as one chunk (or raw for HTTP/1.0).
