@@ -93,18 +93,9 @@ pub async fn handle<'a>(
             message,
             keep,
         }) => {
-            return error_reply(
-                w,
-                c,
-                plugin,
-                ctx,
-                status,
-                &reply::error_body(&message),
-                keep_alive && keep,
-                &[],
-            )
-            .await
-            .into()
+            return error_msg(w, c, plugin, ctx, status, &message, keep_alive && keep)
+                .await
+                .into()
         }
     };
     ctx.request_type = if req.body.summary.stream {
@@ -144,18 +135,9 @@ pub async fn handle<'a>(
             }
             RulesVerdict::StoreDown(e) => {
                 let msg = format!("rate limit store unavailable: {e}");
-                return error_reply(
-                    w,
-                    c,
-                    plugin,
-                    ctx,
-                    503,
-                    &reply::error_body(&msg),
-                    keep_alive,
-                    &[],
-                )
-                .await
-                .into();
+                return error_msg(w, c, plugin, ctx, 503, &msg, keep_alive)
+                    .await
+                    .into();
             }
         }
     }
@@ -201,36 +183,18 @@ pub async fn handle<'a>(
                 }
                 Verdict::StoreDown(e) => {
                     let msg = format!("rate limit store unavailable: {e}");
-                    return error_reply(
-                        w,
-                        c,
-                        plugin,
-                        ctx,
-                        503,
-                        &reply::error_body(&msg),
-                        keep_alive,
-                        &[],
-                    )
-                    .await
-                    .into();
+                    return error_msg(w, c, plugin, ctx, 503, &msg, keep_alive)
+                        .await
+                        .into();
                 }
             }
         }
         let body = match upstream_body(plugin, inst, &req) {
             Ok(b) => b,
             Err(msg) => {
-                return error_reply(
-                    w,
-                    c,
-                    plugin,
-                    ctx,
-                    400,
-                    &reply::error_body(&msg),
-                    keep_alive,
-                    &[],
-                )
-                .await
-                .into()
+                return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive)
+                    .await
+                    .into()
             }
         };
         let attempt_started = Instant::now();
@@ -248,15 +212,14 @@ pub async fn handle<'a>(
                     if plugin.fallback.http_5xx {
                         continue;
                     }
-                    return error_reply(
+                    return error_msg(
                         w,
                         c,
                         plugin,
                         ctx,
                         502,
-                        &reply::error_body(&format!("GCP access token unavailable: {e}")),
+                        &format!("GCP access token unavailable: {e}"),
                         keep_alive,
-                        &[],
                     )
                     .await
                     .into();
@@ -308,18 +271,9 @@ pub async fn handle<'a>(
                 }
                 ctx.llm.instance = Some(inst.name.clone());
                 ctx.llm.attempts = tried.len() as u32;
-                return error_reply(
-                    w,
-                    c,
-                    plugin,
-                    ctx,
-                    e.status(),
-                    &reply::error_body(&e.to_string()),
-                    keep_alive,
-                    &[],
-                )
-                .await
-                .into();
+                return error_msg(w, c, plugin, ctx, e.status(), &e.to_string(), keep_alive)
+                    .await
+                    .into();
             }
         };
         let status = answered.head.status;
@@ -383,18 +337,9 @@ pub async fn handle<'a>(
                 if plugin.fallback.http_5xx {
                     continue;
                 }
-                return error_reply(
-                    w,
-                    c,
-                    plugin,
-                    ctx,
-                    502,
-                    &reply::error_body(&e.to_string()),
-                    keep_alive,
-                    &[],
-                )
-                .await
-                .into();
+                return error_msg(w, c, plugin, ctx, 502, &e.to_string(), keep_alive)
+                    .await
+                    .into();
             }
         }
     }
@@ -505,17 +450,7 @@ async fn exhausted(
             crate::providers::Api::Embeddings => "embeddings",
         };
         let msg = format!("no instance of this route serves {api} requests");
-        return error_reply(
-            w,
-            c,
-            plugin,
-            ctx,
-            400,
-            &reply::error_body(&msg),
-            keep_alive,
-            &[],
-        )
-        .await;
+        return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive).await;
     }
     let msg = format!(
         "no LLM instance available ({} cooling down, {} unhealthy)",
@@ -538,6 +473,20 @@ async fn exhausted(
         &headers,
     )
     .await
+}
+
+/// One of the plugin's own error answers with an `{"error_msg": …}` body.
+async fn error_msg(
+    w: &Worker,
+    c: &mut ClientConn,
+    plugin: &AiProxyMulti,
+    ctx: &mut RequestCtx,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+) -> bool {
+    let body = reply::error_body(message);
+    error_reply(w, c, plugin, ctx, status, &body, keep_alive, &[]).await
 }
 
 /// One of the plugin's own error answers: `body` (JSON), or the plugin's
