@@ -281,3 +281,51 @@ fn expect_100_continue_is_answered_before_the_body() {
     assert_eq!(r.json()["body"], "hello");
     assert!(r.json()["headers"].get("expect").is_none());
 }
+
+/// Route `vars` (APISIX's conditions on request variables): routes on the
+/// same path are told apart by a header, a query argument or the client
+/// address, in priority order; no route whose `vars` hold is a 404; a bad
+/// condition is refused at load with its path.
+#[test]
+fn routes_on_one_path_are_chosen_by_their_vars() {
+    let (canary, beta, stable) = (Upstream::echo(), Upstream::echo(), Upstream::echo());
+    let route = |name: &str, up: &Upstream, priority: i64, vars: &str| {
+        format!(
+            "      - name: {name}\n        uris: [/v1/chat]\n        priority: {priority}\n        upstream: {{nodes: [{}]}}\n{vars}",
+            up.node_yaml()
+        )
+    };
+    let config = |stable_vars: &str| {
+        format!(
+            "services:\n  - name: s\n    routes:\n{}{}{}",
+            route("canary", &canary, 10, "        vars: [[\"http_x_env\", \"==\", \"canary\"]]\n"),
+            route("beta", &beta, 5, "        vars: [\"OR\", [\"arg_beta\", \"==\", \"1\"], [\"remote_addr\", \"ipmatch\", \"10.0.0.0/8\"]]\n"),
+            route("stable", &stable, 0, stable_vars),
+        )
+    };
+    let gw = Gateway::start(&config(
+        "        vars: [[\"http_x_env\", \"!\", \"==\", \"blocked\"]]\n",
+    ));
+    let send = |extra: &str, path: &str| {
+        let mut c = Conn::connect(gw.addr);
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\nX-Env: {extra}\r\n\r\n").as_bytes());
+        c.read_response().status
+    };
+    assert_eq!(send("canary", "/v1/chat?beta=1"), 200);
+    assert_eq!(send("other", "/v1/chat?beta=1"), 200);
+    assert_eq!(send("other", "/v1/chat"), 200);
+    assert_eq!(send("blocked", "/v1/chat"), 404);
+    assert_eq!(
+        (
+            canary.requests().len(),
+            beta.requests().len(),
+            stable.requests().len()
+        ),
+        (1, 1, 1)
+    );
+
+    let (code, out) =
+        common::gateway::check(&config("        vars: [[\"http_x_env\", \"=\", \"x\"]]\n"));
+    assert_ne!(code, 0);
+    assert!(out.contains("routes[2].vars[0][1]"), "{out}");
+}

@@ -138,6 +138,13 @@ impl Compiler<'_, '_, '_> {
                 _ => HostSet::default(),
             },
         };
+        let vars = match &route.vars {
+            Some(v) => Some(Arc::new(crate::http::expr::Expr::compile(
+                v,
+                &at.field("vars"),
+            )?)),
+            None => None,
+        };
         for (uri, uat) in uris {
             let pattern = UriPattern::parse(&uri, &uat)?;
             router.add(
@@ -147,6 +154,7 @@ impl Compiler<'_, '_, '_> {
                     priority: route.priority.unwrap_or(0),
                     methods,
                     hosts: hosts.clone(),
+                    vars: vars.clone(),
                 },
             );
         }

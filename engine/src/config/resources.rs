@@ -114,6 +114,9 @@ pub struct Route {
     pub hosts: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
+    /// Conditions on the request's variables (APISIX's lua-resty-expr).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vars: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<PluginMap>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,6 @@
-//! Route matching: `uris` exact or `/*`-style prefix, `methods`, `hosts`.
+//! Route matching: `uris` exact or `/*`-style prefix, `methods`, `hosts`,
+//! and `vars` (conditions on the request's variables, APISIX's
+//! lua-resty-expr: [`crate::http::expr`]).
 //!
 //! Compiled once per snapshot into an exact-path hash map and a list of
 //! prefixes ordered longest first, each bucket ordered by route `priority`
@@ -6,10 +8,13 @@
 //! Precedence follows APISIX's radixtree: exact paths before prefixes,
 //! longer prefixes before shorter ones, then priority.
 
+use std::sync::Arc;
+
 use ahash::AHashMap;
 use http::Method;
 
 use crate::config::{ConfigError, FieldPath};
+use crate::http::expr::Expr;
 
 /// A set of HTTP methods as a bitmask; empty means "any".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,6 +119,8 @@ pub struct RouteMatch {
     pub priority: i64,
     pub methods: MethodSet,
     pub hosts: HostSet,
+    /// `vars`: conditions on the request's variables.
+    pub vars: Option<Arc<Expr>>,
 }
 
 /// A URI pattern from the config.
@@ -153,13 +160,25 @@ impl Router {
         RouterBuilder::default()
     }
 
-    /// Finds the route for a request, or `None` (404).
+    /// Finds the route for a request, or `None` (404). `holds` tells
+    /// whether a route's `vars` hold for the request (asked only of routes
+    /// that have them).
     #[inline]
-    pub fn find(&self, method: &Method, path: &[u8], host: Option<&[u8]>) -> Option<usize> {
+    pub fn find(
+        &self,
+        method: &Method,
+        path: &[u8],
+        host: Option<&[u8]>,
+        holds: &dyn Fn(&Expr) -> bool,
+    ) -> Option<usize> {
         let pick = |bucket: &[RouteMatch]| {
             bucket
                 .iter()
-                .find(|m| m.methods.contains(method) && m.hosts.matches(host))
+                .find(|m| {
+                    m.methods.contains(method)
+                        && m.hosts.matches(host)
+                        && m.vars.as_deref().is_none_or(holds)
+                })
                 .map(|m| m.route)
         };
         if let Some(bucket) = self.exact.get(path) {
@@ -220,6 +239,7 @@ mod tests {
                 &at,
             )
             .unwrap(),
+            vars: None,
         }
     }
 
@@ -235,12 +255,18 @@ mod tests {
         b.add(pat("/v1/chat/completions"), m(2, 0, &["POST"], &[]));
         let r = b.build();
         assert_eq!(
-            r.find(&Method::POST, b"/v1/chat/completions", None),
+            r.find(&Method::POST, b"/v1/chat/completions", None, &|_| true),
             Some(2)
         );
-        assert_eq!(r.find(&Method::GET, b"/v1/chat/completions", None), Some(1));
-        assert_eq!(r.find(&Method::GET, b"/v1/models", None), Some(1));
-        assert_eq!(r.find(&Method::GET, b"/other", None), Some(0));
+        assert_eq!(
+            r.find(&Method::GET, b"/v1/chat/completions", None, &|_| true),
+            Some(1)
+        );
+        assert_eq!(
+            r.find(&Method::GET, b"/v1/models", None, &|_| true),
+            Some(1)
+        );
+        assert_eq!(r.find(&Method::GET, b"/other", None, &|_| true), Some(0));
     }
 
     #[test]
@@ -250,15 +276,18 @@ mod tests {
         b.add(pat("/a"), m(1, 10, &[], &["*.example.com"]));
         let r = b.build();
         assert_eq!(
-            r.find(&Method::GET, b"/a", Some(b"api.example.com")),
+            r.find(&Method::GET, b"/a", Some(b"api.example.com"), &|_| true),
             Some(1)
         );
         assert_eq!(
-            r.find(&Method::GET, b"/a", Some(b"API.EXAMPLE.COM")),
+            r.find(&Method::GET, b"/a", Some(b"API.EXAMPLE.COM"), &|_| true),
             Some(1)
         );
-        assert_eq!(r.find(&Method::GET, b"/a", Some(b"example.com")), Some(0));
-        assert_eq!(r.find(&Method::GET, b"/b", None), None);
+        assert_eq!(
+            r.find(&Method::GET, b"/a", Some(b"example.com"), &|_| true),
+            Some(0)
+        );
+        assert_eq!(r.find(&Method::GET, b"/b", None, &|_| true), None);
     }
 
     #[test]

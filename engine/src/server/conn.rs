@@ -234,7 +234,11 @@ async fn route_and_run(
         &mut ctx.response_body,
         snap.global_plugins.response_body_limit(),
     );
-    let Some(idx) = snap.router.find(&head.method, head.path(), head.host()) else {
+    let holds = |e: &crate::http::expr::Expr| crate::observe::vars::holds(e, head, ctx);
+    let Some(idx) = snap
+        .router
+        .find(&head.method, head.path(), head.host(), &holds)
+    else {
         ctx.status = 404;
         let body = reply::error_body("404 Route Not Found");
         ctx.keep_response(body.as_bytes());
