@@ -73,8 +73,7 @@ pub async fn forward(
                 match node.endpoint.addr() {
                     Some(addr) => match crate::upstream::connect::open(
                         addr,
-                        tls.as_ref(),
-                        &snap.tls,
+                        tls.as_ref().map(|t| (t, &snap.tls)),
                         spec.connect_timeout,
                     )
                     .await

@@ -12,7 +12,6 @@ use std::fmt;
 use std::time::Duration;
 
 use ahash::AHashMap;
-use monoio::net::TcpStream;
 
 use super::resp::{self, Reply};
 
@@ -308,25 +307,17 @@ async fn round_trip(
 
 async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
     let addr = resolve(node)?;
-    let stream = match &target.tls {
-        None => {
-            let tcp = TcpStream::connect(addr)
-                .await
-                .map_err(|e| RedisError::Io(format!("{node}: {e}")))?;
-            let _ = tcp.set_nodelay(true);
-            crate::net::Io::Tcp(tcp)
-        }
-        Some(tls) => {
-            let host = node.rsplit_once(':').map_or(node, |(h, _)| h);
-            let sni = crate::upstream::connect::TlsTarget {
-                sni: std::sync::Arc::from(host.trim_matches(|c| c == '[' || c == ']')),
-                verify: tls.verify,
-            };
-            crate::upstream::connect::open(addr, Some(&sni), &tls.clients, target.timeout)
-                .await
-                .map_err(|e| RedisError::Io(format!("{node}: {e}")))?
-        }
-    };
+    let sni = target
+        .tls
+        .as_ref()
+        .map(|tls| crate::upstream::connect::TlsTarget {
+            sni: std::sync::Arc::from(node.rsplit_once(':').map_or(node, |(h, _)| h)),
+            verify: tls.verify,
+        });
+    let tls = sni.as_ref().zip(target.tls.as_ref().map(|t| &t.clients));
+    let stream = crate::upstream::connect::open(addr, tls, target.timeout)
+        .await
+        .map_err(|e| RedisError::Io(format!("{node}: {e}")))?;
     let mut conn = Conn {
         stream,
         buf: bytes::BytesMut::with_capacity(512),

@@ -56,7 +56,7 @@ pub async fn connect(
     if let Some(conn) = pool.take(&key) {
         return Ok(conn);
     }
-    let io = open(addr, tls, clients, timeout).await?;
+    let io = open(addr, tls.map(|t| (t, clients)), timeout).await?;
     Ok(UpstreamConn {
         io,
         key,
@@ -65,11 +65,12 @@ pub async fn connect(
     })
 }
 
-/// A fresh connection, never from the pool.
+/// A fresh connection, never from the pool: plain TCP, or TLS to `tls`'s
+/// name with those client settings. The whole of it (connect and
+/// handshake) within `timeout`.
 pub async fn open(
     addr: std::net::SocketAddr,
-    tls: Option<&TlsTarget>,
-    clients: &TlsClients,
+    tls: Option<(&TlsTarget, &TlsClients)>,
     timeout: Duration,
 ) -> Result<Io, ConnectError> {
     let work = async {
@@ -77,7 +78,7 @@ pub async fn open(
             .await
             .map_err(|source| ConnectError::Io { addr, source })?;
         let _ = tcp.set_nodelay(true);
-        let Some(t) = tls else {
+        let Some((t, clients)) = tls else {
             return Ok(Io::Tcp(tcp));
         };
         let name = ServerName::try_from(t.sni.trim_matches(|c| c == '[' || c == ']').to_owned())

@@ -108,7 +108,7 @@ pub async fn request_kept(
 }
 
 async fn connect(req: &OneShot<'_>, clients: &TlsClients) -> Result<Io, ProxyError> {
-    open(req.addr, req.tls, clients, req.timeout)
+    open(req.addr, req.tls.map(|t| (t, clients)), req.timeout)
         .await
         .map_err(ProxyError::from_connect)
 }

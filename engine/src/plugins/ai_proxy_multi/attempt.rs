@@ -113,7 +113,7 @@ pub async fn send(
                 ))
             })?;
             UpstreamConn {
-                io: open(addr, target.tls.as_ref(), &snap.tls, timeout)
+                io: open(addr, target.tls.as_ref().map(|t| (t, &snap.tls)), timeout)
                     .await
                     .map_err(ProxyError::from_connect)?,
                 key: PoolKey {
