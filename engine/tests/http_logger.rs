@@ -461,9 +461,11 @@ fn include_resp_body_logs_what_the_client_received() {
 
     let got = posts(&collector, 5);
     assert_eq!(got.len(), 5, "{}", gw.stderr());
+    let response = |i: usize| {
+        serde_json::from_slice::<Vec<Value>>(&got[i].body).unwrap()[0]["response"].clone()
+    };
     let body = |i: usize| {
-        let e = &serde_json::from_slice::<Vec<Value>>(&got[i].body).unwrap()[0];
-        e["response"]
+        response(i)
             .get("body")
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -481,4 +483,8 @@ fn include_resp_body_logs_what_the_client_received() {
         Some(r#"{"message":"Missing API key in request"}"#)
     );
     assert_eq!(body(4), None);
+    // The gateway's own answer has its size, like a relayed one (whose
+    // size, as nginx's `$body_bytes_sent`, counts the chunk framing sent).
+    assert_eq!(response(3)["size"], 40);
+    assert_eq!(response(0)["size"], 32);
 }

@@ -383,7 +383,7 @@ async fn fail(
     ctx.status = status;
     c.wbuf.clear();
     let body = reply::error_body(&e.to_string());
-    ctx.keep_response(body.as_bytes());
+    ctx.answered(body.as_bytes());
     reply::json(&mut c.wbuf, status, body.as_bytes(), keep_alive, &[]);
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }

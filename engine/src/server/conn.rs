@@ -241,7 +241,7 @@ async fn route_and_run(
     else {
         ctx.status = 404;
         let body = reply::error_body("404 Route Not Found");
-        ctx.keep_response(body.as_bytes());
+        ctx.answered(body.as_bytes());
         // Boxed (here and below): rare answers should not size the
         // connection's future, which an open stream keeps for its life.
         return Box::pin(reply_typed(
@@ -279,7 +279,7 @@ async fn route_and_run(
     } = flow
     {
         ctx.status = status;
-        ctx.keep_response(body.as_bytes());
+        ctx.answered(body.as_bytes());
         return Box::pin(reply_typed(
             w,
             c,

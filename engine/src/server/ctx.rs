@@ -185,12 +185,19 @@ impl Payloads {
 }
 
 impl RequestCtx {
-    /// Keeps `body` for loggers that log response bodies (an answer the
-    /// gateway wrote whole).
+    /// Keeps `body`, the next body bytes the client received, for loggers
+    /// that log response bodies.
     pub fn keep_response(&mut self, body: &[u8]) {
         if let Some(b) = &mut self.response_body {
             b.keep(body);
         }
+    }
+
+    /// Records an answer the gateway wrote whole (a refusal or an error):
+    /// its size for `bytes_sent`, its body for loggers.
+    pub fn answered(&mut self, body: &[u8]) {
+        self.bytes_sent = body.len() as u64;
+        self.keep_response(body);
     }
 
     pub fn new(peer: SocketAddr, started: Instant) -> RequestCtx {

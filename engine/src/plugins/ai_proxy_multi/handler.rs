@@ -365,7 +365,7 @@ async fn rejected(
     keep_alive: bool,
 ) -> bool {
     ctx.status = rl.rejected_code;
-    ctx.keep_response(rl.rejected_body().as_bytes());
+    ctx.answered(rl.rejected_body().as_bytes());
     c.wbuf.clear();
     reply::typed(
         &mut c.wbuf,
@@ -512,7 +512,7 @@ async fn error_reply(
         Some(e) => (e.content_type, e.body.as_bytes()),
         None => ("application/json", body.as_bytes()),
     };
-    ctx.keep_response(body);
+    ctx.answered(body);
     reply::typed(&mut c.wbuf, status, content_type, body, keep_alive, &lines);
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
