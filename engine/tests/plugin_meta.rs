@@ -199,8 +199,10 @@ fn a_loggers_filter_sees_the_response() {
             "routes": [{"name": "r", "uris": ["/status/*"]}],
         }],
     }));
+    // One connection: one worker, whose entries are shipped in order.
+    let mut c = Conn::connect(gw.addr);
     for status in [200, 500, 204, 503] {
-        assert_eq!(get(&gw, &format!("/status/{status}"), "").status, status);
+        assert_eq!(c.get(&format!("/status/{status}")).status, status);
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut posts: Vec<Recorded> = collector.requests();
