@@ -488,3 +488,37 @@ fn include_resp_body_logs_what_the_client_received() {
     assert_eq!(response(3)["size"], 40);
     assert_eq!(response(0)["size"], 32);
 }
+
+/// Global rules each run, as in APISIX: two rules with an `http-logger`
+/// each (added over the Admin API) both log every request; a rule that
+/// disables its logger just leaves it out.
+#[test]
+fn every_global_rule_runs_its_own_logger() {
+    let m = mocks(&["a"]);
+    let (first, second, third) = (answering(200), answering(200), answering(200));
+    let mut doc = ai_config(
+        &["/v1/chat/completions"],
+        json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "gpt-4")]}),
+    );
+    doc["gateway"] = json!({"admin": {"listen": "127.0.0.1:0", "key": "k"}});
+    let gw = Gateway::start_json(doc);
+    let admin = gw.admin_addr.expect("admin listener");
+    for (id, up, meta) in [
+        ("1", &first, json!({})),
+        ("2", &second, json!({})),
+        ("3", &third, json!({"disable": true})),
+    ] {
+        let body = json!({"plugins": {"http-logger": {
+            "uri": format!("http://{}/", up.addr), "batch_max_size": 1, "_meta": meta}}})
+        .to_string();
+        let mut c = Conn::connect(admin);
+        c.send(format!("PUT /apisix/admin/global_rules/{id} HTTP/1.1\r\nHost: a\r\nX-API-KEY: k\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let r = c.read_response();
+        assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    }
+    ask(&gw, 1);
+    assert_eq!(posts(&first, 1).len(), 1, "{}", gw.stderr());
+    assert_eq!(posts(&second, 1).len(), 1, "{}", gw.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(third.requests().len(), 0);
+}

@@ -54,7 +54,7 @@ pub fn compile(
             metadata: &metadata,
         };
         let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule, &mut pcx)?;
-        global_plugins = PluginChain::overlay(global_plugins, chain);
+        global_plugins = PluginChain::concat(global_plugins, chain);
     }
     let consumers = super::consumers::Consumers::compile(&res, &mut carry, &metadata)?;
     Ok(Snapshot {

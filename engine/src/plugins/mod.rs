@@ -273,6 +273,15 @@ impl PluginChain {
         PluginChain::new(slots, disabled)
     }
 
+    /// Every plugin of `a` and of `b`, the same plugin twice included:
+    /// global rules, each of which runs, as in APISIX (a plugin a rule
+    /// disables is simply absent from that rule).
+    pub fn concat(a: PluginChain, b: PluginChain) -> PluginChain {
+        let mut slots = a.slots;
+        slots.extend(b.slots);
+        PluginChain::new(slots, Vec::new())
+    }
+
     /// Runs the access phase of every plugin in order whose filter holds;
     /// stops at the first that answers (with its `error_response`, if set).
     pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
