@@ -380,10 +380,9 @@ async fn fail(
         );
     }
     let status = e.status();
-    ctx.status = status;
     c.wbuf.clear();
     let body = reply::error_body(&e.to_string());
-    ctx.answered(body.as_bytes());
+    ctx.answered(status, body.as_bytes());
     reply::json(&mut c.wbuf, status, body.as_bytes(), keep_alive, &[]);
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }

@@ -239,9 +239,8 @@ async fn route_and_run(
         .router
         .find(&head.method, head.path(), head.host(), &holds)
     else {
-        ctx.status = 404;
         let body = reply::error_body("404 Route Not Found");
-        ctx.answered(body.as_bytes());
+        ctx.answered(404, body.as_bytes());
         // Boxed (here and below): rare answers should not size the
         // connection's future, which an open stream keeps for its life.
         return Box::pin(reply_typed(
@@ -278,8 +277,7 @@ async fn route_and_run(
         body,
     } = flow
     {
-        ctx.status = status;
-        ctx.answered(body.as_bytes());
+        ctx.answered(status, body.as_bytes());
         return Box::pin(reply_typed(
             w,
             c,
@@ -351,30 +349,9 @@ async fn route_and_run(
     }
 }
 
-/// Answers with a JSON error before the request body was read, reading and
-/// discarding a small body so the connection can stay open, or closing it.
-pub async fn reply_error(
-    w: &Worker,
-    c: &mut ClientConn,
-    head: &RequestHead,
-    status: u16,
-    message: &str,
-    keep_alive: bool,
-) -> bool {
-    reply_typed(
-        w,
-        c,
-        head,
-        status,
-        "application/json",
-        &reply::error_body(message),
-        keep_alive,
-    )
-    .await
-}
-
-/// Like [`reply_error`] with a ready body of `content_type` (plugin
-/// answers).
+/// Answers before the request body was read (a 404, a plugin's refusal),
+/// reading and discarding a small body so the connection can stay open, or
+/// closing it.
 pub async fn reply_typed(
     w: &Worker,
     c: &mut ClientConn,

@@ -194,8 +194,9 @@ impl RequestCtx {
     }
 
     /// Records an answer the gateway wrote whole (a refusal or an error):
-    /// its size for `bytes_sent`, its body for loggers.
-    pub fn answered(&mut self, body: &[u8]) {
+    /// its status, its size for `bytes_sent`, its body for loggers.
+    pub fn answered(&mut self, status: u16, body: &[u8]) {
+        self.status = status;
         self.bytes_sent = body.len() as u64;
         self.keep_response(body);
     }

@@ -364,8 +364,7 @@ async fn rejected(
     headers: &[u8],
     keep_alive: bool,
 ) -> bool {
-    ctx.status = rl.rejected_code;
-    ctx.answered(rl.rejected_body().as_bytes());
+    ctx.answered(rl.rejected_code, rl.rejected_body().as_bytes());
     c.wbuf.clear();
     reply::typed(
         &mut c.wbuf,
@@ -502,7 +501,6 @@ async fn error_reply(
     keep_alive: bool,
     headers: &[(&str, &str)],
 ) -> bool {
-    ctx.status = status;
     c.wbuf.clear();
     let mut lines = Vec::new();
     for (k, v) in headers {
@@ -512,7 +510,7 @@ async fn error_reply(
         Some(e) => (e.content_type, e.body.as_bytes()),
         None => ("application/json", body.as_bytes()),
     };
-    ctx.answered(body);
+    ctx.answered(status, body);
     reply::typed(&mut c.wbuf, status, content_type, body, keep_alive, &lines);
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
