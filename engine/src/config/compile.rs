@@ -138,13 +138,8 @@ impl Compiler<'_, '_, '_> {
                 _ => HostSet::default(),
             },
         };
-        let vars = match &route.vars {
-            Some(v) => Some(Arc::new(crate::http::expr::Expr::compile(
-                v,
-                &at.field("vars"),
-            )?)),
-            None => None,
-        };
+        let vars =
+            crate::http::expr::Expr::compile_optional(route.vars.as_ref(), &at.field("vars"))?;
         for (uri, uat) in uris {
             let pattern = UriPattern::parse(&uri, &uat)?;
             router.add(

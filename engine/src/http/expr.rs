@@ -88,6 +88,16 @@ impl Expr {
         })
     }
 
+    /// [`Expr::compile`] of an optional field (`vars`, `include_*_expr`).
+    pub fn compile_optional(
+        value: Option<&Value>,
+        at: &FieldPath,
+    ) -> Result<Option<std::sync::Arc<Expr>>, ConfigError> {
+        value
+            .map(|v| Expr::compile(v, at).map(std::sync::Arc::new))
+            .transpose()
+    }
+
     /// Whether the condition holds, reading variables through `var`.
     pub fn eval<'v>(&self, var: &dyn Fn(&str) -> Option<Cow<'v, [u8]>>) -> bool {
         self.root.as_ref().is_none_or(|n| n.eval(var))

@@ -162,14 +162,8 @@ pub fn split(
         f.max_resp_body_bytes.unwrap_or(DEFAULT_MAX_RESP_BODY),
         1,
     )? as usize;
-    let condition = |v: &Option<Value>, field: &str| -> Result<_, ConfigError> {
-        match v {
-            Some(v) => Ok(Some(Arc::new(crate::http::expr::Expr::compile(
-                v,
-                &at.field(field),
-            )?))),
-            None => Ok(None),
-        }
+    let condition = |v: &Option<Value>, field: &str| {
+        crate::http::expr::Expr::compile_optional(v.as_ref(), &at.field(field))
     };
     let secs = |v: i64| std::time::Duration::from_secs(v as u64);
     let batch = BatchConfig {

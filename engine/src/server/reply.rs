@@ -22,11 +22,16 @@ pub fn error_body(message: &str) -> String {
 
 /// Serialises a complete JSON response with extra headers.
 pub fn json(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool, extra: &[(&str, &str)]) {
+    json_raw_headers(out, status, body, keep_alive, &header_lines(extra));
+}
+
+/// `extra` rendered as header lines (`Name: v\r\n`).
+pub fn header_lines(extra: &[(&str, &str)]) -> Vec<u8> {
     let mut lines = Vec::new();
     for (k, v) in extra {
         push_header(&mut lines, k.as_bytes(), v.as_bytes());
     }
-    json_raw_headers(out, status, body, keep_alive, &lines);
+    lines
 }
 
 /// Like [`json`], with extra header lines already rendered (`Name: v\r\n`).

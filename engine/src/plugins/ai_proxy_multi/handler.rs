@@ -502,15 +502,12 @@ async fn error_reply(
     headers: &[(&str, &str)],
 ) -> bool {
     c.wbuf.clear();
-    let mut lines = Vec::new();
-    for (k, v) in headers {
-        crate::http::write::push_header(&mut lines, k.as_bytes(), v.as_bytes());
-    }
     let (content_type, body) = match &plugin.error_response {
         Some(e) => (e.content_type, e.body.as_bytes()),
         None => ("application/json", body.as_bytes()),
     };
     ctx.answered(status, body);
+    let lines = reply::header_lines(headers);
     reply::typed(&mut c.wbuf, status, content_type, body, keep_alive, &lines);
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
