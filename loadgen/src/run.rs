@@ -148,7 +148,9 @@ pub fn run_together(specs: &[RunSpec]) -> std::io::Result<Vec<RunResult>> {
     rt.block_on(run_async(specs.to_vec()))
 }
 
-/// One target of a run: what to send where, and its statistics.
+/// One target of a run: what to send where, and its statistics (cheap to
+/// clone: a handle an open-loop request takes along).
+#[derive(Clone)]
 struct Lane {
     sh: Rc<Shared>,
     addr: SocketAddr,
@@ -296,15 +298,7 @@ async fn open_loop(lanes: &[Lane], rates: &[f64]) {
         let lane = &lanes[l];
         let sent = pacer.wait_until(due).await;
         lane.sh.record_lateness(due, sent);
-        tasks.push(monoio::spawn(send_open(
-            lane.sh.clone(),
-            lane.idle.clone(),
-            lane.open.clone(),
-            lane.max_conns,
-            lane.addr,
-            lane.request.clone(),
-            due,
-        )));
+        tasks.push(monoio::spawn(send_open(lane.clone(), due)));
         if tasks.len() > 4096 {
             let done: Vec<_> = tasks.drain(..2048).collect();
             for t in done {
@@ -319,15 +313,15 @@ async fn open_loop(lanes: &[Lane], rates: &[f64]) {
 
 /// One open-loop request: an idle connection of its lane, a new one if the
 /// lane may open more, or a wait for either.
-async fn send_open(
-    sh: Rc<Shared>,
-    idle: Rc<RefCell<Vec<Conn>>>,
-    open: Rc<Cell<usize>>,
-    max_conns: usize,
-    addr: SocketAddr,
-    req: Bytes,
-    due: Instant,
-) {
+async fn send_open(lane: Lane, due: Instant) {
+    let Lane {
+        sh,
+        addr,
+        request: req,
+        idle,
+        open,
+        max_conns,
+    } = lane;
     let conn = loop {
         if let Some(c) = idle.borrow_mut().pop() {
             break Ok(c);

@@ -75,22 +75,26 @@ fn switches(order: &[String]) -> usize {
     order.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
-fn assert_both_measured(reports: &[TargetReport]) {
+type Compare = fn(&[Target], usize) -> Result<Vec<TargetReport>, String>;
+
+/// Runs `compare` on a fresh mock, checks both targets were measured, and
+/// returns the targets' names in the order the mock received them.
+fn measured_arrivals(compare: Compare) -> Vec<String> {
+    let mock = mock();
+    let reports = compare(&targets(&mock), ROUNDS).unwrap();
     let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
-    for r in reports {
+    for r in &reports {
         // 2 rounds × 0.4 s at 300 req/s: 240 due, all answered.
         assert_eq!(r.summary.ok, r.summary.requests, "{}", r.name);
         assert!(r.summary.ok >= 200, "{}: {} requests", r.name, r.summary.ok);
     }
+    arrivals(&mock)
 }
 
 #[test]
 fn together_drives_every_target_in_the_same_instants() {
-    let mock = mock();
-    let reports = compare_together(&targets(&mock), ROUNDS).unwrap();
-    assert_both_measured(&reports);
-    let order = arrivals(&mock);
+    let order = measured_arrivals(compare_together);
     // Each target's arrivals are offset by half an interval from the
     // other's: the log alternates a b a b … (at least half the time, so a
     // stall that sends a burst, whose order on two connections the mock
@@ -105,10 +109,7 @@ fn together_drives_every_target_in_the_same_instants() {
 
 #[test]
 fn rounds_drive_one_target_at_a_time() {
-    let mock = mock();
-    let reports = compare(&targets(&mock), ROUNDS).unwrap();
-    assert_both_measured(&reports);
-    let order = arrivals(&mock);
+    let order = measured_arrivals(compare);
     // Warm-ups a, b; round 1 a, b; round 2 b, a (reversed): four switches.
     assert_eq!(switches(&order), 4, "{order:?}");
 }
