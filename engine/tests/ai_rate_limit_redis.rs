@@ -372,6 +372,13 @@ fn redis_down_fails_closed_or_open_as_configured() {
         .unwrap()
         .contains("rate limit store unavailable"));
     assert!(closed.wait_for_log("refusing the request", Duration::from_secs(5)));
+    // The log names the address once.
+    let err = closed.stderr();
+    assert!(
+        err.contains(&format!("connect to 127.0.0.1:{port} failed"))
+            && !err.contains(&format!("127.0.0.1:{port}: connect")),
+        "{err}"
+    );
     assert_eq!(
         m.instance("openai").requests().len(),
         0,

@@ -4,7 +4,8 @@
 //! against `gateway.ssl_trusted_certificate`; a failing endpoint never
 //! touches requests and is counted; bad settings are refused with the
 //! field named; `log_format` per logger or as the default in
-//! `plugin_metadata` (file and Admin API).
+//! `plugin_metadata` (file and Admin API), and the metadata's
+//! `max_pending_entries` bounding a stuck endpoint's backlog.
 #![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
 mod common;
@@ -382,8 +383,94 @@ fn plugin_metadata_log_format_is_the_loggers_default() {
     bad["plugin_metadata"] = json!({"limit-count": {}});
     assert_refused(&bad, "plugin_metadata.limit-count", "not supported");
     bad["plugin_metadata"] =
-        json!({"kafka-logger": {"log_format": {"x": "$host"}, "max_pending_entries": 1}});
-    assert_refused(&bad, "plugin_metadata.kafka-logger", "max_pending_entries");
+        json!({"kafka-logger": {"log_format": {"x": "$host"}, "max_pending_entries": 0}});
+    assert_refused(
+        &bad,
+        "plugin_metadata.kafka-logger.max_pending_entries",
+        "at least 1",
+    );
+}
+
+/// The plugin metadata's `max_pending_entries` bounds what a logger holds
+/// unsent: with the endpoint stuck on the first batch, entries past the
+/// limit are dropped, counted and reported once; when the endpoint
+/// answers, what was kept is sent and new entries are taken again. Set
+/// and refused over the Admin API too.
+#[test]
+fn max_pending_entries_drops_what_a_stuck_endpoint_cannot_take() {
+    let m = mocks(&["a"]);
+    // Holds every POST until the test lets go of `release`.
+    let (release, hold) = flume::unbounded::<()>();
+    let up = Upstream::start(move |_, s| {
+        let _ = hold.recv();
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        true
+    });
+    let mut doc = logged_route(
+        &m,
+        json!({"uri": format!("http://{}/", up.addr), "batch_max_size": 1, "timeout": 60}),
+    );
+    doc["plugin_metadata"] = json!({"http-logger": {"max_pending_entries": 3}});
+    doc["gateway"]["admin"] = json!({"listen": "127.0.0.1:0", "key": "k"});
+    let gw = Gateway::start_json(doc);
+    let logger = "http logger (route/ai-route)";
+    let pending = || -> u64 {
+        let text = Conn::connect(gw.metrics_addr.unwrap())
+            .get("/metrics")
+            .text();
+        let line = format!("ringway_logger_pending_entries{{logger=\"{logger}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in {text}"))
+            .parse()
+            .unwrap()
+    };
+
+    ask(&gw, 1);
+    assert_eq!(posts(&up, 1).len(), 1, "{}", gw.stderr());
+    // One in flight: two more fit, seven of nine are dropped.
+    ask(&gw, 9);
+    assert_eq!(
+        logger_metric(&gw, logger, "dropped", 7),
+        7,
+        "{}",
+        gw.stderr()
+    );
+    assert_eq!(pending(), 3);
+    assert!(
+        gw.wait_for_log("max pending entries limit exceeded", Duration::from_secs(5)),
+        "{}",
+        gw.stderr()
+    );
+    // Requests were never held up meanwhile.
+    assert_eq!(up.requests().len(), 1);
+
+    drop(release);
+    assert_eq!(posts(&up, 3).len(), 3);
+    assert_eq!(logger_metric(&gw, logger, "sent", 3), 3);
+    ask(&gw, 1);
+    assert_eq!(posts(&up, 4).len(), 4);
+    assert_eq!(logger_metric(&gw, logger, "dropped", 8), 7);
+    assert_eq!(pending(), 0);
+
+    // Over the Admin API: refused with its path, accepted when valid.
+    let admin = gw.admin_addr.expect("admin listener");
+    let put = |body: &str| {
+        let mut c = Conn::connect(admin);
+        c.send(format!("PUT /apisix/admin/plugin_metadata/http-logger HTTP/1.1\r\nHost: a\r\nX-API-KEY: k\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        c.read_response()
+    };
+    let r = put(r#"{"max_pending_entries": 0}"#);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .contains("plugin_metadata.http-logger.max_pending_entries"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(put(r#"{"max_pending_entries": 100}"#).status, 200);
+    ask(&gw, 1);
+    assert_eq!(posts(&up, 5).len(), 5);
 }
 
 /// `include_req_body` with `include_req_body_expr`: the body is in the

@@ -10,8 +10,11 @@
 //! 100 ms after the first was queued (or 64 at a time; a worker with
 //! nothing to log sleeps) with a non-blocking send on a bounded queue, so a
 //! request costs a push into a vector, not a wake-up of the logger thread;
-//! a slow or unreachable broker never delays a request, and entries that
-//! do not fit are counted as dropped. A sink lives as long as some snapshot's plugin
+//! a slow or unreachable broker never delays a request. Entries handed
+//! over and not yet sent (or given up on) are the sink's backlog; past the
+//! plugin metadata's `max_pending_entries` (APISIX's default 8192), or
+//! past 64 MiB of entries, new ones are dropped and counted, with one
+//! error line a second saying so, as APISIX's batch processor does. A sink lives as long as some snapshot's plugin
 //! holds it; the last holder gone, it sends what it has and ends. At
 //! shutdown the server closes every sink and waits (bounded) until what
 //! was queued has been sent. A logger whose settings change gets a new
@@ -45,13 +48,23 @@ pub struct BatchConfig {
     pub buffer: Duration,
     pub max_retry: u32,
     pub retry_delay: Duration,
+    /// Most entries handed over and not yet sent or given up on
+    /// (the plugin metadata's `max_pending_entries`).
+    pub max_pending: usize,
 }
+
+/// APISIX's default `max_pending_entries` (3.18's batch processor).
+pub const DEFAULT_MAX_PENDING: usize = 8192;
 
 /// What a sink did, for tests and metrics.
 #[derive(Debug, Default)]
 pub struct SinkStats {
     /// Bytes handed over and not yet taken by the thread.
     queued_bytes: AtomicUsize,
+    /// Entries handed over and not yet sent or given up on: the backlog
+    /// `max_pending_entries` bounds. Shared by the sinks a logger had, so
+    /// one replaced while it still sends counts until it is done.
+    pub pending: AtomicUsize,
     pub sent: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
@@ -64,6 +77,9 @@ pub struct Sink {
     /// Disconnected when the thread has ended.
     done: flume::Receiver<()>,
     pub stats: Arc<SinkStats>,
+    max_pending: usize,
+    /// When (Unix seconds) the last "limit exceeded" line was written.
+    last_warned: AtomicU64,
 }
 
 impl std::fmt::Debug for Sink {
@@ -104,6 +120,7 @@ impl Sink {
         stats: Arc<SinkStats>,
         mut send: impl FnMut(&mut Entries) -> Result<(), String> + Send + 'static,
     ) -> Arc<Sink> {
+        let max_pending = batch.max_pending;
         let (tx, rx) = flume::bounded(QUEUE);
         let (done_tx, done) = flume::bounded::<()>(0);
         let thread_stats = stats.clone();
@@ -122,6 +139,8 @@ impl Sink {
             tx,
             done,
             stats,
+            max_pending,
+            last_warned: AtomicU64::new(0),
         })
     }
 
@@ -143,18 +162,53 @@ impl Sink {
         &self.name
     }
 
-    /// Hands entries (JSON documents) to the thread; drops and counts
-    /// them when its queue is full (in hand-overs or in bytes).
-    pub fn send(&self, entries: Entries) {
-        let n = entries.len() as u64;
+    /// Hands entries (JSON documents) to the thread. Those past the
+    /// backlog limit are dropped and counted, and all of them when the
+    /// queue is full (in hand-overs or in bytes).
+    pub fn send(&self, mut entries: Entries) {
+        let n = entries.len();
         if n == 0 {
             return;
         }
+        let stats = &self.stats;
+        let before = stats.pending.fetch_add(n, Ordering::Relaxed);
+        let room = self.max_pending.saturating_sub(before);
+        if room < n {
+            stats.pending.fetch_sub(n - room, Ordering::Relaxed);
+            entries.truncate(room);
+            self.dropped(n - room, "max pending entries limit exceeded", before);
+            if room == 0 {
+                return;
+            }
+        }
+        let n = entries.len();
         let bytes: usize = entries.iter().map(Vec::len).sum();
-        let queued = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let queued = stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         if queued + bytes > QUEUE_BYTES || self.tx.try_send(entries).is_err() {
-            self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            stats.pending.fetch_sub(n, Ordering::Relaxed);
+            self.dropped(n, "queue full", before);
+        }
+    }
+
+    /// Counts `n` dropped entries; says so at most once a second.
+    fn dropped(&self, n: usize, why: &str, pending: usize) {
+        let total = self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_warned.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                "{}: {why}, discarding log entries (pending: {pending}, max_pending_entries: {}, dropped so far: {total})",
+                self.name,
+                self.max_pending
+            );
         }
     }
 }
@@ -253,6 +307,18 @@ fn flush(
     if batch.is_empty() {
         return;
     }
+    let handled = batch.len();
+    flush_batch(name, batch, cfg, stats, send);
+    stats.pending.fetch_sub(handled, Ordering::Relaxed);
+}
+
+fn flush_batch(
+    name: &str,
+    batch: &mut Vec<Vec<u8>>,
+    cfg: &BatchConfig,
+    stats: &SinkStats,
+    send: &mut impl FnMut(&mut Entries) -> Result<(), String>,
+) {
     // `send` removes what it delivered: a retry sends only the rest.
     for attempt in 0..=cfg.max_retry {
         let before = batch.len();
@@ -294,6 +360,7 @@ mod tests {
             buffer: Duration::from_secs(60),
             max_retry,
             retry_delay: Duration::from_millis(1),
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 
@@ -384,6 +451,48 @@ mod tests {
         let dropped = sink.stats.dropped.load(Ordering::Relaxed);
         assert!((36..=37).contains(&dropped), "{dropped}");
         drop(release);
+    }
+
+    #[test]
+    fn the_backlog_stops_at_max_pending_entries_until_it_drains() {
+        // The thread blocks on its first batch until released.
+        let (release, wait) = flume::unbounded::<()>();
+        let cfg = BatchConfig {
+            max_pending: 4,
+            ..batch(1, 50, 0)
+        };
+        let (tx, sent) = flume::unbounded();
+        let sink = Sink::start("t".into(), cfg, Arc::default(), move |b| {
+            let _ = wait.recv();
+            let _ = tx.send(b.clone());
+            b.clear();
+            Ok(())
+        });
+        let stats = sink.stats.clone();
+        sink.send(vec![b"0".to_vec()]);
+        // Five more: three fit beside the one in flight, the rest is dropped.
+        sink.send((1..=5).map(|i| vec![b'0' + i]).collect());
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.pending.load(Ordering::Relaxed), 4);
+        sink.send(vec![b"6".to_vec()]);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 3);
+        for _ in 0..4 {
+            release.send(()).unwrap();
+        }
+        let got: Vec<Vec<u8>> = (0..4)
+            .flat_map(|_| sent.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(got, [b"0", b"1", b"2", b"3"].map(|b| b.to_vec()));
+        wait_for(&stats, |s| s.pending.load(Ordering::Relaxed) == 0);
+        // Drained, the sink takes entries again.
+        release.send(()).unwrap();
+        sink.send(vec![b"7".to_vec()]);
+        assert_eq!(
+            sent.recv_timeout(Duration::from_secs(5)),
+            Ok(vec![b"7".to_vec()])
+        );
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 3);
+        wait_for(&stats, |s| s.sent.load(Ordering::Relaxed) == 5);
     }
 
     #[test]

@@ -239,7 +239,7 @@ pub fn render(
     let _ = writeln!(out, "# HELP ringway_logger_entries_total Logger plugin entries by outcome.\n# TYPE ringway_logger_entries_total counter");
     let mut sinks: Vec<_> = snap.shared.loggers().collect();
     sinks.sort_by(|a, b| a.name().cmp(b.name()));
-    for s in sinks {
+    for s in &sinks {
         for (outcome, v) in [
             ("sent", &s.stats.sent),
             ("failed", &s.stats.failed),
@@ -252,6 +252,15 @@ pub fn render(
                 v.load(Ordering::Relaxed)
             );
         }
+    }
+    let _ = writeln!(out, "# HELP ringway_logger_pending_entries Logger plugin entries handed over and not yet sent (bounded by max_pending_entries).\n# TYPE ringway_logger_pending_entries gauge");
+    for s in &sinks {
+        let _ = writeln!(
+            out,
+            "ringway_logger_pending_entries{{logger=\"{}\"}} {}",
+            escape(s.name()),
+            s.stats.pending.load(Ordering::Relaxed)
+        );
     }
 }
 

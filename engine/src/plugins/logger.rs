@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::metadata::LoggerDefaults;
 use super::CompileCx;
 use crate::config::{from_value, ConfigError, FieldPath};
 use crate::http::RequestHead;
@@ -132,13 +133,13 @@ pub fn at_least(at: &FieldPath, field: &str, v: i64, min: i64) -> Result<i64, Co
 }
 
 /// Splits a logger's config into the shared settings and the rest.
-/// `metadata_format` is the plugin metadata's `log_format`, used when the
-/// config sets none.
+/// `defaults` come from the plugin's metadata: the `log_format` used
+/// when the config sets none, and the backlog limit.
 pub fn split(
     value: &Value,
     at: &FieldPath,
     default_name: &str,
-    metadata_format: Option<Arc<LogFormat>>,
+    defaults: LoggerDefaults,
 ) -> Result<(LoggerFields, Value), ConfigError> {
     let obj = value
         .as_object()
@@ -173,6 +174,7 @@ pub fn split(
         max_retry: at_least(at, "max_retry_count", f.max_retry_count, 0)?.min(u32::MAX as i64)
             as u32,
         retry_delay: secs(at_least(at, "retry_delay", f.retry_delay, 0)?),
+        max_pending: defaults.max_pending,
     };
     Ok((
         LoggerFields {
@@ -187,7 +189,7 @@ pub fn split(
                 origin: false,
                 format: match &f.log_format {
                     Some(v) => Some(Arc::new(LogFormat::parse(v, &at.field("log_format"))?)),
-                    None => metadata_format,
+                    None => defaults.log_format,
                 },
             },
         },

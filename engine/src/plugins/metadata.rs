@@ -1,10 +1,12 @@
 //! `plugin_metadata`: settings APISIX keeps once per plugin rather than
 //! per route (`/apisix/admin/plugin_metadata/<plugin>`, or ADC's
-//! top-level `plugin_metadata`). ringway reads the loggers' default
-//! `log_format`: an `http-logger` or `kafka-logger` that sets no
-//! `log_format` of its own writes the metadata's fields, as in APISIX's
-//! `log-util.get_log_entry`. Checked here when a snapshot compiles, so a
-//! bad field is refused with its path and nothing is applied.
+//! top-level `plugin_metadata`). ringway reads the loggers' settings:
+//! the default `log_format` (an `http-logger` or `kafka-logger` that sets
+//! no `log_format` of its own writes the metadata's fields, as in APISIX's
+//! `log-util.get_log_entry`) and `max_pending_entries`, the most entries a
+//! logger holds unsent before it drops new ones (default 8192, as in
+//! APISIX 3.18). Checked here when a snapshot compiles, so a bad field is
+//! refused with its path and nothing is applied.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,17 +18,19 @@ use super::{http_logger, kafka_logger};
 use crate::config::error::from_value;
 use crate::config::resources::Resources;
 use crate::config::{ConfigError, FieldPath};
+use crate::loggers::DEFAULT_MAX_PENDING;
 use crate::observe::log_format::LogFormat;
 
 /// Plugins whose metadata ringway reads.
 const WITH_METADATA: [&str; 2] = [http_logger::NAME, kafka_logger::NAME];
 
-/// A logger's metadata: `log_format`, and what the Admin API stores
-/// alongside it.
+/// A logger's metadata: `log_format`, `max_pending_entries`, and what the
+/// Admin API stores alongside them.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoggerMetadata {
     log_format: Option<Value>,
+    max_pending_entries: Option<i64>,
     #[serde(rename = "id")]
     _id: Option<Value>,
     #[serde(rename = "create_time")]
@@ -35,15 +39,33 @@ struct LoggerMetadata {
     _update_time: Option<Value>,
 }
 
+/// What a logger plugin takes from its metadata.
+#[derive(Debug, Clone)]
+pub struct LoggerDefaults {
+    /// Used by loggers that set no `log_format` of their own.
+    pub log_format: Option<Arc<LogFormat>>,
+    /// `max_pending_entries`.
+    pub max_pending: usize,
+}
+
+impl Default for LoggerDefaults {
+    fn default() -> Self {
+        LoggerDefaults {
+            log_format: None,
+            max_pending: DEFAULT_MAX_PENDING,
+        }
+    }
+}
+
 /// The compiled metadata of every plugin that has some.
 #[derive(Debug, Default)]
 pub struct PluginMetadata {
-    log_formats: BTreeMap<&'static str, Arc<LogFormat>>,
+    loggers: BTreeMap<&'static str, LoggerDefaults>,
 }
 
 impl PluginMetadata {
     pub fn compile(res: &Resources) -> Result<PluginMetadata, ConfigError> {
-        let mut log_formats = BTreeMap::new();
+        let mut loggers = BTreeMap::new();
         for (name, value) in &res.plugin_metadata {
             // The same path in the file and over the Admin API.
             let at = FieldPath::root().field("plugin_metadata").field(name);
@@ -54,17 +76,32 @@ impl PluginMetadata {
                 )));
             };
             let m: LoggerMetadata = from_value(value, &at)?;
-            if let Some(f) = &m.log_format {
-                let format = LogFormat::parse(f, &at.field("log_format"))?;
-                log_formats.insert(*plugin, Arc::new(format));
-            }
+            let log_format = match &m.log_format {
+                Some(f) => Some(Arc::new(LogFormat::parse(f, &at.field("log_format"))?)),
+                None => None,
+            };
+            let max_pending = match m.max_pending_entries {
+                Some(n) if n < 1 => {
+                    return Err(at.field("max_pending_entries").error("must be at least 1"))
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => DEFAULT_MAX_PENDING,
+            };
+            loggers.insert(
+                *plugin,
+                LoggerDefaults {
+                    log_format,
+                    max_pending,
+                },
+            );
         }
-        Ok(PluginMetadata { log_formats })
+        Ok(PluginMetadata { loggers })
     }
 
-    /// The default `log_format` of `plugin`'s metadata, if any.
-    pub fn log_format(&self, plugin: &str) -> Option<Arc<LogFormat>> {
-        self.log_formats.get(plugin).cloned()
+    /// What `plugin`'s loggers take from its metadata (the defaults when
+    /// it has none).
+    pub fn logger(&self, plugin: &str) -> LoggerDefaults {
+        self.loggers.get(plugin).cloned().unwrap_or_default()
     }
 }
 
@@ -88,9 +125,25 @@ mod tests {
             "kafka-logger": {"id": "kafka-logger", "update_time": 1},
         }))
         .unwrap();
-        assert!(m.log_format("http-logger").is_some());
-        assert!(m.log_format("kafka-logger").is_none());
-        assert!(m.log_format("key-auth").is_none());
+        assert!(m.logger("http-logger").log_format.is_some());
+        assert!(m.logger("kafka-logger").log_format.is_none());
+        assert!(m.logger("key-auth").log_format.is_none());
+    }
+
+    #[test]
+    fn max_pending_entries_bounds_the_loggers_backlog() {
+        let m = compile(json!({"kafka-logger": {"max_pending_entries": 16}})).unwrap();
+        assert_eq!(m.logger("kafka-logger").max_pending, 16);
+        assert_eq!(m.logger("http-logger").max_pending, 8192);
+        for bad in [json!(0), json!(-1), json!("16"), json!(1.5)] {
+            let e = compile(json!({"http-logger": {"max_pending_entries": bad}}))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("plugin_metadata.http-logger.max_pending_entries"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -317,7 +317,14 @@ async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
     let tls = sni.as_ref().zip(target.tls.as_ref().map(|t| &t.clients));
     let stream = crate::upstream::connect::open(addr, tls, target.timeout)
         .await
-        .map_err(|e| RedisError::Io(format!("{node}: {e}")))?;
+        .map_err(|e| {
+            // The error names the address; the node too when it is a name.
+            RedisError::Io(if node == addr.to_string() {
+                e.to_string()
+            } else {
+                format!("{node}: {e}")
+            })
+        })?;
     let mut conn = Conn {
         stream,
         buf: bytes::BytesMut::with_capacity(512),

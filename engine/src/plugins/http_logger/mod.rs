@@ -49,7 +49,7 @@ impl HttpLogger {
         at: &FieldPath,
         cx: &mut CompileCx<'_, '_>,
     ) -> Result<Logger, ConfigError> {
-        let (common, rest) = split(value, at, "http logger", cx.metadata.log_format(NAME))?;
+        let (common, rest) = split(value, at, "http logger", cx.metadata.logger(NAME))?;
         let f: HttpLoggerFile = from_value(&rest, at)?;
         let url = EndpointUrl::parse(&f.uri).map_err(|e| at.field("uri").error(e))?;
         let concat = match f.concat_method.as_str() {

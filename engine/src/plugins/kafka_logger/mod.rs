@@ -71,7 +71,7 @@ impl KafkaLogger {
         at: &FieldPath,
         cx: &mut CompileCx<'_, '_>,
     ) -> Result<Logger, ConfigError> {
-        let (common, rest) = split(value, at, "kafka logger", cx.metadata.log_format(NAME))?;
+        let (common, rest) = split(value, at, "kafka logger", cx.metadata.logger(NAME))?;
         let f: KafkaLoggerFile = from_value(&rest, at)?;
         let mut brokers = Vec::new();
         for (i, b) in f.brokers.iter().flatten().enumerate() {
