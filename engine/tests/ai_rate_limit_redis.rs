@@ -96,6 +96,61 @@ fn two_gateways_share_one_budget_through_redis() {
     assert!((1..=600).contains(&ttl), "{ttl}");
 }
 
+/// Calls of `command` the server has answered (`INFO commandstats`).
+fn calls(port: u16, command: &str) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "commandstats"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// `redis_lease_tokens`: each gateway claims the shared budget two
+/// requests' worth at a time and admits from its claim without asking
+/// Redis; together they still pass exactly the budget, with one Redis call
+/// per claim instead of two per request; the window's end starts over.
+#[test]
+fn leased_budgets_are_shared_with_one_redis_call_per_claim() {
+    let redis = RedisServer::start(&[]);
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    let store = json!({"policy": "redis", "redis_host": "127.0.0.1", "redis_port": redis.port,
+                       "redis_lease_tokens": 2 * cost});
+    let mut limit = redis_limit(10 * cost, store);
+    limit["instances"][0]["time_window"] = json!(3);
+    let cfg = seed_priority_route(&m, limit, false);
+    let a = Gateway::start_json(cfg.clone());
+    let b = Gateway::start_json(cfg);
+    let ask = |gw: &Gateway| Conn::connect(gw.addr).post_json("/anything", ASK).status;
+    let round = |n: usize| -> usize {
+        (0..n)
+            .filter(|i| match ask([&a, &b][i % 2]) {
+                200 => true,
+                503 => false,
+                s => panic!("unexpected {s}"),
+            })
+            .count()
+    };
+    let t = std::time::Instant::now();
+    // No waiting between requests: a claim is charged locally before the
+    // answer's last bytes leave.
+    assert_eq!(round(24), 10, "exactly the budget, across both gateways");
+    // a: claims at its 1st, 3rd, 5th and 7th request; b: 1st, 3rd, 5th (no
+    // room left); spent budgets then refuse without asking.
+    assert_eq!(calls(redis.port, "eval"), 7);
+    // (Commands a script runs are counted too: the claims' own GETs.)
+    assert_eq!(calls(redis.port, "get"), 7, "no per-request check");
+    assert!(t.elapsed() < Duration::from_secs(3), "still in the window");
+    // The next window: a fresh budget.
+    std::thread::sleep(
+        Duration::from_secs(3).saturating_sub(t.elapsed()) + Duration::from_millis(200),
+    );
+    assert_eq!(round(24), 10, "{}", a.stderr());
+}
+
 /// `rules` with `policy: redis`: a key value's budget is shared by two
 /// gateways, and each value has its own (one Redis key each).
 #[test]
@@ -393,6 +448,14 @@ fn redis_down_fails_closed_or_open_as_configured() {
     let r = Conn::connect(open.addr).post_json("/anything", ASK);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(open.wait_for_log("letting the request through", Duration::from_secs(5)));
+
+    // A leased budget's claim fails the same way.
+    let mut leased = store(false);
+    leased["redis_lease_tokens"] = json!(1000);
+    let gw = Gateway::start_json(seed_priority_route(&m, redis_limit(1000, leased), false));
+    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(gw.wait_for_log("claim failed, refusing", Duration::from_secs(5)));
 }
 
 #[test]

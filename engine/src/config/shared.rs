@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::health::InstanceState;
+use crate::plugins::ai_rate_limiting::lease::Lease;
 use crate::plugins::ai_rate_limiting::rules::KeyedWindows;
 use crate::plugins::ai_rate_limiting::window::LocalWindow;
 
@@ -20,6 +21,7 @@ pub struct SharedState {
     tickets: AHashMap<(Arc<str>, i64), Arc<AtomicU64>>,
     windows: AHashMap<(Arc<str>, String), Arc<LocalWindow>>,
     keyed_windows: AHashMap<(Arc<str>, String), Arc<KeyedWindows>>,
+    leases: AHashMap<(Arc<str>, String), Arc<Lease>>,
     loggers: AHashMap<(Arc<str>, String), Arc<crate::loggers::Sink>>,
     logger_stats: AHashMap<(Arc<str>, String), Arc<crate::loggers::SinkStats>>,
 }
@@ -59,6 +61,18 @@ impl<'a> Carry<'a> {
         let prev = self.prev.map(|p| &p.windows);
         carry(
             &mut self.next.windows,
+            prev,
+            (owner.clone(), key),
+            Arc::default,
+        )
+    }
+
+    /// A leased Redis budget's claim; `key` names the budget, its shape
+    /// and its servers.
+    pub fn lease(&mut self, owner: &Arc<str>, key: String) -> Arc<Lease> {
+        let prev = self.prev.map(|p| &p.leases);
+        carry(
+            &mut self.next.leases,
             prev,
             (owner.clone(), key),
             Arc::default,

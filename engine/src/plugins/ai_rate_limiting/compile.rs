@@ -76,20 +76,52 @@ impl AiRateLimiting {
             None => crate::server::reply::error_body("LLM token rate limit exceeded"),
         };
         let redis = parse_store(&f, at, cx.carry.tls.as_ref())?;
+        let lease_tokens = match f.redis_lease_tokens {
+            None => None,
+            Some(_) if redis.is_none() => {
+                return Err(at.field("redis_lease_tokens").error(
+                    "only used with `policy: redis`, `redis-cluster` or `redis-sentinel` (the policy is `local`)",
+                ))
+            }
+            Some(_) if f.rules.is_some() => {
+                return Err(at
+                    .field("redis_lease_tokens")
+                    .error("cannot be combined with `rules` (leases are per budget, not per key)"))
+            }
+            Some(n) if n < 1 => {
+                return Err(at.field("redis_lease_tokens").error("must be at least 1"))
+            }
+            Some(n) => Some(n as u64),
+        };
         let counter =
             |cx: &mut crate::plugins::CompileCx<'_, '_>, name: &str, limit: u64, window: u64| {
-                match &redis {
-                    None => Counter::Local(
+                // One hash tag for the whole key: every budget of this owner
+                // lands on one cluster slot.
+                let key = || {
+                    format!("ringway:ai-rate-limiting:{{{}:{name}}}", cx.owner)
+                        .into_bytes()
+                        .into_boxed_slice()
+                };
+                match (&redis, lease_tokens) {
+                    (None, _) => Counter::Local(
                         cx.carry
                             .window(&cx.owner, format!("{name}|{limit}|{window}")),
                     ),
-                    // One hash tag for the whole key: every budget of this owner
-                    // lands on one cluster slot.
-                    Some(_) => Counter::Redis(
-                        format!("ringway:ai-rate-limiting:{{{}:{name}}}", cx.owner)
-                            .into_bytes()
-                            .into_boxed_slice(),
-                    ),
+                    (Some(_), None) => Counter::Redis(key()),
+                    (Some(target), Some(tokens)) => {
+                        let key = key();
+                        // Same budget on the same servers: the claim goes on.
+                        let id = format!(
+                            "{name}|{limit}|{window}|{tokens}|{:?}|{:?}",
+                            target.nodes,
+                            target.sentinel.as_ref().map(|s| &s.id)
+                        );
+                        Counter::Leased {
+                            lease: cx.carry.lease(&cx.owner, id),
+                            key,
+                            tokens,
+                        }
+                    }
                 }
             };
         let check_limit = |limit: u64, at: &FieldPath| {

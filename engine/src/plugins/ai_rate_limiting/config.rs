@@ -34,6 +34,9 @@ pub(super) struct PluginFile {
     pub sentinel_username: Option<String>,
     pub sentinel_password: Option<String>,
     pub rules: Option<Vec<RuleFile>>,
+    /// ringway's extension: claim Redis budgets in chunks of this many
+    /// tokens ([`super::lease`]).
+    pub redis_lease_tokens: Option<i64>,
     pub cost_expr: Option<String>,
     #[serde(rename = "_meta")]
     pub _meta: Option<Value>,

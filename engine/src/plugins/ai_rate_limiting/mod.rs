@@ -14,7 +14,9 @@
 //!
 //! Counters are local (one atomic word per budget shared by all workers,
 //! [`window`]) or in Redis (`policy: redis` / `redis-cluster`), where
-//! several ringway processes share them. When Redis is slow or down a call
+//! several ringway processes share them, checked and charged there on
+//! every request or, with `redis_lease_tokens`, claimed in chunks
+//! ([`lease`]). When Redis is slow or down a call
 //! gives up after `redis_timeout`: `allow_degradation: true` lets the
 //! request through (fail open), otherwise it is refused with 503 (fail
 //! closed); either way a log line and a metric record it.
@@ -22,6 +24,7 @@
 mod compile;
 mod config;
 pub mod cost_expr;
+pub mod lease;
 pub mod rules;
 mod store;
 pub mod window;
@@ -98,6 +101,12 @@ impl Strategy {
 enum Counter {
     Local(Arc<LocalWindow>),
     Redis(Box<[u8]>),
+    /// A Redis budget claimed `tokens` at a time.
+    Leased {
+        key: Box<[u8]>,
+        lease: Arc<lease::Lease>,
+        tokens: u64,
+    },
 }
 
 /// One budget: `limit` tokens per `window`.
@@ -260,6 +269,26 @@ impl AiRateLimiting {
                 Ok(u) => u,
                 Err(e) => return self.degraded(instance, "check", e),
             },
+            Counter::Leased { key, lease, tokens } => {
+                let decision = match lease.check(l.limit, now_ms()) {
+                    Some(d) => d,
+                    None => {
+                        let owed = lease.owed(now_ms());
+                        let claim = self.redis_claim(key, owed, *tokens, l.limit, window_ms);
+                        match Box::pin(claim).await {
+                            Ok(c) => lease.claimed(owed, c, l.limit, now_ms()),
+                            Err(e) => return self.degraded(instance, "claim", e),
+                        }
+                    }
+                };
+                return match decision {
+                    lease::Decision::Allowed(q) => Verdict::Allowed(q),
+                    lease::Decision::Exhausted(q) => {
+                        metrics::AI_RATE_LIMITED.inc();
+                        Verdict::Exhausted(q)
+                    }
+                };
+            }
         };
         let quota = Quota {
             limit: l.limit,
@@ -312,8 +341,14 @@ impl AiRateLimiting {
     /// left to [`AiRateLimiting::charge_remote`], after the answer.
     pub fn charge_local(&self, instance: &str, used: &Used<'_>) {
         if let Some((l, cost)) = self.charge_for(instance, used) {
-            if let Counter::Local(w) = &l.counter {
-                w.charge(cost, now_ms(), l.window.as_millis() as u64);
+            match &l.counter {
+                Counter::Local(w) => {
+                    w.charge(cost, now_ms(), l.window.as_millis() as u64);
+                }
+                // Leased: charged to the claim; Redis hears of it with the
+                // next claim.
+                Counter::Leased { lease, .. } => lease.charge(cost),
+                Counter::Redis(_) => {}
             }
         }
     }
@@ -443,6 +478,20 @@ mod tests {
             (
                 json!({"limit": 5, "time_window": 5, "redis_host": "h"}),
                 "ai-rate-limiting.redis_host",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "redis_lease_tokens": 10}),
+                "ai-rate-limiting.redis_lease_tokens",
+            ),
+            (
+                json!({"limit": 5, "time_window": 5, "policy": "redis", "redis_host": "h",
+                       "redis_lease_tokens": 0}),
+                "ai-rate-limiting.redis_lease_tokens",
+            ),
+            (
+                json!({"rules": [{"count": 5, "time_window": 5, "key": "$remote_addr"}],
+                       "policy": "redis", "redis_host": "h", "redis_lease_tokens": 10}),
+                "ai-rate-limiting.redis_lease_tokens",
             ),
             (
                 json!({"limit": 5, "time_window": 5, "policy": "redis-cluster", "redis_cluster_nodes": ["a:1"]}),

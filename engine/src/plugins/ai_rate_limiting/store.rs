@@ -1,6 +1,8 @@
 //! The Redis side of the budgets (`policy: redis` / `redis-cluster`):
-//! reading a window's usage and charging it with one atomic script.
+//! reading a window's usage and charging it with one atomic script, or,
+//! for leased budgets, claiming tokens ([`super::lease`]).
 
+use super::lease::{Claimed, CLAIM_SCRIPT};
 use super::window::Usage;
 use super::{warn_throttled, AiRateLimiting};
 use crate::observe::metrics;
@@ -42,6 +44,51 @@ impl AiRateLimiting {
                     "ai-rate-limiting could not charge tokens: {e}"
                 )
             });
+        }
+    }
+
+    /// Claims up to `want` tokens for this process, paying `owed`.
+    pub(super) async fn redis_claim(
+        &self,
+        key: &[u8],
+        owed: u64,
+        want: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> Result<Claimed, RedisError> {
+        let Some(target) = &self.redis else {
+            return Err(RedisError::Protocol("no redis target".into()));
+        };
+        let args = [owed, want, limit, window_ms].map(|n| n.to_string());
+        let cmd: &[&[u8]] = &[
+            b"EVAL",
+            CLAIM_SCRIPT.as_bytes(),
+            b"1",
+            key,
+            args[0].as_bytes(),
+            args[1].as_bytes(),
+            args[2].as_bytes(),
+            args[3].as_bytes(),
+        ];
+        let replies = redis::query(target, key, &[cmd]).await?;
+        let reply = match replies.first() {
+            Some(Reply::Error(e)) => return Err(RedisError::Server(e.clone())),
+            Some(r) => r,
+            None => return Err(RedisError::Protocol("missing reply".into())),
+        };
+        let ints: Option<Vec<i64>> = match reply {
+            Reply::Array(Some(items)) => items.iter().map(Reply::as_int).collect(),
+            _ => None,
+        };
+        match ints.as_deref() {
+            Some(&[granted, total, ttl_ms]) => Ok(Claimed {
+                granted: granted.max(0) as u64,
+                total: total.max(0) as u64,
+                ttl_ms: ttl_ms.max(0) as u64,
+            }),
+            _ => Err(RedisError::Protocol(format!(
+                "unexpected reply to a claim: {reply:?}"
+            ))),
         }
     }
 
