@@ -287,6 +287,129 @@ fn upstream_failing_mid_stream_ends_with_an_sse_error_event() {
     assert!(r.text().contains("[DONE]"));
 }
 
+/// `max_stream_duration_ms` and `max_response_bytes` against an upstream
+/// that would stream for 20 s: each cuts the stream short with an SSE error
+/// event naming the limit (APISIX just closes the connection); a JSON
+/// answer past `max_response_bytes` is a 502 before any byte reaches the
+/// client, or the next instance's answer with an http_5xx fallback.
+#[test]
+fn runaway_answers_are_cut_at_max_stream_duration_ms_and_max_response_bytes() {
+    // `slow` streams 2,000 tokens 10 ms apart, `big` at once.
+    let m = MockServer::builder()
+        .instance(
+            InstanceConfig::new("slow")
+                .tokens(2000)
+                .itl(Duration::from_millis(10)),
+        )
+        .instance(InstanceConfig::new("big").tokens(2000))
+        .instance(InstanceConfig::new("b").tokens(4))
+        .spawn()
+        .unwrap();
+    let inst = |n: &str| instance(n, 1, &chat_url(&m, n), "model");
+    let start = |name: &str, extra: Value| {
+        let mut plugin = json!({"instances": [inst(name)]});
+        for (k, v) in extra.as_object().unwrap() {
+            plugin[k] = v.clone();
+        }
+        Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin))
+    };
+    let cut_stream = |gw: &Gateway, limit: &str| -> String {
+        let t = Instant::now();
+        let mut c = Conn::connect(gw.addr);
+        let r = c.post_json("/v1/chat/completions", ASK_STREAM);
+        assert_eq!(r.status, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "not cut: {:?}",
+            t.elapsed()
+        );
+        assert!(r.chunked, "ended with a proper last chunk");
+        let text = r.text();
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(limit),
+            "{last}"
+        );
+        assert!(!text.contains("[DONE]"));
+        assert!(
+            gw.wait_for_log(
+                &format!("aborting AI stream: {limit} exceeded"),
+                Duration::from_secs(5)
+            ),
+            "{}",
+            gw.stderr()
+        );
+        // The connection is still good for the next request.
+        let short = r#"{"max_tokens":2,"messages":[{"role":"user","content":"hi"}]}"#;
+        let r = c.post_json("/v1/chat/completions", short);
+        assert_eq!(r.status, 200, "{}", r.text());
+        text
+    };
+
+    let gw = start("slow", json!({"max_stream_duration_ms": 300}));
+    let text = cut_stream(&gw, "max_stream_duration_ms");
+    let tokens = text.matches("\"content\":\"").count();
+    assert!(
+        (5..=100).contains(&tokens),
+        "~30 tokens in 300 ms: {tokens}"
+    );
+
+    // Also when the upstream goes quiet instead (no read to notice it).
+    m.instance("slow").set_faults(Faults {
+        stall_ms: Some(10_000),
+        stall_after_chunks: Some(2),
+        ..Default::default()
+    });
+    let text = cut_stream(&gw, "max_stream_duration_ms");
+    assert!(text.matches("\"content\":\"").count() <= 3, "{text}");
+    m.instance("slow").clear_faults();
+
+    let gw = start("big", json!({"max_response_bytes": 4096}));
+    let text = cut_stream(&gw, "max_response_bytes");
+    assert!(text.len() < 4096 + 512, "{} bytes relayed", text.len());
+
+    // A JSON answer of 2,000 tokens is well past 1,024 bytes.
+    let gw = start("big", json!({"max_response_bytes": 1024}));
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("max_response_bytes"), "{}", r.text());
+    assert!(gw.wait_for_log("aborting AI response", Duration::from_secs(5)));
+    // The same for a chunked answer, counted as it is read.
+    let chunked = common::Upstream::start(|_, s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        for _ in 0..10 {
+            let piece = "x".repeat(500);
+            let _ = write!(s, "{:x}\r\n{piece}\r\n", piece.len());
+        }
+        let _ = s.write_all(b"0\r\n\r\n");
+        true
+    });
+    let url = format!("http://{}/v1/chat/completions", chunked.addr);
+    let plugin =
+        json!({"instances": [instance("chunked", 1, &url, "model")], "max_response_bytes": 1024});
+    let gw = Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin));
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("max_response_bytes"), "{}", r.text());
+    // Nothing was sent yet, so an http_5xx fallback takes the next instance.
+    let mut plugin = json!({"instances": [inst("big"), inst("b")],
+                            "max_response_bytes": 1024, "fallback_strategy": ["http_5xx"]});
+    plugin["instances"][0]["priority"] = json!(1);
+    let gw = Gateway::start_json(ai_config(&["/v1/chat/completions"], plugin));
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ringway-instance"), Some("b"));
+
+    for (field, v) in [("max_stream_duration_ms", 0), ("max_response_bytes", -1)] {
+        let mut bad = ai_config(&["/v1/chat/completions"], json!({"instances": [inst("b")]}));
+        bad["services"][0]["routes"][0]["plugins"]["ai-proxy-multi"][field] = json!(v);
+        common::assert_refused(&bad, "ai-proxy-multi", field);
+    }
+}
+
 #[test]
 fn client_disconnect_cancels_the_llm_request() {
     let m = MockServer::builder()

@@ -26,6 +26,9 @@ pub enum ProxyError {
     NoResponseIo(std::io::Error),
     #[error("invalid upstream response: {0}")]
     BadResponse(&'static str),
+    /// An answer past `max_response_bytes` or `max_stream_duration_ms`.
+    #[error("{0}")]
+    LimitExceeded(&'static str),
     /// The client's request body was malformed or too large.
     #[error("{0}")]
     ClientBody(HttpError),
@@ -48,7 +51,8 @@ impl ProxyError {
             | ProxyError::UpstreamIo(_)
             | ProxyError::NoResponse
             | ProxyError::NoResponseIo(_)
-            | ProxyError::BadResponse(_) => 502,
+            | ProxyError::BadResponse(_)
+            | ProxyError::LimitExceeded(_) => 502,
             ProxyError::ClientBody(e) => e.status(),
             ProxyError::ClientTimeout => 408,
             ProxyError::ClientGone => 499,

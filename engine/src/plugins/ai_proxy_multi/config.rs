@@ -21,6 +21,8 @@ pub(super) struct PluginFile {
     pub keepalive_timeout: Option<i64>,
     pub keepalive_pool: Option<i64>,
     pub ssl_verify: Option<bool>,
+    pub max_stream_duration_ms: Option<i64>,
+    pub max_response_bytes: Option<i64>,
     /// Most attempts after the first (ringway; default: every instance once).
     pub max_retries: Option<i64>,
     /// Seconds between SSE comment heartbeats while a stream is quiet
@@ -136,6 +138,12 @@ pub struct Transport {
     pub timeout: Duration,
     pub keepalive: crate::upstream::KeepaliveSpec,
     pub ssl_verify: bool,
+    /// `max_stream_duration_ms`: the longest a stream is relayed, from the
+    /// upstream's response head.
+    pub max_stream_duration: Option<Duration>,
+    /// `max_response_bytes`: the most body bytes read from the upstream
+    /// for one answer, streamed or not.
+    pub max_response_bytes: Option<u64>,
 }
 
 impl Transport {
@@ -163,7 +171,14 @@ impl Transport {
             Some(p) if p >= 1 => p,
             Some(_) => return Err(at.field("keepalive_pool").error("must be >= 1")),
         };
+        let positive = |v: Option<i64>, field: &str| match v {
+            Some(n) if n < 1 => Err(at.field(field).error("must be at least 1")),
+            v => Ok(v.map(|n| n as u64)),
+        };
         Ok(Transport {
+            max_stream_duration: positive(f.max_stream_duration_ms, "max_stream_duration_ms")?
+                .map(Duration::from_millis),
+            max_response_bytes: positive(f.max_response_bytes, "max_response_bytes")?,
             timeout: Duration::from_millis(timeout as u64),
             keepalive: crate::upstream::KeepaliveSpec {
                 enabled: f.keepalive.unwrap_or(true),

@@ -219,6 +219,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(30),
             keepalive: Default::default(),
             ssl_verify: true,
+            max_stream_duration: None,
+            max_response_bytes: None,
         };
         Instance::compile(
             &v,

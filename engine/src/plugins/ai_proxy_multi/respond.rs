@@ -17,6 +17,7 @@ use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::http::body::BodyDecoder;
 use crate::http::headers::is_hop_by_hop;
+use crate::http::response::ResponseFraming;
 use crate::http::write::{push_header, push_status_line, push_u64};
 use crate::http::ResponseHead;
 use crate::net::{self, Io};
@@ -171,6 +172,14 @@ async fn json(
         sent_at,
     } = answered;
     let timeout = plugin.transport.timeout;
+    let max_bytes = plugin.transport.max_response_bytes;
+    let over_limit = |len: u64| max_bytes.is_some_and(|max| len > max);
+    // A declared length past the limit is refused before reading it.
+    if let ResponseFraming::Length(len) = head.framing {
+        if over_limit(len) {
+            return Relayed::NotSent(too_large(&meta, len));
+        }
+    }
     let mut dec = BodyDecoder::new(head.framing);
     let mut body: Vec<u8> = Vec::new();
     loop {
@@ -178,6 +187,9 @@ async fn json(
             Ok(d) => d,
             Err(_) => return Relayed::NotSent(ProxyError::BadResponse("malformed body")),
         };
+        if over_limit(body.len() as u64) {
+            return Relayed::NotSent(too_large(&meta, body.len() as u64));
+        }
         if done {
             break;
         }
@@ -252,6 +264,16 @@ async fn json(
     ctx.bytes_sent = out_body.len() as u64;
     charge_local(&meta, ctx);
     Relayed::Done(c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive)
+}
+
+/// An answer past `max_response_bytes` (`len`: declared or read so far);
+/// the upstream connection is dropped with it, never pooled.
+fn too_large(meta: &AnswerMeta<'_>, len: u64) -> ProxyError {
+    tracing::warn!(
+        instance = %meta.inst.name,
+        "aborting AI response: body of {len} bytes or more exceeds max_response_bytes"
+    );
+    ProxyError::LimitExceeded("upstream answer exceeds max_response_bytes")
 }
 
 /// Error texts are static in [`ProxyError`]; conversion failures are rare

@@ -14,7 +14,9 @@
 //! one chunk. Quiet streams get comment heartbeats; a client that leaves
 //! cancels the upstream; an upstream that fails mid-stream ends the client
 //! stream with an SSE error event and a clean end, never a silent
-//! truncation.
+//! truncation. So does a stream that outgrows `max_response_bytes` or
+//! outlasts `max_stream_duration_ms` (a runaway upstream that never ends
+//! its stream): the upstream connection is closed, not pooled.
 
 use std::time::{Duration, Instant};
 
@@ -180,6 +182,7 @@ async fn pump(
     let mut upstream_error: Option<ProxyError> = None;
     let mut ubuf = std::mem::take(&mut c.ubuf);
     let mut last_upstream = Instant::now();
+    let mut limits = Limits::new(&plugin.transport, ubuf.len());
     let mut at_eof = false;
     // What came with the response head tells the first wait: a fast
     // answer is already flowing, a model still thinking sent little.
@@ -235,7 +238,8 @@ async fn pump(
         let (conn, res, buf) = loop {
             let wait = timeout
                 .saturating_sub(last_upstream.elapsed())
-                .min(heartbeat);
+                .min(heartbeat)
+                .min(limits.time_left());
             let ev = monoio::select! {
                 r = &mut read => Ev::Read(r),
                 _ = crate::timer::sleep(wait) => Ev::Tick,
@@ -247,6 +251,10 @@ async fn pump(
                 Ev::Gone => return finish_abandoned(ctx, obs, meta),
                 Ev::Tick if last_upstream.elapsed() >= timeout => {
                     upstream_error = Some(ProxyError::UpstreamTimeout);
+                    break (None, Ok(0), BytesMut::new());
+                }
+                Ev::Tick if limits.time_left().is_zero() => {
+                    upstream_error = Some(Limits::too_long(&meta.inst.name));
                     break (None, Ok(0), BytesMut::new());
                 }
                 Ev::Tick => {
@@ -268,7 +276,16 @@ async fn pump(
                     upstream_error = Some(ProxyError::UpstreamClosed);
                 }
             }
-            Ok(n) => trickle = n < TRICKLE_READ,
+            Ok(_) if upstream_error.is_some() => {}
+            Ok(n) => {
+                trickle = n < TRICKLE_READ;
+                if let Err(e) = limits.read(n, &meta.inst.name) {
+                    // The read that went past a limit is not relayed.
+                    ubuf.clear();
+                    *io = None;
+                    upstream_error = Some(e);
+                }
+            }
             Err(e) => upstream_error = Some(ProxyError::UpstreamIo(e)),
         }
     }
@@ -302,6 +319,58 @@ async fn pump(
     // event, then the last chunk), so the client connection stays usable.
     charge_local(meta, ctx);
     c.flush_wbuf(send_timeout).await.is_ok() && keep && (chunked || upstream_error.is_none())
+}
+
+/// `max_response_bytes` and `max_stream_duration_ms` for one stream.
+struct Limits {
+    /// Body bytes left (as read from the upstream, framing included).
+    bytes_left: Option<u64>,
+    /// When the stream must end.
+    deadline: Option<Instant>,
+}
+
+impl Limits {
+    /// `already`: bytes that came with the response head.
+    fn new(t: &super::config::Transport, already: usize) -> Limits {
+        Limits {
+            bytes_left: t
+                .max_response_bytes
+                .map(|m| m.saturating_sub(already as u64)),
+            deadline: t.max_stream_duration.map(|d| Instant::now() + d),
+        }
+    }
+
+    /// Time until the deadline (a day without one: never the shortest wait).
+    fn time_left(&self) -> Duration {
+        self.deadline.map_or(Duration::from_secs(86_400), |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Counts a read of `n` bytes; an error once a limit is passed.
+    fn read(&mut self, n: usize, instance: &str) -> Result<(), ProxyError> {
+        if let Some(left) = &mut self.bytes_left {
+            if n as u64 > *left {
+                tracing::warn!(instance, "aborting AI stream: max_response_bytes exceeded");
+                return Err(ProxyError::LimitExceeded(
+                    "stream exceeded max_response_bytes",
+                ));
+            }
+            *left -= n as u64;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Limits::too_long(instance));
+        }
+        Ok(())
+    }
+
+    fn too_long(instance: &str) -> ProxyError {
+        tracing::warn!(
+            instance,
+            "aborting AI stream: max_stream_duration_ms exceeded"
+        );
+        ProxyError::LimitExceeded("stream exceeded max_stream_duration_ms")
+    }
 }
 
 /// Read size for a stream that trickles: one or two events fit.
