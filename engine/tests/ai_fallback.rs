@@ -506,4 +506,29 @@ fn bad_requests_get_clear_400s_and_the_connection_survives() {
         1,
         "nothing invalid reached the provider"
     );
+
+    // A route's own limit (`max_req_body_size`), above or below the
+    // gateway's.
+    for (limit, size, status) in [(200, 300, 413), (10_000, 3000, 200), (10_000, 12_000, 413)] {
+        let mut plugin = json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "model-a")]});
+        plugin["max_req_body_size"] = json!(limit);
+        let mut doc = ai_config(&["/v1/chat/completions"], plugin);
+        doc["gateway"] = json!({"limits": {"max_body_bytes": 2000}});
+        let gw = Gateway::start_json(doc);
+        let body = format!(
+            "{{\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+            "x".repeat(size)
+        );
+        let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", &body);
+        assert_eq!(r.status, status, "limit {limit}, body {size}: {}", r.text());
+        if status == 413 {
+            assert!(r.json()["error_msg"].is_string(), "{}", r.text());
+        }
+    }
+    let mut bad = ai_config(
+        &["/v1/chat/completions"],
+        json!({"instances": [instance("a", 1, &chat_url(&m, "a"), "model-a")], "max_req_body_size": 0}),
+    );
+    bad["gateway"] = json!({});
+    common::assert_refused(&bad, "ai-proxy-multi", "max_req_body_size");
 }

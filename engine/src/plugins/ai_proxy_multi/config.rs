@@ -22,6 +22,7 @@ pub(super) struct PluginFile {
     pub keepalive_pool: Option<i64>,
     pub ssl_verify: Option<bool>,
     pub max_stream_duration_ms: Option<i64>,
+    pub max_req_body_size: Option<i64>,
     pub max_response_bytes: Option<i64>,
     /// Most attempts after the first (ringway; default: every instance once).
     pub max_retries: Option<i64>,

@@ -56,6 +56,9 @@ pub struct AiProxyMulti {
     /// Attempts per request (first try + retries).
     pub max_attempts: usize,
     pub sse_heartbeat: Option<Duration>,
+    /// `max_req_body_size`: the largest request body this route reads
+    /// (else the gateway's `limits.max_body_bytes`).
+    pub max_request_body: Option<u64>,
     pub passive: PassivePolicy,
     /// `_meta.error_response`: the body of the plugin's own error answers.
     pub error_response: Option<crate::plugins::meta::ErrorResponse>,
@@ -122,7 +125,13 @@ impl AiProxyMulti {
                     .error("must be seconds >= 0"))
             }
         };
+        let max_request_body = match f.max_req_body_size {
+            None => None,
+            Some(n) if n >= 1 => Some(n as u64),
+            Some(_) => return Err(at.field("max_req_body_size").error("must be at least 1")),
+        };
         Ok(AiProxyMulti {
+            max_request_body,
             instances: instances.into_boxed_slice(),
             groups,
             hash_on,

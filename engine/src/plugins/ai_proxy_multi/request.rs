@@ -31,10 +31,13 @@ pub enum Refused {
     ClientGone,
 }
 
+/// Reads and checks the request; `max_body` is the route's body limit
+/// (`max_req_body_size`), if it sets one.
 pub async fn intake(
     w: &Worker,
     c: &mut ClientConn,
     head: &RequestHead,
+    max_body: Option<u64>,
 ) -> Result<LlmRequest, Refused> {
     let path = head.path();
     let (api, wire) = if path.ends_with(b"/embeddings") {
@@ -54,7 +57,7 @@ pub async fn intake(
         c,
         head.framing,
         head.expect_continue && json,
-        gw.limits.max_body_bytes,
+        max_body.unwrap_or(gw.limits.max_body_bytes),
         gw.timeouts.body,
         gw.timeouts.send,
     )
