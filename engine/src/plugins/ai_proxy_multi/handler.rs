@@ -85,7 +85,10 @@ pub async fn handle<'a>(
     // small and a request holds only the memory of the phase it is in
     // (an idle stream waiting for its first token costs a few KiB, not the
     // sum of every phase's locals).
-    let req = match Box::pin(intake(w, c, head, plugin.max_request_body)).await {
+    let max_body = plugin
+        .max_request_body
+        .unwrap_or(w.gateway.limits.max_body_bytes);
+    let req = match Box::pin(intake(w, c, head, max_body)).await {
         Ok(r) => r,
         Err(Refused::ClientGone) => return Handled::Done(false),
         Err(Refused::Reply {

@@ -32,12 +32,12 @@ pub enum Refused {
 }
 
 /// Reads and checks the request; `max_body` is the route's body limit
-/// (`max_req_body_size`), if it sets one.
+/// (`max_req_body_size`, else the gateway's).
 pub async fn intake(
     w: &Worker,
     c: &mut ClientConn,
     head: &RequestHead,
-    max_body: Option<u64>,
+    max_body: u64,
 ) -> Result<LlmRequest, Refused> {
     let path = head.path();
     let (api, wire) = if path.ends_with(b"/embeddings") {
@@ -57,7 +57,7 @@ pub async fn intake(
         c,
         head.framing,
         head.expect_continue && json,
-        max_body.unwrap_or(gw.limits.max_body_bytes),
+        max_body,
         gw.timeouts.body,
         gw.timeouts.send,
     )

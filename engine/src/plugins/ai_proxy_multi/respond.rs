@@ -172,11 +172,10 @@ async fn json(
         sent_at,
     } = answered;
     let timeout = plugin.transport.timeout;
-    let max_bytes = plugin.transport.max_response_bytes;
-    let over_limit = |len: u64| max_bytes.is_some_and(|max| len > max);
+    let max_bytes = plugin.transport.max_response_bytes.unwrap_or(u64::MAX);
     // A declared length past the limit is refused before reading it.
     if let ResponseFraming::Length(len) = head.framing {
-        if over_limit(len) {
+        if len > max_bytes {
             return Relayed::NotSent(too_large(&meta, len));
         }
     }
@@ -187,7 +186,7 @@ async fn json(
             Ok(d) => d,
             Err(_) => return Relayed::NotSent(ProxyError::BadResponse("malformed body")),
         };
-        if over_limit(body.len() as u64) {
+        if body.len() as u64 > max_bytes {
             return Relayed::NotSent(too_large(&meta, body.len() as u64));
         }
         if done {
