@@ -369,6 +369,14 @@ fn runaway_answers_are_cut_at_max_stream_duration_ms_and_max_response_bytes() {
     let text = cut_stream(&gw, "max_response_bytes");
     assert!(text.len() < 4096 + 512, "{} bytes relayed", text.len());
 
+    // A limit smaller than what came with the response head: nothing of
+    // the answer is relayed, only the error.
+    let gw = start("big", json!({"max_response_bytes": 10}));
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK_STREAM);
+    let text = r.text();
+    assert!(r.chunked && text.contains("max_response_bytes"), "{text}");
+    assert_eq!(text.matches("\"content\":\"").count(), 0, "{text}");
+
     // A JSON answer of 2,000 tokens is well past 1,024 bytes.
     let gw = start("big", json!({"max_response_bytes": 1024}));
     let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);

@@ -182,7 +182,13 @@ async fn pump(
     let mut upstream_error: Option<ProxyError> = None;
     let mut ubuf = std::mem::take(&mut c.ubuf);
     let mut last_upstream = Instant::now();
-    let mut limits = Limits::new(&plugin.transport, ubuf.len());
+    let mut limits = Limits::new(&plugin.transport);
+    // What came with the response head counts as the first read.
+    if let Err(e) = limits.read(ubuf.len(), &meta.inst.name) {
+        ubuf.clear();
+        *io = None;
+        upstream_error = Some(e);
+    }
     let mut at_eof = false;
     // What came with the response head tells the first wait: a fast
     // answer is already flowing, a model still thinking sent little.
@@ -330,12 +336,9 @@ struct Limits {
 }
 
 impl Limits {
-    /// `already`: bytes that came with the response head.
-    fn new(t: &super::config::Transport, already: usize) -> Limits {
+    fn new(t: &super::config::Transport) -> Limits {
         Limits {
-            bytes_left: t
-                .max_response_bytes
-                .map(|m| m.saturating_sub(already as u64)),
+            bytes_left: t.max_response_bytes,
             deadline: t.max_stream_duration.map(|d| Instant::now() + d),
         }
     }
