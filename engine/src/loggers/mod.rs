@@ -14,11 +14,12 @@
 //! over and not yet sent (or given up on) are the sink's backlog; past the
 //! plugin metadata's `max_pending_entries` (APISIX's default 8192), or
 //! past 64 MiB of entries, new ones are dropped and counted, with one
-//! error line a second saying so, as APISIX's batch processor does. A sink lives as long as some snapshot's plugin
-//! holds it; the last holder gone, it sends what it has and ends. At
-//! shutdown the server closes every sink and waits (bounded) until what
-//! was queued has been sent. A logger whose settings change gets a new
-//! sink but keeps its counts (the metric series does not restart at 0).
+//! error line a second saying so, as APISIX's batch processor does. A sink
+//! lives as long as some snapshot's plugin holds it; the last holder gone,
+//! it sends what it has and ends. At shutdown the server closes every sink
+//! and waits (bounded) until what was queued has been sent. A logger whose
+//! settings change gets a new sink but keeps its counts (the metric series
+//! does not restart at 0).
 
 pub mod http;
 pub mod kafka;
