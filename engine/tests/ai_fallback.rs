@@ -378,11 +378,24 @@ fn runaway_answers_are_cut_at_max_stream_duration_ms_and_max_response_bytes() {
     assert_eq!(text.matches("\"content\":\"").count(), 0, "{text}");
 
     // A JSON answer of 2,000 tokens is well past 1,024 bytes.
-    let gw = start("big", json!({"max_response_bytes": 1024}));
+    let plugin = json!({"instances": [inst("big")], "max_response_bytes": 1024});
+    let mut doc = ai_config(&["/v1/chat/completions"], plugin);
+    doc["gateway"] = json!({"metrics": {"listen": "127.0.0.1:0"}});
+    let gw = Gateway::start_json(doc);
     let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("max_response_bytes"), "{}", r.text());
     assert!(gw.wait_for_log("aborting AI response", Duration::from_secs(5)));
+    // Counted for operators, with the stream this gateway cuts next.
+    let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK_STREAM);
+    assert!(r.text().contains("max_response_bytes"));
+    let metrics = Conn::connect(gw.metrics_addr.unwrap())
+        .get("/metrics")
+        .text();
+    assert!(
+        metrics.contains("ringway_ai_responses_cut_total 2"),
+        "{metrics}"
+    );
     // The same for a chunked answer, counted as it is read.
     let chunked = common::Upstream::start(|_, s| {
         let _ = s.write_all(

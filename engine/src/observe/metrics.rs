@@ -55,6 +55,10 @@ pub static HEALTH_PROBES: Counter = Counter::new(
     "ringway_health_probes_total",
     "Active health-check probes sent.",
 );
+pub static AI_RESPONSES_CUT: Counter = Counter::new(
+    "ringway_ai_responses_cut_total",
+    "LLM answers cut at max_response_bytes or max_stream_duration_ms.",
+);
 
 /// Every counter, in rendering order.
 pub static ALL: &[&Counter] = &[
@@ -64,6 +68,7 @@ pub static ALL: &[&Counter] = &[
     &HEALTH_TRANSITIONS,
     &PASSIVE_EJECTIONS,
     &HEALTH_PROBES,
+    &AI_RESPONSES_CUT,
 ];
 
 /// Appends the counters in the Prometheus text format.

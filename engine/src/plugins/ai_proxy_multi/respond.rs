@@ -268,6 +268,7 @@ async fn json(
 /// An answer past `max_response_bytes` (`len`: declared or read so far);
 /// the upstream connection is dropped with it, never pooled.
 fn too_large(meta: &AnswerMeta<'_>, len: u64) -> ProxyError {
+    crate::observe::metrics::AI_RESPONSES_CUT.inc();
     tracing::warn!(
         instance = %meta.inst.name,
         "aborting AI response: body of {len} bytes or more exceeds max_response_bytes"

@@ -354,6 +354,7 @@ impl Limits {
     fn read(&mut self, n: usize, instance: &str) -> Result<(), ProxyError> {
         if let Some(left) = &mut self.bytes_left {
             if n as u64 > *left {
+                crate::observe::metrics::AI_RESPONSES_CUT.inc();
                 tracing::warn!(instance, "aborting AI stream: max_response_bytes exceeded");
                 return Err(ProxyError::LimitExceeded(
                     "stream exceeded max_response_bytes",
@@ -368,6 +369,7 @@ impl Limits {
     }
 
     fn too_long(instance: &str) -> ProxyError {
+        crate::observe::metrics::AI_RESPONSES_CUT.inc();
         tracing::warn!(
             instance,
             "aborting AI stream: max_stream_duration_ms exceeded"
