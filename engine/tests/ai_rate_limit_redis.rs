@@ -151,6 +151,59 @@ fn leased_budgets_are_shared_with_one_redis_call_per_claim() {
     assert_eq!(round(24), 10, "{}", a.stderr());
 }
 
+/// Leases under concurrency: two gateways (two workers each), eight
+/// clients at once, a budget of 40 requests claimed 5 at a time. What
+/// passes stays within the documented bounds: at most the budget plus
+/// twice what each gateway has in flight (4 requests each), at least the
+/// budget less what each may hold claimed and unused (one claim, 5
+/// requests, each: one claim at a time per process).
+#[test]
+fn leased_budgets_stay_within_their_bounds_under_concurrency() {
+    let redis = RedisServer::start(&[]);
+    let m = mocks(&["openai", "deepseek"]);
+    let cost = cost_of_ask(&m);
+    let store = json!({"policy": "redis", "redis_host": "127.0.0.1", "redis_port": redis.port,
+                       "redis_lease_tokens": 5 * cost});
+    let cfg = seed_priority_route(&m, redis_limit(40 * cost, store), false);
+    let a = Gateway::start_json(cfg.clone());
+    let b = Gateway::start_json(cfg);
+    let passed = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (gw, passed) = (if i % 2 == 0 { &a } else { &b }, &passed);
+            s.spawn(move || {
+                let mut c = Conn::connect(gw.addr);
+                for _ in 0..15 {
+                    let r = c.post_json("/anything", ASK);
+                    match r.status {
+                        200 => {
+                            passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        503 => {}
+                        s => panic!("unexpected {s}: {}", r.text()),
+                    }
+                }
+            });
+        }
+    });
+    let passed = passed.into_inner();
+    assert!((30..=56).contains(&passed), "{passed} of 120 passed");
+    // Redis never counts more than the budget plus what was owed.
+    let total: u64 = redis
+        .cmd(&["KEYS", "*"])
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("ringway:"))
+        .map(|k| redis.cmd(&["GET", k]).unwrap())
+        .and_then(|v| v.lines().nth(1).and_then(|n| n.parse().ok()))
+        .expect("the budget's key");
+    assert!(
+        total <= 56 * cost,
+        "{total} tokens counted, budget {}",
+        40 * cost
+    );
+}
+
 /// `rules` with `policy: redis`: a key value's budget is shared by two
 /// gateways, and each value has its own (one Redis key each).
 #[test]

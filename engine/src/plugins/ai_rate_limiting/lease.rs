@@ -8,17 +8,24 @@
 //! A claim is one script run: it adds the tokens this process used beyond
 //! what it had claimed (so Redis never counts less than was used, up to
 //! the last claim) and grants up to `redis_lease_tokens` more while the
-//! budget has room. The window is Redis's: it opens with the first claim
-//! and lasts `time_window`; the process learns its end from the key's
-//! expiry and starts over after it.
+//! budget has room. One claim at a time per budget and process: requests
+//! that find one on its way wait for it ([`Lease::start_claim`]). The
+//! window is Redis's: it opens with the first claim and lasts
+//! `time_window`; the process learns its end from the key's expiry and
+//! starts over after it.
 //!
 //! What it costs in exactness: tokens a process claimed and did not use
 //! are spent for the others until the window ends (at most
-//! `redis_lease_tokens` per process and budget), and usage beyond a claim
-//! reaches Redis with the next claim, so other processes see it late (by
-//! at most the requests one process had in flight).
+//! `redis_lease_tokens` per process and budget); and since a request's
+//! cost is known only when it is done, a process overruns its claim by
+//! what it has in flight, which the budget pays at its next claim — or,
+//! when the budget has no room left by then, is over it. So a budget is
+//! overshot by at most twice the requests each process has in flight (the
+//! overrun of its last claim, and what was in flight when the budget ran
+//! out), where a per-request check overshoots by what is in flight once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::Quota;
 
@@ -51,7 +58,22 @@ pub struct Lease {
     remote_total: AtomicU64,
     /// The last claim found no room: nothing more to claim this window.
     spent: AtomicBool,
+    /// A claim is on its way.
+    claiming: AtomicBool,
 }
+
+/// While a claim is on its way (released when dropped, so a request
+/// cancelled mid-claim does not leave the lease claiming for ever).
+pub struct ClaimGuard<'a>(&'a Lease);
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        self.0.claiming.store(false, Ordering::Release);
+    }
+}
+
+/// How often a request waiting for another's claim looks again.
+pub const CLAIM_POLL: Duration = Duration::from_millis(1);
 
 /// What a claim returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +161,15 @@ impl Lease {
         }
     }
 
+    /// Makes the caller the one claiming, unless a claim is already on
+    /// its way (then wait [`CLAIM_POLL`] and check again).
+    pub fn start_claim(&self) -> Option<ClaimGuard<'_>> {
+        self.claiming
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| ClaimGuard(self))
+    }
+
     /// Charges a finished request's tokens to the claim.
     pub fn charge(&self, cost: u64) {
         self.used.fetch_add(cost, Ordering::Relaxed);
@@ -185,6 +216,15 @@ mod tests {
             Decision::Allowed(_)
         ));
         assert!(matches!(l.check(1000, 40), Some(Decision::Allowed(_))));
+    }
+
+    #[test]
+    fn one_claim_at_a_time_even_when_one_is_abandoned() {
+        let l = Lease::default();
+        let first = l.start_claim().expect("nobody claiming");
+        assert!(l.start_claim().is_none(), "one claim at a time");
+        drop(first);
+        assert!(l.start_claim().is_some(), "released when dropped");
     }
 
     #[test]

@@ -270,16 +270,24 @@ impl AiRateLimiting {
                 Err(e) => return self.degraded(instance, "check", e),
             },
             Counter::Leased { key, lease, tokens } => {
-                let decision = match lease.check(l.limit, now_ms()) {
-                    Some(d) => d,
-                    None => {
+                let give_up = std::time::Instant::now() + self.store_timeout();
+                let decision = loop {
+                    if let Some(d) = lease.check(l.limit, now_ms()) {
+                        break d;
+                    }
+                    if let Some(_claiming) = lease.start_claim() {
                         let owed = lease.owed(now_ms());
                         let claim = self.redis_claim(key, owed, *tokens, l.limit, window_ms);
                         match Box::pin(claim).await {
-                            Ok(c) => lease.claimed(owed, c, l.limit, now_ms()),
+                            Ok(c) => break lease.claimed(owed, c, l.limit, now_ms()),
                             Err(e) => return self.degraded(instance, "claim", e),
                         }
                     }
+                    // Another request's claim is on its way.
+                    if std::time::Instant::now() >= give_up {
+                        return self.degraded(instance, "claim", RedisError::Timeout);
+                    }
+                    crate::timer::sleep(lease::CLAIM_POLL).await;
                 };
                 return match decision {
                     lease::Decision::Allowed(q) => Verdict::Allowed(q),
@@ -301,6 +309,13 @@ impl AiRateLimiting {
         } else {
             Verdict::Allowed(quota)
         }
+    }
+
+    /// How long a call to the counter store may take (`redis_timeout`).
+    fn store_timeout(&self) -> Duration {
+        self.redis
+            .as_ref()
+            .map_or(Duration::from_secs(1), |t| t.timeout)
     }
 
     fn degraded(&self, instance: &str, what: &str, e: RedisError) -> Verdict {
