@@ -156,7 +156,8 @@ fn leased_budgets_are_shared_with_one_redis_call_per_claim() {
 /// passes stays within the documented bounds: at most the budget plus
 /// twice what each gateway has in flight (4 requests each), at least the
 /// budget less what each may hold claimed and unused (one claim, 5
-/// requests, each: one claim at a time per process).
+/// requests, each: one claim at a time per process; requests arriving
+/// while it is on its way go on with it).
 #[test]
 fn leased_budgets_stay_within_their_bounds_under_concurrency() {
     let redis = RedisServer::start(&[]);

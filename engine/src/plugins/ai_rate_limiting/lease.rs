@@ -9,8 +9,10 @@
 //! what it had claimed (so Redis never counts less than was used, up to
 //! the last claim) and grants up to `redis_lease_tokens` more while the
 //! budget has room. One claim at a time per budget and process: requests
-//! that find one on its way wait for it ([`Lease::start_claim`]). The
-//! window is Redis's: it opens with the first claim and lasts
+//! that find one on its way go on with what it is claiming instead of
+//! making their own ([`Lease::start_claim`]), so a process never holds
+//! more than one claim unused and nobody waits for a claim but the
+//! request that makes it. The window is Redis's: it opens with the first claim and lasts
 //! `time_window`; the process learns its end from the key's expiry and
 //! starts over after it.
 //!
@@ -25,7 +27,6 @@
 //! out), where a per-request check overshoots by what is in flight once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use super::Quota;
 
@@ -72,9 +73,6 @@ impl Drop for ClaimGuard<'_> {
     }
 }
 
-/// How often a request waiting for another's claim looks again.
-pub const CLAIM_POLL: Duration = Duration::from_millis(1);
-
 /// What a claim returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claimed {
@@ -91,7 +89,8 @@ pub enum Decision {
 }
 
 impl Lease {
-    fn quota(&self, limit: u64, now_ms: u64) -> Quota {
+    /// The budget as this process knows it.
+    pub fn quota(&self, limit: u64, now_ms: u64) -> Quota {
         let unused = self
             .claimed
             .load(Ordering::Relaxed)
@@ -162,7 +161,7 @@ impl Lease {
     }
 
     /// Makes the caller the one claiming, unless a claim is already on
-    /// its way (then wait [`CLAIM_POLL`] and check again).
+    /// its way.
     pub fn start_claim(&self) -> Option<ClaimGuard<'_>> {
         self.claiming
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)

@@ -270,24 +270,22 @@ impl AiRateLimiting {
                 Err(e) => return self.degraded(instance, "check", e),
             },
             Counter::Leased { key, lease, tokens } => {
-                let give_up = std::time::Instant::now() + self.store_timeout();
-                let decision = loop {
-                    if let Some(d) = lease.check(l.limit, now_ms()) {
-                        break d;
-                    }
-                    if let Some(_claiming) = lease.start_claim() {
-                        let owed = lease.owed(now_ms());
-                        let claim = self.redis_claim(key, owed, *tokens, l.limit, window_ms);
-                        match Box::pin(claim).await {
-                            Ok(c) => break lease.claimed(owed, c, l.limit, now_ms()),
-                            Err(e) => return self.degraded(instance, "claim", e),
+                let decision = match lease.check(l.limit, now_ms()) {
+                    Some(d) => d,
+                    None => match lease.start_claim() {
+                        Some(_claiming) => {
+                            let owed = lease.owed(now_ms());
+                            let claim = self.redis_claim(key, owed, *tokens, l.limit, window_ms);
+                            match Box::pin(claim).await {
+                                Ok(c) => lease.claimed(owed, c, l.limit, now_ms()),
+                                Err(e) => return self.degraded(instance, "claim", e),
+                            }
                         }
-                    }
-                    // Another request's claim is on its way.
-                    if std::time::Instant::now() >= give_up {
-                        return self.degraded(instance, "claim", RedisError::Timeout);
-                    }
-                    crate::timer::sleep(lease::CLAIM_POLL).await;
+                        // Another request's claim is on its way: go on with
+                        // what it is claiming (an overrun, paid at the next
+                        // claim, like any request in flight).
+                        None => lease::Decision::Allowed(lease.quota(l.limit, now_ms())),
+                    },
                 };
                 return match decision {
                     lease::Decision::Allowed(q) => Verdict::Allowed(q),
@@ -309,13 +307,6 @@ impl AiRateLimiting {
         } else {
             Verdict::Allowed(quota)
         }
-    }
-
-    /// How long a call to the counter store may take (`redis_timeout`).
-    fn store_timeout(&self) -> Duration {
-        self.redis
-            .as_ref()
-            .map_or(Duration::from_secs(1), |t| t.timeout)
     }
 
     fn degraded(&self, instance: &str, what: &str, e: RedisError) -> Verdict {
