@@ -153,8 +153,9 @@ impl ResponseBody {
 /// What `logging.payloads` keeps of the answer.
 #[derive(Debug, Clone)]
 pub struct Payloads {
-    /// A JSON answer as the client received it, up to [`Payloads::LIMIT`]
-    /// bytes (a stream's text is collected as it passes instead).
+    /// A JSON answer as the client received it, when it is at most
+    /// [`Payloads::LIMIT`] bytes (a larger one's text is read at once; a
+    /// stream's is collected as it passes).
     pub response: Vec<u8>,
     /// The format the client speaks.
     pub wire: crate::providers::wire::Wire,
@@ -164,8 +165,8 @@ pub struct Payloads {
 }
 
 impl Payloads {
-    /// Most answer bytes kept for the log.
-    pub const LIMIT: usize = 1 << 20;
+    /// Most answer bytes kept for the log, the same as the most text kept.
+    pub const LIMIT: usize = crate::providers::wire::text::STREAM_TEXT_LIMIT;
 
     /// Reads the answer's text from what was kept, once, and lets the
     /// kept bytes go.
@@ -176,11 +177,22 @@ impl Payloads {
         }
     }
 
-    /// Keeps `data` (the next bytes the client received), up to the limit.
-    pub fn keep(&mut self, data: &[u8]) {
-        let room = Self::LIMIT.saturating_sub(self.response.len());
-        self.response
-            .extend_from_slice(&data[..data.len().min(room)]);
+    /// Keeps the JSON answer the client received, for its text to be
+    /// read when the request is done ([`Payloads::settle`]). A larger one
+    /// is read now and its text kept up to the limit a stream's has (cut,
+    /// it would no longer parse).
+    pub fn keep_answer(&mut self, body: &[u8]) {
+        use crate::providers::wire::text;
+        if body.len() <= Self::LIMIT {
+            self.response.clear();
+            self.response.extend_from_slice(body);
+        } else {
+            self.response = Vec::new();
+            self.text = text::answer_text(self.wire, body).map(|mut t| {
+                text::clip(&mut t, text::STREAM_TEXT_LIMIT);
+                t
+            });
+        }
     }
 }
 
@@ -251,5 +263,39 @@ mod tests {
         let b = slot.as_mut().unwrap();
         b.keep(b"abcdef");
         assert_eq!(b.bytes, b"abcd");
+    }
+
+    #[test]
+    fn an_answer_over_the_limit_still_has_its_text_cut_to_the_limit() {
+        use crate::providers::wire::{text::STREAM_TEXT_LIMIT, Wire};
+        let answer = |content: &str| {
+            serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
+                .to_string()
+        };
+        let mut p = Payloads {
+            response: Vec::new(),
+            wire: Wire::OpenAi,
+            text: None,
+        };
+        p.keep_answer(answer("small").as_bytes());
+        p.settle();
+        assert_eq!(p.text.as_deref(), Some("small"));
+        // 1.5 MiB of text, with a two-byte character across the cut.
+        let big = format!(
+            "{}é{}",
+            "x".repeat(STREAM_TEXT_LIMIT - 1),
+            "y".repeat(1 << 19)
+        );
+        let mut p = Payloads {
+            response: Vec::new(),
+            wire: Wire::OpenAi,
+            text: None,
+        };
+        p.keep_answer(answer(&big).as_bytes());
+        assert!(p.response.is_empty(), "not kept whole");
+        p.settle();
+        let t = p.text.expect("the text of a large answer");
+        assert_eq!(t.len(), STREAM_TEXT_LIMIT - 1, "cut before the é");
+        assert!(t.bytes().all(|b| b == b'x'));
     }
 }

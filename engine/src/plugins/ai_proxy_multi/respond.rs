@@ -232,7 +232,7 @@ async fn json(
     };
     let out_body: &[u8] = converted_body.as_deref().unwrap_or(&body);
     if let Some(p) = &mut ctx.llm.payloads {
-        p.keep(out_body);
+        p.keep_answer(out_body);
     }
     ctx.keep_response(out_body);
     if reusable {

@@ -61,12 +61,23 @@ pub fn push_delta_text(wire: Wire, data: &[u8], text: &mut Option<String>) {
     if let Some(piece) = delta_piece(wire, data) {
         let out = text.get_or_insert_with(String::new);
         let room = STREAM_TEXT_LIMIT.saturating_sub(out.len());
-        let mut end = piece.len().min(room);
-        while !piece.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.push_str(&piece[..end]);
+        out.push_str(&piece[..floor_char_boundary(&piece, room)]);
     }
+}
+
+/// Cuts `text` to at most `limit` bytes, at a character boundary.
+pub fn clip(text: &mut String, limit: usize) {
+    let end = floor_char_boundary(text, limit);
+    text.truncate(end);
+}
+
+/// The largest character boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut end = s.len().min(at);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 fn push(out: &mut String, piece: Option<Cow<'_, str>>) -> bool {
