@@ -1,5 +1,6 @@
 //! key-auth end to end: APISIX's 401 bodies, keys from header or query,
-//! hide_credentials, consumers from ADC `credentials` and consumer plugins.
+//! hide_credentials, consumers from ADC `credentials` and consumer plugins,
+//! `realm`, `anonymous_consumer` and `X-Consumer-Username`.
 #![allow(clippy::disallowed_types)]
 
 mod common;
@@ -30,6 +31,94 @@ consumers:
 "#,
         node = up.node_yaml()
     )
+}
+
+/// `realm` (the 401s' `WWW-Authenticate`), `anonymous_consumer` (no key or
+/// a wrong one: through as that consumer) and `X-Consumer-Username` to a
+/// plain upstream, which a client cannot forge.
+#[test]
+fn realm_anonymous_consumer_and_the_consumer_header() {
+    let up = Upstream::echo();
+    let route = |key_auth: &str| {
+        format!(
+            r#"services:
+  - name: s
+    upstream:
+      nodes: [{node}]
+    routes:
+      - name: r
+        uris: ["/*"]
+        plugins:
+          key-auth: {key_auth}
+consumers:
+  - username: johndoe
+    credentials:
+      - name: primary
+        type: key-auth
+        config: {{key: john-key}}
+  - username: anonymous
+"#,
+            node = up.node_yaml()
+        )
+    };
+    let gw = Gateway::start(&route("{}"));
+    let r = client::get(gw.addr, "/x");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Key realm=\"key\""));
+    let gw = Gateway::start(&route("{realm: llm-gateway}"));
+    let mut c = Conn::connect(gw.addr);
+    c.send(b"GET /x HTTP/1.1\r\nHost: a\r\napikey: wrong\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Key realm=\"llm-gateway\"")
+    );
+
+    let gw = Gateway::start(&route("{anonymous_consumer: anonymous}"));
+    let consumer_seen = |request: &[u8]| {
+        let mut c = Conn::connect(gw.addr);
+        c.send(request);
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["headers"]["x-consumer-username"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        consumer_seen(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").as_deref(),
+        Some("anonymous")
+    );
+    assert_eq!(
+        consumer_seen(b"GET /x HTTP/1.1\r\nHost: a\r\napikey: wrong\r\n\r\n").as_deref(),
+        Some("anonymous")
+    );
+    assert_eq!(
+        consumer_seen(
+            b"GET /x HTTP/1.1\r\nHost: a\r\napikey: john-key\r\nX-Consumer-Username: admin\r\n\r\n"
+        )
+        .as_deref(),
+        Some("johndoe"),
+        "the client's own header is replaced"
+    );
+    let last = up.requests().pop().unwrap();
+    let sent: Vec<_> = last
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("x-consumer-username"))
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    // Named but missing: refused, as APISIX does.
+    let gw = Gateway::start(&route("{anonymous_consumer: nobody}"));
+    let r = client::get(gw.addr, "/x");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"message": "Invalid user authorization"})
+    );
+    let (code, out) = check(&route("{realm: 'a\"b'}"));
+    assert_ne!(code, 0);
+    assert!(out.contains("key-auth.realm"), "{out}");
 }
 
 #[test]

@@ -72,11 +72,13 @@ pub enum Plugin {
 #[derive(Debug)]
 pub enum Flow {
     Continue,
-    /// Answer now with this status and body.
+    /// Answer now with this status and body (and these header lines,
+    /// each ending in CRLF).
     Respond {
         status: u16,
         content_type: &'static str,
         body: String,
+        headers: String,
     },
 }
 
@@ -87,6 +89,7 @@ impl Flow {
             status,
             content_type: "application/json",
             body,
+            headers: String::new(),
         }
     }
 }
@@ -293,6 +296,7 @@ impl PluginChain {
                 status,
                 content_type,
                 body,
+                headers,
             } = s.plugin.access(cx).await
             {
                 return match &s.meta.error_response {
@@ -300,11 +304,13 @@ impl PluginChain {
                         status,
                         content_type: e.content_type,
                         body: e.body.to_string(),
+                        headers,
                     },
                     _ => Flow::Respond {
                         status,
                         content_type,
                         body,
+                        headers,
                     },
                 };
             }

@@ -247,8 +247,7 @@ async fn route_and_run(
             w,
             c,
             head,
-            404,
-            "application/json",
+            (404, "application/json", b""),
             &body,
             keep_alive,
         ))
@@ -275,6 +274,7 @@ async fn route_and_run(
         status,
         content_type,
         body,
+        headers,
     } = flow
     {
         ctx.answered(status, body.as_bytes());
@@ -282,8 +282,7 @@ async fn route_and_run(
             w,
             c,
             head,
-            status,
-            content_type,
+            (status, content_type, headers.as_bytes()),
             &body,
             keep_alive,
         ))
@@ -352,12 +351,12 @@ async fn route_and_run(
 /// Answers before the request body was read (a 404, a plugin's refusal),
 /// reading and discarding a small body so the connection can stay open, or
 /// closing it.
+/// Answers with `body`; `(status, content type, extra header lines)`.
 pub async fn reply_typed(
     w: &Worker,
     c: &mut ClientConn,
     head: &RequestHead,
-    status: u16,
-    content_type: &str,
+    (status, content_type, extra): (u16, &str, &[u8]),
     body: &str,
     keep_alive: bool,
 ) -> bool {
@@ -368,7 +367,7 @@ pub async fn reply_typed(
         content_type,
         body.as_bytes(),
         keep,
-        b"",
+        extra,
     );
     c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep
 }

@@ -1,6 +1,10 @@
 //! `key-auth`: identifies the consumer from an API key in a header or query
 //! parameter, as APISIX does (`apikey` by default), and answers 401 with
-//! APISIX's bodies when the key is missing or unknown.
+//! APISIX's bodies and `WWW-Authenticate: Key realm="…"` when the key is
+//! missing or unknown — or, with `anonymous_consumer`, lets the request
+//! through as that consumer (its own plugins, such as a smaller budget,
+//! apply). A plain upstream gets the consumer's name in
+//! `X-Consumer-Username`.
 //!
 //! Keys are found through a hash map keyed by a per-process random hash (so
 //! lookup time does not depend on how much of a key matches) and then
@@ -24,6 +28,10 @@ pub struct KeyAuth {
     pub header: Arc<str>,
     pub query: Arc<str>,
     pub hide_credentials: bool,
+    /// The consumer a request without a valid key is taken for.
+    pub anonymous_consumer: Option<Arc<str>>,
+    /// `WWW-Authenticate: Key realm="…"` for the 401s, as a header line.
+    challenge: Arc<str>,
 }
 
 #[derive(Deserialize)]
@@ -35,12 +43,19 @@ struct KeyAuthFile {
     query: String,
     #[serde(default)]
     hide_credentials: bool,
+    anonymous_consumer: Option<String>,
+    #[serde(default = "default_realm")]
+    realm: String,
     #[serde(default, rename = "_meta")]
     _meta: Option<Value>,
 }
 
 fn default_name() -> String {
     "apikey".to_owned()
+}
+
+fn default_realm() -> String {
+    "key".to_owned()
 }
 
 impl KeyAuth {
@@ -57,10 +72,23 @@ impl KeyAuth {
         if f.query.is_empty() {
             return Err(at.field("query").error("must not be empty"));
         }
+        if f.realm
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || b.is_ascii_control())
+        {
+            return Err(at
+                .field("realm")
+                .error("must not contain quotes, backslashes or control characters"));
+        }
+        if f.anonymous_consumer.as_deref() == Some("") {
+            return Err(at.field("anonymous_consumer").error("must not be empty"));
+        }
         Ok(KeyAuth {
             header: Arc::from(f.header),
             query: Arc::from(f.query),
             hide_credentials: f.hide_credentials,
+            anonymous_consumer: f.anonymous_consumer.map(Arc::from),
+            challenge: Arc::from(format!("WWW-Authenticate: Key realm=\"{}\"\r\n", f.realm)),
         })
     }
 
@@ -74,7 +102,7 @@ impl KeyAuth {
                 .and_then(|q| query_param(q, self.query.as_bytes())),
         };
         let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return unauthorized("Missing API key in request");
+            return self.refuse(cx, "Missing API key in request");
         };
         let key = percent_decode(key);
         match cx.snap.consumers.by_key(&key) {
@@ -89,13 +117,33 @@ impl KeyAuth {
                 }
                 Flow::Continue
             }
-            None => unauthorized("Invalid API key in request"),
+            None => self.refuse(cx, "Invalid API key in request"),
         }
     }
-}
 
-fn unauthorized(message: &str) -> Flow {
-    Flow::json(401, serde_json::json!({ "message": message }).to_string())
+    /// No valid key: the anonymous consumer if there is one, else 401.
+    fn refuse(&self, cx: &mut AccessCx<'_>, message: &str) -> Flow {
+        let message = match &self.anonymous_consumer {
+            None => message,
+            Some(name) => match cx.snap.consumers.by_name(name) {
+                Some(consumer) => {
+                    cx.ctx.consumer = Some(consumer.clone());
+                    return Flow::Continue;
+                }
+                // As APISIX: configured, but no such consumer (now).
+                None => {
+                    tracing::warn!("key-auth: anonymous consumer `{name}` does not exist");
+                    "Invalid user authorization"
+                }
+            },
+        };
+        Flow::Respond {
+            status: 401,
+            content_type: "application/json",
+            body: serde_json::json!({ "message": message }).to_string(),
+            headers: self.challenge.to_string(),
+        }
+    }
 }
 
 /// A consumer's credential: `{key}`.
