@@ -238,6 +238,43 @@ fn seed_consumers_are_each_limited_on_their_own_instance() {
     assert_eq!(r.header("x-ai-ratelimit-limit-openai-instance"), None);
 }
 
+/// APISIX's anonymous-consumer example: requests without a key go through
+/// as consumer `anonymous`, whose own, smaller budget applies to them
+/// alone; keyed consumers keep theirs.
+#[test]
+fn an_anonymous_consumer_has_its_own_budget() {
+    let m = mocks(&["openai", "deepseek"]);
+    let body = CONSUMERS_EXAMPLE
+        .replace(
+            "          key-auth: {}",
+            "          key-auth: {anonymous_consumer: anonymous}",
+        )
+        .replace(
+            "consumers:\n",
+            "consumers:\n  - username: anonymous\n    plugins:\n      ai-rate-limiting: {limit: 10, time_window: 60, rejected_code: 429}\n",
+        );
+    let gw = Gateway::start_with(common::gateway::GatewayConfig {
+        body,
+        env: vec![
+            ("OPENAI_API_KEY".into(), "sk-o".into()),
+            ("DEEPSEEK_API_KEY".into(), "sk-d".into()),
+            ("OPENAI_URL".into(), chat_url(&m, "openai")),
+            ("DEEPSEEK_URL".into(), chat_url(&m, "deepseek")),
+        ],
+        ..Default::default()
+    });
+    // The first anonymous answer spends the 10 tokens every instance shares.
+    let mut c = Conn::connect(gw.addr);
+    assert_eq!(c.post_json("/anything", ASK).status, 200);
+    let r = c.post_json("/anything", ASK);
+    assert_eq!(r.status, 429, "{}", r.text());
+    let r = Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("apikey", "nope")]);
+    assert_eq!(r.status, 429, "a wrong key is anonymous too");
+    // John is not anonymous: his budget, untouched.
+    let john = instances_used(&gw, "john-key", 2);
+    assert_eq!(john.values().sum::<usize>(), 2, "{john:?}");
+}
+
 #[test]
 fn budget_is_exact_across_workers_under_concurrency() {
     let m = mocks(&["openai", "deepseek"]);
