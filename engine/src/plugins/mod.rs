@@ -73,12 +73,12 @@ pub enum Plugin {
 pub enum Flow {
     Continue,
     /// Answer now with this status and body (and these header lines,
-    /// each ending in CRLF).
+    /// each ending in CRLF, shared with the plugin's config).
     Respond {
         status: u16,
         content_type: &'static str,
         body: String,
-        headers: String,
+        headers: Option<std::sync::Arc<str>>,
     },
 }
 
@@ -89,7 +89,7 @@ impl Flow {
             status,
             content_type: "application/json",
             body,
-            headers: String::new(),
+            headers: None,
         }
     }
 }

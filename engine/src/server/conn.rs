@@ -282,7 +282,11 @@ async fn route_and_run(
             w,
             c,
             head,
-            (status, content_type, headers.as_bytes()),
+            (
+                status,
+                content_type,
+                headers.as_deref().unwrap_or("").as_bytes(),
+            ),
             &body,
             keep_alive,
         ))

@@ -351,23 +351,28 @@ impl Limits {
     }
 
     /// Counts a read of `n` bytes; an error once a limit is passed.
+    #[inline]
     fn read(&mut self, n: usize, instance: &str) -> Result<(), ProxyError> {
         if let Some(left) = &mut self.bytes_left {
             if n as u64 > *left {
-                crate::observe::metrics::AI_RESPONSES_CUT.inc();
-                tracing::warn!(instance, "aborting AI stream: max_response_bytes exceeded");
-                return Err(ProxyError::LimitExceeded(
-                    "stream exceeded max_response_bytes",
-                ));
+                return Err(Limits::too_big(instance));
             }
             *left -= n as u64;
         }
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(Limits::too_long(instance));
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(Limits::too_long(instance)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
+    #[cold]
+    fn too_big(instance: &str) -> ProxyError {
+        crate::observe::metrics::AI_RESPONSES_CUT.inc();
+        tracing::warn!(instance, "aborting AI stream: max_response_bytes exceeded");
+        ProxyError::LimitExceeded("stream exceeded max_response_bytes")
+    }
+
+    #[cold]
     fn too_long(instance: &str) -> ProxyError {
         crate::observe::metrics::AI_RESPONSES_CUT.inc();
         tracing::warn!(

@@ -141,7 +141,7 @@ impl KeyAuth {
             status: 401,
             content_type: "application/json",
             body: serde_json::json!({ "message": message }).to_string(),
-            headers: self.challenge.to_string(),
+            headers: Some(self.challenge.clone()),
         }
     }
 }
