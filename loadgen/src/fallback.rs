@@ -8,6 +8,7 @@
 //! | 5xx | `b` fails half its requests with 500 | every request succeeds |
 //! | restart | `c` stops listening, then comes back | every request succeeds |
 //! | streams | `a` resets streams after 3 chunks | no stream truncated without an error event |
+//! | runaway | `a` stalls streams after 2 chunks, on a route with `max_stream_duration_ms` | every stream cut with an error event, none left hanging |
 //! | rate limit | `d` has a token budget | every request succeeds, `d` never served more than its budget plus what was in flight |
 //!
 //! Prints a verdict table; the caller exits non-zero on any violation.
@@ -43,6 +44,8 @@ pub struct FallbackArgs {
 const WEIGHTS: [(&str, u32); 3] = [("a", 5), ("b", 3), ("c", 2)];
 /// Requests' worth of tokens in `d`'s budget.
 const BUDGET_REQUESTS: u64 = 40;
+/// `max_stream_duration_ms` of the runaway phase's route.
+const STREAM_CAP_MS: u64 = 300;
 
 fn config(m: &MockServer, d_limit: u64) -> String {
     let inst = |name: &str, mock: &str, weight: u32, priority: i32| {
@@ -56,9 +59,10 @@ fn config(m: &MockServer, d_limit: u64) -> String {
         chaos.push_str(&inst(n, n, w, 0));
     }
     format!(
-        "services:\n  - name: chaos\n    routes:\n      - name: chaos\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{chaos}      - name: limited\n        uris: [/limited/v1/chat/completions]\n        plugins:\n          ai-rate-limiting:\n            instances: [{{name: d, limit: {d_limit}, time_window: 600}}]\n          ai-proxy-multi:\n            fallback_strategy: [rate_limiting]\n            instances:\n{}{}",
+        "services:\n  - name: chaos\n    routes:\n      - name: chaos\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{chaos}      - name: limited\n        uris: [/limited/v1/chat/completions]\n        plugins:\n          ai-rate-limiting:\n            instances: [{{name: d, limit: {d_limit}, time_window: 600}}]\n          ai-proxy-multi:\n            fallback_strategy: [rate_limiting]\n            instances:\n{}{}      - name: capped\n        uris: [/capped/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            max_stream_duration_ms: {STREAM_CAP_MS}\n            instances:\n{}",
         inst("d", "d", 1, 1),
         inst("a-spare", "a", 1, 0),
+        inst("a-capped", "a", 1, 0),
     )
 }
 
@@ -236,6 +240,29 @@ pub fn run_fallback(ringway: &Path, args: &FallbackArgs) -> Result<Vec<Verdict>,
             s.errors
         ),
         ok: s.total() > 0 && truncated == 0 && s.ok + events == s.total(),
+    });
+
+    // A runaway upstream: a's streams stall for longer than the client
+    // waits; the capped route cuts them.
+    m.instance("a").set_faults(Faults {
+        stall_ms: Some(30_000),
+        stall_after_chunks: Some(2),
+        ..Default::default()
+    });
+    let s = go("/capped/v1/chat/completions", true)?;
+    m.instance("a").clear_faults();
+    let cut = s
+        .errors
+        .get(&crate::stats::ErrorClass::ErrorEvent)
+        .copied()
+        .unwrap_or(0);
+    v.push(Verdict {
+        phase: "runaway streams on a".into(),
+        check: format!(
+            "every stream cut at max_stream_duration_ms ({STREAM_CAP_MS}) with an error event"
+        ),
+        observed: format!("{} streams: {cut} cut ({:?})", s.total(), s.errors),
+        ok: s.total() > 0 && cut == s.total(),
     });
 
     // d's token budget.

@@ -68,6 +68,12 @@ impl ProxyError {
         )
     }
 
+    /// Whether the instance is to blame (passive health). An answer cut at
+    /// a limit of the route's is not: a long answer belongs to the request.
+    pub fn counts_against_instance(&self) -> bool {
+        self.is_upstream() && !matches!(self, ProxyError::LimitExceeded(_))
+    }
+
     /// Nothing came back at all: on a pooled connection this is most
     /// likely the upstream having closed it while idle.
     pub fn is_no_response(&self) -> bool {
@@ -79,5 +85,17 @@ impl ProxyError {
             ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
             e => ProxyError::Connect(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_answer_does_not_count_against_the_instance() {
+        assert!(!ProxyError::LimitExceeded("x").counts_against_instance());
+        assert!(ProxyError::UpstreamTimeout.counts_against_instance());
+        assert!(!ProxyError::ClientGone.counts_against_instance());
     }
 }

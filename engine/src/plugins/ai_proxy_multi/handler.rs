@@ -331,7 +331,9 @@ pub async fn handle<'a>(
             Relayed::Done(keep) => return Handled::Done(keep),
             Relayed::Stream(job) => return Handled::Stream(job),
             Relayed::NotSent(e) => {
-                inst.failed(&plugin.passive);
+                if e.counts_against_instance() {
+                    inst.failed(&plugin.passive);
+                }
                 tried.push(Tried {
                     instance: inst.name.to_string(),
                     status: Some(status),

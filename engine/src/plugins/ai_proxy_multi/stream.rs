@@ -299,7 +299,9 @@ async fn pump(
     record(ctx, obs);
     if let Some(e) = &upstream_error {
         tracing::warn!(instance = %meta.inst.name, "stream failed mid-way: {e}");
-        meta.inst.failed(&plugin.passive);
+        if e.counts_against_instance() {
+            meta.inst.failed(&plugin.passive);
+        }
         transform.error_event(&e.to_string(), &mut out);
     } else if dec.is_done() && ubuf.is_empty() && upstream_keep_alive {
         if let Some(io) = io.take() {
