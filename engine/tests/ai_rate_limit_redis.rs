@@ -205,6 +205,50 @@ fn leased_budgets_stay_within_their_bounds_under_concurrency() {
     );
 }
 
+/// Two budgets on one Redis server in different databases, on one worker:
+/// each request's counter lands in its own route's database (pooled
+/// connections are kept per login and database, not per server).
+#[test]
+fn budgets_in_different_databases_of_one_server_stay_apart() {
+    let redis = RedisServer::start(&[]);
+    let m = mocks(&["openai", "deepseek"]);
+    let route = |name: &str, db: u32| {
+        let store = json!({"policy": "redis", "redis_host": "127.0.0.1",
+                           "redis_port": redis.port, "redis_database": db});
+        let mut doc = seed_priority_route(&m, redis_limit(1_000_000, store), false);
+        let r = &mut doc["services"][0]["routes"][0];
+        r["name"] = json!(name);
+        r["uris"] = json!([format!("/{name}")]);
+        doc["services"][0]["routes"][0].clone()
+    };
+    let mut doc = seed_priority_route(&m, json!({"limit": 1, "time_window": 1}), false);
+    doc["services"][0]["routes"] = json!([route("one", 1), route("two", 2)]);
+    doc["gateway"] = json!({"workers": 1});
+    let gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    for path in ["/one", "/two", "/one", "/two"] {
+        assert_eq!(c.post_json(path, ASK).status, 200);
+        // Charged right after the answer.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let keys = |db: &str| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "-n", db, "--scan"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let (one, two) = (keys("1"), keys("2"));
+    assert!(
+        one.contains("route/one") && !one.contains("route/two"),
+        "db 1: {one}"
+    );
+    assert!(
+        two.contains("route/two") && !two.contains("route/one"),
+        "db 2: {two}"
+    );
+}
+
 /// `rules` with `policy: redis`: a key value's budget is shared by two
 /// gateways, and each value has its own (one Redis key each).
 #[test]

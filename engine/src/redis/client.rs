@@ -97,6 +97,8 @@ const MAX_IDLE: usize = 16;
 const MAX_REDIRECTS: usize = 5;
 
 thread_local! {
+    /// Idle connections by [`pool_key`]: the node and the login and
+    /// database the connection was set up with.
     static IDLE: RefCell<AHashMap<String, Vec<Conn>>> = RefCell::new(AHashMap::new());
     /// Cluster slot owners learned from `MOVED` replies.
     static SLOTS: RefCell<AHashMap<u16, String>> = RefCell::new(AHashMap::new());
@@ -195,7 +197,7 @@ async fn via_sentinel(
         _ => {}
     }
     MASTERS.with(|m| m.borrow_mut().remove(&s.id));
-    IDLE.with(|p| p.borrow_mut().remove(&master));
+    IDLE.with(|p| p.borrow_mut().remove(&pool_key(target, &master)));
     let master = ask_sentinels(target, s).await?;
     round_trip(target, &master, false, cmds).await
 }
@@ -278,7 +280,8 @@ async fn round_trip(
     asking: bool,
     cmds: &[&[&[u8]]],
 ) -> Result<Vec<Reply>, RedisError> {
-    let idle = IDLE.with(|p| p.borrow_mut().get_mut(node).and_then(Vec::pop));
+    let pool = pool_key(target, node);
+    let idle = IDLE.with(|p| p.borrow_mut().get_mut(&pool).and_then(Vec::pop));
     let mut conn = match idle {
         Some(c) => c,
         None => dial(target, node).await?,
@@ -297,12 +300,25 @@ async fn round_trip(
     }
     IDLE.with(|p| {
         let mut p = p.borrow_mut();
-        let list = p.entry(node.to_owned()).or_default();
+        let list = p.entry(pool).or_default();
         if list.len() < MAX_IDLE {
             list.push(conn);
         }
     });
     Ok(replies)
+}
+
+/// Where a connection to `node` for `target` is pooled: connections are
+/// logged in (`AUTH`) and have a database `SELECT`ed, so two budgets on
+/// one server with other logins or databases must not share them.
+fn pool_key(target: &Target, node: &str) -> String {
+    format!(
+        "{node}\0{}\0{}\0{}\0{}",
+        target.database,
+        target.username.as_deref().unwrap_or(""),
+        target.password.as_deref().unwrap_or(""),
+        target.tls.is_some()
+    )
 }
 
 async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
