@@ -249,6 +249,70 @@ fn budgets_in_different_databases_of_one_server_stay_apart() {
     );
 }
 
+/// `redis_keepalive_timeout`: an idle connection is reused within it and
+/// replaced after it (APISIX's redis fields; one worker).
+#[test]
+fn idle_redis_connections_are_reused_until_the_keepalive_timeout() {
+    let redis = RedisServer::start(&[]);
+    let m = mocks(&["openai", "deepseek"]);
+    let store = json!({"policy": "redis", "redis_host": "127.0.0.1", "redis_port": redis.port,
+                       "redis_keepalive_timeout": 1000, "redis_keepalive_pool": 4});
+    let mut doc = seed_priority_route(&m, redis_limit(1_000_000, store), false);
+    doc["gateway"] = json!({"workers": 1});
+    let gw = Gateway::start_json(doc);
+    // Each INFO is a connection of its own, counted in its own answer.
+    let received = || -> u64 {
+        let info = redis.cmd(&["INFO", "stats"]).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let ask = || {
+        assert_eq!(
+            Conn::connect(gw.addr).post_json("/anything", ASK).status,
+            200
+        )
+    };
+    let before = received();
+    for _ in 0..3 {
+        ask();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(received() - before - 1, 1, "one connection, reused");
+    std::thread::sleep(Duration::from_millis(1200));
+    let before = received();
+    ask();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        received() - before - 1,
+        1,
+        "the idle one expired: a new one"
+    );
+
+    for (field, v) in [
+        ("redis_keepalive_timeout", 999),
+        ("redis_keepalive_pool", 0),
+    ] {
+        let mut bad = redis_limit(100, json!({"policy": "redis", "redis_host": "h"}));
+        bad[field] = json!(v);
+        common::assert_refused(
+            &seed_priority_route(&m, bad, false),
+            "ai-rate-limiting",
+            field,
+        );
+    }
+    let mut local = redis_limit(100, json!({}));
+    local["redis_keepalive_pool"] = json!(4);
+    common::assert_refused(
+        &seed_priority_route(&m, local, false),
+        "ai-rate-limiting",
+        "redis_keepalive_pool",
+    );
+}
+
 /// `rules` with `policy: redis`: a key value's budget is shared by two
 /// gateways, and each value has its own (one Redis key each).
 #[test]

@@ -26,6 +26,12 @@ pub struct Target {
     pub database: u32,
     /// Bounds a whole call: connect, AUTH, the commands and the replies.
     pub timeout: Duration,
+    /// An idle connection older than this is closed, not reused
+    /// (`redis_keepalive_timeout`).
+    pub keepalive_timeout: Duration,
+    /// Most idle connections kept per server on each worker
+    /// (`redis_keepalive_pool`).
+    pub keepalive_pool: usize,
     pub cluster: bool,
     /// TLS to every node (`redis_ssl` / `redis_cluster_ssl`).
     pub tls: Option<RedisTls>,
@@ -89,10 +95,9 @@ impl fmt::Display for RedisError {
 struct Conn {
     stream: crate::net::Io,
     buf: bytes::BytesMut,
+    /// When it was last put back idle.
+    idle_since: std::time::Instant,
 }
-
-/// Idle connections kept per node on each worker.
-const MAX_IDLE: usize = 16;
 /// Cluster redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
 
@@ -281,7 +286,18 @@ async fn round_trip(
     cmds: &[&[&[u8]]],
 ) -> Result<Vec<Reply>, RedisError> {
     let pool = pool_key(target, node);
-    let idle = IDLE.with(|p| p.borrow_mut().get_mut(&pool).and_then(Vec::pop));
+    // The most recently used first; older ones past the keepalive are
+    // closed (dropped).
+    let idle = IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        let list = p.get_mut(&pool)?;
+        while let Some(c) = list.pop() {
+            if c.idle_since.elapsed() < target.keepalive_timeout {
+                return Some(c);
+            }
+        }
+        None
+    });
     let mut conn = match idle {
         Some(c) => c,
         None => dial(target, node).await?,
@@ -301,7 +317,8 @@ async fn round_trip(
     IDLE.with(|p| {
         let mut p = p.borrow_mut();
         let list = p.entry(pool).or_default();
-        if list.len() < MAX_IDLE {
+        if list.len() < target.keepalive_pool {
+            conn.idle_since = std::time::Instant::now();
             list.push(conn);
         }
     });
@@ -344,6 +361,7 @@ async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
     let mut conn = Conn {
         stream,
         buf: bytes::BytesMut::with_capacity(512),
+        idle_since: std::time::Instant::now(),
     };
     let mut out = Vec::new();
     let mut n = 0;

@@ -360,6 +360,22 @@ fn parse_store(
                 .error("must be >= 1 (milliseconds)"))
         }
     };
+    // APISIX's redis schema: idle connections kept (per worker here) and
+    // for how long.
+    let keepalive_timeout = match f.redis_keepalive_timeout {
+        None => 10_000,
+        Some(t) if t >= 1000 => t as u64,
+        Some(_) => {
+            return Err(at
+                .field("redis_keepalive_timeout")
+                .error("must be >= 1000 (milliseconds)"))
+        }
+    };
+    let keepalive_pool = match f.redis_keepalive_pool {
+        None => 100,
+        Some(n) if n >= 1 => n as usize,
+        Some(_) => return Err(at.field("redis_keepalive_pool").error("must be >= 1")),
+    };
     // What every Redis policy shares; each fills in the rest.
     let base = redis::Target {
         nodes: Vec::new(),
@@ -367,6 +383,8 @@ fn parse_store(
         password: non_empty(&f.redis_password),
         database: 0,
         timeout: Duration::from_millis(timeout),
+        keepalive_timeout: Duration::from_millis(keepalive_timeout),
+        keepalive_pool,
         cluster: false,
         tls: None,
         sentinel: None,
@@ -379,8 +397,17 @@ fn parse_store(
             if f.redis_password.is_some() {
                 extra.push("redis_password");
             }
-            if f.redis_timeout.is_some() {
-                extra.push("redis_timeout");
+            for (set, name) in [
+                (f.redis_timeout.is_some(), "redis_timeout"),
+                (
+                    f.redis_keepalive_timeout.is_some(),
+                    "redis_keepalive_timeout",
+                ),
+                (f.redis_keepalive_pool.is_some(), "redis_keepalive_pool"),
+            ] {
+                if set {
+                    extra.push(name);
+                }
             }
             if let Some(name) = extra.first() {
                 return Err(at.field(name).error(

@@ -23,6 +23,8 @@ pub(super) struct PluginFile {
     pub redis_password: Option<String>,
     pub redis_database: Option<i64>,
     pub redis_timeout: Option<i64>,
+    pub redis_keepalive_timeout: Option<i64>,
+    pub redis_keepalive_pool: Option<i64>,
     pub redis_ssl: Option<bool>,
     pub redis_ssl_verify: Option<bool>,
     pub redis_cluster_nodes: Option<Vec<String>>,
