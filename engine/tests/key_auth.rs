@@ -1,6 +1,7 @@
 //! key-auth end to end: APISIX's 401 bodies, keys from header or query,
 //! hide_credentials, consumers from ADC `credentials` and consumer plugins,
-//! `realm`, `anonymous_consumer` and `X-Consumer-Username`.
+//! `realm`, `anonymous_consumer`, `X-Consumer-Username` and
+//! `X-Credential-Identifier`.
 #![allow(clippy::disallowed_types)]
 
 mod common;
@@ -108,6 +109,15 @@ consumers:
         .filter(|(k, _)| k.eq_ignore_ascii_case("x-consumer-username"))
         .collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
+    // The credential the key came from; none for the anonymous consumer.
+    assert_eq!(last.header("x-credential-identifier"), Some("primary"));
+    consumer_seen(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Credential-Identifier: forged\r\n\r\n");
+    let last = up.requests().pop().unwrap();
+    assert_eq!(
+        last.header("x-credential-identifier"),
+        None,
+        "dropped for the anonymous consumer"
+    );
     // Named but missing: refused, as APISIX does.
     let gw = Gateway::start(&route("{anonymous_consumer: nobody}"));
     let r = client::get(gw.addr, "/x");

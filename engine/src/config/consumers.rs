@@ -18,8 +18,9 @@ pub struct Consumer {
     pub plugins: PluginChain,
 }
 
-/// The key (kept for a constant-time re-check) and its consumer.
-type KeyEntry = (Box<[u8]>, Arc<Consumer>);
+/// The key (kept for a constant-time re-check), its consumer and the id
+/// of the credential it came from (none for a consumer's own `key-auth`).
+type KeyEntry = (Box<[u8]>, Arc<Consumer>, Option<Arc<str>>);
 
 #[derive(Debug, Default)]
 pub struct Consumers {
@@ -54,10 +55,10 @@ impl Consumers {
                 username: Arc::from(username.as_str()),
                 plugins,
             });
-            let mut keys: Vec<(Box<[u8]>, FieldPath)> = Vec::new();
+            let mut keys: Vec<(Box<[u8]>, FieldPath, Option<Arc<str>>)> = Vec::new();
             if let Some(v) = c.plugins.as_ref().and_then(|p| p.get(KEY_AUTH)) {
                 let kat = at.field("plugins").field(KEY_AUTH);
-                keys.push((Credential::compile(v, &kat)?.key, kat));
+                keys.push((Credential::compile(v, &kat)?.key, kat, None));
             }
             for (id, cred) in res.credentials.get(username).into_iter().flatten() {
                 let cat = FieldPath::from_origin(
@@ -74,27 +75,33 @@ impl Consumers {
                             "credential type `{name}` is not supported by ringway (supported: key-auth)"
                         )));
                     }
-                    keys.push((Credential::compile(v, &pat)?.key, pat));
+                    keys.push((
+                        Credential::compile(v, &pat)?.key,
+                        pat,
+                        Some(Arc::from(id.as_str())),
+                    ));
                 }
             }
-            for (key, kat) in keys {
+            for (key, kat, credential) in keys {
                 if let Some(other) = key_origin.get(&key) {
                     return Err(kat
                         .field("key")
                         .error(format!("this key is already used by {other}")));
                 }
                 key_origin.insert(key.clone(), format!("consumer `{username}`"));
-                out.by_key.insert(key.clone(), (key, consumer.clone()));
+                out.by_key
+                    .insert(key.clone(), (key, consumer.clone(), credential));
             }
             out.by_name.insert(consumer.username.clone(), consumer);
         }
         Ok(out)
     }
 
-    /// The consumer owning API key `key`.
-    pub fn by_key(&self, key: &[u8]) -> Option<&Arc<Consumer>> {
-        let (stored, consumer) = self.by_key.get(key)?;
-        constant_time_eq(stored, key).then_some(consumer)
+    /// The consumer owning API key `key`, and the id of the credential
+    /// holding it (if it came from one).
+    pub fn by_key(&self, key: &[u8]) -> Option<(&Arc<Consumer>, Option<&Arc<str>>)> {
+        let (stored, consumer, credential) = self.by_key.get(key)?;
+        constant_time_eq(stored, key).then_some((consumer, credential.as_ref()))
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Consumer>> {

@@ -28,9 +28,11 @@ pub struct ClientSide<'a> {
     /// `hide_credentials`: a header and/or query parameter to drop.
     pub hide_header: Option<&'a str>,
     pub hide_query: Option<&'a str>,
-    /// The consumer an auth plugin identified: sent as
-    /// `X-Consumer-Username` (a client's own is dropped).
+    /// The consumer an auth plugin identified and the credential it used:
+    /// sent as `X-Consumer-Username` and `X-Credential-Identifier` (a
+    /// client's own are dropped).
     pub consumer: Option<&'a str>,
+    pub credential: Option<&'a str>,
 }
 
 /// Headers the gateway sets itself and therefore drops from the client.
@@ -103,7 +105,9 @@ pub fn write_request_head(
         if client
             .hide_header
             .is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(name))
-            || (client.consumer.is_some() && name.eq_ignore_ascii_case(b"x-consumer-username"))
+            || (client.consumer.is_some()
+                && (name.eq_ignore_ascii_case(b"x-consumer-username")
+                    || name.eq_ignore_ascii_case(b"x-credential-identifier")))
         {
             continue;
         }
@@ -114,6 +118,9 @@ pub fn write_request_head(
     }
     if let Some(name) = client.consumer {
         push_header(out, b"X-Consumer-Username", name.as_bytes());
+    }
+    if let Some(id) = client.credential {
+        push_header(out, b"X-Credential-Identifier", id.as_bytes());
     }
     // $proxy_add_x_forwarded_for: earlier hops, then the client.
     out.extend_from_slice(b"X-Forwarded-For: ");

@@ -286,6 +286,7 @@ async fn send_request(
         hide_header: ctx.hide_header.as_deref(),
         hide_query: ctx.hide_query.as_deref(),
         consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+        credential: ctx.credential.as_deref(),
     };
     let mut out = std::mem::take(&mut c.wbuf);
     out.clear();

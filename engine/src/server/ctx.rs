@@ -33,6 +33,8 @@ pub struct RequestCtx {
     pub route_id: Option<Arc<str>>,
     /// Set by an auth plugin.
     pub consumer: Option<Arc<crate::config::consumers::Consumer>>,
+    /// The id of the credential that identified it.
+    pub credential: Option<Arc<str>>,
     /// `hide_credentials`: a header / query parameter not to forward.
     pub hide_header: Option<Arc<str>>,
     pub hide_query: Option<Arc<str>>,
@@ -220,6 +222,7 @@ impl RequestCtx {
             tls: false,
             route_id: None,
             consumer: None,
+            credential: None,
             hide_header: None,
             hide_query: None,
             request_type: RequestType::TraditionalHttp,

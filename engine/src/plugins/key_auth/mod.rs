@@ -106,8 +106,9 @@ impl KeyAuth {
         };
         let key = percent_decode(key);
         match cx.snap.consumers.by_key(&key) {
-            Some(consumer) => {
+            Some((consumer, credential)) => {
                 cx.ctx.consumer = Some(consumer.clone());
+                cx.ctx.credential = credential.cloned();
                 if self.hide_credentials {
                     if from_header.is_some() {
                         cx.ctx.hide_header = Some(self.header.clone());
