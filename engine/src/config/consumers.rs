@@ -22,6 +22,10 @@ pub struct Consumer {
 /// of the credential it came from (none for a consumer's own `key-auth`).
 type KeyEntry = (Box<[u8]>, Arc<Consumer>, Option<Arc<str>>);
 
+/// A key found in a consumer's config: the key, where it was set, and its
+/// credential's id.
+type FoundKey = (Box<[u8]>, FieldPath, Option<Arc<str>>);
+
 #[derive(Debug, Default)]
 pub struct Consumers {
     /// API key → (the key again, for the constant-time check; consumer).
@@ -55,7 +59,7 @@ impl Consumers {
                 username: Arc::from(username.as_str()),
                 plugins,
             });
-            let mut keys: Vec<(Box<[u8]>, FieldPath, Option<Arc<str>>)> = Vec::new();
+            let mut keys: Vec<FoundKey> = Vec::new();
             if let Some(v) = c.plugins.as_ref().and_then(|p| p.get(KEY_AUTH)) {
                 let kat = at.field("plugins").field(KEY_AUTH);
                 keys.push((Credential::compile(v, &kat)?.key, kat, None));
