@@ -127,6 +127,15 @@ fn seed_admin_api_example_verbatim() {
         chat_url(&m, "openai"),
         chat_url(&m, "deepseek")
     );
+    // What a dashboard asks first: which plugins this gateway runs.
+    let mut c = Conn::connect(admin);
+    c.send(b"GET /apisix/admin/plugins/list HTTP/1.1\r\nHost: a\r\nX-API-KEY: edd1c9f034335f136f87ad84b625c8f1\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let names = r.json();
+    for p in ["ai-proxy-multi", "ai-rate-limiting", "key-auth"] {
+        assert!(names.as_array().unwrap().contains(&json!(p)), "{names}");
+    }
     let mut c = Conn::connect(admin);
     c.send(format!("PUT /apisix/admin/routes HTTP/1.1\r\nHost: 127.0.0.1:9180\r\nX-API-KEY: edd1c9f034335f136f87ad84b625c8f1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
     let r = c.read_response();

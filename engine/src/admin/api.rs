@@ -39,11 +39,16 @@ enum Target {
     Item(Kind, String, Vec<String>),
     Credentials(String),
     Credential(String, String),
+    /// `plugins/list`: the plugins this build runs.
+    PluginList,
 }
 
 fn parse_path(path: &str) -> Option<Target> {
     let rest = path.strip_prefix("/apisix/admin/")?;
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    if segs == ["plugins", "list"] {
+        return Some(Target::PluginList);
+    }
     let kind = match *segs.first()? {
         "routes" => Kind::Route,
         "services" => Kind::Service,
@@ -84,6 +89,8 @@ pub fn handle(store: &mut Store, method: &Method, path: &str, body: &[u8]) -> Re
         }
     };
     match (method.as_str(), target) {
+        ("GET", Target::PluginList) => reply(200, json!(crate::plugins::SUPPORTED)),
+        (_, Target::PluginList) => error(405, "plugins/list is read-only"),
         ("GET", Target::Collection(kind)) => list(store, kind),
         ("GET", Target::Item(kind, id, sub)) if sub.is_empty() => get(store, kind, &id),
         ("GET", Target::Credentials(user)) => list_credentials(store, &user),
@@ -521,6 +528,15 @@ mod tests {
         );
         assert_eq!(parse_path("/apisix/admin/ssls"), None);
         assert_eq!(parse_path("/other"), None);
+    }
+
+    #[test]
+    fn the_plugin_list_is_read_only() {
+        assert_eq!(
+            parse_path("/apisix/admin/plugins/list"),
+            Some(Target::PluginList)
+        );
+        assert_eq!(parse_path("/apisix/admin/plugins/key-auth"), None);
     }
 
     #[test]
