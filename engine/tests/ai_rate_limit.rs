@@ -191,6 +191,21 @@ services:
                   endpoint: "${DEEPSEEK_URL}"
 "#;
 
+/// A gateway on `body` (the consumers example or a variant), its
+/// `${…}` variables pointing at the mocks.
+fn start_example(m: &mock_llm::MockServer, body: String) -> Gateway {
+    Gateway::start_with(common::gateway::GatewayConfig {
+        body,
+        env: vec![
+            ("OPENAI_API_KEY".into(), "sk-o".into()),
+            ("DEEPSEEK_API_KEY".into(), "sk-d".into()),
+            ("OPENAI_URL".into(), chat_url(m, "openai")),
+            ("DEEPSEEK_URL".into(), chat_url(m, "deepseek")),
+        ],
+        ..Default::default()
+    })
+}
+
 fn instances_used(gw: &Gateway, key: &str, n: usize) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for _ in 0..n {
@@ -206,16 +221,7 @@ fn instances_used(gw: &Gateway, key: &str, n: usize) -> BTreeMap<String, usize> 
 #[test]
 fn seed_consumers_are_each_limited_on_their_own_instance() {
     let m = mocks(&["openai", "deepseek"]);
-    let gw = Gateway::start_with(common::gateway::GatewayConfig {
-        body: CONSUMERS_EXAMPLE.into(),
-        env: vec![
-            ("OPENAI_API_KEY".into(), "sk-o".into()),
-            ("DEEPSEEK_API_KEY".into(), "sk-d".into()),
-            ("OPENAI_URL".into(), chat_url(&m, "openai")),
-            ("DEEPSEEK_URL".into(), chat_url(&m, "deepseek")),
-        ],
-        ..Default::default()
-    });
+    let gw = start_example(&m, CONSUMERS_EXAMPLE.into());
     let r = Conn::connect(gw.addr).post_json("/anything", ASK);
     assert_eq!(r.status, 401);
     assert_eq!(r.json(), json!({"message": "Missing API key in request"}));
@@ -253,16 +259,7 @@ fn an_anonymous_consumer_has_its_own_budget() {
             "consumers:\n",
             "consumers:\n  - username: anonymous\n    plugins:\n      ai-rate-limiting: {limit: 10, time_window: 60, rejected_code: 429}\n",
         );
-    let gw = Gateway::start_with(common::gateway::GatewayConfig {
-        body,
-        env: vec![
-            ("OPENAI_API_KEY".into(), "sk-o".into()),
-            ("DEEPSEEK_API_KEY".into(), "sk-d".into()),
-            ("OPENAI_URL".into(), chat_url(&m, "openai")),
-            ("DEEPSEEK_URL".into(), chat_url(&m, "deepseek")),
-        ],
-        ..Default::default()
-    });
+    let gw = start_example(&m, body);
     // The first anonymous answer spends the 10 tokens every instance shares.
     let mut c = Conn::connect(gw.addr);
     assert_eq!(c.post_json("/anything", ASK).status, 200);

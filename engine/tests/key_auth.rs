@@ -10,39 +10,15 @@ use common::gateway::check;
 use common::{client, Conn, Gateway, Upstream};
 
 fn config(up: &Upstream, hide: bool) -> String {
-    format!(
-        r#"services:
-  - name: s
-    upstream:
-      nodes: [{node}]
-    routes:
-      - name: r
-        uris: ["/*"]
-        plugins:
-          key-auth: {{hide_credentials: {hide}}}
-consumers:
-  - username: johndoe
-    credentials:
-      - name: primary
-        type: key-auth
-        config: {{key: john-key}}
-  - username: janedoe
-    plugins:
-      key-auth: {{key: "jane key+1"}}
-"#,
-        node = up.node_yaml()
-    )
+    route_with(up, &format!("{{hide_credentials: {hide}}}"))
 }
 
-/// `realm` (the 401s' `WWW-Authenticate`), `anonymous_consumer` (no key or
-/// a wrong one: through as that consumer) and `X-Consumer-Username` to a
-/// plain upstream, which a client cannot forge.
-#[test]
-fn realm_anonymous_consumer_and_the_consumer_header() {
-    let up = Upstream::echo();
-    let route = |key_auth: &str| {
-        format!(
-            r#"services:
+/// One route in front of `up` with `key_auth` (YAML) as its key-auth
+/// settings; consumers johndoe (a credential), janedoe (the consumer's own
+/// key-auth) and anonymous (no key).
+fn route_with(up: &Upstream, key_auth: &str) -> String {
+    format!(
+        r#"services:
   - name: s
     upstream:
       nodes: [{node}]
@@ -57,11 +33,22 @@ consumers:
       - name: primary
         type: key-auth
         config: {{key: john-key}}
+  - username: janedoe
+    plugins:
+      key-auth: {{key: "jane key+1"}}
   - username: anonymous
 "#,
-            node = up.node_yaml()
-        )
-    };
+        node = up.node_yaml()
+    )
+}
+
+/// `realm` (the 401s' `WWW-Authenticate`), `anonymous_consumer` (no key or
+/// a wrong one: through as that consumer) and `X-Consumer-Username` to a
+/// plain upstream, which a client cannot forge.
+#[test]
+fn realm_anonymous_consumer_and_the_consumer_header() {
+    let up = Upstream::echo();
+    let route = |key_auth: &str| route_with(&up, key_auth);
     let gw = Gateway::start(&route("{}"));
     let r = client::get(gw.addr, "/x");
     assert_eq!(r.status, 401);
