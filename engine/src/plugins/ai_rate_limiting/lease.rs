@@ -12,9 +12,9 @@
 //! that find one on its way go on with what it is claiming instead of
 //! making their own ([`Lease::start_claim`]), so a process never holds
 //! more than one claim unused and nobody waits for a claim but the
-//! request that makes it. The window is Redis's: it opens with the first claim and lasts
-//! `time_window`; the process learns its end from the key's expiry and
-//! starts over after it.
+//! request that makes it. The window is Redis's: it opens with the first
+//! claim and lasts `time_window`; the process learns its end from the
+//! key's expiry and starts over after it.
 //!
 //! What it costs in exactness: tokens a process claimed and did not use
 //! are spent for the others until the window ends (at most
