@@ -92,3 +92,24 @@ pub fn streamed_content(body: &str) -> (String, usize) {
     }
     (text, events)
 }
+
+/// Tokens one request costs (the mock's usage for ASK).
+pub fn cost_of_ask(m: &mock_llm::MockServer) -> u64 {
+    let body = ASK.replace("{\"messages\"", "{\"model\":\"gpt-4\",\"messages\"");
+    super::Conn::connect(m.instance("openai").addr())
+        .post_json("/v1/chat/completions", &body)
+        .json()["usage"]["total_tokens"]
+        .as_u64()
+        .unwrap()
+}
+
+/// An ai-rate-limiting config: `limit` tokens for openai-instance per
+/// 600 s, with `store`'s fields (policy, Redis settings) added.
+pub fn redis_limit(limit: u64, store: Value) -> Value {
+    let mut v =
+        json!({"instances": [{"name": "openai-instance", "limit": limit, "time_window": 600}]});
+    for (k, x) in store.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
