@@ -2,7 +2,8 @@
 //! ([`gateway`]), a raw HTTP/1.1 client ([`client`]), a scripted plain
 //! HTTP upstream fixture for framing tests ([`upstream`]) and throwaway
 //! certificates ([`certs`]), real Redis and Kafka-protocol servers
-//! ([`redis`], [`kafka`]).
+//! ([`redis`], [`kafka`]), AI routes and budgets on mock-llm ([`ai`]) and
+//! logger routes with a recording endpoint ([`loggers`]).
 #![allow(
     dead_code,
     unused_imports,
@@ -15,6 +16,7 @@ pub mod certs;
 pub mod client;
 pub mod gateway;
 pub mod kafka;
+pub mod loggers;
 pub mod redis;
 pub mod upstream;
 
