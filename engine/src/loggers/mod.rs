@@ -79,8 +79,8 @@ pub struct Sink {
     done: flume::Receiver<()>,
     pub stats: Arc<SinkStats>,
     max_pending: usize,
-    /// When (Unix seconds) the last "limit exceeded" line was written.
-    last_warned: AtomicU64,
+    /// The "entries dropped" line, at most once a second.
+    drop_warning: crate::observe::throttle::Throttle,
 }
 
 impl std::fmt::Debug for Sink {
@@ -141,7 +141,7 @@ impl Sink {
             done,
             stats,
             max_pending,
-            last_warned: AtomicU64::new(0),
+            drop_warning: Default::default(),
         })
     }
 
@@ -195,16 +195,7 @@ impl Sink {
     /// Counts `n` dropped entries; says so at most once a second.
     fn dropped(&self, n: usize, why: &str, pending: usize) {
         let total = self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_warned.load(Ordering::Relaxed);
-        if now > last
-            && self
-                .last_warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.drop_warning.ready() {
             tracing::error!(
                 "{}: {why}, discarding log entries (pending: {pending}, max_pending_entries: {}, dropped so far: {total})",
                 self.name,

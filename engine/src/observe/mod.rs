@@ -6,6 +6,7 @@ pub mod entry;
 pub mod log_format;
 pub mod metrics;
 pub mod metrics_server;
+pub mod throttle;
 pub mod vars;
 
 pub use access_log::{AccessLog, WorkerLog};

@@ -338,15 +338,9 @@ pub fn write_quota_headers(out: &mut Vec<u8>, instance: &str, q: &Quota) {
 /// At most one warning a second for store trouble (a dead Redis would
 /// otherwise log once per request).
 fn warn_throttled(log: impl FnOnce()) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = now_ms();
-    let last = LAST.load(Ordering::Relaxed);
-    if (last == 0 || now >= last + 1000)
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    static STORE_TROUBLE: crate::observe::throttle::Throttle =
+        crate::observe::throttle::Throttle::new();
+    if STORE_TROUBLE.ready() {
         log();
     }
 }
