@@ -143,8 +143,8 @@ pub struct Transport {
     /// upstream's response head.
     pub max_stream_duration: Option<Duration>,
     /// `max_response_bytes`: the most body bytes read from the upstream
-    /// for one answer, streamed or not.
-    pub max_response_bytes: Option<u64>,
+    /// for one answer, streamed or not (`u64::MAX` when unset).
+    pub max_response_bytes: u64,
 }
 
 impl Transport {
@@ -179,7 +179,8 @@ impl Transport {
         Ok(Transport {
             max_stream_duration: positive(f.max_stream_duration_ms, "max_stream_duration_ms")?
                 .map(Duration::from_millis),
-            max_response_bytes: positive(f.max_response_bytes, "max_response_bytes")?,
+            max_response_bytes: positive(f.max_response_bytes, "max_response_bytes")?
+                .unwrap_or(u64::MAX),
             timeout: Duration::from_millis(timeout as u64),
             keepalive: crate::upstream::KeepaliveSpec {
                 enabled: f.keepalive.unwrap_or(true),

@@ -220,7 +220,7 @@ mod tests {
             keepalive: Default::default(),
             ssl_verify: true,
             max_stream_duration: None,
-            max_response_bytes: None,
+            max_response_bytes: u64::MAX,
         };
         Instance::compile(
             &v,

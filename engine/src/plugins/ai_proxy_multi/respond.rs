@@ -172,7 +172,7 @@ async fn json(
         sent_at,
     } = answered;
     let timeout = plugin.transport.timeout;
-    let max_bytes = plugin.transport.max_response_bytes.unwrap_or(u64::MAX);
+    let max_bytes = plugin.transport.max_response_bytes;
     // A declared length past the limit is refused before reading it.
     if let ResponseFraming::Length(len) = head.framing {
         if len > max_bytes {

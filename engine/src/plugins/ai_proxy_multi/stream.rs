@@ -332,7 +332,7 @@ async fn pump(
 /// `max_response_bytes` and `max_stream_duration_ms` for one stream.
 struct Limits {
     /// Body bytes left (as read from the upstream, framing included).
-    bytes_left: Option<u64>,
+    bytes_left: u64,
     /// When the stream must end.
     deadline: Option<Instant>,
 }
@@ -355,12 +355,10 @@ impl Limits {
     /// Counts a read of `n` bytes; an error once a limit is passed.
     #[inline]
     fn read(&mut self, n: usize, instance: &str) -> Result<(), ProxyError> {
-        if let Some(left) = &mut self.bytes_left {
-            if n as u64 > *left {
-                return Err(Limits::too_big(instance));
-            }
-            *left -= n as u64;
+        if n as u64 > self.bytes_left {
+            return Err(Limits::too_big(instance));
         }
+        self.bytes_left -= n as u64;
         match self.deadline {
             Some(d) if Instant::now() >= d => Err(Limits::too_long(instance)),
             _ => Ok(()),
