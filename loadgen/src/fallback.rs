@@ -220,16 +220,8 @@ pub fn run_fallback(ringway: &Path, args: &FallbackArgs) -> Result<Vec<Verdict>,
     });
     let s = go("/v1/chat/completions", true)?;
     m.instance("a").clear_faults();
-    let truncated = s
-        .errors
-        .get(&crate::stats::ErrorClass::Truncated)
-        .copied()
-        .unwrap_or(0);
-    let events = s
-        .errors
-        .get(&crate::stats::ErrorClass::ErrorEvent)
-        .copied()
-        .unwrap_or(0);
+    let truncated = s.errors_of(crate::stats::ErrorClass::Truncated);
+    let events = s.errors_of(crate::stats::ErrorClass::ErrorEvent);
     v.push(Verdict {
         phase: "streams reset on a".into(),
         check: "no stream truncated without an error event".into(),
@@ -251,11 +243,7 @@ pub fn run_fallback(ringway: &Path, args: &FallbackArgs) -> Result<Vec<Verdict>,
     });
     let s = go("/capped/v1/chat/completions", true)?;
     m.instance("a").clear_faults();
-    let cut = s
-        .errors
-        .get(&crate::stats::ErrorClass::ErrorEvent)
-        .copied()
-        .unwrap_or(0);
+    let cut = s.errors_of(crate::stats::ErrorClass::ErrorEvent);
     v.push(Verdict {
         phase: "runaway streams on a".into(),
         check: format!(

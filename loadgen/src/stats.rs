@@ -76,6 +76,11 @@ impl Stats {
         self.ok + self.errors.values().sum::<u64>()
     }
 
+    /// Requests that failed as `class`.
+    pub fn errors_of(&self, class: ErrorClass) -> u64 {
+        self.errors.get(&class).copied().unwrap_or(0)
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
