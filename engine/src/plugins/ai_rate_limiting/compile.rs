@@ -13,6 +13,7 @@ use super::rules::{valid_prefix, Amount, Rule, RuleCounter};
 use super::window::MAX_USED;
 use super::{AiRateLimiting, Counter, Limit, Strategy};
 use crate::config::{from_value, ConfigError, FieldPath};
+use crate::plugins::logger::at_least;
 use crate::redis;
 use crate::upstream::tls::TlsClients;
 
@@ -362,20 +363,18 @@ fn parse_store(
     };
     // APISIX's redis schema: idle connections kept (per worker here) and
     // for how long.
-    let keepalive_timeout = match f.redis_keepalive_timeout {
-        None => 10_000,
-        Some(t) if t >= 1000 => t as u64,
-        Some(_) => {
-            return Err(at
-                .field("redis_keepalive_timeout")
-                .error("must be >= 1000 (milliseconds)"))
-        }
-    };
-    let keepalive_pool = match f.redis_keepalive_pool {
-        None => 100,
-        Some(n) if n >= 1 => n as usize,
-        Some(_) => return Err(at.field("redis_keepalive_pool").error("must be >= 1")),
-    };
+    let keepalive_timeout = at_least(
+        at,
+        "redis_keepalive_timeout",
+        f.redis_keepalive_timeout.unwrap_or(10_000),
+        1000,
+    )? as u64;
+    let keepalive_pool = at_least(
+        at,
+        "redis_keepalive_pool",
+        f.redis_keepalive_pool.unwrap_or(100),
+        1,
+    )? as usize;
     // What every Redis policy shares; each fills in the rest.
     let base = redis::Target {
         nodes: Vec::new(),
