@@ -105,7 +105,7 @@ pub fn words(s: &str) -> u64 {
 }
 
 /// Words of a `content` value: a string, or parts with `text`.
-fn content_words(v: &Value) -> u64 {
+pub fn content_words(v: &Value) -> u64 {
     match v {
         Value::String(s) => words(s),
         Value::Array(parts) => parts

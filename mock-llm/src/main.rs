@@ -18,6 +18,7 @@ Endpoints (matched by path suffix, so any prefix works):
   POST …/chat/completions     OpenAI chat (JSON, or SSE with \"stream\": true)
   POST …/embeddings           OpenAI embeddings (float or base64)
   POST …/messages             Anthropic Messages (JSON or SSE)
+  POST …/responses            OpenAI Responses API (JSON, or its SSE events with \"stream\": true)
   GET  …/models               model list
   GET  /health, /healthz      health (status settable via health_status)
   POST /oauth2/token          Google OAuth2 JWT-bearer grant (for auth.gcp)

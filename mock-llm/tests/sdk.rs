@@ -34,6 +34,18 @@ fn official_sdks_cannot_tell_the_mock_from_the_real_apis() {
     assert_eq!(msg["usage"]["output_tokens"], 6);
     let st = sdk_check("anthropic_stream", &base, &[]);
     assert_eq!(st["text"], msg["text"]);
+    let resp = sdk_check("openai_responses", &v1, &["--model", "gpt-5"]);
+    assert_eq!(resp["model"], "gpt-5");
+    assert_eq!(resp["usage"]["output_tokens"], 6);
+    assert_eq!(resp["usage"]["input_tokens"], 4 + 4 + 4 + 3);
+    let rs = sdk_check("openai_responses_stream", &v1, &[]);
+    assert_eq!(rs["text"], resp["text"]);
+    assert_eq!(rs["usage"]["output_tokens"], 6);
+    assert_eq!(
+        rs["events"],
+        8 + 6,
+        "seven framing events, the completion, six deltas"
+    );
     // The Azure client really used the deployment path and api-version.
     let azure = m
         .instance("sdk")

@@ -8,7 +8,8 @@ Prints one JSON object with what was observed (text, usage, ids, headers)
 and exits non-zero with a message when the SDK fails or the result is
 inconsistent. Scenarios: openai_chat, openai_stream, openai_stream_usage,
 openai_embeddings, openai_embeddings_float, azure_chat, azure_embeddings,
-anthropic_messages, anthropic_stream.
+anthropic_messages, anthropic_stream, openai_responses,
+openai_responses_stream.
 """
 import argparse, json, sys
 
@@ -62,6 +63,29 @@ def main():
         else:
             check(usage is None, "a usage chunk arrived although include_usage was not set")
         out = {"text": text, "usage": usage, "chunks": chunks, "model": model}
+    elif s == "openai_responses":
+        raw = openai_client(a.base, a.key).responses.with_raw_response.create(
+            model=a.model, instructions="You are a mathematician", input="What is 1+1?", max_output_tokens=100)
+        r = raw.parse()
+        check(r.status == "completed", f"status {r.status}")
+        check(r.output_text, "empty output_text")
+        u = r.usage
+        check(u.total_tokens == u.input_tokens + u.output_tokens, "usage does not add up")
+        out = {"text": r.output_text, "model": r.model, "id": r.id, "usage": u.model_dump(),
+               "headers": {k.lower(): v for k, v in raw.headers.items()}}
+    elif s == "openai_responses_stream":
+        deltas, kinds = "", []
+        with openai_client(a.base, a.key).responses.stream(
+                model=a.model, input=[{"role": "user", "content": "What is 1+1?"}]) as st:
+            for ev in st:
+                kinds.append(ev.type)
+                if ev.type == "response.output_text.delta":
+                    deltas += ev.delta
+            final = st.get_final_response()
+        check(deltas and deltas == final.output_text, "streamed deltas differ from the final response")
+        check(kinds[0] == "response.created" and kinds[-1] == "response.completed", f"event order {kinds[:2]}…{kinds[-1:]}")
+        out = {"text": deltas, "usage": final.usage.model_dump(), "model": final.model, "id": final.id,
+               "events": len(kinds)}
     elif s in ("openai_embeddings", "openai_embeddings_float"):
         kw = {"encoding_format": "float"} if s == "openai_embeddings_float" else {}
         r = openai_client(a.base, a.key).embeddings.create(model=a.model, input=["hello world", "second input"], **kw)

@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod control;
 pub mod embeddings;
 pub mod openai;
+pub mod responses;
 
 use std::time::Duration;
 
@@ -226,6 +227,9 @@ pub async fn dispatch(sh: &Shared, conn: &mut Conn, req: Request) -> After {
         ("POST", Shape::Anthropic) => anthropic::messages(sh, conn, &req, &faults).await,
         ("POST", _) if path.ends_with("/chat/completions") => {
             openai::chat(sh, conn, &req, &faults).await
+        }
+        ("POST", _) if path.ends_with("/responses") => {
+            responses::create(sh, conn, &req, &faults).await
         }
         ("POST", _) if path.ends_with("/embeddings") => {
             embeddings::embeddings(sh, conn, &req, &faults).await

@@ -1,0 +1,227 @@
+//! OpenAI Responses API (`POST …/responses`): JSON, and the real SSE event
+//! sequence (`response.created`, `response.in_progress`,
+//! `response.output_item.added`, `response.content_part.added`,
+//! `response.output_text.delta`…, `response.output_text.done`,
+//! `response.content_part.done`, `response.output_item.done`,
+//! `response.completed` carrying the usage), numbered by
+//! `sequence_number`, so the official SDK's stream helpers accept it.
+//!
+//! Like the real API it refuses Chat Completions parameters it does not
+//! take (`max_tokens`, `messages`, `stream_options.include_usage`), so a
+//! gateway that sends chat-isms to it is caught.
+
+use serde_json::{json, Value};
+
+use super::{json_body, send_error, timing, unix_now, After, Shape};
+use crate::config::Faults;
+use crate::content;
+use crate::http::{response, Conn, Request};
+use crate::state::Shared;
+use crate::stream::{stream, StreamPlan};
+
+pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) -> After {
+    let body = match json_body(sh, conn, req, Shape::OpenAi).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    if let Some(msg) = refusal(&body) {
+        return send_error(sh, conn, req, Shape::OpenAi, 400, &msg, &[]).await;
+    }
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let cap = body.get("max_output_tokens").and_then(Value::as_u64);
+    let configured = faults.tokens.unwrap_or(sh.config.tokens);
+    let n = cap.map_or(configured, |c| configured.min(c as u32));
+    let cut = cap.is_some_and(|c| (c as u32) < configured);
+    let input = prompt_tokens(&body);
+    let cached = sh.config.cached_tokens.min(input);
+    let seq = sh.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("resp_{}_{seq}", sh.name());
+    let item_id = format!("msg_{}_{seq}", sh.name());
+    let created = unix_now();
+    let t = timing(sh, faults, n);
+    let headers = vec![
+        ("x-mock-instance", sh.name().to_owned()),
+        ("x-request-id", format!("req_{id}")),
+    ];
+    let usage = json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": n,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input + u64::from(n),
+    });
+    let text = content::completion(n);
+    let done_item = |text: &str| {
+        json!({"type": "message", "id": item_id, "status": if cut { "incomplete" } else { "completed" }, "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
+    };
+    let envelope = |status: &str, output: Value, usage: Value| {
+        json!({
+            "id": id, "object": "response", "created_at": created, "status": status,
+            "background": false, "error": null,
+            "incomplete_details": if cut && status != "in_progress" { json!({"reason": "max_output_tokens"}) } else { Value::Null },
+            "instructions": body.get("instructions").cloned().unwrap_or(Value::Null),
+            "max_output_tokens": body.get("max_output_tokens").cloned().unwrap_or(Value::Null),
+            "model": model, "output": output, "parallel_tool_calls": true,
+            "previous_response_id": null, "reasoning": {"effort": null, "summary": null},
+            "store": body.get("store").cloned().unwrap_or(Value::Bool(true)),
+            "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+            "tools": [], "top_p": 1.0, "truncation": "disabled", "usage": usage,
+            "metadata": body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        })
+    };
+    let final_status = if cut { "incomplete" } else { "completed" };
+    if !body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        let mut wait = t.ttft;
+        for d in t.itl.iter().skip(1) {
+            wait += *d;
+        }
+        super::pause(wait).await;
+        let out = envelope(final_status, json!([done_item(&text)]), usage);
+        sh.count(200);
+        sh.add_tokens(input, u64::from(n));
+        let bytes = response(
+            200,
+            "application/json",
+            out.to_string().as_bytes(),
+            req.keep_alive,
+            &headers,
+        );
+        return if conn.write(bytes).await.is_ok() && req.keep_alive {
+            After::KeepAlive
+        } else {
+            After::Close
+        };
+    }
+    let mut number = 0u64;
+    let mut event = |kind: &str, mut data: Value| {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(number);
+        number += 1;
+        format!("event: {kind}\ndata: {data}\n\n").into_bytes()
+    };
+    let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
+    let at = |mut v: Value| {
+        v["item_id"] = json!(item_id);
+        v["output_index"] = json!(0);
+        v["content_index"] = json!(0);
+        v
+    };
+    let head = vec![
+        event(
+            "response.created",
+            json!({"response": envelope("in_progress", json!([]), Value::Null)}),
+        ),
+        event(
+            "response.in_progress",
+            json!({"response": envelope("in_progress", json!([]), Value::Null)}),
+        ),
+        event(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {"type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        event("response.content_part.added", at(json!({"part": part("")}))),
+    ];
+    let tokens = (0..n)
+        .map(|i| {
+            event(
+                "response.output_text.delta",
+                at(json!({"delta": content::token(i), "logprobs": []})),
+            )
+        })
+        .collect();
+    let tail = vec![
+        event(
+            "response.output_text.done",
+            at(json!({"text": text, "logprobs": []})),
+        ),
+        event(
+            "response.content_part.done",
+            at(json!({"part": part(&text)})),
+        ),
+        event(
+            "response.output_item.done",
+            json!({"output_index": 0, "item": done_item(&text)}),
+        ),
+        event(
+            if cut {
+                "response.incomplete"
+            } else {
+                "response.completed"
+            },
+            json!({"response": envelope(final_status, json!([done_item(&text)]), usage)}),
+        ),
+    ];
+    let plan = StreamPlan { head, tokens, tail };
+    sh.count(200);
+    stream(sh, conn, req, faults, &t, plan, &headers, input, n).await
+}
+
+/// Why the real API would refuse this body (400), if it would.
+fn refusal(body: &Value) -> Option<String> {
+    if !body.get("model").is_some_and(Value::is_string) {
+        return Some("Missing required parameter: 'model'.".into());
+    }
+    for chat_only in ["max_tokens", "max_completion_tokens", "messages"] {
+        if body.get(chat_only).is_some() {
+            return Some(format!("Unsupported parameter: '{chat_only}'."));
+        }
+    }
+    if body.pointer("/stream_options/include_usage").is_some() {
+        return Some("Unknown parameter: 'stream_options.include_usage'.".into());
+    }
+    match body.get("input") {
+        Some(Value::String(_)) | Some(Value::Array(_)) => None,
+        None => Some("Missing required parameter: 'input'.".into()),
+        Some(_) => Some("Invalid type for 'input': expected a string or an array.".into()),
+    }
+}
+
+/// Input tokens by mock-llm's rule: 1 per word of text, +4 per input item
+/// (a string `input` is one item), +4 for `instructions`.
+pub fn prompt_tokens(body: &Value) -> u64 {
+    let instructions = body
+        .get("instructions")
+        .and_then(Value::as_str)
+        .map_or(0, |s| 4 + content::words(s));
+    let input = match body.get("input") {
+        Some(Value::String(s)) => 4 + content::words(s),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => 4 + content::words(s),
+                _ => 4 + item.get("content").map_or(0, content::content_words),
+            })
+            .sum(),
+        _ => 0,
+    };
+    instructions + input
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_tokens_follow_the_documented_rule() {
+        let b = json!({"instructions": "Be brief", "input": "What is 1+1?"});
+        assert_eq!(prompt_tokens(&b), 4 + 2 + 4 + 3);
+        let b = json!({"input": [{"role": "user", "content": "hi there"}, {"role": "user", "content": [{"type": "input_text", "text": "one"}]}]});
+        assert_eq!(prompt_tokens(&b), 4 + 2 + 4 + 1);
+    }
+
+    #[test]
+    fn chat_isms_are_refused_as_the_real_api_does() {
+        let ok = json!({"model": "m", "input": "hi"});
+        assert_eq!(refusal(&ok), None);
+        for bad in [
+            json!({"input": "hi"}),
+            json!({"model": "m"}),
+            json!({"model": "m", "input": 3}),
+            json!({"model": "m", "input": "hi", "max_tokens": 5}),
+            json!({"model": "m", "input": "hi", "stream_options": {"include_usage": true}}),
+        ] {
+            assert!(refusal(&bad).is_some(), "{bad}");
+        }
+    }
+}
