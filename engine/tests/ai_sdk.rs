@@ -1,7 +1,8 @@
 //! The official `openai` and `anthropic` Python SDKs through ringway, with
 //! mock-llm behind it: OpenAI clients to OpenAI-format and Anthropic
 //! instances (converted), Anthropic clients to Anthropic and OpenAI-format
-//! instances (converted), streaming and not, plus embeddings.
+//! instances (converted), streaming and not, plus embeddings and the
+//! Responses API.
 #![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
 mod common;
@@ -46,6 +47,7 @@ fn official_sdks_through_the_gateway() {
     };
     let doc = json!({"services": [{"name": "llm", "routes": [
         route("openai-chat", &["/openai/v1/chat/completions"], openai_chat()),
+        route("openai-responses", &["/openai/v1/responses"], inst("openai-r", "openai", format!("{oai}/v1/responses"), "gpt-5")),
         route("openai-embeddings", &["/openai/v1/embeddings"], inst("openai-e", "openai", format!("{oai}/v1/embeddings"), "text-embedding-3-small")),
         route("openai-to-claude", &["/claude/v1/chat/completions"], anthropic()),
         route("anthropic-native", &["/native/v1/messages"], anthropic()),
@@ -67,6 +69,17 @@ fn official_sdks_through_the_gateway() {
     );
     assert_eq!(sdk_check("openai_embeddings", &v1, &[])["dims"], 8);
     assert_eq!(sdk_check("openai_embeddings_float", &v1, &[])["dims"], 8);
+
+    // The Responses API, JSON and streamed through the SDK's stream helper
+    // (which checks the event sequence and the response's identity).
+    let resp = sdk_check("openai_responses", &v1, &[]);
+    assert_eq!(resp["model"], "gpt-5", "the instance's model was merged");
+    assert_eq!(resp["headers"]["x-ringway-instance"], "openai-r");
+    assert_eq!(resp["usage"]["output_tokens"], 6);
+    assert_eq!(resp["text"], chat["text"]);
+    let rs = sdk_check("openai_responses_stream", &v1, &[]);
+    assert_eq!(rs["text"], chat["text"]);
+    assert_eq!(rs["usage"]["output_tokens"], 6);
 
     // OpenAI client → Anthropic instance (mapped both ways).
     let claude_v1 = format!("{base}/claude/v1");

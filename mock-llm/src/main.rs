@@ -40,8 +40,9 @@ Per-request headers (override instance settings):
   x-mock-stall-ms, x-mock-stall-after-chunks, x-mock-slow-read-bps
 
 Prompt tokens: 1 per whitespace-separated word of text content, +4 per message
-(and +4 for an Anthropic system prompt). Completion: N tokens (capped by
-max_tokens / max_completion_tokens), one SSE chunk each.";
+(and +4 for an Anthropic system prompt, or per Responses input item and
+for its instructions). Completion: N tokens (capped by max_tokens /
+max_completion_tokens / max_output_tokens), one SSE chunk each.";
 
 /// OpenAI/Anthropic-compatible mock LLM upstream with scripted latency and chaos.
 #[derive(Parser, Debug)]

@@ -12,7 +12,9 @@ pub const PROVIDER: Provider = Provider {
             api,
             Some("https://api.aimlapi.com/v1/chat/completions"),
             Some("https://api.aimlapi.com/v1/embeddings"),
+            None,
         )
     },
+    responses: false,
     extra_headers: &[],
 };

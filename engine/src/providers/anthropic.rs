@@ -12,7 +12,9 @@ pub const PROVIDER: Provider = Provider {
             api,
             Some("https://api.anthropic.com/v1/messages"),
             None,
+            None,
         )
     },
+    responses: false,
     extra_headers: &[("anthropic-version", "2023-06-01")],
 };

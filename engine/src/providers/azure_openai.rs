@@ -6,6 +6,7 @@ use super::Wire;
 pub const PROVIDER: Provider = Provider {
     name: "azure-openai",
     wire: Wire::OpenAi,
-    endpoint: |api, _| fixed_endpoint("azure-openai", api, None, None),
+    endpoint: |api, _| fixed_endpoint("azure-openai", api, None, None, None),
+    responses: true,
     extra_headers: &[],
 };

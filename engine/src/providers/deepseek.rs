@@ -12,7 +12,9 @@ pub const PROVIDER: Provider = Provider {
             api,
             Some("https://api.deepseek.com/chat/completions"),
             None,
+            None,
         )
     },
+    responses: false,
     extra_headers: &[],
 };

@@ -12,7 +12,9 @@ pub const PROVIDER: Provider = Provider {
             api,
             Some("https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"),
             Some("https://generativelanguage.googleapis.com/v1beta/openai/embeddings"),
+            None,
         )
     },
+    responses: false,
     extra_headers: &[],
 };

@@ -12,7 +12,9 @@ pub const PROVIDER: Provider = Provider {
             api,
             Some("https://api.openai.com/v1/chat/completions"),
             Some("https://api.openai.com/v1/embeddings"),
+            Some("https://api.openai.com/v1/responses"),
         )
     },
+    responses: true,
     extra_headers: &[],
 };

@@ -6,6 +6,7 @@ use super::Wire;
 pub const PROVIDER: Provider = Provider {
     name: "openai-compatible",
     wire: Wire::OpenAi,
-    endpoint: |api, _| fixed_endpoint("openai-compatible", api, None, None),
+    endpoint: |api, _| fixed_endpoint("openai-compatible", api, None, None, None),
+    responses: true,
     extra_headers: &[],
 };

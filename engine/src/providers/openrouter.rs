@@ -12,7 +12,9 @@ pub const PROVIDER: Provider = Provider {
             api,
             Some("https://openrouter.ai/api/v1/chat/completions"),
             Some("https://openrouter.ai/api/v1/embeddings"),
+            None,
         )
     },
+    responses: false,
     extra_headers: &[],
 };

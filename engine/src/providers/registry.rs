@@ -1,6 +1,6 @@
 //! The providers ringway speaks to, by APISIX name, and what each one
-//! owns: its default endpoints, the wire format it speaks and any headers
-//! it requires. Auth comes from the instance's `auth` config, except
+//! owns: its default endpoints, the wire format it speaks, whether it
+//! serves OpenAI's Responses API, and any headers it requires. Auth comes from the instance's `auth` config, except
 //! `vertex-ai`'s `auth.gcp`, handled by [`super::gcp`].
 
 use super::{Api, Wire};
@@ -20,6 +20,9 @@ pub struct Provider {
     /// The default endpoint for an API, or why there is none (then
     /// `override.endpoint` is required).
     pub endpoint: fn(Api, &ProviderConf) -> Result<String, String>,
+    /// Serves OpenAI's Responses API (`/v1/responses`) as it is; other
+    /// providers' instances are passed over for Responses requests.
+    pub responses: bool,
     /// Headers the API requires on every request.
     pub extra_headers: &'static [(&'static str, &'static str)],
 }
@@ -54,26 +57,47 @@ pub fn names() -> String {
 impl Provider {
     /// The default endpoint for `api`, or why there is none.
     pub fn default_endpoint(&self, api: Api, conf: &ProviderConf) -> Result<String, String> {
+        if api == Api::Responses && !self.responses {
+            return Err(self.no_responses());
+        }
         (self.endpoint)(api, conf)
+    }
+
+    /// Why this provider's instances take no Responses API requests.
+    pub fn no_responses(&self) -> String {
+        let serving: Vec<_> = PROVIDERS
+            .iter()
+            .filter(|p| p.responses)
+            .map(|p| p.name)
+            .collect();
+        format!(
+            "provider `{}` does not serve the OpenAI Responses API (providers that do: {})",
+            self.name,
+            serving.join(", ")
+        )
     }
 }
 
-/// Endpoint lookup for providers with fixed URLs.
+/// Endpoint lookup for providers with fixed URLs (`responses`: the
+/// Responses API's, for providers that serve it).
 pub fn fixed_endpoint(
     name: &str,
     api: Api,
     chat: Option<&str>,
     embeddings: Option<&str>,
+    responses: Option<&str>,
 ) -> Result<String, String> {
     let url = match api {
         Api::Chat => chat,
         Api::Embeddings => embeddings,
+        Api::Responses => responses,
     };
     url.map(str::to_owned).ok_or_else(|| match api {
         Api::Chat => format!("provider `{name}` has no default endpoint: set `override.endpoint`"),
-        Api::Embeddings => {
-            format!("provider `{name}` has no default embeddings endpoint: set `override.endpoint`")
-        }
+        Api::Embeddings | Api::Responses => format!(
+            "provider `{name}` has no default {} endpoint: set `override.endpoint`",
+            api.label()
+        ),
     })
 }
 
@@ -108,6 +132,27 @@ mod tests {
             "https://us-central1-aiplatform.googleapis.com/v1/projects/p1/locations/us-central1/endpoints/openapi/chat/completions"
         );
         assert_eq!(lookup("anthropic").unwrap().wire, Wire::Anthropic);
+        assert_eq!(
+            lookup("openai")
+                .unwrap()
+                .default_endpoint(Api::Responses, &none)
+                .unwrap(),
+            "https://api.openai.com/v1/responses"
+        );
+        let why = lookup("deepseek")
+            .unwrap()
+            .default_endpoint(Api::Responses, &none)
+            .unwrap_err();
+        assert!(
+            why.contains("`deepseek` does not serve")
+                && why.contains("openai, azure-openai, openai-compatible"),
+            "{why}"
+        );
+        assert!(lookup("openai-compatible")
+            .unwrap()
+            .default_endpoint(Api::Responses, &none)
+            .unwrap_err()
+            .contains("set `override.endpoint`"));
         assert!(lookup("bedrock").is_none());
         assert_eq!(PROVIDERS.len(), 9);
     }

@@ -10,6 +10,7 @@ pub const PROVIDER: Provider = Provider {
     name: "vertex-ai",
     wire: Wire::OpenAi,
     endpoint,
+    responses: false,
     extra_headers: &[],
 };
 

@@ -48,6 +48,7 @@ pub fn write_request(
     bearer: Option<&str>,
 ) {
     let (stream, client_wire) = (req.body.summary.stream, req.wire);
+    let upstream_wire = inst.wire(req.api);
     out.clear();
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(target.request_target.as_bytes());
@@ -68,13 +69,13 @@ pub fn write_request(
     }
     for (k, v) in inst.provider.extra_headers {
         // The client's own version wins when it speaks the provider's format.
-        if client_wire == inst.provider.wire && client.header(k).is_some() {
+        if client_wire == upstream_wire && client.header(k).is_some() {
             continue;
         }
         let _ = write!(out, "{k}: {v}\r\n");
     }
     for name in FORWARDED.iter().copied().chain(
-        (client_wire == Wire::Anthropic && inst.provider.wire == Wire::Anthropic)
+        (client_wire == Wire::Anthropic && upstream_wire == Wire::Anthropic)
             .then_some("anthropic-version"),
     ) {
         for v in client.header_all(name) {

@@ -45,6 +45,8 @@ struct Skipped {
     retry_after: Option<Duration>,
     unhealthy: u32,
     wrong_api: u32,
+    /// Why the first of them cannot serve it.
+    why_wrong_api: Option<String>,
     /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
     rate_limited: u32,
     quota: Option<(std::sync::Arc<str>, Quota)>,
@@ -157,9 +159,15 @@ pub async fn handle<'a>(
             break;
         }
         let inst = &plugin.instances[idx];
-        let Ok(target) = inst.target(req.api) else {
-            skipped.wrong_api += 1;
-            continue;
+        let target = match inst.target(req.api) {
+            Ok(t) => t,
+            Err(why) => {
+                skipped.wrong_api += 1;
+                if skipped.why_wrong_api.is_none() {
+                    skipped.why_wrong_api = Some(why.to_owned());
+                }
+                continue;
+            }
         };
         if let Some(left) = inst.state.cooling(now) {
             skipped.cooling += 1;
@@ -412,16 +420,10 @@ fn upstream_body(
     let _ = plugin;
     // Applied only if the final body streams (the client's flag or the
     // instance's `options.stream`).
-    let force_usage = inst.provider.wire == Wire::OpenAi;
-    build_request(
-        req.wire,
-        inst.provider.wire,
-        req.api,
-        &req.body,
-        &inst.options,
-        force_usage,
-    )
-    .map_err(|e| format!("cannot build the request for instance `{}`: {e}", inst.name))
+    let to = inst.wire(req.api);
+    let force_usage = to == Wire::OpenAi;
+    build_request(req.wire, to, req.api, &req.body, &inst.options, force_usage)
+        .map_err(|e| format!("cannot build the request for instance `{}`: {e}", inst.name))
 }
 
 /// No instance answered acceptably.
@@ -449,11 +451,14 @@ async fn exhausted(
         return error_reply(w, c, plugin, ctx, 502, &body.to_string(), keep_alive, &[]).await;
     }
     if skipped.wrong_api > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
-        let api = match req.api {
-            crate::providers::Api::Chat => "chat",
-            crate::providers::Api::Embeddings => "embeddings",
-        };
-        let msg = format!("no instance of this route serves {api} requests");
+        let msg = format!(
+            "no instance of this route serves {} requests{}",
+            req.api.label(),
+            skipped
+                .why_wrong_api
+                .as_deref()
+                .map_or(String::new(), |w| format!(": {w}"))
+        );
         return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive).await;
     }
     let msg = format!(

@@ -11,7 +11,7 @@ use crate::config::{from_value, ConfigError, FieldPath};
 use crate::health::{ActiveCheck, InstanceState};
 use crate::providers::gcp::GcpAuth;
 use crate::providers::wire::ModelOptions;
-use crate::providers::{self, Api, EndpointUrl, Provider, ProviderConf};
+use crate::providers::{self, Api, EndpointUrl, Provider, ProviderConf, Wire};
 use crate::upstream::{Endpoint, Scheme, TlsTarget};
 
 /// Where requests of one API go.
@@ -39,10 +39,11 @@ pub struct Instance {
     pub options: ModelOptions,
     /// `options.model`, if set.
     pub model: Option<Arc<str>>,
-    /// Chat and embeddings targets; `Err` says why this instance cannot
-    /// serve that API.
+    /// Chat, embeddings and Responses API targets; `Err` says why this
+    /// instance cannot serve that API.
     chat: Result<Target, String>,
     embeddings: Result<Target, String>,
+    responses: Result<Target, String>,
     pub checks: Option<ActiveCheck>,
     pub state: Arc<InstanceState>,
 }
@@ -114,6 +115,13 @@ impl Instance {
             return Err(at.error(why.clone()));
         }
         let embeddings = target_for(Api::Embeddings)?;
+        // A provider that does not serve the Responses API cannot be made
+        // to by `override.endpoint`: its body would be the wrong format.
+        let responses = if provider.responses {
+            target_for(Api::Responses)?
+        } else {
+            Err(provider.no_responses())
+        };
         let checks = match &f.checks {
             Some(c) => Some(ActiveCheck::compile_checks(c, &at.field("checks"))?),
             None => None,
@@ -137,6 +145,7 @@ impl Instance {
             model,
             chat,
             embeddings,
+            responses,
             checks,
         })
     }
@@ -159,6 +168,15 @@ impl Instance {
         match api {
             Api::Chat => self.chat.as_ref().map_err(String::as_str),
             Api::Embeddings => self.embeddings.as_ref().map_err(String::as_str),
+            Api::Responses => self.responses.as_ref().map_err(String::as_str),
+        }
+    }
+
+    /// The format this instance speaks for `api`.
+    pub fn wire(&self, api: Api) -> Wire {
+        match api {
+            Api::Responses => Wire::Responses,
+            Api::Chat | Api::Embeddings => self.provider.wire,
         }
     }
 }

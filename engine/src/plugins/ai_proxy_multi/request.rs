@@ -1,7 +1,8 @@
 //! Taking in an LLM request: the body must be JSON (by `Content-Type` and
 //! by content), complete and within the size limit; the route path says
 //! which API and format the client speaks (`…/embeddings`, Anthropic's
-//! `…/messages`, otherwise OpenAI chat). Only what routing needs is read
+//! `…/messages`, OpenAI's Responses API `…/responses`, otherwise OpenAI
+//! chat). Only what routing needs is read
 //! from the body (model, stream flag).
 
 use crate::http::RequestHead;
@@ -44,6 +45,8 @@ pub async fn intake(
         (Api::Embeddings, Wire::OpenAi)
     } else if path.ends_with(b"/messages") {
         (Api::Chat, Wire::Anthropic)
+    } else if path.ends_with(b"/responses") {
+        (Api::Responses, Wire::Responses)
     } else {
         (Api::Chat, Wire::OpenAi)
     };

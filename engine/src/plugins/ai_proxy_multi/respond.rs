@@ -206,7 +206,7 @@ async fn json(
     ctx.upstream_response_time = Some(upstream_time);
     let reusable = c.ubuf.is_empty() && head.keep_alive && dec.is_done();
     let status = head.status;
-    let from = meta.inst.provider.wire;
+    let from = meta.inst.wire(req.api);
     let keep_raw_usage = meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage());
     let converted_body = if (200..300).contains(&status) {
         match convert_response(from, req.wire, req.api, &body, keep_raw_usage) {

@@ -100,7 +100,7 @@ impl<'a> StreamJob<'a> {
         // The client did not ask for OpenAI usage reporting: drop (or do
         // not generate) the usage chunk; usage is still recorded.
         let strip = !req.body.summary.include_usage;
-        let mut transform = StreamTransform::new(meta.inst.provider.wire, req.wire, strip);
+        let mut transform = StreamTransform::new(meta.inst.wire(req.api), req.wire, strip);
         if ctx.llm.payloads.is_some() {
             transform = transform.collecting_text();
         }

@@ -394,7 +394,7 @@ pub fn openai_to_anthropic_response(v: &Value) -> Result<Value, WireError> {
 /// An error body in `wire`'s shape.
 pub fn error_body(wire: Wire, status: u16, message: &str) -> Vec<u8> {
     let v = match wire {
-        Wire::OpenAi => {
+        Wire::OpenAi | Wire::Responses => {
             let t = match status {
                 429 => "rate_limit_exceeded",
                 s if s >= 500 => "server_error",

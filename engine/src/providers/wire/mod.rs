@@ -1,5 +1,5 @@
-//! Wire formats spoken by LLM APIs — OpenAI chat/embeddings and Anthropic
-//! Messages — and everything the relay needs from them, sans-IO:
+//! Wire formats spoken by LLM APIs — OpenAI chat/embeddings, OpenAI's
+//! Responses API and Anthropic Messages — and everything the relay needs from them, sans-IO:
 //! [`summarize`] reads what routing needs from a client body,
 //! [`build_request`] produces an instance's body (converting formats and
 //! merging `options`), [`convert_response`] / [`convert_error`] map answers
@@ -17,6 +17,7 @@
 pub mod anthropic;
 pub mod map;
 pub mod openai;
+pub mod responses;
 pub mod stream;
 pub mod text;
 
@@ -31,6 +32,8 @@ use super::body::TopLevel;
 pub enum Wire {
     OpenAi,
     Anthropic,
+    /// OpenAI's Responses API (`input` / `output[]`, typed SSE events).
+    Responses,
 }
 
 /// Which API a request is for.
@@ -38,6 +41,19 @@ pub enum Wire {
 pub enum Api {
     Chat,
     Embeddings,
+    /// OpenAI's Responses API (`/v1/responses`).
+    Responses,
+}
+
+impl Api {
+    /// How error messages name the API.
+    pub fn label(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Embeddings => "embeddings",
+            Api::Responses => "Responses API",
+        }
+    }
 }
 
 /// Token usage, in OpenAI's terms.
@@ -91,10 +107,9 @@ impl ClientBody {
     /// Validates the body as a JSON object and reads `model`, `stream`
     /// and friends from their top-level slices only.
     pub fn parse(wire: Wire, bytes: bytes::Bytes) -> Result<ClientBody, WireError> {
-        let _ = wire;
         let top = TopLevel::scan(&bytes)
             .map_err(|e| WireError::new(format!("invalid JSON in the request body: {e}")))?;
-        let summary = openai::summarize(&bytes, &top)?;
+        let summary = openai::summarize(wire, &bytes, &top)?;
         Ok(ClientBody {
             bytes,
             top,
@@ -114,6 +129,10 @@ pub fn summarize(wire: Wire, body: &[u8]) -> Result<RequestSummary, WireError> {
 pub struct ModelOptions {
     pub map: Map<String, Value>,
     raw: Vec<(String, Vec<u8>)>,
+    /// `raw` for the Responses API, whose token cap is `max_output_tokens`:
+    /// an instance's `max_tokens` (or `max_completion_tokens`) caps its
+    /// Responses requests too instead of being refused by the provider.
+    raw_responses: Vec<(String, Vec<u8>)>,
 }
 
 impl ModelOptions {
@@ -126,8 +145,30 @@ impl ModelOptions {
                     serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec()),
                 )
             })
-            .collect();
-        ModelOptions { map, raw }
+            .collect::<Vec<_>>();
+        let mut raw_responses: Vec<(String, Vec<u8>)> = Vec::with_capacity(raw.len());
+        for (k, v) in &raw {
+            let key = match k.as_str() {
+                "max_tokens" | "max_completion_tokens" => "max_output_tokens",
+                k => k,
+            };
+            // The last writer wins, as in the body itself.
+            raw_responses.retain(|(kept, _)| kept != key);
+            raw_responses.push((key.to_owned(), v.clone()));
+        }
+        ModelOptions {
+            map,
+            raw,
+            raw_responses,
+        }
+    }
+
+    /// The options as spliced into a body of `wire`.
+    fn raw_for(&self, wire: Wire) -> &[(String, Vec<u8>)] {
+        match wire {
+            Wire::Responses => &self.raw_responses,
+            Wire::OpenAi | Wire::Anthropic => &self.raw,
+        }
     }
 }
 
@@ -145,11 +186,17 @@ pub fn build_request(
             "embeddings are only available in the OpenAI format",
         ));
     }
+    if (from == Wire::Responses) != (to == Wire::Responses) {
+        return Err(WireError::new(
+            "the Responses API is only forwarded to providers that serve it",
+        ));
+    }
     if from == to {
         return openai::splice_options(
             &body.bytes,
             &body.top,
-            options,
+            options.raw_for(to),
+            options.map.get("stream"),
             force_usage && to == Wire::OpenAi,
         );
     }
@@ -213,6 +260,7 @@ pub fn convert_response(
         let usage = raw.and_then(|raw| match from {
             Wire::OpenAi => openai::usage_slice(raw),
             Wire::Anthropic => anthropic::usage_slice(raw),
+            Wire::Responses => responses::usage_slice(raw),
         });
         let raw_usage = raw
             .filter(|_| keep_raw_usage)
@@ -233,6 +281,9 @@ pub fn convert_response(
         .filter(|u| keep_raw_usage && u.is_object())
         .cloned();
     match (from, to) {
+        (Wire::Responses, _) | (_, Wire::Responses) => Err(WireError::new(
+            "the Responses API is only forwarded to providers that serve it",
+        )),
         (Wire::OpenAi, Wire::OpenAi) | (Wire::Anthropic, Wire::Anthropic) => {
             Ok(ConvertedResponse::default())
         }

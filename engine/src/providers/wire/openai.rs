@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ModelOptions, RequestSummary, Usage, WireError};
+use super::{RequestSummary, Usage, Wire, WireError};
 use crate::providers::body::{splice, TopLevel};
 
 #[derive(Deserialize)]
@@ -28,15 +28,20 @@ fn field<T: serde::de::DeserializeOwned>(
 }
 
 /// The fields routing needs, read from their slices only.
-pub fn summarize(body: &[u8], top: &TopLevel) -> Result<RequestSummary, WireError> {
+/// (The three formats name `model` and `stream` alike; the token cap is
+/// the Responses API's `max_output_tokens`, else chat's or Anthropic's.)
+pub fn summarize(wire: Wire, body: &[u8], top: &TopLevel) -> Result<RequestSummary, WireError> {
     let so: Option<StreamOptions> = field(body, top, "stream_options")?;
     Ok(RequestSummary {
         model: field(body, top, "model")?,
         stream: field(body, top, "stream")?.unwrap_or(false),
         include_usage: so.and_then(|s| s.include_usage).unwrap_or(false),
-        max_tokens: match field(body, top, "max_completion_tokens")? {
-            Some(n) => Some(n),
-            None => field(body, top, "max_tokens")?,
+        max_tokens: match wire {
+            Wire::Responses => field(body, top, "max_output_tokens")?,
+            Wire::OpenAi | Wire::Anthropic => match field(body, top, "max_completion_tokens")? {
+                Some(n) => Some(n),
+                None => field(body, top, "max_tokens")?,
+            },
         },
     })
 }
@@ -46,12 +51,13 @@ pub fn summarize(body: &[u8], top: &TopLevel) -> Result<RequestSummary, WireErro
 pub fn splice_options(
     body: &[u8],
     top: &TopLevel,
-    options: &ModelOptions,
+    options: &[(String, Vec<u8>)],
+    stream_option: Option<&Value>,
     force_usage: bool,
 ) -> Result<Vec<u8>, WireError> {
-    let mut set: Vec<(&str, &[u8])> = Vec::with_capacity(options.raw.len() + 1);
-    set.extend(options.raw.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-    let streaming = match options.map.get("stream") {
+    let mut set: Vec<(&str, &[u8])> = Vec::with_capacity(options.len() + 1);
+    set.extend(options.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    let streaming = match stream_option {
         Some(v) => v.as_bool() == Some(true),
         None => top.get(body, "stream").is_some_and(|v| v == b"true"),
     };

@@ -8,11 +8,13 @@
 //! that did not ask for it is dropped. Cross-format streams are rebuilt:
 //! Anthropic events become `chat.completion.chunk`s ending in
 //! `data: [DONE]`, and OpenAI chunks become the exact Anthropic event
-//! sequence the official SDK expects.
+//! sequence the official SDK expects. Responses API streams pass through
+//! with their lifecycle, first content delta and terminal event read.
 
 use serde_json::{json, Value};
 
 use super::anthropic::{finish_reason, stop_reason};
+use super::responses::{self, EventKind};
 use super::{openai, Usage, Wire, WireError};
 use crate::sse::{SseEvent, SseParser};
 
@@ -145,6 +147,7 @@ impl StreamTransform {
                 "error",
                 &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
             ),
+            Wire::Responses => event(out, "error", &responses::error_event(message)),
         }
     }
 
@@ -157,6 +160,10 @@ impl StreamTransform {
             (Wire::Anthropic, Wire::Anthropic) => self.anthropic_pass(ev, out, obs),
             (Wire::Anthropic, Wire::OpenAi) => self.anthropic_to_openai(ev, out, obs),
             (Wire::OpenAi, Wire::Anthropic) => self.openai_to_anthropic(ev, out, obs),
+            (Wire::Responses, Wire::Responses) => responses_pass(ev, out, obs),
+            // Never built: a Responses request goes only to instances
+            // that speak it (`build_request` refuses the rest).
+            (Wire::Responses, _) | (_, Wire::Responses) => out.extend_from_slice(ev.raw),
         }
     }
 
@@ -513,13 +520,42 @@ impl StreamTransform {
 
 /// Merges the usage object of one event (`usage`, or Anthropic's
 /// `message.usage` in `message_start`) into `raw`: later fields win.
+/// A Responses API event, passed through; the model from the lifecycle
+/// events, the first token from the first filled content delta, usage and
+/// the end from the terminal event.
+fn responses_pass(ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservations) {
+    out.extend_from_slice(ev.raw);
+    match responses::event_kind(ev.event, &ev.data) {
+        EventKind::ContentDelta if !obs.first_token => {
+            obs.first_token = responses::delta_is_filled(&ev.data);
+        }
+        EventKind::Lifecycle if obs.model.is_none() => {
+            obs.model = responses::response_facts(&ev.data).model;
+        }
+        EventKind::Terminal => {
+            let facts = responses::response_facts(&ev.data);
+            if facts.model.is_some() {
+                obs.model = facts.model;
+            }
+            if facts.usage.is_some() {
+                obs.usage = facts.usage;
+            }
+            obs.done = true;
+        }
+        _ => {}
+    }
+}
+
 fn keep_raw_usage(data: &[u8], raw: &mut Option<Value>) {
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
     };
     let found = match v.get("usage") {
         Some(u @ Value::Object(_)) => u,
-        _ => match v.pointer("/message/usage") {
+        _ => match v
+            .pointer("/message/usage")
+            .or_else(|| v.pointer("/response/usage"))
+        {
             Some(u @ Value::Object(_)) => u,
             _ => return,
         },

@@ -105,6 +105,8 @@ fn message_text(wire: Wire, body: &[u8], out: &mut String) -> bool {
                     .fold(false, |found, b| push(out, b.text) | found)
             })
             .unwrap_or(false),
+        Wire::Responses => serde_json::from_slice::<super::responses::AnswerView>(body)
+            .is_ok_and(|a| a.push_text(out)),
     }
 }
 
@@ -116,6 +118,7 @@ fn delta_piece(wire: Wire, data: &[u8]) -> Option<Cow<'_, str>> {
     match wire {
         Wire::OpenAi => string_at(data, &[Key("choices"), First, Key("delta"), Key("content")]),
         Wire::Anthropic => string_at(data, &[Key("delta"), Key("text")]),
+        Wire::Responses => super::responses::delta_text(data),
     }
 }
 
