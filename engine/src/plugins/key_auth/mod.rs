@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::{AccessCx, Flow};
 use crate::config::{from_value, ConfigError, FieldPath};
+use crate::observe::throttle::Throttle;
 
 pub const NAME: &str = "key-auth";
 pub const PRIORITY: i32 = 2500;
@@ -32,6 +33,9 @@ pub struct KeyAuth {
     pub anonymous_consumer: Option<Arc<str>>,
     /// `WWW-Authenticate: Key realm="…"` for the 401s, as a header line.
     challenge: Arc<str>,
+    /// Paces the warning that `anonymous_consumer` names no consumer
+    /// (it would come with every keyless request).
+    missing_anonymous: Arc<Throttle>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +92,7 @@ impl KeyAuth {
             query: Arc::from(f.query),
             hide_credentials: f.hide_credentials,
             anonymous_consumer: f.anonymous_consumer.map(Arc::from),
+            missing_anonymous: Arc::new(Throttle::new()),
             challenge: Arc::from(format!("WWW-Authenticate: Key realm=\"{}\"\r\n", f.realm)),
         })
     }
@@ -133,7 +138,9 @@ impl KeyAuth {
                 }
                 // As APISIX: configured, but no such consumer (now).
                 None => {
-                    tracing::warn!("key-auth: anonymous consumer `{name}` does not exist");
+                    if self.missing_anonymous.ready() {
+                        tracing::warn!("key-auth: anonymous consumer `{name}` does not exist");
+                    }
                     "Invalid user authorization"
                 }
             },
