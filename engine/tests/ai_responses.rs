@@ -1,10 +1,12 @@
 //! OpenAI's Responses API (`…/v1/responses`) through ai-proxy-multi, with
 //! mock-llm (which refuses chat-only parameters as the real API does)
-//! behind it: requests go only to instances whose provider serves the API,
-//! an instance's `max_tokens` becomes `max_output_tokens`, answers and
-//! event streams pass through with model, usage and time to first token
-//! read for the log, fallback works as for chat, and a stream broken
-//! mid-way ends with the API's own `error` event.
+//! behind it: instances whose provider serves the API get the request as
+//! it is (an instance's `max_tokens` becomes `max_output_tokens`), answers
+//! and event streams pass through with model, usage and time to first
+//! token read for the log; every other instance gets it converted to chat
+//! (Anthropic's by way of chat) and answers in the Responses API's format,
+//! streamed event for event; fallback works across both, and a stream
+//! broken mid-way ends with the API's own `error` event.
 #![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
 mod common;
@@ -51,30 +53,18 @@ fn events_named(text: &str, name: &str) -> Vec<Value> {
 }
 
 #[test]
-fn responses_requests_reach_only_the_instances_that_serve_them() {
+fn responses_pass_through_to_instances_that_serve_the_api() {
     let m = MockServer::builder()
         .instance(
             InstanceConfig::new("oai")
                 .tokens(6)
                 .ttft(Duration::from_millis(40)),
         )
-        .instance(InstanceConfig::new("ds").tokens(6))
         .spawn()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    // deepseek (chat only) comes first by priority and is passed over.
-    let deepseek = || {
-        inst(
-            "ds",
-            "deepseek",
-            chat_url(&m, "ds"),
-            2,
-            json!({"model": "ds-chat"}),
-        )
-    };
     let capped = json!({"instances": [
-        deepseek(),
         inst("oai", "openai-compatible", responses_url(&m, "oai"), 1, json!({"model": "gpt-5-mini", "max_tokens": 3})),
     ]});
     let plain =
@@ -84,7 +74,6 @@ fn responses_requests_reach_only_the_instances_that_serve_them() {
         "services": [{"name": "llm", "routes": [
             route("capped", "/capped/v1/responses", capped),
             route("plain", "/plain/v1/responses", plain),
-            route("chat-only", "/chat-only/v1/responses", json!({"instances": [deepseek()]})),
         ]}],
     });
     let mut gw = Gateway::start_json(doc);
@@ -107,7 +96,6 @@ fn responses_requests_reach_only_the_instances_that_serve_them() {
         sent["instructions"], "Be brief",
         "the client's body is kept"
     );
-    assert_eq!(m.instance("ds").stats().requests, 0);
 
     // A stream passes through event for event, without a forced
     // `stream_options` (the API refuses it) and without `[DONE]`.
@@ -155,17 +143,6 @@ fn responses_requests_reach_only_the_instances_that_serve_them() {
     let sent: Value = serde_json::from_str(&m.instance("oai").requests()[1].body).unwrap();
     assert!(sent.get("stream_options").is_none(), "{sent}");
 
-    // No instance of the route serves the API: 400 naming the ones that do.
-    let r = c.post_json("/chat-only/v1/responses", ASK);
-    assert_eq!(r.status, 400);
-    let msg = r.json()["error_msg"].as_str().unwrap().to_owned();
-    assert!(
-        msg.contains("no instance of this route serves Responses API requests")
-            && msg.contains("`deepseek` does not serve the OpenAI Responses API")
-            && msg.contains("openai, azure-openai, openai-compatible"),
-        "{msg}"
-    );
-    assert_eq!(m.instance("ds").stats().requests, 0);
     drop(c);
 
     // The log variables, read from the Responses API's own fields.
@@ -175,7 +152,7 @@ fn responses_requests_reach_only_the_instances_that_serve_them() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 2);
     let (json_line, stream_line) = (&lines[0], &lines[1]);
     assert_eq!(json_line["request_type"], "ai_chat");
     assert_eq!(json_line["request_llm_model"], "gpt-5");
@@ -190,7 +167,6 @@ fn responses_requests_reach_only_the_instances_that_serve_them() {
         stream_line["llm_time_to_first_token"].as_f64().unwrap() >= 40.0,
         "{stream_line}"
     );
-    assert_eq!(lines[2]["status"], 400);
 }
 
 #[test]
@@ -259,4 +235,204 @@ fn responses_fall_back_and_broken_streams_end_with_the_apis_error_event() {
     assert_eq!(r.status, 200);
     let done = events_named(&r.text(), "response.completed");
     assert_eq!(done[0]["response"]["usage"]["output_tokens"], 8);
+}
+
+/// The text of a stream's `response.output_text.delta` events, joined.
+fn deltas(text: &str) -> String {
+    events_named(text, "response.output_text.delta")
+        .iter()
+        .map(|d| d["delta"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The event names of a converted text stream of `n` tokens.
+fn text_stream_names(n: usize) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    names.extend(std::iter::repeat_n(
+        "response.output_text.delta".to_owned(),
+        n,
+    ));
+    names.extend(
+        [
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+        .map(str::to_owned),
+    );
+    names
+}
+
+#[test]
+fn responses_are_converted_for_chat_and_anthropic_instances() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("oai").tokens(5))
+        .instance(
+            InstanceConfig::new("ds")
+                .tokens(5)
+                .ttft(Duration::from_millis(30)),
+        )
+        .instance(InstanceConfig::new("claude").tokens(5))
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let claude_url = format!("{}/v1/messages", m.instance("claude").url());
+    let claude = || {
+        inst(
+            "claude",
+            "anthropic",
+            claude_url.clone(),
+            0,
+            json!({"model": "claude-x"}),
+        )
+    };
+    let doc = json!({"gateway": {"access_log": {"path": log.to_str().unwrap()}}, "services": [{"name": "llm", "routes": [
+        route("ds", "/ds/v1/responses", json!({"instances": [inst("ds", "deepseek", chat_url(&m, "ds"), 0, json!({"model": "ds-chat"}))]})),
+        // A provider that has the API, configured with a chat endpoint.
+        route("compat", "/compat/v1/responses", json!({"instances": [inst("compat", "openai-compatible", chat_url(&m, "ds"), 0, json!({"max_tokens": 2}))]})),
+        route("claude", "/claude/v1/responses", json!({"instances": [claude()]})),
+        route("mixed", "/mixed/v1/responses", json!({"fallback_strategy": ["http_5xx"], "instances": [
+            inst("oai", "openai", responses_url(&m, "oai"), 1, json!({})),
+            claude(),
+        ]})),
+        route("chat-first", "/chat-first/v1/responses", json!({"instances": [
+            inst("ds", "deepseek", chat_url(&m, "ds"), 1, json!({})),
+            inst("oai", "openai", responses_url(&m, "oai"), 0, json!({})),
+        ]})),
+    ]}]});
+    let mut gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    let words = "The quick brown fox jumps ";
+
+    // A chat provider: the request as chat, the answer as a response.
+    let r = c.post_json("/ds/v1/responses", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["model"], "ds-chat");
+    assert_eq!(v["output"][0]["type"], "message");
+    assert_eq!(v["output"][0]["content"][0]["type"], "output_text");
+    assert_eq!(v["output"][0]["content"][0]["text"], words);
+    assert_eq!(v["usage"]["input_tokens"], 4 + 2 + 4 + 3);
+    assert_eq!(v["usage"]["output_tokens"], 5);
+    let sent: Value = serde_json::from_str(&m.instance("ds").requests()[0].body).unwrap();
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "Be brief"}, {"role": "user", "content": "What is 1+1?"}])
+    );
+    assert!(sent.get("input").is_none() && sent.get("instructions").is_none());
+
+    // openai-compatible pointed at a chat endpoint: converted too, with the
+    // instance's max_tokens as chat's.
+    let r = c.post_json("/compat/v1/responses", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "incomplete");
+    assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(v["usage"]["output_tokens"], 2);
+
+    // Streamed: chat chunks become the API's numbered events.
+    let r = c.post_json("/ds/v1/responses", ASK_STREAM);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let text = r.text();
+    assert_eq!(event_names(&text), text_stream_names(5), "{text}");
+    assert_eq!(deltas(&text), words);
+    let done = &events_named(&text, "response.completed")[0]["response"];
+    assert_eq!(done["output"][0]["content"][0]["text"], words);
+    assert_eq!(done["usage"]["input_tokens"], 4 + 3);
+    assert_eq!(done["usage"]["output_tokens"], 5);
+    let created = &events_named(&text, "response.created")[0]["response"];
+    assert_eq!(created["id"], done["id"], "one identity from start to end");
+    let sent: Value = serde_json::from_str(&m.instance("ds").requests()[2].body).unwrap();
+    assert_eq!(
+        sent["stream_options"]["include_usage"], true,
+        "usage forced"
+    );
+
+    // Anthropic, by way of chat, JSON and streamed.
+    let r = c.post_json("/claude/v1/responses", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["model"], "claude-x");
+    assert_eq!(v["output"][0]["content"][0]["text"], words);
+    assert_eq!(v["usage"]["input_tokens"], 4 + 2 + 4 + 3);
+    assert_eq!(v["usage"]["output_tokens"], 5);
+    let sent: Value = serde_json::from_str(&m.instance("claude").requests()[0].body).unwrap();
+    assert_eq!(sent["system"], "Be brief");
+    let r = c.post_json("/claude/v1/responses", ASK_STREAM);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert_eq!(event_names(&text), text_stream_names(5), "{text}");
+    assert_eq!(deltas(&text), words);
+    let done = &events_named(&text, "response.completed")[0]["response"];
+    assert_eq!(done["usage"]["output_tokens"], 5);
+    assert_eq!(done["model"], "claude-x");
+
+    // Fallback across formats: the Responses API instance fails, Anthropic
+    // answers in the Responses API's format.
+    m.instance("oai").set_faults(Faults {
+        status: Some(503),
+        ..Default::default()
+    });
+    let r = c.post_json("/mixed/v1/responses", ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ringway-instance"), Some("claude"));
+    assert_eq!(r.header("x-ringway-attempts"), Some("2"));
+    assert_eq!(r.json()["object"], "response");
+
+    // What chat cannot carry: that instance is passed over; with none
+    // left, 400 naming the reason.
+    let stateful = r#"{"model":"gpt-5","input":"And then?","previous_response_id":"resp_1"}"#;
+    let r = c.post_json("/ds/v1/responses", stateful);
+    assert_eq!(r.status, 400);
+    let msg = r.json()["error_msg"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("no instance of this route can serve this Responses API request")
+            && msg.contains("`previous_response_id` needs a provider that keeps responses"),
+        "{msg}"
+    );
+    assert_eq!(m.instance("ds").stats().requests, 3, "nothing was sent");
+    m.instance("oai").clear_faults();
+    let r = c.post_json("/chat-first/v1/responses", stateful);
+    assert_eq!(
+        r.status, 200,
+        "the next instance, which has the API, takes it"
+    );
+    assert_eq!(r.header("x-ringway-instance"), Some("oai"));
+    assert_eq!(
+        r.header("x-ringway-attempts"),
+        Some("1"),
+        "ds was not tried"
+    );
+    drop(c);
+
+    // Usage, model and the first token are read from the chat side.
+    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (json_line, stream_line) = (&lines[0], &lines[2]);
+    assert_eq!(json_line["llm_model"], "ds-chat");
+    assert_eq!(json_line["llm_prompt_tokens"], 13);
+    assert_eq!(json_line["llm_completion_tokens"], 5);
+    assert_eq!(stream_line["request_type"], "ai_stream");
+    assert_eq!(stream_line["llm_completion_tokens"], 5);
+    assert!(
+        stream_line["llm_time_to_first_token"].as_f64().unwrap() >= 30.0,
+        "the first delta, not the first event: {stream_line}"
+    );
+    assert_eq!(lines[4]["llm_completion_tokens"], 5, "Anthropic, streamed");
 }

@@ -50,6 +50,7 @@ fn official_sdks_through_the_gateway() {
         route("openai-responses", &["/openai/v1/responses"], inst("openai-r", "openai", format!("{oai}/v1/responses"), "gpt-5")),
         route("openai-embeddings", &["/openai/v1/embeddings"], inst("openai-e", "openai", format!("{oai}/v1/embeddings"), "text-embedding-3-small")),
         route("openai-to-claude", &["/claude/v1/chat/completions"], anthropic()),
+        route("responses-to-claude", &["/claude/v1/responses"], anthropic()),
         route("anthropic-native", &["/native/v1/messages"], anthropic()),
         route("anthropic-to-openai", &["/to-openai/v1/messages"], openai_chat()),
     ]}]});
@@ -87,6 +88,15 @@ fn official_sdks_through_the_gateway() {
     assert_eq!(c["text"], chat["text"]);
     assert_eq!(c["usage"], chat["usage"]);
     assert_eq!(c["headers"]["x-ringway-instance"], "anthropic-1");
+    // The Responses API served by Anthropic (converted by way of chat):
+    // the SDK's stream helper checks every event and the final response.
+    let rc = sdk_check("openai_responses", &claude_v1, &[]);
+    assert_eq!(rc["text"], chat["text"]);
+    assert_eq!(rc["model"], "claude-sonnet");
+    assert_eq!(rc["usage"]["output_tokens"], 6);
+    let rs = sdk_check("openai_responses_stream", &claude_v1, &[]);
+    assert_eq!(rs["text"], chat["text"]);
+    assert_eq!(rs["usage"]["output_tokens"], 6);
     let s = sdk_check("openai_stream_usage", &claude_v1, &[]);
     assert_eq!(s["text"], chat["text"]);
     assert_eq!(s["usage"]["completion_tokens"], 6);

@@ -1,7 +1,8 @@
 //! LLM providers: one file per provider (default endpoints, wire format,
 //! required headers), listed in [`registry`], plus the shared wire formats they speak
-//! ([`wire`]: OpenAI chat/embeddings and Anthropic Messages, with request,
-//! response and stream conversion between them and usage extraction) and
+//! ([`wire`]: OpenAI chat/embeddings, OpenAI's Responses API and Anthropic
+//! Messages, with request, response and stream conversion between them and
+//! usage extraction) and
 //! zero-copy request-body editing ([`body`]).
 
 pub mod aimlapi;

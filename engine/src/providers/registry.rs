@@ -21,7 +21,7 @@ pub struct Provider {
     /// `override.endpoint` is required).
     pub endpoint: fn(Api, &ProviderConf) -> Result<String, String>,
     /// Serves OpenAI's Responses API (`/v1/responses`) as it is; other
-    /// providers' instances are passed over for Responses requests.
+    /// providers' instances get Responses requests converted to chat.
     pub responses: bool,
     /// Headers the API requires on every request.
     pub extra_headers: &'static [(&'static str, &'static str)],

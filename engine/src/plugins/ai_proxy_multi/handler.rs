@@ -44,9 +44,11 @@ struct Skipped {
     /// Shortest remaining cooldown among them.
     retry_after: Option<Duration>,
     unhealthy: u32,
-    wrong_api: u32,
-    /// Why the first of them cannot serve it.
-    why_wrong_api: Option<String>,
+    /// Instances that cannot serve this request (no endpoint for its API,
+    /// or a body their format cannot carry).
+    cannot_serve: u32,
+    /// Why the first of them cannot.
+    why_cannot_serve: Option<String>,
     /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
     rate_limited: u32,
     quota: Option<(std::sync::Arc<str>, Quota)>,
@@ -162,10 +164,7 @@ pub async fn handle<'a>(
         let target = match inst.target(req.api) {
             Ok(t) => t,
             Err(why) => {
-                skipped.wrong_api += 1;
-                if skipped.why_wrong_api.is_none() {
-                    skipped.why_wrong_api = Some(why.to_owned());
-                }
+                skipped.cannot_serve(why);
                 continue;
             }
         };
@@ -178,6 +177,14 @@ pub async fn handle<'a>(
             skipped.unhealthy += 1;
             continue;
         }
+        // Built before the budget check, which may charge the instance.
+        let body = match upstream_body(inst, &req) {
+            Ok(b) => b,
+            Err(why) => {
+                skipped.cannot_serve(&why);
+                continue;
+            }
+        };
         let mut quota = None;
         if let Some(rl) = limiter {
             match rl.check(&inst.name).await {
@@ -200,14 +207,6 @@ pub async fn handle<'a>(
                 }
             }
         }
-        let body = match upstream_body(plugin, inst, &req) {
-            Ok(b) => b,
-            Err(msg) => {
-                return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive)
-                    .await
-                    .into()
-            }
-        };
         let attempt_started = Instant::now();
         let bearer = match &inst.gcp {
             None => None,
@@ -367,6 +366,15 @@ pub async fn handle<'a>(
         .into()
 }
 
+impl Skipped {
+    fn cannot_serve(&mut self, why: &str) {
+        self.cannot_serve += 1;
+        if self.why_cannot_serve.is_none() {
+            self.why_cannot_serve = Some(why.to_owned());
+        }
+    }
+}
+
 /// `rejected_code` with `rejected_msg` and the spent budget's headers
 /// (`headers`: header lines, empty when `show_limit_quota_header` is off).
 async fn rejected(
@@ -412,12 +420,7 @@ fn rule_headers(rl: &AiRateLimiting, hits: &RuleHits<'_>) -> Vec<u8> {
 
 /// The body for `inst`: converted to its format, options merged, usage
 /// reporting forced for OpenAI streams.
-fn upstream_body(
-    plugin: &AiProxyMulti,
-    inst: &super::Instance,
-    req: &LlmRequest,
-) -> Result<Vec<u8>, String> {
-    let _ = plugin;
+fn upstream_body(inst: &super::Instance, req: &LlmRequest) -> Result<Vec<u8>, String> {
     // Applied only if the final body streams (the client's flag or the
     // instance's `options.stream`).
     let to = inst.wire(req.api);
@@ -450,14 +453,11 @@ async fn exhausted(
         });
         return error_reply(w, c, plugin, ctx, 502, &body.to_string(), keep_alive, &[]).await;
     }
-    if skipped.wrong_api > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
+    if skipped.cannot_serve > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
         let msg = format!(
-            "no instance of this route serves {} requests{}",
+            "no instance of this route can serve this {} request: {}",
             req.api.label(),
-            skipped
-                .why_wrong_api
-                .as_deref()
-                .map_or(String::new(), |w| format!(": {w}"))
+            skipped.why_cannot_serve.as_deref().unwrap_or("")
         );
         return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive).await;
     }

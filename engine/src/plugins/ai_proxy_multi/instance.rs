@@ -39,11 +39,13 @@ pub struct Instance {
     pub options: ModelOptions,
     /// `options.model`, if set.
     pub model: Option<Arc<str>>,
-    /// Chat, embeddings and Responses API targets; `Err` says why this
-    /// instance cannot serve that API.
+    /// Chat and embeddings targets; `Err` says why this instance cannot
+    /// serve that API.
     chat: Result<Target, String>,
     embeddings: Result<Target, String>,
-    responses: Result<Target, String>,
+    /// The Responses API endpoint, when the instance serves that API
+    /// itself; otherwise its Responses requests are converted to chat.
+    responses: Option<Target>,
     pub checks: Option<ActiveCheck>,
     pub state: Arc<InstanceState>,
 }
@@ -115,12 +117,15 @@ impl Instance {
             return Err(at.error(why.clone()));
         }
         let embeddings = target_for(Api::Embeddings)?;
-        // A provider that does not serve the Responses API cannot be made
-        // to by `override.endpoint`: its body would be the wrong format.
-        let responses = if provider.responses {
-            target_for(Api::Responses)?
-        } else {
-            Err(provider.no_responses())
+        // Served as it is by providers that have the API, unless the
+        // instance's endpoint is a chat-completions one (a Responses body
+        // there would be refused): then, as for every other provider, the
+        // request is converted to chat.
+        let responses = match provider.responses {
+            true => target_for(Api::Responses)?
+                .ok()
+                .filter(|t| !t.url.path().ends_with("/chat/completions")),
+            false => None,
         };
         let checks = match &f.checks {
             Some(c) => Some(ActiveCheck::compile_checks(c, &at.field("checks"))?),
@@ -168,15 +173,18 @@ impl Instance {
         match api {
             Api::Chat => self.chat.as_ref().map_err(String::as_str),
             Api::Embeddings => self.embeddings.as_ref().map_err(String::as_str),
-            Api::Responses => self.responses.as_ref().map_err(String::as_str),
+            Api::Responses => match &self.responses {
+                Some(t) => Ok(t),
+                None => self.chat.as_ref().map_err(String::as_str),
+            },
         }
     }
 
     /// The format this instance speaks for `api`.
     pub fn wire(&self, api: Api) -> Wire {
         match api {
-            Api::Responses => Wire::Responses,
-            Api::Chat | Api::Embeddings => self.provider.wire,
+            Api::Responses if self.responses.is_some() => Wire::Responses,
+            Api::Chat | Api::Embeddings | Api::Responses => self.provider.wire,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod anthropic;
 pub mod map;
 pub mod openai;
 pub mod responses;
+pub mod responses_chat;
 pub mod stream;
 pub mod text;
 
@@ -186,9 +187,9 @@ pub fn build_request(
             "embeddings are only available in the OpenAI format",
         ));
     }
-    if (from == Wire::Responses) != (to == Wire::Responses) {
+    if to == Wire::Responses && from != Wire::Responses {
         return Err(WireError::new(
-            "the Responses API is only forwarded to providers that serve it",
+            "only Responses API requests go to a Responses API endpoint",
         ));
     }
     if from == to {
@@ -205,6 +206,10 @@ pub fn build_request(
     let mut converted = match (from, to) {
         (Wire::OpenAi, Wire::Anthropic) => map::openai_to_anthropic_request(&client)?,
         (Wire::Anthropic, Wire::OpenAi) => map::anthropic_to_openai_request(&client)?,
+        (Wire::Responses, Wire::OpenAi) => responses_chat::request_to_chat(&client)?,
+        (Wire::Responses, Wire::Anthropic) => {
+            map::openai_to_anthropic_request(&responses_chat::request_to_chat(&client)?)?
+        }
         _ => client,
     };
     if let Value::Object(o) = &mut converted {
@@ -280,9 +285,23 @@ pub fn convert_response(
         .get("usage")
         .filter(|u| keep_raw_usage && u.is_object())
         .cloned();
+    let chat_to_responses = |chat: &Value, usage| -> Result<ConvertedResponse, WireError> {
+        let out = responses_chat::answer_to_responses(chat)?;
+        Ok(ConvertedResponse {
+            usage,
+            body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
+            model: model.clone(),
+            raw_usage: raw_usage.clone(),
+        })
+    };
     match (from, to) {
-        (Wire::Responses, _) | (_, Wire::Responses) => Err(WireError::new(
-            "the Responses API is only forwarded to providers that serve it",
+        (Wire::OpenAi, Wire::Responses) => chat_to_responses(&v, openai::usage(&v)),
+        (Wire::Anthropic, Wire::Responses) => chat_to_responses(
+            &map::anthropic_to_openai_response(&v)?,
+            anthropic::usage(&v),
+        ),
+        (Wire::Responses, _) => Err(WireError::new(
+            "a Responses API answer goes only to a Responses API client",
         )),
         (Wire::OpenAi, Wire::OpenAi) | (Wire::Anthropic, Wire::Anthropic) => {
             Ok(ConvertedResponse::default())

@@ -9,12 +9,16 @@
 //! Anthropic events become `chat.completion.chunk`s ending in
 //! `data: [DONE]`, and OpenAI chunks become the exact Anthropic event
 //! sequence the official SDK expects. Responses API streams pass through
-//! with their lifecycle, first content delta and terminal event read.
+//! with their lifecycle, first content delta and terminal event read; a
+//! chat stream for a Responses API client becomes that API's events
+//! ([`super::responses_chat::ChatToResponses`]), an Anthropic one by way of
+//! chat chunks.
 
 use serde_json::{json, Value};
 
 use super::anthropic::{finish_reason, stop_reason};
 use super::responses::{self, EventKind};
+use super::responses_chat::ChatToResponses;
 use super::{openai, Usage, Wire, WireError};
 use crate::sse::{SseEvent, SseParser};
 
@@ -57,6 +61,11 @@ pub struct StreamTransform {
     /// Keep the usage object in [`StreamObservations::raw_usage`].
     collect_raw_usage: bool,
     state: Convert,
+    /// Chat → Responses API events.
+    to_responses: Option<Box<ChatToResponses>>,
+    /// Anthropic → chat first, for a Responses API client (this transform
+    /// then reads chat chunks).
+    via_chat: Option<Box<StreamTransform>>,
 }
 
 #[derive(Default)]
@@ -80,6 +89,16 @@ struct Convert {
 
 impl StreamTransform {
     pub fn new(from: Wire, to: Wire, strip_usage_chunk: bool) -> StreamTransform {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (from, via_chat) = if (from, to) == (Wire::Anthropic, Wire::Responses) {
+            let first = StreamTransform::new(Wire::Anthropic, Wire::OpenAi, false);
+            (Wire::OpenAi, Some(Box::new(first)))
+        } else {
+            (from, None)
+        };
         StreamTransform {
             parser: SseParser::new(),
             from,
@@ -88,31 +107,51 @@ impl StreamTransform {
             collect_text: false,
             collect_raw_usage: false,
             state: Convert {
-                created: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                created,
                 ..Default::default()
             },
+            to_responses: (from != Wire::Responses && to == Wire::Responses)
+                .then(|| Box::new(ChatToResponses::new(created))),
+            via_chat,
         }
     }
 
     /// Also joins the text of the answer's deltas (for `logging.payloads`),
     /// read from each event as it passes.
     pub fn collecting_text(mut self) -> StreamTransform {
-        self.collect_text = true;
+        match self.via_chat.take() {
+            // The first stage reads the provider's own events.
+            Some(first) => self.via_chat = Some(Box::new(first.collecting_text())),
+            None => self.collect_text = true,
+        }
         self
     }
 
     /// Also keeps the provider's usage object (for an `ai-rate-limiting`
     /// `cost_expr`); only events that mention `"usage"` are parsed for it.
     pub fn collecting_raw_usage(mut self) -> StreamTransform {
-        self.collect_raw_usage = true;
+        match self.via_chat.take() {
+            Some(first) => self.via_chat = Some(Box::new(first.collecting_raw_usage())),
+            None => self.collect_raw_usage = true,
+        }
         self
     }
 
     /// Feeds decoded upstream body bytes; appends client-bound bytes.
     pub fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) -> Result<(), WireError> {
+        if self.via_chat.is_some() {
+            let chat = self.first_stage(obs, |first, chat, seen| first.feed(input, chat, seen))?;
+            return self.feed_own(&chat, out, obs);
+        }
+        self.feed_own(input, out, obs)
+    }
+
+    fn feed_own(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
@@ -124,12 +163,43 @@ impl StreamTransform {
         r.map_err(|e| WireError::new(e.to_string()))
     }
 
+    /// Runs the first stage (Anthropic → chat) on its own observations,
+    /// keeping what it collected from the provider's events (text, the
+    /// raw usage); returns the chat chunks it made.
+    #[cold]
+    fn first_stage(
+        &mut self,
+        obs: &mut StreamObservations,
+        run: impl FnOnce(
+            &mut StreamTransform,
+            &mut Vec<u8>,
+            &mut StreamObservations,
+        ) -> Result<(), WireError>,
+    ) -> Result<Vec<u8>, WireError> {
+        let mut chat = Vec::new();
+        let mut seen = StreamObservations {
+            text: obs.text.take(),
+            raw_usage: obs.raw_usage.take(),
+            ..Default::default()
+        };
+        if let Some(first) = self.via_chat.as_deref_mut() {
+            run(first, &mut chat, &mut seen)?;
+        }
+        obs.text = seen.text;
+        obs.raw_usage = seen.raw_usage;
+        Ok(chat)
+    }
+
     /// The upstream body ended; flushes an unterminated last event.
     pub fn finish(
         &mut self,
         out: &mut Vec<u8>,
         obs: &mut StreamObservations,
     ) -> Result<(), WireError> {
+        if self.via_chat.is_some() {
+            let chat = self.first_stage(obs, |first, chat, seen| first.finish(chat, seen))?;
+            self.feed_own(&chat, out, obs)?;
+        }
         let mut parser = std::mem::take(&mut self.parser);
         parser.finish(|ev| self.event(ev, out, obs));
         Ok(())
@@ -161,9 +231,10 @@ impl StreamTransform {
             (Wire::Anthropic, Wire::OpenAi) => self.anthropic_to_openai(ev, out, obs),
             (Wire::OpenAi, Wire::Anthropic) => self.openai_to_anthropic(ev, out, obs),
             (Wire::Responses, Wire::Responses) => responses_pass(ev, out, obs),
-            // Never built: a Responses request goes only to instances
-            // that speak it (`build_request` refuses the rest).
-            (Wire::Responses, _) | (_, Wire::Responses) => out.extend_from_slice(ev.raw),
+            (_, Wire::Responses) => self.chat_to_responses(ev, out, obs),
+            // Never built: a Responses API answer goes only to a Responses
+            // API client (`build_request` refuses the rest).
+            (Wire::Responses, _) => out.extend_from_slice(ev.raw),
         }
     }
 
@@ -520,6 +591,37 @@ impl StreamTransform {
 
 /// Merges the usage object of one event (`usage`, or Anthropic's
 /// `message.usage` in `message_start`) into `raw`: later fields win.
+impl StreamTransform {
+    /// A chat chunk (or `[DONE]`) as Responses API events.
+    fn chat_to_responses(
+        &mut self,
+        ev: SseEvent<'_>,
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) {
+        let Some(conv) = self.to_responses.as_deref_mut() else {
+            return;
+        };
+        if &*ev.data == b"[DONE]" {
+            conv.end(out);
+            obs.done = true;
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
+            return;
+        };
+        if obs.model.is_none() {
+            obs.model = v.get("model").and_then(Value::as_str).map(str::to_owned);
+        }
+        if let Some(u) = openai::usage(&v) {
+            obs.usage = Some(u);
+        }
+        if conv.chunk(&v, out).first_content {
+            obs.first_token = true;
+        }
+    }
+}
+
 /// A Responses API event, passed through; the model from the lifecycle
 /// events, the first token from the first filled content delta, usage and
 /// the end from the terminal event.
