@@ -61,11 +61,16 @@ pub struct StreamTransform {
     /// Keep the usage object in [`StreamObservations::raw_usage`].
     collect_raw_usage: bool,
     state: Convert,
-    /// Chat → Responses API events.
-    to_responses: Option<Box<ChatToResponses>>,
-    /// Anthropic → chat first, for a Responses API client (this transform
-    /// then reads chat chunks).
-    via_chat: Option<Box<StreamTransform>>,
+    /// For a Responses API client of a chat or Anthropic stream (boxed:
+    /// the common streams carry one pointer for it).
+    responses: Option<Box<ToResponses>>,
+}
+
+/// A chat stream rebuilt as Responses API events.
+struct ToResponses {
+    conv: ChatToResponses,
+    /// Anthropic → chat first (the outer transform then reads chat chunks).
+    via_chat: Option<StreamTransform>,
 }
 
 #[derive(Default)]
@@ -93,11 +98,14 @@ impl StreamTransform {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let (from, via_chat) = if (from, to) == (Wire::Anthropic, Wire::Responses) {
-            let first = StreamTransform::new(Wire::Anthropic, Wire::OpenAi, false);
-            (Wire::OpenAi, Some(Box::new(first)))
-        } else {
-            (from, None)
+        let (from, responses) = match (from, to) {
+            (Wire::Responses, _) | (_, Wire::OpenAi | Wire::Anthropic) => (from, None),
+            (Wire::OpenAi | Wire::Anthropic, Wire::Responses) => {
+                let via_chat = (from == Wire::Anthropic)
+                    .then(|| StreamTransform::new(Wire::Anthropic, Wire::OpenAi, false));
+                let conv = ChatToResponses::new(created);
+                (Wire::OpenAi, Some(Box::new(ToResponses { conv, via_chat })))
+            }
         };
         StreamTransform {
             parser: SseParser::new(),
@@ -110,47 +118,55 @@ impl StreamTransform {
                 created,
                 ..Default::default()
             },
-            to_responses: (from != Wire::Responses && to == Wire::Responses)
-                .then(|| Box::new(ChatToResponses::new(created))),
-            via_chat,
+            responses,
         }
     }
 
     /// Also joins the text of the answer's deltas (for `logging.payloads`),
     /// read from each event as it passes.
     pub fn collecting_text(mut self) -> StreamTransform {
-        match self.via_chat.take() {
+        match self.first_stage_mut() {
             // The first stage reads the provider's own events.
-            Some(first) => self.via_chat = Some(Box::new(first.collecting_text())),
+            Some(first) => first.collect_text = true,
             None => self.collect_text = true,
         }
         self
     }
 
+    fn first_stage_mut(&mut self) -> Option<&mut StreamTransform> {
+        self.responses.as_deref_mut()?.via_chat.as_mut()
+    }
+
     /// Also keeps the provider's usage object (for an `ai-rate-limiting`
     /// `cost_expr`); only events that mention `"usage"` are parsed for it.
     pub fn collecting_raw_usage(mut self) -> StreamTransform {
-        match self.via_chat.take() {
-            Some(first) => self.via_chat = Some(Box::new(first.collecting_raw_usage())),
+        match self.first_stage_mut() {
+            Some(first) => first.collect_raw_usage = true,
             None => self.collect_raw_usage = true,
         }
         self
     }
 
     /// Feeds decoded upstream body bytes; appends client-bound bytes.
+    #[inline]
     pub fn feed(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         obs: &mut StreamObservations,
     ) -> Result<(), WireError> {
-        if self.via_chat.is_some() {
+        if self
+            .responses
+            .as_ref()
+            .is_some_and(|r| r.via_chat.is_some())
+        {
             let chat = self.first_stage(obs, |first, chat, seen| first.feed(input, chat, seen))?;
             return self.feed_own(&chat, out, obs);
         }
         self.feed_own(input, out, obs)
     }
 
+    #[inline]
     fn feed_own(
         &mut self,
         input: &[u8],
@@ -163,10 +179,23 @@ impl StreamTransform {
         r.map_err(|e| WireError::new(e.to_string()))
     }
 
+    /// Ends the first stage and reads what it flushed.
+    #[cold]
+    #[inline(never)]
+    fn finish_first_stage(
+        &mut self,
+        out: &mut Vec<u8>,
+        obs: &mut StreamObservations,
+    ) -> Result<(), WireError> {
+        let chat = self.first_stage(obs, |first, chat, seen| first.finish(chat, seen))?;
+        self.feed_own(&chat, out, obs)
+    }
+
     /// Runs the first stage (Anthropic → chat) on its own observations,
     /// keeping what it collected from the provider's events (text, the
     /// raw usage); returns the chat chunks it made.
     #[cold]
+    #[inline(never)]
     fn first_stage(
         &mut self,
         obs: &mut StreamObservations,
@@ -182,7 +211,7 @@ impl StreamTransform {
             raw_usage: obs.raw_usage.take(),
             ..Default::default()
         };
-        if let Some(first) = self.via_chat.as_deref_mut() {
+        if let Some(first) = self.first_stage_mut() {
             run(first, &mut chat, &mut seen)?;
         }
         obs.text = seen.text;
@@ -191,14 +220,18 @@ impl StreamTransform {
     }
 
     /// The upstream body ended; flushes an unterminated last event.
+    #[inline]
     pub fn finish(
         &mut self,
         out: &mut Vec<u8>,
         obs: &mut StreamObservations,
     ) -> Result<(), WireError> {
-        if self.via_chat.is_some() {
-            let chat = self.first_stage(obs, |first, chat, seen| first.finish(chat, seen))?;
-            self.feed_own(&chat, out, obs)?;
+        if self
+            .responses
+            .as_ref()
+            .is_some_and(|r| r.via_chat.is_some())
+        {
+            self.finish_first_stage(out, obs)?;
         }
         let mut parser = std::mem::take(&mut self.parser);
         parser.finish(|ev| self.event(ev, out, obs));
@@ -599,7 +632,7 @@ impl StreamTransform {
         out: &mut Vec<u8>,
         obs: &mut StreamObservations,
     ) {
-        let Some(conv) = self.to_responses.as_deref_mut() else {
+        let Some(ToResponses { conv, .. }) = self.responses.as_deref_mut() else {
             return;
         };
         if &*ev.data == b"[DONE]" {
