@@ -36,6 +36,10 @@ instances (openai-instance weight 8, deepseek-instance weight 2). Try:
   curl -sN http://127.0.0.1:9080/v1/chat/completions -H 'Content-Type: application/json' \
     -d '{"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Tell me a story"}]}'
 
+  # OpenAI's Responses API, served by these chat endpoints (converted both ways)
+  curl -s http://127.0.0.1:9080/v1/responses -H 'Content-Type: application/json' \
+    -d '{"model":"any","instructions":"Be brief","input":"What is 1+1?"}'
+
   # the official OpenAI SDK (pip install openai)
   python3 -c 'from openai import OpenAI; c = OpenAI(base_url="http://127.0.0.1:9080/v1", api_key="demo"); print(c.chat.completions.create(model="any", messages=[{"role":"user","content":"hi"}]).choices[0].message.content)'
 
