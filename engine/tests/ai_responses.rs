@@ -103,27 +103,7 @@ fn responses_pass_through_to_instances_that_serve_the_api() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let text = r.text();
-    let mut expected: Vec<String> = [
-        "response.created",
-        "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    expected.extend(std::iter::repeat_n(
-        "response.output_text.delta".to_owned(),
-        6,
-    ));
-    expected.extend(
-        [
-            "response.output_text.done",
-            "response.content_part.done",
-            "response.output_item.done",
-            "response.completed",
-        ]
-        .map(str::to_owned),
-    );
+    let expected = text_stream_names(6);
     assert_eq!(event_names(&text), expected, "{text}");
     assert!(!text.contains("[DONE]"));
     let numbers: Vec<u64> = text

@@ -280,6 +280,29 @@ pub struct Timing {
     pub itl: Vec<Duration>,
 }
 
+impl Timing {
+    /// How long a whole (non-streamed) answer takes: the first token and
+    /// the gaps to every later one.
+    pub fn whole_answer(&self) -> Duration {
+        self.ttft + self.itl.iter().skip(1).sum::<Duration>()
+    }
+}
+
+/// Writes a `200` JSON answer.
+pub async fn send_json(
+    conn: &mut Conn,
+    req: &Request,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> After {
+    let out = response(200, "application/json", body, req.keep_alive, headers);
+    if conn.write(out).await.is_ok() && req.keep_alive {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
+}
+
 pub fn timing(sh: &Shared, faults: &Faults, n: u32) -> Timing {
     let ttft = match faults.ttft_ms {
         Some(ms) => Duration::from_millis(ms),

@@ -72,11 +72,7 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
     let t = timing(sh, faults, n);
     let stream_on = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream_on {
-        let mut wait = t.ttft;
-        for d in t.itl.iter().skip(1) {
-            wait += *d;
-        }
-        super::pause(wait).await;
+        super::pause(t.whole_answer()).await;
         let out = Completion {
             id: &id,
             object: "chat.completion",
@@ -97,18 +93,13 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
         };
         sh.count(200);
         sh.add_tokens(prompt, u64::from(n));
-        let bytes = response(
-            200,
-            "application/json",
+        return super::send_json(
+            conn,
+            req,
             &serde_json::to_vec(&out).unwrap_or_default(),
-            req.keep_alive,
             &headers(sh, &id),
-        );
-        return if conn.write(bytes).await.is_ok() && req.keep_alive {
-            After::KeepAlive
-        } else {
-            After::Close
-        };
+        )
+        .await;
     }
     let usage = serde_json::to_value(usage).unwrap_or(Value::Null);
     let include_usage = body

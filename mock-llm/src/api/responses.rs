@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::{json_body, send_error, timing, unix_now, After, Shape};
 use crate::config::Faults;
 use crate::content;
-use crate::http::{response, Conn, Request};
+use crate::http::{Conn, Request};
 use crate::state::Shared;
 use crate::stream::{stream, StreamPlan};
 
@@ -72,26 +72,11 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
     };
     let final_status = if cut { "incomplete" } else { "completed" };
     if !body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-        let mut wait = t.ttft;
-        for d in t.itl.iter().skip(1) {
-            wait += *d;
-        }
-        super::pause(wait).await;
+        super::pause(t.whole_answer()).await;
         let out = envelope(final_status, json!([done_item(&text)]), usage);
         sh.count(200);
         sh.add_tokens(input, u64::from(n));
-        let bytes = response(
-            200,
-            "application/json",
-            out.to_string().as_bytes(),
-            req.keep_alive,
-            &headers,
-        );
-        return if conn.write(bytes).await.is_ok() && req.keep_alive {
-            After::KeepAlive
-        } else {
-            After::Close
-        };
+        return super::send_json(conn, req, out.to_string().as_bytes(), &headers).await;
     }
     let mut number = 0u64;
     let mut event = |kind: &str, mut data: Value| {
