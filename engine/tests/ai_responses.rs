@@ -416,3 +416,67 @@ fn responses_are_converted_for_chat_and_anthropic_instances() {
     );
     assert_eq!(lines[4]["llm_completion_tokens"], 5, "Anthropic, streamed");
 }
+
+/// A chat server that ends its streams without `data: [DONE]` (mock-llm's
+/// `omit_done`, as some OpenAI-compatible servers do): a Responses client
+/// still gets `response.completed`, an Anthropic client `message_stop`;
+/// one that breaks mid-way, a single error event.
+#[test]
+fn converted_streams_close_when_a_chat_server_omits_done() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig::new("ds").tokens(4))
+        .spawn()
+        .unwrap();
+    m.instance("ds").set_faults(Faults {
+        omit_done: Some(true),
+        ..Default::default()
+    });
+    let direct = Conn::connect(m.instance("ds").addr())
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .text();
+    assert!(
+        direct.contains("\"finish_reason\":\"stop\"") && !direct.contains("[DONE]"),
+        "{direct}"
+    );
+    let ds = || inst("ds", "deepseek", chat_url(&m, "ds"), 0, json!({}));
+    let gw = Gateway::start_json(json!({"services": [{"name": "llm", "routes": [
+        route("responses", "/v1/responses", json!({"instances": [ds()]})),
+        route("messages", "/v1/messages", json!({"instances": [ds()]})),
+    ]}]}));
+    let mut c = Conn::connect(gw.addr);
+    let r = c.post_json("/v1/responses", ASK_STREAM);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert_eq!(event_names(&text), text_stream_names(4), "{text}");
+    let r = c.post_json(
+        "/v1/messages",
+        r#"{"model":"m","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 200);
+    let names = event_names(&r.text());
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("message_stop"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n == "error"));
+
+    // A chat stream that breaks mid-way ends the converted stream with
+    // one error event, nothing after it.
+    m.instance("ds").set_faults(Faults {
+        reset_after_chunks: Some(2),
+        ..Default::default()
+    });
+    let r = c.post_json("/v1/responses", ASK_STREAM);
+    let names = event_names(&r.text());
+    assert_eq!(
+        names.iter().filter(|n| *n == "error").count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(names.last().map(String::as_str), Some("error"));
+    assert!(!names.iter().any(|n| n == "response.completed"));
+}

@@ -81,6 +81,9 @@ pub struct Faults {
     pub tokens: Option<u32>,
     /// Status of the health path.
     pub health_status: Option<u16>,
+    /// End chat streams without `data: [DONE]` (the body still ends
+    /// cleanly), as some OpenAI-compatible servers do.
+    pub omit_done: Option<bool>,
 }
 
 impl Faults {
@@ -100,6 +103,7 @@ impl Faults {
             itl_ms: other.itl_ms.or(self.itl_ms),
             tokens: other.tokens.or(self.tokens),
             health_status: other.health_status.or(self.health_status),
+            omit_done: other.omit_done.or(self.omit_done),
         }
     }
 }

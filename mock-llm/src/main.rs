@@ -37,7 +37,8 @@ Test endpoints (not counted or recorded):
 Per-request headers (override instance settings):
   x-mock-status, x-mock-fail-rate, x-mock-retry-after, x-mock-ttft-ms, x-mock-itl-ms,
   x-mock-tokens, x-mock-reset-after-chunks, x-mock-reset-before-response,
-  x-mock-stall-ms, x-mock-stall-after-chunks, x-mock-slow-read-bps
+  x-mock-stall-ms, x-mock-stall-after-chunks, x-mock-slow-read-bps,
+  x-mock-omit-done (end chat streams without data: [DONE])
 
 Prompt tokens: 1 per whitespace-separated word of text content, +4 per message
 (and +4 for an Anthropic system prompt, or per Responses input item and

@@ -112,6 +112,7 @@ fn request_faults(sh: &Shared, req: &Request) -> Faults {
         itl_ms: num("x-mock-itl-ms"),
         tokens: num("x-mock-tokens").map(|v| v as u32),
         health_status: None,
+        omit_done: h("x-mock-omit-done").map(|v| v != "0" && v != "false"),
     };
     base.overlay(&per)
 }

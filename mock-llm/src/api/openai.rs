@@ -134,7 +134,9 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
             if include_usage {
                 tail.push(chunk(json!([]), Some(&usage)));
             }
-            tail.push(b"data: [DONE]\n\n".to_vec());
+            if faults.omit_done != Some(true) {
+                tail.push(b"data: [DONE]\n\n".to_vec());
+            }
             tail
         },
     };

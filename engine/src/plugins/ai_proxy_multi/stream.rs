@@ -220,6 +220,9 @@ async fn pump(
         }
         if done || at_eof || upstream_error.is_some() {
             let _ = transform.finish(&mut out, obs);
+            if upstream_error.is_none() {
+                transform.end_of_body(&mut out, obs);
+            }
             break;
         }
         if !out.is_empty() || !c.wbuf.is_empty() {

@@ -483,6 +483,55 @@ impl StreamTransform {
         }
     }
 
+    /// The end of an Anthropic stream made from chat chunks.
+    fn end_anthropic(&mut self, out: &mut Vec<u8>, obs: &mut StreamObservations) {
+        self.close_block(out);
+        let stop = self.state.stop.clone().unwrap_or_else(|| "end_turn".into());
+        event(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"input_tokens": self.state.input, "output_tokens": self.state.output}}),
+        );
+        event(out, "message_stop", &json!({"type": "message_stop"}));
+        obs.done = true;
+    }
+
+    /// The upstream's body ended cleanly (its framing complete) without a
+    /// chat stream's `data: [DONE]`, as some OpenAI-compatible servers end
+    /// theirs. A stream converted from chat that had its finish reason is
+    /// closed as if `[DONE]` had come; one that had not ends with an error
+    /// event (the answer stopped short), since its client would otherwise
+    /// wait for an end that never comes. Streams relayed in their own
+    /// format end as the upstream ended them.
+    #[cold]
+    pub fn end_of_body(&mut self, out: &mut Vec<u8>, obs: &mut StreamObservations) {
+        if obs.done || self.from != Wire::OpenAi || self.to == Wire::OpenAi {
+            return;
+        }
+        let finished = match self.to {
+            Wire::Anthropic => self.state.stop.is_some(),
+            Wire::Responses | Wire::OpenAi => {
+                self.responses.as_ref().is_some_and(|r| r.conv.finished())
+            }
+        };
+        if !finished {
+            self.error_event(
+                "the upstream ended the stream before the answer finished",
+                out,
+            );
+            return;
+        }
+        match self.to {
+            Wire::Anthropic => self.end_anthropic(out, obs),
+            Wire::Responses | Wire::OpenAi => {
+                if let Some(r) = self.responses.as_deref_mut() {
+                    r.conv.end(out);
+                    obs.done = true;
+                }
+            }
+        }
+    }
+
     fn close_block(&mut self, out: &mut Vec<u8>) {
         if let Some((index, _)) = self.state.open_block.take() {
             event(
@@ -500,15 +549,7 @@ impl StreamTransform {
         obs: &mut StreamObservations,
     ) {
         if &*ev.data == b"[DONE]" {
-            self.close_block(out);
-            let stop = self.state.stop.clone().unwrap_or_else(|| "end_turn".into());
-            event(
-                out,
-                "message_delta",
-                &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"input_tokens": self.state.input, "output_tokens": self.state.output}}),
-            );
-            event(out, "message_stop", &json!({"type": "message_stop"}));
-            obs.done = true;
+            self.end_anthropic(out, obs);
             return;
         }
         let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {

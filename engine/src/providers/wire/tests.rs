@@ -505,3 +505,48 @@ fn raw_usage_is_kept_when_asked_and_anthropic_events_are_merged() {
         None
     );
 }
+
+/// A chat stream whose body ends without `data: [DONE]`, through
+/// `end_of_body`: closed when its finish reason came, an error event when
+/// it did not; relayed as it is to a chat client.
+#[test]
+fn converted_streams_end_cleanly_without_done_and_loudly_without_a_finish() {
+    let finished = concat!(
+        "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    );
+    let cut = "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n";
+    let end = |to: Wire, input: &str| {
+        let mut t = StreamTransform::new(Wire::OpenAi, to, true);
+        let (mut out, mut obs) = (Vec::new(), StreamObservations::default());
+        t.feed(input.as_bytes(), &mut out, &mut obs).unwrap();
+        t.finish(&mut out, &mut obs).unwrap();
+        t.end_of_body(&mut out, &mut obs);
+        (String::from_utf8(out).unwrap(), obs.done)
+    };
+    let (text, done) = end(Wire::Responses, finished);
+    assert!(
+        done && text.contains("event: response.completed\n"),
+        "{text}"
+    );
+    let (text, done) = end(Wire::Anthropic, finished);
+    assert!(
+        done && text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "{text}"
+    );
+    let (text, done) = end(Wire::Responses, cut);
+    assert!(
+        !done && text.contains("event: error\n") && !text.contains("response.completed"),
+        "{text}"
+    );
+    let (text, done) = end(Wire::Anthropic, cut);
+    assert!(
+        !done && text.contains("event: error\n") && !text.contains("message_stop"),
+        "{text}"
+    );
+    let (text, done) = end(Wire::OpenAi, finished);
+    assert!(
+        !done && text == finished,
+        "chat to chat is left as it ended"
+    );
+}

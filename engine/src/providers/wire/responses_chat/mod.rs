@@ -609,6 +609,11 @@ impl ChatToResponses {
         }
     }
 
+    /// Whether the chat stream gave its finish reason.
+    pub fn finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
     /// The chat stream's `[DONE]`: closes what is open and sends the
     /// terminal event.
     pub fn end(&mut self, out: &mut Vec<u8>) {
