@@ -503,11 +503,17 @@ impl StreamTransform {
     /// event (the answer stopped short), since its client would otherwise
     /// wait for an end that never comes. Streams relayed in their own
     /// format end as the upstream ended them.
-    #[cold]
+    #[inline]
     pub fn end_of_body(&mut self, out: &mut Vec<u8>, obs: &mut StreamObservations) {
         if obs.done || self.from != Wire::OpenAi || self.to == Wire::OpenAi {
             return;
         }
+        self.end_unmarked(out, obs);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn end_unmarked(&mut self, out: &mut Vec<u8>, obs: &mut StreamObservations) {
         let finished = match self.to {
             Wire::Anthropic => self.state.stop.is_some(),
             Wire::Responses | Wire::OpenAi => {
