@@ -154,8 +154,9 @@ fn sse_events(pieces: &[&[u8]]) -> (Vec<Event>, bool) {
 }
 
 /// An upstream event stream: the same events in one read as split across
-/// reads, and the stream transform (all four format directions, with text
-/// collection) takes any bytes without panicking.
+/// reads, and the stream transform (every format direction, with text
+/// collection, and the end of a body without its end marker) takes any
+/// bytes without panicking.
 pub fn sse_stream(input: &[u8]) {
     let (step, data) = step_and_data(input);
     let pieces: Vec<&[u8]> = data.chunks(step).collect();
@@ -164,8 +165,8 @@ pub fn sse_stream(input: &[u8]) {
     if !whole.1 && !split.1 {
         assert_eq!(whole.0, split.0);
     }
-    for from in [Wire::OpenAi, Wire::Anthropic] {
-        for to in [Wire::OpenAi, Wire::Anthropic] {
+    for from in [Wire::OpenAi, Wire::Anthropic, Wire::Responses] {
+        for to in [Wire::OpenAi, Wire::Anthropic, Wire::Responses] {
             let mut t = StreamTransform::new(from, to, step % 2 == 0).collecting_text();
             let mut obs = StreamObservations::default();
             let mut out = Vec::new();
@@ -175,14 +176,16 @@ pub fn sse_stream(input: &[u8]) {
                 }
             }
             let _ = t.finish(&mut out, &mut obs);
+            t.end_of_body(&mut out, &mut obs);
             t.error_event("x", &mut out);
         }
     }
 }
 
 /// A client's JSON body: whatever the gateway accepts, every body it
-/// builds for an instance (either format, chat or embeddings, with or
-/// without options, stream settings forced or not) is valid JSON.
+/// builds for an instance (every format, chat, embeddings or the
+/// Responses API, with or without options, stream settings forced or
+/// not) is valid JSON.
 pub fn client_body(data: &[u8]) {
     let mut options = serde_json::Map::new();
     options.insert("model".into(), serde_json::json!("m"));
@@ -191,12 +194,12 @@ pub fn client_body(data: &[u8]) {
         ModelOptions::new(serde_json::Map::new()),
         ModelOptions::new(options),
     ];
-    for from in [Wire::OpenAi, Wire::Anthropic] {
+    for from in [Wire::OpenAi, Wire::Anthropic, Wire::Responses] {
         let Ok(body) = ClientBody::parse(from, bytes::Bytes::copy_from_slice(data)) else {
             continue;
         };
-        for to in [Wire::OpenAi, Wire::Anthropic] {
-            for api in [Api::Chat, Api::Embeddings] {
+        for to in [Wire::OpenAi, Wire::Anthropic, Wire::Responses] {
+            for api in [Api::Chat, Api::Embeddings, Api::Responses] {
                 for opts in &options {
                     for force in [false, true] {
                         let Ok(out) = build_request(from, to, api, &body, opts, force) else {

@@ -53,11 +53,21 @@ impl SseParser {
         mut input: &[u8],
         mut f: impl FnMut(SseEvent<'_>),
     ) -> Result<(), SseError> {
-        if !self.started && !input.is_empty() {
-            self.started = true;
-            if let Some(rest) = input.strip_prefix(b"\xEF\xBB\xBF") {
-                input = rest;
+        if !self.started {
+            // A byte-order mark may open the stream, split across reads:
+            // until it is whole or ruled out, `pending` holds its start.
+            const BOM: &[u8] = b"\xEF\xBB\xBF";
+            let have = self.pending.len();
+            let take = (BOM.len() - have).min(input.len());
+            if input[..take] == BOM[have..have + take] {
+                if have + take < BOM.len() {
+                    self.pending.extend_from_slice(&input[..take]);
+                    return Ok(());
+                }
+                self.pending.clear();
+                input = &input[take..];
             }
+            self.started = true;
         }
         if self.pending.is_empty() {
             let used = dispatch_all(input, &mut f);
@@ -245,6 +255,14 @@ mod tests {
         let mut bom = b"\xEF\xBB\xBF".to_vec();
         bom.extend_from_slice(STREAM);
         assert_eq!(collect(&[&bom]), expected());
+        // The mark split across reads (found by cargo fuzz), and bytes
+        // that only start like one.
+        let bytes: Vec<&[u8]> = bom.chunks(1).collect();
+        assert_eq!(collect(&bytes), expected());
+        assert_eq!(collect(&[&bom[..2], &bom[2..]]), expected());
+        assert_eq!(collect(&[&bom[..1], &[], &bom[1..]]), expected());
+        let not_bom = [b"\xEF".as_slice(), b"\xBBdata: x\n\ndata: y\n\n"];
+        assert_eq!(collect(&not_bom), collect(&[&not_bom.concat()]));
         for cut in 0..crlf.len() {
             let b = crlf.as_bytes();
             assert_eq!(
