@@ -64,7 +64,7 @@ impl Provider {
     }
 
     /// Why this provider's instances take no Responses API requests.
-    pub fn no_responses(&self) -> String {
+    fn no_responses(&self) -> String {
         let serving: Vec<_> = PROVIDERS
             .iter()
             .filter(|p| p.responses)
