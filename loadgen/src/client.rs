@@ -137,7 +137,7 @@ impl Conn {
                     if let Some(p) = sse.as_mut() {
                         let _ = p.feed(data, |ev| {
                             let d = &*ev.data;
-                            if d == b"[DONE]" || ev.event == Some(b"message_stop") {
+                            if d == b"[DONE]" || is_end(ev.event) {
                                 out.completed = true;
                             } else if is_error(ev.event, d) {
                                 out.error_event = true;
@@ -170,11 +170,16 @@ impl Conn {
     }
 }
 
-/// A content token: an OpenAI chunk with non-empty `delta.content`, or an
-/// Anthropic `content_block_delta`.
+/// A content token: an OpenAI chunk with non-empty `delta.content`, an
+/// Anthropic `content_block_delta`, or a Responses API
+/// `response.output_text.delta`.
 fn is_token(event: Option<&[u8]>, data: &[u8]) -> bool {
-    if event == Some(b"content_block_delta") {
-        return true;
+    match event {
+        Some(b"content_block_delta" | b"response.output_text.delta") => return true,
+        // Other named events (Responses API lifecycle and parts, whose
+        // objects may hold `"content"` arrays) carry no token.
+        Some(_) => return false,
+        None => {}
     }
     match memchr::memmem::find(data, b"\"content\":\"") {
         Some(i) => data.get(i + 11).is_some_and(|&c| c != b'"'),
@@ -186,8 +191,17 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
+/// A stream's own end: Anthropic's `message_stop`, the Responses API's
+/// `response.completed` / `response.incomplete` (chat's is `data: [DONE]`).
+fn is_end(event: Option<&[u8]>) -> bool {
+    matches!(
+        event,
+        Some(b"message_stop" | b"response.completed" | b"response.incomplete")
+    )
+}
+
 fn is_error(event: Option<&[u8]>, data: &[u8]) -> bool {
-    event == Some(b"error") || data.starts_with(b"{\"error\"")
+    matches!(event, Some(b"error" | b"response.failed")) || data.starts_with(b"{\"error\"")
 }
 
 #[cfg(test)]
@@ -205,7 +219,15 @@ mod tests {
             br#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#
         ));
         assert!(is_token(Some(b"content_block_delta"), b"{}"));
+        assert!(is_token(Some(b"response.output_text.delta"), b"{}"));
+        assert!(!is_token(
+            Some(b"response.output_item.done"),
+            br#"{"item":{"content":"x"}}"#
+        ));
         assert!(is_error(None, br#"{"error":{"message":"x"}}"#));
+        assert!(is_error(Some(b"response.failed"), b"{}"));
+        assert!(is_end(Some(b"response.completed")) && is_end(Some(b"message_stop")));
+        assert!(!is_end(Some(b"response.output_text.done")) && !is_end(None));
         assert!(!is_error(None, br#"{"choices":[]}"#));
     }
 

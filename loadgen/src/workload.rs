@@ -1,5 +1,5 @@
 //! Request templates: OpenAI chat (streaming or not), OpenAI embeddings,
-//! Anthropic messages; a prompt of N words; extra headers (consumer keys);
+//! Anthropic messages, OpenAI's Responses API; a prompt of N words; extra headers (consumer keys);
 //! rendered once into the exact bytes every request sends.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -11,6 +11,8 @@ pub enum Template {
     Chat,
     Embeddings,
     Anthropic,
+    /// OpenAI's Responses API.
+    Responses,
 }
 
 /// A target URL, resolved.
@@ -78,6 +80,7 @@ impl Workload {
             Template::Chat => "/v1/chat/completions",
             Template::Embeddings => "/v1/embeddings",
             Template::Anthropic => "/v1/messages",
+            Template::Responses => "/v1/responses",
         }
     }
 
@@ -96,12 +99,19 @@ impl Workload {
                 "max_tokens": self.max_tokens.unwrap_or(1024),
                 "messages": [{"role": "user", "content": prompt}],
             }),
+            Template::Responses => json!({
+                "model": self.model,
+                "instructions": "You are a helpful assistant.",
+                "input": prompt,
+            }),
         };
         if self.stream && self.template != Template::Embeddings {
             v["stream"] = json!(true);
         }
-        if let (Some(m), Template::Chat) = (self.max_tokens, self.template) {
-            v["max_tokens"] = json!(m);
+        match (self.max_tokens, self.template) {
+            (Some(m), Template::Chat) => v["max_tokens"] = json!(m),
+            (Some(m), Template::Responses) => v["max_output_tokens"] = json!(m),
+            _ => {}
         }
         v.to_string()
     }

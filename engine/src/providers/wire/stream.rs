@@ -687,6 +687,14 @@ impl StreamTransform {
             obs.done = true;
             return;
         }
+        // Most chunks carry one piece of text and nothing else: those are
+        // read in place and written straight out, without a tree either way.
+        if let Some(piece) = plain_text_piece(&ev.data) {
+            if conv.text_piece(&piece, out) {
+                obs.first_token = true;
+                return;
+            }
+        }
         let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
             return;
         };
@@ -700,6 +708,32 @@ impl StreamTransform {
             obs.first_token = true;
         }
     }
+}
+
+/// Members whose presence (with a value) makes a chat chunk more than a
+/// piece of text. Quoted keys cannot occur inside a JSON string value, where
+/// quotes are escaped, so a miss is certain; a hit only takes the slow path.
+static NOT_PLAIN: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 5]> =
+    std::sync::LazyLock::new(|| {
+        [
+            memchr::memmem::Finder::new(b"\"tool_calls\""),
+            memchr::memmem::Finder::new(b"\"refusal\":\""),
+            memchr::memmem::Finder::new(b"\"finish_reason\":\""),
+            memchr::memmem::Finder::new(b"\"usage\":{"),
+            memchr::memmem::Finder::new(b"\"error\""),
+        ]
+    });
+
+/// The text of a chat chunk that carries a non-empty piece of text and
+/// nothing else the conversion needs (no tool call, refusal, finish reason,
+/// usage or error).
+fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    use crate::providers::json_scan::{string_at, Step::*};
+    if NOT_PLAIN.iter().any(|f| f.find(data).is_some()) {
+        return None;
+    }
+    string_at(data, &[Key("choices"), First, Key("delta"), Key("content")])
+        .filter(|t| !t.is_empty())
 }
 
 /// A Responses API event, passed through; the model from the lifecycle

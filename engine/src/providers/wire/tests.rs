@@ -550,3 +550,65 @@ fn converted_streams_end_cleanly_without_done_and_loudly_without_a_finish() {
         "chat to chat is left as it ended"
     );
 }
+
+/// Chat text chunks written straight out (the fast path) and through the
+/// tree (first chunk, tool calls, finish, usage) make one well-numbered
+/// Responses stream whose text is the chat text, escapes included.
+#[test]
+fn chat_to_responses_text_fast_path_matches_the_tree_path() {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let pieces = [
+        "He said \"hi\"",
+        " — é\n",
+        "\\ \"finish_reason\":\"x\" ",
+        "end",
+    ];
+    let mut input = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+    for p in pieces {
+        input.push_str(&chunk(json!({"content": p}), Value::Null));
+    }
+    input.push_str(&chunk(
+        json!({"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]}),
+        Value::Null,
+    ));
+    input.push_str(&chunk(json!({"content": "after"}), json!("stop")));
+    input.push_str("data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5,\"total_tokens\":8}}\n\ndata: [DONE]\n\n");
+    for step in [input.len(), 7] {
+        let (out, obs) = run(Wire::OpenAi, Wire::Responses, true, &input, step);
+        assert!(obs.done && obs.first_token && obs.usage == Some(Usage::new(3, 5)));
+        let events: Vec<Value> = out
+            .split("\n\n")
+            .filter_map(|e| e.split_once("\ndata: "))
+            .map(|(_, d)| serde_json::from_str(d).unwrap())
+            .collect();
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["sequence_number"], i as u64, "{e}");
+        }
+        let deltas: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .collect();
+        let text: String = deltas[..4]
+            .iter()
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, pieces.concat());
+        assert!(deltas[..4]
+            .iter()
+            .all(|e| e["item_id"] == deltas[0]["item_id"] && e["output_index"] == 0));
+        assert_eq!(deltas[4]["delta"], "after");
+        assert_eq!(
+            deltas[4]["output_index"], 2,
+            "text after the tool call is a new item"
+        );
+        let done = &events.last().unwrap()["response"];
+        assert_eq!(done["output"][0]["content"][0]["text"], pieces.concat());
+        assert_eq!(done["output"][1]["type"], "function_call");
+        assert_eq!(done["output"][2]["content"][0]["text"], "after");
+    }
+}

@@ -10,6 +10,8 @@
 //! tools (web search, file search, …) and input items other than messages,
 //! function calls and their outputs.
 
+use std::io::Write as _;
+
 use serde_json::{json, Map, Value};
 
 use super::WireError;
@@ -458,6 +460,46 @@ impl ChatToResponses {
             self.finish = Some(f.to_owned());
         }
         seen
+    }
+
+    /// A piece of output text, when the stream is past its first chunk
+    /// (`false`: not taken, go by [`ChatToResponses::chunk`]). The common
+    /// event of a stream, written without building a tree.
+    pub fn text_piece(&mut self, piece: &str, out: &mut Vec<u8>) -> bool {
+        if !self.started {
+            return false;
+        }
+        if !matches!(
+            &self.open,
+            Some(Open::Text {
+                kind: TextKind::Text,
+                ..
+            })
+        ) {
+            self.text_delta(TextKind::Text, piece, out);
+            return true;
+        }
+        let Some(Open::Text {
+            index, id, text, ..
+        }) = &mut self.open
+        else {
+            return false;
+        };
+        text.push_str(piece);
+        out.extend_from_slice(
+            b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":",
+        );
+        let _ = write!(out, "{}", self.seq);
+        self.seq += 1;
+        out.extend_from_slice(b",\"item_id\":");
+        let _ = serde_json::to_writer(&mut *out, id.as_str());
+        let _ = write!(
+            out,
+            ",\"output_index\":{index},\"content_index\":0,\"delta\":"
+        );
+        let _ = serde_json::to_writer(&mut *out, piece);
+        out.extend_from_slice(b"}\n\n");
+        true
     }
 
     fn text_delta(&mut self, kind: TextKind, piece: &str, out: &mut Vec<u8>) {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# What serving OpenAI's Responses API costs by how an instance serves it:
+# passed through to a Responses API endpoint, converted to chat for a chat
+# endpoint, and converted by way of chat to Anthropic's Messages API —
+# against the same gateway serving chat. One ringway process (one worker,
+# CPU 0) with a route for each, side by side in interleaved rounds
+# (`loadgen compare`, CPU time charged to the gateway); mock-llm (which
+# serves all three APIs) and the load on CPU 1. JSON answers, then streams.
+#   scripts/bench-responses.sh [OUT_DIR]    (default results/)
+# Writes responses-api-json.json and responses-api-stream.json (the
+# Responses routes) and responses-chat-json.json / -stream.json (chat, the
+# baseline); the tables go to stdout (results/responses-api.md records a run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-results}
+mkdir -p "$OUT"
+cargo build -q --release -p ringway -p loadgen -p mock-llm
+B=target/release
+dir=$(mktemp -d)
+M=http://127.0.0.1:18201
+route() { # name, uri, provider, endpoint
+  cat <<Y
+      - name: $1
+        uris: [$2]
+        plugins:
+          ai-proxy-multi:
+            keepalive_pool: 256
+            instances:
+              - {name: $1, provider: $3, weight: 1, auth: {header: {Authorization: "Bearer k"}},
+                 options: {model: m}, override: {endpoint: "$4"}}
+Y
+}
+{
+  cat <<Y
+gateway:
+  listen: ["127.0.0.1:18200"]
+  workers: 1
+  admin: {enabled: false}
+  metrics: {enabled: false}
+services:
+  - name: bench
+    routes:
+Y
+  route chat /chat/v1/chat/completions openai-compatible "$M/v1/chat/completions"
+  route native /native/v1/responses openai-compatible "$M/v1/responses"
+  route converted /converted/v1/responses openai-compatible "$M/v1/chat/completions"
+  route anthropic /anthropic/v1/responses anthropic "$M/v1/messages"
+} > "$dir/gw.yaml"
+taskset -c 1 $B/mock-llm --listen 127.0.0.1:18201 --tokens 16 >/dev/null 2>&1 &
+MOCK=$!
+taskset -c 0 $B/ringway -c "$dir/gw.yaml" >"$dir/gw.log" 2>&1 &
+GW=$!
+trap 'kill $GW $MOCK 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18200/ && break; sleep 0.2; done
+u() { echo "$1=http://127.0.0.1:18200/$1/v1/$2"; }
+for mode in json stream; do
+  flag=""; [ $mode = stream ] && flag="--stream"
+  echo "== chat ($mode)"
+  $B/loadgen compare --cpu 1 -c 16 -d 3 --rounds ${ROUNDS:-4} -q $flag \
+    --target "direct=$M/v1/chat/completions" --target "$(u chat chat/completions)" --pid chat=$GW \
+    --json "$OUT/responses-chat-$mode.json"
+  echo "== Responses API ($mode)"
+  $B/loadgen compare --cpu 1 -c 16 -d 3 --rounds ${ROUNDS:-4} -q $flag --template responses \
+    --target "direct=$M/v1/responses" --target "$(u native responses)" \
+    --target "$(u converted responses)" --target "$(u anthropic responses)" \
+    --pid native=$GW --pid converted=$GW --pid anthropic=$GW \
+    --json "$OUT/responses-api-$mode.json"
+done
