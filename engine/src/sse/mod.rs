@@ -59,7 +59,8 @@ impl SseParser {
             const BOM: &[u8] = b"\xEF\xBB\xBF";
             let have = self.pending.len();
             let take = (BOM.len() - have).min(input.len());
-            if input[..take] == BOM[have..have + take] {
+            // (Byte by byte: at most three, no `memcmp` call.)
+            if input[..take].iter().zip(&BOM[have..]).all(|(a, b)| a == b) {
                 if have + take < BOM.len() {
                     self.pending.extend_from_slice(&input[..take]);
                     return Ok(());

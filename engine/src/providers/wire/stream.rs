@@ -672,7 +672,10 @@ impl StreamTransform {
 /// Merges the usage object of one event (`usage`, or Anthropic's
 /// `message.usage` in `message_start`) into `raw`: later fields win.
 impl StreamTransform {
-    /// A chat chunk (or `[DONE]`) as Responses API events.
+    /// A chat chunk (or `[DONE]`) as Responses API events (kept out of
+    /// `event`, which every relayed stream runs).
+    #[cold]
+    #[inline(never)]
     fn chat_to_responses(
         &mut self,
         ev: SseEvent<'_>,
