@@ -2,14 +2,18 @@
 # What serving OpenAI's Responses API costs by how an instance serves it:
 # passed through to a Responses API endpoint, converted to chat for a chat
 # endpoint, and converted by way of chat to Anthropic's Messages API —
-# against the same gateway serving chat. One ringway process (one worker,
-# CPU 0) with a route for each, side by side in interleaved rounds
+# against the same gateway serving chat; and Anthropic clients of an
+# Anthropic endpoint (passed through) and of a chat endpoint (converted).
+# One ringway process (one worker, CPU 0) with a route for each, side by
+# side in interleaved rounds
 # (`loadgen compare`, CPU time charged to the gateway); mock-llm (which
 # serves all three APIs) and the load on CPU 1. JSON answers, then streams.
 #   scripts/bench-responses.sh [OUT_DIR]    (default results/)
 # Writes responses-api-json.json and responses-api-stream.json (the
-# Responses routes) and responses-chat-json.json / -stream.json (chat, the
-# baseline); the tables go to stdout (results/responses-api.md records a run).
+# Responses routes), responses-chat-json.json / -stream.json (chat, the
+# baseline) and responses-messages-json.json / -stream.json (Anthropic
+# clients); the tables go to stdout (results/responses-api.md records a
+# run). RINGWAY=path runs another build of the gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-results}
@@ -45,10 +49,12 @@ Y
   route native /native/v1/responses openai-compatible "$M/v1/responses"
   route converted /converted/v1/responses openai-compatible "$M/v1/chat/completions"
   route anthropic /anthropic/v1/responses anthropic "$M/v1/messages"
+  route messages /messages/v1/messages anthropic "$M/v1/messages"
+  route messages-to-chat /messages-to-chat/v1/messages openai-compatible "$M/v1/chat/completions"
 } > "$dir/gw.yaml"
 taskset -c 1 $B/mock-llm --listen 127.0.0.1:18201 --tokens 16 >/dev/null 2>&1 &
 MOCK=$!
-taskset -c 0 $B/ringway -c "$dir/gw.yaml" >"$dir/gw.log" 2>&1 &
+taskset -c 0 ${RINGWAY:-$B/ringway} -c "$dir/gw.yaml" >"$dir/gw.log" 2>&1 &
 GW=$!
 trap 'kill $GW $MOCK 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18200/ && break; sleep 0.2; done
@@ -65,4 +71,9 @@ for mode in json stream; do
     --target "$(u converted responses)" --target "$(u anthropic responses)" \
     --pid native=$GW --pid converted=$GW --pid anthropic=$GW \
     --json "$OUT/responses-api-$mode.json"
+  echo "== Anthropic clients ($mode)"
+  $B/loadgen compare --cpu 1 -c 16 -d 3 --rounds ${ROUNDS:-4} -q $flag --template anthropic \
+    --target "direct=$M/v1/messages" --target "$(u messages messages)" \
+    --target "$(u messages-to-chat messages)" --pid messages=$GW --pid messages-to-chat=$GW \
+    --json "$OUT/responses-messages-$mode.json"
 done

@@ -14,6 +14,8 @@
 //! ([`super::responses_chat::ChatToResponses`]), an Anthropic one by way of
 //! chat chunks.
 
+use std::io::Write as _;
+
 use serde_json::{json, Value};
 
 use super::anthropic::{finish_reason, stop_reason};
@@ -557,6 +559,21 @@ impl StreamTransform {
         if &*ev.data == b"[DONE]" {
             self.end_anthropic(out, obs);
             return;
+        }
+        // A piece of text for the open text block (most chunks): read in
+        // place and written straight out, without a tree either way.
+        if let Some((index, true)) = self.state.open_block {
+            if let Some(piece) = plain_text_piece(&ev.data) {
+                out.extend_from_slice(
+                    b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+                );
+                let _ = write!(out, "{index}");
+                out.extend_from_slice(b",\"delta\":{\"type\":\"text_delta\",\"text\":");
+                let _ = serde_json::to_writer(&mut *out, &*piece);
+                out.extend_from_slice(b"}}\n\n");
+                obs.first_token = true;
+                return;
+            }
         }
         let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
             return;

@@ -612,3 +612,53 @@ fn chat_to_responses_text_fast_path_matches_the_tree_path() {
         assert_eq!(done["output"][2]["content"][0]["text"], "after");
     }
 }
+
+/// The same for Anthropic clients: text written straight out and blocks
+/// opened through the tree make one consistent event sequence.
+#[test]
+fn chat_to_anthropic_text_fast_path_matches_the_tree_path() {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let pieces = ["He said \"hi\"", " — é\n", "\\ \"usage\":{ ", "end"];
+    let mut input = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+    for p in pieces {
+        input.push_str(&chunk(json!({"content": p}), Value::Null));
+    }
+    input.push_str(&chunk(
+        json!({"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]}),
+        Value::Null,
+    ));
+    input.push_str(&chunk(json!({"content": "after"}), Value::Null));
+    input.push_str(&chunk(json!({"content": " more"}), Value::Null));
+    input.push_str(&chunk(json!({"content": "!"}), json!("stop")));
+    input.push_str("data: [DONE]\n\n");
+    for step in [input.len(), 5] {
+        let (out, obs) = run(Wire::OpenAi, Wire::Anthropic, true, &input, step);
+        assert!(obs.done && obs.first_token);
+        let events = data_events(&out);
+        let texts = |index: u64| -> String {
+            events
+                .iter()
+                .filter(|e| e["type"] == "content_block_delta" && e["index"] == index)
+                .filter_map(|e| e["delta"]["text"].as_str())
+                .collect()
+        };
+        assert_eq!(texts(0), pieces.concat());
+        assert_eq!(
+            texts(2),
+            "after more!",
+            "text after the tool call is a new block"
+        );
+        let starts: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["type"] == "content_block_start")
+            .map(|e| &e["content_block"]["type"])
+            .collect();
+        assert_eq!(starts, [&json!("text"), &json!("tool_use"), &json!("text")]);
+        assert_eq!(events.last().unwrap()["type"], "message_stop");
+    }
+}
