@@ -564,13 +564,7 @@ impl StreamTransform {
         // place and written straight out, without a tree either way.
         if let Some((index, true)) = self.state.open_block {
             if let Some(piece) = plain_text_piece(&ev.data) {
-                out.extend_from_slice(
-                    b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
-                );
-                let _ = write!(out, "{index}");
-                out.extend_from_slice(b",\"delta\":{\"type\":\"text_delta\",\"text\":");
-                let _ = serde_json::to_writer(&mut *out, &*piece);
-                out.extend_from_slice(b"}}\n\n");
+                text_block_delta(out, index, &piece);
                 obs.first_token = true;
                 return;
             }
@@ -631,11 +625,7 @@ impl StreamTransform {
                 );
             }
             let index = self.state.open_block.map_or(0, |(i, _)| i);
-            event(
-                out,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
-            );
+            text_block_delta(out, index, text);
             obs.first_token = true;
         }
         for tc in delta
@@ -804,6 +794,18 @@ fn keep_raw_usage(data: &[u8], raw: &mut Option<Value>) {
         }
         (raw, found) => *raw = Some(found.clone()),
     }
+}
+
+/// Anthropic's `content_block_delta` with a piece of text: the common
+/// event of a stream converted for an Anthropic client, written straight
+/// out, no tree.
+fn text_block_delta(out: &mut Vec<u8>, index: u64, text: &str) {
+    let _ = write!(
+        out,
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"text_delta\",\"text\":"
+    );
+    let _ = serde_json::to_writer(&mut *out, text);
+    out.extend_from_slice(b"}}\n\n");
 }
 
 fn data(out: &mut Vec<u8>, v: &Value) {

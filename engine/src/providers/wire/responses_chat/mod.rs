@@ -469,36 +469,7 @@ impl ChatToResponses {
         if !self.started {
             return false;
         }
-        if !matches!(
-            &self.open,
-            Some(Open::Text {
-                kind: TextKind::Text,
-                ..
-            })
-        ) {
-            self.text_delta(TextKind::Text, piece, out);
-            return true;
-        }
-        let Some(Open::Text {
-            index, id, text, ..
-        }) = &mut self.open
-        else {
-            return false;
-        };
-        text.push_str(piece);
-        out.extend_from_slice(
-            b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":",
-        );
-        let _ = write!(out, "{}", self.seq);
-        self.seq += 1;
-        out.extend_from_slice(b",\"item_id\":");
-        let _ = serde_json::to_writer(&mut *out, id.as_str());
-        let _ = write!(
-            out,
-            ",\"output_index\":{index},\"content_index\":0,\"delta\":"
-        );
-        let _ = serde_json::to_writer(&mut *out, piece);
-        out.extend_from_slice(b"}\n\n");
+        self.text_delta(TextKind::Text, piece, out);
         true
     }
 
@@ -534,13 +505,24 @@ impl ChatToResponses {
             return;
         };
         text.push_str(piece);
-        let data =
-            json!({"item_id": id, "output_index": index, "content_index": 0, "delta": piece});
         let name = match kind {
             TextKind::Text => "response.output_text.delta",
             TextKind::Refusal => "response.refusal.delta",
         };
-        self.emit(out, name, data);
+        // The common event of a stream: written straight out, no tree.
+        let _ = write!(
+            out,
+            "event: {name}\ndata: {{\"type\":\"{name}\",\"sequence_number\":{},\"item_id\":",
+            self.seq
+        );
+        self.seq += 1;
+        let _ = serde_json::to_writer(&mut *out, id.as_str());
+        let _ = write!(
+            out,
+            ",\"output_index\":{index},\"content_index\":0,\"delta\":"
+        );
+        let _ = serde_json::to_writer(&mut *out, piece);
+        out.extend_from_slice(b"}\n\n");
     }
 
     fn call_delta(&mut self, tc: &Value, out: &mut Vec<u8>) {
