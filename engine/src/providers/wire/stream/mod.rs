@@ -12,14 +12,16 @@
 //! with their lifecycle, first content delta and terminal event read; a
 //! chat stream for a Responses API client becomes that API's events
 //! ([`super::responses_chat::ChatToResponses`]), an Anthropic one by way of
-//! chat chunks.
+//! chat chunks. This file holds the transform and the pass-throughs;
+//! `anthropic_chat` the chat ↔ Anthropic conversions, `responses_api` the
+//! Responses API's.
 
-use std::io::Write as _;
+mod anthropic_chat;
+mod responses_api;
 
 use serde_json::{json, Value};
 
-use super::anthropic::{finish_reason, stop_reason};
-use super::responses::{self, EventKind};
+use super::responses;
 use super::responses_chat::ChatToResponses;
 use super::{openai, Usage, Wire, WireError};
 use crate::sse::{SseEvent, SseParser};
@@ -265,7 +267,7 @@ impl StreamTransform {
             (Wire::Anthropic, Wire::Anthropic) => self.anthropic_pass(ev, out, obs),
             (Wire::Anthropic, Wire::OpenAi) => self.anthropic_to_openai(ev, out, obs),
             (Wire::OpenAi, Wire::Anthropic) => self.openai_to_anthropic(ev, out, obs),
-            (Wire::Responses, Wire::Responses) => responses_pass(ev, out, obs),
+            (Wire::Responses, Wire::Responses) => responses_api::pass(ev, out, obs),
             (_, Wire::Responses) => self.chat_to_responses(ev, out, obs),
             // Never built: a Responses API answer goes only to a Responses
             // API client (`build_request` refuses the rest).
@@ -394,110 +396,6 @@ impl StreamTransform {
             _ => {}
         }
     }
-
-    fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let v = json!({
-            "id": self.state.id, "object": "chat.completion.chunk", "created": self.state.created, "model": self.state.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        data(out, &v);
-    }
-
-    fn anthropic_to_openai(
-        &mut self,
-        ev: SseEvent<'_>,
-        out: &mut Vec<u8>,
-        obs: &mut StreamObservations,
-    ) {
-        let name = ev.event.unwrap_or(b"");
-        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
-            return;
-        };
-        let name = if name.is_empty() {
-            v.get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .as_bytes()
-        } else {
-            name
-        };
-        self.observe_anthropic(name, &v, obs);
-        match name {
-            b"message_start" => self.chunk(out, json!({"role": "assistant", "content": ""}), None),
-            b"content_block_start" => {
-                let b = &v["content_block"];
-                if b.get("type").and_then(Value::as_str) == Some("tool_use") {
-                    let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let k = self.state.next_tool;
-                    self.state.next_tool += 1;
-                    self.state.tool_of_block.push((block, k));
-                    self.chunk(
-                        out,
-                        json!({"tool_calls": [{"index": k, "id": b.get("id"), "type": "function", "function": {"name": b.get("name"), "arguments": ""}}]}),
-                        None,
-                    );
-                }
-            }
-            b"content_block_delta" => {
-                let d = &v["delta"];
-                match d.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => self.chunk(out, json!({"content": d.get("text")}), None),
-                    Some("input_json_delta") => {
-                        let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                        let k = self
-                            .state
-                            .tool_of_block
-                            .iter()
-                            .find(|(b, _)| *b == block)
-                            .map_or(0, |(_, k)| *k);
-                        self.chunk(out, json!({"tool_calls": [{"index": k, "function": {"arguments": d.get("partial_json")}}]}), None);
-                    }
-                    _ => {}
-                }
-            }
-            b"message_delta" => {
-                let finish = finish_reason(self.state.stop.as_deref().unwrap_or("end_turn"));
-                self.chunk(out, json!({}), Some(finish));
-            }
-            b"message_stop" => {
-                obs.done = true;
-                if !self.strip_usage_chunk {
-                    let u = Usage::new(self.state.input, self.state.output);
-                    let v = json!({
-                        "id": self.state.id, "object": "chat.completion.chunk", "created": self.state.created, "model": self.state.model,
-                        "choices": [], "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens},
-                    });
-                    data(out, &v);
-                }
-                out.extend_from_slice(b"data: [DONE]\n\n");
-            }
-            b"error" => {
-                let msg = v
-                    .pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("upstream error");
-                data(
-                    out,
-                    &json!({"error": {"message": msg, "type": v.pointer("/error/type"), "code": null}}),
-                );
-            }
-            _ => {}
-        }
-    }
-
-    /// The end of an Anthropic stream made from chat chunks.
-    fn end_anthropic(&mut self, out: &mut Vec<u8>, obs: &mut StreamObservations) {
-        self.close_block(out);
-        let stop = self.state.stop.clone().unwrap_or_else(|| "end_turn".into());
-        event(
-            out,
-            "message_delta",
-            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"input_tokens": self.state.input, "output_tokens": self.state.output}}),
-        );
-        event(out, "message_stop", &json!({"type": "message_stop"}));
-        obs.done = true;
-    }
-
     /// The upstream's body ended cleanly (its framing complete) without a
     /// chat stream's `data: [DONE]`, as some OpenAI-compatible servers end
     /// theirs. A stream converted from chat that had its finish reason is
@@ -539,185 +437,6 @@ impl StreamTransform {
             }
         }
     }
-
-    fn close_block(&mut self, out: &mut Vec<u8>) {
-        if let Some((index, _)) = self.state.open_block.take() {
-            event(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            );
-        }
-    }
-
-    fn openai_to_anthropic(
-        &mut self,
-        ev: SseEvent<'_>,
-        out: &mut Vec<u8>,
-        obs: &mut StreamObservations,
-    ) {
-        if &*ev.data == b"[DONE]" {
-            self.end_anthropic(out, obs);
-            return;
-        }
-        // A piece of text for the open text block (most chunks): read in
-        // place and written straight out, without a tree either way.
-        if let Some((index, true)) = self.state.open_block {
-            if let Some(piece) = plain_text_piece(&ev.data) {
-                text_block_delta(out, index, &piece);
-                obs.first_token = true;
-                return;
-            }
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
-            return;
-        };
-        if let Some(err) = v.get("error") {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream error");
-            event(
-                out,
-                "error",
-                &json!({"type": "error", "error": {"type": "api_error", "message": msg}}),
-            );
-            return;
-        }
-        if !self.state.started {
-            self.state.started = true;
-            self.state.id = v.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-            self.state.model = v
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            obs.model = Some(self.state.model.clone());
-            event(
-                out,
-                "message_start",
-                &json!({"type": "message_start", "message": {"id": self.state.id, "type": "message", "role": "assistant", "model": self.state.model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}}),
-            );
-        }
-        if let Some(u) = openai::usage(&v) {
-            self.state.input = u.prompt_tokens;
-            self.state.output = u.completion_tokens;
-            obs.usage = Some(u);
-        }
-        let Some(choice) = v.pointer("/choices/0") else {
-            return;
-        };
-        let delta = &choice["delta"];
-        if let Some(text) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            if !matches!(self.state.open_block, Some((_, true))) {
-                self.close_block(out);
-                let index = self.state.next_block;
-                self.state.next_block += 1;
-                self.state.open_block = Some((index, true));
-                event(
-                    out,
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
-                );
-            }
-            let index = self.state.open_block.map_or(0, |(i, _)| i);
-            text_block_delta(out, index, text);
-            obs.first_token = true;
-        }
-        for tc in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let k = tc.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let known = self
-                .state
-                .block_of_tool
-                .iter()
-                .find(|(t, _)| *t == k)
-                .map(|(_, b)| *b);
-            let block = match known {
-                Some(b) => b,
-                None => {
-                    self.close_block(out);
-                    let index = self.state.next_block;
-                    self.state.next_block += 1;
-                    self.state.open_block = Some((index, false));
-                    self.state.block_of_tool.push((k, index));
-                    event(
-                        out,
-                        "content_block_start",
-                        &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tc.get("id"), "name": tc.pointer("/function/name"), "input": {}}}),
-                    );
-                    obs.first_token = true;
-                    index
-                }
-            };
-            if let Some(args) = tc
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-            {
-                event(
-                    out,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": block, "delta": {"type": "input_json_delta", "partial_json": args}}),
-                );
-            }
-        }
-        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.state.stop = Some(stop_reason(f).to_owned());
-        }
-    }
-}
-
-/// Merges the usage object of one event (`usage`, or Anthropic's
-/// `message.usage` in `message_start`) into `raw`: later fields win.
-impl StreamTransform {
-    /// A chat chunk (or `[DONE]`) as Responses API events (kept out of
-    /// `event`, which every relayed stream runs).
-    #[cold]
-    #[inline(never)]
-    fn chat_to_responses(
-        &mut self,
-        ev: SseEvent<'_>,
-        out: &mut Vec<u8>,
-        obs: &mut StreamObservations,
-    ) {
-        let Some(ToResponses { conv, .. }) = self.responses.as_deref_mut() else {
-            return;
-        };
-        if &*ev.data == b"[DONE]" {
-            conv.end(out);
-            obs.done = true;
-            return;
-        }
-        // Most chunks carry one piece of text and nothing else: those are
-        // read in place and written straight out, without a tree either way.
-        if let Some(piece) = plain_text_piece(&ev.data) {
-            if conv.text_piece(&piece, out) {
-                obs.first_token = true;
-                return;
-            }
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
-            return;
-        };
-        if obs.model.is_none() {
-            obs.model = v.get("model").and_then(Value::as_str).map(str::to_owned);
-        }
-        if let Some(u) = openai::usage(&v) {
-            obs.usage = Some(u);
-        }
-        if conv.chunk(&v, out).first_content {
-            obs.first_token = true;
-        }
-    }
 }
 
 /// Members whose presence (with a value) makes a chat chunk more than a
@@ -737,7 +456,7 @@ static NOT_PLAIN: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 5]> =
 /// The text of a chat chunk that carries a non-empty piece of text and
 /// nothing else the conversion needs (no tool call, refusal, finish reason,
 /// usage or error).
-fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+pub(super) fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     use crate::providers::json_scan::{string_at, Step::*};
     if NOT_PLAIN.iter().any(|f| f.find(data).is_some()) {
         return None;
@@ -746,32 +465,9 @@ fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
         .filter(|t| !t.is_empty())
 }
 
-/// A Responses API event, passed through; the model from the lifecycle
-/// events, the first token from the first filled content delta, usage and
-/// the end from the terminal event.
-fn responses_pass(ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservations) {
-    out.extend_from_slice(ev.raw);
-    match responses::event_kind(ev.event, &ev.data) {
-        EventKind::ContentDelta if !obs.first_token => {
-            obs.first_token = responses::delta_is_filled(&ev.data);
-        }
-        EventKind::Lifecycle if obs.model.is_none() => {
-            obs.model = responses::response_facts(&ev.data).model;
-        }
-        EventKind::Terminal => {
-            let facts = responses::response_facts(&ev.data);
-            if facts.model.is_some() {
-                obs.model = facts.model;
-            }
-            if facts.usage.is_some() {
-                obs.usage = facts.usage;
-            }
-            obs.done = true;
-        }
-        _ => {}
-    }
-}
-
+/// Merges the usage object of one event (`usage`, Anthropic's
+/// `message.usage` in `message_start`, or a Responses API event's
+/// `response.usage`) into `raw`: later fields win.
 fn keep_raw_usage(data: &[u8], raw: &mut Option<Value>) {
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
@@ -794,18 +490,6 @@ fn keep_raw_usage(data: &[u8], raw: &mut Option<Value>) {
         }
         (raw, found) => *raw = Some(found.clone()),
     }
-}
-
-/// Anthropic's `content_block_delta` with a piece of text: the common
-/// event of a stream converted for an Anthropic client, written straight
-/// out, no tree.
-fn text_block_delta(out: &mut Vec<u8>, index: u64, text: &str) {
-    let _ = write!(
-        out,
-        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"text_delta\",\"text\":"
-    );
-    let _ = serde_json::to_writer(&mut *out, text);
-    out.extend_from_slice(b"}}\n\n");
 }
 
 fn data(out: &mut Vec<u8>, v: &Value) {
