@@ -126,12 +126,7 @@ fn responses_pass_through_to_instances_that_serve_the_api() {
     drop(c);
 
     // The log variables, read from the Responses API's own fields.
-    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
-    let lines: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = gw.stop_and_read_log(&log);
     assert_eq!(lines.len(), 2);
     let (json_line, stream_line) = (&lines[0], &lines[1]);
     assert_eq!(json_line["request_type"], "ai_chat");
@@ -398,12 +393,7 @@ fn responses_are_converted_for_chat_and_anthropic_instances() {
     drop(c);
 
     // Usage, model and the first token are read from the chat side.
-    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
-    let lines: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = gw.stop_and_read_log(&log);
     let (json_line, stream_line) = (&lines[0], &lines[2]);
     assert_eq!(json_line["llm_model"], "ds-chat");
     assert_eq!(json_line["llm_prompt_tokens"], 13);

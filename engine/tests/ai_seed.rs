@@ -16,13 +16,8 @@ use serde_json::{json, Value};
 
 /// Stops the gateway (cleanly) and returns its `n` access-log lines.
 fn stop_and_read_log(gw: &mut Gateway, log: &std::path::Path, n: usize) -> Vec<Value> {
-    assert_eq!(gw.stop(Duration::from_secs(5)), Some(0));
-    let text = std::fs::read_to_string(log).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), n, "{text}");
+    let lines = gw.stop_and_read_log(log);
+    assert_eq!(lines.len(), n, "{lines:?}");
     lines
 }
 

@@ -196,6 +196,17 @@ impl Gateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Stops the gateway (cleanly: exit 0) and returns the lines of its
+    /// JSON access log at `log`.
+    pub fn stop_and_read_log(&mut self, log: &std::path::Path) -> Vec<serde_json::Value> {
+        assert_eq!(self.stop(Duration::from_secs(5)), Some(0));
+        std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Everything the gateway logged so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
