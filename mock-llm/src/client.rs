@@ -66,6 +66,16 @@ impl Conn {
         self.read_response()
     }
 
+    /// Sends a body-less request with any method (`DELETE`, `GET`, a
+    /// `POST` without a body) and reads the response.
+    pub fn request(&mut self, method: &str, path: &str) -> Response {
+        self.send(
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        );
+        self.read_response()
+    }
+
     /// Sends a POST with a JSON body and reads the response.
     pub fn post_json(&mut self, path: &str, body: &str) -> Response {
         self.post_json_with(path, body, &[])

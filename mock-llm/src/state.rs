@@ -133,6 +133,51 @@ pub struct Shared {
     /// Worker sockets currently listening for this instance.
     pub open_listeners: std::sync::atomic::AtomicUsize,
     pub refuse_until: Mutex<Option<Instant>>,
+    /// Stored Responses API responses (`store`, the default), for
+    /// `previous_response_id` and the `…/responses/{id}` endpoints.
+    pub responses: Mutex<ResponseStore>,
+}
+
+/// A stored response: the response object and the input items it answered.
+#[derive(Clone)]
+pub struct StoredResponse {
+    pub response: serde_json::Value,
+    pub input_items: Vec<serde_json::Value>,
+}
+
+/// The newest [`ResponseStore::CAPACITY`] stored responses (older ones are
+/// forgotten, so a long benchmark does not grow the mock without bound).
+#[derive(Default)]
+pub struct ResponseStore {
+    by_id: std::collections::HashMap<String, StoredResponse>,
+    order: VecDeque<String>,
+}
+
+impl ResponseStore {
+    pub const CAPACITY: usize = 10_000;
+
+    pub fn put(&mut self, id: String, stored: StoredResponse) {
+        if self.by_id.insert(id.clone(), stored).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&StoredResponse> {
+        self.by_id.get(id)
+    }
+
+    pub fn remove(&mut self, id: &str) -> bool {
+        let had = self.by_id.remove(id).is_some();
+        if had {
+            self.order.retain(|o| o != id);
+        }
+        had
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -163,7 +208,13 @@ impl Shared {
             listening: AtomicBool::new(true),
             open_listeners: std::sync::atomic::AtomicUsize::new(0),
             refuse_until: Mutex::new(None),
+            responses: Mutex::new(ResponseStore::default()),
         }
+    }
+
+    /// The stored Responses API responses.
+    pub fn response_store(&self) -> std::sync::MutexGuard<'_, ResponseStore> {
+        lock(&self.responses)
     }
 
     pub fn name(&self) -> &str {

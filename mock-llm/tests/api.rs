@@ -1,6 +1,7 @@
 //! mock-llm's endpoints over real sockets: OpenAI chat (JSON and SSE),
 //! Anthropic messages (JSON and SSE), embeddings, models, health, stats,
-//! the request log, keep-alive and chunked request bodies.
+//! the request log, keep-alive and chunked request bodies, stored
+//! Responses API responses.
 #![allow(clippy::unwrap_used)]
 
 use mock_llm::client::{Conn, Response};
@@ -283,4 +284,70 @@ fn oauth_token_endpoint() {
     assert_eq!(j["access_token"], "mock-token-1");
     assert_eq!(j["expires_in"], 3600);
     assert_eq!(m.instance("alpha").stats().token_requests, 1);
+}
+
+#[test]
+fn responses_are_stored_per_instance_like_per_account() {
+    let m = mock();
+    let (alpha, beta) = (m.instance("alpha").addr(), m.instance("beta").addr());
+    let mut a = Conn::connect(alpha);
+    let mut b = Conn::connect(beta);
+    let first = post(
+        &mut a,
+        "/v1/responses",
+        &json!({"model": "m", "input": "one two"}),
+    );
+    assert_eq!(first.status, 200);
+    let first = first.json();
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["store"], true);
+    let total = first["usage"]["total_tokens"].as_u64().unwrap();
+    // Held by alpha only.
+    let got = a.get(&format!("/v1/responses/{id}"));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json(), first);
+    let missing = b.get(&format!("/v1/responses/{id}"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json()["error"]["message"],
+        format!("Response with id '{id}' not found.")
+    );
+    // A follow-up elsewhere is refused as the real API refuses it.
+    let follow = json!({"model": "m", "input": "three", "previous_response_id": id});
+    let refused = post(&mut b, "/v1/responses", &follow);
+    assert_eq!(refused.status, 400);
+    let e = refused.json();
+    assert_eq!(e["error"]["code"], "previous_response_not_found");
+    assert_eq!(e["error"]["param"], "previous_response_id");
+    // Where it is held, the conversation so far counts as input.
+    let second = post(&mut a, "/v1/responses", &follow).json();
+    assert_eq!(second["previous_response_id"], id.as_str());
+    assert_eq!(second["usage"]["input_tokens"], total + 4 + 1);
+    // Its input items, newest first by default.
+    let items = a.get(&format!("/v1/responses/{id}/input_items")).json();
+    assert_eq!(items["object"], "list");
+    assert_eq!(items["data"][0]["content"][0]["text"], "one two");
+    assert_eq!(items["has_more"], false);
+    // Cancel is for background responses; delete forgets it.
+    let cancel = a.request("POST", &format!("/v1/responses/{id}/cancel"));
+    assert_eq!(cancel.status, 400);
+    let deleted = a.request("DELETE", &format!("/v1/responses/{id}"));
+    assert_eq!(
+        deleted.json(),
+        json!({"id": id, "object": "response", "deleted": true})
+    );
+    assert_eq!(a.get(&format!("/v1/responses/{id}")).status, 404);
+    assert_eq!(
+        a.request("DELETE", &format!("/v1/responses/{id}")).status,
+        404
+    );
+    // `store: false` keeps nothing.
+    let unstored = post(
+        &mut a,
+        "/v1/responses",
+        &json!({"model": "m", "input": "x", "store": false}),
+    )
+    .json();
+    let uid = unstored["id"].as_str().unwrap();
+    assert_eq!(a.get(&format!("/v1/responses/{uid}")).status, 404);
 }

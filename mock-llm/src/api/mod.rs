@@ -224,6 +224,9 @@ pub async fn dispatch(sh: &Shared, conn: &mut Conn, req: Request) -> After {
         )
         .await;
     }
+    if let Some((id, rest)) = responses::stored_path(path) {
+        return responses::stored(sh, conn, &req, id, rest).await;
+    }
     match (req.method.as_str(), shape) {
         ("POST", Shape::Anthropic) => anthropic::messages(sh, conn, &req, &faults).await,
         ("POST", _) if path.ends_with("/chat/completions") => {

@@ -9,14 +9,21 @@
 //! Like the real API it refuses Chat Completions parameters it does not
 //! take (`max_tokens`, `messages`, `stream_options.include_usage`), so a
 //! gateway that sends chat-isms to it is caught.
+//!
+//! Responses are stored (`store`, default true) per mock instance, like
+//! per account: `previous_response_id` must name one this instance holds
+//! (else `400 previous_response_not_found`, as the real API answers) and
+//! counts its conversation as input; `GET` / `DELETE …/responses/{id}`,
+//! `GET …/responses/{id}/input_items` and `POST …/responses/{id}/cancel`
+//! answer from the store (`404` for ids it does not hold).
 
 use serde_json::{json, Value};
 
 use super::{json_body, send_error, timing, unix_now, After, Shape};
 use crate::config::Faults;
 use crate::content;
-use crate::http::{Conn, Request};
-use crate::state::Shared;
+use crate::http::{response, Conn, Request};
+use crate::state::{Shared, StoredResponse};
 use crate::stream::{stream, StreamPlan};
 
 pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) -> After {
@@ -27,12 +34,35 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
     if let Some(msg) = refusal(&body) {
         return send_error(sh, conn, req, Shape::OpenAi, 400, &msg, &[]).await;
     }
+    let previous = body
+        .get("previous_response_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    // The conversation so far is input again, as the real API counts it.
+    let mut history = 0;
+    if let Some(prev) = &previous {
+        let held = sh.response_store().get(prev).map(|s| {
+            s.response
+                .pointer("/usage/total_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        });
+        match held {
+            Some(tokens) => history = tokens,
+            None => {
+                let msg = format!("Previous response with id '{prev}' not found.");
+                let param = Some("previous_response_id");
+                let code = Some("previous_response_not_found");
+                return send_api_error(sh, conn, req, 400, &msg, param, code).await;
+            }
+        }
+    }
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     let cap = body.get("max_output_tokens").and_then(Value::as_u64);
     let configured = faults.tokens.unwrap_or(sh.config.tokens);
     let n = cap.map_or(configured, |c| configured.min(c as u32));
     let cut = cap.is_some_and(|c| (c as u32) < configured);
-    let input = prompt_tokens(&body);
+    let input = prompt_tokens(&body) + history;
     let cached = sh.config.cached_tokens.min(input);
     let seq = sh.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!("resp_{}_{seq}", sh.name());
@@ -63,7 +93,7 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
             "instructions": body.get("instructions").cloned().unwrap_or(Value::Null),
             "max_output_tokens": body.get("max_output_tokens").cloned().unwrap_or(Value::Null),
             "model": model, "output": output, "parallel_tool_calls": true,
-            "previous_response_id": null, "reasoning": {"effort": null, "summary": null},
+            "previous_response_id": previous, "reasoning": {"effort": null, "summary": null},
             "store": body.get("store").cloned().unwrap_or(Value::Bool(true)),
             "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
             "tools": [], "top_p": 1.0, "truncation": "disabled", "usage": usage,
@@ -71,9 +101,17 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
         })
     };
     let final_status = if cut { "incomplete" } else { "completed" };
+    let whole = envelope(final_status, json!([done_item(&text)]), usage.clone());
+    if body.get("store").and_then(Value::as_bool).unwrap_or(true) {
+        let stored = StoredResponse {
+            response: whole.clone(),
+            input_items: input_items(&body, seq),
+        };
+        sh.response_store().put(id.clone(), stored);
+    }
     if !body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         super::pause(t.whole_answer()).await;
-        let out = envelope(final_status, json!([done_item(&text)]), usage);
+        let out = whole;
         sh.count(200);
         sh.add_tokens(input, u64::from(n));
         return super::send_json(conn, req, out.to_string().as_bytes(), &headers).await;
@@ -134,12 +172,123 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
             } else {
                 "response.completed"
             },
-            json!({"response": envelope(final_status, json!([done_item(&text)]), usage)}),
+            json!({"response": whole}),
         ),
     ];
     let plan = StreamPlan { head, tokens, tail };
     sh.count(200);
     stream(sh, conn, req, faults, &t, plan, &headers, input, n).await
+}
+
+/// `…/responses/{id}[/{rest}]` of a path: the id and what follows it.
+pub fn stored_path(path: &str) -> Option<(&str, &str)> {
+    let at = path.find("/responses/")?;
+    let after = &path[at + "/responses/".len()..];
+    let (id, rest) = after.split_once('/').unwrap_or((after, ""));
+    (!id.is_empty()).then_some((id, rest))
+}
+
+/// The endpoints of a stored response: retrieve, delete, list its input
+/// items, cancel.
+pub async fn stored(sh: &Shared, conn: &mut Conn, req: &Request, id: &str, rest: &str) -> After {
+    let not_found = format!("Response with id '{id}' not found.");
+    let found = sh.response_store().get(id).cloned();
+    let out = match (req.method.as_str(), rest, found) {
+        ("GET", "", Some(_)) if req.query_param("stream") == Some("true") => {
+            let msg = "mock-llm does not replay stored responses as streams.";
+            return send_api_error(sh, conn, req, 400, msg, Some("stream"), None).await;
+        }
+        ("GET", "", Some(s)) => s.response,
+        ("DELETE", "", Some(_)) => {
+            sh.response_store().remove(id);
+            json!({"id": id, "object": "response", "deleted": true})
+        }
+        ("GET", "input_items", Some(s)) => {
+            let mut items = s.input_items;
+            if req.query_param("order") != Some("asc") {
+                items.reverse();
+            }
+            let limit = req
+                .query_param("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(20)
+                .clamp(1, 100);
+            let has_more = items.len() > limit;
+            items.truncate(limit);
+            let first = items.first().and_then(|i| i.get("id")).cloned();
+            let last = items.last().and_then(|i| i.get("id")).cloned();
+            json!({"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": has_more})
+        }
+        ("POST", "cancel", Some(_)) => {
+            let msg = "Cannot cancel a synchronous response.";
+            return send_api_error(sh, conn, req, 400, msg, None, None).await;
+        }
+        ("GET", "", None)
+        | ("DELETE", "", None)
+        | ("GET", "input_items", None)
+        | ("POST", "cancel", None) => {
+            return send_api_error(sh, conn, req, 404, &not_found, None, None).await;
+        }
+        _ => {
+            let msg = format!("Unknown request URL: {} {}.", req.method, req.path);
+            return send_api_error(sh, conn, req, 404, &msg, None, None).await;
+        }
+    };
+    sh.count(200);
+    let headers = [("x-mock-instance", sh.name().to_owned())];
+    super::send_json(conn, req, out.to_string().as_bytes(), &headers).await
+}
+
+/// The input items a stored response keeps: a string `input` as one user
+/// message, array items as given, each with an id.
+fn input_items(body: &Value, seq: u64) -> Vec<Value> {
+    let items = match body.get("input") {
+        Some(Value::String(s)) => vec![json!({"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": s}]})],
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut item)| {
+            if let Some(o) = item.as_object_mut() {
+                o.entry("id")
+                    .or_insert_with(|| json!(format!("msg_in_{seq}_{i}")));
+                o.entry("status").or_insert_with(|| json!("completed"));
+            }
+            item
+        })
+        .collect()
+}
+
+/// An error in the API's shape with its `param` and `code`.
+async fn send_api_error(
+    sh: &Shared,
+    conn: &mut Conn,
+    req: &Request,
+    status: u16,
+    message: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> After {
+    sh.count(status);
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}});
+    let headers = [("x-mock-instance", sh.name().to_owned())];
+    let out = response(
+        status,
+        "application/json",
+        body.to_string().as_bytes(),
+        req.keep_alive,
+        &headers,
+    );
+    if conn.write(out).await.is_err() {
+        After::Gone
+    } else if req.keep_alive {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
 }
 
 /// Why the real API would refuse this body (400), if it would.
