@@ -379,7 +379,15 @@ fn responses_are_converted_for_chat_and_anthropic_instances() {
     );
     assert_eq!(m.instance("ds").stats().requests, 3, "nothing was sent");
     m.instance("oai").clear_faults();
-    let r = c.post_json("/chat-first/v1/responses", stateful);
+    // (A response `oai` holds: mock-llm, like the API, refuses others.)
+    let held = Conn::connect(m.instance("oai").addr())
+        .post_json("/v1/responses", ASK)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stateful = stateful.replace("resp_1", &held);
+    let r = c.post_json("/chat-first/v1/responses", &stateful);
     assert_eq!(
         r.status, 200,
         "the next instance, which has the API, takes it"

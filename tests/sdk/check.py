@@ -9,7 +9,7 @@ and exits non-zero with a message when the SDK fails or the result is
 inconsistent. Scenarios: openai_chat, openai_stream, openai_stream_usage,
 openai_embeddings, openai_embeddings_float, azure_chat, azure_embeddings,
 anthropic_messages, anthropic_stream, openai_responses,
-openai_responses_stream.
+openai_responses_stream, openai_responses_conversation.
 """
 import argparse, json, sys
 
@@ -86,6 +86,40 @@ def main():
         check(kinds[0] == "response.created" and kinds[-1] == "response.completed", f"event order {kinds[:2]}…{kinds[-1:]}")
         out = {"text": deltas, "usage": final.usage.model_dump(), "model": final.model, "id": final.id,
                "events": len(kinds)}
+    elif s == "openai_responses_conversation":
+        # A conversation by previous_response_id (JSON, then streamed), then
+        # the stored response's endpoints; which instance answered each.
+        import openai
+        c = openai_client(a.base, a.key)
+        instances, attempts = [], []
+        def seen(raw):
+            instances.append(raw.headers.get("x-ringway-instance"))
+            attempts.append(raw.headers.get("x-ringway-attempts"))
+            return raw.parse()
+        r1 = seen(c.responses.with_raw_response.create(model=a.model, input="What is 1+1?"))
+        r2 = seen(c.responses.with_raw_response.create(model=a.model, input="And 2+2?", previous_response_id=r1.id))
+        check(r2.previous_response_id == r1.id, "the follow-up does not name its previous response")
+        with c.responses.stream(model=a.model, input="And 3+3?", previous_response_id=r2.id) as st:
+            for _ in st:
+                pass
+            r3 = st.get_final_response()
+        check(r3.usage.input_tokens > r2.usage.input_tokens, "the conversation was not counted as input")
+        got = seen(c.responses.with_raw_response.retrieve(r3.id))
+        check(got.id == r3.id and got.output_text == r3.output_text, "retrieved another response")
+        items = c.responses.input_items.list(r1.id)
+        check(items.data and items.data[0].content[0].text == "What is 1+1?", "input items differ")
+        c.responses.delete(r1.id)
+        try:
+            c.responses.retrieve(r1.id)
+            fail("a deleted response is still found")
+        except openai.NotFoundError:
+            pass
+        try:
+            c.responses.create(model=a.model, input="x", previous_response_id="resp_nowhere")
+            fail("a follow-up of an unknown response was accepted")
+        except openai.BadRequestError as e:
+            code = e.code
+        out = {"instances": instances, "attempts": attempts, "turns": 3, "not_found_code": code}
     elif s in ("openai_embeddings", "openai_embeddings_float"):
         kw = {"encoding_format": "float"} if s == "openai_embeddings_float" else {}
         r = openai_client(a.base, a.key).embeddings.create(model=a.model, input=["hello world", "second input"], **kw)

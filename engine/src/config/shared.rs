@@ -1,5 +1,6 @@
-//! State that outlives a snapshot: per-instance health and cooldowns and
-//! the round-robin tickets of priority groups. A new snapshot takes the
+//! State that outlives a snapshot: per-instance health and cooldowns,
+//! the round-robin tickets of priority groups and which instance holds
+//! which stored response. A new snapshot takes the
 //! old snapshot's entries for the same owner (the route or service the
 //! plugin is configured on) and instance name, so a reload keeps windows,
 //! cooldowns and the exact weighted split going (monolake's
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::health::InstanceState;
+use crate::plugins::ai_proxy_multi::affinity::ResponseAffinity;
 use crate::plugins::ai_rate_limiting::lease::Lease;
 use crate::plugins::ai_rate_limiting::rules::KeyedWindows;
 use crate::plugins::ai_rate_limiting::window::LocalWindow;
@@ -24,6 +26,7 @@ pub struct SharedState {
     leases: AHashMap<(Arc<str>, String), Arc<Lease>>,
     loggers: AHashMap<(Arc<str>, String), Arc<crate::loggers::Sink>>,
     logger_stats: AHashMap<(Arc<str>, String), Arc<crate::loggers::SinkStats>>,
+    affinities: AHashMap<Arc<str>, Arc<ResponseAffinity>>,
 }
 
 /// Hands out shared state during a compile, reusing the previous
@@ -117,6 +120,12 @@ impl<'a> Carry<'a> {
     ) -> Arc<crate::loggers::Sink> {
         let prev = self.prev.map(|p| &p.loggers);
         carry(&mut self.next.loggers, prev, (owner.clone(), key), start)
+    }
+
+    /// Which instance holds which stored Responses API response.
+    pub fn affinity(&mut self, owner: &Arc<str>) -> Arc<ResponseAffinity> {
+        let prev = self.prev.map(|p| &p.affinities);
+        carry(&mut self.next.affinities, prev, owner.clone(), Arc::default)
     }
 
     pub fn ticket(&mut self, owner: &Arc<str>, priority: i64) -> Arc<AtomicU64> {

@@ -30,7 +30,7 @@ pub struct Answered {
 }
 
 /// Client headers passed on to the LLM: API feature flags, never auth.
-const FORWARDED: &[&str] = &[
+pub(super) const FORWARDED: &[&str] = &[
     "openai-organization",
     "openai-project",
     "openai-beta",

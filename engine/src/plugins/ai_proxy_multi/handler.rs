@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::attempt::{self, Buffers};
 use super::request::{intake, LlmRequest, Refused};
-use super::respond::{relay, AnswerMeta, Relayed};
+use super::respond::{read_answer, relay, relay_read, AnswerMeta, ReadAnswer, Relayed};
 use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::config::Snapshot;
@@ -24,17 +24,28 @@ use crate::plugins::ai_rate_limiting::{
     write_quota_headers, AiRateLimiting, Quota, RuleHits, Verdict,
 };
 use crate::providers::wire::build_request;
-use crate::providers::Wire;
+use crate::providers::{Api, Wire};
 use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::reply;
 use crate::server::worker::Worker;
 
 /// One failed attempt, for the 502 body and logs.
-struct Tried {
-    instance: String,
-    status: Option<u16>,
-    error: String,
+#[derive(Clone)]
+pub(super) struct Tried {
+    pub instance: String,
+    pub status: Option<u16>,
+    pub error: String,
+}
+
+impl Tried {
+    pub fn failed(inst: &super::Instance, status: Option<u16>, error: String) -> Tried {
+        Tried {
+            instance: inst.name.to_string(),
+            status,
+            error,
+        }
+    }
 }
 
 /// Why instances were passed over without an attempt.
@@ -84,6 +95,15 @@ pub async fn handle<'a>(
     keep_alive: bool,
 ) -> Handled<'a> {
     let request_started = ctx.started;
+    if let Some(rest) = super::stored::stored_path(head.path()) {
+        let rest = rest.to_vec();
+        return Handled::Done(
+            Box::pin(super::stored::handle(
+                w, snap, plugin, c, head, ctx, &rest, keep_alive,
+            ))
+            .await,
+        );
+    }
     ctx.request_type = RequestType::AiChat;
     // The phases are boxed one at a time: the handler's own state stays
     // small and a request holds only the memory of the phase it is in
@@ -156,8 +176,27 @@ pub async fn handle<'a>(
     let mut tried: Vec<Tried> = Vec::new();
     let mut skipped = Skipped::default();
     let now = now_ms();
-    for idx in plugin.plan(key.as_deref()) {
-        if tried.len() >= plugin.max_attempts {
+    // A Responses API follow-up goes first to the instance remembered as
+    // holding its previous response; others that answer "not found" are
+    // passed over (see `affinity`).
+    let follow_up = match req.api {
+        Api::Responses => req.body.top_str("previous_response_id"),
+        _ => None,
+    };
+    let held_by = follow_up
+        .as_deref()
+        .and_then(|id| plugin.affinity.recall(id.as_bytes(), &plugin.instances));
+    let mut not_held: Option<(std::sync::Arc<str>, ReadAnswer)> = None;
+    let mut not_held_count = 0;
+    let order = held_by.into_iter().chain(
+        plugin
+            .plan(key.as_deref())
+            .filter(move |&i| Some(i) != held_by),
+    );
+    for idx in order {
+        // Instances that only said they do not hold the previous response
+        // were probed, not retried: they do not count against the cap.
+        if tried.len() - not_held_count >= plugin.max_attempts {
             break;
         }
         let inst = &plugin.instances[idx];
@@ -330,11 +369,31 @@ pub async fn handle<'a>(
                 rule_hits.clone()
             },
         };
-        match Box::pin(relay(
-            w, c, ctx, plugin, &req, answered, meta, keep_alive, http10,
-        ))
-        .await
-        {
+        let probe = follow_up.is_some()
+            && matches!(status, 400 | 404)
+            && inst.wire(req.api) == Wire::Responses
+            && !answered.head.is_event_stream();
+        let relayed = if probe {
+            match Box::pin(read_answer(w, c, plugin, inst, answered)).await {
+                Ok(read) if names_previous_response(&read.body) => {
+                    let why = "does not hold the previous response".to_owned();
+                    tried.push(Tried::failed(inst, Some(status), why));
+                    not_held = Some((inst.name.clone(), read));
+                    not_held_count += 1;
+                    continue;
+                }
+                Ok(read) => {
+                    Box::pin(relay_read(w, c, ctx, plugin, &req, read, meta, keep_alive)).await
+                }
+                Err(e) => Relayed::NotSent(e),
+            }
+        } else {
+            Box::pin(relay(
+                w, c, ctx, plugin, &req, answered, meta, keep_alive, http10,
+            ))
+            .await
+        };
+        match relayed {
             Relayed::Done(keep) => return Handled::Done(keep),
             Relayed::Stream(job) => return Handled::Stream(job),
             Relayed::NotSent(e) => {
@@ -355,6 +414,16 @@ pub async fn handle<'a>(
             }
         }
     }
+    // No instance holds the previous response (and none was passed over
+    // that might): the client gets the provider's own answer.
+    if let Some((name, read)) = not_held {
+        let passed_over = skipped.cooling + skipped.unhealthy + skipped.rate_limited;
+        if not_held_count == tried.len() && passed_over == 0 {
+            return not_held_reply(w, c, ctx, &name, read, tried.len(), keep_alive)
+                .await
+                .into();
+        }
+    }
     if tried.is_empty() && skipped.rate_limited > 0 {
         if let (Some(rl), Some((name, q))) = (limiter, &skipped.quota) {
             let headers = quota_headers(rl, name, q);
@@ -373,6 +442,65 @@ impl Skipped {
             self.why_cannot_serve = Some(why.to_owned());
         }
     }
+}
+
+/// Whether an error answer says the instance does not hold the request's
+/// `previous_response_id` (OpenAI: `400`, code
+/// `previous_response_not_found`; any error about that parameter counts).
+pub fn names_previous_response(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        error: Option<Error<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Error<'a> {
+        #[serde(borrow, default)]
+        code: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        param: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Body<'_>>(body)
+        .ok()
+        .and_then(|b| b.error)
+        .is_some_and(|e| {
+            e.code.as_deref() == Some("previous_response_not_found")
+                || e.param.as_deref() == Some("previous_response_id")
+        })
+}
+
+/// The last instance's "not found", as it answered (no instance holds
+/// the response a request names).
+pub(super) async fn not_held_reply(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    last: &str,
+    read: ReadAnswer,
+    attempts: usize,
+    keep_alive: bool,
+) -> bool {
+    let status = read.head.status;
+    ctx.upstream_status = Some(status);
+    ctx.upstream_addr = Some(read.addr);
+    ctx.llm.instance = Some(last.into());
+    ctx.llm.attempts = attempts as u32;
+    ctx.answered(status, &read.body);
+    let attempts = attempts.to_string();
+    let lines = reply::header_lines(&[
+        ("X-Ringway-Instance", last),
+        ("X-Ringway-Attempts", attempts.as_str()),
+    ]);
+    c.wbuf.clear();
+    reply::typed(
+        &mut c.wbuf,
+        status,
+        "application/json",
+        &read.body,
+        keep_alive,
+        &lines,
+    );
+    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
 /// `rejected_code` with `rejected_msg` and the spent budget's headers
@@ -441,18 +569,10 @@ async fn exhausted(
     skipped: Skipped,
     keep_alive: bool,
 ) -> bool {
-    ctx.llm.attempts = tried.len() as u32;
     if !tried.is_empty() {
-        let attempts: Vec<_> = tried
-            .iter()
-            .map(|t| json!({"instance": t.instance, "status": t.status, "error": t.error}))
-            .collect();
-        let body = json!({
-            "error_msg": format!("all {} attempted LLM instances failed", tried.len()),
-            "attempts": attempts,
-        });
-        return error_reply(w, c, plugin, ctx, 502, &body.to_string(), keep_alive, &[]).await;
+        return attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await;
     }
+    ctx.llm.attempts = 0;
     if skipped.cannot_serve > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
         let msg = format!(
             "no instance of this route can serve this {} request: {}",
@@ -484,8 +604,29 @@ async fn exhausted(
     .await
 }
 
+/// `502` naming every attempt and how it failed.
+pub(super) async fn attempts_failed(
+    w: &Worker,
+    c: &mut ClientConn,
+    plugin: &AiProxyMulti,
+    ctx: &mut RequestCtx,
+    tried: &[Tried],
+    keep_alive: bool,
+) -> bool {
+    ctx.llm.attempts = tried.len() as u32;
+    let attempts: Vec<_> = tried
+        .iter()
+        .map(|t| json!({"instance": t.instance, "status": t.status, "error": t.error}))
+        .collect();
+    let body = json!({
+        "error_msg": format!("all {} attempted LLM instances failed", tried.len()),
+        "attempts": attempts,
+    });
+    error_reply(w, c, plugin, ctx, 502, &body.to_string(), keep_alive, &[]).await
+}
+
 /// One of the plugin's own error answers with an `{"error_msg": …}` body.
-async fn error_msg(
+pub(super) async fn error_msg(
     w: &Worker,
     c: &mut ClientConn,
     plugin: &AiProxyMulti,

@@ -10,6 +10,7 @@
 //! The plugin is the route's content handler: it answers the request
 //! itself, after the access phase.
 
+pub mod affinity;
 pub mod attempt;
 pub mod config;
 pub mod handler;
@@ -17,6 +18,7 @@ pub mod instance;
 pub mod request;
 pub mod respond;
 pub mod select;
+pub mod stored;
 pub mod stream;
 
 use std::time::Duration;
@@ -62,6 +64,8 @@ pub struct AiProxyMulti {
     pub passive: PassivePolicy,
     /// `_meta.error_response`: the body of the plugin's own error answers.
     pub error_response: Option<crate::plugins::meta::ErrorResponse>,
+    /// Which instance holds which stored Responses API response.
+    pub affinity: std::sync::Arc<affinity::ResponseAffinity>,
 }
 
 impl AiProxyMulti {
@@ -145,6 +149,7 @@ impl AiProxyMulti {
             sse_heartbeat,
             passive: PassivePolicy::default(),
             error_response: None,
+            affinity: cx.carry.affinity(&cx.owner),
         })
     }
 

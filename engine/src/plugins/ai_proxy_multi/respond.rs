@@ -106,17 +106,109 @@ pub async fn relay<'a>(
             c, ctx, plugin, req, answered, meta, keep_alive, http10,
         ));
     }
+    match read_answer(w, c, plugin, meta.inst, answered).await {
+        Ok(read) => relay_read(w, c, ctx, plugin, req, read, meta, keep_alive).await,
+        Err(e) => Relayed::NotSent(e),
+    }
+}
+
+/// Relays a JSON answer already read whole (see [`read_answer`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn relay_read<'a>(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    plugin: &'a AiProxyMulti,
+    req: &LlmRequest,
+    read: ReadAnswer,
+    meta: AnswerMeta<'a>,
+    keep_alive: bool,
+) -> Relayed<'a> {
+    ctx.upstream_status = Some(read.head.status);
+    ctx.upstream_addr = Some(read.addr);
+    ctx.llm.instance = Some(meta.inst.name.clone());
+    ctx.llm.attempts = meta.attempts;
+    if ctx.llm.model.is_none() {
+        ctx.llm.model = meta.inst.model.as_deref().map(str::to_owned);
+    }
     let (limiter, inst) = (meta.limiter, meta.inst);
     let rule_hits = if meta.rule_hits.is_empty() {
         Vec::new()
     } else {
         meta.rule_hits.clone()
     };
-    let relayed = json(w, c, ctx, plugin, req, answered, meta, keep_alive).await;
+    let relayed = json(w, c, ctx, plugin, req, read, meta, keep_alive).await;
     if let Relayed::Done(_) = relayed {
         charge_remote(limiter, inst, &rule_hits, ctx).await;
     }
     relayed
+}
+
+/// A non-streamed answer, read whole; its connection is back in the pool
+/// when it can be.
+pub struct ReadAnswer {
+    pub head: ResponseHead,
+    pub body: Vec<u8>,
+    pub upstream_time: Duration,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Reads a non-streamed answer whole, within `max_response_bytes`; a
+/// failure leaves the client untouched (the caller may fall back).
+pub async fn read_answer(
+    w: &Worker,
+    c: &mut ClientConn,
+    plugin: &AiProxyMulti,
+    inst: &Instance,
+    answered: Answered,
+) -> Result<ReadAnswer, ProxyError> {
+    let Answered {
+        mut up,
+        head,
+        sent_at,
+    } = answered;
+    let timeout = plugin.transport.timeout;
+    let max_bytes = plugin.transport.max_response_bytes;
+    // A declared length past the limit is refused before reading it.
+    if let ResponseFraming::Length(len) = head.framing {
+        if len > max_bytes {
+            return Err(too_large(inst, len));
+        }
+    }
+    let mut dec = BodyDecoder::new(head.framing);
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        let done = match dec.decode(&mut c.ubuf, |d| body.extend_from_slice(d)) {
+            Ok(d) => d,
+            Err(_) => return Err(ProxyError::BadResponse("malformed body")),
+        };
+        if body.len() as u64 > max_bytes {
+            return Err(too_large(inst, body.len() as u64));
+        }
+        if done {
+            break;
+        }
+        if body.len() > MAX_JSON_ANSWER {
+            return Err(ProxyError::BadResponse("answer too large"));
+        }
+        match fill(&mut up.io, &mut c.ubuf, timeout).await {
+            Ok(0) if dec.eof_is_end() => break,
+            Ok(0) => return Err(ProxyError::UpstreamClosed),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let upstream_time = sent_at.elapsed();
+    let addr = up.key.addr;
+    if c.ubuf.is_empty() && head.keep_alive && dec.is_done() {
+        w.pool.put(up, &plugin.transport.keepalive);
+    }
+    Ok(ReadAnswer {
+        head,
+        body,
+        upstream_time,
+        addr,
+    })
 }
 
 /// Headers every AI answer carries: which instance answered, after how
@@ -162,49 +254,17 @@ async fn json(
     ctx: &mut RequestCtx,
     plugin: &AiProxyMulti,
     req: &LlmRequest,
-    answered: Answered,
+    read: ReadAnswer,
     meta: AnswerMeta<'_>,
     keep_alive: bool,
 ) -> Relayed<'static> {
-    let Answered {
-        mut up,
+    let ReadAnswer {
         head,
-        sent_at,
-    } = answered;
-    let timeout = plugin.transport.timeout;
-    let max_bytes = plugin.transport.max_response_bytes;
-    // A declared length past the limit is refused before reading it.
-    if let ResponseFraming::Length(len) = head.framing {
-        if len > max_bytes {
-            return Relayed::NotSent(too_large(&meta, len));
-        }
-    }
-    let mut dec = BodyDecoder::new(head.framing);
-    let mut body: Vec<u8> = Vec::new();
-    loop {
-        let done = match dec.decode(&mut c.ubuf, |d| body.extend_from_slice(d)) {
-            Ok(d) => d,
-            Err(_) => return Relayed::NotSent(ProxyError::BadResponse("malformed body")),
-        };
-        if body.len() as u64 > max_bytes {
-            return Relayed::NotSent(too_large(&meta, body.len() as u64));
-        }
-        if done {
-            break;
-        }
-        if body.len() > MAX_JSON_ANSWER {
-            return Relayed::NotSent(ProxyError::BadResponse("answer too large"));
-        }
-        match fill(&mut up.io, &mut c.ubuf, timeout).await {
-            Ok(0) if dec.eof_is_end() => break,
-            Ok(0) => return Relayed::NotSent(ProxyError::UpstreamClosed),
-            Ok(_) => {}
-            Err(e) => return Relayed::NotSent(e),
-        }
-    }
-    let upstream_time = sent_at.elapsed();
+        body,
+        upstream_time,
+        ..
+    } = read;
     ctx.upstream_response_time = Some(upstream_time);
-    let reusable = c.ubuf.is_empty() && head.keep_alive && dec.is_done();
     let status = head.status;
     let from = meta.inst.wire(req.api);
     let keep_raw_usage = meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage());
@@ -218,6 +278,9 @@ async fn json(
                 }
                 if conv.model.is_some() {
                     ctx.llm.model = conv.model;
+                }
+                if let Some(id) = &conv.response_id {
+                    plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
                 }
                 conv.body
             }
@@ -235,9 +298,6 @@ async fn json(
         p.keep_answer(out_body);
     }
     ctx.keep_response(out_body);
-    if reusable {
-        w.pool.put(up, &plugin.transport.keepalive);
-    }
     let wbuf = &mut c.wbuf;
     wbuf.clear();
     push_status_line(wbuf, status);
@@ -267,10 +327,10 @@ async fn json(
 
 /// An answer past `max_response_bytes` (`len`: declared or read so far);
 /// the upstream connection is dropped with it, never pooled.
-fn too_large(meta: &AnswerMeta<'_>, len: u64) -> ProxyError {
+fn too_large(inst: &Instance, len: u64) -> ProxyError {
     crate::observe::metrics::AI_RESPONSES_CUT.inc();
     tracing::warn!(
-        instance = %meta.inst.name,
+        instance = %inst.name,
         "aborting AI response: body of {len} bytes or more exceeds max_response_bytes"
     );
     ProxyError::LimitExceeded("upstream answer exceeds max_response_bytes")

@@ -217,6 +217,11 @@ async fn pump(
                 ctx.llm.ttft = Some(meta.attempt_started.elapsed());
                 ctx.llm.ttft_from_request = Some(meta.request_started.elapsed());
             }
+            // Known from the first event on: a follow-up may come as soon
+            // as the client has the id.
+            if let Some(id) = obs.response_id.take() {
+                plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
+            }
         }
         if done || at_eof || upstream_error.is_some() {
             let _ = transform.finish(&mut out, obs);

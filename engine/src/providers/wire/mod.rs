@@ -117,6 +117,12 @@ impl ClientBody {
             summary,
         })
     }
+
+    /// A top-level string member (`None` if absent or not a string).
+    pub fn top_str(&self, name: &str) -> Option<String> {
+        let raw = self.top.get(&self.bytes, name)?;
+        serde_json::from_slice::<String>(raw).ok()
+    }
 }
 
 /// Reads `model`, `stream` and friends (see [`ClientBody::parse`]).
@@ -239,6 +245,9 @@ pub struct ConvertedResponse {
     /// The provider's `usage` object as it answered, when asked for (an
     /// `ai-rate-limiting` `cost_expr` prices the request from it).
     pub raw_usage: Option<Value>,
+    /// A passed-through Responses API answer's `id` (the instance stores
+    /// that response).
+    pub response_id: Option<String>,
 }
 
 /// Maps a non-streaming answer to the client's format, reading its usage
@@ -271,11 +280,16 @@ pub fn convert_response(
             .filter(|_| keep_raw_usage)
             .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
             .filter(Value::is_object);
+        let response_id = match (from, top.get(body, "id")) {
+            (Wire::Responses, Some(raw)) => serde_json::from_slice::<String>(raw).ok(),
+            _ => None,
+        };
         return Ok(ConvertedResponse {
             body: None,
             usage,
             model,
             raw_usage,
+            response_id,
         });
     }
     let v: Value = serde_json::from_slice(body)
@@ -292,6 +306,7 @@ pub fn convert_response(
             body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
             model: model.clone(),
             raw_usage: raw_usage.clone(),
+            response_id: None,
         })
     };
     match (from, to) {
@@ -313,6 +328,7 @@ pub fn convert_response(
                 body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
                 model,
                 raw_usage,
+                response_id: None,
             })
         }
         (Wire::OpenAi, Wire::Anthropic) => {
@@ -322,6 +338,7 @@ pub fn convert_response(
                 body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
                 model,
                 raw_usage,
+                response_id: None,
             })
         }
     }

@@ -91,10 +91,12 @@ struct Wrapped {
     response: Option<ResponseFacts>,
 }
 
-/// The model and usage of a lifecycle or terminal event's response object
-/// (every other member is skipped without being built).
+/// The id, model and usage of a lifecycle or terminal event's response
+/// object (every other member is skipped without being built).
 #[derive(Deserialize, Default, Debug, PartialEq)]
 pub struct ResponseFacts {
+    #[serde(default)]
+    pub id: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default, deserialize_with = "usage_or_null")]
@@ -206,10 +208,12 @@ mod tests {
         let f = response_facts(done);
         assert_eq!(f.model.as_deref(), Some("gpt-5"));
         assert_eq!(f.usage, Some(Usage::new(11, 7)));
-        let created = br#"{"type":"response.created","response":{"model":"m","usage":null}}"#;
+        let created =
+            br#"{"type":"response.created","response":{"id":"resp_1","model":"m","usage":null}}"#;
         assert_eq!(
             response_facts(created),
             ResponseFacts {
+                id: Some("resp_1".into()),
                 model: Some("m".into()),
                 usage: None
             }

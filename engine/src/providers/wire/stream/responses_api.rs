@@ -51,8 +51,8 @@ impl StreamTransform {
     }
 }
 
-/// A Responses API event, passed through; the model from the lifecycle
-/// events, the first token from the first filled content delta, usage and
+/// A Responses API event, passed through; the response id and model from
+/// the lifecycle events, the first token from the first filled content delta, usage and
 /// the end from the terminal event.
 pub(super) fn pass(ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservations) {
     out.extend_from_slice(ev.raw);
@@ -61,7 +61,9 @@ pub(super) fn pass(ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservat
             obs.first_token = responses::delta_is_filled(&ev.data);
         }
         EventKind::Lifecycle if obs.model.is_none() => {
-            obs.model = responses::response_facts(&ev.data).model;
+            let facts = responses::response_facts(&ev.data);
+            obs.model = facts.model;
+            obs.response_id = facts.id;
         }
         EventKind::Terminal => {
             let facts = responses::response_facts(&ev.data);

@@ -1,0 +1,389 @@
+//! The Responses API's calls on a stored response — `GET` / `DELETE
+//! …/responses/{id}`, `GET …/responses/{id}/input_items`, `POST
+//! …/responses/{id}/cancel` — and its other `…/responses/{name}` calls
+//! (`input_tokens`, `compact`), on an `ai-proxy-multi` route.
+//!
+//! A stored response lives in the account that made it, so these go only
+//! to instances whose provider has the API: first the one remembered as
+//! holding the id ([`super::affinity`]), then the others in plan order
+//! while they answer `404`. The answer is relayed as it comes (JSON, or a
+//! replayed event stream) with the instance and attempt headers; nothing
+//! is converted or charged (these calls generate no tokens). Probing is
+//! not a retry: `max_retries` does not cap it, and a failed instance
+//! (connect error, timeout) is passed over, ending in `502` naming every
+//! attempt when no other instance had the response.
+//!
+//! The path after `/responses/` is checked before it goes anywhere: one
+//! or two segments of letters, digits, `_` and `-` (so no `..` or escapes
+//! can reach another API of the provider with the instance's key).
+
+use std::io::Write;
+use std::rc::Rc;
+
+use super::attempt::{self, Buffers};
+use super::handler::{error_msg, not_held_reply, Tried};
+use super::instance::{Instance, Target};
+use super::respond::read_answer;
+use super::AiProxyMulti;
+use crate::config::Snapshot;
+use crate::http::vars::VarSource;
+use crate::http::{RequestHead, Version};
+use crate::providers::{Api, Wire};
+use crate::proxy::body::read_all;
+use crate::proxy::head::{write_response_head, ClientFraming};
+use crate::proxy::relay::{relay_body, RelayError};
+use crate::proxy::ProxyError;
+use crate::server::conn::ClientConn;
+use crate::server::ctx::{RequestCtx, RequestType};
+use crate::server::worker::Worker;
+
+/// What follows `/responses/` in a request path, if anything does.
+pub fn stored_path(path: &[u8]) -> Option<&[u8]> {
+    const MARK: &[u8] = b"/responses/";
+    let at = path.windows(MARK.len()).position(|w| w == MARK)?;
+    let rest = &path[at + MARK.len()..];
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// One or two plain segments (`{id}`, `{id}/input_items`, `compact`).
+fn plain_segments(rest: &[u8]) -> bool {
+    let mut n = 0;
+    for seg in rest.split(|&b| b == b'/') {
+        n += 1;
+        let plain = !seg.is_empty()
+            && seg
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain || n > 2 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Serves one call on a stored response; whether the connection stays open.
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(
+    w: &Rc<Worker>,
+    snap: &Snapshot,
+    plugin: &AiProxyMulti,
+    c: &mut ClientConn,
+    head: &RequestHead,
+    ctx: &mut RequestCtx,
+    rest: &[u8],
+    keep_alive: bool,
+) -> bool {
+    ctx.request_type = RequestType::TraditionalHttp;
+    let max_body = plugin
+        .max_request_body
+        .unwrap_or(w.gateway.limits.max_body_bytes);
+    let gw = &w.gateway;
+    let body = match read_all(
+        c,
+        head.framing,
+        head.expect_continue,
+        max_body,
+        gw.timeouts.body,
+        gw.timeouts.send,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(ProxyError::ClientGone) => return false,
+        Err(e) => return error_msg(w, c, plugin, ctx, e.status(), &e.to_string(), false).await,
+    };
+    if !plain_segments(rest) {
+        let msg = "not a Responses API path: expected …/responses/{id}[/input_items|/cancel]";
+        return error_msg(w, c, plugin, ctx, 404, msg, keep_alive).await;
+    }
+    let method = head.method.as_str();
+    if !matches!(method, "GET" | "DELETE" | "POST") {
+        let msg = format!("method {method} is not allowed on a stored response");
+        return error_msg(w, c, plugin, ctx, 405, &msg, keep_alive).await;
+    }
+    let id = rest.split(|&b| b == b'/').next().unwrap_or(rest);
+    let whole_id = id.len() == rest.len();
+    let natives = |i: &usize| plugin.instances[*i].wire(Api::Responses) == Wire::Responses;
+    let held = plugin
+        .affinity
+        .recall(id, &plugin.instances)
+        .filter(natives);
+    let vars = VarSource {
+        head,
+        peer: c.peer,
+        consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+        tls: c.tls,
+    };
+    let key = plugin.hash_key(&vars);
+    let order: Vec<usize> = held
+        .into_iter()
+        .chain(
+            plugin
+                .plan(key.as_deref())
+                .filter(|i| Some(*i) != held && natives(i)),
+        )
+        .collect();
+    if order.is_empty() {
+        let msg = "no instance of this route stores Responses API responses \
+                   (providers with the API: openai, azure-openai, openai-compatible)";
+        return error_msg(w, c, plugin, ctx, 404, msg, keep_alive).await;
+    }
+    let mut tried: Vec<Tried> = Vec::new();
+    let mut not_found = None;
+    for idx in order {
+        let inst = &plugin.instances[idx];
+        let Ok(target) = inst.target(Api::Responses) else {
+            continue;
+        };
+        let bearer = match &inst.gcp {
+            None => None,
+            Some(g) => match Box::pin(g.authorization(&snap.tls, plugin.transport.timeout)).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tried.push(Tried::failed(inst, None, format!("GCP access token: {e}")));
+                    continue;
+                }
+            },
+        };
+        let answered = {
+            let mut wbuf = std::mem::take(&mut c.wbuf);
+            write_request(
+                &mut wbuf,
+                inst,
+                target,
+                head,
+                rest,
+                &body,
+                bearer.as_deref(),
+            );
+            let ClientConn {
+                ubuf,
+                uscratch,
+                watch,
+                raw_fd,
+                ..
+            } = &mut *c;
+            let mut bufs = Buffers {
+                wbuf: &mut wbuf,
+                ubuf,
+                scratch: uscratch,
+            };
+            let work = Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
+            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await;
+            wbuf.clear();
+            c.wbuf = wbuf;
+            r
+        };
+        let answered = match answered {
+            None => return false,
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                tracing::warn!(instance = %inst.name, "stored-response call failed: {e}");
+                tried.push(Tried::failed(inst, None, e.to_string()));
+                continue;
+            }
+        };
+        let status = answered.head.status;
+        if status == 404 {
+            match Box::pin(read_answer(w, c, plugin, inst, answered)).await {
+                Ok(read) => {
+                    tried.push(Tried::failed(inst, Some(404), "does not hold it".into()));
+                    not_found = Some(read);
+                }
+                Err(e) => tried.push(Tried::failed(inst, Some(404), e.to_string())),
+            }
+            continue;
+        }
+        if (200..300).contains(&status) && whole_id {
+            match method {
+                "GET" => plugin.affinity.remember(id, &inst.name),
+                "DELETE" => plugin.affinity.forget(id, &inst.name),
+                _ => {}
+            }
+        }
+        let attempts = tried.len() + 1;
+        return pass_answer(
+            w, c, ctx, plugin, head, inst, answered, attempts, keep_alive,
+        )
+        .await;
+    }
+    let failed = tried.iter().filter(|t| t.status != Some(404)).count();
+    match not_found {
+        Some(read) if failed == 0 => {
+            let last = tried.last().map_or("", |t| t.instance.as_str());
+            not_held_reply(w, c, ctx, last, read, tried.len(), keep_alive).await
+        }
+        _ => super::handler::attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await,
+    }
+}
+
+/// The upstream request: the instance's Responses endpoint with the
+/// client's path after `/responses` and its query, the instance's auth.
+fn write_request(
+    out: &mut Vec<u8>,
+    inst: &Instance,
+    target: &Target,
+    client: &RequestHead,
+    rest: &[u8],
+    body: &[u8],
+    bearer: Option<&str>,
+) {
+    let (path, query) = match target.request_target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target.request_target.as_str(), None),
+    };
+    out.clear();
+    out.extend_from_slice(client.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.trim_end_matches('/').as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(rest);
+    let mut sep = b'?';
+    for q in [query.map(str::as_bytes), client.query()]
+        .into_iter()
+        .flatten()
+    {
+        if !q.is_empty() {
+            out.push(sep);
+            out.extend_from_slice(q);
+            sep = b'&';
+        }
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(target.host_header.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !body.is_empty() || client.method == http::Method::POST {
+        let ct = client.header("content-type").unwrap_or(b"application/json");
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(ct);
+        let _ = write!(out, "\r\nContent-Length: {}\r\n", body.len());
+    }
+    out.extend_from_slice(b"Accept: ");
+    out.extend_from_slice(client.header("accept").unwrap_or(b"application/json"));
+    out.extend_from_slice(b"\r\n");
+    for (k, v) in inst.auth_headers.iter() {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if let Some(b) = bearer {
+        let _ = write!(out, "Authorization: {b}\r\n");
+    }
+    for (k, v) in inst.provider.extra_headers {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    for name in attempt::FORWARDED {
+        for v in client.header_all(name) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"User-Agent: ringway\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Relays an answer as it comes, with the instance and attempt headers.
+#[allow(clippy::too_many_arguments)]
+async fn pass_answer(
+    w: &Worker,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    plugin: &AiProxyMulti,
+    head: &RequestHead,
+    inst: &Instance,
+    answered: attempt::Answered,
+    attempts: usize,
+    keep_alive: bool,
+) -> bool {
+    let attempt::Answered {
+        mut up,
+        head: resp,
+        sent_at,
+    } = answered;
+    let client_http10 = head.version == Version::Http10;
+    let out = match resp.framing {
+        crate::http::ResponseFraming::Close | crate::http::ResponseFraming::Chunked
+            if client_http10 =>
+        {
+            ClientFraming::Raw
+        }
+        crate::http::ResponseFraming::Close => ClientFraming::Rechunk,
+        _ => ClientFraming::Same,
+    };
+    let keep = keep_alive && out != ClientFraming::Raw;
+    let attempts = attempts.to_string();
+    let extra: [(&[u8], &[u8]); 2] = [
+        (b"X-Ringway-Instance", inst.name.as_bytes()),
+        (b"X-Ringway-Attempts", attempts.as_bytes()),
+    ];
+    let ClientConn { io, ubuf, wbuf, .. } = &mut *c;
+    wbuf.clear();
+    write_response_head(wbuf, &resp, out, keep, client_http10, &extra);
+    ctx.status = resp.status;
+    ctx.upstream_status = Some(resp.status);
+    ctx.upstream_addr = Some(up.key.addr);
+    ctx.llm.instance = Some(inst.name.clone());
+    ctx.llm.attempts = attempts.parse().unwrap_or(1);
+    let relayed = relay_body(
+        &mut up.io,
+        io,
+        ubuf,
+        wbuf,
+        resp.framing,
+        out,
+        plugin.transport.timeout,
+        w.gateway.timeouts.send,
+        None,
+    )
+    .await;
+    ctx.upstream_response_time = Some(sent_at.elapsed());
+    match relayed {
+        Ok(r) => {
+            ctx.bytes_sent = r.bytes;
+            if r.reusable && resp.keep_alive {
+                w.pool.put(up, &plugin.transport.keepalive);
+            }
+            keep
+        }
+        Err(RelayError::Upstream(e)) => {
+            tracing::debug!(instance = %inst.name, "stored-response answer cut: {e}");
+            false
+        }
+        Err(RelayError::Client) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_after_responses_are_plain_segments_only() {
+        assert_eq!(stored_path(b"/v1/responses"), None);
+        assert_eq!(stored_path(b"/v1/responses/"), None);
+        assert_eq!(stored_path(b"/v1/responses/resp_1"), Some(&b"resp_1"[..]));
+        assert_eq!(
+            stored_path(b"/openai/v1/responses/resp_1/input_items"),
+            Some(&b"resp_1/input_items"[..])
+        );
+        for ok in [
+            &b"resp_1"[..],
+            b"resp_1/cancel",
+            b"compact",
+            b"a-b_C9/input_items",
+        ] {
+            assert!(plain_segments(ok), "{ok:?}");
+        }
+        for bad in [
+            &b"resp_1/../../files"[..],
+            b"..",
+            b"resp_1/",
+            b"resp_1//x",
+            b"resp_1/input_items/x",
+            b"%2e%2e",
+            b"resp.1",
+        ] {
+            assert!(!plain_segments(bad), "{bad:?}");
+        }
+    }
+}
