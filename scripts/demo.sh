@@ -40,6 +40,14 @@ instances (openai-instance weight 8, deepseek-instance weight 2). Try:
   curl -s http://127.0.0.1:9080/v1/responses -H 'Content-Type: application/json' \
     -d '{"model":"any","instructions":"Be brief","input":"What is 1+1?"}'
 
+  # a Responses API conversation over two accounts: the follow-up goes to
+  # the account that stored the first answer (X-Ringway-Instance)
+  id=$(curl -s http://127.0.0.1:9080/accounts/v1/responses -H 'Content-Type: application/json' \
+    -d '{"model":"any","input":"What is 1+1?"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -si http://127.0.0.1:9080/accounts/v1/responses -H 'Content-Type: application/json' \
+    -d "{\"model\":\"any\",\"input\":\"And 2+2?\",\"previous_response_id\":\"$id\"}"
+  curl -si http://127.0.0.1:9080/accounts/v1/responses/$id
+
   # the official OpenAI SDK (pip install openai)
   python3 -c 'from openai import OpenAI; c = OpenAI(base_url="http://127.0.0.1:9080/v1", api_key="demo"); print(c.chat.completions.create(model="any", messages=[{"role":"user","content":"hi"}]).choices[0].message.content)'
 

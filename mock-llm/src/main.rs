@@ -19,6 +19,9 @@ Endpoints (matched by path suffix, so any prefix works):
   POST …/embeddings           OpenAI embeddings (float or base64)
   POST …/messages             Anthropic Messages (JSON or SSE)
   POST …/responses            OpenAI Responses API (JSON, or its SSE events with \"stream\": true)
+  GET|DELETE …/responses/{id} a response this instance stored (as an account does);
+                              also …/{id}/input_items, POST …/{id}/cancel; previous_response_id
+                              it does not hold: 400 previous_response_not_found
   GET  …/models               model list
   GET  /health, /healthz      health (status settable via health_status)
   POST /oauth2/token          Google OAuth2 JWT-bearer grant (for auth.gcp)

@@ -7,6 +7,9 @@
 //! [`select`] orders instances for a request, [`handler`] runs the
 //! attempts, [`respond`] relays a JSON answer, and [`stream`] relays an SSE
 //! answer as a job the connection loop runs once the handler has returned.
+//! [`affinity`] remembers which instance stores which Responses API
+//! response (follow-ups go there first) and [`stored`] serves the calls on
+//! a stored response (`GET` / `DELETE …/responses/{id}`, …).
 //! The plugin is the route's content handler: it answers the request
 //! itself, after the access phase.
 
@@ -225,13 +228,44 @@ mod tests {
     use std::sync::Arc;
 
     fn compile(v: Value) -> Result<AiProxyMulti, ConfigError> {
-        let mut carry = Carry::new(None);
+        compile_with(&mut Carry::new(None), v)
+    }
+
+    fn compile_with(carry: &mut Carry<'_>, v: Value) -> Result<AiProxyMulti, ConfigError> {
         let mut cx = super::super::CompileCx {
             owner: Arc::from("route/r"),
-            carry: &mut carry,
+            carry,
             metadata: &Default::default(),
         };
         AiProxyMulti::compile(&v, &FieldPath::root().field("ai-proxy-multi"), &mut cx)
+    }
+
+    #[test]
+    fn response_holders_are_remembered_by_name_across_reloads() {
+        let mut first = Carry::new(None);
+        let p = compile_with(
+            &mut first,
+            json!({"instances": [inst("a", 0, 1), inst("b", 0, 1)]}),
+        )
+        .unwrap();
+        p.affinity.remember(b"resp_1", "b");
+        p.affinity.remember(b"resp_2", "a");
+        assert_eq!(p.affinity.recall(b"resp_1", &p.instances), Some(1));
+        assert_eq!(p.affinity.recall(b"resp_3", &p.instances), None);
+        // Reordered, one instance gone, one added: names still match.
+        let shared = first.next;
+        let mut second = Carry::new(Some(&shared));
+        let q = compile_with(
+            &mut second,
+            json!({"instances": [inst("c", 0, 1), inst("b", 0, 1)]}),
+        )
+        .unwrap();
+        assert_eq!(q.affinity.recall(b"resp_1", &q.instances), Some(1));
+        assert_eq!(
+            q.affinity.recall(b"resp_2", &q.instances),
+            None,
+            "`a` is gone"
+        );
     }
 
     fn inst(name: &str, priority: i64, weight: i64) -> Value {
