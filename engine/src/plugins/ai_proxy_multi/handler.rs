@@ -95,7 +95,14 @@ pub async fn handle<'a>(
     keep_alive: bool,
 ) -> Handled<'a> {
     let request_started = ctx.started;
-    if let Some(rest) = super::stored::stored_path(head.path()) {
+    // (Chat paths, the common case, end in `/completions` and skip the
+    // search.)
+    let path = head.path();
+    let stored = match path.ends_with(b"/completions") {
+        true => None,
+        false => super::stored::stored_path(path),
+    };
+    if let Some(rest) = stored {
         let rest = rest.to_vec();
         return Handled::Done(
             Box::pin(super::stored::handle(
