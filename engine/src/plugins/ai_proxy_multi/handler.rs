@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::attempt::{self, Buffers};
 use super::request::{intake, LlmRequest, Refused};
-use super::respond::{read_answer, relay, relay_read, AnswerMeta, ReadAnswer, Relayed};
+use super::respond::{relay, AnswerMeta, Kept, Relayed};
 use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::config::Snapshot;
@@ -186,21 +186,23 @@ pub async fn handle<'a>(
     // A Responses API follow-up goes first to the instance remembered as
     // holding its previous response; others that answer "not found" are
     // passed over (see `affinity`).
-    let follow_up = match req.api {
-        Api::Responses => req.body.top_str("previous_response_id"),
-        _ => None,
+    let (follow_up, held_by) = match req.api {
+        Api::Responses => follow_up(plugin, &req),
+        _ => (false, None),
     };
-    let held_by = follow_up
-        .as_deref()
-        .and_then(|id| plugin.affinity.recall(id.as_bytes(), &plugin.instances));
-    let mut not_held: Option<(std::sync::Arc<str>, ReadAnswer)> = None;
+    let mut not_held: Option<Kept> = None;
     let mut not_held_count = 0;
-    let order = held_by.into_iter().chain(
-        plugin
-            .plan(key.as_deref())
-            .filter(move |&i| Some(i) != held_by),
-    );
-    for idx in order {
+    let mut plan = plugin.plan(key.as_deref());
+    let mut first = held_by;
+    loop {
+        let idx = match first.take() {
+            Some(i) => i,
+            None => match plan.next() {
+                Some(i) if Some(i) == held_by => continue,
+                Some(i) => i,
+                None => break,
+            },
+        };
         // Instances that only said they do not hold the previous response
         // were probed, not retried: they do not count against the cap.
         if tried.len() - not_held_count >= plugin.max_attempts {
@@ -376,31 +378,22 @@ pub async fn handle<'a>(
                 rule_hits.clone()
             },
         };
-        let probe = follow_up.is_some()
+        let probe = follow_up
             && matches!(status, 400 | 404)
             && inst.wire(req.api) == Wire::Responses
             && !answered.head.is_event_stream();
-        let relayed = if probe {
-            match Box::pin(read_answer(w, c, plugin, inst, answered)).await {
-                Ok(read) if names_previous_response(&read.body) => {
-                    let why = "does not hold the previous response".to_owned();
-                    tried.push(Tried::failed(inst, Some(status), why));
-                    not_held = Some((inst.name.clone(), read));
-                    not_held_count += 1;
-                    continue;
-                }
-                Ok(read) => {
-                    Box::pin(relay_read(w, c, ctx, plugin, &req, read, meta, keep_alive)).await
-                }
-                Err(e) => Relayed::NotSent(e),
+        match Box::pin(relay(
+            w, c, ctx, plugin, &req, answered, probe, meta, keep_alive, http10,
+        ))
+        .await
+        {
+            Relayed::NotHeld(kept) => {
+                let why = "does not hold the previous response".to_owned();
+                tried.push(Tried::failed(inst, Some(status), why));
+                not_held = Some(*kept);
+                not_held_count += 1;
+                continue;
             }
-        } else {
-            Box::pin(relay(
-                w, c, ctx, plugin, &req, answered, meta, keep_alive, http10,
-            ))
-            .await
-        };
-        match relayed {
             Relayed::Done(keep) => return Handled::Done(keep),
             Relayed::Stream(job) => return Handled::Stream(job),
             Relayed::NotSent(e) => {
@@ -423,10 +416,10 @@ pub async fn handle<'a>(
     }
     // No instance holds the previous response (and none was passed over
     // that might): the client gets the provider's own answer.
-    if let Some((name, read)) = not_held {
+    if let Some(kept) = not_held {
         let passed_over = skipped.cooling + skipped.unhealthy + skipped.rate_limited;
         if not_held_count == tried.len() && passed_over == 0 {
-            return not_held_reply(w, c, ctx, &name, read, tried.len(), keep_alive)
+            return Box::pin(not_held_reply(w, c, ctx, kept, tried.len(), keep_alive))
                 .await
                 .into();
         }
@@ -448,6 +441,20 @@ impl Skipped {
         if self.why_cannot_serve.is_none() {
             self.why_cannot_serve = Some(why.to_owned());
         }
+    }
+}
+
+/// Whether a Responses API request follows up on a stored response
+/// (`previous_response_id`), and the instance remembered as holding it.
+#[cold]
+#[inline(never)]
+fn follow_up(plugin: &AiProxyMulti, req: &LlmRequest) -> (bool, Option<usize>) {
+    match req.body.top_str("previous_response_id") {
+        Some(id) => (
+            true,
+            plugin.affinity.recall(id.as_bytes(), &plugin.instances),
+        ),
+        None => (false, None),
     }
 }
 
@@ -482,20 +489,19 @@ pub(super) async fn not_held_reply(
     w: &Worker,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
-    last: &str,
-    read: ReadAnswer,
+    kept: Kept,
     attempts: usize,
     keep_alive: bool,
 ) -> bool {
-    let status = read.head.status;
+    let status = kept.status;
     ctx.upstream_status = Some(status);
-    ctx.upstream_addr = Some(read.addr);
-    ctx.llm.instance = Some(last.into());
+    ctx.upstream_addr = Some(kept.addr);
+    ctx.llm.instance = Some(kept.instance.clone());
     ctx.llm.attempts = attempts as u32;
-    ctx.answered(status, &read.body);
+    ctx.answered(status, &kept.body);
     let attempts = attempts.to_string();
     let lines = reply::header_lines(&[
-        ("X-Ringway-Instance", last),
+        ("X-Ringway-Instance", &kept.instance),
         ("X-Ringway-Attempts", attempts.as_str()),
     ]);
     c.wbuf.clear();
@@ -503,7 +509,7 @@ pub(super) async fn not_held_reply(
         &mut c.wbuf,
         status,
         "application/json",
-        &read.body,
+        &kept.body,
         keep_alive,
         &lines,
     );

@@ -76,6 +76,9 @@ pub enum Relayed<'a> {
     Stream(Box<StreamJob<'a>>),
     /// Nothing was sent to the client yet: the caller may fall back.
     NotSent(ProxyError),
+    /// A probed instance answered that it does not hold the response the
+    /// request names (see [`relay`]); nothing was sent.
+    NotHeld(Box<Kept>),
 }
 
 /// Largest non-streaming answer held in memory.
@@ -89,6 +92,7 @@ pub async fn relay<'a>(
     plugin: &'a AiProxyMulti,
     req: &LlmRequest,
     answered: Answered,
+    probe: bool,
     meta: AnswerMeta<'a>,
     keep_alive: bool,
     http10: bool,
@@ -106,109 +110,124 @@ pub async fn relay<'a>(
             c, ctx, plugin, req, answered, meta, keep_alive, http10,
         ));
     }
-    match read_answer(w, c, plugin, meta.inst, answered).await {
-        Ok(read) => relay_read(w, c, ctx, plugin, req, read, meta, keep_alive).await,
-        Err(e) => Relayed::NotSent(e),
-    }
-}
-
-/// Relays a JSON answer already read whole (see [`read_answer`]).
-#[allow(clippy::too_many_arguments)]
-pub async fn relay_read<'a>(
-    w: &Worker,
-    c: &mut ClientConn,
-    ctx: &mut RequestCtx,
-    plugin: &'a AiProxyMulti,
-    req: &LlmRequest,
-    read: ReadAnswer,
-    meta: AnswerMeta<'a>,
-    keep_alive: bool,
-) -> Relayed<'a> {
-    ctx.upstream_status = Some(read.head.status);
-    ctx.upstream_addr = Some(read.addr);
-    ctx.llm.instance = Some(meta.inst.name.clone());
-    ctx.llm.attempts = meta.attempts;
-    if ctx.llm.model.is_none() {
-        ctx.llm.model = meta.inst.model.as_deref().map(str::to_owned);
-    }
     let (limiter, inst) = (meta.limiter, meta.inst);
     let rule_hits = if meta.rule_hits.is_empty() {
         Vec::new()
     } else {
         meta.rule_hits.clone()
     };
-    let relayed = json(w, c, ctx, plugin, req, read, meta, keep_alive).await;
+    let relayed = json(w, c, ctx, plugin, req, answered, probe, meta, keep_alive).await;
     if let Relayed::Done(_) = relayed {
         charge_remote(limiter, inst, &rule_hits, ctx).await;
     }
     relayed
 }
 
-/// A non-streamed answer, read whole; its connection is back in the pool
-/// when it can be.
-pub struct ReadAnswer {
-    pub head: ResponseHead,
+/// A non-streamed answer's body, read whole.
+pub struct ReadBody {
     pub body: Vec<u8>,
+    /// The connection ended exactly at the end of the answer and may go
+    /// back to the pool.
+    pub reusable: bool,
     pub upstream_time: Duration,
-    pub addr: std::net::SocketAddr,
 }
 
-/// Reads a non-streamed answer whole, within `max_response_bytes`; a
-/// failure leaves the client untouched (the caller may fall back).
-pub async fn read_answer(
-    w: &Worker,
+/// Reads a non-streamed answer's body whole, within `max_response_bytes`;
+/// a failure leaves the client untouched (the caller may fall back).
+pub async fn read_body(
     c: &mut ClientConn,
     plugin: &AiProxyMulti,
     inst: &Instance,
-    answered: Answered,
-) -> Result<ReadAnswer, ProxyError> {
-    let Answered {
-        mut up,
-        head,
-        sent_at,
-    } = answered;
+    answered: &mut Answered,
+) -> Result<ReadBody, ProxyError> {
     let timeout = plugin.transport.timeout;
     let max_bytes = plugin.transport.max_response_bytes;
-    // A declared length past the limit is refused before reading it.
-    if let ResponseFraming::Length(len) = head.framing {
-        if len > max_bytes {
-            return Err(too_large(inst, len));
-        }
-    }
+    let head = &answered.head;
+    refuse_declared_length(head, max_bytes, inst)?;
     let mut dec = BodyDecoder::new(head.framing);
     let mut body: Vec<u8> = Vec::new();
     loop {
-        let done = match dec.decode(&mut c.ubuf, |d| body.extend_from_slice(d)) {
-            Ok(d) => d,
-            Err(_) => return Err(ProxyError::BadResponse("malformed body")),
-        };
-        if body.len() as u64 > max_bytes {
-            return Err(too_large(inst, body.len() as u64));
-        }
-        if done {
+        let done = dec
+            .decode(&mut c.ubuf, |d| body.extend_from_slice(d))
+            .map_err(|_| ProxyError::BadResponse("malformed body"))?;
+        if within_limits(done, body.len(), max_bytes, inst)? {
             break;
         }
-        if body.len() > MAX_JSON_ANSWER {
-            return Err(ProxyError::BadResponse("answer too large"));
-        }
-        match fill(&mut up.io, &mut c.ubuf, timeout).await {
-            Ok(0) if dec.eof_is_end() => break,
-            Ok(0) => return Err(ProxyError::UpstreamClosed),
-            Ok(_) => {}
-            Err(e) => return Err(e),
+        match fill(&mut answered.up.io, &mut c.ubuf, timeout).await? {
+            0 if dec.eof_is_end() => break,
+            0 => return Err(ProxyError::UpstreamClosed),
+            _ => {}
         }
     }
-    let upstream_time = sent_at.elapsed();
-    let addr = up.key.addr;
-    if c.ubuf.is_empty() && head.keep_alive && dec.is_done() {
-        w.pool.put(up, &plugin.transport.keepalive);
-    }
-    Ok(ReadAnswer {
-        head,
+    Ok(ReadBody {
         body,
-        upstream_time,
-        addr,
+        reusable: c.ubuf.is_empty() && answered.head.keep_alive && dec.is_done(),
+        upstream_time: answered.sent_at.elapsed(),
     })
+}
+
+/// A declared length past `max_response_bytes` is refused before reading.
+fn refuse_declared_length(
+    head: &ResponseHead,
+    max_bytes: u64,
+    inst: &Instance,
+) -> Result<(), ProxyError> {
+    match head.framing {
+        ResponseFraming::Length(len) if len > max_bytes => Err(too_large(inst, len)),
+        _ => Ok(()),
+    }
+}
+
+/// A body of `len` bytes read so far (`done`: all of it) within
+/// `max_response_bytes` and the memory limit; whether it is complete.
+/// (Each reader decodes with its own closure: the relay's decoding stays
+/// inlined into it.)
+#[inline]
+fn within_limits(
+    done: bool,
+    len: usize,
+    max_bytes: u64,
+    inst: &Instance,
+) -> Result<bool, ProxyError> {
+    if len as u64 > max_bytes {
+        return Err(too_large(inst, len as u64));
+    }
+    if !done && len > MAX_JSON_ANSWER {
+        return Err(ProxyError::BadResponse("answer too large"));
+    }
+    Ok(done)
+}
+
+/// An answer read whole and not relayed (yet): a "not found" the client
+/// gets if no other instance has what it asked for.
+pub struct Kept {
+    pub instance: std::sync::Arc<str>,
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Kept {
+    /// Keeps `answered`, its body read (see [`read_body`]); its connection
+    /// goes back to the pool when it can.
+    pub fn new(
+        w: &Worker,
+        plugin: &AiProxyMulti,
+        inst: &Instance,
+        a: Answered,
+        read: ReadBody,
+    ) -> Kept {
+        let (status, addr) = (a.head.status, a.up.key.addr);
+        if read.reusable {
+            w.pool.put(a.up, &plugin.transport.keepalive);
+        }
+        Kept {
+            instance: inst.name.clone(),
+            status,
+            body: read.body,
+            addr,
+        }
+    }
 }
 
 /// Headers every AI answer carries: which instance answered, after how
@@ -254,18 +273,53 @@ async fn json(
     ctx: &mut RequestCtx,
     plugin: &AiProxyMulti,
     req: &LlmRequest,
-    read: ReadAnswer,
+    answered: Answered,
+    probe: bool,
     meta: AnswerMeta<'_>,
     keep_alive: bool,
 ) -> Relayed<'static> {
-    let ReadAnswer {
+    let Answered {
+        mut up,
         head,
-        body,
-        upstream_time,
-        ..
-    } = read;
+        sent_at,
+    } = answered;
+    let timeout = plugin.transport.timeout;
+    let max_bytes = plugin.transport.max_response_bytes;
+    if let Err(e) = refuse_declared_length(&head, max_bytes, meta.inst) {
+        return Relayed::NotSent(e);
+    }
+    let mut dec = BodyDecoder::new(head.framing);
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        let done = match dec.decode(&mut c.ubuf, |d| body.extend_from_slice(d)) {
+            Ok(d) => d,
+            Err(_) => return Relayed::NotSent(ProxyError::BadResponse("malformed body")),
+        };
+        match within_limits(done, body.len(), max_bytes, meta.inst) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Relayed::NotSent(e),
+        }
+        match fill(&mut up.io, &mut c.ubuf, timeout).await {
+            Ok(0) if dec.eof_is_end() => break,
+            Ok(0) => return Relayed::NotSent(ProxyError::UpstreamClosed),
+            Ok(_) => {}
+            Err(e) => return Relayed::NotSent(e),
+        }
+    }
+    let upstream_time = sent_at.elapsed();
     ctx.upstream_response_time = Some(upstream_time);
+    let reusable = c.ubuf.is_empty() && head.keep_alive && dec.is_done();
     let status = head.status;
+    if probe && super::handler::names_previous_response(&body) {
+        let read = ReadBody {
+            body,
+            reusable,
+            upstream_time,
+        };
+        let answered = Answered { up, head, sent_at };
+        return Relayed::NotHeld(Box::new(Kept::new(w, plugin, meta.inst, answered, read)));
+    }
     let from = meta.inst.wire(req.api);
     let keep_raw_usage = meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage());
     let converted_body = if (200..300).contains(&status) {
@@ -298,6 +352,9 @@ async fn json(
         p.keep_answer(out_body);
     }
     ctx.keep_response(out_body);
+    if reusable {
+        w.pool.put(up, &plugin.transport.keepalive);
+    }
     let wbuf = &mut c.wbuf;
     wbuf.clear();
     push_status_line(wbuf, status);

@@ -5,7 +5,7 @@
 //!
 //! A stored response lives in the account that made it, so these go only
 //! to instances whose provider has the API: first the one remembered as
-//! holding the id ([`super::affinity`]), then the others in plan order
+//! holding the id ([`super::affinity`]), then the others by priority
 //! while they answer `404`. The answer is relayed as it comes (JSON, or a
 //! replayed event stream) with the instance and attempt headers; nothing
 //! is converted or charged (these calls generate no tokens). Probing is
@@ -17,16 +17,17 @@
 //! or two segments of letters, digits, `_` and `-` (so no `..` or escapes
 //! can reach another API of the provider with the instance's key).
 
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use super::attempt::{self, Buffers};
 use super::handler::{error_msg, not_held_reply, Tried};
 use super::instance::{Instance, Target};
-use super::respond::read_answer;
+use super::respond::{read_body, Kept};
 use super::AiProxyMulti;
 use crate::config::Snapshot;
-use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
 use crate::providers::{Api, Wire};
 use crate::proxy::body::read_all;
@@ -78,16 +79,17 @@ pub async fn handle(
         .max_request_body
         .unwrap_or(w.gateway.limits.max_body_bytes);
     let gw = &w.gateway;
-    let body = match read_all(
+    // Shared code is reached through `dyn` futures here, so the LLM path
+    // stays the only direct caller of its steps (and keeps them inlined).
+    let read: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(read_all(
         c,
         head.framing,
         head.expect_continue,
         max_body,
         gw.timeouts.body,
         gw.timeouts.send,
-    )
-    .await
-    {
+    ));
+    let body = match read.await {
         Ok(b) => b,
         Err(ProxyError::ClientGone) => return false,
         Err(e) => return error_msg(w, c, plugin, ctx, e.status(), &e.to_string(), false).await,
@@ -108,18 +110,15 @@ pub async fn handle(
         .affinity
         .recall(id, &plugin.instances)
         .filter(natives);
-    let vars = VarSource {
-        head,
-        peer: c.peer,
-        consumer: ctx.consumer.as_ref().map(|c| &*c.username),
-        tls: c.tls,
-    };
-    let key = plugin.hash_key(&vars);
+    // Then the others by priority: every one may be asked, so balancing
+    // would only reorder the probes.
     let order: Vec<usize> = held
         .into_iter()
         .chain(
             plugin
-                .plan(key.as_deref())
+                .groups
+                .iter()
+                .flat_map(|g| g.members.iter().copied())
                 .filter(|i| Some(*i) != held && natives(i)),
         )
         .collect();
@@ -168,7 +167,8 @@ pub async fn handle(
                 ubuf,
                 scratch: uscratch,
             };
-            let work = Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
+            let work: Pin<Box<dyn Future<Output = _> + '_>> =
+                Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
             let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await;
             wbuf.clear();
             c.wbuf = wbuf;
@@ -185,10 +185,11 @@ pub async fn handle(
         };
         let status = answered.head.status;
         if status == 404 {
-            match Box::pin(read_answer(w, c, plugin, inst, answered)).await {
+            let mut answered = answered;
+            match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
                 Ok(read) => {
                     tried.push(Tried::failed(inst, Some(404), "does not hold it".into()));
-                    not_found = Some(read);
+                    not_found = Some(Kept::new(w, plugin, inst, answered, read));
                 }
                 Err(e) => tried.push(Tried::failed(inst, Some(404), e.to_string())),
             }
@@ -209,10 +210,7 @@ pub async fn handle(
     }
     let failed = tried.iter().filter(|t| t.status != Some(404)).count();
     match not_found {
-        Some(read) if failed == 0 => {
-            let last = tried.last().map_or("", |t| t.instance.as_str());
-            not_held_reply(w, c, ctx, last, read, tried.len(), keep_alive).await
-        }
+        Some(kept) if failed == 0 => not_held_reply(w, c, ctx, kept, tried.len(), keep_alive).await,
         _ => super::handler::attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await,
     }
 }

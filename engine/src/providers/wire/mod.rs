@@ -280,8 +280,10 @@ pub fn convert_response(
             .filter(|_| keep_raw_usage)
             .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
             .filter(Value::is_object);
-        let response_id = match (from, top.get(body, "id")) {
-            (Wire::Responses, Some(raw)) => serde_json::from_slice::<String>(raw).ok(),
+        let response_id = match from {
+            Wire::Responses => top
+                .get(body, "id")
+                .and_then(|raw| serde_json::from_slice::<String>(raw).ok()),
             _ => None,
         };
         return Ok(ConvertedResponse {
