@@ -101,6 +101,23 @@ fn follow_ups_and_stored_calls_find_the_instance_that_holds_the_response() {
     assert_eq!(r.header("x-ringway-instance"), Some(holder.as_str()));
     assert_eq!(r.header("x-ringway-attempts"), Some("1"));
     assert_eq!(r.json()["id"], id.as_str());
+    let r = c.get(&format!("/v1/responses/{id}?stream=true"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    assert_eq!(r.header("x-ringway-instance"), Some(holder.as_str()));
+    let replayed = r.text();
+    assert!(
+        replayed.starts_with("event: response.created\n"),
+        "{replayed}"
+    );
+    assert!(
+        replayed.contains("event: response.completed\n"),
+        "{replayed}"
+    );
+    assert_eq!(response_id(&replayed), *id);
     let r = c.get(&format!("/v1/responses/{id}/input_items?order=asc&limit=5"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["data"][0]["content"][0]["text"], "What is 1+1?");

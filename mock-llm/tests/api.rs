@@ -306,6 +306,28 @@ fn responses_are_stored_per_instance_like_per_account() {
     let got = a.get(&format!("/v1/responses/{id}"));
     assert_eq!(got.status, 200);
     assert_eq!(got.json(), first);
+    let replay = a.get(&format!("/v1/responses/{id}?stream=true"));
+    assert!(replay
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let kinds: Vec<_> = events(&replay.body)
+        .into_iter()
+        .map(|(k, _)| k.unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "response.created",
+            "response.output_text.delta",
+            "response.completed"
+        ]
+    );
+    let (_, done) = events(&replay.body).pop().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&done).unwrap()["response"],
+        first
+    );
     let missing = b.get(&format!("/v1/responses/{id}"));
     assert_eq!(missing.status, 404);
     assert_eq!(

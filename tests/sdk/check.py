@@ -106,6 +106,8 @@ def main():
         check(r3.usage.input_tokens > r2.usage.input_tokens, "the conversation was not counted as input")
         got = seen(c.responses.with_raw_response.retrieve(r3.id))
         check(got.id == r3.id and got.output_text == r3.output_text, "retrieved another response")
+        replay = [ev.type for ev in c.responses.retrieve(r3.id, stream=True)]
+        check(replay[0] == "response.created" and replay[-1] == "response.completed", f"replay {replay}")
         items = c.responses.input_items.list(r1.id)
         check(items.data and items.data[0].content[0].text == "What is 1+1?", "input items differ")
         c.responses.delete(r1.id)

@@ -13,7 +13,8 @@
 //! Responses are stored (`store`, default true) per mock instance, like
 //! per account: `previous_response_id` must name one this instance holds
 //! (else `400 previous_response_not_found`, as the real API answers) and
-//! counts its conversation as input; `GET` / `DELETE …/responses/{id}`,
+//! counts its conversation as input; `GET` / `DELETE …/responses/{id}`
+//! (`GET …?stream=true` replays it as events),
 //! `GET …/responses/{id}/input_items` and `POST …/responses/{id}/cancel`
 //! answer from the store (`404` for ids it does not hold).
 
@@ -194,9 +195,8 @@ pub async fn stored(sh: &Shared, conn: &mut Conn, req: &Request, id: &str, rest:
     let not_found = format!("Response with id '{id}' not found.");
     let found = sh.response_store().get(id).cloned();
     let out = match (req.method.as_str(), rest, found) {
-        ("GET", "", Some(_)) if req.query_param("stream") == Some("true") => {
-            let msg = "mock-llm does not replay stored responses as streams.";
-            return send_api_error(sh, conn, req, 400, msg, Some("stream"), None).await;
+        ("GET", "", Some(s)) if req.query_param("stream") == Some("true") => {
+            return replay(sh, conn, req, s.response).await;
         }
         ("GET", "", Some(s)) => s.response,
         ("DELETE", "", Some(_)) => {
@@ -237,6 +237,50 @@ pub async fn stored(sh: &Shared, conn: &mut Conn, req: &Request, id: &str, rest:
     sh.count(200);
     let headers = [("x-mock-instance", sh.name().to_owned())];
     super::send_json(conn, req, out.to_string().as_bytes(), &headers).await
+}
+
+/// A stored response replayed as a stream (`GET …?stream=true`): its
+/// creation, its text as one delta per output text part, its completion.
+async fn replay(sh: &Shared, conn: &mut Conn, req: &Request, response: Value) -> After {
+    let mut number = 0u64;
+    let mut event = |kind: &str, mut data: Value| {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(number);
+        number += 1;
+        format!("event: {kind}\ndata: {data}\n\n").into_bytes()
+    };
+    let mut created = response.clone();
+    created["status"] = json!("in_progress");
+    created["output"] = json!([]);
+    let head = vec![event("response.created", json!({ "response": created }))];
+    let mut tokens = Vec::new();
+    for (i, item) in response["output"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for (j, part) in item["content"].as_array().into_iter().flatten().enumerate() {
+            if let Some(text) = part["text"].as_str() {
+                let delta = json!({"item_id": item["id"], "output_index": i, "content_index": j, "delta": text});
+                tokens.push(event("response.output_text.delta", delta));
+            }
+        }
+    }
+    let done = if response["status"] == "incomplete" {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    let tail = vec![event(done, json!({ "response": response }))];
+    let plan = StreamPlan { head, tokens, tail };
+    let t = super::Timing {
+        ttft: std::time::Duration::ZERO,
+        itl: Vec::new(),
+    };
+    let headers = [("x-mock-instance", sh.name().to_owned())];
+    sh.count(200);
+    stream(sh, conn, req, &Faults::default(), &t, plan, &headers, 0, 0).await
 }
 
 /// The input items a stored response keeps: a string `input` as one user
