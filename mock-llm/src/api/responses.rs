@@ -117,13 +117,8 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
         sh.add_tokens(input, u64::from(n));
         return super::send_json(conn, req, out.to_string().as_bytes(), &headers).await;
     }
-    let mut number = 0u64;
-    let mut event = |kind: &str, mut data: Value| {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(number);
-        number += 1;
-        format!("event: {kind}\ndata: {data}\n\n").into_bytes()
-    };
+    let mut numbered = Numbered::default();
+    let mut event = |kind: &str, data: Value| numbered.event(kind, data);
     let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
     let at = |mut v: Value| {
         v["item_id"] = json!(item_id);
@@ -242,13 +237,8 @@ pub async fn stored(sh: &Shared, conn: &mut Conn, req: &Request, id: &str, rest:
 /// A stored response replayed as a stream (`GET …?stream=true`): its
 /// creation, its text as one delta per output text part, its completion.
 async fn replay(sh: &Shared, conn: &mut Conn, req: &Request, response: Value) -> After {
-    let mut number = 0u64;
-    let mut event = |kind: &str, mut data: Value| {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(number);
-        number += 1;
-        format!("event: {kind}\ndata: {data}\n\n").into_bytes()
-    };
+    let mut numbered = Numbered::default();
+    let mut event = |kind: &str, data: Value| numbered.event(kind, data);
     let mut created = response.clone();
     created["status"] = json!("in_progress");
     created["output"] = json!([]);
@@ -332,6 +322,21 @@ async fn send_api_error(
         After::KeepAlive
     } else {
         After::Close
+    }
+}
+
+/// Writes a stream's events, numbered by `sequence_number` from 0.
+#[derive(Default)]
+struct Numbered {
+    next: u64,
+}
+
+impl Numbered {
+    fn event(&mut self, kind: &str, mut data: Value) -> Vec<u8> {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(self.next);
+        self.next += 1;
+        format!("event: {kind}\ndata: {data}\n\n").into_bytes()
     }
 }
 

@@ -78,15 +78,21 @@ pub fn write_request(
         (client_wire == Wire::Anthropic && upstream_wire == Wire::Anthropic)
             .then_some("anthropic-version"),
     ) {
-        for v in client.header_all(name) {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
+        forward_header(out, client, name);
     }
     out.extend_from_slice(b"User-Agent: ringway\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// Copies the client's `name` header lines into `out`.
+#[inline]
+pub(super) fn forward_header(out: &mut Vec<u8>, client: &RequestHead, name: &str) {
+    for v in client.header_all(name) {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Buffers an attempt works with (borrowed from the client connection).

@@ -269,12 +269,7 @@ fn write_request(
         let _ = write!(out, "{k}: {v}\r\n");
     }
     for name in attempt::FORWARDED {
-        for v in client.header_all(name) {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
+        attempt::forward_header(out, client, name);
     }
     out.extend_from_slice(b"User-Agent: ringway\r\n\r\n");
     out.extend_from_slice(body);
