@@ -85,7 +85,19 @@ fn follow_ups_and_stored_calls_find_the_instance_that_holds_the_response() {
             assert_eq!(r.header("x-ringway-attempts"), Some("1"));
         }
     }
+    // The table is shared by the workers: follow-ups on fresh connections
+    // (spread over both of the gateway's workers) find the holder too.
+    for (id, holder) in &made {
+        for _ in 0..6 {
+            let mut fresh = Conn::connect(gw.addr);
+            let r = fresh.post_json("/v1/responses", &ask(Some(id), false));
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.header("x-ringway-instance"), Some(holder.as_str()));
+            assert_eq!(r.header("x-ringway-attempts"), Some("1"));
+        }
+    }
     // A follow-up of a follow-up (remembered from its own answer).
+
     let (first, holder) = &made[0];
     let r = c.post_json("/v1/responses", &ask(Some(first), false));
     let second = response_id(&r.text());
