@@ -214,7 +214,7 @@ fn responses_made_elsewhere_are_found_by_probing_then_remembered() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-ringway-instance"), Some("acct-b"));
     assert_eq!(r.header("x-ringway-attempts"), Some("1"));
-    // acct-a saw two "not found" probes and nothing else from this test.
+    // acct-a saw two "not found" probes and nothing else so far.
     let a: Vec<String> = m
         .instance("acct-a")
         .requests()
@@ -228,6 +228,24 @@ fn responses_made_elsewhere_are_found_by_probing_then_remembered() {
             format!("GET /v1/responses/{two}")
         ]
     );
+
+    // The holder cooling down (its 429 with Retry-After): unavailable,
+    // not missing — 503 with Retry-After, not "not found".
+    m.instance("acct-b").set_faults(mock_llm::Faults {
+        status: Some(429),
+        retry_after: Some(30),
+        ..Default::default()
+    });
+    let r = c.post_json("/v1/responses", &ask(Some(&two), false));
+    assert_eq!(r.status, 429, "{}", r.text());
+    m.instance("acct-b").clear_faults();
+    let r = c.post_json("/v1/responses", &ask(Some(&two), false));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert!(r.json()["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("1 cooling down"));
 
     // A route whose instances cannot keep responses says so.
     let r = c.get("/chat/v1/responses/resp_1");

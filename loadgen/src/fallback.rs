@@ -10,6 +10,7 @@
 //! | streams | `a` resets streams after 3 chunks | no stream truncated without an error event |
 //! | runaway | `a` stalls streams after 2 chunks, on a route with `max_stream_duration_ms` | every stream cut with an error event, none left hanging |
 //! | rate limit | `d` has a token budget | every request succeeds, `d` never served more than its budget plus what was in flight |
+//! | conversations | none, then `b` answers 503 | Responses API follow-ups answered by the account holding their conversation at the first attempt; `b`'s fail visibly (never answered elsewhere), `a`'s go on, new ones start on `a` |
 //!
 //! Prints a verdict table; the caller exits non-zero on any violation.
 
@@ -59,10 +60,13 @@ fn config(m: &MockServer, d_limit: u64) -> String {
         chaos.push_str(&inst(n, n, w, 0));
     }
     format!(
-        "services:\n  - name: chaos\n    routes:\n      - name: chaos\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{chaos}      - name: limited\n        uris: [/limited/v1/chat/completions]\n        plugins:\n          ai-rate-limiting:\n            instances: [{{name: d, limit: {d_limit}, time_window: 600}}]\n          ai-proxy-multi:\n            fallback_strategy: [rate_limiting]\n            instances:\n{}{}      - name: capped\n        uris: [/capped/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            max_stream_duration_ms: {STREAM_CAP_MS}\n            instances:\n{}",
+        "services:\n  - name: chaos\n    routes:\n      - name: chaos\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{chaos}      - name: limited\n        uris: [/limited/v1/chat/completions]\n        plugins:\n          ai-rate-limiting:\n            instances: [{{name: d, limit: {d_limit}, time_window: 600}}]\n          ai-proxy-multi:\n            fallback_strategy: [rate_limiting]\n            instances:\n{}{}      - name: capped\n        uris: [/capped/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            max_stream_duration_ms: {STREAM_CAP_MS}\n            instances:\n{}      - name: accounts\n        uris: [{path}, {path}/*]\n        methods: [POST, GET, DELETE]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{}{}",
         inst("d", "d", 1, 1),
         inst("a-spare", "a", 1, 0),
         inst("a-capped", "a", 1, 0),
+        inst("acct-a", "a", 1, 0).replace("/v1/chat/completions", "/v1/responses"),
+        inst("acct-b", "b", 1, 0).replace("/v1/chat/completions", "/v1/responses"),
+        path = crate::conversations::PATH,
     )
 }
 
@@ -266,8 +270,73 @@ pub fn run_fallback(ringway: &Path, args: &FallbackArgs) -> Result<Vec<Verdict>,
         observed: format!("{served} tokens"),
         ok: served >= d_limit && served <= d_limit + slack,
     });
+    conversations_phase(&m, addr, args, &mut v);
     drop(gw);
     Ok(v)
+}
+
+/// Responses API conversations over accounts `acct-a` and `acct-b`
+/// (mock-llm `a` and `b`), calm and then with `b` failing.
+fn conversations_phase(
+    m: &MockServer,
+    addr: SocketAddr,
+    args: &FallbackArgs,
+    v: &mut Vec<Verdict>,
+) {
+    use crate::conversations::{converse, follow_up, start, Tally};
+    let t = converse(addr, args.concurrency.min(16), args.phase);
+    let both = t.started_on.len() == 2;
+    v.push(Verdict {
+        phase: "conversations".into(),
+        check: "follow-ups reach their conversation's account at once".into(),
+        observed: format!(
+            "{} conversations (started on {:?}), {} follow-ups: {} elsewhere, {} retried, failed {:?}",
+            t.conversations, t.started_on, t.follow_ups, t.elsewhere, t.retried, t.failed
+        ),
+        ok: t.follow_ups > 0 && both && t.elsewhere == 0 && t.retried == 0 && t.failed.is_empty(),
+    });
+    // Conversations on both accounts, then b fails.
+    let mut setup = Tally::default();
+    let threads: Vec<_> = (0..20).filter_map(|_| start(addr, &mut setup)).collect();
+    m.instance("b").set_faults(Faults {
+        status: Some(503),
+        ..Default::default()
+    });
+    let (mut on_a, mut on_b) = (Tally::default(), Tally::default());
+    let (mut a_went_on, mut b_stopped) = (0, 0);
+    for mut th in threads {
+        if th.holder == "acct-a" {
+            a_went_on += u64::from(follow_up(addr, &mut th, false, &mut on_a));
+        } else {
+            b_stopped += u64::from(!follow_up(addr, &mut th, false, &mut on_b));
+        }
+    }
+    let mut fresh = Tally::default();
+    for _ in 0..10 {
+        start(addr, &mut fresh);
+    }
+    m.instance("b").clear_faults();
+    let b_ended_visibly = on_b
+        .failed
+        .keys()
+        .all(|k| k.starts_with("follow-up 502") || k.starts_with("follow-up 503"));
+    v.push(Verdict {
+        phase: "conversations, b down".into(),
+        check: "b's end in 502/503, a's go on, new ones start on a".into(),
+        observed: format!(
+            "a's {a_went_on}/{} went on; b's {b_stopped}/{} ended ({:?}), {} answered elsewhere; new: {:?}, failed {:?}",
+            on_a.follow_ups, on_b.follow_ups, on_b.failed, on_b.elsewhere, fresh.started_on, fresh.failed
+        ),
+        ok: on_a.follow_ups > 0
+            && on_b.follow_ups > 0
+            && a_went_on == on_a.follow_ups
+            && on_a.elsewhere == 0
+            && b_stopped == on_b.follow_ups
+            && on_b.elsewhere == 0
+            && b_ended_visibly
+            && fresh.conversations == 10
+            && fresh.started_on.keys().all(|k| k == "acct-a"),
+    });
 }
 
 /// The verdict table for people.

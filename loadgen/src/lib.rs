@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod client;
 pub mod compare;
+pub mod conversations;
 pub mod fallback;
 pub mod pace;
 pub mod plot;

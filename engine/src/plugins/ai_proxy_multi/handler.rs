@@ -414,14 +414,20 @@ pub async fn handle<'a>(
             }
         }
     }
-    // No instance holds the previous response (and none was passed over
-    // that might): the client gets the provider's own answer.
+    // Every instance tried said it does not hold the previous response:
+    // with none passed over, no instance has it and the client gets the
+    // provider's own answer; otherwise the holder may be one passed over
+    // (cooling down, unhealthy, out of budget), unavailable rather than
+    // missing, and the answer says so (503, `rejected_code`).
     if let Some(kept) = not_held {
-        let passed_over = skipped.cooling + skipped.unhealthy + skipped.rate_limited;
-        if not_held_count == tried.len() && passed_over == 0 {
-            return Box::pin(not_held_reply(w, c, ctx, kept, tried.len(), keep_alive))
-                .await
-                .into();
+        if not_held_count == tried.len() {
+            let passed_over = skipped.cooling + skipped.unhealthy + skipped.rate_limited;
+            if passed_over == 0 {
+                return Box::pin(not_held_reply(w, c, ctx, kept, tried.len(), keep_alive))
+                    .await
+                    .into();
+            }
+            tried.clear();
         }
     }
     if tried.is_empty() && skipped.rate_limited > 0 {
