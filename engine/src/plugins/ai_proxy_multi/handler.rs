@@ -2,15 +2,17 @@
 //! instances in plan order skipping unavailable ones (cooling down after a
 //! 429 or passive ejection, unhealthy, rate-limited), try each at most
 //! once, fall back on the failures `fallback_strategy` names, and relay the
-//! first acceptable answer. Errors carry JSON bodies: 400 for bad requests,
-//! 502 naming every attempt when all failed, 503 when none was available.
+//! first acceptable answer. Errors carry JSON bodies (written by
+//! [`super::replies`]): 400 for bad requests, 502 naming every attempt when
+//! all failed, 503 when none was available.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::attempt::{self, Buffers};
+use super::replies::{
+    error_msg, exhausted, not_held_reply, quota_headers, rejected, rule_headers, Skipped, Tried,
+};
 use super::request::{intake, LlmRequest, Refused};
 use super::respond::{relay, AnswerMeta, Kept, Relayed};
 use super::stream::StreamJob;
@@ -19,51 +21,13 @@ use crate::config::Snapshot;
 use crate::health::{now_ms, Cooldown};
 use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
-use crate::plugins::ai_rate_limiting::rules::{write_rule_headers, RulesVerdict};
-use crate::plugins::ai_rate_limiting::{
-    write_quota_headers, AiRateLimiting, Quota, RuleHits, Verdict,
-};
+use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
+use crate::plugins::ai_rate_limiting::{AiRateLimiting, Verdict};
 use crate::providers::wire::build_request;
 use crate::providers::{Api, Wire};
 use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};
-use crate::server::reply;
 use crate::server::worker::Worker;
-
-/// One failed attempt, for the 502 body and logs.
-#[derive(Clone)]
-pub(super) struct Tried {
-    pub instance: String,
-    pub status: Option<u16>,
-    pub error: String,
-}
-
-impl Tried {
-    pub fn failed(inst: &super::Instance, status: Option<u16>, error: String) -> Tried {
-        Tried {
-            instance: inst.name.to_string(),
-            status,
-            error,
-        }
-    }
-}
-
-/// Why instances were passed over without an attempt.
-#[derive(Default)]
-struct Skipped {
-    cooling: u32,
-    /// Shortest remaining cooldown among them.
-    retry_after: Option<Duration>,
-    unhealthy: u32,
-    /// Instances that cannot serve this request (no endpoint for its API,
-    /// or a body their format cannot carry).
-    cannot_serve: u32,
-    /// Why the first of them cannot.
-    why_cannot_serve: Option<String>,
-    /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
-    rate_limited: u32,
-    quota: Option<(std::sync::Arc<str>, Quota)>,
-}
 
 /// How the handler left a request.
 pub enum Handled<'a> {
@@ -441,15 +405,6 @@ pub async fn handle<'a>(
         .into()
 }
 
-impl Skipped {
-    fn cannot_serve(&mut self, why: &str) {
-        self.cannot_serve += 1;
-        if self.why_cannot_serve.is_none() {
-            self.why_cannot_serve = Some(why.to_owned());
-        }
-    }
-}
-
 /// Whether a Responses API request follows up on a stored response
 /// (`previous_response_id`), and the instance remembered as holding it.
 #[cold]
@@ -489,82 +444,6 @@ pub fn names_previous_response(body: &[u8]) -> bool {
         })
 }
 
-/// The last instance's "not found", as it answered (no instance holds
-/// the response a request names).
-pub(super) async fn not_held_reply(
-    w: &Worker,
-    c: &mut ClientConn,
-    ctx: &mut RequestCtx,
-    kept: Kept,
-    attempts: usize,
-    keep_alive: bool,
-) -> bool {
-    let status = kept.status;
-    ctx.upstream_status = Some(status);
-    ctx.upstream_addr = Some(kept.addr);
-    ctx.llm.instance = Some(kept.instance.clone());
-    ctx.llm.attempts = attempts as u32;
-    ctx.answered(status, &kept.body);
-    let attempts = attempts.to_string();
-    let lines = reply::header_lines(&[
-        ("X-Ringway-Instance", &kept.instance),
-        ("X-Ringway-Attempts", attempts.as_str()),
-    ]);
-    c.wbuf.clear();
-    reply::typed(
-        &mut c.wbuf,
-        status,
-        "application/json",
-        &kept.body,
-        keep_alive,
-        &lines,
-    );
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
-}
-
-/// `rejected_code` with `rejected_msg` and the spent budget's headers
-/// (`headers`: header lines, empty when `show_limit_quota_header` is off).
-async fn rejected(
-    w: &Worker,
-    c: &mut ClientConn,
-    ctx: &mut RequestCtx,
-    rl: &AiRateLimiting,
-    headers: &[u8],
-    keep_alive: bool,
-) -> bool {
-    ctx.answered(rl.rejected_code, rl.rejected_body().as_bytes());
-    c.wbuf.clear();
-    reply::typed(
-        &mut c.wbuf,
-        rl.rejected_code,
-        rl.rejected_type(),
-        rl.rejected_body().as_bytes(),
-        keep_alive,
-        headers,
-    );
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
-}
-
-/// An instance budget's headers, when shown.
-fn quota_headers(rl: &AiRateLimiting, instance: &str, q: &Quota) -> Vec<u8> {
-    let mut out = Vec::new();
-    if rl.show_headers {
-        write_quota_headers(&mut out, instance, q);
-    }
-    out
-}
-
-/// The checked rules' headers (the spent one last), when shown.
-fn rule_headers(rl: &AiRateLimiting, hits: &RuleHits<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if rl.show_headers {
-        for (hit, q) in hits {
-            write_rule_headers(&mut out, &hit.rule.prefix, q);
-        }
-    }
-    out
-}
-
 /// The body for `inst`: converted to its format, options merged, usage
 /// reporting forced for OpenAI streams.
 fn upstream_body(inst: &super::Instance, req: &LlmRequest) -> Result<Vec<u8>, String> {
@@ -574,112 +453,6 @@ fn upstream_body(inst: &super::Instance, req: &LlmRequest) -> Result<Vec<u8>, St
     let force_usage = to == Wire::OpenAi;
     build_request(req.wire, to, req.api, &req.body, &inst.options, force_usage)
         .map_err(|e| format!("cannot build the request for instance `{}`: {e}", inst.name))
-}
-
-/// No instance answered acceptably.
-#[allow(clippy::too_many_arguments)]
-async fn exhausted(
-    w: &Worker,
-    c: &mut ClientConn,
-    plugin: &AiProxyMulti,
-    ctx: &mut RequestCtx,
-    req: &LlmRequest,
-    tried: Vec<Tried>,
-    skipped: Skipped,
-    keep_alive: bool,
-) -> bool {
-    if !tried.is_empty() {
-        return attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await;
-    }
-    ctx.llm.attempts = 0;
-    if skipped.cannot_serve > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
-        let msg = format!(
-            "no instance of this route can serve this {} request: {}",
-            req.api.label(),
-            skipped.why_cannot_serve.as_deref().unwrap_or("")
-        );
-        return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive).await;
-    }
-    let msg = format!(
-        "no LLM instance available ({} cooling down, {} unhealthy)",
-        skipped.cooling, skipped.unhealthy
-    );
-    let retry_after = skipped.retry_after.map(|d| d.as_secs().max(1).to_string());
-    let headers: Vec<(&str, &str)> = retry_after
-        .as_deref()
-        .map(|r| ("Retry-After", r))
-        .into_iter()
-        .collect();
-    error_reply(
-        w,
-        c,
-        plugin,
-        ctx,
-        503,
-        &reply::error_body(&msg),
-        keep_alive,
-        &headers,
-    )
-    .await
-}
-
-/// `502` naming every attempt and how it failed.
-pub(super) async fn attempts_failed(
-    w: &Worker,
-    c: &mut ClientConn,
-    plugin: &AiProxyMulti,
-    ctx: &mut RequestCtx,
-    tried: &[Tried],
-    keep_alive: bool,
-) -> bool {
-    ctx.llm.attempts = tried.len() as u32;
-    let attempts: Vec<_> = tried
-        .iter()
-        .map(|t| json!({"instance": t.instance, "status": t.status, "error": t.error}))
-        .collect();
-    let body = json!({
-        "error_msg": format!("all {} attempted LLM instances failed", tried.len()),
-        "attempts": attempts,
-    });
-    error_reply(w, c, plugin, ctx, 502, &body.to_string(), keep_alive, &[]).await
-}
-
-/// One of the plugin's own error answers with an `{"error_msg": …}` body.
-pub(super) async fn error_msg(
-    w: &Worker,
-    c: &mut ClientConn,
-    plugin: &AiProxyMulti,
-    ctx: &mut RequestCtx,
-    status: u16,
-    message: &str,
-    keep_alive: bool,
-) -> bool {
-    let body = reply::error_body(message);
-    error_reply(w, c, plugin, ctx, status, &body, keep_alive, &[]).await
-}
-
-/// One of the plugin's own error answers: `body` (JSON), or the plugin's
-/// `_meta.error_response`.
-#[allow(clippy::too_many_arguments)]
-async fn error_reply(
-    w: &Worker,
-    c: &mut ClientConn,
-    plugin: &AiProxyMulti,
-    ctx: &mut RequestCtx,
-    status: u16,
-    body: &str,
-    keep_alive: bool,
-    headers: &[(&str, &str)],
-) -> bool {
-    c.wbuf.clear();
-    let (content_type, body) = match &plugin.error_response {
-        Some(e) => (e.content_type, e.body.as_bytes()),
-        None => ("application/json", body.as_bytes()),
-    };
-    ctx.answered(status, body);
-    let lines = reply::header_lines(headers);
-    reply::typed(&mut c.wbuf, status, content_type, body, keep_alive, &lines);
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
 /// `Retry-After`: delay-seconds or an HTTP-date.

@@ -5,7 +5,8 @@
 //!
 //! [`config`] parses APISIX's schema, [`instance`] compiles one instance,
 //! [`select`] orders instances for a request, [`handler`] runs the
-//! attempts, [`respond`] relays a JSON answer, and [`stream`] relays an SSE
+//! attempts, [`replies`] writes the plugin's own answers (errors, `502`
+//! naming the attempts, `503`), [`respond`] relays a JSON answer, and [`stream`] relays an SSE
 //! answer as a job the connection loop runs once the handler has returned.
 //! [`affinity`] remembers which instance stores which Responses API
 //! response (follow-ups go there first) and [`stored`] serves the calls on
@@ -18,6 +19,7 @@ pub mod attempt;
 pub mod config;
 pub mod handler;
 pub mod instance;
+pub mod replies;
 pub mod request;
 pub mod respond;
 pub mod select;

@@ -23,8 +23,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use super::attempt::{self, Buffers};
-use super::handler::{error_msg, not_held_reply, Tried};
 use super::instance::{Instance, Target};
+use super::replies::{attempts_failed, error_msg, not_held_reply, Tried};
 use super::respond::{read_body, Kept};
 use super::AiProxyMulti;
 use crate::config::Snapshot;
@@ -211,7 +211,7 @@ pub async fn handle(
     let failed = tried.iter().filter(|t| t.status != Some(404)).count();
     match not_found {
         Some(kept) if failed == 0 => not_held_reply(w, c, ctx, kept, tried.len(), keep_alive).await,
-        _ => super::handler::attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await,
+        _ => attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await,
     }
 }
 
