@@ -1,5 +1,8 @@
 //! Picking an instance: smooth weighted round robin from a shared atomic
-//! ticket, and the consistent-hash ring walk, for 2, 16 and 1024 members.
+//! ticket, and the consistent-hash ring walk, for 2, 16 and 1024 members;
+//! and the Responses API affinity table (which instance holds a stored
+//! response): remembering an id, recalling a held one and a missing one,
+//! among 4 instances.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,5 +31,48 @@ fn pick(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pick);
+fn affinity(c: &mut Criterion) {
+    use ringway::config::{shared::Carry, FieldPath};
+    use ringway::plugins::ai_proxy_multi::AiProxyMulti;
+    let inst = |n: usize| serde_json::json!({"name": format!("account-{n}"), "provider": "openai", "weight": 1, "auth": {"header": {"Authorization": "Bearer k"}}});
+    let v = serde_json::json!({"instances": (0..4).map(inst).collect::<Vec<_>>()});
+    let mut carry = Carry::new(None);
+    let mut cx = ringway::plugins::CompileCx {
+        owner: std::sync::Arc::from("route/bench"),
+        carry: &mut carry,
+        metadata: &Default::default(),
+    };
+    let p = AiProxyMulti::compile(&v, &FieldPath::root(), &mut cx).unwrap();
+    let ids: Vec<String> = (0..4096)
+        .map(|i| format!("resp_68a1b2c3d4e5f6{i:08x}0a1b2c3d4e5f60718293a4b5c6d7e8f9"))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        p.affinity.remember(id.as_bytes(), &p.instances[i % 4].name);
+    }
+    let mut g = c.benchmark_group("response_affinity");
+    let mut k = 0usize;
+    g.bench_function("remember", |b| {
+        b.iter(|| {
+            k = (k + 1) % ids.len();
+            p.affinity
+                .remember(ids[k].as_bytes(), &p.instances[k % 4].name)
+        })
+    });
+    g.bench_function("recall_held", |b| {
+        b.iter(|| {
+            k = (k + 1) % ids.len();
+            p.affinity.recall(ids[k].as_bytes(), &p.instances)
+        })
+    });
+    g.bench_function("recall_unknown", |b| {
+        let unknown: &[u8] = b"resp_68a1b2c3d4e5f6ffffffff0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+        b.iter(|| {
+            p.affinity
+                .recall(std::hint::black_box(unknown), &p.instances)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pick, affinity);
 criterion_main!(benches);
