@@ -42,7 +42,7 @@ fn affinity(c: &mut Criterion) {
         carry: &mut carry,
         metadata: &Default::default(),
     };
-    let p = AiProxyMulti::compile(&v, &FieldPath::root(), &mut cx).unwrap();
+    let p = AiProxyMulti::compile(&v, &FieldPath::root(), &mut cx).expect("a valid plugin");
     let ids: Vec<String> = (0..4096)
         .map(|i| format!("resp_68a1b2c3d4e5f6{i:08x}0a1b2c3d4e5f60718293a4b5c6d7e8f9"))
         .collect();
