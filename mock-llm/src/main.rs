@@ -22,6 +22,9 @@ Endpoints (matched by path suffix, so any prefix works):
   GET|DELETE …/responses/{id} a response this instance stored (as an account does);
                               also …/{id}/input_items, POST …/{id}/cancel; previous_response_id
                               it does not hold: 400 previous_response_not_found
+  POST …/conversations        Conversations API (stored per instance; GET/POST/DELETE …/{id},
+                              GET/POST …/{id}/items); a response's `conversation` it does
+                              not hold: 404
   GET  …/models               model list
   GET  /health, /healthz      health (status settable via health_status)
   POST /oauth2/token          Google OAuth2 JWT-bearer grant (for auth.gcp)

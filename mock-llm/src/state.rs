@@ -135,7 +135,10 @@ pub struct Shared {
     pub refuse_until: Mutex<Option<Instant>>,
     /// Stored Responses API responses (`store`, the default), for
     /// `previous_response_id` and the `…/responses/{id}` endpoints.
-    pub responses: Mutex<ResponseStore>,
+    pub responses: Mutex<Store<StoredResponse>>,
+    /// Conversations API conversations (`…/conversations`, `conversation`
+    /// on a response).
+    pub conversations: Mutex<Store<StoredConversation>>,
 }
 
 /// A stored response: the response object and the input items it answered.
@@ -145,18 +148,33 @@ pub struct StoredResponse {
     pub input_items: Vec<serde_json::Value>,
 }
 
-/// The newest [`ResponseStore::CAPACITY`] stored responses (older ones are
+/// A conversation: its object and its items, oldest first.
+#[derive(Clone)]
+pub struct StoredConversation {
+    pub conversation: serde_json::Value,
+    pub items: Vec<serde_json::Value>,
+}
+
+/// The newest [`Store::CAPACITY`] stored objects (older ones are
 /// forgotten, so a long benchmark does not grow the mock without bound).
-#[derive(Default)]
-pub struct ResponseStore {
-    by_id: std::collections::HashMap<String, StoredResponse>,
+pub struct Store<T> {
+    by_id: std::collections::HashMap<String, T>,
     order: VecDeque<String>,
 }
 
-impl ResponseStore {
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store {
+            by_id: std::collections::HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Store<T> {
     pub const CAPACITY: usize = 10_000;
 
-    pub fn put(&mut self, id: String, stored: StoredResponse) {
+    pub fn put(&mut self, id: String, stored: T) {
         if self.by_id.insert(id.clone(), stored).is_none() {
             self.order.push_back(id);
         }
@@ -167,8 +185,12 @@ impl ResponseStore {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<&StoredResponse> {
+    pub fn get(&self, id: &str) -> Option<&T> {
         self.by_id.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut T> {
+        self.by_id.get_mut(id)
     }
 
     pub fn remove(&mut self, id: &str) -> bool {
@@ -208,13 +230,19 @@ impl Shared {
             listening: AtomicBool::new(true),
             open_listeners: std::sync::atomic::AtomicUsize::new(0),
             refuse_until: Mutex::new(None),
-            responses: Mutex::new(ResponseStore::default()),
+            responses: Mutex::new(Store::default()),
+            conversations: Mutex::new(Store::default()),
         }
     }
 
     /// The stored Responses API responses.
-    pub fn response_store(&self) -> std::sync::MutexGuard<'_, ResponseStore> {
+    pub fn response_store(&self) -> std::sync::MutexGuard<'_, Store<StoredResponse>> {
         lock(&self.responses)
+    }
+
+    /// The conversations.
+    pub fn conversation_store(&self) -> std::sync::MutexGuard<'_, Store<StoredConversation>> {
+        lock(&self.conversations)
     }
 
     pub fn name(&self) -> &str {

@@ -373,3 +373,46 @@ fn responses_are_stored_per_instance_like_per_account() {
     let uid = unstored["id"].as_str().unwrap();
     assert_eq!(a.get(&format!("/v1/responses/{uid}")).status, 404);
 }
+
+#[test]
+fn conversations_are_stored_per_instance_and_responses_join_them() {
+    let m = mock();
+    let mut a = Conn::connect(m.instance("alpha").addr());
+    let mut b = Conn::connect(m.instance("beta").addr());
+    let conv = post(&mut a, "/v1/conversations", &json!({"metadata": {"topic": "math"}, "items": [{"type": "message", "role": "user", "content": "hello there"}]})).json();
+    assert_eq!(conv["object"], "conversation");
+    let id = conv["id"].as_str().unwrap().to_owned();
+    assert_eq!(a.get(&format!("/v1/conversations/{id}")).json(), conv);
+    let missing = b.get(&format!("/v1/conversations/{id}"));
+    assert_eq!(missing.status, 404);
+    // A response in the conversation: only where it is held; its items
+    // are input, and the response joins it.
+    let ask = json!({"model": "m", "input": "one two", "conversation": id});
+    let refused = post(&mut b, "/v1/responses", &ask);
+    assert_eq!(refused.status, 404);
+    assert_eq!(refused.json()["error"]["param"], "conversation");
+    let r = post(&mut a, "/v1/responses", &ask).json();
+    assert_eq!(r["conversation"]["id"], id.as_str());
+    assert_eq!(r["usage"]["input_tokens"], (4 + 2) + (4 + 2));
+    let items = a
+        .get(&format!("/v1/conversations/{id}/items?order=asc"))
+        .json();
+    let kinds: Vec<&str> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["role"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["user", "user", "assistant"]);
+    let both =
+        json!({"model": "m", "input": "x", "conversation": id, "previous_response_id": r["id"]});
+    assert_eq!(post(&mut a, "/v1/responses", &both).status, 400);
+    let deleted = a
+        .request("DELETE", &format!("/v1/conversations/{id}"))
+        .json();
+    assert_eq!(
+        deleted,
+        json!({"id": id, "object": "conversation.deleted", "deleted": true})
+    );
+    assert_eq!(a.get(&format!("/v1/conversations/{id}")).status, 404);
+}

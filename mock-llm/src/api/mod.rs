@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod control;
+pub mod conversations;
 pub mod embeddings;
 pub mod openai;
 pub mod responses;
@@ -223,6 +224,9 @@ pub async fn dispatch(sh: &Shared, conn: &mut Conn, req: Request) -> After {
             &[],
         )
         .await;
+    }
+    if let Some((id, rest)) = conversations::conversations_path(path) {
+        return conversations::handle(sh, conn, &req, id, rest).await;
     }
     if let Some((id, rest)) = responses::stored_path(path) {
         return responses::stored(sh, conn, &req, id, rest).await;

@@ -16,7 +16,9 @@
 //! counts its conversation as input; `GET` / `DELETE …/responses/{id}`
 //! (`GET …?stream=true` replays it as events),
 //! `GET …/responses/{id}/input_items` and `POST …/responses/{id}/cancel`
-//! answer from the store (`404` for ids it does not hold).
+//! answer from the store (`404` for ids it does not hold). `conversation`
+//! must name a conversation this instance holds (else `404`); its items
+//! count as input and the response's input and output join it.
 
 use serde_json::{json, Value};
 
@@ -58,6 +60,26 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
             }
         }
     }
+    // A conversation (Conversations API): its items are input again.
+    let conversation = match body.get("conversation") {
+        Some(Value::String(c)) => Some(c.clone()),
+        Some(c) => c.get("id").and_then(Value::as_str).map(str::to_owned),
+        None => None,
+    };
+    if let Some(conv) = &conversation {
+        if previous.is_some() {
+            let msg = "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or 'conversation'.";
+            return send_api_error(sh, conn, req, 400, msg, Some("conversation"), None).await;
+        }
+        let held = sh.conversation_store().get(conv).map(|c| {
+            let items = Value::Array(c.items.clone());
+            prompt_tokens(&json!({ "input": items }))
+        });
+        match held {
+            Some(tokens) => history = tokens,
+            None => return super::conversations::not_found(sh, conn, req, conv).await,
+        }
+    }
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     let cap = body.get("max_output_tokens").and_then(Value::as_u64);
     let configured = faults.tokens.unwrap_or(sh.config.tokens);
@@ -94,7 +116,8 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
             "instructions": body.get("instructions").cloned().unwrap_or(Value::Null),
             "max_output_tokens": body.get("max_output_tokens").cloned().unwrap_or(Value::Null),
             "model": model, "output": output, "parallel_tool_calls": true,
-            "previous_response_id": previous, "reasoning": {"effort": null, "summary": null},
+            "previous_response_id": previous,
+            "conversation": conversation.as_ref().map(|c| json!({"id": c})), "reasoning": {"effort": null, "summary": null},
             "store": body.get("store").cloned().unwrap_or(Value::Bool(true)),
             "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
             "tools": [], "top_p": 1.0, "truncation": "disabled", "usage": usage,
@@ -106,9 +129,15 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
     if body.get("store").and_then(Value::as_bool).unwrap_or(true) {
         let stored = StoredResponse {
             response: whole.clone(),
-            input_items: input_items(&body, seq),
+            input_items: with_ids(input_as_items(&body), seq),
         };
         sh.response_store().put(id.clone(), stored);
+    }
+    if let Some(conv) = &conversation {
+        if let Some(c) = sh.conversation_store().get_mut(conv) {
+            c.items.extend(with_ids(input_as_items(&body), seq));
+            c.items.push(done_item(&text));
+        }
     }
     if !body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         super::pause(t.whole_answer()).await;
@@ -273,15 +302,19 @@ async fn replay(sh: &Shared, conn: &mut Conn, req: &Request, response: Value) ->
     stream(sh, conn, req, &Faults::default(), &t, plan, &headers, 0, 0).await
 }
 
-/// The input items a stored response keeps: a string `input` as one user
-/// message, array items as given, each with an id.
-fn input_items(body: &Value, seq: u64) -> Vec<Value> {
-    let items = match body.get("input") {
+/// A request's `input` as items: a string as one user message, an array
+/// as given.
+fn input_as_items(body: &Value) -> Vec<Value> {
+    match body.get("input") {
         Some(Value::String(s)) => vec![json!({"type": "message", "role": "user",
             "content": [{"type": "input_text", "text": s}]})],
         Some(Value::Array(items)) => items.clone(),
         _ => Vec::new(),
-    };
+    }
+}
+
+/// Items as stored: each with an id and a status.
+pub(super) fn with_ids(items: Vec<Value>, seq: u64) -> Vec<Value> {
     items
         .into_iter()
         .enumerate()
@@ -297,7 +330,7 @@ fn input_items(body: &Value, seq: u64) -> Vec<Value> {
 }
 
 /// An error in the API's shape with its `param` and `code`.
-async fn send_api_error(
+pub(super) async fn send_api_error(
     sh: &Shared,
     conn: &mut Conn,
     req: &Request,
