@@ -56,50 +56,11 @@ pub async fn handle(
             sh.conversation_store().put(id, stored);
             conversation
         }
-        (method, Some(id), rest) => {
-            let mut store = sh.conversation_store();
-            let Some(c) = store.get_mut(id) else {
-                drop(store);
-                return not_found(sh, conn, req, id).await;
-            };
-            match (method, rest) {
-                ("GET", "") => c.conversation.clone(),
-                ("POST", "") => {
-                    if let Some(m) = body.get("metadata") {
-                        c.conversation["metadata"] = m.clone();
-                    }
-                    c.conversation.clone()
-                }
-                ("DELETE", "") => {
-                    store.remove(id);
-                    json!({"id": id, "object": "conversation.deleted", "deleted": true})
-                }
-                ("GET", "items") => {
-                    let mut items = c.items.clone();
-                    if req.query_param("order") != Some("asc") {
-                        items.reverse();
-                    }
-                    list(items)
-                }
-                ("POST", "items") => {
-                    let seq = sh.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let added = with_ids(
-                        body.get("items")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default(),
-                        seq,
-                    );
-                    c.items.extend(added.iter().cloned());
-                    list(added)
-                }
-                _ => {
-                    drop(store);
-                    let msg = format!("Unknown request URL: {} {}.", req.method, req.path);
-                    return send_api_error(sh, conn, req, 404, &msg, None, None).await;
-                }
-            }
-        }
+        (method, Some(id), rest) => match on_stored(sh, req, &body, method, id, rest) {
+            Some(Ok(v)) => v,
+            Some(Err(msg)) => return send_api_error(sh, conn, req, 404, &msg, None, None).await,
+            None => return not_found(sh, conn, req, id).await,
+        },
         _ => {
             let msg = format!("Unknown request URL: {} {}.", req.method, req.path);
             return send_api_error(sh, conn, req, 404, &msg, None, None).await;
@@ -108,6 +69,58 @@ pub async fn handle(
     sh.count(200);
     let headers = [("x-mock-instance", sh.name().to_owned())];
     super::send_json(conn, req, out.to_string().as_bytes(), &headers).await
+}
+
+/// A call on stored conversation `id`: its answer, `Err` for an unknown
+/// call, `None` when the instance does not hold it.
+fn on_stored(
+    sh: &Shared,
+    req: &Request,
+    body: &Value,
+    method: &str,
+    id: &str,
+    rest: &str,
+) -> Option<Result<Value, String>> {
+    let mut store = sh.conversation_store();
+    let c = store.get_mut(id)?;
+    Some(Ok(match (method, rest) {
+        ("GET", "") => c.conversation.clone(),
+        ("POST", "") => {
+            if let Some(m) = body.get("metadata") {
+                c.conversation["metadata"] = m.clone();
+            }
+            c.conversation.clone()
+        }
+        ("DELETE", "") => {
+            store.remove(id);
+            json!({"id": id, "object": "conversation.deleted", "deleted": true})
+        }
+        ("GET", "items") => {
+            let mut items = c.items.clone();
+            if req.query_param("order") != Some("asc") {
+                items.reverse();
+            }
+            list(items)
+        }
+        ("POST", "items") => {
+            let seq = sh.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let added = with_ids(
+                body.get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                seq,
+            );
+            c.items.extend(added.iter().cloned());
+            list(added)
+        }
+        _ => {
+            return Some(Err(format!(
+                "Unknown request URL: {} {}.",
+                req.method, req.path
+            )))
+        }
+    }))
 }
 
 fn list(items: Vec<Value>) -> Value {
