@@ -4,7 +4,9 @@
 //! previous_response_not_found`. Through ringway, a follow-up reaches the
 //! instance that holds its previous response however the balancer would
 //! have picked, `GET` / `DELETE …/responses/{id}` and `…/input_items` find
-//! it too, and an id no instance holds gets the provider's own answer.
+//! it too, and an id no instance holds gets the provider's own answer. The
+//! same for conversations (Conversations API): created balanced, then
+//! every response in one and every call on it reach its account.
 #![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
 mod common;
@@ -21,7 +23,8 @@ fn native(m: &MockServer, name: &str, priority: i64) -> Value {
 }
 
 fn route(name: &str, prefix: &str, plugin: Value) -> Value {
-    json!({"name": name, "uris": [format!("{prefix}/v1/responses"), format!("{prefix}/v1/responses/*")],
+    json!({"name": name, "uris": [format!("{prefix}/v1/responses"), format!("{prefix}/v1/responses/*"),
+                                  format!("{prefix}/v1/conversations"), format!("{prefix}/v1/conversations/*")],
            "methods": ["POST", "GET", "DELETE"], "plugins": {"ai-proxy-multi": plugin}})
 }
 
@@ -170,7 +173,7 @@ fn follow_ups_and_stored_calls_find_the_instance_that_holds_the_response() {
         assert!(r.json()["error_msg"]
             .as_str()
             .unwrap()
-            .contains("not a Responses API path"));
+            .contains("not a stored-state path: expected …/responses/{id}"));
     }
     let after = m.instance("acct-a").requests().len() + m.instance("acct-b").requests().len();
     assert_eq!(before, after);
@@ -229,6 +232,36 @@ fn responses_made_elsewhere_are_found_by_probing_then_remembered() {
         ]
     );
 
+    // A conversation made elsewhere: found by probing (acct-a answers 404),
+    // then remembered from the answer's `conversation`.
+    let conv = direct.post_json("/v1/conversations", "{}").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let in_conv = |stream: bool| {
+        json!({"model": "gpt-5", "input": "hi", "conversation": {"id": conv}, "stream": stream})
+            .to_string()
+    };
+    // (Streamed: the conversation is learnt from the stream's first event.)
+    let r = c.post_json("/v1/responses", &in_conv(true));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ringway-instance"), Some("acct-b"));
+    assert_eq!(r.header("x-ringway-attempts"), Some("2"));
+    assert!(r.text().contains("response.completed"));
+    let r = c.post_json("/v1/responses", &in_conv(false));
+    assert_eq!(r.header("x-ringway-attempts"), Some("1"));
+    assert_eq!(r.json()["conversation"]["id"], conv.as_str());
+    // (JSON: learnt from the answer's `conversation`.)
+    let conv2 = direct.post_json("/v1/conversations", "{}").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask2 = json!({"model": "gpt-5", "input": "hi", "conversation": conv2}).to_string();
+    let r = c.post_json("/v1/responses", &ask2);
+    assert_eq!(r.header("x-ringway-attempts"), Some("2"), "{}", r.text());
+    let r = c.post_json("/v1/responses", &ask2);
+    assert_eq!(r.header("x-ringway-attempts"), Some("1"), "{}", r.text());
+
     // The holder cooling down (its 429 with Retry-After): unavailable,
     // not missing — 503 with Retry-After, not "not found".
     m.instance("acct-b").set_faults(mock_llm::Faults {
@@ -268,12 +301,86 @@ fn the_openai_sdk_holds_a_conversation_across_balanced_accounts() {
         &base,
         &["--model", "gpt-5"],
     );
-    let holders = out["instances"].as_array().unwrap();
-    assert!(holders.iter().all(|h| h == &holders[0]), "{out}");
+    for key in ["instances", "conversation_instances"] {
+        let holders = out[key].as_array().unwrap();
+        assert!(
+            !holders.is_empty() && holders.iter().all(|h| h == &holders[0]),
+            "{out}"
+        );
+    }
     assert!(
         out["attempts"].as_array().unwrap().iter().all(|a| a == "1"),
         "{out}"
     );
     assert_eq!(out["turns"], 3);
     assert_eq!(out["not_found_code"], "previous_response_not_found");
+}
+
+#[test]
+fn conversations_stay_on_the_account_that_holds_them() {
+    let m = mocks();
+    let balanced = json!({"instances": [native(&m, "acct-a", 0), native(&m, "acct-b", 0)]});
+    let doc = json!({"services": [{"name": "llm", "routes": [route("balanced", "", balanced)]}]});
+    let gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    // New conversations are balanced like new requests.
+    let mut made = Vec::new();
+    for _ in 0..4 {
+        let r = c.post_json(
+            "/v1/conversations",
+            r#"{"items":[{"type":"message","role":"user","content":"hello there"}]}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["object"], "conversation");
+        let holder = r.header("x-ringway-instance").unwrap().to_owned();
+        made.push((r.json()["id"].as_str().unwrap().to_owned(), holder));
+    }
+    let holders: Vec<&str> = made.iter().map(|(_, h)| h.as_str()).collect();
+    assert!(
+        holders.contains(&"acct-a") && holders.contains(&"acct-b"),
+        "{holders:?}"
+    );
+    let sent = m.instance(&made[0].1).requests();
+    assert_eq!(sent.last().unwrap().path, "/v1/conversations");
+    // Every response in a conversation goes to its account, first try,
+    // JSON and streamed, from any connection.
+    for (id, holder) in &made {
+        for stream in [false, true, false] {
+            let body = json!({"model": "gpt-5", "input": "What is 1+1?", "conversation": id, "stream": stream});
+            let r = Conn::connect(gw.addr).post_json("/v1/responses", &body.to_string());
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.header("x-ringway-instance"), Some(holder.as_str()));
+            assert_eq!(r.header("x-ringway-attempts"), Some("1"));
+        }
+        // Its items: the first message, then three turns.
+        let r = c.get(&format!("/v1/conversations/{id}/items?order=asc"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-ringway-instance"), Some(holder.as_str()));
+        assert_eq!(r.json()["data"].as_array().unwrap().len(), 1 + 3 * 2);
+    }
+    // Metadata update and delete reach it; afterwards nobody has it.
+    let (id, holder) = &made[1];
+    let r = c.post_json(
+        &format!("/v1/conversations/{id}"),
+        r#"{"metadata":{"topic":"math"}}"#,
+    );
+    assert_eq!(r.json()["metadata"]["topic"], "math");
+    let r = c.request("DELETE", &format!("/v1/conversations/{id}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ringway-instance"), Some(holder.as_str()));
+    let r = c.get(&format!("/v1/conversations/{id}"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.header("x-ringway-attempts"), Some("2"));
+    // A response naming a conversation nobody holds: the provider's 404.
+    let body = json!({"model": "gpt-5", "input": "x", "conversation": "conv_nowhere"}).to_string();
+    let r = c.post_json("/v1/responses", &body);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.header("x-ringway-attempts"), Some("2"));
+    // Only plain paths leave the gateway.
+    let r = c.get("/v1/conversations/conv_1/items/msg_1/x");
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("…/conversations[/{id}"));
 }

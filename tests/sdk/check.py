@@ -121,7 +121,22 @@ def main():
             fail("a follow-up of an unknown response was accepted")
         except openai.BadRequestError as e:
             code = e.code
-        out = {"instances": instances, "attempts": attempts, "turns": 3, "not_found_code": code}
+        # The Conversations API: a conversation and responses in it.
+        conv_instances = []
+        def seen_conv(raw):
+            conv_instances.append(raw.headers.get("x-ringway-instance"))
+            attempts.append(raw.headers.get("x-ringway-attempts"))
+            return raw.parse()
+        conv = seen_conv(c.conversations.with_raw_response.create(
+            items=[{"type": "message", "role": "user", "content": "Hello"}]))
+        for q in ("What is 1+1?", "And 2+2?"):
+            r = seen_conv(c.responses.with_raw_response.create(model=a.model, input=q, conversation=conv.id))
+            check(r.conversation is not None and r.conversation.id == conv.id, "the response left its conversation")
+        listed = c.conversations.items.list(conv.id, order="asc")
+        check(len(listed.data) == 1 + 2 * 2, f"{len(listed.data)} conversation items")
+        c.conversations.delete(conv.id)
+        out = {"instances": instances, "conversation_instances": conv_instances, "attempts": attempts,
+               "turns": 3, "not_found_code": code}
     elif s in ("openai_embeddings", "openai_embeddings_float"):
         kw = {"encoding_format": "float"} if s == "openai_embeddings_float" else {}
         r = openai_client(a.base, a.key).embeddings.create(model=a.model, input=["hello world", "second input"], **kw)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::attempt::{self, Buffers};
 use super::replies::{
-    error_msg, exhausted, not_held_reply, quota_headers, rejected, rule_headers, Skipped, Tried,
+    error_msg, exhausted, kept_reply, quota_headers, rejected, rule_headers, Skipped, Tried,
 };
 use super::request::{intake, LlmRequest, Refused};
 use super::respond::{relay, AnswerMeta, Kept, Relayed};
@@ -64,13 +64,13 @@ pub async fn handle<'a>(
     let path = head.path();
     let stored = match path.ends_with(b"/completions") {
         true => None,
-        false => super::stored::stored_path(path),
+        false => super::stored::stored_call(path),
     };
-    if let Some(rest) = stored {
+    if let Some((family, rest)) = stored {
         let rest = rest.to_vec();
         return Handled::Done(
             Box::pin(super::stored::handle(
-                w, snap, plugin, c, head, ctx, &rest, keep_alive,
+                w, snap, plugin, c, head, ctx, family, &rest, keep_alive,
             ))
             .await,
         );
@@ -387,7 +387,7 @@ pub async fn handle<'a>(
         if not_held_count == tried.len() {
             let passed_over = skipped.cooling + skipped.unhealthy + skipped.rate_limited;
             if passed_over == 0 {
-                return Box::pin(not_held_reply(w, c, ctx, kept, tried.len(), keep_alive))
+                return Box::pin(kept_reply(w, c, ctx, kept, tried.len(), keep_alive))
                     .await
                     .into();
             }
@@ -405,12 +405,17 @@ pub async fn handle<'a>(
         .into()
 }
 
-/// Whether a Responses API request follows up on a stored response
-/// (`previous_response_id`), and the instance remembered as holding it.
+/// Whether a Responses API request follows up on stored state — a
+/// response (`previous_response_id`) or a conversation (`conversation`,
+/// Conversations API) — and the instance remembered as holding it.
 #[cold]
 #[inline(never)]
 fn follow_up(plugin: &AiProxyMulti, req: &LlmRequest) -> (bool, Option<usize>) {
-    match req.body.top_str("previous_response_id") {
+    let named = req
+        .body
+        .top_str("previous_response_id")
+        .or_else(|| req.body.top_id("conversation"));
+    match named {
         Some(id) => (
             true,
             plugin.affinity.recall(id.as_bytes(), &plugin.instances),
@@ -419,10 +424,15 @@ fn follow_up(plugin: &AiProxyMulti, req: &LlmRequest) -> (bool, Option<usize>) {
     }
 }
 
-/// Whether an error answer says the instance does not hold the request's
-/// `previous_response_id` (OpenAI: `400`, code
-/// `previous_response_not_found`; any error about that parameter counts).
-pub fn names_previous_response(body: &[u8]) -> bool {
+/// Whether an error answer to a follow-up says the instance does not hold
+/// the state it names: `404` (a conversation not found), or an error about
+/// `previous_response_id` / `conversation` (OpenAI: `400`, code
+/// `previous_response_not_found`).
+pub fn says_not_held(status: u16, body: &[u8]) -> bool {
+    status == 404 || names_held_state(body)
+}
+
+fn names_held_state(body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Body<'a> {
         #[serde(borrow)]
@@ -440,7 +450,10 @@ pub fn names_previous_response(body: &[u8]) -> bool {
         .and_then(|b| b.error)
         .is_some_and(|e| {
             e.code.as_deref() == Some("previous_response_not_found")
-                || e.param.as_deref() == Some("previous_response_id")
+                || matches!(
+                    e.param.as_deref(),
+                    Some("previous_response_id" | "conversation")
+                )
         })
 }
 
@@ -468,6 +481,42 @@ pub fn parse_retry_after(v: &[u8]) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_says_an_instance_does_not_hold_a_follow_ups_state() {
+        let e = |param: &str, code: &str| {
+            format!(
+                r#"{{"error":{{"message":"m","type":"invalid_request_error","param":{param},"code":{code}}}}}"#
+            )
+        };
+        // OpenAI's answer to an unknown previous response.
+        assert!(says_not_held(
+            400,
+            e(
+                r#""previous_response_id""#,
+                r#""previous_response_not_found""#
+            )
+            .as_bytes()
+        ));
+        assert!(says_not_held(
+            400,
+            e("null", r#""previous_response_not_found""#).as_bytes()
+        ));
+        assert!(says_not_held(
+            400,
+            e(r#""previous_response_id""#, "null").as_bytes()
+        ));
+        assert!(says_not_held(
+            400,
+            e(r#""conversation""#, "null").as_bytes()
+        ));
+        // A conversation (or anything a follow-up names) not found.
+        assert!(says_not_held(404, b"not json"));
+        // Other refusals are the request's own.
+        assert!(!says_not_held(400, e(r#""input""#, "null").as_bytes()));
+        assert!(!says_not_held(400, b"{}"));
+        assert!(!says_not_held(400, b"not json"));
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -64,7 +64,7 @@ impl Skipped {
 
 /// The last instance's "not found", as it answered (no instance holds
 /// the response a request names).
-pub(super) async fn not_held_reply(
+pub(super) async fn kept_reply(
     w: &Worker,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,

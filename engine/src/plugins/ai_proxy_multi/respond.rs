@@ -311,7 +311,7 @@ async fn json(
     ctx.upstream_response_time = Some(upstream_time);
     let reusable = c.ubuf.is_empty() && head.keep_alive && dec.is_done();
     let status = head.status;
-    if probe && super::handler::names_previous_response(&body) {
+    if probe && super::handler::says_not_held(status, &body) {
         let read = ReadBody {
             body,
             reusable,
@@ -333,7 +333,10 @@ async fn json(
                 if conv.model.is_some() {
                     ctx.llm.model = conv.model;
                 }
-                if let Some(id) = &conv.response_id {
+                for id in [&conv.response_id, &conv.conversation_id]
+                    .into_iter()
+                    .flatten()
+                {
                     plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
                 }
                 conv.body

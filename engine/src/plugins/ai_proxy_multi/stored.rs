@@ -1,12 +1,16 @@
 //! The Responses API's calls on a stored response — `GET` / `DELETE
 //! …/responses/{id}`, `GET …/responses/{id}/input_items`, `POST
-//! …/responses/{id}/cancel` — and its other `…/responses/{name}` calls
-//! (`input_tokens`, `compact`), on an `ai-proxy-multi` route.
+//! …/responses/{id}/cancel` — its other `…/responses/{name}` calls
+//! (`input_tokens`, `compact`), and the Conversations API
+//! (`…/conversations[/{id}[/items[/{item_id}]]]`), on an `ai-proxy-multi`
+//! route.
 //!
-//! A stored response lives in the account that made it, so these go only
-//! to instances whose provider has the API: first the one remembered as
-//! holding the id ([`super::affinity`]), then the others by priority
-//! while they answer `404`. The answer is relayed as it comes (JSON, or a
+//! Stored state lives in the account that made it, so these go only
+//! to instances whose provider has the API (conversations to the
+//! `…/conversations` sibling of their `…/responses` endpoint): first the
+//! one remembered as holding the id ([`super::affinity`]), then the others
+//! by priority while they answer `404`. A new conversation is balanced
+//! like a new request and its id remembered from the answer. The answer is relayed as it comes (JSON, or a
 //! replayed event stream) with the instance and attempt headers; nothing
 //! is converted or charged (these calls generate no tokens). Probing is
 //! not a retry: `max_retries` does not cap it, and a failed instance
@@ -24,10 +28,11 @@ use std::rc::Rc;
 
 use super::attempt::{self, Buffers};
 use super::instance::{Instance, Target};
-use super::replies::{attempts_failed, error_msg, not_held_reply, Tried};
+use super::replies::{attempts_failed, error_msg, kept_reply, Tried};
 use super::respond::{read_body, Kept};
 use super::AiProxyMulti;
 use crate::config::Snapshot;
+use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
 use crate::providers::{Api, Wire};
 use crate::proxy::body::read_all;
@@ -38,16 +43,52 @@ use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::worker::Worker;
 
-/// What follows `/responses/` in a request path, if anything does.
-pub fn stored_path(path: &[u8]) -> Option<&[u8]> {
-    const MARK: &[u8] = b"/responses/";
-    let at = path.windows(MARK.len()).position(|w| w == MARK)?;
-    let rest = &path[at + MARK.len()..];
-    (!rest.is_empty()).then_some(rest)
+/// What stored state a call is about.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Family {
+    /// `…/responses/{id}[/…]`, `…/responses/{name}`.
+    Responses,
+    /// `…/conversations[/{id}[/items[/{item_id}]]]` (Conversations API).
+    Conversations,
 }
 
-/// One or two plain segments (`{id}`, `{id}/input_items`, `compact`).
-fn plain_segments(rest: &[u8]) -> bool {
+impl Family {
+    /// Most path segments after the family's name.
+    fn max_segments(self) -> usize {
+        match self {
+            Family::Responses => 2,
+            Family::Conversations => 3,
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Family::Responses => "…/responses/{id}[/input_items|/cancel]",
+            Family::Conversations => "…/conversations[/{id}[/items[/{item_id}]]]",
+        }
+    }
+}
+
+/// A call on stored state: its family and what follows `/responses/` or
+/// `/conversations/` (empty: creating a conversation).
+pub fn stored_call(path: &[u8]) -> Option<(Family, &[u8])> {
+    if path.ends_with(b"/conversations") {
+        return Some((Family::Conversations, b""));
+    }
+    for (mark, family) in [
+        (&b"/responses/"[..], Family::Responses),
+        (&b"/conversations/"[..], Family::Conversations),
+    ] {
+        if let Some(at) = path.windows(mark.len()).position(|w| w == mark) {
+            let rest = &path[at + mark.len()..];
+            return (!rest.is_empty()).then_some((family, rest));
+        }
+    }
+    None
+}
+
+/// Up to `max` plain segments (`{id}`, `{id}/input_items`, `compact`).
+fn plain_segments(rest: &[u8], max: usize) -> bool {
     let mut n = 0;
     for seg in rest.split(|&b| b == b'/') {
         n += 1;
@@ -55,11 +96,24 @@ fn plain_segments(rest: &[u8]) -> bool {
             && seg
                 .iter()
                 .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !plain || n > 2 {
+        if !plain || n > max {
             return false;
         }
     }
     true
+}
+
+/// Where the family's calls go for an instance whose Responses endpoint
+/// path is `responses` (no query): that path, or its sibling
+/// `…/conversations`; `None` if the endpoint is not a `…/responses` one.
+fn family_base(family: Family, responses: &str) -> Option<String> {
+    let base = responses.trim_end_matches('/');
+    match family {
+        Family::Responses => Some(base.to_owned()),
+        Family::Conversations => base
+            .strip_suffix("/responses")
+            .map(|b| format!("{b}/conversations")),
+    }
 }
 
 /// Serves one call on a stored response; whether the connection stays open.
@@ -71,6 +125,7 @@ pub async fn handle(
     c: &mut ClientConn,
     head: &RequestHead,
     ctx: &mut RequestCtx,
+    family: Family,
     rest: &[u8],
     keep_alive: bool,
 ) -> bool {
@@ -94,34 +149,48 @@ pub async fn handle(
         Err(ProxyError::ClientGone) => return false,
         Err(e) => return error_msg(w, c, plugin, ctx, e.status(), &e.to_string(), false).await,
     };
-    if !plain_segments(rest) {
-        let msg = "not a Responses API path: expected …/responses/{id}[/input_items|/cancel]";
-        return error_msg(w, c, plugin, ctx, 404, msg, keep_alive).await;
-    }
     let method = head.method.as_str();
+    let creating = rest.is_empty();
+    if creating && method != "POST" || !creating && !plain_segments(rest, family.max_segments()) {
+        let msg = format!("not a stored-state path: expected {}", family.expected());
+        return error_msg(w, c, plugin, ctx, 404, &msg, keep_alive).await;
+    }
     if !matches!(method, "GET" | "DELETE" | "POST") {
-        let msg = format!("method {method} is not allowed on a stored response");
+        let msg = format!("method {method} is not allowed on stored state");
         return error_msg(w, c, plugin, ctx, 405, &msg, keep_alive).await;
     }
     let id = rest.split(|&b| b == b'/').next().unwrap_or(rest);
-    let whole_id = id.len() == rest.len();
+    let whole_id = !creating && id.len() == rest.len();
     let natives = |i: &usize| plugin.instances[*i].wire(Api::Responses) == Wire::Responses;
-    let held = plugin
-        .affinity
-        .recall(id, &plugin.instances)
-        .filter(natives);
-    // Then the others by priority: every one may be asked, so balancing
-    // would only reorder the probes.
-    let order: Vec<usize> = held
-        .into_iter()
-        .chain(
-            plugin
-                .groups
-                .iter()
-                .flat_map(|g| g.members.iter().copied())
-                .filter(|i| Some(*i) != held && natives(i)),
-        )
-        .collect();
+    let order: Vec<usize> = if creating {
+        // A new conversation is balanced like a new request (reached
+        // through `dyn`, see above).
+        let vars = VarSource {
+            head,
+            peer: c.peer,
+            consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+            tls: c.tls,
+        };
+        let key = plugin.hash_key(&vars);
+        let plan: Box<dyn Iterator<Item = usize> + '_> = Box::new(plugin.plan(key.as_deref()));
+        plan.filter(natives).collect()
+    } else {
+        let held = plugin
+            .affinity
+            .recall(id, &plugin.instances)
+            .filter(natives);
+        // Then the others by priority: every one may be asked, so
+        // balancing would only reorder the probes.
+        held.into_iter()
+            .chain(
+                plugin
+                    .groups
+                    .iter()
+                    .flat_map(|g| g.members.iter().copied())
+                    .filter(|i| Some(*i) != held && natives(i)),
+            )
+            .collect()
+    };
     if order.is_empty() {
         let msg = "no instance of this route stores Responses API responses \
                    (providers with the API: openai, azure-openai, openai-compatible)";
@@ -132,6 +201,13 @@ pub async fn handle(
     for idx in order {
         let inst = &plugin.instances[idx];
         let Ok(target) = inst.target(Api::Responses) else {
+            continue;
+        };
+        let (path, query) = match target.request_target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target.request_target.as_str(), None),
+        };
+        let Some(base) = family_base(family, path) else {
             continue;
         };
         let bearer = match &inst.gcp {
@@ -146,15 +222,12 @@ pub async fn handle(
         };
         let answered = {
             let mut wbuf = std::mem::take(&mut c.wbuf);
-            write_request(
-                &mut wbuf,
-                inst,
-                target,
-                head,
+            let to = Upstream {
+                base: &base,
                 rest,
-                &body,
-                bearer.as_deref(),
-            );
+                query,
+            };
+            write_request(&mut wbuf, inst, target, head, &to, &body, bearer.as_deref());
             let ClientConn {
                 ubuf,
                 uscratch,
@@ -195,6 +268,25 @@ pub async fn handle(
             }
             continue;
         }
+        let attempts = tried.len() + 1;
+        if (200..300).contains(&status) && creating {
+            // The new conversation's id is in the answer: read it whole.
+            let mut answered = answered;
+            return match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
+                Ok(read) => {
+                    let kept = Kept::new(w, plugin, inst, answered, read);
+                    use crate::providers::json_scan::{string_at, Step};
+                    if let Some(id) = string_at(&kept.body, &[Step::Key("id")]) {
+                        plugin.affinity.remember(id.as_bytes(), &inst.name);
+                    }
+                    kept_reply(w, c, ctx, kept, attempts, keep_alive).await
+                }
+                Err(e) => {
+                    let msg = format!("instance `{}`: {e}", inst.name);
+                    error_msg(w, c, plugin, ctx, 502, &msg, keep_alive).await
+                }
+            };
+        }
         if (200..300).contains(&status) && whole_id {
             match method {
                 "GET" => plugin.affinity.remember(id, &inst.name),
@@ -202,7 +294,6 @@ pub async fn handle(
                 _ => {}
             }
         }
-        let attempts = tried.len() + 1;
         return pass_answer(
             w, c, ctx, plugin, head, inst, answered, attempts, keep_alive,
         )
@@ -210,34 +301,42 @@ pub async fn handle(
     }
     let failed = tried.iter().filter(|t| t.status != Some(404)).count();
     match not_found {
-        Some(kept) if failed == 0 => not_held_reply(w, c, ctx, kept, tried.len(), keep_alive).await,
+        Some(kept) if failed == 0 => kept_reply(w, c, ctx, kept, tried.len(), keep_alive).await,
         _ => attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await,
     }
 }
 
-/// The upstream request: the instance's Responses endpoint with the
-/// client's path after `/responses` and its query, the instance's auth.
+/// Where a stored-state call goes at one instance.
+struct Upstream<'a> {
+    /// `…/responses` or `…/conversations` at the instance.
+    base: &'a str,
+    /// The client's path after it.
+    rest: &'a [u8],
+    /// The instance endpoint's own query (`api-version`, `auth.query`).
+    query: Option<&'a str>,
+}
+
+/// The upstream request: the instance's endpoint for the family with the
+/// client's path after it and its query, the instance's auth.
 fn write_request(
     out: &mut Vec<u8>,
     inst: &Instance,
     target: &Target,
     client: &RequestHead,
-    rest: &[u8],
+    to: &Upstream<'_>,
     body: &[u8],
     bearer: Option<&str>,
 ) {
-    let (path, query) = match target.request_target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target.request_target.as_str(), None),
-    };
     out.clear();
     out.extend_from_slice(client.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path.trim_end_matches('/').as_bytes());
-    out.push(b'/');
-    out.extend_from_slice(rest);
+    out.extend_from_slice(to.base.as_bytes());
+    if !to.rest.is_empty() {
+        out.push(b'/');
+        out.extend_from_slice(to.rest);
+    }
     let mut sep = b'?';
-    for q in [query.map(str::as_bytes), client.query()]
+    for q in [to.query.map(str::as_bytes), client.query()]
         .into_iter()
         .flatten()
     {
@@ -351,13 +450,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_after_responses_are_plain_segments_only() {
-        assert_eq!(stored_path(b"/v1/responses"), None);
-        assert_eq!(stored_path(b"/v1/responses/"), None);
-        assert_eq!(stored_path(b"/v1/responses/resp_1"), Some(&b"resp_1"[..]));
+    fn stored_calls_and_their_paths() {
+        use Family::*;
+        assert_eq!(stored_call(b"/v1/responses"), None);
+        assert_eq!(stored_call(b"/v1/responses/"), None);
+        assert_eq!(stored_call(b"/v1/chat/completions"), None);
         assert_eq!(
-            stored_path(b"/openai/v1/responses/resp_1/input_items"),
-            Some(&b"resp_1/input_items"[..])
+            stored_call(b"/v1/responses/resp_1"),
+            Some((Responses, &b"resp_1"[..]))
+        );
+        assert_eq!(
+            stored_call(b"/openai/v1/responses/resp_1/input_items"),
+            Some((Responses, &b"resp_1/input_items"[..]))
+        );
+        assert_eq!(
+            stored_call(b"/v1/conversations"),
+            Some((Conversations, &b""[..]))
+        );
+        assert_eq!(
+            stored_call(b"/v1/conversations/conv_1/items/msg_2"),
+            Some((Conversations, &b"conv_1/items/msg_2"[..]))
         );
         for ok in [
             &b"resp_1"[..],
@@ -365,8 +477,9 @@ mod tests {
             b"compact",
             b"a-b_C9/input_items",
         ] {
-            assert!(plain_segments(ok), "{ok:?}");
+            assert!(plain_segments(ok, 2), "{ok:?}");
         }
+        assert!(plain_segments(b"conv_1/items/msg_2", 3));
         for bad in [
             &b"resp_1/../../files"[..],
             b"..",
@@ -376,7 +489,16 @@ mod tests {
             b"%2e%2e",
             b"resp.1",
         ] {
-            assert!(!plain_segments(bad), "{bad:?}");
+            assert!(!plain_segments(bad, 2), "{bad:?}");
         }
+        assert_eq!(
+            family_base(Conversations, "/openai/v1/responses").as_deref(),
+            Some("/openai/v1/conversations")
+        );
+        assert_eq!(family_base(Conversations, "/v1/chat/completions"), None);
+        assert_eq!(
+            family_base(Responses, "/v1/responses/").as_deref(),
+            Some("/v1/responses")
+        );
     }
 }

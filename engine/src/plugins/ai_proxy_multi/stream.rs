@@ -221,6 +221,9 @@ async fn pump(
             // as the client has the id.
             if let Some(id) = obs.response_id.take() {
                 plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
+                if let Some(conv) = obs.conversation_id.take() {
+                    plugin.affinity.remember(conv.as_bytes(), &meta.inst.name);
+                }
             }
         }
         if done || at_eof || upstream_error.is_some() {

@@ -123,6 +123,12 @@ impl ClientBody {
         let raw = self.top.get(&self.bytes, name)?;
         serde_json::from_slice::<String>(raw).ok()
     }
+
+    /// A top-level member naming an object: its id, given as a string or
+    /// as `{"id": …}` (`conversation`).
+    pub fn top_id(&self, name: &str) -> Option<String> {
+        id_ref(self.top.get(&self.bytes, name)?)
+    }
 }
 
 /// Reads `model`, `stream` and friends (see [`ClientBody::parse`]).
@@ -248,6 +254,21 @@ pub struct ConvertedResponse {
     /// A passed-through Responses API answer's `id` (the instance stores
     /// that response).
     pub response_id: Option<String>,
+    /// And the id of the conversation it joined (Conversations API).
+    pub conversation_id: Option<String>,
+}
+
+/// An object named by id: a JSON string, or an object's `id`.
+pub fn id_ref(raw: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum IdRef {
+        Id(String),
+        Object { id: String },
+    }
+    match serde_json::from_slice::<IdRef>(raw).ok()? {
+        IdRef::Id(id) | IdRef::Object { id } => Some(id),
+    }
 }
 
 /// Maps a non-streaming answer to the client's format, reading its usage
@@ -280,11 +301,13 @@ pub fn convert_response(
             .filter(|_| keep_raw_usage)
             .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
             .filter(Value::is_object);
-        let response_id = match from {
-            Wire::Responses => top
-                .get(body, "id")
-                .and_then(|raw| serde_json::from_slice::<String>(raw).ok()),
-            _ => None,
+        let (response_id, conversation_id) = match from {
+            Wire::Responses => (
+                top.get(body, "id")
+                    .and_then(|raw| serde_json::from_slice::<String>(raw).ok()),
+                top.get(body, "conversation").and_then(id_ref),
+            ),
+            _ => (None, None),
         };
         return Ok(ConvertedResponse {
             body: None,
@@ -292,6 +315,7 @@ pub fn convert_response(
             model,
             raw_usage,
             response_id,
+            conversation_id,
         });
     }
     let v: Value = serde_json::from_slice(body)
@@ -309,6 +333,7 @@ pub fn convert_response(
             model: model.clone(),
             raw_usage: raw_usage.clone(),
             response_id: None,
+            conversation_id: None,
         })
     };
     match (from, to) {
@@ -331,6 +356,7 @@ pub fn convert_response(
                 model,
                 raw_usage,
                 response_id: None,
+                conversation_id: None,
             })
         }
         (Wire::OpenAi, Wire::Anthropic) => {
@@ -341,6 +367,7 @@ pub fn convert_response(
                 model,
                 raw_usage,
                 response_id: None,
+                conversation_id: None,
             })
         }
     }

@@ -97,6 +97,9 @@ struct Wrapped {
 pub struct ResponseFacts {
     #[serde(default)]
     pub id: Option<String>,
+    /// The conversation it joins (`{"id": …}`), if any.
+    #[serde(default)]
+    pub conversation: Option<ConversationRef>,
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default, deserialize_with = "usage_or_null")]
@@ -105,6 +108,12 @@ pub struct ResponseFacts {
 
 fn usage_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
     Ok(Option::<UsageFields>::deserialize(d)?.map(|u| u.to_usage()))
+}
+
+/// A conversation named by a response.
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub struct ConversationRef {
+    pub id: String,
 }
 
 /// Reads a lifecycle or terminal event's `response.model` and
@@ -214,11 +223,17 @@ mod tests {
             response_facts(created),
             ResponseFacts {
                 id: Some("resp_1".into()),
+                conversation: None,
                 model: Some("m".into()),
                 usage: None
             }
         );
         assert_eq!(response_facts(b"[1]"), ResponseFacts::default());
+        let in_conversation = br#"{"type":"response.created","response":{"id":"resp_2","conversation":{"id":"conv_9"}}}"#;
+        assert_eq!(
+            response_facts(in_conversation).conversation.map(|c| c.id),
+            Some("conv_9".into())
+        );
         assert_eq!(
             usage_slice(br#"{"input_tokens":3,"output_tokens":4}"#),
             Some(Usage::new(3, 4))

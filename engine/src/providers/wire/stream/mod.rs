@@ -49,6 +49,8 @@ pub struct StreamObservations {
     /// lifecycle event (passed-through streams only: the instance stores
     /// that response).
     pub response_id: Option<String>,
+    /// And the conversation it joins (Conversations API), if any.
+    pub conversation_id: Option<String>,
     /// The deltas' text joined, when collected
     /// ([`StreamTransform::collecting_text`]) and there was any.
     pub text: Option<String>,

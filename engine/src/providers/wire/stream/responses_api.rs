@@ -64,6 +64,7 @@ pub(super) fn pass(ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservat
             let facts = responses::response_facts(&ev.data);
             obs.model = facts.model;
             obs.response_id = facts.id;
+            obs.conversation_id = facts.conversation.map(|c| c.id);
         }
         EventKind::Terminal => {
             let facts = responses::response_facts(&ev.data);
