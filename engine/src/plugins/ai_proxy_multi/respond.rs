@@ -333,11 +333,10 @@ async fn json(
                 if conv.model.is_some() {
                     ctx.llm.model = conv.model;
                 }
-                for id in [&conv.response_id, &conv.conversation_id]
-                    .into_iter()
-                    .flatten()
-                {
-                    plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
+                if let Some(stored) = &conv.stored {
+                    for id in stored.ids() {
+                        plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
+                    }
                 }
                 conv.body
             }

@@ -219,10 +219,9 @@ async fn pump(
             }
             // Known from the first event on: a follow-up may come as soon
             // as the client has the id.
-            if let Some(id) = obs.response_id.take() {
-                plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
-                if let Some(conv) = obs.conversation_id.take() {
-                    plugin.affinity.remember(conv.as_bytes(), &meta.inst.name);
+            if let Some(stored) = obs.stored.take() {
+                for id in stored.ids() {
+                    plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
                 }
             }
         }

@@ -251,11 +251,27 @@ pub struct ConvertedResponse {
     /// The provider's `usage` object as it answered, when asked for (an
     /// `ai-rate-limiting` `cost_expr` prices the request from it).
     pub raw_usage: Option<Value>,
-    /// A passed-through Responses API answer's `id` (the instance stores
-    /// that response).
-    pub response_id: Option<String>,
-    /// And the id of the conversation it joined (Conversations API).
-    pub conversation_id: Option<String>,
+    /// What a passed-through Responses API answer says its instance now
+    /// stores (boxed: other answers carry one null pointer).
+    pub stored: Option<Box<StoredIds>>,
+}
+
+/// The state a Responses API answer says its instance stores: the
+/// response, and the conversation it joined (Conversations API).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredIds {
+    pub response: Option<String>,
+    pub conversation: Option<String>,
+}
+
+impl StoredIds {
+    /// Both ids, those present.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        [&self.response, &self.conversation]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
 }
 
 /// An object named by id: a JSON string, or an object's `id`.
@@ -301,21 +317,21 @@ pub fn convert_response(
             .filter(|_| keep_raw_usage)
             .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
             .filter(Value::is_object);
-        let (response_id, conversation_id) = match from {
-            Wire::Responses => (
-                top.get(body, "id")
+        let stored = match from {
+            Wire::Responses => Some(Box::new(StoredIds {
+                response: top
+                    .get(body, "id")
                     .and_then(|raw| serde_json::from_slice::<String>(raw).ok()),
-                top.get(body, "conversation").and_then(id_ref),
-            ),
-            _ => (None, None),
+                conversation: top.get(body, "conversation").and_then(id_ref),
+            })),
+            _ => None,
         };
         return Ok(ConvertedResponse {
             body: None,
             usage,
             model,
             raw_usage,
-            response_id,
-            conversation_id,
+            stored,
         });
     }
     let v: Value = serde_json::from_slice(body)
@@ -332,8 +348,7 @@ pub fn convert_response(
             body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
             model: model.clone(),
             raw_usage: raw_usage.clone(),
-            response_id: None,
-            conversation_id: None,
+            stored: None,
         })
     };
     match (from, to) {
@@ -355,8 +370,7 @@ pub fn convert_response(
                 body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
                 model,
                 raw_usage,
-                response_id: None,
-                conversation_id: None,
+                stored: None,
             })
         }
         (Wire::OpenAi, Wire::Anthropic) => {
@@ -366,8 +380,7 @@ pub fn convert_response(
                 body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
                 model,
                 raw_usage,
-                response_id: None,
-                conversation_id: None,
+                stored: None,
             })
         }
     }

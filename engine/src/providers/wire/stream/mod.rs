@@ -45,12 +45,10 @@ pub struct StreamObservations {
     pub model: Option<String>,
     /// The stream's own end marker was seen (`[DONE]`, `message_stop`).
     pub done: bool,
-    /// A Responses API stream's response id, once, from its first
-    /// lifecycle event (passed-through streams only: the instance stores
-    /// that response).
-    pub response_id: Option<String>,
-    /// And the conversation it joins (Conversations API), if any.
-    pub conversation_id: Option<String>,
+    /// What a Responses API stream's instance stores (the response, the
+    /// conversation it joins), once, from its first lifecycle event
+    /// (passed-through streams only).
+    pub stored: Option<Box<super::StoredIds>>,
     /// The deltas' text joined, when collected
     /// ([`StreamTransform::collecting_text`]) and there was any.
     pub text: Option<String>,

@@ -63,8 +63,10 @@ pub(super) fn pass(ev: SseEvent<'_>, out: &mut Vec<u8>, obs: &mut StreamObservat
         EventKind::Lifecycle if obs.model.is_none() => {
             let facts = responses::response_facts(&ev.data);
             obs.model = facts.model;
-            obs.response_id = facts.id;
-            obs.conversation_id = facts.conversation.map(|c| c.id);
+            obs.stored = Some(Box::new(super::super::StoredIds {
+                response: facts.id,
+                conversation: facts.conversation.map(|c| c.id),
+            }));
         }
         EventKind::Terminal => {
             let facts = responses::response_facts(&ev.data);
