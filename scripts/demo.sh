@@ -47,6 +47,13 @@ instances (openai-instance weight 8, deepseek-instance weight 2). Try:
   curl -si http://127.0.0.1:9080/accounts/v1/responses -H 'Content-Type: application/json' \
     -d "{\"model\":\"any\",\"input\":\"And 2+2?\",\"previous_response_id\":\"$id\"}"
   curl -si http://127.0.0.1:9080/accounts/v1/responses/$id
+  # the same with the Conversations API: responses in a conversation go to
+  # the account that holds it
+  conv=$(curl -s http://127.0.0.1:9080/accounts/v1/conversations -H 'Content-Type: application/json' \
+    -d '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -si http://127.0.0.1:9080/accounts/v1/responses -H 'Content-Type: application/json' \
+    -d "{\"model\":\"any\",\"input\":\"Hi\",\"conversation\":\"$conv\"}"
+  curl -s "http://127.0.0.1:9080/accounts/v1/conversations/$conv/items?order=asc"
 
   # the official OpenAI SDK (pip install openai)
   python3 -c 'from openai import OpenAI; c = OpenAI(base_url="http://127.0.0.1:9080/v1", api_key="demo"); print(c.chat.completions.create(model="any", messages=[{"role":"user","content":"hi"}]).choices[0].message.content)'
