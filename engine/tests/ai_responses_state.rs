@@ -319,7 +319,8 @@ fn the_openai_sdk_holds_a_conversation_across_balanced_accounts() {
 #[test]
 fn conversations_stay_on_the_account_that_holds_them() {
     let m = mocks();
-    let balanced = json!({"instances": [native(&m, "acct-a", 0), native(&m, "acct-b", 0)]});
+    let balanced = json!({"fallback_strategy": ["http_429", "http_5xx"],
+                          "instances": [native(&m, "acct-a", 0), native(&m, "acct-b", 0)]});
     let doc = json!({"services": [{"name": "llm", "routes": [route("balanced", "", balanced)]}]});
     let gw = Gateway::start_json(doc);
     let mut c = Conn::connect(gw.addr);
@@ -376,6 +377,18 @@ fn conversations_stay_on_the_account_that_holds_them() {
     let r = c.post_json("/v1/responses", &body);
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.header("x-ringway-attempts"), Some("2"));
+    // Creating one needs no particular account: it falls back like a new
+    // request when one fails.
+    m.instance("acct-b").set_faults(mock_llm::Faults {
+        status: Some(503),
+        ..Default::default()
+    });
+    for _ in 0..4 {
+        let r = c.post_json("/v1/conversations", "{}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-ringway-instance"), Some("acct-a"));
+    }
+    m.instance("acct-b").clear_faults();
     // Only plain paths leave the gateway.
     let r = c.get("/v1/conversations/conv_1/items/msg_1/x");
     assert_eq!(r.status, 404);

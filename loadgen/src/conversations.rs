@@ -1,6 +1,7 @@
 //! Conversations across accounts, for `loadgen fallback`: clients hold
-//! OpenAI Responses API conversations (`previous_response_id`) through a
-//! route balancing two accounts (mock-llm instances, which store their
+//! OpenAI Responses API conversations — chained by `previous_response_id`,
+//! or kept by the Conversations API (`conversation`), half each — through
+//! a route balancing two accounts (mock-llm instances, which store their
 //! responses as accounts do). Every follow-up must be answered by the
 //! account that holds its conversation, at the first attempt, whichever
 //! gateway worker a fresh connection lands on; when that account fails,
@@ -16,6 +17,17 @@ use serde_json::{json, Value};
 
 /// The route `loadgen fallback` configures for conversations.
 pub const PATH: &str = "/accounts/v1/responses";
+/// Its Conversations API path.
+pub const CONVERSATIONS: &str = "/accounts/v1/conversations";
+
+/// How a conversation keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Each turn names the previous response (`previous_response_id`).
+    Chain,
+    /// A Conversations API conversation each turn names (`conversation`).
+    Conversation,
+}
 
 /// Follow-ups per conversation.
 const TURNS: usize = 3;
@@ -50,17 +62,21 @@ impl Tally {
     }
 }
 
-/// One conversation's state: its last response and the account holding it.
+/// One conversation's state: what the next turn names (its last response,
+/// or the conversation) and the account holding it.
 #[derive(Debug, Clone)]
 pub struct Thread {
     pub last: String,
     pub holder: String,
+    pub style: Style,
 }
 
-fn ask(previous: Option<&str>, stream: bool) -> String {
+fn ask(named: Option<(&str, Style)>, stream: bool) -> String {
     let mut v = json!({"model": "gpt-5-mini", "input": "What is 1+1?", "stream": stream});
-    if let Some(p) = previous {
-        v["previous_response_id"] = json!(p);
+    match named {
+        Some((id, Style::Chain)) => v["previous_response_id"] = json!(id),
+        Some((id, Style::Conversation)) => v["conversation"] = json!(id),
+        None => {}
     }
     v.to_string()
 }
@@ -78,9 +94,13 @@ fn response_id(r: &Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Starts a conversation; `None` (counted) if it failed.
-pub fn start(addr: SocketAddr, t: &mut Tally) -> Option<Thread> {
-    let r = Conn::connect(addr).post_json(PATH, &ask(None, false));
+/// Starts a conversation (a first response, or a Conversations API
+/// conversation); `None` (counted) if it failed.
+pub fn start(addr: SocketAddr, style: Style, t: &mut Tally) -> Option<Thread> {
+    let r = match style {
+        Style::Chain => Conn::connect(addr).post_json(PATH, &ask(None, false)),
+        Style::Conversation => Conn::connect(addr).post_json(CONVERSATIONS, "{}"),
+    };
     if r.status != 200 {
         *t.failed.entry(format!("start {}", r.status)).or_default() += 1;
         return None;
@@ -89,12 +109,16 @@ pub fn start(addr: SocketAddr, t: &mut Tally) -> Option<Thread> {
     let last = response_id(&r)?;
     t.conversations += 1;
     *t.started_on.entry(holder.clone()).or_default() += 1;
-    Some(Thread { last, holder })
+    Some(Thread {
+        last,
+        holder,
+        style,
+    })
 }
 
 /// One follow-up on a fresh connection (any worker); whether it went on.
 pub fn follow_up(addr: SocketAddr, th: &mut Thread, stream: bool, t: &mut Tally) -> bool {
-    let r = Conn::connect(addr).post_json(PATH, &ask(Some(&th.last), stream));
+    let r = Conn::connect(addr).post_json(PATH, &ask(Some((&th.last, th.style)), stream));
     t.follow_ups += 1;
     let by = r.header("x-ringway-instance").unwrap_or("?");
     if r.status != 200 {
@@ -111,7 +135,9 @@ pub fn follow_up(addr: SocketAddr, th: &mut Thread, stream: bool, t: &mut Tally)
     }
     match response_id(&r) {
         Some(id) => {
-            th.last = id;
+            if th.style == Style::Chain {
+                th.last = id;
+            }
             true
         }
         None => {
@@ -124,16 +150,22 @@ pub fn follow_up(addr: SocketAddr, th: &mut Thread, stream: bool, t: &mut Tally)
 }
 
 /// `clients` threads each hold conversations (a start, then [`TURNS`]
-/// follow-ups, JSON and streamed in turn) until `for_how_long` has passed.
+/// follow-ups, JSON and streamed in turn; every other thread through the
+/// Conversations API) until `for_how_long` has passed.
 pub fn converse(addr: SocketAddr, clients: usize, for_how_long: Duration) -> Tally {
     let until = Instant::now() + for_how_long;
     let tallies: Vec<Tally> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients.max(1))
-            .map(|_| {
+            .map(|n| {
+                let style = if n % 2 == 0 {
+                    Style::Chain
+                } else {
+                    Style::Conversation
+                };
                 s.spawn(move || {
                     let mut t = Tally::default();
                     while Instant::now() < until {
-                        let Some(mut th) = start(addr, &mut t) else {
+                        let Some(mut th) = start(addr, style, &mut t) else {
                             continue;
                         };
                         for turn in 0..TURNS {

@@ -10,7 +10,7 @@
 //! | streams | `a` resets streams after 3 chunks | no stream truncated without an error event |
 //! | runaway | `a` stalls streams after 2 chunks, on a route with `max_stream_duration_ms` | every stream cut with an error event, none left hanging |
 //! | rate limit | `d` has a token budget | every request succeeds, `d` never served more than its budget plus what was in flight |
-//! | conversations | none, then `b` answers 503 | Responses API follow-ups answered by the account holding their conversation at the first attempt; `b`'s fail visibly (never answered elsewhere), `a`'s go on, new ones start on `a` |
+//! | conversations | none, then `b` answers 503 | Responses API follow-ups (`previous_response_id` or a Conversations API `conversation`) answered by the account holding their conversation at the first attempt; `b`'s fail visibly (never answered elsewhere), `a`'s go on, new ones start on `a` |
 //!
 //! Prints a verdict table; the caller exits non-zero on any violation.
 
@@ -60,13 +60,14 @@ fn config(m: &MockServer, d_limit: u64) -> String {
         chaos.push_str(&inst(n, n, w, 0));
     }
     format!(
-        "services:\n  - name: chaos\n    routes:\n      - name: chaos\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{chaos}      - name: limited\n        uris: [/limited/v1/chat/completions]\n        plugins:\n          ai-rate-limiting:\n            instances: [{{name: d, limit: {d_limit}, time_window: 600}}]\n          ai-proxy-multi:\n            fallback_strategy: [rate_limiting]\n            instances:\n{}{}      - name: capped\n        uris: [/capped/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            max_stream_duration_ms: {STREAM_CAP_MS}\n            instances:\n{}      - name: accounts\n        uris: [{path}, {path}/*]\n        methods: [POST, GET, DELETE]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{}{}",
+        "services:\n  - name: chaos\n    routes:\n      - name: chaos\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{chaos}      - name: limited\n        uris: [/limited/v1/chat/completions]\n        plugins:\n          ai-rate-limiting:\n            instances: [{{name: d, limit: {d_limit}, time_window: 600}}]\n          ai-proxy-multi:\n            fallback_strategy: [rate_limiting]\n            instances:\n{}{}      - name: capped\n        uris: [/capped/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            max_stream_duration_ms: {STREAM_CAP_MS}\n            instances:\n{}      - name: accounts\n        uris: [{path}, {path}/*, {conv}, {conv}/*]\n        methods: [POST, GET, DELETE]\n        plugins:\n          ai-proxy-multi:\n            fallback_strategy: [http_429, http_5xx]\n            instances:\n{}{}",
         inst("d", "d", 1, 1),
         inst("a-spare", "a", 1, 0),
         inst("a-capped", "a", 1, 0),
         inst("acct-a", "a", 1, 0).replace("/v1/chat/completions", "/v1/responses"),
         inst("acct-b", "b", 1, 0).replace("/v1/chat/completions", "/v1/responses"),
         path = crate::conversations::PATH,
+        conv = crate::conversations::CONVERSATIONS,
     )
 }
 
@@ -283,7 +284,7 @@ fn conversations_phase(
     args: &FallbackArgs,
     v: &mut Vec<Verdict>,
 ) {
-    use crate::conversations::{converse, follow_up, start, Tally};
+    use crate::conversations::{converse, follow_up, start, Style, Tally};
     let t = converse(addr, args.concurrency.min(16), args.phase);
     let both = t.started_on.len() == 2;
     v.push(Verdict {
@@ -297,7 +298,16 @@ fn conversations_phase(
     });
     // Conversations on both accounts, then b fails.
     let mut setup = Tally::default();
-    let threads: Vec<_> = (0..20).filter_map(|_| start(addr, &mut setup)).collect();
+    let threads: Vec<_> = (0..20)
+        .filter_map(|n| {
+            let style = if n % 2 == 0 {
+                Style::Chain
+            } else {
+                Style::Conversation
+            };
+            start(addr, style, &mut setup)
+        })
+        .collect();
     m.instance("b").set_faults(Faults {
         status: Some(503),
         ..Default::default()
@@ -312,8 +322,8 @@ fn conversations_phase(
         }
     }
     let mut fresh = Tally::default();
-    for _ in 0..10 {
-        start(addr, &mut fresh);
+    for style in [Style::Chain, Style::Conversation].repeat(5) {
+        start(addr, style, &mut fresh);
     }
     m.instance("b").clear_faults();
     let b_ended_visibly = on_b

@@ -10,7 +10,8 @@
 //! `…/conversations` sibling of their `…/responses` endpoint): first the
 //! one remembered as holding the id ([`super::affinity`]), then the others
 //! by priority while they answer `404`. A new conversation is balanced
-//! like a new request and its id remembered from the answer. The answer is relayed as it comes (JSON, or a
+//! like a new request (falling back on 429 / 5xx as the route's
+//! `fallback_strategy` says) and its id remembered from the answer. The answer is relayed as it comes (JSON, or a
 //! replayed event stream) with the instance and attempt headers; nothing
 //! is converted or charged (these calls generate no tokens). Probing is
 //! not a retry: `max_retries` does not cap it, and a failed instance
@@ -266,6 +267,18 @@ pub async fn handle(
                 }
                 Err(e) => tried.push(Tried::failed(inst, Some(404), e.to_string())),
             }
+            continue;
+        }
+        // Creating a conversation needs no particular instance: the
+        // route's fallback strategy applies as to a new request.
+        let falls_back = (status == 429 && plugin.fallback.http_429)
+            || (status >= 500 && plugin.fallback.http_5xx);
+        if creating && falls_back {
+            tried.push(Tried::failed(
+                inst,
+                Some(status),
+                format!("upstream answered {status}"),
+            ));
             continue;
         }
         let attempts = tried.len() + 1;
