@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::responses::{send_api_error, with_ids};
+use super::responses::{send_api_error, send_found, unknown_url, with_ids};
 use super::{unix_now, After};
 use crate::http::{Conn, Request};
 use crate::state::{Shared, StoredConversation};
@@ -61,14 +61,9 @@ pub async fn handle(
             Some(Err(msg)) => return send_api_error(sh, conn, req, 404, &msg, None, None).await,
             None => return not_found(sh, conn, req, id).await,
         },
-        _ => {
-            let msg = format!("Unknown request URL: {} {}.", req.method, req.path);
-            return send_api_error(sh, conn, req, 404, &msg, None, None).await;
-        }
+        _ => return unknown_url(sh, conn, req).await,
     };
-    sh.count(200);
-    let headers = [("x-mock-instance", sh.name().to_owned())];
-    super::send_json(conn, req, out.to_string().as_bytes(), &headers).await
+    send_found(sh, conn, req, &out).await
 }
 
 /// A call on stored conversation `id`: its answer, `Err` for an unknown

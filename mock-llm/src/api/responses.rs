@@ -253,14 +253,9 @@ pub async fn stored(sh: &Shared, conn: &mut Conn, req: &Request, id: &str, rest:
         | ("POST", "cancel", None) => {
             return send_api_error(sh, conn, req, 404, &not_found, None, None).await;
         }
-        _ => {
-            let msg = format!("Unknown request URL: {} {}.", req.method, req.path);
-            return send_api_error(sh, conn, req, 404, &msg, None, None).await;
-        }
+        _ => return unknown_url(sh, conn, req).await,
     };
-    sh.count(200);
-    let headers = [("x-mock-instance", sh.name().to_owned())];
-    super::send_json(conn, req, out.to_string().as_bytes(), &headers).await
+    send_found(sh, conn, req, &out).await
 }
 
 /// A stored response replayed as a stream (`GET …?stream=true`): its
@@ -327,6 +322,19 @@ pub(super) fn with_ids(items: Vec<Value>, seq: u64) -> Vec<Value> {
             item
         })
         .collect()
+}
+
+/// A `200` with a stored object (or what became of it).
+pub(super) async fn send_found(sh: &Shared, conn: &mut Conn, req: &Request, out: &Value) -> After {
+    sh.count(200);
+    let headers = [("x-mock-instance", sh.name().to_owned())];
+    super::send_json(conn, req, out.to_string().as_bytes(), &headers).await
+}
+
+/// `404` for a method and path no endpoint serves.
+pub(super) async fn unknown_url(sh: &Shared, conn: &mut Conn, req: &Request) -> After {
+    let msg = format!("Unknown request URL: {} {}.", req.method, req.path);
+    send_api_error(sh, conn, req, 404, &msg, None, None).await
 }
 
 /// An error in the API's shape with its `param` and `code`.
