@@ -141,6 +141,15 @@ impl StreamTransform {
         self
     }
 
+    /// Whether a first stage runs before this one (Anthropic → chat for a
+    /// Responses client).
+    #[inline]
+    fn has_first_stage(&self) -> bool {
+        self.responses
+            .as_ref()
+            .is_some_and(|r| r.via_chat.is_some())
+    }
+
     fn first_stage_mut(&mut self) -> Option<&mut StreamTransform> {
         self.responses.as_deref_mut()?.via_chat.as_mut()
     }
@@ -163,11 +172,7 @@ impl StreamTransform {
         out: &mut Vec<u8>,
         obs: &mut StreamObservations,
     ) -> Result<(), WireError> {
-        if self
-            .responses
-            .as_ref()
-            .is_some_and(|r| r.via_chat.is_some())
-        {
+        if self.has_first_stage() {
             let chat = self.first_stage(obs, |first, chat, seen| first.feed(input, chat, seen))?;
             return self.feed_own(&chat, out, obs);
         }
@@ -234,11 +239,7 @@ impl StreamTransform {
         out: &mut Vec<u8>,
         obs: &mut StreamObservations,
     ) -> Result<(), WireError> {
-        if self
-            .responses
-            .as_ref()
-            .is_some_and(|r| r.via_chat.is_some())
-        {
+        if self.has_first_stage() {
             self.finish_first_stage(out, obs)?;
         }
         let mut parser = std::mem::take(&mut self.parser);
