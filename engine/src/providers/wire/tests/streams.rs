@@ -13,6 +13,28 @@ fn chat_chunk(delta: Value, finish: Value) -> String {
     )
 }
 
+/// A chat stream: a role chunk, text `before` piece by piece, one tool
+/// call, text `after` piece by piece, the last one finishing with `stop`.
+fn text_tool_text(before: &[&str], after: &[&str]) -> String {
+    let mut input = chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+    for p in before {
+        input.push_str(&chat_chunk(json!({"content": p}), Value::Null));
+    }
+    input.push_str(&chat_chunk(
+        json!({"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]}),
+        Value::Null,
+    ));
+    for (i, p) in after.iter().enumerate() {
+        let finish = if i + 1 == after.len() {
+            json!("stop")
+        } else {
+            Value::Null
+        };
+        input.push_str(&chat_chunk(json!({"content": p}), finish));
+    }
+    input
+}
+
 #[test]
 fn openai_passthrough_observes_and_strips_the_forced_usage_chunk() {
     for step in [1, 7, 1000] {
@@ -286,24 +308,12 @@ fn chat_to_responses_text_fast_path_matches_the_tree_path() {
         "\\ \"finish_reason\":\"x\" ",
         "end",
     ];
-    let mut input = chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null);
-    for p in pieces {
-        input.push_str(&chat_chunk(json!({"content": p}), Value::Null));
-    }
-    input.push_str(&chat_chunk(
-        json!({"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]}),
-        Value::Null,
-    ));
-    input.push_str(&chat_chunk(json!({"content": "after"}), json!("stop")));
+    let mut input = text_tool_text(&pieces, &["after"]);
     input.push_str("data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5,\"total_tokens\":8}}\n\ndata: [DONE]\n\n");
     for step in [input.len(), 7] {
         let (out, obs) = run(Wire::OpenAi, Wire::Responses, true, &input, step);
         assert!(obs.done && obs.first_token && obs.usage == Some(Usage::new(3, 5)));
-        let events: Vec<Value> = out
-            .split("\n\n")
-            .filter_map(|e| e.split_once("\ndata: "))
-            .map(|(_, d)| serde_json::from_str(d).unwrap())
-            .collect();
+        let events = data_events(&out);
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e["sequence_number"], i as u64, "{e}");
         }
@@ -336,17 +346,7 @@ fn chat_to_responses_text_fast_path_matches_the_tree_path() {
 #[test]
 fn chat_to_anthropic_text_fast_path_matches_the_tree_path() {
     let pieces = ["He said \"hi\"", " — é\n", "\\ \"usage\":{ ", "end"];
-    let mut input = chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null);
-    for p in pieces {
-        input.push_str(&chat_chunk(json!({"content": p}), Value::Null));
-    }
-    input.push_str(&chat_chunk(
-        json!({"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]}),
-        Value::Null,
-    ));
-    input.push_str(&chat_chunk(json!({"content": "after"}), Value::Null));
-    input.push_str(&chat_chunk(json!({"content": " more"}), Value::Null));
-    input.push_str(&chat_chunk(json!({"content": "!"}), json!("stop")));
+    let mut input = text_tool_text(&pieces, &["after", " more", "!"]);
     input.push_str("data: [DONE]\n\n");
     for step in [input.len(), 5] {
         let (out, obs) = run(Wire::OpenAi, Wire::Anthropic, true, &input, step);
