@@ -173,6 +173,19 @@ pub enum ClientFraming {
     Raw,
 }
 
+impl ClientFraming {
+    /// How an upstream body framed as `upstream` goes to the client.
+    #[inline]
+    pub fn for_response(upstream: crate::http::ResponseFraming, client_http10: bool) -> Self {
+        use crate::http::ResponseFraming::{Chunked, Close};
+        match upstream {
+            Close | Chunked if client_http10 => ClientFraming::Raw,
+            Close => ClientFraming::Rechunk,
+            _ => ClientFraming::Same,
+        }
+    }
+}
+
 /// Writes the client response head for `resp` into `out`.
 pub fn write_response_head(
     out: &mut Vec<u8>,

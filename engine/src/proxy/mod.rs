@@ -194,12 +194,7 @@ async fn exchange(
         .await
         .map_err(Failure::BeforeResponse)?;
         let framing = resp.framing;
-        let out = match framing {
-            crate::http::ResponseFraming::Close if client_http10 => ClientFraming::Raw,
-            crate::http::ResponseFraming::Chunked if client_http10 => ClientFraming::Raw,
-            crate::http::ResponseFraming::Close => ClientFraming::Rechunk,
-            _ => ClientFraming::Same,
-        };
+        let out = ClientFraming::for_response(framing, client_http10);
         let keep = keep_alive && out != ClientFraming::Raw;
         wbuf.clear();
         head::write_response_head(wbuf, &resp, out, keep, client_http10, &[]);

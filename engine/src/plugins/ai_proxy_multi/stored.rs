@@ -406,15 +406,7 @@ async fn pass_answer(
         sent_at,
     } = answered;
     let client_http10 = head.version == Version::Http10;
-    let out = match resp.framing {
-        crate::http::ResponseFraming::Close | crate::http::ResponseFraming::Chunked
-            if client_http10 =>
-        {
-            ClientFraming::Raw
-        }
-        crate::http::ResponseFraming::Close => ClientFraming::Rechunk,
-        _ => ClientFraming::Same,
-    };
+    let out = ClientFraming::for_response(resp.framing, client_http10);
     let keep = keep_alive && out != ClientFraming::Raw;
     let attempts = attempts.to_string();
     let extra: [(&[u8], &[u8]); 2] = [
