@@ -226,11 +226,11 @@ pub async fn handle<'a>(
                 Ok(b) => Some(b),
                 Err(e) => {
                     tracing::warn!(instance = %inst.name, "GCP access token unavailable: {e}");
-                    tried.push(Tried {
-                        instance: inst.name.to_string(),
-                        status: None,
-                        error: format!("GCP access token unavailable: {e}"),
-                    });
+                    tried.push(Tried::failed(
+                        inst,
+                        None,
+                        format!("GCP access token unavailable: {e}"),
+                    ));
                     if plugin.fallback.http_5xx {
                         continue;
                     }
@@ -283,11 +283,7 @@ pub async fn handle<'a>(
             Some(Err(e)) => {
                 inst.failed(&plugin.passive);
                 tracing::warn!(instance = %inst.name, "LLM attempt failed: {e}");
-                tried.push(Tried {
-                    instance: inst.name.to_string(),
-                    status: None,
-                    error: e.to_string(),
-                });
+                tried.push(Tried::failed(inst, None, e.to_string()));
                 if plugin.fallback.http_5xx {
                     continue;
                 }
@@ -308,21 +304,21 @@ pub async fn handle<'a>(
                 inst.state.cool_down(d, Cooldown::RetryAfter);
             }
             if plugin.fallback.http_429 {
-                tried.push(Tried {
-                    instance: inst.name.to_string(),
-                    status: Some(429),
-                    error: "rate limited by the provider".into(),
-                });
+                tried.push(Tried::failed(
+                    inst,
+                    Some(429),
+                    "rate limited by the provider".into(),
+                ));
                 continue;
             }
         } else if status >= 500 {
             inst.failed(&plugin.passive);
             if plugin.fallback.http_5xx {
-                tried.push(Tried {
-                    instance: inst.name.to_string(),
-                    status: Some(status),
-                    error: format!("upstream answered {status}"),
-                });
+                tried.push(Tried::failed(
+                    inst,
+                    Some(status),
+                    format!("upstream answered {status}"),
+                ));
                 continue;
             }
         } else if (200..300).contains(&status) {
@@ -364,11 +360,7 @@ pub async fn handle<'a>(
                 if e.counts_against_instance() {
                     inst.failed(&plugin.passive);
                 }
-                tried.push(Tried {
-                    instance: inst.name.to_string(),
-                    status: Some(status),
-                    error: e.to_string(),
-                });
+                tried.push(Tried::failed(inst, Some(status), e.to_string()));
                 if plugin.fallback.http_5xx {
                     continue;
                 }

@@ -19,7 +19,6 @@ use crate::server::reply;
 use crate::server::worker::Worker;
 
 /// One failed attempt, for the 502 body and logs.
-#[derive(Clone)]
 pub(super) struct Tried {
     pub instance: String,
     pub status: Option<u16>,
