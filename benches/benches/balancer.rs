@@ -47,15 +47,14 @@ fn affinity(c: &mut Criterion) {
         .map(|i| format!("resp_68a1b2c3d4e5f6{i:08x}0a1b2c3d4e5f60718293a4b5c6d7e8f9"))
         .collect();
     for (i, id) in ids.iter().enumerate() {
-        p.affinity.remember(id.as_bytes(), &p.instances[i % 4].name);
+        p.affinity.remember(id.as_bytes(), &p.instances[i % 4]);
     }
     let mut g = c.benchmark_group("response_affinity");
     let mut k = 0usize;
     g.bench_function("remember", |b| {
         b.iter(|| {
             k = (k + 1) % ids.len();
-            p.affinity
-                .remember(ids[k].as_bytes(), &p.instances[k % 4].name)
+            p.affinity.remember(ids[k].as_bytes(), &p.instances[k % 4])
         })
     });
     g.bench_function("recall_held", |b| {

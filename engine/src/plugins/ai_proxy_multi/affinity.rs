@@ -41,7 +41,8 @@ fn hash(bytes: &[u8]) -> u64 {
     .hash_one(bytes)
 }
 
-fn instance_tag(name: &str) -> u64 {
+/// An instance's tag in the table (computed once, when it is compiled).
+pub fn instance_tag(name: &str) -> u64 {
     hash(name.as_bytes()) & TAG_MASK
 }
 
@@ -51,19 +52,24 @@ impl ResponseAffinity {
             .get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect())
     }
 
-    /// Where `id` would be and what its entry for `instance` would hold.
-    fn entry(id: &[u8], instance: &str) -> (usize, u64) {
+    /// Where `id` would be and what its entry for the instance tagged
+    /// `tag` would hold.
+    fn entry(id: &[u8], tag: u64) -> (usize, u64) {
         let h = hash(id);
         let slot = (h as usize) & (SLOTS - 1);
-        (slot, (h & !TAG_MASK) | instance_tag(instance))
+        (slot, (h & !TAG_MASK) | tag)
     }
 
-    /// Remembers that `instance` holds response `id`.
-    pub fn remember(&self, id: &[u8], instance: &str) {
+    /// Remembers that `instance` holds `id`.
+    pub fn remember(&self, id: &[u8], instance: &Instance) {
+        self.remember_tag(id, instance.affinity_tag);
+    }
+
+    fn remember_tag(&self, id: &[u8], tag: u64) {
         if id.is_empty() {
             return;
         }
-        let (slot, entry) = Self::entry(id, instance);
+        let (slot, entry) = Self::entry(id, tag);
         self.slots()[slot].store(entry, Ordering::Relaxed);
     }
 
@@ -76,15 +82,19 @@ impl ResponseAffinity {
             return None;
         }
         let tag = entry & TAG_MASK;
-        instances.iter().position(|i| instance_tag(&i.name) == tag)
+        instances.iter().position(|i| i.affinity_tag == tag)
     }
 
     /// Forgets `id` (deleted), if `instance` was remembered for it.
-    pub fn forget(&self, id: &[u8], instance: &str) {
+    pub fn forget(&self, id: &[u8], instance: &Instance) {
+        self.forget_tag(id, instance.affinity_tag);
+    }
+
+    fn forget_tag(&self, id: &[u8], tag: u64) {
         let Some(slots) = self.slots.get() else {
             return;
         };
-        let (slot, entry) = Self::entry(id, instance);
+        let (slot, entry) = Self::entry(id, tag);
         let _ = slots[slot].compare_exchange(entry, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
@@ -96,23 +106,24 @@ mod tests {
     #[test]
     fn remembers_forgets_and_keeps_ids_apart() {
         let a = ResponseAffinity::default();
+        let (alpha, beta) = (instance_tag("alpha"), instance_tag("beta"));
         assert!(a.slots.get().is_none(), "nothing allocated before use");
-        a.remember(b"resp_1", "alpha");
-        a.remember(b"resp_2", "beta");
-        let (s1, e1) = ResponseAffinity::entry(b"resp_1", "alpha");
-        let (s2, e2) = ResponseAffinity::entry(b"resp_2", "beta");
+        a.remember_tag(b"resp_1", alpha);
+        a.remember_tag(b"resp_2", beta);
+        let (s1, e1) = ResponseAffinity::entry(b"resp_1", alpha);
+        let (s2, e2) = ResponseAffinity::entry(b"resp_2", beta);
         assert_eq!(a.slots()[s1].load(Ordering::Relaxed), e1);
         assert_eq!(a.slots()[s2].load(Ordering::Relaxed), e2);
-        assert_eq!(e1 & TAG_MASK, instance_tag("alpha"));
+        assert_eq!(e1 & TAG_MASK, alpha);
         // Another id in the same slot is not taken for this one.
-        let (s3, e3) = ResponseAffinity::entry(b"resp_3", "alpha");
+        let (s3, e3) = ResponseAffinity::entry(b"resp_3", alpha);
         assert_ne!(e3 & !TAG_MASK, e1 & !TAG_MASK);
         let _ = s3;
         // Forgetting needs the instance that holds it.
-        a.forget(b"resp_1", "beta");
+        a.forget_tag(b"resp_1", beta);
         assert_eq!(a.slots()[s1].load(Ordering::Relaxed), e1);
-        a.forget(b"resp_1", "alpha");
+        a.forget_tag(b"resp_1", alpha);
         assert_eq!(a.slots()[s1].load(Ordering::Relaxed), 0);
-        a.remember(b"", "alpha");
+        a.remember_tag(b"", alpha);
     }
 }

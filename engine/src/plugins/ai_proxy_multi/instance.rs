@@ -28,6 +28,8 @@ pub struct Target {
 #[derive(Debug)]
 pub struct Instance {
     pub name: Arc<str>,
+    /// The name's tag in the stored-state table (`affinity`).
+    pub affinity_tag: u64,
     pub provider: &'static Provider,
     pub priority: i64,
     pub weight: u32,
@@ -140,6 +142,7 @@ impl Instance {
         let name: Arc<str> = Arc::from(f.name);
         Ok(Instance {
             state: state(&name),
+            affinity_tag: super::affinity::instance_tag(&name),
             name,
             provider,
             priority: f.priority.unwrap_or(0),

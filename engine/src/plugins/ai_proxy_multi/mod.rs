@@ -250,8 +250,8 @@ mod tests {
             json!({"instances": [inst("a", 0, 1), inst("b", 0, 1)]}),
         )
         .unwrap();
-        p.affinity.remember(b"resp_1", "b");
-        p.affinity.remember(b"resp_2", "a");
+        p.affinity.remember(b"resp_1", &p.instances[1]);
+        p.affinity.remember(b"resp_2", &p.instances[0]);
         assert_eq!(p.affinity.recall(b"resp_1", &p.instances), Some(1));
         assert_eq!(p.affinity.recall(b"resp_3", &p.instances), None);
         // Reordered, one instance gone, one added: names still match.

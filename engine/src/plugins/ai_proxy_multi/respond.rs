@@ -335,7 +335,7 @@ async fn json(
                 }
                 if let Some(stored) = &conv.stored {
                     for id in stored.ids() {
-                        plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
+                        plugin.affinity.remember(id.as_bytes(), meta.inst);
                     }
                 }
                 conv.body

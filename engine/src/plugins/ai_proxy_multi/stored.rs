@@ -290,7 +290,7 @@ pub async fn handle(
                     let kept = Kept::new(w, plugin, inst, answered, read);
                     use crate::providers::json_scan::{string_at, Step};
                     if let Some(id) = string_at(&kept.body, &[Step::Key("id")]) {
-                        plugin.affinity.remember(id.as_bytes(), &inst.name);
+                        plugin.affinity.remember(id.as_bytes(), inst);
                     }
                     kept_reply(w, c, ctx, kept, attempts, keep_alive).await
                 }
@@ -302,8 +302,8 @@ pub async fn handle(
         }
         if (200..300).contains(&status) && whole_id {
             match method {
-                "GET" => plugin.affinity.remember(id, &inst.name),
-                "DELETE" => plugin.affinity.forget(id, &inst.name),
+                "GET" => plugin.affinity.remember(id, inst),
+                "DELETE" => plugin.affinity.forget(id, inst),
                 _ => {}
             }
         }

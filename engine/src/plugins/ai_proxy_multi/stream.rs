@@ -221,7 +221,7 @@ async fn pump(
             // as the client has the id.
             if let Some(stored) = obs.stored.take() {
                 for id in stored.ids() {
-                    plugin.affinity.remember(id.as_bytes(), &meta.inst.name);
+                    plugin.affinity.remember(id.as_bytes(), meta.inst);
                 }
             }
         }
