@@ -13,7 +13,7 @@ use super::attempt::{self, Buffers};
 use super::replies::{
     error_msg, exhausted, kept_reply, quota_headers, rejected, rule_headers, Skipped, Tried,
 };
-use super::request::{intake, LlmRequest, Refused};
+use super::request::{classify, intake, LlmRequest, PathKind, Refused};
 use super::respond::{relay, AnswerMeta, Kept, Relayed};
 use super::stream::StreamJob;
 use super::AiProxyMulti;
@@ -59,22 +59,18 @@ pub async fn handle<'a>(
     keep_alive: bool,
 ) -> Handled<'a> {
     let request_started = ctx.started;
-    // (Chat paths, the common case, end in `/completions` and skip the
-    // search.)
-    let path = head.path();
-    let stored = match path.ends_with(b"/completions") {
-        true => None,
-        false => super::stored::stored_call(path),
+    let api_wire = match classify(head.path()) {
+        PathKind::Llm(api, wire) => (api, wire),
+        PathKind::Stored(family, rest) => {
+            let rest = rest.to_vec();
+            return Handled::Done(
+                Box::pin(super::stored::handle(
+                    w, snap, plugin, c, head, ctx, family, &rest, keep_alive,
+                ))
+                .await,
+            );
+        }
     };
-    if let Some((family, rest)) = stored {
-        let rest = rest.to_vec();
-        return Handled::Done(
-            Box::pin(super::stored::handle(
-                w, snap, plugin, c, head, ctx, family, &rest, keep_alive,
-            ))
-            .await,
-        );
-    }
     ctx.request_type = RequestType::AiChat;
     // The phases are boxed one at a time: the handler's own state stays
     // small and a request holds only the memory of the phase it is in
@@ -83,7 +79,7 @@ pub async fn handle<'a>(
     let max_body = plugin
         .max_request_body
         .unwrap_or(w.gateway.limits.max_body_bytes);
-    let req = match Box::pin(intake(w, c, head, max_body)).await {
+    let req = match Box::pin(intake(w, c, head, api_wire, max_body)).await {
         Ok(r) => r,
         Err(Refused::ClientGone) => return Handled::Done(false),
         Err(Refused::Reply {

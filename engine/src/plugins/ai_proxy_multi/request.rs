@@ -1,10 +1,12 @@
-//! Taking in an LLM request: the body must be JSON (by `Content-Type` and
-//! by content), complete and within the size limit; the route path says
-//! which API and format the client speaks (`…/embeddings`, Anthropic's
-//! `…/messages`, OpenAI's Responses API `…/responses`, otherwise OpenAI
-//! chat). Only what routing needs is read
-//! from the body (model, stream flag).
+//! What a request path asks of the plugin ([`classify`]) and taking in an
+//! LLM request: the body must be JSON (by `Content-Type` and by content),
+//! complete and within the size limit; the route path says which API and
+//! format the client speaks (`…/embeddings`, Anthropic's `…/messages`,
+//! OpenAI's Responses API `…/responses`, otherwise OpenAI chat), or that
+//! it is a call on stored state (`…/responses/{id}…`, `…/conversations…`).
+//! Only what routing needs is read from the body (model, stream flag).
 
+use super::stored::{stored_call, Family};
 use crate::http::RequestHead;
 use crate::providers::wire::ClientBody;
 use crate::providers::{Api, Wire};
@@ -32,15 +34,24 @@ pub enum Refused {
     ClientGone,
 }
 
-/// Reads and checks the request; `max_body` is the route's body limit
-/// (`max_req_body_size`, else the gateway's).
-pub async fn intake(
-    w: &Worker,
-    c: &mut ClientConn,
-    head: &RequestHead,
-    max_body: u64,
-) -> Result<LlmRequest, Refused> {
-    let path = head.path();
+/// What a request path asks of the plugin.
+pub enum PathKind<'p> {
+    /// An LLM request in this API and client format.
+    Llm(Api, Wire),
+    /// A call on stored state, with what follows the family's name.
+    Stored(Family, &'p [u8]),
+}
+
+/// Reads a request path: chat paths (the common case, ending in
+/// `/completions`) first, then calls on stored state, then the other
+/// APIs by suffix; anything else is chat.
+pub fn classify(path: &[u8]) -> PathKind<'_> {
+    if path.ends_with(b"/completions") {
+        return PathKind::Llm(Api::Chat, Wire::OpenAi);
+    }
+    if let Some((family, rest)) = stored_call(path) {
+        return PathKind::Stored(family, rest);
+    }
     let (api, wire) = if path.ends_with(b"/embeddings") {
         (Api::Embeddings, Wire::OpenAi)
     } else if path.ends_with(b"/messages") {
@@ -50,6 +61,19 @@ pub async fn intake(
     } else {
         (Api::Chat, Wire::OpenAi)
     };
+    PathKind::Llm(api, wire)
+}
+
+/// Reads and checks the request for `api` in format `wire` (see
+/// [`classify`]); `max_body` is the route's body limit
+/// (`max_req_body_size`, else the gateway's).
+pub async fn intake(
+    w: &Worker,
+    c: &mut ClientConn,
+    head: &RequestHead,
+    (api, wire): (Api, Wire),
+    max_body: u64,
+) -> Result<LlmRequest, Refused> {
     let json = head.header("content-type").is_some_and(|ct| {
         let mime = crate::http::headers::trim(ct.split(|&b| b == b';').next().unwrap_or(b""));
         mime.eq_ignore_ascii_case(b"application/json")
@@ -96,4 +120,39 @@ pub async fn intake(
         keep: true,
     })?;
     Ok(LlmRequest { body, api, wire })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_say_which_api_or_stored_call() {
+        let llm = |p: &[u8]| match classify(p) {
+            PathKind::Llm(api, wire) => Some((api, wire)),
+            PathKind::Stored(..) => None,
+        };
+        assert_eq!(
+            llm(b"/v1/chat/completions"),
+            Some((Api::Chat, Wire::OpenAi))
+        );
+        assert_eq!(
+            llm(b"/v1/embeddings"),
+            Some((Api::Embeddings, Wire::OpenAi))
+        );
+        assert_eq!(llm(b"/v1/messages"), Some((Api::Chat, Wire::Anthropic)));
+        assert_eq!(
+            llm(b"/v1/responses"),
+            Some((Api::Responses, Wire::Responses))
+        );
+        assert_eq!(llm(b"/anything"), Some((Api::Chat, Wire::OpenAi)));
+        assert!(matches!(
+            classify(b"/v1/responses/resp_1"),
+            PathKind::Stored(Family::Responses, b"resp_1")
+        ));
+        assert!(matches!(
+            classify(b"/v1/conversations"),
+            PathKind::Stored(Family::Conversations, b"")
+        ));
+    }
 }
