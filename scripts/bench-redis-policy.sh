@@ -12,6 +12,7 @@
 # stdout (results/redis-policy.md records a run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench.sh
 OUT=${1:-results}
 mkdir -p "$OUT"
 command -v redis-server >/dev/null || { echo "redis-server not found (scripts/setup-test-deps.sh)" >&2; exit 2; }
@@ -33,16 +34,7 @@ Y
 }
 redis=', policy: redis, redis_host: 127.0.0.1, redis_port: 18102'
 {
-  cat <<Y
-gateway:
-  listen: ["127.0.0.1:18100"]
-  workers: 1
-  admin: {enabled: false}
-  metrics: {enabled: false}
-services:
-  - name: bench
-    routes:
-Y
+  bench_gateway_header 18100
   route local ""
   route redis "$redis"
   route redis-lease "$redis, redis_lease_tokens: 10000"
@@ -54,7 +46,7 @@ MOCK=$!
 taskset -c 0 $B/ringway -c "$dir/gw.yaml" >"$dir/gw.log" 2>&1 &
 GW=$!
 trap 'kill $GW $MOCK $REDIS 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18100/ && break; sleep 0.2; done
+wait_for_port 18100
 url() { echo "$1=http://127.0.0.1:18100/$1/v1/chat/completions"; }
 for c in ${CONCURRENCY:-16 1}; do
   $B/loadgen compare --cpu 1 -c $c -d 3 --rounds 6 -q \

@@ -16,6 +16,7 @@
 # run). RINGWAY=path runs another build of the gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench.sh
 OUT=${1:-results}
 mkdir -p "$OUT"
 cargo build -q --release -p ringway -p loadgen -p mock-llm
@@ -35,16 +36,7 @@ route() { # name, uri, provider, endpoint
 Y
 }
 {
-  cat <<Y
-gateway:
-  listen: ["127.0.0.1:18200"]
-  workers: 1
-  admin: {enabled: false}
-  metrics: {enabled: false}
-services:
-  - name: bench
-    routes:
-Y
+  bench_gateway_header 18200
   route chat /chat/v1/chat/completions openai-compatible "$M/v1/chat/completions"
   route native /native/v1/responses openai-compatible "$M/v1/responses"
   route converted /converted/v1/responses openai-compatible "$M/v1/chat/completions"
@@ -57,7 +49,7 @@ MOCK=$!
 taskset -c 0 ${RINGWAY:-$B/ringway} -c "$dir/gw.yaml" >"$dir/gw.log" 2>&1 &
 GW=$!
 trap 'kill $GW $MOCK 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18200/ && break; sleep 0.2; done
+wait_for_port 18200
 u() { echo "$1=http://127.0.0.1:18200/$1/v1/$2"; }
 for mode in json stream; do
   flag=""; [ $mode = stream ] && flag="--stream"

@@ -9,18 +9,13 @@
 set -euo pipefail
 BIN=$(realpath "$1"); STREAM=${2:-}
 cd "$(dirname "$0")/.."
+. scripts/lib/bench.sh
 cargo build -q --release -p loadgen -p mock-llm
 B=target/release
 dir=$(mktemp -d)
-cat > "$dir/gw.yaml" <<Y
-gateway:
-  listen: ["127.0.0.1:18080"]
-  workers: 1
-  admin: {enabled: false}
-  metrics: {enabled: false}
-services:
-  - name: bench
-    routes:
+{
+bench_gateway_header 18080
+cat <<Y
       - name: chat
         uris: [/v1/chat/completions]
         plugins:
@@ -31,12 +26,13 @@ services:
               - {name: i1, provider: openai-compatible, weight: 2, auth: {header: {Authorization: "Bearer k"}},
                  options: {model: gpt-4o-mini}, override: {endpoint: "http://127.0.0.1:18002/v1/chat/completions"}}
 Y
+} > "$dir/gw.yaml"
 taskset -c 1 $B/mock-llm --listen 127.0.0.1:18001 --name m1 --listen 127.0.0.1:18002 --name m2 --tokens 16 >/dev/null 2>&1 &
 MOCK=$!
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$BIN" -c "$dir/gw.yaml" >/dev/null 2>&1 &
 VG=$!
 trap 'kill -9 $VG $MOCK 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.3; done
+wait_for_port 18080 0.3
 total() {
   callgrind_control -d $VG >/dev/null; sleep 1
   callgrind_annotate "$(ls -t "$dir"/cg.* | head -1)" | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}'
