@@ -61,12 +61,7 @@ pub fn write_request(
     } else {
         b"Accept: application/json\r\n"
     });
-    for (k, v) in inst.auth_headers.iter() {
-        let _ = write!(out, "{k}: {v}\r\n");
-    }
-    if let Some(b) = bearer {
-        let _ = write!(out, "Authorization: {b}\r\n");
-    }
+    write_auth(out, inst, bearer);
     for (k, v) in inst.provider.extra_headers {
         // The client's own version wins when it speaks the provider's format.
         if client_wire == upstream_wire && client.header(k).is_some() {
@@ -82,6 +77,18 @@ pub fn write_request(
     }
     out.extend_from_slice(b"User-Agent: ringway\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// The instance's credentials: its `auth.header` lines and, with
+/// `auth.gcp`, the access token.
+#[inline]
+pub(super) fn write_auth(out: &mut Vec<u8>, inst: &Instance, bearer: Option<&str>) {
+    for (k, v) in inst.auth_headers.iter() {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if let Some(b) = bearer {
+        let _ = write!(out, "Authorization: {b}\r\n");
+    }
 }
 
 /// Copies the client's `name` header lines into `out`.

@@ -371,12 +371,7 @@ fn write_request(
     out.extend_from_slice(b"Accept: ");
     out.extend_from_slice(client.header("accept").unwrap_or(b"application/json"));
     out.extend_from_slice(b"\r\n");
-    for (k, v) in inst.auth_headers.iter() {
-        let _ = write!(out, "{k}: {v}\r\n");
-    }
-    if let Some(b) = bearer {
-        let _ = write!(out, "Authorization: {b}\r\n");
-    }
+    attempt::write_auth(out, inst, bearer);
     for (k, v) in inst.provider.extra_headers {
         let _ = write!(out, "{k}: {v}\r\n");
     }
