@@ -1,6 +1,8 @@
 //! Merging an instance's `options` (and forced `stream_options`) into a
-//! chat body: ringway's summarize + splice on the original bytes, against
-//! the obvious alternative, a full `serde_json::Value` round trip.
+//! chat body: ringway's summarize + splice on the original bytes (which
+//! validates the whole body), against the obvious alternative, a full
+//! `serde_json::Value` round trip. Bodies: one long prompt string (1 and
+//! 32 KiB) and a coding agent's 32 KiB conversation.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringway::providers::wire::{build_request, Api, ClientBody, ModelOptions, Wire};
@@ -20,6 +22,12 @@ fn body(words: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A coding agent's request (`benches/payloads/agent-32k.json`): a system
+/// prompt, tool definitions and 100 turns of messages, tool calls with
+/// escaped JSON arguments and tool results with code, in several scripts.
+/// Escapes, short strings and text that is not ASCII, as real bodies have.
+const AGENT: &[u8] = include_bytes!("../payloads/agent-32k.json");
+
 fn value_merge(body: &[u8], options: &Map<String, Value>) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(body).expect("json");
     let o = v.as_object_mut().expect("object");
@@ -36,8 +44,12 @@ fn merge(c: &mut Criterion) {
     options.insert("max_tokens".into(), json!(50));
     let opts = ModelOptions::new(options.clone());
     let mut g = c.benchmark_group("options_merge");
-    for (label, words) in [("1KiB", 120), ("32KiB", 4000)] {
-        let b = body(words);
+    let bodies = [
+        ("1KiB", body(120)),
+        ("32KiB", body(4000)),
+        ("agent-32KiB", AGENT.to_vec()),
+    ];
+    for (label, b) in bodies {
         g.throughput(Throughput::Bytes(b.len() as u64));
         g.bench_with_input(BenchmarkId::new("splice", label), &b, |bench, b| {
             bench.iter(|| {

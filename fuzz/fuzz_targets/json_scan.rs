@@ -1,4 +1,5 @@
-//! The validating JSON scanner: on UTF-8 input it accepts exactly the
+//! The validating JSON scanner: it refuses input that is not UTF-8; on
+//! UTF-8 input it accepts exactly the
 //! top-level objects `serde_json` accepts, and a string found by path is
 //! what a full parse finds there.
 #![no_main]

@@ -231,6 +231,10 @@ pub fn json_scan(data: &[u8]) {
     let scanned = TopLevel::scan(data);
     let found = string_at(data, CONTENT_PATH);
     let Ok(text) = std::str::from_utf8(data) else {
+        // JSON text is UTF-8: a document with any other byte is refused,
+        // wherever it is (strings are checked, and outside them a byte
+        // that is not ASCII is a syntax error).
+        assert!(scanned.is_err(), "accepted a document that is not UTF-8");
         return;
     };
     let parsed = parse_by_grammar(data);
