@@ -41,6 +41,11 @@ pub struct LoadArgs {
     /// Words in the prompt.
     #[arg(long, default_value_t = 16)]
     pub prompt_words: usize,
+    /// Send this file's JSON object as the body instead of the template's
+    /// (e.g. `benches/payloads/agent-32k.json`); `--stream` and
+    /// `--max-tokens` still apply, the template gives the default path.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<String>,
     #[arg(long, default_value = "gpt-4o-mini")]
     pub model: String,
     #[arg(long)]
@@ -66,6 +71,11 @@ impl LoadArgs {
                 .iter()
                 .map(|h| parse_header(h))
                 .collect::<Result<_, _>>()?,
+            body: self
+                .body
+                .as_deref()
+                .map(Workload::body_from_file)
+                .transpose()?,
         })
     }
 

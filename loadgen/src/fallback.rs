@@ -82,8 +82,7 @@ fn load(addr: SocketAddr, path: &str, stream: bool, args: &FallbackArgs) -> RunS
         stream,
         prompt_words: 8,
         model: "gpt-4o-mini".into(),
-        max_tokens: None,
-        headers: Vec::new(),
+        ..Default::default()
     };
     RunSpec {
         addr,
@@ -128,8 +127,7 @@ pub fn run_fallback(ringway: &Path, args: &FallbackArgs) -> Result<Vec<Verdict>,
             stream: false,
             prompt_words: 8,
             model: "gpt-4o-mini".into(),
-            max_tokens: None,
-            headers: Vec::new(),
+            ..Default::default()
         }
         .body(),
     );

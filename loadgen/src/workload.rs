@@ -59,6 +59,10 @@ pub struct Workload {
     pub model: String,
     pub max_tokens: Option<u32>,
     pub headers: Vec<(String, String)>,
+    /// A JSON object sent instead of the template's body (`--body`, e.g.
+    /// a captured agent request); the template still gives the default
+    /// path, `--stream` and `--max-tokens` still apply.
+    pub body: Option<serde_json::Value>,
 }
 
 impl Default for Workload {
@@ -70,6 +74,7 @@ impl Default for Workload {
             model: "gpt-4o-mini".into(),
             max_tokens: None,
             headers: Vec::new(),
+            body: None,
         }
     }
 }
@@ -85,6 +90,15 @@ impl Workload {
     }
 
     pub fn body(&self) -> String {
+        if let Some(body) = &self.body {
+            let mut v = body.clone();
+            // The flag decides, whatever the captured body asked for.
+            if self.stream || v.get("stream").is_some() {
+                v["stream"] = json!(self.stream);
+            }
+            self.cap_tokens(&mut v);
+            return v.to_string();
+        }
         let prompt: String = (0..self.prompt_words)
             .map(|i| format!("word{i} "))
             .collect();
@@ -108,12 +122,26 @@ impl Workload {
         if self.stream && self.template != Template::Embeddings {
             v["stream"] = json!(true);
         }
+        self.cap_tokens(&mut v);
+        v.to_string()
+    }
+
+    /// Reads `--body`: a file holding one JSON object.
+    pub fn body_from_file(path: &str) -> Result<serde_json::Value, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("--body {path}: {e}"))?;
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(v) if v.is_object() => Ok(v),
+            Ok(_) => Err(format!("--body {path}: not a JSON object")),
+            Err(e) => Err(format!("--body {path}: not JSON: {e}")),
+        }
+    }
+
+    fn cap_tokens(&self, v: &mut serde_json::Value) {
         match (self.max_tokens, self.template) {
             (Some(m), Template::Chat) => v["max_tokens"] = json!(m),
             (Some(m), Template::Responses) => v["max_output_tokens"] = json!(m),
             _ => {}
         }
-        v.to_string()
     }
 
     /// The exact request bytes for `url`.
@@ -166,6 +194,31 @@ mod tests {
             serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_eq!(body["stream"], true);
         assert_eq!(body["messages"][1]["content"], "word0 word1 word2 ");
+        // A captured body goes as it is, but `--stream` decides streaming.
+        let captured =
+            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "é\n"}]});
+        let w = Workload {
+            body: Some(captured.clone()),
+            max_tokens: Some(7),
+            ..Default::default()
+        };
+        let sent: serde_json::Value = serde_json::from_str(&w.body()).unwrap();
+        assert_eq!(sent["stream"], false);
+        assert_eq!(sent["max_tokens"], 7);
+        assert_eq!(sent["messages"], captured["messages"]);
+        let w = Workload {
+            body: Some(json!({"model": "m"})),
+            stream: true,
+            ..Default::default()
+        };
+        assert_eq!(w.body(), r#"{"model":"m","stream":true}"#);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.json");
+        for (text, err) in [("[1]", "not a JSON object"), ("{", "not JSON")] {
+            std::fs::write(&file, text).unwrap();
+            let e = Workload::body_from_file(file.to_str().unwrap()).unwrap_err();
+            assert!(e.contains(err) && e.contains("b.json"), "{e}");
+        }
         let u = Url::parse("http://localhost:18001/anything?x=1").unwrap();
         assert_eq!(u.path, "/anything?x=1");
         assert!(Url::parse("https://x").is_err());

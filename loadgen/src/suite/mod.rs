@@ -84,8 +84,7 @@ fn workload(stream: bool, prompt_words: usize) -> Workload {
         stream,
         prompt_words,
         model: "gpt-4o-mini".into(),
-        max_tokens: None,
-        headers: Vec::new(),
+        ..Default::default()
     }
 }
 
