@@ -100,6 +100,44 @@ fn chunked_request_bodies_small_and_large() {
     assert_eq!(j["body"].as_str().unwrap().len(), big.len());
 }
 
+/// A `Content-Length` body is forwarded whole however it arrives: the
+/// head alone, then pieces growing from one byte with pauses between them
+/// (many reads), the last piece carrying the next request; under the
+/// buffering threshold (read into one buffer) and over it (streamed).
+#[test]
+fn content_length_bodies_arriving_in_pieces() {
+    let up = Upstream::echo();
+    let gw = gateway_for(&up);
+    let mut c = Conn::connect(gw.addr);
+    for size in [60_000usize, 150_000] {
+        let body: String = (0..size)
+            .map(|i| char::from(b'a' + (i % 23) as u8))
+            .collect();
+        c.send(
+            format!("POST /pieces HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n")
+                .as_bytes(),
+        );
+        let (mut at, mut step) = (0, 1);
+        while at < size - 10 {
+            let end = (at + step).min(size - 10);
+            c.send(&body.as_bytes()[at..end]);
+            (at, step) = (end, step * 3);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut last = body.as_bytes()[at..].to_vec();
+        last.extend_from_slice(b"POST /next HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nnext");
+        c.send(&last);
+        let j = c.read_response().json();
+        assert_eq!(j["target"], "/pieces");
+        assert!(j["body"] == body.as_str(), "body of {size} bytes changed");
+        let j = c.read_response().json();
+        assert_eq!(
+            (&j["target"], &j["body"]),
+            (&"/next".into(), &"next".into())
+        );
+    }
+}
+
 #[test]
 fn chunked_and_close_delimited_responses_reach_the_client_intact() {
     let up = Upstream::start(|req, s| {

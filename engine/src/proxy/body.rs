@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use super::error::ProxyError;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::{BodyFraming, HttpError};
+use crate::net;
 use crate::server::conn::ClientConn;
 
 /// Bodies up to this size are buffered before forwarding.
@@ -102,15 +103,21 @@ impl BodyReader {
             if self.done {
                 return Ok(None);
             }
-            match c.read_more(timeout).await {
-                Ok(0) => return Err(ProxyError::ClientGone),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Err(ProxyError::ClientTimeout)
-                }
-                Err(_) => return Err(ProxyError::ClientGone),
-            }
+            read_more_body(c, timeout).await?;
         }
+    }
+}
+
+/// Reads more of a body from the client; its end is an error here.
+async fn read_more_body(
+    c: &mut ClientConn,
+    timeout: std::time::Duration,
+) -> Result<(), ProxyError> {
+    match c.read_more(timeout).await {
+        Ok(0) => Err(ProxyError::ClientGone),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(ProxyError::ClientTimeout),
+        Err(_) => Err(ProxyError::ClientGone),
     }
 }
 
@@ -203,6 +210,11 @@ async fn read_prefix_up_to(
             .await
             .map_err(|_| ProxyError::ClientGone)?;
     }
+    if let BodyFraming::Length(n) = framing {
+        if n <= buffer_limit as u64 {
+            return read_length(c, n as usize, timeout).await.map(Body::Full);
+        }
+    }
     let mut reader = BodyReader::new(framing, max);
     let mut pieces: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
@@ -230,6 +242,29 @@ async fn read_prefix_up_to(
             Body::Full(all.freeze())
         }
     })
+}
+
+/// A body of `n` bytes (its `Content-Length`) read into the connection's
+/// buffer whole and split off as one piece: as few reads as the client's
+/// segments allow, and no copy to join pieces (a 32 KiB body took five
+/// reads growing from 2 KiB, then a copy). The buffer grows ahead of the
+/// bytes by at most what has arrived (or [`BUFFER_LIMIT`] at first), so
+/// a client that announces a large body and sends nothing holds little.
+async fn read_length(
+    c: &mut ClientConn,
+    n: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ProxyError> {
+    while c.rbuf.len() < n {
+        // A little more than what is missing: a read that fills all its
+        // room makes the buffer grow (`net::read_more`), a copy of it all.
+        let room = (n - c.rbuf.len()).min(c.rbuf.len().max(BUFFER_LIMIT)) + net::MIN_READ;
+        if c.rbuf.capacity() - c.rbuf.len() < room {
+            c.rbuf.reserve(room);
+        }
+        read_more_body(c, timeout).await?;
+    }
+    Ok(c.rbuf.split_to(n).freeze())
 }
 
 #[cfg(test)]
