@@ -89,6 +89,25 @@ fn quick_suite_writes_valid_json_and_svg() {
             > 0.0
     );
     assert_eq!(read("instances.json").as_array().unwrap().len(), 2);
+    // Two prompt sizes and the agent's conversation, each through ringway.
+    let bodies = read("body-size.json");
+    let labels: Vec<&str> = bodies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["16-word prompt", "1024-word prompt", "agent conversation"]
+    );
+    let agent = &bodies[2];
+    assert!(agent["body_bytes"].as_u64().unwrap() > 30_000, "{agent}");
+    assert!(
+        agent["targets"][1]["summary"]["ok"].as_u64().unwrap() > 0,
+        "{agent}"
+    );
+    assert!(agent["targets"][1]["cpu_us_per_request"].as_f64().unwrap() > 0.0);
     assert!(!read("frontier.json")["points"]
         .as_array()
         .unwrap()

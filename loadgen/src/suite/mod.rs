@@ -78,6 +78,9 @@ fn url(addr: SocketAddr, path: &str) -> Url {
     }
 }
 
+/// `benches/payloads/agent-32k.json`: a coding agent's chat request.
+const AGENT_BODY: &str = include_str!("../../../benches/payloads/agent-32k.json");
+
 fn workload(stream: bool, prompt_words: usize) -> Workload {
     Workload {
         template: Template::Chat,
@@ -435,13 +438,32 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
     } else {
         &[16, 1024, 16_384, 65_536]
     };
+    // One long prompt string of N words, and a coding agent's request
+    // (history, tools, tool results: escapes and text that is not ASCII).
+    let mut cases: Vec<(String, Workload)> = words
+        .iter()
+        .map(|&wds| (format!("{wds}-word prompt"), workload(false, wds)))
+        .collect();
+    let agent: serde_json::Value = serde_json::from_str(AGENT_BODY).map_err(|e| e.to_string())?;
+    cases.insert(
+        2.min(cases.len()),
+        (
+            "agent conversation".into(),
+            Workload {
+                body: Some(agent),
+                ..workload(false, 0)
+            },
+        ),
+    );
     let mut bodies = Vec::new();
-    for &wds in words {
-        let mut t = targets(&env, "/v1/chat/completions", &workload(false, wds), c, secs);
-        t.truncate(2);
+    for (label, w) in &cases {
+        let mut t = targets(&env, "/v1/chat/completions", w, c, secs);
+        // nginx passes bytes through without reading them: the cost of
+        // validating and splicing shows against it.
+        t.retain(|t| t.name != "litellm");
         let r = compare(&t, args.rounds)?;
-        let bytes = workload(false, wds).body().len();
-        bodies.push(json!({"prompt_words": wds, "body_bytes": bytes, "targets": r}));
+        let bytes = w.body().len();
+        bodies.push(json!({"body": label, "body_bytes": bytes, "targets": r}));
     }
     write_json(&args.out, "body-size.json", &bodies)?;
 
