@@ -247,9 +247,10 @@ async fn read_prefix_up_to(
 /// A body of `n` bytes (its `Content-Length`) read into the connection's
 /// buffer whole and split off as one piece: as few reads as the client's
 /// segments allow, and no copy to join pieces (a 32 KiB body took five
-/// reads growing from 2 KiB, then a copy). The buffer grows ahead of the
-/// bytes by at most what has arrived (or [`BUFFER_LIMIT`] at first), so
-/// a client that announces a large body and sends nothing holds little.
+/// reads growing from 2 KiB, then a copy). The room reserved ahead of the
+/// bytes is at most what has arrived or [`BUFFER_LIMIT`], whichever is
+/// more: a client that announces a large body and sends little makes the
+/// gateway hold 64 KiB for it, not the body's length.
 async fn read_length(
     c: &mut ClientConn,
     n: usize,

@@ -6,9 +6,13 @@
 //! conversation over instances, so the gateway remembers who answered:
 //! a direct-mapped table of atomics shared by every worker — no lock, no
 //! allocation after the first use, bounded memory — from a hash of the
-//! response id to a tag of the instance's name. A slot holds the newest
-//! id that hashed to it; an entry lost to a collision, a restart or a
-//! tag that matches no instance only costs a probe: the handler then
+//! response id to a tag of the instance's name. Each id has a bucket of
+//! two slots holding the two newest ids that hashed to it (the newest
+//! first), so a fresh entry is lost only when two later ids land on its
+//! bucket before its follow-up comes (with one slot, one was enough: one
+//! of 1,956 follow-ups in a `loadgen fallback` run became a probe). An entry
+//! lost anyway, to a restart or to a tag that matches no instance, only
+//! costs a probe: the handler then
 //! tries the instances in plan order until one does not answer "not
 //! found" (see `handler`), and remembers the one that does.
 //!
@@ -19,8 +23,11 @@ use std::sync::OnceLock;
 
 use super::Instance;
 
-/// Slots in the table (8 bytes each, allocated on first use).
+/// Slots in the table (8 bytes each, allocated on first use), in buckets
+/// of [`WAYS`] adjacent slots.
 pub const SLOTS: usize = 1 << 16;
+const WAYS: usize = 2;
+const BUCKETS: usize = SLOTS / WAYS;
 /// Low bits of an entry: the instance's name tag; the rest: the id's.
 const TAG_BITS: u32 = 20;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
@@ -52,12 +59,17 @@ impl ResponseAffinity {
             .get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect())
     }
 
-    /// Where `id` would be and what its entry for the instance tagged
-    /// `tag` would hold.
+    /// The first slot of `id`'s bucket and what its entry for the
+    /// instance tagged `tag` would hold.
     fn entry(id: &[u8], tag: u64) -> (usize, u64) {
         let h = hash(id);
-        let slot = (h as usize) & (SLOTS - 1);
-        (slot, (h & !TAG_MASK) | tag)
+        let bucket = (h as usize) & (BUCKETS - 1);
+        (bucket * WAYS, (h & !TAG_MASK) | tag)
+    }
+
+    /// Whether `entry` is one for the id whose entries look like `like`.
+    fn same_id(entry: u64, like: u64) -> bool {
+        entry != 0 && (entry & !TAG_MASK) == (like & !TAG_MASK)
     }
 
     /// Remembers that `instance` holds `id`.
@@ -69,20 +81,32 @@ impl ResponseAffinity {
         if id.is_empty() {
             return;
         }
-        let (slot, entry) = Self::entry(id, tag);
-        self.slots()[slot].store(entry, Ordering::Relaxed);
+        let (first, entry) = Self::entry(id, tag);
+        let bucket = &self.slots()[first..first + WAYS];
+        // The newest first: the one it replaces moves to the second slot,
+        // unless it is this id's own older entry. (Two workers remembering
+        // into one bucket at once may lose an entry: a probe later.)
+        let newest = bucket[0].load(Ordering::Relaxed);
+        if !Self::same_id(newest, entry) {
+            bucket[1].store(newest, Ordering::Relaxed);
+        }
+        bucket[0].store(entry, Ordering::Relaxed);
     }
 
     /// The instance (index into `instances`) remembered for `id`.
     pub fn recall(&self, id: &[u8], instances: &[Instance]) -> Option<usize> {
-        let slots = self.slots.get()?;
-        let h = hash(id);
-        let entry = slots[(h as usize) & (SLOTS - 1)].load(Ordering::Relaxed);
-        if entry == 0 || (entry & !TAG_MASK) != (h & !TAG_MASK) {
-            return None;
-        }
-        let tag = entry & TAG_MASK;
+        let tag = self.recall_tag(id)?;
         instances.iter().position(|i| i.affinity_tag == tag)
+    }
+
+    fn recall_tag(&self, id: &[u8]) -> Option<u64> {
+        let slots = self.slots.get()?;
+        let (first, like) = Self::entry(id, 0);
+        slots[first..first + WAYS]
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .find(|&e| Self::same_id(e, like))
+            .map(|e| e & TAG_MASK)
     }
 
     /// Forgets `id` (deleted), if `instance` was remembered for it.
@@ -94,8 +118,10 @@ impl ResponseAffinity {
         let Some(slots) = self.slots.get() else {
             return;
         };
-        let (slot, entry) = Self::entry(id, tag);
-        let _ = slots[slot].compare_exchange(entry, 0, Ordering::Relaxed, Ordering::Relaxed);
+        let (first, entry) = Self::entry(id, tag);
+        for slot in &slots[first..first + WAYS] {
+            let _ = slot.compare_exchange(entry, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 }
 
@@ -125,5 +151,46 @@ mod tests {
         a.forget_tag(b"resp_1", alpha);
         assert_eq!(a.slots()[s1].load(Ordering::Relaxed), 0);
         a.remember_tag(b"", alpha);
+    }
+
+    /// Ids that land on one bucket: the two newest are kept, whichever
+    /// instance holds them; remembering an id again does not push the
+    /// other out; a forgotten one leaves the other in place.
+    #[test]
+    fn a_bucket_keeps_its_two_newest_ids() {
+        let (alpha, beta, gamma) = (
+            instance_tag("alpha"),
+            instance_tag("beta"),
+            instance_tag("gamma"),
+        );
+        let a = ResponseAffinity::default();
+        let bucket = ResponseAffinity::entry(b"resp_0", 0).0;
+        let ids: Vec<Vec<u8>> = (1..)
+            .map(|i| format!("resp_{i}").into_bytes())
+            .filter(|id| ResponseAffinity::entry(id, 0).0 == bucket)
+            .take(3)
+            .collect();
+        let (x, y, z) = (&ids[0][..], &ids[1][..], &ids[2][..]);
+        a.remember_tag(x, alpha);
+        a.remember_tag(y, beta);
+        assert_eq!(
+            (a.recall_tag(x), a.recall_tag(y)),
+            (Some(alpha), Some(beta))
+        );
+        a.remember_tag(y, gamma);
+        assert_eq!(
+            (a.recall_tag(x), a.recall_tag(y)),
+            (Some(alpha), Some(gamma))
+        );
+        a.remember_tag(z, alpha);
+        assert_eq!(a.recall_tag(x), None, "the oldest of three goes");
+        assert_eq!(
+            (a.recall_tag(y), a.recall_tag(z)),
+            (Some(gamma), Some(alpha))
+        );
+        a.forget_tag(y, gamma);
+        assert_eq!((a.recall_tag(y), a.recall_tag(z)), (None, Some(alpha)));
+        a.forget_tag(z, alpha);
+        assert_eq!(a.recall_tag(z), None);
     }
 }
