@@ -4,10 +4,11 @@
 # under valgrind, mock-llm (two instances) and `loadgen run -c 4` on
 # CPU 1; a dump after a 1,000-request warm-up, another after 3,000 more
 # (a dump resets the counters, so the second holds only those).
-#   scripts/instructions-per-request.sh BINARY [--stream]
+#   scripts/instructions-per-request.sh BINARY [LOADGEN_ARGS…]
+# e.g. --stream, or --body benches/payloads/agent-32k.json (an agent's body).
 # Compare builds side by side on one machine (results/instructions-per-request.md).
 set -euo pipefail
-BIN=$(realpath "$1"); STREAM=${2:-}
+BIN=$(realpath "$1"); shift; ARGS=("$@")
 cd "$(dirname "$0")/.."
 . scripts/lib/bench.sh
 cargo build -q --release -p loadgen -p mock-llm
@@ -37,7 +38,7 @@ total() {
   callgrind_control -d $VG >/dev/null; sleep 1
   callgrind_annotate "$(ls -t "$dir"/cg.* | head -1)" | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}'
 }
-taskset -c 1 $B/loadgen run -c 4 -n 1000 --warmup 0 -q $STREAM http://127.0.0.1:18080/v1/chat/completions >/dev/null
+taskset -c 1 $B/loadgen run -c 4 -n 1000 --warmup 0 -q "${ARGS[@]}" http://127.0.0.1:18080/v1/chat/completions >/dev/null
 total >/dev/null
-taskset -c 1 $B/loadgen run -c 4 -n 3000 --warmup 0 -q $STREAM http://127.0.0.1:18080/v1/chat/completions >/dev/null
-echo "$(( $(total) / 3000 )) instructions per request${STREAM:+ (streaming)}"
+taskset -c 1 $B/loadgen run -c 4 -n 3000 --warmup 0 -q "${ARGS[@]}" http://127.0.0.1:18080/v1/chat/completions >/dev/null
+echo "$(( $(total) / 3000 )) instructions per request${ARGS[*]:+ (${ARGS[*]})}"
