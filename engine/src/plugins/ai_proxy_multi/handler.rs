@@ -19,7 +19,6 @@ use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::config::Snapshot;
 use crate::health::{now_ms, Cooldown};
-use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
 use crate::plugins::ai_rate_limiting::{AiRateLimiting, Verdict};
@@ -109,12 +108,7 @@ pub async fn handle<'a>(
             text: None,
         }));
     }
-    let vars = VarSource {
-        head,
-        peer: c.peer,
-        consumer: ctx.consumer.as_ref().map(|c| &*c.username),
-        tls: c.tls,
-    };
+    let vars = crate::observe::vars::source(head, ctx);
     let key = plugin.hash_key(&vars);
     // Key-based budgets (`rules`) hold whichever instance answers: checked
     // once, before any is tried.

@@ -33,7 +33,6 @@ use super::replies::{attempts_failed, error_msg, kept_reply, Tried};
 use super::respond::{read_body, Kept};
 use super::AiProxyMulti;
 use crate::config::Snapshot;
-use crate::http::vars::VarSource;
 use crate::http::{RequestHead, Version};
 use crate::providers::{Api, Wire};
 use crate::proxy::body::read_all;
@@ -166,12 +165,7 @@ pub async fn handle(
     let order: Vec<usize> = if creating {
         // A new conversation is balanced like a new request (reached
         // through `dyn`, see above).
-        let vars = VarSource {
-            head,
-            peer: c.peer,
-            consumer: ctx.consumer.as_ref().map(|c| &*c.username),
-            tls: c.tls,
-        };
+        let vars = crate::observe::vars::source(head, ctx);
         let key = plugin.hash_key(&vars);
         let plan: Box<dyn Iterator<Item = usize> + '_> = Box::new(plugin.plan(key.as_deref()));
         plan.filter(natives).collect()
