@@ -21,6 +21,12 @@ fn ringway_bin() -> PathBuf {
     bin
 }
 
+/// The string `field` of each element of the array `v`.
+fn field_of_each<'a>(v: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    let items = v.as_array().unwrap().iter();
+    items.map(|x| x[field].as_str().unwrap()).collect()
+}
+
 #[test]
 fn quick_suite_writes_valid_json_and_svg() {
     let out = tempfile::tempdir().unwrap();
@@ -44,12 +50,7 @@ fn quick_suite_writes_valid_json_and_svg() {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
     };
     let chat = read("compare-chat.json");
-    let names: Vec<&str> = chat
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = field_of_each(&chat, "name");
     assert_eq!(names, ["direct", "ringway"]);
     for t in chat.as_array().unwrap() {
         assert!(t["summary"]["ok"].as_u64().unwrap() > 0, "{t}");
@@ -65,12 +66,7 @@ fn quick_suite_writes_valid_json_and_svg() {
     assert!(stream[1]["added_ttft_p50_us"].is_i64());
     for name in ["under-load-chat.json", "under-load-stream.json"] {
         let load = read(name);
-        let names: Vec<&str> = load
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
+        let names = field_of_each(&load, "name");
         assert_eq!(names, ["direct", "ringway"], "{name}");
         assert!(load[1]["summary"]["ok"].as_u64().unwrap() > 0, "{name}");
         assert!(load[1]["added_p99_us"].is_i64(), "{name}");
@@ -91,12 +87,7 @@ fn quick_suite_writes_valid_json_and_svg() {
     assert_eq!(read("instances.json").as_array().unwrap().len(), 2);
     // Two prompt sizes and the agent's conversation, each through ringway.
     let bodies = read("body-size.json");
-    let labels: Vec<&str> = bodies
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["body"].as_str().unwrap())
-        .collect();
+    let labels = field_of_each(&bodies, "body");
     assert_eq!(
         labels,
         ["16-word prompt", "1024-word prompt", "agent conversation"]
