@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::run::{run, Mode, RunSpec};
 use crate::stats::Stats;
-use crate::workload::{Template, Url, Workload};
+use crate::workload::{Url, Workload};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
@@ -78,10 +78,8 @@ fn load(addr: SocketAddr, path: &str, stream: bool, args: &FallbackArgs) -> RunS
         path: path.to_owned(),
     };
     let w = Workload {
-        template: Template::Chat,
         stream,
         prompt_words: 8,
-        model: "gpt-4o-mini".into(),
         ..Default::default()
     };
     RunSpec {
@@ -123,10 +121,8 @@ pub fn run_fallback(ringway: &Path, args: &FallbackArgs) -> Result<Vec<Verdict>,
     let probe = mock_llm::client::Conn::connect(m.instance("d").addr()).post_json(
         "/v1/chat/completions",
         &Workload {
-            template: Template::Chat,
             stream: false,
             prompt_words: 8,
-            model: "gpt-4o-mini".into(),
             ..Default::default()
         }
         .body(),

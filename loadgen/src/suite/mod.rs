@@ -30,7 +30,7 @@ mod under_load;
 use crate::compare::{compare, Target, TargetReport};
 use crate::procs::{self, Proc};
 use crate::run::{Mode, RunSpec};
-use crate::workload::{Template, Url, Workload};
+use crate::workload::{Url, Workload};
 
 #[derive(Debug, Clone)]
 pub struct SuiteArgs {
@@ -83,10 +83,8 @@ const AGENT_BODY: &str = include_str!("../../../benches/payloads/agent-32k.json"
 
 fn workload(stream: bool, prompt_words: usize) -> Workload {
     Workload {
-        template: Template::Chat,
         stream,
         prompt_words,
-        model: "gpt-4o-mini".into(),
         ..Default::default()
     }
 }
