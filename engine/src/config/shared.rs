@@ -17,9 +17,16 @@ use crate::plugins::ai_rate_limiting::lease::Lease;
 use crate::plugins::ai_rate_limiting::rules::KeyedWindows;
 use crate::plugins::ai_rate_limiting::window::LocalWindow;
 
+/// An instance's state is found by its owner, its name and a fingerprint
+/// of its configuration: a changed instance (a new key, endpoint or
+/// model, say) starts afresh — no cooldown, failure streak or health
+/// verdict earned by what it was before — while an unchanged one keeps
+/// them across reloads.
+type InstanceKey = (Arc<str>, Arc<str>, u64);
+
 #[derive(Debug, Default)]
 pub struct SharedState {
-    instances: AHashMap<(Arc<str>, Arc<str>), Arc<InstanceState>>,
+    instances: AHashMap<InstanceKey, Arc<InstanceState>>,
     tickets: AHashMap<(Arc<str>, i64), Arc<AtomicU64>>,
     windows: AHashMap<(Arc<str>, String), Arc<LocalWindow>>,
     keyed_windows: AHashMap<(Arc<str>, String), Arc<KeyedWindows>>,
@@ -48,12 +55,19 @@ impl<'a> Carry<'a> {
         }
     }
 
-    pub fn instance(&mut self, owner: &Arc<str>, name: &Arc<str>) -> Arc<InstanceState> {
+    /// An instance's state; `config` is the instance's configuration as
+    /// written (see [`InstanceKey`]).
+    pub fn instance(
+        &mut self,
+        owner: &Arc<str>,
+        name: &Arc<str>,
+        config: &serde_json::Value,
+    ) -> Arc<InstanceState> {
         let prev = self.prev.map(|p| &p.instances);
         carry(
             &mut self.next.instances,
             prev,
-            (owner.clone(), name.clone()),
+            (owner.clone(), name.clone(), fingerprint(config)),
             Arc::default,
         )
     }
@@ -139,6 +153,15 @@ impl<'a> Carry<'a> {
     }
 }
 
+/// A stable digest of a configuration value (SipHash with fixed keys over
+/// its JSON text, so equal values give equal digests in one process).
+fn fingerprint(config: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    config.to_string().hash(&mut h);
+    h.finish()
+}
+
 /// The entry at `key`: already taken by this compile, else the previous
 /// snapshot's, else a new one from `make`.
 fn carry<K: std::hash::Hash + Eq, V: ?Sized>(
@@ -170,6 +193,6 @@ impl SharedState {
 
     /// Every instance state with its owner and name (health probes, metrics).
     pub fn instances(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &Arc<InstanceState>)> {
-        self.instances.iter().map(|((o, n), s)| (o, n, s))
+        self.instances.iter().map(|((o, n, _), s)| (o, n, s))
     }
 }

@@ -148,7 +148,10 @@ pub fn render(
 ) {
     use std::fmt::Write;
     let sum = |f: &dyn Fn(&WorkerStats) -> &AtomicU64| -> u64 {
-        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+        workers
+            .iter()
+            .map(|w| f(w).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     };
     let mut counter = |name: &str, help: &str, v: u64| {
         let _ = writeln!(

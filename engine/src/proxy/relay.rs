@@ -22,8 +22,16 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Body pieces up to this size are copied behind the head (one write).
 const COALESCE: usize = 16 * 1024;
 
-/// Reads the final response head. `NoResponse` means the upstream closed
-/// before sending a single byte (a stale pooled connection, usually).
+/// Interim (`1xx`) heads skipped before the final one at most; more is an
+/// upstream that never answers (RFC 9110 §15.2 sets no limit; a real
+/// server sends one or two).
+const MAX_INTERIM: usize = 16;
+
+/// Reads the final response head within `timeout` (for the whole head,
+/// interim responses included, so an upstream trickling `1xx` heads
+/// cannot hold the request forever). `NoResponse` means the upstream
+/// closed before sending a single byte (a stale pooled connection,
+/// usually).
 pub async fn read_response_head(
     up: &mut Io,
     ubuf: &mut BytesMut,
@@ -35,6 +43,8 @@ pub async fn read_response_head(
     ubuf.clear();
     let mut scanned = 0;
     let mut any = false;
+    let mut interim = 0;
+    let deadline = crate::timer::deadline_after(timeout);
     loop {
         if let Some(end) = find_head_end(ubuf, scanned) {
             let bytes = ubuf.split_to(end).freeze();
@@ -42,6 +52,10 @@ pub async fn read_response_head(
                 ResponseHead::parse(bytes, head_request, max_headers, std::mem::take(scratch))
                     .map_err(|e| ProxyError::BadResponse(response_error_text(e)))?;
             if head.is_interim() {
+                interim += 1;
+                if interim > MAX_INTERIM {
+                    return Err(ProxyError::BadResponse("too many interim (1xx) responses"));
+                }
                 *scratch = head.recycle();
                 scanned = 0;
                 continue;
@@ -53,7 +67,7 @@ pub async fn read_response_head(
         }
         scanned = ubuf.len();
         let buf = std::mem::take(ubuf);
-        match crate::timer::timeout(timeout, net::read_more(up, buf)).await {
+        match crate::timer::timeout_at(deadline, net::read_more(up, buf)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
             Ok((res, buf)) => {
                 *ubuf = buf;

@@ -149,6 +149,21 @@ pub fn timeout<F: Future>(d: Duration, work: F) -> Timeout<F> {
     }
 }
 
+/// The instant `d` from now, for [`timeout_at`]; a duration too long to
+/// represent is a year (longer than any configured timeout).
+pub fn deadline_after(d: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    Instant::now() + d.min(YEAR)
+}
+
+/// Runs `work` until `at` at most (a deadline shared by several steps).
+pub fn timeout_at<F: Future>(at: Instant, work: F) -> Timeout<F> {
+    Timeout {
+        work,
+        deadline: sleep_until(at),
+    }
+}
+
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 

@@ -11,6 +11,7 @@
     clippy::disallowed_types
 )]
 
+pub mod admin;
 pub mod ai;
 pub mod certs;
 pub mod client;

@@ -450,14 +450,23 @@ fn upstream_body(inst: &super::Instance, req: &LlmRequest) -> Result<Vec<u8>, St
         .map_err(|e| format!("cannot build the request for instance `{}`: {e}", inst.name))
 }
 
-/// `Retry-After`: delay-seconds or an HTTP-date.
+/// The longest cooldown a `Retry-After` can ask for (either form): one
+/// provider answer cannot bench an instance for longer than a day.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(86_400);
+
+/// `Retry-After`: delay-seconds or an HTTP-date, capped at
+/// [`RETRY_AFTER_CAP`]; a date in the past is no delay.
 pub fn parse_retry_after(v: &[u8]) -> Option<Duration> {
     let s = std::str::from_utf8(v).ok()?.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(86_400)));
-    }
-    let when = httpdate::parse_http_date(s).ok()?;
-    when.duration_since(std::time::SystemTime::now()).ok()
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let when = httpdate::parse_http_date(s).ok()?;
+            when.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(d.min(RETRY_AFTER_CAP))
 }
 
 #[cfg(test)]
@@ -512,6 +521,13 @@ mod tests {
             d > Duration::from_secs(100) && d <= Duration::from_secs(120),
             "{d:?}"
         );
-        assert_eq!(parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        // Both forms are capped the same way.
+        for far in [&b"99999999999999"[..], b"Fri, 31 Dec 9999 23:59:59 GMT"] {
+            assert_eq!(parse_retry_after(far), Some(RETRY_AFTER_CAP));
+        }
     }
 }

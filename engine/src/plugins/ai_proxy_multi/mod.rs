@@ -90,7 +90,7 @@ impl AiProxyMulti {
         for (i, v) in f.instances.iter().enumerate() {
             let iat = at.field("instances").index(i);
             let inst = Instance::compile(v, &iat, &transport, |name| {
-                cx.carry.instance(&cx.owner, name)
+                cx.carry.instance(&cx.owner, name, v)
             })?;
             if instances.iter().any(|o: &Instance| o.name == inst.name) {
                 return Err(iat

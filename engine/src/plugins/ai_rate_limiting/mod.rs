@@ -400,6 +400,11 @@ mod tests {
         assert!(p.limit_for("b").is_none());
         assert_eq!(Strategy::PromptTokens.cost(&used(3, 4)), 3);
         assert_eq!(Strategy::TotalTokens.cost(&used(3, 4)), 7);
+        // Whatever a provider reports, a cost fits every policy's counter.
+        let absurd = used(u64::MAX, u64::MAX);
+        for s in [Strategy::TotalTokens, Strategy::PromptTokens] {
+            assert_eq!(s.cost(&absurd), window::MAX_USED);
+        }
     }
 
     #[test]

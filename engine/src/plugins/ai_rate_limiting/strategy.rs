@@ -25,9 +25,17 @@ pub struct Used<'a> {
 }
 
 impl Strategy {
+    /// What `used` costs, at most [`MAX_USED`](super::window::MAX_USED)
+    /// (more than any budget holds, and a count every policy — atomics,
+    /// Redis `INCRBY`, leases — can add without overflowing, whatever a
+    /// provider reports).
     pub fn cost(&self, used: &Used<'_>) -> u64 {
+        self.uncapped_cost(used).min(super::window::MAX_USED)
+    }
+
+    fn uncapped_cost(&self, used: &Used<'_>) -> u64 {
         match self {
-            Strategy::TotalTokens => used.prompt + used.completion,
+            Strategy::TotalTokens => used.prompt.saturating_add(used.completion),
             Strategy::PromptTokens => used.prompt,
             Strategy::CompletionTokens => used.completion,
             Strategy::Expression(e) => match used.raw.map(|raw| e.cost(raw)) {

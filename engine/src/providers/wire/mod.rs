@@ -70,7 +70,7 @@ impl Usage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
         }
     }
 }

@@ -100,7 +100,7 @@ pub fn usage(v: &Value) -> Option<Usage> {
         total_tokens: u
             .get("total_tokens")
             .and_then(Value::as_u64)
-            .unwrap_or(p + c),
+            .unwrap_or(p.saturating_add(c)),
     })
 }
 
@@ -327,7 +327,7 @@ impl UsageFields {
             completion_tokens: self.completion_tokens,
             total_tokens: self
                 .total_tokens
-                .unwrap_or(self.prompt_tokens + self.completion_tokens),
+                .unwrap_or(self.prompt_tokens.saturating_add(self.completion_tokens)),
         }
     }
 }

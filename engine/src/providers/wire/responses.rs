@@ -31,7 +31,7 @@ impl UsageFields {
             completion_tokens: self.output_tokens,
             total_tokens: self
                 .total_tokens
-                .unwrap_or(self.input_tokens + self.output_tokens),
+                .unwrap_or(self.input_tokens.saturating_add(self.output_tokens)),
         }
     }
 }

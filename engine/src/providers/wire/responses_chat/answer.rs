@@ -17,7 +17,7 @@ pub fn usage_to_responses(u: &Value) -> Value {
         "input_tokens_details": {"cached_tokens": u.pointer("/prompt_tokens_details/cached_tokens").and_then(Value::as_u64).unwrap_or(0)},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": u.pointer("/completion_tokens_details/reasoning_tokens").and_then(Value::as_u64).unwrap_or(0)},
-        "total_tokens": u.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output),
+        "total_tokens": u.get("total_tokens").and_then(Value::as_u64).unwrap_or(input.saturating_add(output)),
     })
 }
 
