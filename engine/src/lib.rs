@@ -4,7 +4,8 @@
 //! snapshots), [`server`] (workers, listeners, connection loop), [`http`]
 //! (sans-IO HTTP/1.1 codec), [`router`], [`plugins`], [`proxy`] (plain HTTP
 //! forwarding), [`upstream`] (pools, connectors, TLS), [`balance`], [`net`]
-//! (stream types and buffer helpers).
+//! (stream types and buffer helpers), [`supervise`] (panics caught, counted
+//! and the part restarted).
 
 pub mod admin;
 pub mod balance;
@@ -21,5 +22,6 @@ pub mod redis;
 pub mod router;
 pub mod server;
 pub mod sse;
+pub mod supervise;
 pub mod timer;
 pub mod upstream;

@@ -20,12 +20,15 @@ use crate::net::{self, Io};
 use crate::plugins::key_auth::{constant_time_eq, query_param};
 use crate::server::reply;
 use crate::server::signal::Shutdown;
+use crate::supervise::{self, fault, Component};
 
 /// Largest Admin API body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Starts the Admin API thread on `listener`.
+/// Starts the Admin API thread on `listener` (supervised: a panic starts
+/// a new run on the same socket, whose state is rebuilt from the current
+/// snapshot).
 pub fn start(
     listener: StdListener,
     key: String,
@@ -33,50 +36,57 @@ pub fn start(
     gateway: Arc<GatewaySettings>,
     shutdown: Arc<Shutdown>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("ringway-admin".into())
-        .spawn(move || {
-            let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                .enable_timer()
-                .build();
-            let mut rt = match rt {
-                Ok(rt) => rt,
+    supervise::thread("ringway-admin", Component::Admin, move || {
+        let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build();
+        let mut rt = match rt {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("admin API runtime failed to start: {e}");
+                return;
+            }
+        };
+        crate::timer::forget_driver();
+        let (cell, gateway, shutdown, key) =
+            (cell.clone(), gateway.clone(), shutdown.clone(), key.clone());
+        let listener = listener.try_clone();
+        rt.block_on(async move {
+            fault(Component::Admin);
+            let listener = match listener.and_then(TcpListener::from_std) {
+                Ok(l) => l,
                 Err(e) => {
-                    tracing::error!("admin API runtime failed to start: {e}");
+                    tracing::error!("admin API listener failed: {e}");
                     return;
                 }
             };
-            rt.block_on(async move {
-                let listener = match TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("admin API listener failed: {e}");
-                        return;
-                    }
-                };
-                let store = Rc::new(RefCell::new(Store::new(cell, gateway)));
-                let key: Rc<[u8]> = Rc::from(key.into_bytes());
-                loop {
-                    // One accept stays pending across shutdown checks (never
-                    // cancelled mid-flight, so no connection is lost).
-                    let mut accept = std::pin::pin!(listener.accept());
-                    let accepted = loop {
-                        monoio::select! {
-                            r = &mut accept => break r,
-                            _ = monoio::time::sleep(Duration::from_millis(200)) => {
-                                if shutdown.is_triggered() {
-                                    return;
-                                }
+            let store = Rc::new(RefCell::new(Store::new(cell, gateway)));
+            let key: Rc<[u8]> = Rc::from(key.into_bytes());
+            loop {
+                // One accept stays pending across shutdown checks (never
+                // cancelled mid-flight, so no connection is lost).
+                let mut accept = std::pin::pin!(listener.accept());
+                let accepted = loop {
+                    monoio::select! {
+                        r = &mut accept => break r,
+                        _ = monoio::time::sleep(Duration::from_millis(200)) => {
+                            if shutdown.is_triggered() {
+                                return;
                             }
                         }
-                    };
-                    if let Ok((tcp, _)) = accepted {
-                        let _ = tcp.set_nodelay(true);
-                        monoio::spawn(serve(tcp, store.clone(), key.clone()));
                     }
+                };
+                if let Ok((tcp, _)) = accepted {
+                    let _ = tcp.set_nodelay(true);
+                    let (store, key) = (store.clone(), key.clone());
+                    monoio::spawn(supervise::contain(Component::AdminRequest, async move {
+                        fault(Component::AdminRequest);
+                        serve(tcp, store, key).await
+                    }));
                 }
-            });
-        })
+            }
+        });
+    })
 }
 
 async fn serve(tcp: TcpStream, store: Rc<RefCell<Store>>, key: Rc<[u8]>) {

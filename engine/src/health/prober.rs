@@ -30,6 +30,7 @@ use crate::plugins::ai_proxy_multi::AiProxyMulti;
 use crate::providers::Api;
 use crate::proxy::ProxyError;
 use crate::server::signal::Shutdown;
+use crate::supervise::{self, fault, Component};
 use crate::upstream::oneshot::{self, OneShot};
 use crate::upstream::TlsTarget;
 
@@ -41,17 +42,18 @@ pub fn start(
     cell: Arc<SnapshotCell>,
     shutdown: Arc<Shutdown>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("ringway-health".into())
-        .spawn(move || {
-            let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build();
-            match rt {
-                Ok(mut rt) => rt.block_on(run(cell, shutdown)),
-                Err(e) => tracing::error!("health checks disabled: cannot start a runtime: {e}"),
+    supervise::thread("ringway-health", Component::Health, move || {
+        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        match rt {
+            Ok(mut rt) => {
+                crate::timer::forget_driver();
+                rt.block_on(run(cell.clone(), shutdown.clone()))
             }
-        })
+            Err(e) => tracing::error!("health checks disabled: cannot start a runtime: {e}"),
+        }
+    })
 }
 
 /// One probed instance.
@@ -67,6 +69,7 @@ async fn run(cell: Arc<SnapshotCell>, shutdown: Arc<Shutdown>) {
         let g = cell.generation();
         if generation != Some(g) {
             generation = Some(g);
+            fault(Component::Health);
             reconcile(&cell, &mut probes);
         }
         monoio::time::sleep(RECONCILE_EVERY).await;
@@ -115,7 +118,10 @@ fn reconcile(cell: &Arc<SnapshotCell>, probes: &mut AHashMap<usize, Probe>) {
                 check,
             },
         );
-        monoio::spawn(probe_loop(cell.clone(), plugin, i, alive));
+        let cell = cell.clone();
+        monoio::spawn(supervise::task(Component::HealthProbe, move || {
+            probe_loop(cell.clone(), plugin.clone(), i, alive.clone())
+        }));
     }
 }
 
@@ -217,6 +223,7 @@ async fn probe_loop(
     };
     let mut tally = Tally::default();
     while alive.get() {
+        fault(Component::HealthProbe);
         let healthy = inst.state.is_healthy();
         let outcome = probe(&cell, &check, &target).await;
         metrics::HEALTH_PROBES.inc();

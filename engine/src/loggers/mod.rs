@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::supervise::{self, fault, Component};
+
 /// Hand-overs (of up to [`SHIP_AT`] entries) waiting for the sink thread.
 const QUEUE: usize = 1024;
 /// Entry bytes waiting for the sink thread, at most: with payloads an
@@ -126,12 +128,31 @@ impl Sink {
         let (done_tx, done) = flume::bounded::<()>(0);
         let thread_stats = stats.clone();
         let thread_name = name.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ringway-logger".into())
-            .spawn(move || {
-                run(&thread_name, rx, &batch, &thread_stats, &mut send);
-                drop(done_tx);
-            });
+        let mut done_tx = Some(done_tx);
+        // Outlives a run that panics: what was being sent is given up
+        // (counted as failed: it may be what made the run panic), what
+        // waited behind it is sent by the next run.
+        let mut held = Held::default();
+        let spawned = supervise::thread("ringway-logger", Component::LoggerSink, move || {
+            let n = held.sending.len();
+            if n > 0 {
+                held.sending.clear();
+                thread_stats.failed.fetch_add(n as u64, Ordering::Relaxed);
+                thread_stats.pending.fetch_sub(n, Ordering::Relaxed);
+                tracing::error!(
+                    "{thread_name}: {n} log entries dropped: the sending thread panicked"
+                );
+            }
+            run(
+                &thread_name,
+                &rx,
+                &batch,
+                &thread_stats,
+                &mut held,
+                &mut send,
+            );
+            drop(done_tx.take());
+        });
         if let Err(e) = spawned {
             tracing::error!("{name}: cannot start the logger thread: {e}");
         }
@@ -242,18 +263,28 @@ impl WorkerQueue {
     }
 }
 
+/// A sink thread's entries: those waiting for their batch, and the batch
+/// being sent.
+#[derive(Default)]
+struct Held {
+    batch: Entries,
+    sending: Entries,
+}
+
+/// Takes entries from `rx` into batches and sends them, until the close
+/// marker or every worker's side is gone.
 fn run(
     name: &str,
-    rx: flume::Receiver<Entries>,
+    rx: &flume::Receiver<Entries>,
     cfg: &BatchConfig,
     stats: &SinkStats,
+    held: &mut Held,
     send: &mut impl FnMut(&mut Entries) -> Result<(), String>,
 ) {
-    let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut first = Instant::now();
     let mut last = Instant::now();
     loop {
-        let got = if batch.is_empty() {
+        let got = if held.batch.is_empty() {
             rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected)
         } else {
             let due = (last + cfg.inactive).min(first + cfg.buffer);
@@ -262,46 +293,61 @@ fn run(
         match got {
             // An empty hand-over is the close marker.
             Ok(entries) if entries.is_empty() => {
-                flush(name, &mut batch, cfg, stats, send);
+                flush_all(name, held, cfg, stats, send);
                 return;
             }
             Ok(entries) => {
                 let bytes: usize = entries.iter().map(Vec::len).sum();
                 stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                if batch.is_empty() {
+                if held.batch.is_empty() {
                     first = Instant::now();
                 }
                 last = Instant::now();
-                for e in entries {
-                    batch.push(e);
-                    if batch.len() >= cfg.max_size {
-                        flush(name, &mut batch, cfg, stats, send);
-                        first = Instant::now();
-                    }
+                held.batch.extend(entries);
+                while held.batch.len() >= cfg.max_size {
+                    flush(name, held, cfg.max_size, cfg, stats, send);
+                    first = Instant::now();
                 }
             }
-            Err(flume::RecvTimeoutError::Timeout) => flush(name, &mut batch, cfg, stats, send),
+            Err(flume::RecvTimeoutError::Timeout) => flush_all(name, held, cfg, stats, send),
             Err(flume::RecvTimeoutError::Disconnected) => {
-                flush(name, &mut batch, cfg, stats, send);
+                flush_all(name, held, cfg, stats, send);
                 return;
             }
         }
     }
 }
 
-fn flush(
+/// Sends every waiting entry, in batches of at most `max_size`.
+fn flush_all(
     name: &str,
-    batch: &mut Vec<Vec<u8>>,
+    held: &mut Held,
     cfg: &BatchConfig,
     stats: &SinkStats,
     send: &mut impl FnMut(&mut Entries) -> Result<(), String>,
 ) {
-    if batch.is_empty() {
+    while !held.batch.is_empty() {
+        flush(name, held, cfg.max_size, cfg, stats, send);
+    }
+}
+
+/// Sends the first `n` waiting entries as one batch.
+fn flush(
+    name: &str,
+    held: &mut Held,
+    n: usize,
+    cfg: &BatchConfig,
+    stats: &SinkStats,
+    send: &mut impl FnMut(&mut Entries) -> Result<(), String>,
+) {
+    let n = n.max(1).min(held.batch.len());
+    if n == 0 {
         return;
     }
-    let handled = batch.len();
-    flush_batch(name, batch, cfg, stats, send);
-    stats.pending.fetch_sub(handled, Ordering::Relaxed);
+    held.sending.extend(held.batch.drain(..n));
+    fault(Component::LoggerSink);
+    flush_batch(name, &mut held.sending, cfg, stats, send);
+    stats.pending.fetch_sub(n, Ordering::Relaxed);
 }
 
 fn flush_batch(

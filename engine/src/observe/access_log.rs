@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config::gateway::AccessLogTarget;
 use crate::http::RequestHead;
 use crate::server::ctx::RequestCtx;
+use crate::supervise::Component;
 
 /// Buffers handed to the writer at once, at most.
 const QUEUE: usize = 64;
@@ -47,21 +48,22 @@ impl AccessLog {
         };
         let (full_tx, full_rx) = flume::bounded::<Vec<u8>>(QUEUE);
         let (empty_tx, empty_rx) = flume::bounded::<Vec<u8>>(QUEUE);
-        let writer = std::thread::Builder::new()
-            .name("ringway-log".into())
-            .spawn(move || {
-                for mut buf in full_rx.iter() {
-                    if buf.capacity() == 0 {
-                        // The close marker: everything before it is written.
-                        break;
-                    }
-                    if let Err(e) = sink.write_all(&buf).and_then(|_| sink.flush()) {
-                        tracing::error!("access log write failed: {e}");
-                    }
-                    buf.clear();
-                    let _ = empty_tx.try_send(buf);
+        // Supervised: a panic loses the buffer being written, never the
+        // writer (the next run takes the next buffer).
+        let writer = crate::supervise::thread("ringway-log", Component::AccessLog, move || {
+            for mut buf in full_rx.iter() {
+                if buf.capacity() == 0 {
+                    // The close marker: everything before it is written.
+                    break;
                 }
-            })?;
+                crate::supervise::fault(Component::AccessLog);
+                if let Err(e) = sink.write_all(&buf).and_then(|_| sink.flush()) {
+                    tracing::error!("access log write failed: {e}");
+                }
+                buf.clear();
+                let _ = empty_tx.try_send(buf);
+            }
+        })?;
         Ok((
             Arc::new(AccessLog {
                 full: full_tx,

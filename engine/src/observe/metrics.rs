@@ -219,6 +219,14 @@ pub fn render(
     );
     let _ = writeln!(out, "ringway_llm_ttft_seconds_count {cumulative}");
     render_counters(out);
+    let _ = writeln!(out, "# HELP ringway_panics_total Panics caught by supervision (the component was restarted, or the one connection closed).\n# TYPE ringway_panics_total counter");
+    for (c, v) in crate::supervise::panics() {
+        let _ = writeln!(
+            out,
+            "ringway_panics_total{{component=\"{}\"}} {v}",
+            c.name()
+        );
+    }
     // Instance state, from the shared atomics every worker reads.
     let now = crate::health::now_ms();
     let _ = writeln!(out, "# HELP ringway_instance_healthy Active health-check verdict (1 healthy).\n# TYPE ringway_instance_healthy gauge");

@@ -15,6 +15,7 @@ use crate::http::find_head_end;
 use crate::net;
 use crate::server::reply;
 use crate::server::signal::Shutdown;
+use crate::supervise::{self, fault, Component};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -24,46 +25,52 @@ pub fn start(
     cell: Arc<SnapshotCell>,
     shutdown: Arc<Shutdown>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("ringway-metrics".into())
-        .spawn(move || {
-            let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build();
-            let mut rt = match rt {
-                Ok(rt) => rt,
+    let workers: Arc<[Arc<WorkerStats>]> = workers.into();
+    supervise::thread("ringway-metrics", Component::Metrics, move || {
+        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        let mut rt = match rt {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("metrics runtime failed to start: {e}");
+                return;
+            }
+        };
+        crate::timer::forget_driver();
+        let (workers, cell, shutdown) = (workers.clone(), cell.clone(), shutdown.clone());
+        let listener = listener.try_clone();
+        rt.block_on(async move {
+            fault(Component::Metrics);
+            let listener = match listener.and_then(TcpListener::from_std) {
+                Ok(l) => l,
                 Err(e) => {
-                    tracing::error!("metrics runtime failed to start: {e}");
+                    tracing::error!("metrics listener failed: {e}");
                     return;
                 }
             };
-            let workers: Arc<[Arc<WorkerStats>]> = workers.into();
-            rt.block_on(async move {
-                let listener = match TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("metrics listener failed: {e}");
-                        return;
-                    }
-                };
-                loop {
-                    let mut accept = std::pin::pin!(listener.accept());
-                    let accepted = loop {
-                        monoio::select! {
-                            r = &mut accept => break r,
-                            _ = monoio::time::sleep(Duration::from_millis(200)) => {
-                                if shutdown.is_triggered() {
-                                    return;
-                                }
+            loop {
+                let mut accept = std::pin::pin!(listener.accept());
+                let accepted = loop {
+                    monoio::select! {
+                        r = &mut accept => break r,
+                        _ = monoio::time::sleep(Duration::from_millis(200)) => {
+                            if shutdown.is_triggered() {
+                                return;
                             }
                         }
-                    };
-                    if let Ok((tcp, _)) = accepted {
-                        monoio::spawn(serve(tcp, workers.clone(), cell.clone()));
                     }
+                };
+                if let Ok((tcp, _)) = accepted {
+                    let (workers, cell) = (workers.clone(), cell.clone());
+                    monoio::spawn(supervise::contain(Component::MetricsRequest, async move {
+                        fault(Component::MetricsRequest);
+                        serve(tcp, workers, cell).await
+                    }));
                 }
-            });
-        })
+            }
+        });
+    })
 }
 
 async fn serve(tcp: TcpStream, workers: Arc<[Arc<WorkerStats>]>, cell: Arc<SnapshotCell>) {

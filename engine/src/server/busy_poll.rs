@@ -104,6 +104,7 @@ pub async fn run(w: Rc<Worker>, stop: flume::Receiver<()>) {
     }));
     loop {
         w.busy.kicked().await;
+        crate::supervise::fault(crate::supervise::Component::BusyPoll);
         let mut now = Instant::now();
         let mut until = now + window;
         let mut housekeeping = now + HOUSEKEEPING;

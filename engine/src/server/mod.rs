@@ -46,7 +46,7 @@ pub struct Running {
     pub tls_addrs: Vec<SocketAddr>,
     pub cell: Arc<SnapshotCell>,
     pub shutdown: Arc<Shutdown>,
-    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     log: Option<(Arc<crate::observe::AccessLog>, std::thread::JoinHandle<()>)>,
 }
 
@@ -57,11 +57,9 @@ impl Running {
     /// Waits for every worker to finish (after shutdown and drain).
     pub fn join(self) {
         for t in self.threads {
-            match t.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("worker failed: {e}"),
-                Err(_) => tracing::error!("worker thread panicked"),
-            }
+            // Workers are supervised: a panic restarts the run, never
+            // reaches the join.
+            let _ = t.join();
         }
         // Every worker has shipped its last lines: let the writer finish.
         if let Some((log, t)) = self.log {
@@ -184,10 +182,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         };
         let mut shared = shared.clone();
         shared.stats = stats[i].clone();
-        let t = std::thread::Builder::new()
-            .name(format!("ringway-w{i}"))
-            .spawn(move || worker::run(i, cpu, listeners, shared, stop))
-            .map_err(StartError::Thread)?;
+        let t = worker::start(i, cpu, listeners, shared, stop).map_err(StartError::Thread)?;
         threads.push(t);
     }
     Ok(Running {
@@ -238,18 +233,23 @@ pub fn install_signal_handlers(
 ) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new().name("ringway-signals".into()).spawn(move || {
-        let mut seen = 0;
-        for sig in signals.forever() {
-            seen += 1;
-            if seen == 1 {
-                tracing::info!(signal = sig, "shutting down: no new connections, draining in-flight requests for up to {:?}", drain);
-                shutdown.trigger();
-            } else {
-                tracing::warn!("second signal: exiting now");
-                std::process::exit(130);
+    let mut seen = 0;
+    crate::supervise::thread(
+        "ringway-signals",
+        crate::supervise::Component::Signals,
+        move || {
+            crate::supervise::fault(crate::supervise::Component::Signals);
+            for sig in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    tracing::info!(signal = sig, "shutting down: no new connections, draining in-flight requests for up to {:?}", drain);
+                    shutdown.trigger();
+                } else {
+                    tracing::warn!("second signal: exiting now");
+                    std::process::exit(130);
+                }
             }
-        }
-    })?;
+        },
+    )?;
     Ok(())
 }

@@ -11,7 +11,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use monoio::net::TcpListener;
 
 use super::conn;
@@ -20,6 +19,7 @@ use super::signal::LocalSignal;
 use crate::config::{GatewaySettings, Snapshot, SnapshotCell};
 use crate::http::HeadLimits;
 use crate::net::Io;
+use crate::supervise::{self, fault, Component};
 use crate::upstream::Pool;
 
 /// What every worker receives at start.
@@ -158,8 +158,37 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// Starts worker `index` on its own supervised thread: a panic that
+/// unwinds its runtime starts a new runtime on the same listening sockets
+/// (each run gets duplicates of their descriptors, so the sockets and
+/// their accept queues outlive any one run).
+pub fn start(
+    index: usize,
+    cpu: Option<usize>,
+    listeners: Vec<(StdListener, ListenerKind)>,
+    shared: WorkerShared,
+    stop: flume::Receiver<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = format!("ringway-w{index}");
+    supervise::thread(&name, Component::Worker, move || {
+        let mut dups = Vec::with_capacity(listeners.len());
+        for (l, kind) in &listeners {
+            match l.try_clone() {
+                Ok(l) => dups.push((l, *kind)),
+                Err(e) => {
+                    tracing::error!(worker = index, "cannot use a listening socket: {e}");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = run(index, cpu, dups, shared.clone(), stop.clone()) {
+            tracing::error!(worker = index, "worker failed: {e}");
+        }
+    })
+}
+
 /// Runs a worker on the current thread until shutdown and drain complete.
-pub fn run(
+fn run(
     index: usize,
     cpu: Option<usize>,
     listeners: Vec<(StdListener, ListenerKind)>,
@@ -172,18 +201,36 @@ pub fn run(
         }
     }
     let mut rt = runtime()?;
+    // A run after a panic: the timer wheel's driver went with the old runtime.
+    crate::timer::forget_driver();
     rt.block_on(async move {
         let drain = shared.gateway.timeouts.drain;
         let w = Rc::new(Worker::new(index, shared));
+        fault(Component::Worker);
         for (l, kind) in listeners {
-            let l = TcpListener::from_std(l)?;
-            monoio::spawn(accept_loop(w.clone(), l, kind));
+            let l = Rc::new(Listening {
+                control: l.try_clone()?,
+                socket: TcpListener::from_std(l)?,
+            });
+            let w = w.clone();
+            monoio::spawn(supervise::task(Component::Accept, move || {
+                accept_loop(w.clone(), l.clone(), kind)
+            }));
         }
-        monoio::spawn(sweep_pools(w.clone()));
+        let sw = w.clone();
+        monoio::spawn(supervise::task(Component::PoolSweeper, move || {
+            sweep_pools(sw.clone())
+        }));
         if w.busy.enabled() {
-            monoio::spawn(super::busy_poll::run(w.clone(), stop.clone()));
+            let (bw, stop) = (w.clone(), stop.clone());
+            monoio::spawn(supervise::task(Component::BusyPoll, move || {
+                super::busy_poll::run(bw.clone(), stop.clone())
+            }));
         }
-        monoio::spawn(ship_logs(w.clone()));
+        let lw = w.clone();
+        monoio::spawn(supervise::task(Component::LogShipper, move || {
+            ship_logs(lw.clone())
+        }));
         let _ = stop.recv_async().await;
         w.shutdown.fire();
         let deadline = Instant::now() + drain;
@@ -236,12 +283,24 @@ fn runtime() -> std::io::Result<Runtime> {
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
+/// A listening socket: the runtime's handle, and a std one for
+/// [`stop_listening`].
+struct Listening {
+    socket: TcpListener,
+    control: StdListener,
+}
+
+async fn accept_loop(w: Rc<Worker>, listening: Rc<Listening>, kind: ListenerKind) {
+    let listener = &listening.socket;
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
+        fault(Component::Accept);
         let accepted = monoio::select! {
             r = listener.accept() => r,
-            _ = w.shutdown.wait() => break,
+            _ = w.shutdown.wait() => {
+                stop_listening(&listening.control);
+                break;
+            }
         };
         match accepted {
             Ok((tcp, peer)) => {
@@ -257,30 +316,31 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
                             let Some(acceptor) = w.tls.clone() else {
                                 return;
                             };
-                            // Boxed: the handshake's state is large and only
-                            // TLS connections should carry it.
-                            match crate::timer::timeout(
-                                w.gateway.timeouts.header,
-                                Box::pin(acceptor.accept(tcp)),
-                            )
-                            .await
-                            {
-                                Ok(Ok(s)) => Io::ServerTls(Box::new(s)),
-                                Ok(Err(e)) => {
+                            let handshake = supervise::contain(Component::TlsHandshake, async {
+                                fault(Component::TlsHandshake);
+                                // Boxed: the handshake's state is large and
+                                // only TLS connections should carry it.
+                                crate::timer::timeout(
+                                    w.gateway.timeouts.header,
+                                    Box::pin(acceptor.accept(tcp)),
+                                )
+                                .await
+                            });
+                            match handshake.await {
+                                Some(Ok(Ok(s))) => Io::ServerTls(Box::new(s)),
+                                Some(Ok(Err(e))) => {
                                     tracing::debug!(%peer, "TLS handshake failed: {e}");
                                     return;
                                 }
-                                Err(_) => return,
+                                Some(Err(_)) | None => return,
                             }
                         }
                     };
-                    let served =
-                        std::panic::AssertUnwindSafe(conn::serve(w, io, peer, local_port, raw_fd))
-                            .catch_unwind()
-                            .await;
-                    if served.is_err() {
-                        tracing::error!(%peer, "connection handler panicked; connection closed, worker keeps serving");
-                    }
+                    let serve = async {
+                        fault(Component::Connection);
+                        conn::serve(w, io, peer, local_port, raw_fd).await
+                    };
+                    supervise::contain(Component::Connection, serve).await;
                     drop(guard);
                 });
             }
@@ -290,6 +350,16 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, kind: ListenerKind) {
                 crate::timer::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Stops the listening socket taking connections, for every descriptor
+/// of it (the supervisor keeps one open across runs, so dropping ours
+/// would not close it): new connections are refused during the drain,
+/// as when the socket is closed.
+fn stop_listening(listener: &StdListener) {
+    if let Err(e) = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read) {
+        tracing::debug!("cannot stop listening: {e}");
     }
 }
 
@@ -303,6 +373,7 @@ async fn ship_logs(w: Rc<Worker>) {
             _ = w.logs_queued.rung() => {}
             _ = w.shutdown.wait() => return,
         }
+        fault(Component::LogShipper);
         monoio::select! {
             _ = crate::timer::sleep(crate::observe::access_log::SHIP_EVERY) => {}
             _ = w.shutdown.wait() => return,
@@ -318,7 +389,10 @@ async fn ship_logs(w: Rc<Worker>) {
 async fn sweep_pools(w: Rc<Worker>) {
     loop {
         monoio::select! {
-            _ = crate::timer::sleep(Duration::from_secs(5)) => w.pool.sweep(),
+            _ = crate::timer::sleep(Duration::from_secs(5)) => {
+                fault(Component::PoolSweeper);
+                w.pool.sweep();
+            }
             _ = w.shutdown.wait() => return,
         }
     }

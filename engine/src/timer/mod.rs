@@ -88,7 +88,7 @@ impl Future for Deadline {
                     (registered, w.claim_driver())
                 });
                 if let Some(gen) = start {
-                    monoio::spawn(wheel::Driver::new(gen));
+                    monoio::spawn(supervised_driver(gen));
                 }
                 match registered {
                     None => {
@@ -117,6 +117,22 @@ impl Drop for Deadline {
             drop(waker);
         }
     }
+}
+
+/// This thread's wheel driver, restarted after a panic (the failed one's
+/// drop releases the wheel, so the restart claims it again, unless a new
+/// deadline already started another driver meanwhile).
+async fn supervised_driver(gen: u64) {
+    let mut first = Some(gen);
+    crate::supervise::task(crate::supervise::Component::Timer, move || {
+        let gen = first.take().or_else(|| wheel::with(|w| w.claim_driver()));
+        async move {
+            if let Some(gen) = gen {
+                wheel::Driver::new(gen).await;
+            }
+        }
+    })
+    .await
 }
 
 /// A deadline passed before the work finished.

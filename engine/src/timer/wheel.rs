@@ -357,6 +357,7 @@ impl std::future::Future for Driver {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
+        crate::supervise::fault(crate::supervise::Component::Timer);
         let this = &mut *self;
         loop {
             let mut woken = std::mem::take(&mut this.woken);

@@ -12,6 +12,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use crossbeam_utils::atomic::AtomicCell;
 
+use crate::supervise::Component;
+
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
@@ -113,29 +115,26 @@ fn refresher() -> &'static Refresher {
     static R: OnceLock<Refresher> = OnceLock::new();
     R.get_or_init(|| {
         let (sender, rx) = std::sync::mpsc::sync_channel::<Weak<Endpoint>>(4096);
-        let spawned = std::thread::Builder::new()
-            .name("ringway-dns".into())
-            .spawn(move || {
-                let mut watched: Vec<Weak<Endpoint>> = Vec::new();
-                loop {
-                    match rx.recv_timeout(REFRESH_EVERY) {
-                        Ok(ep) => {
-                            watched.push(ep);
-                            continue;
-                        }
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-                    }
-                    watched.retain(|w| w.strong_count() > 0);
-                    for ep in watched.iter().filter_map(Weak::upgrade) {
-                        let fresh = lookup(&ep.host, ep.port);
-                        if !fresh.is_empty() && **ep.addrs.load() != fresh {
-                            tracing::info!(host = %ep.host, addrs = ?fresh, "upstream addresses changed");
-                            ep.addrs.store(Arc::new(fresh));
-                        }
-                    }
+        let mut watched: Vec<Weak<Endpoint>> = Vec::new();
+        let spawned = crate::supervise::thread("ringway-dns", Component::Dns, move || loop {
+            match rx.recv_timeout(REFRESH_EVERY) {
+                Ok(ep) => {
+                    watched.push(ep);
+                    crate::supervise::fault(Component::Dns);
+                    continue;
                 }
-            });
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            watched.retain(|w| w.strong_count() > 0);
+            for ep in watched.iter().filter_map(Weak::upgrade) {
+                let fresh = lookup(&ep.host, ep.port);
+                if !fresh.is_empty() && **ep.addrs.load() != fresh {
+                    tracing::info!(host = %ep.host, addrs = ?fresh, "upstream addresses changed");
+                    ep.addrs.store(Arc::new(fresh));
+                }
+            }
+        });
         if let Err(e) = spawned {
             tracing::error!("cannot start the DNS refresh thread: {e}");
         }
