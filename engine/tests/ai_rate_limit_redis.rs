@@ -516,11 +516,18 @@ fn a_stalled_redis_times_out_instead_of_hanging_requests() {
     let r = c.post_json("/anything", ASK);
     assert_eq!(r.status, 503, "{}", r.text());
     sleeper.join().unwrap();
-    // Redis is back: requests pass again (the broken connection was not reused).
-    assert_eq!(
-        Conn::connect(gw.addr).post_json("/anything", ASK).status,
-        200
-    );
+    // The timeout marked Redis down; once the background probe reaches it
+    // again, requests pass (the broken connection was not reused).
+    assert!(gw.wait_for_log("redis is down", Duration::from_secs(5)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while Conn::connect(gw.addr).post_json("/anything", ASK).status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis never came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.wait_for_log("redis answers again", Duration::from_secs(5)));
 }
 
 #[test]

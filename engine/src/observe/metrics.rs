@@ -43,6 +43,14 @@ pub static RATE_LIMIT_FAIL_OPEN: Counter = Counter::new(
     "ringway_rate_limit_fail_open_total",
     "Requests let through without a limit check because the store failed (allow_degradation).",
 );
+pub static RATE_LIMIT_CHARGE_FAILURES: Counter = Counter::new(
+    "ringway_rate_limit_charge_failures_total",
+    "Finished requests whose tokens could not be charged to a Redis budget (the store failed or was down).",
+);
+pub static REDIS_DOWN: Counter = Counter::new(
+    "ringway_redis_down_total",
+    "Times a Redis deployment was found unreachable (calls then fail at once until a background probe reaches it).",
+);
 pub static HEALTH_TRANSITIONS: Counter = Counter::new(
     "ringway_health_transitions_total",
     "Active health-check verdict changes (healthy <-> unhealthy).",
@@ -65,6 +73,8 @@ pub static ALL: &[&Counter] = &[
     &AI_RATE_LIMITED,
     &RATE_LIMIT_STORE_ERRORS,
     &RATE_LIMIT_FAIL_OPEN,
+    &RATE_LIMIT_CHARGE_FAILURES,
+    &REDIS_DOWN,
     &HEALTH_TRANSITIONS,
     &PASSIVE_EJECTIONS,
     &HEALTH_PROBES,

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::AHashMap;
@@ -38,6 +39,55 @@ pub struct Target {
     /// Find the server through Redis Sentinel (`policy: redis-sentinel`);
     /// `nodes` is then empty.
     pub sentinel: Option<Sentinel>,
+    /// The configured nodes' addresses and whether the deployment answers
+    /// ([`Target::prepared`] fills it in).
+    pub state: Arc<TargetState>,
+}
+
+/// What every worker shares about a [`Target`].
+#[derive(Debug, Default)]
+pub struct TargetState {
+    /// The configured nodes and sentinels, resolved off the workers.
+    pub(super) endpoints: Vec<(String, Arc<crate::upstream::endpoint::Endpoint>)>,
+    pub(super) health: super::health::Health,
+}
+
+impl Target {
+    /// The target with its configured nodes resolved (blocking: call when
+    /// compiling a configuration, never on a worker) and a fresh health.
+    pub fn prepared(mut self) -> Target {
+        self.state = Arc::new(TargetState {
+            endpoints: super::address::resolve_configured(&self),
+            health: Default::default(),
+        });
+        self
+    }
+
+    /// The deployment, for logs: its nodes or sentinels.
+    pub fn describe(&self) -> String {
+        match &self.sentinel {
+            Some(s) => format!("master {} via sentinels {}", s.master, s.nodes.join(",")),
+            None => self.nodes.join(","),
+        }
+    }
+
+    /// A standalone target for tests.
+    #[cfg(test)]
+    pub fn for_test(nodes: Vec<String>) -> Target {
+        Target {
+            nodes,
+            username: None,
+            password: None,
+            database: 0,
+            timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(10),
+            keepalive_pool: 1,
+            cluster: false,
+            tls: None,
+            sentinel: None,
+            state: Arc::default(),
+        }
+    }
 }
 
 /// The sentinels watching a master, and how to log in to them.
@@ -75,6 +125,9 @@ pub struct RedisTls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisError {
     Timeout,
+    /// The deployment was found unreachable and no probe has reached it
+    /// since: not tried.
+    Down,
     Io(String),
     Protocol(String),
     /// An error reply to AUTH/SELECT or a command.
@@ -85,6 +138,9 @@ impl fmt::Display for RedisError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RedisError::Timeout => f.write_str("redis timed out"),
+            RedisError::Down => {
+                f.write_str("redis is down (not tried until a background probe reaches it)")
+            }
             RedisError::Io(e) => write!(f, "redis connection failed: {e}"),
             RedisError::Protocol(e) => write!(f, "redis protocol error: {e}"),
             RedisError::Server(e) => write!(f, "redis error: {e}"),
@@ -120,6 +176,20 @@ pub async fn query(
     key: &[u8],
     cmds: &[&[&[u8]]],
 ) -> Result<Vec<Reply>, RedisError> {
+    if target.state.health.is_down() {
+        return Err(RedisError::Down);
+    }
+    let r = bounded(target, key, cmds).await;
+    super::health::observe(target, &r);
+    r
+}
+
+/// `PING`, whatever the deployment's health (the background probe).
+pub async fn ping(target: &Target) -> Result<Vec<Reply>, RedisError> {
+    bounded(target, b"", &[&[b"PING"]]).await
+}
+
+async fn bounded(target: &Target, key: &[u8], cmds: &[&[&[u8]]]) -> Result<Vec<Reply>, RedisError> {
     match crate::timer::timeout(target.timeout, query_inner(target, key, cmds)).await {
         Ok(r) => r,
         Err(_) => Err(RedisError::Timeout),
@@ -339,7 +409,7 @@ fn pool_key(target: &Target, node: &str) -> String {
 }
 
 async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
-    let addr = resolve(node)?;
+    let addr = super::address::of(target, node)?;
     let sni = target
         .tls
         .as_ref()
@@ -387,14 +457,6 @@ async fn dial(target: &Target, node: &str) -> Result<Conn, RedisError> {
         }
     }
     Ok(conn)
-}
-
-fn resolve(node: &str) -> Result<std::net::SocketAddr, RedisError> {
-    use std::net::ToSocketAddrs;
-    node.to_socket_addrs()
-        .map_err(|e| RedisError::Io(format!("{node}: {e}")))?
-        .next()
-        .ok_or_else(|| RedisError::Io(format!("{node}: no address")))
 }
 
 async fn exchange(conn: &mut Conn, out: Vec<u8>, expect: usize) -> Result<Vec<Reply>, RedisError> {

@@ -40,11 +40,13 @@ pub enum Component {
     LoggerSink,
     /// The signal-handling thread.
     Signals,
+    /// The thread probing Redis deployments that went down.
+    RedisProbe,
 }
 
 impl Component {
     /// Every component, in label order.
-    pub const ALL: [Component; 18] = [
+    pub const ALL: [Component; 19] = [
         Component::Worker,
         Component::Accept,
         Component::TlsHandshake,
@@ -63,6 +65,7 @@ impl Component {
         Component::AccessLog,
         Component::LoggerSink,
         Component::Signals,
+        Component::RedisProbe,
     ];
 
     /// The label value.
@@ -86,6 +89,7 @@ impl Component {
             Component::AccessLog => "access_log",
             Component::LoggerSink => "logger_sink",
             Component::Signals => "signals",
+            Component::RedisProbe => "redis_probe",
         }
     }
 

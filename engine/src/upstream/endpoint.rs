@@ -4,6 +4,8 @@
 //! Admin API thread, never a worker) and re-resolved every 30 s by one
 //! background thread, which publishes new addresses through `ArcSwap`.
 //! Workers only ever read the current list. IP literals never touch DNS.
+//! A name a worker learns at run time ([`Endpoint::resolve_later`]) is
+//! looked up by that thread too, at once.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, OnceLock, Weak};
@@ -53,6 +55,27 @@ impl Endpoint {
         ep
     }
 
+    /// `host:port` without waiting for DNS (for a worker that learns a name
+    /// at run time, such as a Redis node a cluster redirect names): IP
+    /// literals are resolved at once, names by the background thread as
+    /// soon as it gets to them; until then [`Endpoint::addr`] is `None`.
+    pub fn resolve_later(host: &str, port: u16) -> Arc<Endpoint> {
+        let h = host.trim_matches(|c| c == '[' || c == ']');
+        let ip = h.parse::<IpAddr>().ok();
+        let ep = Arc::new(Endpoint {
+            host: Arc::from(host),
+            port,
+            addrs: ArcSwap::from_pointee(
+                ip.map(|ip| SocketAddr::new(ip, port)).into_iter().collect(),
+            ),
+            next: AtomicCell::new(0),
+        });
+        if ip.is_none() {
+            refresher().register(&ep);
+        }
+        ep
+    }
+
     /// An endpoint with a fixed address (tests, health probes).
     pub fn fixed(addr: SocketAddr) -> Arc<Endpoint> {
         Arc::new(Endpoint {
@@ -97,6 +120,15 @@ fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
         .unwrap_or_default()
 }
 
+/// Looks `ep` up again and publishes a changed address list.
+fn refresh(ep: &Endpoint) {
+    let fresh = lookup(&ep.host, ep.port);
+    if !fresh.is_empty() && **ep.addrs.load() != fresh {
+        tracing::info!(host = %ep.host, addrs = ?fresh, "addresses changed");
+        ep.addrs.store(Arc::new(fresh));
+    }
+}
+
 /// The background resolver: a list of weak endpoint references, walked
 /// every [`REFRESH_EVERY`].
 struct Refresher {
@@ -119,6 +151,10 @@ fn refresher() -> &'static Refresher {
         let spawned = crate::supervise::thread("ringway-dns", Component::Dns, move || loop {
             match rx.recv_timeout(REFRESH_EVERY) {
                 Ok(ep) => {
+                    // One not resolved yet is looked up at once.
+                    if let Some(ep) = ep.upgrade().filter(|e| e.addrs.load().is_empty()) {
+                        refresh(&ep);
+                    }
                     watched.push(ep);
                     crate::supervise::fault(Component::Dns);
                     continue;
@@ -128,11 +164,7 @@ fn refresher() -> &'static Refresher {
             }
             watched.retain(|w| w.strong_count() > 0);
             for ep in watched.iter().filter_map(Weak::upgrade) {
-                let fresh = lookup(&ep.host, ep.port);
-                if !fresh.is_empty() && **ep.addrs.load() != fresh {
-                    tracing::info!(host = %ep.host, addrs = ?fresh, "upstream addresses changed");
-                    ep.addrs.store(Arc::new(fresh));
-                }
+                refresh(&ep);
             }
         });
         if let Err(e) = spawned {

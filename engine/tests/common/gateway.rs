@@ -61,7 +61,18 @@ impl Gateway {
         Gateway::start_json_env(doc, Vec::new())
     }
 
-    pub fn start_json_env(mut doc: serde_json::Value, env: Vec<(String, String)>) -> Gateway {
+    pub fn start_json_env(doc: serde_json::Value, env: Vec<(String, String)>) -> Gateway {
+        Gateway::start_json_wrapped(doc, env, &[])
+    }
+
+    /// Like [`Gateway::start_json_env`], the binary run by `wrapper` (a
+    /// command and its arguments, followed by the binary and its own), e.g.
+    /// in namespaces of the test's making.
+    pub fn start_json_wrapped(
+        mut doc: serde_json::Value,
+        env: Vec<(String, String)>,
+        wrapper: &[&str],
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut gw = serde_json::json!({
             "listen": ["127.0.0.1:0"],
@@ -77,7 +88,7 @@ impl Gateway {
         doc["gateway"] = gw;
         let path = dir.path().join("ringway.yaml");
         std::fs::write(&path, serde_yaml_ng::to_string(&doc).expect("yaml")).expect("write config");
-        Gateway::spawn(dir, &path, &env)
+        Gateway::spawn(dir, &path, &env, wrapper)
     }
 
     pub fn start_with(cfg: GatewayConfig) -> Gateway {
@@ -101,11 +112,23 @@ impl Gateway {
         yaml.push_str(&cfg.body);
         let path = dir.path().join("ringway.yaml");
         std::fs::write(&path, &yaml).expect("write config");
-        Gateway::spawn(dir, &path, &cfg.env)
+        Gateway::spawn(dir, &path, &cfg.env, &[])
     }
 
-    fn spawn(dir: tempfile::TempDir, path: &std::path::Path, env: &[(String, String)]) -> Gateway {
-        let mut cmd = Command::new(bin());
+    fn spawn(
+        dir: tempfile::TempDir,
+        path: &std::path::Path,
+        env: &[(String, String)],
+        wrapper: &[&str],
+    ) -> Gateway {
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin()),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin());
+                c
+            }
+        };
         cmd.arg("-c")
             .arg(path)
             .stdout(Stdio::piped())

@@ -36,8 +36,12 @@ fn binary(name: &str) -> &str {
 
 impl RedisServer {
     pub fn start(extra: &[&str]) -> RedisServer {
+        RedisServer::start_on(free_port(), extra)
+    }
+
+    /// A server on `port` (one a test held before, say).
+    pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let password = extra
             .windows(2)
             .find(|w| w[0] == "--requirepass")

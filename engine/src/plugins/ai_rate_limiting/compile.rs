@@ -76,7 +76,7 @@ impl AiRateLimiting {
             Some(m) => serde_json::json!({ "error_msg": m }).to_string(),
             None => crate::server::reply::error_body("LLM token rate limit exceeded"),
         };
-        let redis = parse_store(&f, at, cx.carry.tls.as_ref())?;
+        let redis = parse_store(&f, at, cx.carry.tls.as_ref())?.map(redis::Target::prepared);
         let lease_tokens = match f.redis_lease_tokens {
             None => None,
             Some(_) if redis.is_none() => {
@@ -387,6 +387,7 @@ fn parse_store(
         cluster: false,
         tls: None,
         sentinel: None,
+        state: Default::default(),
     };
     match policy {
         "local" => {

@@ -37,6 +37,7 @@ impl AiRateLimiting {
         };
         if let Some(e) = err {
             metrics::RATE_LIMIT_STORE_ERRORS.inc();
+            metrics::RATE_LIMIT_CHARGE_FAILURES.inc();
             warn_throttled(|| {
                 tracing::warn!(
                     instance,
