@@ -26,6 +26,10 @@ impl Counter {
         self.value.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
     }
@@ -46,6 +50,10 @@ pub static RATE_LIMIT_FAIL_OPEN: Counter = Counter::new(
 pub static RATE_LIMIT_CHARGE_FAILURES: Counter = Counter::new(
     "ringway_rate_limit_charge_failures_total",
     "Finished requests whose tokens could not be charged to a Redis budget (the store failed or was down).",
+);
+pub static RATE_LIMIT_KEYS_SHED: Counter = Counter::new(
+    "ringway_rate_limit_keys_shed_total",
+    "Live rule windows dropped because a rule held max_keys keys (those keys start afresh).",
 );
 pub static REDIS_DOWN: Counter = Counter::new(
     "ringway_redis_down_total",
@@ -74,6 +82,7 @@ pub static ALL: &[&Counter] = &[
     &RATE_LIMIT_STORE_ERRORS,
     &RATE_LIMIT_FAIL_OPEN,
     &RATE_LIMIT_CHARGE_FAILURES,
+    &RATE_LIMIT_KEYS_SHED,
     &REDIS_DOWN,
     &HEALTH_TRANSITIONS,
     &PASSIVE_EJECTIONS,

@@ -219,6 +219,9 @@ fn amount(v: &Value, at: &FieldPath) -> Result<Amount, ConfigError> {
         .map_err(|_| at.error("must be a positive integer or `$variable`"))
 }
 
+/// Keys a rule keeps by default (`rules[].max_keys`).
+const DEFAULT_MAX_KEYS: usize = 100_000;
+
 fn compile_rules(
     list: &[RuleFile],
     at: &FieldPath,
@@ -264,6 +267,20 @@ fn compile_rules(
                 .field("header_prefix")
                 .error(format!("`{prefix}` is used by another rule")));
         }
+        let max_keys = match r.max_keys {
+            None => DEFAULT_MAX_KEYS,
+            Some(n @ 1..=10_000_000) if !redis => n as usize,
+            Some(1..=10_000_000) => {
+                return Err(rat.field("max_keys").error(
+                    "only used with the local policy (Redis keys expire with their windows)",
+                ))
+            }
+            Some(_) => {
+                return Err(rat
+                    .field("max_keys")
+                    .error("must be between 1 and 10000000"))
+            }
+        };
         let id = format!("rule|{}|{:?}|{:?}|{prefix}", r.key, count, window);
         let counter = if redis {
             RuleCounter::Redis(
@@ -272,7 +289,7 @@ fn compile_rules(
                     .into_boxed_slice(),
             )
         } else {
-            RuleCounter::Local(cx.carry.keyed_windows(&cx.owner, id))
+            RuleCounter::Local(cx.carry.keyed_windows(&cx.owner, id), max_keys)
         };
         rules.push(Rule {
             count,

@@ -66,6 +66,8 @@ pub(super) struct RuleFile {
     pub time_window: Value,
     pub key: String,
     pub header_prefix: Option<String>,
+    /// ringway's extension: keys the local policy keeps for this rule.
+    pub max_keys: Option<i64>,
 }
 
 /// The names of the fields that are set, of `fields`.

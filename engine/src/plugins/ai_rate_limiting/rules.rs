@@ -12,10 +12,15 @@
 //!
 //! Local counters live in a lock-free map per rule (key → window; workers
 //! look keys up without a lock), whose windows that ended are dropped as
-//! new keys arrive, so a key space like client addresses cannot grow it
-//! without bound (a request racing that sweep for a key whose window had
+//! new keys arrive (a request racing that sweep for a key whose window had
 //! just ended may find its counter replaced: at most its own tokens go
-//! uncounted). Redis counters are one key per rule and value.
+//! uncounted). A key space the client chooses (`$http_x_*`, rotating IPv6
+//! addresses) can fill it with live windows, so a rule keeps at most
+//! `max_keys` (default 100,000, about 15 MB): a new key that finds the map
+//! full first sweeps ended windows, then sheds a tenth of the live ones
+//! (those keys start afresh: their spent tokens are forgotten), counted in
+//! `ringway_rate_limit_keys_shed_total`. Redis counters are one key per
+//! rule and value, expiring with their windows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,7 +65,8 @@ pub struct Rule {
 
 #[derive(Debug)]
 pub enum RuleCounter {
-    Local(Arc<KeyedWindows>),
+    /// The rule's windows and the most keys they may hold.
+    Local(Arc<KeyedWindows>, usize),
     /// Redis keys start with this; the resolved key follows.
     Redis(Box<[u8]>),
 }
@@ -88,7 +94,9 @@ impl Rule {
         let window_ms = self.window.resolve(vars)?.saturating_mul(1000);
         let key = vars.expand(&self.key)?;
         let counter = match &self.counter {
-            RuleCounter::Local(map) => HitCounter::Local(map.window(&key, window_ms, now_ms)),
+            RuleCounter::Local(map, max_keys) => {
+                HitCounter::Local(map.window(&key, window_ms, now_ms, *max_keys))
+            }
             RuleCounter::Redis(prefix) => {
                 let mut k = Vec::with_capacity(prefix.len() + key.len());
                 k.extend_from_slice(prefix);
@@ -116,20 +124,37 @@ pub struct KeyedWindows {
 }
 
 impl KeyedWindows {
-    /// The window of `key`, made on first sight.
-    fn window(&self, key: &[u8], window_ms: u64, now_ms: u64) -> Arc<LocalWindow> {
+    /// The window of `key`, made on first sight (keeping at most
+    /// `max_keys`, see the module doc).
+    fn window(&self, key: &[u8], window_ms: u64, now_ms: u64, max_keys: usize) -> Arc<LocalWindow> {
         let map = self.map.pin();
         if let Some(w) = map.get(key) {
             return w.clone();
         }
-        let w = map.get_or_insert_with(key.into(), Arc::default).clone();
-        if self.inserted.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        let full = map.len() >= max_keys;
+        if full || self.inserted.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             // Ended windows hold nothing: a key seen again starts afresh,
             // exactly as its ended window would have. One still in a
             // request's hands is kept.
             map.retain(|_, w| Arc::strong_count(w) > 1 || w.usage(now_ms, window_ms).used > 0);
         }
-        w
+        let len = map.len();
+        if full && len >= max_keys {
+            let mut excess = len - max_keys * 9 / 10;
+            let shed = excess;
+            map.retain(|_, _| {
+                let keep = excess == 0;
+                excess = excess.saturating_sub(1);
+                keep
+            });
+            crate::observe::metrics::RATE_LIMIT_KEYS_SHED.add(shed as u64);
+            super::warn_throttled(|| {
+                tracing::warn!(
+                    "ai-rate-limiting rule: {max_keys} keys with live windows (max_keys); {shed} shed, they start afresh"
+                )
+            });
+        }
+        map.get_or_insert_with(key.into(), Arc::default).clone()
     }
 
     /// Keys held (for tests).
@@ -189,18 +214,41 @@ mod tests {
     #[test]
     fn ended_windows_are_swept_as_keys_arrive() {
         let m = KeyedWindows::default();
-        let kept = m.window(b"busy", 60_000, 1_000);
+        let kept = m.window(b"busy", 60_000, 1_000, 100_000);
         kept.charge(5, 1_000, 60_000);
         for i in 0..SWEEP_EVERY {
-            let _ = m.window(format!("k{i}").as_bytes(), 60_000, 1_000);
+            let _ = m.window(format!("k{i}").as_bytes(), 60_000, 1_000, 100_000);
         }
         // The sweep (at the 1,024th insert) kept the key with tokens in a
         // live window and the one being inserted; one key came after it.
         assert_eq!(m.len(), 3);
         assert_eq!(
-            m.window(b"busy", 60_000, 2_000).usage(2_000, 60_000).used,
+            m.window(b"busy", 60_000, 2_000, 100_000)
+                .usage(2_000, 60_000)
+                .used,
             5
         );
+    }
+
+    #[test]
+    fn live_windows_are_capped_at_max_keys() {
+        let m = KeyedWindows::default();
+        let before = crate::observe::metrics::RATE_LIMIT_KEYS_SHED.get();
+        for i in 0..100 {
+            let w = m.window(format!("k{i}").as_bytes(), 60_000, 1_000, 10);
+            w.charge(1, 1_000, 60_000);
+            drop(w);
+            assert!(m.len() <= 10, "{} keys after {i}", m.len());
+        }
+        // Each time the map was full a tenth of it went: 90 inserts past
+        // the first 10, one key shed per full map.
+        assert_eq!(
+            crate::observe::metrics::RATE_LIMIT_KEYS_SHED.get() - before,
+            90
+        );
+        // A key with a live window that was not shed keeps its count.
+        let last = m.window(b"k99", 60_000, 1_000, 10);
+        assert_eq!(last.usage(1_000, 60_000).used, 1);
     }
 
     #[test]
