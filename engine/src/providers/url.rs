@@ -82,6 +82,35 @@ impl EndpointUrl {
     }
 }
 
+/// Appends the query of an upstream request target being written into
+/// `out`: the instance's own (`own`: Azure's `api-version`, `auth.query`
+/// keys), then the client's parameters — except those the instance sets
+/// itself, which keep the instance's value (names compared
+/// percent-decoded and ASCII case-insensitively, as servers may), and
+/// `hidden` (key-auth's `hide_credentials` parameter).
+pub fn append_query(out: &mut Vec<u8>, own: Option<&str>, client: Option<&[u8]>, hidden: Option<&str>) {
+    fn name(pair: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+        let end = memchr::memchr(b'=', pair).unwrap_or(pair.len());
+        crate::http::vars::percent_decode(&pair[..end])
+    }
+    fn params(q: &[u8]) -> Vec<&[u8]> {
+        q.split(|&b| b == b'&').filter(|p| !p.is_empty()).collect()
+    }
+    let own = params(own.unwrap_or_default().as_bytes());
+    let taken = |pair: &[u8]| {
+        let n = name(pair);
+        own.iter().any(|o| name(o).eq_ignore_ascii_case(&n))
+            || hidden.is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(&n))
+    };
+    let client = params(client.unwrap_or_default());
+    let mut sep = b'?';
+    for pair in own.iter().chain(client.iter().filter(|p| !taken(p))) {
+        out.push(sep);
+        out.extend_from_slice(pair);
+        sep = b'&';
+    }
+}
+
 fn parse_port(p: &str, whole: &str) -> Result<u16, String> {
     p.parse::<u16>()
         .ok()
@@ -102,6 +131,22 @@ impl fmt::Display for EndpointUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instances_query_comes_first_and_wins() {
+        let q = |own, client: &str, hidden| {
+            let mut out = b"/p".to_vec();
+            append_query(&mut out, own, Some(client.as_bytes()), hidden);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            q(Some("api-version=1&key=k"), "api-version=evil&API-Version=x&k%65y=y&include=a&&after=b", None),
+            "/p?api-version=1&key=k&include=a&after=b"
+        );
+        assert_eq!(q(None, "a=1&apikey=s&b", Some("apikey")), "/p?a=1&b");
+        assert_eq!(q(Some("v=1"), "", None), "/p?v=1");
+        assert_eq!(q(None, "", None), "/p");
+    }
 
     #[test]
     fn parses_endpoints() {
