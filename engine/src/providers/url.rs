@@ -16,38 +16,45 @@ pub struct EndpointUrl {
 }
 
 impl EndpointUrl {
+    /// Parses `s`; an error shows it without userinfo or query values
+    /// (they may be keys).
     pub fn parse(s: &str) -> Result<EndpointUrl, String> {
+        let shown = crate::observe::redact::configured_url(s);
+        EndpointUrl::parse_shown(s, &shown)
+    }
+
+    fn parse_shown(s: &str, shown: &str) -> Result<EndpointUrl, String> {
         let (scheme, rest) = if let Some(r) = s.strip_prefix("https://") {
             (Scheme::Https, r)
         } else if let Some(r) = s.strip_prefix("http://") {
             (Scheme::Http, r)
         } else {
-            return Err(format!("`{s}` must start with http:// or https://"));
+            return Err(format!("`{shown}` must start with http:// or https://"));
         };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         if authority.contains('@') {
             return Err(format!(
-                "`{s}`: credentials in the URL are not supported; use `auth`"
+                "`{shown}`: credentials in the URL are not supported; use `auth`"
             ));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let end = v6
                 .find(']')
-                .ok_or_else(|| format!("`{s}`: unterminated IPv6 address"))?;
+                .ok_or_else(|| format!("`{shown}`: unterminated IPv6 address"))?;
             let host = &authority[..end + 2];
             match &v6[end + 1..] {
                 "" => (host, scheme.default_port()),
-                p => (host, parse_port(p.strip_prefix(':').unwrap_or("x"), s)?),
+                p => (host, parse_port(p.strip_prefix(':').unwrap_or("x"), shown)?),
             }
         } else {
             match authority.rsplit_once(':') {
-                Some((h, p)) => (h, parse_port(p, s)?),
+                Some((h, p)) => (h, parse_port(p, shown)?),
                 None => (authority, scheme.default_port()),
             }
         };
         if host.is_empty() || host.contains(' ') {
-            return Err(format!("`{s}` has no host"));
+            return Err(format!("`{shown}` has no host"));
         }
         let target = if target.is_empty() {
             "/".to_owned()
@@ -57,7 +64,7 @@ impl EndpointUrl {
             target.to_owned()
         };
         if target.contains(' ') {
-            return Err(format!("`{s}`: spaces must be percent-encoded"));
+            return Err(format!("`{shown}`: spaces must be percent-encoded"));
         }
         Ok(EndpointUrl {
             scheme,
@@ -88,7 +95,12 @@ impl EndpointUrl {
 /// itself, which keep the instance's value (names compared
 /// percent-decoded and ASCII case-insensitively, as servers may), and
 /// `hidden` (key-auth's `hide_credentials` parameter).
-pub fn append_query(out: &mut Vec<u8>, own: Option<&str>, client: Option<&[u8]>, hidden: Option<&str>) {
+pub fn append_query(
+    out: &mut Vec<u8>,
+    own: Option<&str>,
+    client: Option<&[u8]>,
+    hidden: Option<&str>,
+) {
     fn name(pair: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         let end = memchr::memchr(b'=', pair).unwrap_or(pair.len());
         crate::http::vars::percent_decode(&pair[..end])
@@ -140,7 +152,11 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         assert_eq!(
-            q(Some("api-version=1&key=k"), "api-version=evil&API-Version=x&k%65y=y&include=a&&after=b", None),
+            q(
+                Some("api-version=1&key=k"),
+                "api-version=evil&API-Version=x&k%65y=y&include=a&&after=b",
+                None
+            ),
             "/p?api-version=1&key=k&include=a&after=b"
         );
         assert_eq!(q(None, "a=1&apikey=s&b", Some("apikey")), "/p?a=1&b");
