@@ -102,8 +102,8 @@ fn send_requests(gw: &Gateway) {
         ASK,
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    // No route at all.
-    let r = c.get("/nowhere?apikey=unmatched-secret-11");
+    // No route at all (key-auth's names from the routes hold here too).
+    let r = c.get("/nowhere?apikey=unmatched-secret-11&tenant_token=unmatched-secret-11b");
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
@@ -164,6 +164,11 @@ fn full_logs_and_the_access_log_carry_no_credential() {
     assert_eq!(a["request"]["querystring"]["keep"], "visible");
     let refused = got.iter().find(|e| e["response"]["status"] == 401).unwrap();
     assert_eq!(refused["request"]["headers"]["apikey"], "[REDACTED]");
+    let unmatched = got.iter().find(|e| e["response"]["status"] == 404).unwrap();
+    assert_eq!(
+        unmatched["request"]["uri"],
+        "/nowhere?apikey=[REDACTED]&tenant_token=[REDACTED]"
+    );
     let c = got
         .iter()
         .find(|e| e["request"]["querystring"]["api_key"].is_string())

@@ -139,7 +139,9 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx, reda
     );
     let _ = write!(out, ",\"client_ip\":\"{}\"", ctx.peer.ip());
     str_field(out, "method", head.method.as_str().as_bytes());
-    str_field(out, "uri", &redaction.target(head.target()));
+    out.extend_from_slice(b",\"uri\":\"");
+    redaction.write_target(head.target(), &mut |piece| escape(out, piece));
+    out.push(b'"');
     if let Some(h) = head.host() {
         str_field(out, "host", h);
     }
@@ -243,7 +245,9 @@ mod tests {
     #[test]
     fn lines_are_json_with_apisix_variables() {
         let head = RequestHead::parse(
-            bytes::Bytes::from_static(b"POST /anything?q=\"x\" HTTP/1.1\r\nHost: gw\r\n\r\n"),
+            bytes::Bytes::from_static(
+                b"POST /anything?q=\"x\"&apikey=k HTTP/1.1\r\nHost: gw\r\n\r\n",
+            ),
             &HeadLimits::default(),
             Vec::new(),
         )
@@ -268,7 +272,7 @@ mod tests {
         assert_eq!(v["apisix_upstream_response_time"], 5765.0);
         assert_eq!(v["llm_prompt_tokens"], 23);
         assert_eq!(v["llm_completion_tokens"], 8);
-        assert_eq!(v["uri"], "/anything?q=\"x\"");
+        assert_eq!(v["uri"], "/anything?q=\"x\"&apikey=[REDACTED]");
     }
 }
 

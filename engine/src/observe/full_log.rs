@@ -201,7 +201,10 @@ impl<'a> FullLog<'a> {
 fn redacted(v: Cow<'_, [u8]>) -> Cow<'_, str> {
     match v {
         Cow::Borrowed(b) => text(b),
-        Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+        Cow::Owned(b) => Cow::Owned(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
     }
 }
 

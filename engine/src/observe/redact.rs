@@ -51,6 +51,15 @@ pub const QUERY: &[&str] = &["apikey", "api_key", "api-key", "key", "access_toke
 pub struct Redaction {
     headers: Vec<Box<[u8]>>,
     query: Vec<Box<[u8]>>,
+    /// Bit `n` set: some header name is `n` bytes long (63: 63 or more).
+    /// Most of a request's headers are ruled out by this one test.
+    header_lens: u64,
+}
+
+/// The bit of a name's length in [`Redaction::header_lens`].
+#[inline]
+fn len_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl Redaction {
@@ -74,8 +83,10 @@ impl Redaction {
             }
             out
         };
+        let headers = set(HEADERS, &mut headers.into_iter());
         Redaction {
-            headers: set(HEADERS, &mut headers.into_iter()),
+            header_lens: headers.iter().fold(0, |bits, h| bits | len_bit(h.len())),
+            headers,
             query: set(QUERY, &mut query.into_iter()),
         }
     }
@@ -83,7 +94,8 @@ impl Redaction {
     /// Whether header `name` carries a credential.
     #[inline]
     pub fn header(&self, name: &[u8]) -> bool {
-        self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+        self.header_lens & len_bit(name.len()) != 0
+            && self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// Whether query parameter `name` (raw, perhaps percent-encoded)
@@ -106,51 +118,50 @@ impl Redaction {
         Cow::Owned(masked(name, value))
     }
 
-    /// The ranges of `query` holding credential values.
-    fn secret_values(&self, query: &[u8]) -> Vec<Range<usize>> {
-        let mut out = Vec::new();
-        if self.query.is_empty() {
-            return out;
-        }
+    /// The ranges of `query` holding credential values, found lazily (no
+    /// allocation; nothing to find costs one scan).
+    fn secret_values<'q>(&'q self, query: &'q [u8]) -> impl Iterator<Item = Range<usize>> + 'q {
         let mut start = 0;
-        for pair in query.split(|&b| b == b'&') {
-            if let Some(eq) = memchr::memchr(b'=', pair) {
-                if eq + 1 < pair.len() && self.param(&pair[..eq]) {
-                    out.push(start + eq + 1..start + pair.len());
-                }
-            }
-            start += pair.len() + 1;
-        }
-        out
+        query
+            .split(|&b| b == b'&')
+            .take_while(|_| !self.query.is_empty())
+            .filter_map(move |pair| {
+                let at = start;
+                start += pair.len() + 1;
+                let eq = memchr::memchr(b'=', pair)?;
+                (eq + 1 < pair.len() && self.param(&pair[..eq]))
+                    .then(|| at + eq + 1..at + pair.len())
+            })
     }
 
     /// A query string with credential values replaced.
     pub fn query<'q>(&self, query: &'q [u8]) -> Cow<'q, [u8]> {
-        let ranges = self.secret_values(query);
-        splice(
-            query,
-            ranges
-                .into_iter()
-                .map(|r| (r, Cow::Borrowed(MARKER.as_bytes()))),
-        )
+        splice(query, self.secret_values(query).map(marker))
+    }
+
+    /// The credential values of `target`'s query (absolute ranges).
+    fn target_secrets<'t>(&'t self, target: &'t [u8]) -> impl Iterator<Item = Range<usize>> + 't {
+        let q = memchr::memchr(b'?', target).map_or(target.len(), |i| i + 1);
+        self.secret_values(&target[q..])
+            .map(move |r| r.start + q..r.end + q)
     }
 
     /// A request target (`/path?query`, or absolute-form) with credential
     /// values in its query replaced.
     pub fn target<'t>(&self, target: &'t [u8]) -> Cow<'t, [u8]> {
-        match memchr::memchr(b'?', target) {
-            Some(i) if !self.query.is_empty() => {
-                let ranges = self.secret_values(&target[i + 1..]);
-                let shifted = ranges.into_iter().map(|r| {
-                    (
-                        r.start + i + 1..r.end + i + 1,
-                        Cow::Borrowed(MARKER.as_bytes()),
-                    )
-                });
-                splice(target, shifted)
-            }
-            _ => Cow::Borrowed(target),
+        splice(target, self.target_secrets(target).map(marker))
+    }
+
+    /// [`Redaction::target`] as pieces handed to `emit` (for a writer that
+    /// escapes as it goes: no allocation).
+    pub fn write_target(&self, target: &[u8], emit: &mut dyn FnMut(&[u8])) {
+        let mut at = 0;
+        for r in self.target_secrets(target) {
+            emit(&target[at..r.start]);
+            emit(MARKER.as_bytes());
+            at = r.end;
         }
+        emit(&target[at..]);
     }
 
     /// The raw head (`meta_format: origin`) with credential values in the
@@ -161,9 +172,10 @@ impl Redaction {
         let mut cuts: Vec<(Range<usize>, Cow<'static, [u8]>)> = Vec::new();
         if let Some(q) = head.query {
             let at = q.start as usize;
-            for r in self.secret_values(head.query().unwrap_or_default()) {
-                cuts.push((r.start + at..r.end + at, Cow::Borrowed(MARKER.as_bytes())));
-            }
+            let shifted = self
+                .secret_values(head.query().unwrap_or_default())
+                .map(|r| r.start + at..r.end + at);
+            cuts.extend(shifted.map(marker));
         }
         for h in &head.headers {
             let name = head.header_name(h);
@@ -202,6 +214,11 @@ impl Redaction {
             }
         }
     }
+}
+
+/// A credential value's range, to be replaced by the marker.
+fn marker(r: Range<usize>) -> (Range<usize>, Cow<'static, [u8]>) {
+    (r, Cow::Borrowed(MARKER.as_bytes()))
 }
 
 /// `Some` when `c` was changed (so it can outlive what it borrowed).
