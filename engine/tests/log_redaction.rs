@@ -211,8 +211,9 @@ fn full_logs_and_the_access_log_carry_no_credential() {
     }
 }
 
-/// URLs from the configuration in error lines: a log endpoint's key in
-/// its query (`?dd-api-key=`), an endpoint's userinfo.
+/// Configuration in error lines: a log endpoint's key in its query
+/// (`?dd-api-key=`), an endpoint's userinfo, a key in a field of the
+/// wrong type.
 #[test]
 fn error_lines_show_configured_urls_without_their_secrets() {
     let m = mocks(&["a"]);
@@ -254,6 +255,23 @@ fn error_lines_show_configured_urls_without_their_secrets() {
     for s in ["pw-secret-13", "ep-secret-14"] {
         assert!(!out.contains(s), "{s}: {out}");
     }
+    // A key written where a map belongs: the error names the field, not
+    // the value.
+    let mut doc = config(
+        &m,
+        http_logger(&up, json!({})),
+        &dir.path().join("a.log"),
+        Value::Null,
+    );
+    doc["services"][0]["routes"][0]["plugins"]["ai-proxy-multi"]["instances"][0]["auth"]
+        ["header"] = json!("Bearer sk-misplaced-15");
+    let (code, out) = common::gateway::check(&serde_json::to_string(&doc).unwrap());
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("auth.header: invalid type: a string, expected a map"),
+        "{out}"
+    );
+    assert!(!out.contains("sk-misplaced-15"), "{out}");
 }
 
 #[test]
