@@ -397,3 +397,58 @@ fn conversations_stay_on_the_account_that_holds_them() {
         .unwrap()
         .contains("…/conversations[/{id}"));
 }
+
+/// A stored-state call carries the client's query after the instance's
+/// own, but a parameter the instance sets (Azure's `api-version`, an
+/// `auth.query` key) keeps the instance's value, and key-auth's
+/// `hide_credentials` keeps a `?apikey=` from it. New requests carry only
+/// the instance's query.
+#[test]
+fn the_instances_own_query_wins_over_the_clients() {
+    let m = mocks();
+    let mut azure = native(&m, "acct-a", 0);
+    azure["override"]["endpoint"] = json!(format!(
+        "{}/openai/v1/responses?api-version=2024-10-21",
+        m.instance("acct-a").url()
+    ));
+    azure["auth"]["query"] = json!({"key": "instance-key"});
+    let mut r = route("azure", "", json!({"instances": [azure]}));
+    r["plugins"]["key-auth"] = json!({"hide_credentials": true});
+    let doc = json!({"services": [{"name": "llm", "routes": [r]}],
+                     "consumers": [{"username": "u", "credentials": [
+                         {"name": "c", "type": "key-auth", "config": {"key": "client-key"}}]}]});
+    let gw = Gateway::start_json(doc);
+    let mut c = Conn::connect(gw.addr);
+    let want = "api-version=2024-10-21&key=instance-key";
+
+    let r = c.post_json(
+        "/v1/responses?api-version=evil&key=evil&apikey=client-key",
+        &ask(None, false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = response_id(&r.text());
+    let seen = m.instance("acct-a").requests();
+    assert_eq!(seen.last().unwrap().query.as_deref(), Some(want));
+
+    let evil = "api-version=evil&key=evil&include=x&apikey=client-key&API-Version=evil";
+    for path in [
+        format!("/v1/responses/{id}?{evil}"),
+        format!("/v1/responses/{id}/input_items?{evil}"),
+        format!("/v1/conversations?{evil}"),
+    ] {
+        let r = if path.starts_with("/v1/conversations") {
+            c.post_json(&path, "{}")
+        } else {
+            c.get(&path)
+        };
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let seen = m.instance("acct-a").requests();
+        let last = seen.last().unwrap();
+        assert!(last.path.starts_with("/openai/v1/"), "{}", last.path);
+        assert_eq!(
+            last.query.as_deref(),
+            Some(&*format!("{want}&include=x")),
+            "{path}"
+        );
+    }
+}

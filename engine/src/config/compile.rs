@@ -12,6 +12,7 @@ use super::gateway::GatewaySettings;
 use super::resources::{id_string, Kind, Resources, Route, Upstream};
 use super::shared::{Carry, SharedState};
 use super::snapshot::{CompiledRoute, Handler, Snapshot};
+use crate::observe::redact::Redaction;
 use crate::plugins::{self, CompileCx, PluginChain};
 use crate::router::{HostSet, MethodSet, RouteMatch, Router, UriPattern};
 use crate::upstream::{TlsClients, UpstreamSpec};
@@ -57,6 +58,7 @@ pub fn compile(
         global_plugins = PluginChain::concat(global_plugins, chain);
     }
     let consumers = super::consumers::Consumers::compile(&res, &mut carry, &metadata)?;
+    let redaction = redaction(&gateway, &routes, &global_plugins);
     Ok(Snapshot {
         generation: 0,
         gateway,
@@ -64,11 +66,47 @@ pub fn compile(
         routes,
         global_plugins,
         consumers,
+        redaction,
         upstream_slots: slots,
         shared: carry.next,
         tls,
         resources: res.clone(),
     })
+}
+
+/// The names logs redact: `gateway.log_redaction`'s, and the `header` /
+/// `query` of every key-auth a request can meet (a service's is in its
+/// routes' chains).
+fn redaction(
+    gateway: &GatewaySettings,
+    routes: &[CompiledRoute],
+    global: &PluginChain,
+) -> Redaction {
+    let settings = &gateway.log_redaction;
+    if !settings.enabled {
+        return Redaction::off();
+    }
+    let key_auths: Vec<&plugins::key_auth::KeyAuth> = routes
+        .iter()
+        .flat_map(|r| r.plugins.iter())
+        .chain(global.iter())
+        .filter_map(|p| match p {
+            plugins::Plugin::KeyAuth(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    Redaction::new(
+        settings
+            .headers
+            .iter()
+            .map(String::as_str)
+            .chain(key_auths.iter().map(|k| &*k.header)),
+        settings
+            .query
+            .iter()
+            .map(String::as_str)
+            .chain(key_auths.iter().map(|k| &*k.query)),
+    )
 }
 
 struct Compiler<'a, 'c, 'p> {

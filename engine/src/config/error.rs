@@ -109,13 +109,55 @@ pub fn from_value<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let rel = e.path().to_string();
-        ConfigError::new(at.join(&rel), e.into_inner().to_string())
+        ConfigError::new(
+            at.join(&rel),
+            without_string_value(e.into_inner().to_string()),
+        )
     })
+}
+
+/// serde's "invalid type / value" messages quote the string they got;
+/// a key written in the wrong place must not reach a log (or an Admin
+/// API answer) that way: the path says where, the value is left out.
+fn without_string_value(msg: String) -> String {
+    const QUOTED: &str = "string \"";
+    for kind in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = msg.strip_prefix(kind) else {
+            continue;
+        };
+        if let Some(end) = rest.rfind("\", expected") {
+            if rest.starts_with(QUOTED) && end >= QUOTED.len() {
+                return format!("{kind}a string{}", &rest[end + 1..]);
+            }
+        }
+    }
+    msg
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_values_are_left_out_of_type_errors() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            n: i64,
+            #[serde(default)]
+            m: Option<std::collections::BTreeMap<String, String>>,
+        }
+        let at = FieldPath::root().field("x");
+        let e = from_value::<T>(&serde_json::json!({"n": "sk-1"}), &at).unwrap_err();
+        assert_eq!(e.to_string(), "x.n: invalid type: a string, expected i64");
+        let e = from_value::<T>(&serde_json::json!({"n": 1, "m": "Bearer k"}), &at).unwrap_err();
+        assert_eq!(e.to_string(), "x.m: invalid type: a string, expected a map");
+        let e = from_value::<T>(&serde_json::json!({"n": true}), &at).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.n: invalid type: boolean `true`, expected i64"
+        );
+    }
 
     #[test]
     fn paths_render_like_the_contract() {

@@ -24,6 +24,7 @@ struct GatewayFile {
     timeouts: Option<TimeoutsFile>,
     ssl_trusted_certificate: Option<String>,
     access_log: Option<AccessLogFile>,
+    log_redaction: Option<LogRedactionFile>,
     busy_poll_us: Option<i64>,
 }
 
@@ -75,6 +76,14 @@ struct AccessLogFile {
     path: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogRedactionFile {
+    enabled: Option<bool>,
+    headers: Option<Vec<String>>,
+    query: Option<Vec<String>>,
+}
+
 /// Engine settings with defaults applied and addresses resolved.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
@@ -89,6 +98,8 @@ pub struct GatewaySettings {
     /// web PKI roots.
     pub ssl_trusted_certificate: Option<PathBuf>,
     pub access_log: Option<AccessLogTarget>,
+    /// `log_redaction`: credentials in logs (see `observe::redact`).
+    pub log_redaction: LogRedaction,
     /// How long a worker keeps polling its ring after a request or stream
     /// chunk instead of sleeping in the kernel (`ZERO`: off). See
     /// `server::busy_poll`.
@@ -128,6 +139,26 @@ pub struct Timeouts {
     pub send: Duration,
     /// Graceful-shutdown drain time for in-flight requests and streams.
     pub drain: Duration,
+}
+
+/// `gateway.log_redaction`: whether credentials are redacted in every
+/// log output (the default), and names to redact besides the built-in
+/// ones and key-auth's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRedaction {
+    pub enabled: bool,
+    pub headers: Vec<String>,
+    pub query: Vec<String>,
+}
+
+impl Default for LogRedaction {
+    fn default() -> Self {
+        LogRedaction {
+            enabled: true,
+            headers: Vec::new(),
+            query: Vec::new(),
+        }
+    }
 }
 
 /// Where access log lines (JSON) go.
@@ -174,6 +205,7 @@ impl Default for GatewaySettings {
             timeouts: Timeouts::default(),
             ssl_trusted_certificate: None,
             access_log: None,
+            log_redaction: LogRedaction::default(),
             busy_poll: Duration::ZERO,
         }
     }
@@ -327,6 +359,9 @@ impl GatewaySettings {
                 }
             };
         }
+        if let Some(r) = &file.log_redaction {
+            s.log_redaction = log_redaction(r, &at.field("log_redaction"))?;
+        }
         if let Some(us) = file.busy_poll_us {
             s.busy_poll =
                 Duration::from_micros(
@@ -335,6 +370,36 @@ impl GatewaySettings {
         }
         Ok(s)
     }
+}
+
+/// Checks `log_redaction`'s names: header names are tokens (RFC 9110
+/// §5.1), query parameter names non-empty without `&`, `=` or spaces.
+fn log_redaction(f: &LogRedactionFile, at: &FieldPath) -> Result<LogRedaction, ConfigError> {
+    let names = |list: &Option<Vec<String>>,
+                 field: &str,
+                 ok: fn(u8) -> bool,
+                 what: &str|
+     -> Result<Vec<String>, ConfigError> {
+        let list = list.as_deref().unwrap_or_default();
+        for (i, n) in list.iter().enumerate() {
+            if n.is_empty() || !n.bytes().all(ok) {
+                return Err(at.field(field).index(i).error(what));
+            }
+        }
+        Ok(list.to_vec())
+    };
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let param = |b: u8| b.is_ascii_graphic() && !b"&=#".contains(&b);
+    Ok(LogRedaction {
+        enabled: f.enabled.unwrap_or(true),
+        headers: names(&f.headers, "headers", token, "must be a header name")?,
+        query: names(
+            &f.query,
+            "query",
+            param,
+            "must be a query parameter name (no `&`, `=`, `#` or spaces)",
+        )?,
+    })
 }
 
 /// Longest busy-poll window accepted: past this, sleeping in the kernel

@@ -47,6 +47,9 @@ pub struct Snapshot {
     /// Plugins of all global rules, run before each route's.
     pub global_plugins: PluginChain,
     pub consumers: super::consumers::Consumers,
+    /// What every log output redacts (`gateway.log_redaction`, key-auth's
+    /// names), compiled once.
+    pub redaction: crate::observe::redact::Redaction,
     /// Number of per-worker round-robin counters plain upstreams use.
     pub upstream_slots: usize,
     /// Instance health, cooldowns and tickets, carried across reloads.

@@ -92,6 +92,34 @@ impl VarSource<'_> {
     }
 }
 
+/// Decodes `%XX` escapes and `+` (form encoding) when present.
+pub fn percent_decode(v: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !v.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' if i + 2 < v.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(v[i + 1]), hex(v[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn query_arg<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     query.split(|&b| b == b'&').find_map(|pair| {
         let eq = memchr::memchr(b'=', pair).unwrap_or(pair.len());

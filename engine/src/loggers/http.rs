@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::observe::redact::configured_url;
 use crate::providers::url::EndpointUrl;
 use crate::upstream::connect::TlsTarget;
 use crate::upstream::endpoint::Endpoint;
@@ -85,7 +86,10 @@ impl HttpPoster {
         KEPT.with(|k| *k.borrow_mut() = kept);
         let status = status?;
         if !(200..300).contains(&status) {
-            return Err(format!("{} answered {status}", self.cfg.url));
+            return Err(format!(
+                "{} answered {status}",
+                configured_url(&self.cfg.url)
+            ));
         }
         entries.clear();
         Ok(())
@@ -152,7 +156,7 @@ impl HttpPoster {
             kept,
         )
         .await
-        .map_err(|e| format!("{}: {e}", self.cfg.url))?;
+        .map_err(|e| format!("{}: {e}", configured_url(&self.cfg.url)))?;
         Ok(answer.status)
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::gateway::AccessLogTarget;
 use crate::http::RequestHead;
+use crate::observe::redact::Redaction;
 use crate::server::ctx::RequestCtx;
 use crate::supervise::Component;
 
@@ -97,9 +98,9 @@ impl WorkerLog {
     }
 
     /// Appends the line for one finished request.
-    pub fn record(&self, head: &RequestHead, ctx: &RequestCtx) {
+    pub fn record(&self, head: &RequestHead, ctx: &RequestCtx, redaction: &Redaction) {
         let mut buf = self.buf.borrow_mut();
-        format_line(&mut buf, head, ctx);
+        format_line(&mut buf, head, ctx, redaction);
         if buf.len() >= SHIP_AT {
             drop(buf);
             self.ship();
@@ -126,8 +127,9 @@ impl WorkerLog {
     }
 }
 
-/// Formats one JSON line (keys in a stable order, numbers in ms).
-pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx) {
+/// Formats one JSON line (keys in a stable order, numbers in ms), the
+/// `uri`'s credentials redacted.
+pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx, redaction: &Redaction) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -139,7 +141,9 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx) {
     );
     let _ = write!(out, ",\"client_ip\":\"{}\"", ctx.peer.ip());
     str_field(out, "method", head.method.as_str().as_bytes());
-    str_field(out, "uri", head.target());
+    out.extend_from_slice(b",\"uri\":\"");
+    redaction.write_target(head.target(), &mut |piece| escape(out, piece));
+    out.push(b'"');
     if let Some(h) = head.host() {
         str_field(out, "host", h);
     }
@@ -243,7 +247,9 @@ mod tests {
     #[test]
     fn lines_are_json_with_apisix_variables() {
         let head = RequestHead::parse(
-            bytes::Bytes::from_static(b"POST /anything?q=\"x\" HTTP/1.1\r\nHost: gw\r\n\r\n"),
+            bytes::Bytes::from_static(
+                b"POST /anything?q=\"x\"&apikey=k HTTP/1.1\r\nHost: gw\r\n\r\n",
+            ),
             &HeadLimits::default(),
             Vec::new(),
         )
@@ -258,7 +264,7 @@ mod tests {
         ctx.llm.completion_tokens = 8;
         ctx.upstream_response_time = Some(Duration::from_millis(5765));
         let mut out = Vec::new();
-        format_line(&mut out, &head, &ctx);
+        format_line(&mut out, &head, &ctx, &Redaction::new([], []));
         assert!(out.ends_with(b"\n"));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["request_type"], "ai_chat");
@@ -268,7 +274,7 @@ mod tests {
         assert_eq!(v["apisix_upstream_response_time"], 5765.0);
         assert_eq!(v["llm_prompt_tokens"], 23);
         assert_eq!(v["llm_completion_tokens"], 8);
-        assert_eq!(v["uri"], "/anything?q=\"x\"");
+        assert_eq!(v["uri"], "/anything?q=\"x\"&apikey=[REDACTED]");
     }
 }
 

@@ -1,19 +1,20 @@
-//! Log entries for logger plugins (`kafka-logger`): APISIX's "full log"
-//! (`log-util.get_full_log`, the default `meta_format`) built from a
-//! finished request, with the LLM variables and, when the route's
-//! `ai-proxy-multi` asks for them (`logging.summaries` / `.payloads`),
-//! `llm_summary`, `llm_request` and `llm_response_text`. Those three are
-//! also written into access-log lines. Built in the log phase, only for
-//! routes that have a logger or ask for them.
+//! Log entries for logger plugins (`kafka-logger`, `http-logger`): which
+//! entry a logger's options ask for ([`entry`]: APISIX's full log,
+//! [`super::full_log`], the default; a `log_format`'s fields; or
+//! `meta_format: origin`'s raw request), and the `logging` fields the
+//! route's `ai-proxy-multi` asks for (`logging.summaries` / `.payloads`):
+//! `llm_summary`, `llm_request` and `llm_response_text`, also written
+//! into access-log lines. Built in the log phase, only for routes that
+//! have a logger or ask for them; every kind redacts credentials
+//! ([`super::redact`]).
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::redact::Redaction;
 use crate::http::RequestHead;
 use crate::server::ctx::{RequestCtx, RequestType};
 
@@ -22,7 +23,7 @@ pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-fn text(b: &[u8]) -> Cow<'_, str> {
+pub(super) fn text(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
@@ -113,7 +114,7 @@ pub struct EntryOptions {
 
 impl EntryOptions {
     /// Whether this request's entry includes its body.
-    fn includes_request_body(&self, head: &RequestHead, ctx: &RequestCtx) -> bool {
+    pub(super) fn includes_request_body(&self, head: &RequestHead, ctx: &RequestCtx) -> bool {
         self.request_body
             && self
                 .request_body_when
@@ -122,7 +123,11 @@ impl EntryOptions {
     }
 
     /// The response body bytes this request's entry includes, if any.
-    fn response_body<'c>(&self, head: &RequestHead, ctx: &'c RequestCtx) -> Option<&'c [u8]> {
+    pub(super) fn response_body<'c>(
+        &self,
+        head: &RequestHead,
+        ctx: &'c RequestCtx,
+    ) -> Option<&'c [u8]> {
         let max = self.max_response_body?;
         let body = &ctx.response_body.as_ref()?.bytes;
         let holds = self
@@ -134,21 +139,29 @@ impl EntryOptions {
 }
 
 /// The entry `opts` asks for: [`original_request`] (which wins, as in
-/// APISIX's kafka-logger), a `log_format`'s fields, or [`full_log`].
-pub fn entry(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u8> {
+/// APISIX's kafka-logger), a `log_format`'s fields, or the
+/// [full log](super::full_log::full_log);
+/// credentials redacted as `r` says.
+pub fn entry(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions, r: &Redaction) -> Vec<u8> {
     if opts.origin {
-        original_request(head, ctx, opts)
+        original_request(head, ctx, opts, r)
     } else if let Some(f) = &opts.format {
-        f.entry(head, ctx)
+        f.entry(head, ctx, r)
     } else {
-        full_log(head, ctx, opts)
+        super::full_log::full_log(head, ctx, opts, r)
     }
 }
 
-/// APISIX's `meta_format: origin`: the raw request head, then the body
-/// when `include_req_body` asks for it (AI routes, where it is read).
-pub fn original_request(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u8> {
-    let mut out = head.buf.to_vec();
+/// APISIX's `meta_format: origin`: the raw request head (credentials
+/// redacted), then the body when `include_req_body` asks for it (AI
+/// routes, where it is read).
+pub fn original_request(
+    head: &RequestHead,
+    ctx: &RequestCtx,
+    opts: &EntryOptions,
+    r: &Redaction,
+) -> Vec<u8> {
+    let mut out = r.head(head).into_owned();
     if opts.includes_request_body(head, ctx) {
         if let Some(body) = &ctx.llm.request_body {
             let n = opts.max_request_body.unwrap_or(usize::MAX).min(body.len());
@@ -156,235 +169,6 @@ pub fn original_request(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOption
         }
     }
     out
-}
-
-/// APISIX's full log for one finished request, as one line of JSON,
-/// written straight from the request (no value tree in between).
-pub fn full_log(head: &RequestHead, ctx: &RequestCtx, opts: &EntryOptions) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
-    let _ = serde_json::to_writer(&mut out, &FullLog::of(head, ctx, opts));
-    if out.last() == Some(&b'}') {
-        out.pop();
-        write_llm_logging(&mut out, ctx);
-        out.push(b'}');
-    }
-    out
-}
-
-/// [`full_log`] without the `logging` fields.
-#[derive(Serialize)]
-struct FullLog<'a> {
-    request: Request<'a>,
-    response: Response,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upstream: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    route_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    consumer: Option<Consumer<'a>>,
-    client_ip: IpAddr,
-    start_time: u64,
-    latency: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upstream_latency: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    apisix_latency: Option<f64>,
-    server: Server,
-    request_type: &'static str,
-    /// The LLM variables, on AI requests.
-    #[serde(flatten)]
-    llm: Option<LlmVars<'a>>,
-}
-
-#[derive(Serialize)]
-struct Request<'a> {
-    url: String,
-    uri: Cow<'a, str>,
-    method: &'a str,
-    headers: Grouped<'a>,
-    querystring: Grouped<'a>,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct Response {
-    status: u16,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Consumer<'a> {
-    username: &'a str,
-}
-
-#[derive(Serialize)]
-struct Server {
-    hostname: &'static str,
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct LlmVars<'a> {
-    request_llm_model: Option<&'a str>,
-    llm_model: Option<&'a str>,
-    llm_time_to_first_token: Option<f64>,
-    llm_prompt_tokens: u64,
-    llm_completion_tokens: u64,
-    llm_instance: Option<&'a str>,
-    llm_attempts: u32,
-}
-
-impl<'a> FullLog<'a> {
-    fn of(head: &'a RequestHead, ctx: &'a RequestCtx, opts: &EntryOptions) -> FullLog<'a> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let latency = ctx.started.elapsed();
-        let start = now.saturating_sub(latency);
-        let host = head.host().map(text).unwrap_or_default();
-        let headers = head
-            .header_pairs()
-            .map(|(n, v)| (lowercase(n), Scalar::Str(text(v))))
-            .collect();
-        let query = head
-            .query()
-            .unwrap_or_default()
-            .split(|&b| b == b'&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let mut kv = pair.splitn(2, |&b| b == b'=');
-                let k = text(kv.next().unwrap_or_default());
-                (k, kv.next().map_or(Scalar::True, |v| Scalar::Str(text(v))))
-            })
-            .collect();
-        let body = ctx
-            .llm
-            .request_body
-            .as_ref()
-            .filter(|_| opts.includes_request_body(head, ctx))
-            .map(|b| {
-                let n = opts.max_request_body.unwrap_or(usize::MAX).min(b.len());
-                text(&b[..n])
-            });
-        let request = Request {
-            url: format!("http://{}{}", host, text(head.target())),
-            uri: text(head.target()),
-            method: head.method.as_str(),
-            headers: Grouped(headers),
-            querystring: Grouped(query),
-            size: head
-                .header("content-length")
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
-                .unwrap_or(0),
-            body,
-        };
-        let l = &ctx.llm;
-        FullLog {
-            request,
-            response: Response {
-                status: ctx.status,
-                size: ctx.bytes_sent,
-                body: opts.response_body(head, ctx).map(|b| text(b).into_owned()),
-            },
-            upstream: ctx.upstream_addr,
-            route_id: ctx.route_id.as_deref(),
-            consumer: ctx.consumer.as_ref().map(|c| Consumer {
-                username: &c.username,
-            }),
-            client_ip: ctx.peer.ip(),
-            start_time: start.as_millis() as u64,
-            latency: ms(latency),
-            upstream_latency: ctx.upstream_response_time.map(ms),
-            apisix_latency: ctx
-                .upstream_response_time
-                .map(|u| ms(latency.saturating_sub(u))),
-            server: Server {
-                hostname: hostname(),
-                version: env!("CARGO_PKG_VERSION"),
-            },
-            request_type: ctx.request_type.as_str(),
-            llm: (ctx.request_type != RequestType::TraditionalHttp).then(|| LlmVars {
-                request_llm_model: l.request_model.as_deref(),
-                llm_model: l.model.as_deref(),
-                llm_time_to_first_token: l.ttft.map(ms),
-                llm_prompt_tokens: l.prompt_tokens,
-                llm_completion_tokens: l.completion_tokens,
-                llm_instance: l.instance.as_deref(),
-                llm_attempts: l.attempts,
-            }),
-        }
-    }
-}
-
-fn lowercase(name: &[u8]) -> Cow<'_, str> {
-    match text(name) {
-        Cow::Borrowed(n) if !n.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(n),
-        n => Cow::Owned(n.to_ascii_lowercase()),
-    }
-}
-
-/// A header or query value; a query argument without `=` is `true`.
-enum Scalar<'a> {
-    Str(Cow<'a, str>),
-    True,
-}
-
-impl Serialize for Scalar<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Scalar::Str(v) => s.serialize_str(v),
-            Scalar::True => s.serialize_bool(true),
-        }
-    }
-}
-
-/// Name–value pairs written as an object, a repeated name's values as an
-/// array (as `ngx.req.get_headers()` and `get_uri_args()` give them).
-struct Grouped<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
-
-impl Serialize for Grouped<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let pairs = &self.0;
-        let mut map = s.serialize_map(None)?;
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            let rest = &pairs[i..];
-            if rest[1..].iter().any(|(n, _)| n == name) {
-                map.serialize_entry(name, &Repeated(rest, name))?;
-            } else {
-                map.serialize_entry(name, value)?;
-            }
-        }
-        map.end()
-    }
-}
-
-/// The values of `.1` among the pairs `.0`, as an array.
-struct Repeated<'s, 'a>(&'s [(Cow<'a, str>, Scalar<'a>)], &'s str);
-
-impl Serialize for Repeated<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        for (_, v) in self.0.iter().filter(|(n, _)| n == self.1) {
-            seq.serialize_element(v)?;
-        }
-        seq.end()
-    }
-}
-
-fn hostname() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    })
 }
 
 #[cfg(test)]
@@ -422,81 +206,5 @@ mod tests {
         let mut out = Vec::new();
         write_llm_request(&mut out, &ctx);
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn the_full_log_groups_repeated_names_and_carries_the_llm_fields() {
-        let raw = b"POST /v1/chat?a=1&flag&a=2&b=x%20y HTTP/1.1\r\nHost: gw.test\r\nX-Tag: one\r\nContent-Length: 2\r\nx-tag: two\r\nX-TAG: three\r\n\r\n";
-        let head = RequestHead::parse(
-            bytes::Bytes::from_static(raw),
-            &crate::http::request::HeadLimits::default(),
-            Vec::new(),
-        )
-        .unwrap();
-        let mut ctx = ctx_with_body(br#"{"model":"m"}"#);
-        ctx.status = 200;
-        ctx.bytes_sent = 42;
-        ctx.route_id = Some("r1".into());
-        ctx.request_type = RequestType::AiChat;
-        ctx.llm.request_model = Some("m".into());
-        ctx.llm.model = Some("gpt-4".into());
-        ctx.llm.prompt_tokens = 3;
-        ctx.llm.completion_tokens = 4;
-        ctx.llm.attempts = 1;
-        ctx.llm.summaries = true;
-        ctx.llm.payloads.as_mut().unwrap().text = Some("Hi \"there\"".into());
-        let opts = EntryOptions {
-            request_body: true,
-            max_request_body: Some(5),
-            ..EntryOptions::default()
-        };
-        let v: Value = serde_json::from_slice(&full_log(&head, &ctx, &opts)).unwrap();
-        let r = &v["request"];
-        assert_eq!(r["url"], "http://gw.test/v1/chat?a=1&flag&a=2&b=x%20y");
-        assert_eq!(r["uri"], "/v1/chat?a=1&flag&a=2&b=x%20y");
-        assert_eq!(r["method"], "POST");
-        assert_eq!(r["size"], 2);
-        assert_eq!(r["body"], "{\"mod");
-        assert_eq!(
-            r["headers"],
-            serde_json::json!({"host": "gw.test", "x-tag": ["one", "two", "three"], "content-length": "2"})
-        );
-        assert_eq!(
-            r["querystring"],
-            serde_json::json!({"a": ["1", "2"], "flag": true, "b": "x%20y"})
-        );
-        assert_eq!(
-            v["response"],
-            serde_json::json!({"status": 200, "size": 42})
-        );
-        assert_eq!(v["route_id"], "r1");
-        assert_eq!(v["client_ip"], "127.0.0.1");
-        assert!(v.get("upstream").is_none() && v.get("consumer").is_none());
-        assert_eq!(v["request_type"], "ai_chat");
-        assert_eq!(v["request_llm_model"], "m");
-        assert_eq!(v["llm_model"], "gpt-4");
-        assert_eq!(v["llm_time_to_first_token"], Value::Null);
-        assert_eq!(v["llm_prompt_tokens"], 3);
-        assert_eq!(v["llm_attempts"], 1);
-        assert_eq!(
-            v["llm_summary"],
-            serde_json::json!({"model": "gpt-4", "duration": null, "prompt_tokens": 3, "completion_tokens": 4})
-        );
-        assert_eq!(v["llm_response_text"], "Hi \"there\"");
-        assert_eq!(v["llm_request"], serde_json::json!({"model": "m"}));
-
-        // A plain proxied request has none of the LLM fields.
-        ctx.request_type = RequestType::TraditionalHttp;
-        let v: Value = serde_json::from_slice(&full_log(&head, &ctx, &opts)).unwrap();
-        for k in [
-            "llm_model",
-            "llm_attempts",
-            "llm_summary",
-            "llm_response_text",
-            "llm_request",
-        ] {
-            assert!(v.get(k).is_none(), "{k}: {v}");
-        }
-        assert_eq!(v["request_type"], "traditional_http");
     }
 }

@@ -16,6 +16,7 @@ use std::io::Write;
 use serde_json::Value;
 
 use super::entry::ms;
+use super::redact::Redaction;
 use crate::config::{ConfigError, FieldPath};
 use crate::http::vars::VarSource;
 use crate::http::RequestHead;
@@ -56,8 +57,9 @@ impl LogFormat {
         Ok(LogFormat { fields })
     }
 
-    /// The entry for one finished request, as one line of JSON.
-    pub fn entry(&self, head: &RequestHead, ctx: &RequestCtx) -> Vec<u8> {
+    /// The entry for one finished request, as one line of JSON, with
+    /// credentials in variables redacted as `r` says.
+    pub fn entry(&self, head: &RequestHead, ctx: &RequestCtx, r: &Redaction) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.push(b'{');
         let vars = super::vars::source(head, ctx);
@@ -76,7 +78,7 @@ impl LogFormat {
                     json_str(&mut out, s.as_bytes());
                     true
                 }
-                Field::Var(v) => write_var(&mut out, v, &vars, ctx),
+                Field::Var(v) => write_var(&mut out, v, &vars, ctx, r),
             };
             if !set {
                 out.truncate(mark);
@@ -109,7 +111,13 @@ fn json_str(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Writes variable `name`'s value; `false` when it is not set. Token
 /// counts and the TTFT are JSON numbers, everything else a string.
-fn write_var(out: &mut Vec<u8>, name: &str, vars: &VarSource<'_>, ctx: &RequestCtx) -> bool {
+fn write_var(
+    out: &mut Vec<u8>,
+    name: &str,
+    vars: &VarSource<'_>,
+    ctx: &RequestCtx,
+    r: &Redaction,
+) -> bool {
     let l = &ctx.llm;
     if let "llm_prompt_tokens" | "llm_completion_tokens" | "llm_time_to_first_token" = name {
         if ctx.request_type == RequestType::TraditionalHttp {
@@ -127,7 +135,7 @@ fn write_var(out: &mut Vec<u8>, name: &str, vars: &VarSource<'_>, ctx: &RequestC
     }
     match super::vars::value(name, vars, ctx) {
         Some(t) => {
-            json_str(out, &t);
+            json_str(out, &r.variable(name, t));
             true
         }
         None => false,
@@ -164,7 +172,7 @@ mod tests {
         ctx.request_type = RequestType::AiChat;
         ctx.llm.prompt_tokens = 7;
         ctx.llm.model = Some("gpt-4".into());
-        let v: Value = serde_json::from_slice(&f.entry(&head, &ctx)).unwrap();
+        let v: Value = serde_json::from_slice(&f.entry(&head, &ctx, &Redaction::off())).unwrap();
         assert_eq!(
             v,
             json!({"host": "gw.test", "client_ip": "10.1.2.3", "tag": "ringway", "agent": "sdk/1", "q": "1",
@@ -172,7 +180,7 @@ mod tests {
         );
         // A plain request: no LLM variables.
         ctx.request_type = RequestType::TraditionalHttp;
-        let v: Value = serde_json::from_slice(&f.entry(&head, &ctx)).unwrap();
+        let v: Value = serde_json::from_slice(&f.entry(&head, &ctx, &Redaction::off())).unwrap();
         assert!(v.get("tokens").is_none() && v.get("model").is_none(), "{v}");
 
         let e = LogFormat::parse(&json!({"a": 1}), &at).unwrap_err();

@@ -17,6 +17,7 @@ use crate::http::RequestHead;
 use crate::loggers::{BatchConfig, Sink, SinkStats, WorkerQueue};
 use crate::observe::entry::{entry, EntryOptions};
 use crate::observe::log_format::LogFormat;
+use crate::observe::redact::Redaction;
 use crate::server::ctx::RequestCtx;
 
 /// A compiled logger plugin: its sink and what its entries include.
@@ -50,9 +51,16 @@ impl Logger {
         Logger { sink, opts: entry }
     }
 
-    /// The log phase: queues this request's entry on the worker.
-    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue) {
-        queue.push(&self.sink, entry(head, ctx, &self.opts));
+    /// The log phase: queues this request's entry (credentials redacted
+    /// as `redaction` says) on the worker.
+    pub fn log(
+        &self,
+        head: &RequestHead,
+        ctx: &RequestCtx,
+        queue: &WorkerQueue,
+        redaction: &Redaction,
+    ) {
+        queue.push(&self.sink, entry(head, ctx, &self.opts, redaction));
     }
 
     pub fn wants_request_body(&self) -> bool {

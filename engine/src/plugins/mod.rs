@@ -246,11 +246,18 @@ impl PluginChain {
 
     /// The log phase: every logger whose filter holds now (the response's
     /// variables set) queues the request's entry.
-    pub fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &crate::loggers::WorkerQueue) {
+    /// `redaction` is the snapshot's: what entries must not show.
+    pub fn log(
+        &self,
+        head: &RequestHead,
+        ctx: &RequestCtx,
+        queue: &crate::loggers::WorkerQueue,
+        redaction: &crate::observe::redact::Redaction,
+    ) {
         for s in &self.slots {
             if let Plugin::KafkaLogger(l) | Plugin::HttpLogger(l) = &s.plugin {
                 if s.meta.runs_for(head, ctx) {
-                    l.log(head, ctx, queue);
+                    l.log(head, ctx, queue, redaction);
                 }
             }
         }

@@ -104,15 +104,18 @@ impl Worker {
     ) {
         let mut queued = false;
         if let Some(log) = &self.log {
-            log.record(head, ctx);
+            log.record(head, ctx, &snap.redaction);
             queued = true;
         }
         if snap.global_plugins.has_loggers() {
-            snap.global_plugins.log(head, ctx, &self.loggers);
+            snap.global_plugins
+                .log(head, ctx, &self.loggers, &snap.redaction);
             queued = true;
         }
         if let Some(idx) = ctx.log_route {
-            snap.routes[idx].plugins.log(head, ctx, &self.loggers);
+            snap.routes[idx]
+                .plugins
+                .log(head, ctx, &self.loggers, &snap.redaction);
             queued = true;
         }
         if queued {

@@ -221,6 +221,7 @@ pub async fn handle(
                 base: &base,
                 rest,
                 query,
+                hidden: ctx.hide_query.as_deref(),
             };
             write_request(&mut wbuf, inst, target, head, &to, &body, bearer.as_deref());
             let ClientConn {
@@ -319,12 +320,16 @@ struct Upstream<'a> {
     base: &'a str,
     /// The client's path after it.
     rest: &'a [u8],
-    /// The instance endpoint's own query (`api-version`, `auth.query`).
+    /// The instance endpoint's own query (`api-version`, `auth.query`):
+    /// the client's parameters of these names are left out.
     query: Option<&'a str>,
+    /// key-auth's `hide_credentials` query parameter, left out too.
+    hidden: Option<&'a str>,
 }
 
 /// The upstream request: the instance's endpoint for the family with the
-/// client's path after it and its query, the instance's auth.
+/// client's path after it and its query (the instance's own parameters
+/// winning), the instance's auth.
 fn write_request(
     out: &mut Vec<u8>,
     inst: &Instance,
@@ -342,17 +347,7 @@ fn write_request(
         out.push(b'/');
         out.extend_from_slice(to.rest);
     }
-    let mut sep = b'?';
-    for q in [to.query.map(str::as_bytes), client.query()]
-        .into_iter()
-        .flatten()
-    {
-        if !q.is_empty() {
-            out.push(sep);
-            out.extend_from_slice(q);
-            sep = b'&';
-        }
-    }
+    crate::providers::url::append_query(out, to.query, client.query(), to.hidden);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(target.host_header.as_bytes());
     out.extend_from_slice(b"\r\n");

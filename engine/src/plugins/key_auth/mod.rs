@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::{AccessCx, Flow};
 use crate::config::{from_value, ConfigError, FieldPath};
+use crate::http::vars::percent_decode;
 use crate::observe::throttle::Throttle;
 
 pub const NAME: &str = "key-auth";
@@ -189,34 +190,6 @@ pub fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         };
         (k == name).then_some(v)
     })
-}
-
-/// Decodes `%XX` escapes and `+` (form encoding) when present.
-fn percent_decode(v: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if !v.iter().any(|&b| b == b'%' || b == b'+') {
-        return std::borrow::Cow::Borrowed(v);
-    }
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        match v[i] {
-            b'%' if i + 2 < v.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(v[i + 1]), hex(v[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// Equality whose running time depends only on the lengths.
