@@ -166,7 +166,7 @@ pub async fn handle<'a>(
         let target = match inst.target(req.api) {
             Ok(t) => t,
             Err(why) => {
-                skipped.cannot_serve(why);
+                skipped.cannot_serve(why, false);
                 continue;
             }
         };
@@ -182,8 +182,9 @@ pub async fn handle<'a>(
         // Built before the budget check, which may charge the instance.
         let body = match upstream_body(inst, &req) {
             Ok(b) => b,
-            Err(why) => {
-                skipped.cannot_serve(&why);
+            Err(e) => {
+                let why = format!("cannot build the request for instance `{}`: {e}", inst.name);
+                skipped.cannot_serve(&why, e.too_large);
                 continue;
             }
         };
@@ -441,13 +442,15 @@ fn names_held_state(body: &[u8]) -> bool {
 
 /// The body for `inst`: converted to its format, options merged, usage
 /// reporting forced for OpenAI streams.
-fn upstream_body(inst: &super::Instance, req: &LlmRequest) -> Result<Vec<u8>, String> {
+fn upstream_body(
+    inst: &super::Instance,
+    req: &LlmRequest,
+) -> Result<Vec<u8>, crate::providers::wire::WireError> {
     // Applied only if the final body streams (the client's flag or the
     // instance's `options.stream`).
     let to = inst.wire(req.api);
     let force_usage = to == Wire::OpenAi;
     build_request(req.wire, to, req.api, &req.body, &inst.options, force_usage)
-        .map_err(|e| format!("cannot build the request for instance `{}`: {e}", inst.name))
 }
 
 /// The longest cooldown a `Retry-After` can ask for (either form): one

@@ -47,15 +47,20 @@ pub(super) struct Skipped {
     pub(super) cannot_serve: u32,
     /// Why the first of them cannot.
     pub(super) why_cannot_serve: Option<String>,
+    /// Some instance could not take the body for its size (413, not 400).
+    pub(super) too_large: bool,
     /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
     pub(super) rate_limited: u32,
     pub(super) quota: Option<(std::sync::Arc<str>, Quota)>,
 }
 
 impl Skipped {
-    pub(super) fn cannot_serve(&mut self, why: &str) {
+    /// An instance that cannot take this request (`too_large`: its body
+    /// is too large to convert for it).
+    pub(super) fn cannot_serve(&mut self, why: &str, too_large: bool) {
         self.cannot_serve += 1;
-        if self.why_cannot_serve.is_none() {
+        self.too_large |= too_large;
+        if self.why_cannot_serve.is_none() || too_large {
             self.why_cannot_serve = Some(why.to_owned());
         }
     }
@@ -159,7 +164,8 @@ pub(super) async fn exhausted(
             req.api.label(),
             skipped.why_cannot_serve.as_deref().unwrap_or("")
         );
-        return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive).await;
+        let status = if skipped.too_large { 413 } else { 400 };
+        return error_msg(w, c, plugin, ctx, status, &msg, keep_alive).await;
     }
     let msg = format!(
         "no LLM instance available ({} cooling down, {} unhealthy)",

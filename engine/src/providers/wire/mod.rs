@@ -15,6 +15,7 @@
 //! is how per-instance `model` and `max_tokens` take effect).
 
 pub mod anthropic;
+pub mod budget;
 pub mod map;
 pub mod openai;
 pub mod responses;
@@ -76,12 +77,27 @@ impl Usage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct WireError(pub String);
+#[error("{msg}")]
+pub struct WireError {
+    msg: String,
+    /// The body is too large or too complex to convert ([`budget`]):
+    /// `413` for a request, not `400`.
+    pub too_large: bool,
+}
 
 impl WireError {
     pub fn new(msg: impl Into<String>) -> WireError {
-        WireError(msg.into())
+        WireError {
+            msg: msg.into(),
+            too_large: false,
+        }
+    }
+
+    pub fn too_large(msg: impl Into<String>) -> WireError {
+        WireError {
+            msg: msg.into(),
+            too_large: true,
+        }
     }
 }
 
@@ -213,6 +229,7 @@ pub fn build_request(
             force_usage && to == Wire::OpenAi,
         );
     }
+    budget::check(&body.bytes, "the request body")?;
     let client: Value = serde_json::from_slice(&body.bytes)
         .map_err(|e| WireError::new(format!("invalid JSON: {e}")))?;
     let mut converted = match (from, to) {
@@ -238,7 +255,11 @@ pub fn build_request(
             );
         }
     }
-    serde_json::to_vec(&converted).map_err(|e| WireError::new(e.to_string()))
+    // Sized for the client's body: a large one is written without the
+    // buffer doubling (and copying) as it grows.
+    let mut out = Vec::with_capacity(body.bytes.len() + 256);
+    serde_json::to_writer(&mut out, &converted).map_err(|e| WireError::new(e.to_string()))?;
+    Ok(out)
 }
 
 /// A non-streaming answer, mapped to the client's format.
@@ -334,6 +355,7 @@ pub fn convert_response(
             stored,
         });
     }
+    budget::check(body, "the provider's answer")?;
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| WireError::new(format!("the provider's answer is not JSON: {e}")))?;
     let model = v.get("model").and_then(Value::as_str).map(str::to_owned);

@@ -72,7 +72,7 @@ fn summaries() {
     assert!(summarize(Wire::OpenAi, b"[1]").is_err());
     assert!(summarize(Wire::OpenAi, b"{\"stream\":\"yes\"}")
         .unwrap_err()
-        .0
+        .to_string()
         .contains("invalid"));
     assert!(summarize(Wire::OpenAi, b"{").is_err());
 }
