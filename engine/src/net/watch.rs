@@ -5,8 +5,12 @@
 //! so a disconnect would go unnoticed until the next write. A [`PeerWatch`]
 //! holds a duplicate of the client's descriptor and waits for readability
 //! on it; when the socket turns readable, a non-consuming peek tells a
-//! close (EOF or error) from a pipelined next request (data). Created
-//! lazily, once per connection, and only for requests that wait.
+//! close (EOF or error) from a pipelined next request (data). Under TLS a
+//! client that leaves may say so first with a `close_notify` alert, which
+//! is data to TCP: a lone alert record (TLS 1.2's plain alert type, or TLS
+//! 1.3's encrypted record too short to hold any HTTP request), or data
+//! followed by the peer's FIN, counts as leaving. Created lazily, once
+//! per connection, and only for requests that wait.
 
 use std::net::TcpStream as StdTcpStream;
 use std::os::fd::{FromRawFd, RawFd};
@@ -26,6 +30,7 @@ pub async fn unless_client_leaves<T>(
     work: impl std::future::Future<Output = T>,
     watch: &mut Option<PeerWatch>,
     fd: RawFd,
+    tls: bool,
 ) -> Option<T> {
     let mut work = std::pin::pin!(work);
     let early = monoio::select! {
@@ -36,7 +41,7 @@ pub async fn unless_client_leaves<T>(
         return Some(r);
     }
     if watch.is_none() {
-        *watch = PeerWatch::new(fd);
+        *watch = PeerWatch::new(fd, tls);
     }
     match watch.as_ref() {
         Some(wt) => monoio::select! {
@@ -49,11 +54,13 @@ pub async fn unless_client_leaves<T>(
 
 pub struct PeerWatch {
     dup: TcpStream,
+    /// The connection speaks TLS (see the module doc).
+    tls: bool,
 }
 
 impl PeerWatch {
-    /// Duplicates `fd` (the client's TCP socket, also under TLS).
-    pub fn new(fd: RawFd) -> Option<PeerWatch> {
+    /// Duplicates `fd` (the client's TCP socket; `tls` when TLS runs on it).
+    pub fn new(fd: RawFd, tls: bool) -> Option<PeerWatch> {
         // SAFETY: `dup` on a descriptor we own (the client socket, alive for
         // the whole connection) returns a new descriptor or -1; the new one
         // is owned by the std stream constructed from it and closed on drop.
@@ -66,7 +73,9 @@ impl PeerWatch {
         #[allow(unsafe_code)]
         let std = unsafe { StdTcpStream::from_raw_fd(dup_fd) };
         std.set_nonblocking(true).ok()?;
-        TcpStream::from_std(std).ok().map(|dup| PeerWatch { dup })
+        TcpStream::from_std(std)
+            .ok()
+            .map(|dup| PeerWatch { dup, tls })
     }
 
     /// Completes when the peer has closed or reset the connection. If the
@@ -78,7 +87,7 @@ impl PeerWatch {
                 tracing::debug!("client watch: readiness wait failed: {e}");
                 return;
             }
-            let p = peek(&self.dup);
+            let p = peek(&self.dup, self.tls);
             tracing::debug!(
                 closed = matches!(p, PeekResult::Closed),
                 data = matches!(p, PeekResult::Data),
@@ -93,32 +102,81 @@ impl PeerWatch {
     }
 }
 
+/// A TLS record header of an alert: TLS 1.2's plain `alert` type, or TLS
+/// 1.3's `application_data` record too short for anything but one.
+fn is_alert_record(head: &[u8]) -> bool {
+    match head {
+        [0x15, ..] => true,
+        [0x17, 0x03, _, hi, lo] => u16::from_be_bytes([*hi, *lo]) <= MAX_ALERT_RECORD,
+        _ => false,
+    }
+}
+
+/// Whether the peer has shut its side down (FIN received), data pending or not.
+fn peer_shut_down(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid, initialised pollfd with a zero timeout.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 enum PeekResult {
     Closed,
     Data,
     Nothing,
 }
 
-fn peek(s: &TcpStream) -> PeekResult {
+/// An encrypted TLS 1.3 record this short holds an alert (2 bytes), its
+/// content type and a 16-byte tag, never an HTTP request.
+const MAX_ALERT_RECORD: u16 = 32;
+
+fn peek(s: &TcpStream, tls: bool) -> PeekResult {
     use std::os::fd::AsRawFd;
-    let mut byte = [0u8; 1];
-    // SAFETY: recv into a valid one-byte stack buffer on a live descriptor;
-    // MSG_PEEK leaves the data in the socket, MSG_DONTWAIT never blocks.
+    let mut head = [0u8; 5];
+    let want = if tls { head.len() } else { 1 };
+    // SAFETY: recv into a valid stack buffer of at least `want` bytes on a
+    // live descriptor; MSG_PEEK leaves the data in the socket,
+    // MSG_DONTWAIT never blocks.
     #[allow(unsafe_code)]
     let n = unsafe {
         libc::recv(
             s.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            1,
+            head.as_mut_ptr().cast(),
+            want,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
     match n {
         0 => PeekResult::Closed,
+        n if n > 0 && tls && (is_alert_record(&head[..n as usize]) || peer_shut_down(s)) => {
+            PeekResult::Closed
+        }
         n if n > 0 => PeekResult::Data,
         _ => match std::io::Error::last_os_error().kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => PeekResult::Nothing,
             _ => PeekResult::Closed,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_records_are_told_from_requests() {
+        assert!(is_alert_record(&[0x15, 0x03, 0x03, 0x00, 0x1a]));
+        // TLS 1.3 close_notify: 2 + 1 + 16 bytes.
+        assert!(is_alert_record(&[0x17, 0x03, 0x03, 0x00, 19]));
+        // The shortest request line is longer than that.
+        assert!(!is_alert_record(&[0x17, 0x03, 0x03, 0x00, 51]));
+        assert!(!is_alert_record(&[0x17, 0x03]));
+        assert!(!is_alert_record(b"GET /"));
     }
 }

@@ -179,6 +179,7 @@ async fn exchange(
         uscratch,
         watch,
         raw_fd,
+        tls,
         ..
     } = &mut *c;
     let capture = ctx.response_body.as_deref_mut();
@@ -215,7 +216,7 @@ async fn exchange(
         .await;
         Ok::<_, Failure>((status, keep, upstream_keep, relayed))
     };
-    let result = match crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await {
+    let result = match crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await {
         Some(r) => r,
         None => Err(Failure::BeforeResponse(ProxyError::ClientGone)),
     };

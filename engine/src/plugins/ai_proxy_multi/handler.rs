@@ -255,6 +255,7 @@ pub async fn handle<'a>(
                 uscratch,
                 watch,
                 raw_fd,
+                tls,
                 ..
             } = &mut *c;
             let mut bufs = Buffers {
@@ -263,7 +264,7 @@ pub async fn handle<'a>(
                 scratch: uscratch,
             };
             let work = Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
-            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await;
+            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await;
             wbuf.clear();
             c.wbuf = wbuf;
             r

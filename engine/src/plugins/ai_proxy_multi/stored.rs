@@ -229,6 +229,7 @@ pub async fn handle(
                 uscratch,
                 watch,
                 raw_fd,
+                tls,
                 ..
             } = &mut *c;
             let mut bufs = Buffers {
@@ -238,7 +239,7 @@ pub async fn handle(
             };
             let work: Pin<Box<dyn Future<Output = _> + '_>> =
                 Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
-            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd).await;
+            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await;
             wbuf.clear();
             c.wbuf = wbuf;
             r

@@ -95,7 +95,7 @@ impl<'a> StreamJob<'a> {
         }
         ctx.status = head.status;
         if c.watch.is_none() {
-            c.watch = crate::net::PeerWatch::new(c.raw_fd);
+            c.watch = crate::net::PeerWatch::new(c.raw_fd, c.tls);
         }
         // The client did not ask for OpenAI usage reporting: drop (or do
         // not generate) the usage chunk; usage is still recorded.
