@@ -101,3 +101,30 @@ fn env_variables_are_interpolated() {
     assert_eq!(client::get(gw.addr, "/api/x").status, 200);
     assert_eq!(client::get(gw.addr, "/other").status, 404);
 }
+
+/// Without `gateway.admin.key` the Admin API gets a random key, written to
+/// a file only this user can read; the log names the file, never the key.
+#[test]
+fn a_generated_admin_key_is_in_a_private_file_not_the_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let gw =
+        Gateway::start_json(serde_json::json!({"gateway": {"admin": {"listen": "127.0.0.1:0"}}}));
+    let admin = gw.admin_addr.expect("admin API on");
+    let path = std::env::temp_dir().join(format!("ringway-admin-{}.key", admin.port()));
+    let key = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let log = gw.stderr();
+    assert!(log.contains(&path.display().to_string()), "{log}");
+    assert!(!log.contains(&key), "the key is in the log: {log}");
+    let mut c = common::Conn::connect(admin);
+    c.send(
+        format!("GET /apisix/admin/routes HTTP/1.1\r\nHost: a\r\nX-API-KEY: {key}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(c.read_response().status, 200);
+    let _ = std::fs::remove_file(&path);
+}

@@ -137,18 +137,17 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
                 source,
             })?;
             let key = match &a.key {
-                Some(k) => k.clone(),
-                None => {
-                    let k = random_key();
-                    tracing::warn!(
-                        "gateway.admin.key is not set; the Admin API key for this run is {k}"
-                    );
-                    k
-                }
+                Some(k) => Some(k.clone()),
+                None => generated_admin_key(addr),
             };
-            crate::admin::start(l, key, cell.clone(), gw.clone(), shutdown.clone())
-                .map_err(StartError::Thread)?;
-            Some(addr)
+            match key {
+                Some(key) => {
+                    crate::admin::start(l, key, cell.clone(), gw.clone(), shutdown.clone())
+                        .map_err(StartError::Thread)?;
+                    Some(addr)
+                }
+                None => None,
+            }
         }
         None => None,
     };
@@ -216,14 +215,53 @@ pub fn announce(r: &Running) {
     let _ = out.flush();
 }
 
-/// 32 hex characters from the kernel's CSPRNG.
-fn random_key() -> String {
-    use std::io::Read;
+/// A key for an Admin API whose `gateway.admin.key` is not set: random,
+/// and written to a file only this user can read (`ringway-admin-<port>.key`
+/// in the temporary directory) whose name — never the key — is logged.
+/// `None` (the Admin API stays off, and says why) when either fails.
+fn generated_admin_key(addr: SocketAddr) -> Option<String> {
     let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        tracing::error!(
+            "gateway.admin.key is not set and no random key can be made; the Admin API is off"
+        );
+        return None;
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let key: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("ringway-admin-{}.key", addr.port()));
+    match write_private(&path, key.as_bytes()) {
+        Ok(()) => {
+            tracing::warn!(
+                "gateway.admin.key is not set; this run's Admin API key is in {} (readable by this user only)",
+                path.display()
+            );
+            Some(key)
+        }
+        Err(e) => {
+            tracing::error!(
+                "gateway.admin.key is not set and the generated key cannot be written to {}: {e}; the Admin API is off",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Writes `data` to a new file at `path` with mode 0600 (an old file there
+/// is removed first; a symbolic link is not followed).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(data)
 }
 
 /// Trips `shutdown` on SIGTERM or SIGINT; a second signal exits at once.
