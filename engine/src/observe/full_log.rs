@@ -147,8 +147,9 @@ impl<'a> FullLog<'a> {
                 text(&b[..n])
             });
         let target = redacted(r.target(head.target()));
+        let scheme = if ctx.tls { "https" } else { "http" };
         let request = Request {
-            url: format!("http://{host}{target}"),
+            url: format!("{scheme}://{host}{}", origin_form(&target)),
             uri: target,
             method: head.method.as_str(),
             headers: Grouped(headers),
@@ -198,6 +199,17 @@ impl<'a> FullLog<'a> {
 }
 
 /// Text of a value that may have been redacted.
+/// The path and query of a request target (an absolute-form target,
+/// `http://host/p?q`, without its scheme and authority).
+fn origin_form(target: &str) -> &str {
+    match target.split_once("://") {
+        Some((scheme, rest)) if !target.starts_with('/') && !scheme.contains('/') => {
+            rest.find('/').map_or("/", |i| &rest[i..])
+        }
+        _ => target,
+    }
+}
+
 fn redacted(v: Cow<'_, [u8]>) -> Cow<'_, str> {
     match v {
         Cow::Borrowed(b) => text(b),
@@ -291,6 +303,27 @@ mod tests {
             text: None,
         }));
         ctx
+    }
+
+    #[test]
+    fn the_url_is_the_scheme_host_and_origin_form_target() {
+        assert_eq!(origin_form("/p?q=1"), "/p?q=1");
+        assert_eq!(origin_form("http://h.test:8080/p?q=1"), "/p?q=1");
+        assert_eq!(origin_form("http://h.test"), "/");
+        assert_eq!(origin_form("/a?next=http://x/y"), "/a?next=http://x/y");
+        let raw = b"GET http://gw.test/v1/x?k=1 HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+        let head = RequestHead::parse(
+            bytes::Bytes::from_static(raw),
+            &crate::http::request::HeadLimits::default(),
+            Vec::new(),
+        )
+        .unwrap();
+        let mut ctx = ctx_with_body(b"");
+        ctx.tls = true;
+        let opts = EntryOptions::default();
+        let v: Value =
+            serde_json::to_value(FullLog::of(&head, &ctx, &opts, &Redaction::default())).unwrap();
+        assert_eq!(v["request"]["url"], "https://gw.test/v1/x?k=1");
     }
 
     #[test]
