@@ -166,7 +166,7 @@ pub async fn handle<'a>(
         let target = match inst.target(req.api) {
             Ok(t) => t,
             Err(why) => {
-                skipped.cannot_serve(why);
+                skipped.cannot_serve(inst, why);
                 continue;
             }
         };
@@ -183,7 +183,7 @@ pub async fn handle<'a>(
         let body = match upstream_body(inst, &req) {
             Ok(b) => b,
             Err(why) => {
-                skipped.cannot_serve(&why);
+                skipped.cannot_serve(inst, &why);
                 continue;
             }
         };

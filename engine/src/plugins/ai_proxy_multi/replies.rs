@@ -47,13 +47,21 @@ pub(super) struct Skipped {
     pub(super) cannot_serve: u32,
     /// Why the first of them cannot.
     pub(super) why_cannot_serve: Option<String>,
+    /// The first instance passed over for having no endpoint at all.
+    pub(super) no_endpoint: Option<String>,
     /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
     pub(super) rate_limited: u32,
     pub(super) quota: Option<(std::sync::Arc<str>, Quota)>,
 }
 
 impl Skipped {
-    pub(super) fn cannot_serve(&mut self, why: &str) {
+    pub(super) fn cannot_serve(&mut self, inst: &super::Instance, why: &str) {
+        if inst.no_endpoint {
+            if self.no_endpoint.is_none() {
+                self.no_endpoint = Some(format!("instance `{}` has no endpoint: {why}", inst.name));
+            }
+            return;
+        }
         self.cannot_serve += 1;
         if self.why_cannot_serve.is_none() {
             self.why_cannot_serve = Some(why.to_owned());
@@ -160,6 +168,14 @@ pub(super) async fn exhausted(
             skipped.why_cannot_serve.as_deref().unwrap_or("")
         );
         return error_msg(w, c, plugin, ctx, 400, &msg, keep_alive).await;
+    }
+    if let Some(why) = skipped
+        .no_endpoint
+        .filter(|_| skipped.cooling + skipped.unhealthy == 0)
+    {
+        // A configuration error, not the client's (APISIX: 500, its driver
+        // has no host to connect to).
+        return error_msg(w, c, plugin, ctx, 500, &why, keep_alive).await;
     }
     let msg = format!(
         "no LLM instance available ({} cooling down, {} unhealthy)",
