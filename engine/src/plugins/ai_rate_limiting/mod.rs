@@ -24,6 +24,7 @@
 mod compile;
 mod config;
 pub mod cost_expr;
+pub mod each;
 pub mod lease;
 pub mod rules;
 mod store;
@@ -69,6 +70,30 @@ pub struct Limit {
     counter: Counter,
 }
 
+/// The budget an instance draws from: its own (`instances`), or its
+/// counter of the plugin-level one ([`each`]).
+#[derive(Debug)]
+pub struct Budget<'a> {
+    pub limit: u64,
+    pub window: Duration,
+    counter: BudgetCounter<'a>,
+}
+
+#[derive(Debug)]
+enum BudgetCounter<'a> {
+    Own(&'a Counter),
+    Each(Counter),
+}
+
+impl Budget<'_> {
+    fn counter(&self) -> &Counter {
+        match &self.counter {
+            BudgetCounter::Own(c) => c,
+            BudgetCounter::Each(c) => c,
+        }
+    }
+}
+
 /// A budget's state, for the `X-AI-RateLimit-*` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
@@ -94,9 +119,9 @@ pub struct AiRateLimiting {
     /// Key-based budgets; when set, there are no instance budgets.
     rules: Box<[rules::Rule]>,
     per_instance: Box<[(Arc<str>, Limit)]>,
-    /// Shared by every instance without its own entry (APISIX's
-    /// `ai-rate-limiting#global` key).
-    global: Option<Limit>,
+    /// `limit` / `time_window`: a budget for each instance without its own
+    /// entry (one per instance, as in APISIX).
+    each: Option<each::EachInstance>,
     pub strategy: Strategy,
     pub show_headers: bool,
     pub rejected_code: u16,
@@ -115,12 +140,19 @@ impl AiRateLimiting {
     }
 
     /// The budget `instance` draws from, if any.
-    pub fn limit_for(&self, instance: &str) -> Option<&Limit> {
-        self.per_instance
-            .iter()
-            .find(|(n, _)| **n == *instance)
-            .map(|(_, l)| l)
-            .or(self.global.as_ref())
+    pub fn limit_for(&self, instance: &str) -> Option<Budget<'_>> {
+        if let Some((_, l)) = self.per_instance.iter().find(|(n, _)| **n == *instance) {
+            return Some(Budget {
+                limit: l.limit,
+                window: l.window,
+                counter: BudgetCounter::Own(&l.counter),
+            });
+        }
+        self.each.as_ref().map(|e| Budget {
+            limit: e.limit,
+            window: e.window,
+            counter: BudgetCounter::Each(e.counter(instance)),
+        })
     }
 
     /// Whether budgets are per key (`rules`) rather than per instance.
@@ -214,7 +246,7 @@ impl AiRateLimiting {
             return Verdict::Unlimited;
         };
         let window_ms = l.window.as_millis() as u64;
-        let usage = match &l.counter {
+        let usage = match l.counter() {
             Counter::Local(w) => w.usage(now_ms(), window_ms),
             // Boxed: the Redis client's state stays out of every caller's.
             Counter::Redis(key) => match Box::pin(self.redis_usage(key, window_ms)).await {
@@ -285,7 +317,7 @@ impl AiRateLimiting {
 
     /// The budget `instance` draws from and what this usage costs it, if
     /// anything.
-    fn charge_for(&self, instance: &str, used: &Used<'_>) -> Option<(&Limit, u64)> {
+    fn charge_for(&self, instance: &str, used: &Used<'_>) -> Option<(Budget<'_>, u64)> {
         let cost = self.strategy.cost(used);
         if cost == 0 {
             return None;
@@ -299,7 +331,7 @@ impl AiRateLimiting {
     /// left to [`AiRateLimiting::charge_remote`], after the answer.
     pub fn charge_local(&self, instance: &str, used: &Used<'_>) {
         if let Some((l, cost)) = self.charge_for(instance, used) {
-            match &l.counter {
+            match l.counter() {
                 Counter::Local(w) => {
                     w.charge(cost, now_ms(), l.window.as_millis() as u64);
                 }
@@ -315,7 +347,7 @@ impl AiRateLimiting {
     /// when that budget lives in Redis (local ones: [`Self::charge_local`]).
     pub async fn charge_remote(&self, instance: &str, used: &Used<'_>) {
         if let Some((l, cost)) = self.charge_for(instance, used) {
-            if let Counter::Redis(key) = &l.counter {
+            if let Counter::Redis(key) = l.counter() {
                 Box::pin(self.redis_charge(instance, key, cost, l.window.as_millis() as u64)).await;
             }
         }

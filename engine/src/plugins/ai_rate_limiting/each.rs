@@ -1,0 +1,116 @@
+//! The plugin-level budget: `limit` / `time_window` beside (or without)
+//! `instances` gives every instance without an entry of its own a budget
+//! of that size, one per instance, as APISIX does (apache/apisix
+//! `t/plugin/ai-rate-limiting.t` TEST 13–14: with `limit: 10` the
+//! higher-priority instance answers, then the next one, then both are
+//! spent; one shared budget would refuse the second request).
+//!
+//! Which instances draw from it is known only when a request reaches one:
+//! a consumer's or a global rule's config serves the instances of every
+//! route. So each instance's counter is made on its first request, in a
+//! lock-free map by instance name (workers look it up without a lock; the
+//! names come from the configuration, so the map stays as small as the
+//! set of instances), and the map is carried across reloads with the
+//! budget. Redis budgets are one key per instance under the budget's
+//! prefix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::lease::Lease;
+use super::window::LocalWindow;
+use super::Counter;
+
+/// Counters by instance name, made on first use.
+#[derive(Debug)]
+pub struct ByName<T> {
+    map: papaya::HashMap<Box<str>, Arc<T>, ahash::RandomState>,
+}
+
+impl<T> Default for ByName<T> {
+    fn default() -> Self {
+        ByName {
+            map: papaya::HashMap::default(),
+        }
+    }
+}
+
+impl<T: Default> ByName<T> {
+    /// The counter of `name`, made on first sight.
+    fn get(&self, name: &str) -> Arc<T> {
+        let map = self.map.pin();
+        if let Some(c) = map.get(name) {
+            return c.clone();
+        }
+        map.get_or_insert_with(name.into(), Arc::default).clone()
+    }
+}
+
+/// Where the per-instance counters live.
+#[derive(Debug)]
+pub(super) enum Store {
+    Local(Arc<ByName<LocalWindow>>),
+    /// The key prefix (`ringway:ai-rate-limiting:{<owner>:#global}:`); the
+    /// instance's name follows it.
+    Redis(Box<[u8]>),
+    /// Redis keys as above, each claimed `tokens` at a time.
+    Leased {
+        prefix: Box<[u8]>,
+        leases: Arc<ByName<Lease>>,
+        tokens: u64,
+    },
+}
+
+/// `limit` tokens per `window` for each instance without its own budget.
+#[derive(Debug)]
+pub struct EachInstance {
+    pub limit: u64,
+    pub window: Duration,
+    pub(super) store: Store,
+}
+
+impl EachInstance {
+    /// `instance`'s counter.
+    pub(super) fn counter(&self, instance: &str) -> Counter {
+        let key = |prefix: &[u8]| [prefix, instance.as_bytes()].concat().into_boxed_slice();
+        match &self.store {
+            Store::Local(windows) => Counter::Local(windows.get(instance)),
+            Store::Redis(prefix) => Counter::Redis(key(prefix)),
+            Store::Leased {
+                prefix,
+                leases,
+                tokens,
+            } => Counter::Leased {
+                key: key(prefix),
+                lease: leases.get(instance),
+                tokens: *tokens,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_instance_has_its_own_counter() {
+        let each = EachInstance {
+            limit: 10,
+            window: Duration::from_secs(60),
+            store: Store::Local(Arc::default()),
+        };
+        let (Counter::Local(a), Counter::Local(a2), Counter::Local(b)) =
+            (each.counter("a"), each.counter("a"), each.counter("b"))
+        else {
+            panic!("local counters");
+        };
+        assert!(Arc::ptr_eq(&a, &a2));
+        assert!(!Arc::ptr_eq(&a, &b));
+        let redis = EachInstance {
+            store: Store::Redis(b"p:"[..].into()),
+            ..each
+        };
+        assert!(matches!(redis.counter("inst"), Counter::Redis(k) if &*k == b"p:inst"));
+    }
+}
