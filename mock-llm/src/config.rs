@@ -119,9 +119,14 @@ pub struct InstanceConfig {
     /// Completion tokens per answer (capped by the request's max_tokens).
     pub tokens: u32,
     /// Prompt tokens reported as read from a prompt cache (OpenAI's
-    /// `prompt_tokens_details.cached_tokens`, Anthropic's
-    /// `cache_read_input_tokens`); 0 reports no cache fields.
+    /// `prompt_tokens_details.cached_tokens`, part of `prompt_tokens`;
+    /// Anthropic's `cache_read_input_tokens`, on top of `input_tokens` as
+    /// Anthropic counts them); 0 reports no cache fields.
     pub cached_tokens: u64,
+    /// Prompt tokens reported as written to the prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, on top of `input_tokens`); 0
+    /// reports none.
+    pub cache_creation_tokens: u64,
     /// Expected API key (`Authorization: Bearer`, `api-key`, `x-api-key`).
     pub api_key: Option<String>,
     pub health_status: u16,
@@ -143,6 +148,7 @@ impl Default for InstanceConfig {
             itl: Dist::default(),
             tokens: 16,
             cached_tokens: 0,
+            cache_creation_tokens: 0,
             api_key: None,
             health_status: 200,
             seed: 42,
@@ -188,6 +194,11 @@ impl InstanceConfig {
 
     pub fn cached_tokens(mut self, n: u64) -> Self {
         self.cached_tokens = n;
+        self
+    }
+
+    pub fn cache_creation_tokens(mut self, n: u64) -> Self {
+        self.cache_creation_tokens = n;
         self
     }
 

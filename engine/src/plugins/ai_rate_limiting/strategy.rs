@@ -27,7 +27,7 @@ pub struct Used<'a> {
 impl Strategy {
     pub fn cost(&self, used: &Used<'_>) -> u64 {
         match self {
-            Strategy::TotalTokens => used.prompt + used.completion,
+            Strategy::TotalTokens => used.prompt.saturating_add(used.completion),
             Strategy::PromptTokens => used.prompt,
             Strategy::CompletionTokens => used.completion,
             Strategy::Expression(e) => match used.raw.map(|raw| e.cost(raw)) {

@@ -86,8 +86,9 @@ struct Convert {
     id: String,
     model: String,
     created: u64,
-    input: u64,
-    output: u64,
+    /// Usage in Anthropic's terms (read from Anthropic events, or to be
+    /// written into them).
+    usage: super::anthropic::AnthropicUsage,
     stop: Option<String>,
     started: bool,
     /// Anthropic→OpenAI: content-block index → tool-call index.
@@ -363,27 +364,17 @@ impl StreamTransform {
                     .unwrap_or("")
                     .to_owned();
                 obs.model = Some(self.state.model.clone());
-                self.state.input = m
-                    .pointer("/usage/input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                self.state.output = m
-                    .pointer("/usage/output_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                obs.usage = Some(Usage::new(self.state.input, self.state.output));
+                self.state.usage = Default::default();
+                self.state.usage.merge(&m["usage"]);
+                obs.usage = Some(self.state.usage.to_usage());
             }
             b"message_delta" => {
-                if let Some(i) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
-                    self.state.input = i;
-                }
-                if let Some(o) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                    self.state.output = o;
-                }
+                // Cumulative: fields present replace message_start's.
+                self.state.usage.merge(&v["usage"]);
                 if let Some(s) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.state.stop = Some(s.to_owned());
                 }
-                obs.usage = Some(Usage::new(self.state.input, self.state.output));
+                obs.usage = Some(self.state.usage.to_usage());
             }
             b"content_block_delta" => {
                 let d = &v["delta"];

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 
+mod cache;
 mod streams;
 
 const OPENAI_STREAM: &str = concat!(
