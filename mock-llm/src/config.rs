@@ -84,6 +84,10 @@ pub struct Faults {
     /// End chat streams without `data: [DONE]` (the body still ends
     /// cleanly), as some OpenAI-compatible servers do.
     pub omit_done: Option<bool>,
+    /// Spell answers and stream events' JSON this way (Python's
+    /// `json.dumps` spacing, or pretty-printed), as other
+    /// OpenAI-compatible servers do.
+    pub json_style: Option<crate::spacing::JsonStyle>,
 }
 
 impl Faults {
@@ -104,6 +108,7 @@ impl Faults {
             tokens: other.tokens.or(self.tokens),
             health_status: other.health_status.or(self.health_status),
             omit_done: other.omit_done.or(self.omit_done),
+            json_style: other.json_style.or(self.json_style),
         }
     }
 }

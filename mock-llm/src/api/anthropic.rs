@@ -85,7 +85,7 @@ pub async fn messages(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faul
         });
         sh.count(200);
         sh.add_tokens(input, u64::from(n));
-        return super::send_json(conn, req, out.to_string().as_bytes(), &headers).await;
+        return super::send_json(conn, req, faults, out.to_string().as_bytes(), &headers).await;
     }
     let plan = StreamPlan {
         head: vec![

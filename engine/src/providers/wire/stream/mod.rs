@@ -4,7 +4,8 @@
 //!
 //! Same-format streams pass through byte for byte; an OpenAI stream is
 //! only parsed where it must be (until the first token, and chunks that
-//! carry `"usage":{`), and the usage chunk the gateway forced on a client
+//! carry a `"usage"` object, however the provider spaces its JSON:
+//! [`member`]), and the usage chunk the gateway forced on a client
 //! that did not ask for it is dropped. Cross-format streams are rebuilt:
 //! Anthropic events become `chat.completion.chunk`s ending in
 //! `data: [DONE]`, and OpenAI chunks become the exact Anthropic event
@@ -17,6 +18,7 @@
 //! Responses API's.
 
 mod anthropic_chat;
+mod member;
 mod responses_api;
 
 use serde_json::{json, Value};
@@ -26,10 +28,11 @@ use super::responses_chat::ChatToResponses;
 use super::{openai, Usage, Wire, WireError};
 use crate::sse::{SseEvent, SseParser};
 
-/// Finds a usage report in an OpenAI chunk. Built once: `memmem::find`
-/// would build a searcher for every event of every stream.
-static USAGE_MEMBER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
+/// Finds a usage report (`"usage": {`, any spacing) in an OpenAI chunk.
+/// Built once: `memmem::find` would build a searcher for every event of
+/// every stream.
+static USAGE_MEMBER: std::sync::LazyLock<member::Member> =
+    std::sync::LazyLock::new(|| member::Member::new(b"\"usage\"", b'{'));
 
 /// Finds events that may carry a usage object (either format), for
 /// [`StreamTransform::collecting_raw_usage`].
@@ -301,7 +304,7 @@ impl StreamTransform {
             out.extend_from_slice(ev.raw);
             return;
         }
-        let has_usage = USAGE_MEMBER.find(&ev.data).is_some();
+        let has_usage = USAGE_MEMBER.in_(&ev.data);
         if obs.first_token && obs.model.is_some() && !has_usage {
             out.extend_from_slice(ev.raw);
             return;
@@ -435,17 +438,26 @@ impl StreamTransform {
     }
 }
 
-/// Members whose presence (with a value) makes a chat chunk more than a
-/// piece of text. Quoted keys cannot occur inside a JSON string value, where
-/// quotes are escaped, so a miss is certain; a hit only takes the slow path.
-static NOT_PLAIN: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 5]> =
+/// Keys whose presence makes a chat chunk more than a piece of text,
+/// whatever their value. Quoted keys cannot occur inside a JSON string
+/// value, where quotes are escaped, so a miss is certain; a hit only takes
+/// the slow path.
+static NOT_PLAIN_KEYS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
     std::sync::LazyLock::new(|| {
         [
             memchr::memmem::Finder::new(b"\"tool_calls\""),
-            memchr::memmem::Finder::new(b"\"refusal\":\""),
-            memchr::memmem::Finder::new(b"\"finish_reason\":\""),
-            memchr::memmem::Finder::new(b"\"usage\":{"),
             memchr::memmem::Finder::new(b"\"error\""),
+        ]
+    });
+
+/// Members that make a chat chunk more than a piece of text when they
+/// have a value (a string, an object), any spacing ([`member`]).
+static NOT_PLAIN_MEMBERS: std::sync::LazyLock<[member::Member; 3]> =
+    std::sync::LazyLock::new(|| {
+        [
+            member::Member::new(b"\"refusal\"", b'"'),
+            member::Member::new(b"\"finish_reason\"", b'"'),
+            member::Member::new(b"\"usage\"", b'{'),
         ]
     });
 
@@ -454,7 +466,9 @@ static NOT_PLAIN: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 5]> =
 /// usage or error).
 pub(super) fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     use crate::providers::json_scan::{string_at, Step::*};
-    if NOT_PLAIN.iter().any(|f| f.find(data).is_some()) {
+    if NOT_PLAIN_KEYS.iter().any(|f| f.find(data).is_some())
+        || NOT_PLAIN_MEMBERS.iter().any(|m| m.in_(data))
+    {
         return None;
     }
     string_at(data, &[Key("choices"), First, Key("delta"), Key("content")])

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const CACHED: &str = r#"{"input_tokens":3,"cache_creation_input_tokens":5,"cache_read_input_tokens":7,"output_tokens":2}"#;
+pub(super) const CACHED: &str = r#"{"input_tokens":3,"cache_creation_input_tokens":5,"cache_read_input_tokens":7,"output_tokens":2}"#;
 
 /// 3 uncached + 5 written + 7 read = 15 prompt tokens, 7 of them cached.
 fn expected() -> Usage {
@@ -19,13 +19,13 @@ fn expected() -> Usage {
     }
 }
 
-fn answer(usage: &str) -> String {
+pub(super) fn answer(usage: &str) -> String {
     format!(
         r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{{"type":"text","text":"2"}}],"stop_reason":"end_turn","usage":{usage}}}"#
     )
 }
 
-fn stream(start_usage: &str, delta_usage: &str) -> String {
+pub(super) fn stream(start_usage: &str, delta_usage: &str) -> String {
     format!(
         concat!(
             "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude\",\"usage\":{}}}}}\n\n",
