@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::config::{cluster_fields, redis_fields, sentinel_fields, PluginFile, RuleFile};
 use super::cost_expr::CostExpr;
-use super::each::{EachInstance, Store};
+use super::each::EachInstance;
 use super::rules::{valid_prefix, Amount, Rule, RuleCounter};
 use super::window::MAX_USED;
 use super::{AiRateLimiting, Counter, Limit, Strategy};
@@ -139,35 +139,13 @@ impl AiRateLimiting {
             (Some(l), Some(t)) => {
                 let limit = check_limit(positive_int(l, &at.field("limit"))?, &at.field("limit"))?;
                 let window = positive_int(t, &at.field("time_window"))?;
-                // One counter per instance, under one prefix (one hash
-                // tag: one cluster slot, as the owner's other budgets).
-                let id = format!("#global|{limit}|{window}");
-                let prefix = || {
-                    format!("ringway:ai-rate-limiting:{{{}:#global}}:", cx.owner)
-                        .into_bytes()
-                        .into_boxed_slice()
-                };
-                let store = match (&redis, lease_tokens) {
-                    (None, _) => Store::Local(cx.carry.each_windows(&cx.owner, id)),
-                    (Some(_), None) => Store::Redis(prefix()),
-                    (Some(target), Some(tokens)) => Store::Leased {
-                        prefix: prefix(),
-                        leases: cx.carry.each_leases(
-                            &cx.owner,
-                            format!(
-                                "{id}|{tokens}|{:?}|{:?}",
-                                target.nodes,
-                                target.sentinel.as_ref().map(|s| &s.id)
-                            ),
-                        ),
-                        tokens,
-                    },
-                };
-                Some(EachInstance {
+                Some(EachInstance::new(
+                    cx,
                     limit,
-                    window: Duration::from_secs(window),
-                    store,
-                })
+                    window,
+                    redis.as_ref(),
+                    lease_tokens,
+                ))
             }
         };
         let mut per_instance: Vec<(Arc<str>, Limit)> = Vec::new();

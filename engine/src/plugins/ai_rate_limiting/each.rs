@@ -70,6 +70,44 @@ pub struct EachInstance {
 }
 
 impl EachInstance {
+    /// `limit` tokens per `window` seconds for each instance, counted
+    /// locally, in Redis, or in Redis with `lease_tokens` claims.
+    pub(super) fn new(
+        cx: &mut crate::plugins::CompileCx<'_, '_>,
+        limit: u64,
+        window: u64,
+        redis: Option<&crate::redis::Target>,
+        lease_tokens: Option<u64>,
+    ) -> EachInstance {
+        let id = format!("#global|{limit}|{window}");
+        // One prefix, one hash tag: one cluster slot, as the owner's other
+        // budgets.
+        let prefix = format!("ringway:ai-rate-limiting:{{{}:#global}}:", cx.owner)
+            .into_bytes()
+            .into_boxed_slice();
+        let store = match (redis, lease_tokens) {
+            (None, _) => Store::Local(cx.carry.each_windows(&cx.owner, id)),
+            (Some(_), None) => Store::Redis(prefix),
+            (Some(target), Some(tokens)) => Store::Leased {
+                prefix,
+                leases: cx.carry.each_leases(
+                    &cx.owner,
+                    format!(
+                        "{id}|{tokens}|{:?}|{:?}",
+                        target.nodes,
+                        target.sentinel.as_ref().map(|s| &s.id)
+                    ),
+                ),
+                tokens,
+            },
+        };
+        EachInstance {
+            limit,
+            window: Duration::from_secs(window),
+            store,
+        }
+    }
+
     /// `instance`'s counter.
     pub(super) fn counter(&self, instance: &str) -> Counter {
         let key = |prefix: &[u8]| [prefix, instance.as_bytes()].concat().into_boxed_slice();
@@ -85,6 +123,30 @@ impl EachInstance {
                 lease: leases.get(instance),
                 tokens: *tokens,
             },
+        }
+    }
+}
+
+/// The budget an instance draws from: its own (`instances`), or its
+/// counter of the plugin-level one.
+#[derive(Debug)]
+pub struct Budget<'a> {
+    pub limit: u64,
+    pub window: Duration,
+    pub(super) counter: BudgetCounter<'a>,
+}
+
+#[derive(Debug)]
+pub(super) enum BudgetCounter<'a> {
+    Own(&'a Counter),
+    Each(Counter),
+}
+
+impl Budget<'_> {
+    pub(super) fn counter(&self) -> &Counter {
+        match &self.counter {
+            BudgetCounter::Own(c) => c,
+            BudgetCounter::Each(c) => c,
         }
     }
 }

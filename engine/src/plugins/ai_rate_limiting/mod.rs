@@ -38,6 +38,7 @@ use crate::health::now_ms;
 use crate::http::write::{push_header_name_suffix, push_u64};
 use crate::observe::metrics;
 use crate::redis::{self, RedisError};
+use each::{Budget, BudgetCounter};
 use rules::{HitCounter, RuleHit, RulesVerdict};
 use window::LocalWindow;
 
@@ -68,30 +69,6 @@ pub struct Limit {
     pub limit: u64,
     pub window: Duration,
     counter: Counter,
-}
-
-/// The budget an instance draws from: its own (`instances`), or its
-/// counter of the plugin-level one ([`each`]).
-#[derive(Debug)]
-pub struct Budget<'a> {
-    pub limit: u64,
-    pub window: Duration,
-    counter: BudgetCounter<'a>,
-}
-
-#[derive(Debug)]
-enum BudgetCounter<'a> {
-    Own(&'a Counter),
-    Each(Counter),
-}
-
-impl Budget<'_> {
-    fn counter(&self) -> &Counter {
-        match &self.counter {
-            BudgetCounter::Own(c) => c,
-            BudgetCounter::Each(c) => c,
-        }
-    }
 }
 
 /// A budget's state, for the `X-AI-RateLimit-*` headers.
