@@ -28,15 +28,39 @@ impl Member {
         }
     }
 
-    /// Whether `data` has the member. The compact case costs the key
-    /// search and two byte compares, as the old whole-pattern search did.
+    /// Whether `data` has the member: the key search, a few byte
+    /// compares at each key found, the search going on after a key with
+    /// another value (a plain loop: `find_iter`'s set-up cost more than
+    /// the rest, per call).
     #[inline]
     pub(super) fn in_(&self, data: &[u8]) -> bool {
         let n = self.key.needle().len();
-        self.key
-            .find_iter(data)
-            .any(|at| value_first(data, at + n) == Some(self.first))
+        let mut from = 0;
+        while let Some(at) = data.get(from..).and_then(|rest| self.key.find(rest)) {
+            let end = from + at + n;
+            if value_first(data, end) == Some(self.first) {
+                return true;
+            }
+            from = end;
+        }
+        false
     }
+}
+
+/// Whether a chat chunk carries a usage object (`"usage": {…}`, any
+/// spacing). Most chunks carry `"usage": null` (a stream with
+/// `include_usage`) or no usage: a usage object holds token counts, keys
+/// ending in `_tokens"`, so their absence settles it with one search that
+/// finds nothing, as the compact-only pattern did (searching for the key
+/// first would find it in every `"usage": null` chunk); only a chunk with
+/// such a string (counts, or a `"max_tokens"` value) is searched for the
+/// member. An empty `"usage": {}` reports nothing and is not seen.
+pub(super) fn has_usage(data: &[u8]) -> bool {
+    static COUNTS: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"_tokens\""));
+    static USAGE: std::sync::LazyLock<Member> =
+        std::sync::LazyLock::new(|| Member::new(b"\"usage\"", b'{'));
+    COUNTS.find(data).is_some() && USAGE.in_(data)
 }
 
 /// The first byte of the value after a key that ends at `i`: past JSON
@@ -60,6 +84,23 @@ fn value_first(data: &[u8], mut i: usize) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_objects_are_found_by_their_counts_and_key() {
+        for hit in [
+            &b"{\"choices\":[],\"usage\":{\"prompt_tokens\":1}}"[..],
+            b"{\"usage\" :\n {\"total_tokens\": 2}}",
+        ] {
+            assert!(has_usage(hit), "{}", String::from_utf8_lossy(hit));
+        }
+        for miss in [
+            &b"{\"usage\":null,\"x\":\"prompt_tokens\"}"[..],
+            b"{\"choices\":[{\"finish_reason\":\"max_tokens\"}],\"usage\": null}",
+            b"{\"usage\":{}}",
+        ] {
+            assert!(!has_usage(miss), "{}", String::from_utf8_lossy(miss));
+        }
+    }
 
     #[test]
     fn any_spacing_around_the_colon() {

@@ -28,12 +28,6 @@ use super::responses_chat::ChatToResponses;
 use super::{openai, Usage, Wire, WireError};
 use crate::sse::{SseEvent, SseParser};
 
-/// Finds a usage report (`"usage": {`, any spacing) in an OpenAI chunk.
-/// Built once: `memmem::find` would build a searcher for every event of
-/// every stream.
-static USAGE_MEMBER: std::sync::LazyLock<member::Member> =
-    std::sync::LazyLock::new(|| member::Member::new(b"\"usage\"", b'{'));
-
 /// Finds events that may carry a usage object (either format), for
 /// [`StreamTransform::collecting_raw_usage`].
 static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -304,7 +298,7 @@ impl StreamTransform {
             out.extend_from_slice(ev.raw);
             return;
         }
-        let has_usage = USAGE_MEMBER.in_(&ev.data);
+        let has_usage = member::has_usage(&ev.data);
         if obs.first_token && obs.model.is_some() && !has_usage {
             out.extend_from_slice(ev.raw);
             return;
@@ -451,13 +445,13 @@ static NOT_PLAIN_KEYS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]>
     });
 
 /// Members that make a chat chunk more than a piece of text when they
-/// have a value (a string, an object), any spacing ([`member`]).
-static NOT_PLAIN_MEMBERS: std::sync::LazyLock<[member::Member; 3]> =
+/// have a string value, any spacing ([`member`]; a usage object is
+/// [`member::has_usage`]).
+static NOT_PLAIN_MEMBERS: std::sync::LazyLock<[member::Member; 2]> =
     std::sync::LazyLock::new(|| {
         [
             member::Member::new(b"\"refusal\"", b'"'),
             member::Member::new(b"\"finish_reason\"", b'"'),
-            member::Member::new(b"\"usage\"", b'{'),
         ]
     });
 
@@ -468,6 +462,7 @@ pub(super) fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>>
     use crate::providers::json_scan::{string_at, Step::*};
     if NOT_PLAIN_KEYS.iter().any(|f| f.find(data).is_some())
         || NOT_PLAIN_MEMBERS.iter().any(|m| m.in_(data))
+        || member::has_usage(data)
     {
         return None;
     }
