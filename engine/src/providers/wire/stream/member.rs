@@ -49,18 +49,62 @@ impl Member {
 
 /// Whether a chat chunk carries a usage object (`"usage": {…}`, any
 /// spacing). Most chunks carry `"usage": null` (a stream with
-/// `include_usage`) or no usage: a usage object holds token counts, keys
-/// ending in `_tokens"`, so their absence settles it with one search that
-/// finds nothing, as the compact-only pattern did (searching for the key
-/// first would find it in every `"usage": null` chunk); only a chunk with
-/// such a string (counts, or a `"max_tokens"` value) is searched for the
-/// member. An empty `"usage": {}` reports nothing and is not seen.
+/// `include_usage`) or no usage; a usage object holds token counts, keys
+/// ending in `_tokens`, so their absence settles it with one search that
+/// finds nothing, as the compact-only `"usage":{` search did (searching
+/// for the `"usage"` key first would find it in every `"usage": null`
+/// chunk and cost a second search). A count is then read backwards to
+/// the `"usage" : {` it opens (every provider writes a count first); any
+/// other `_tokens` (a `"max_tokens"` finish reason, text) goes to the
+/// member search. An empty `"usage": {}` reports nothing and is not seen.
+#[inline]
 pub(super) fn has_usage(data: &[u8]) -> bool {
-    static COUNTS: std::sync::LazyLock<Finder<'static>> =
-        std::sync::LazyLock::new(|| Finder::new(b"_tokens\""));
-    static USAGE: std::sync::LazyLock<Member> =
-        std::sync::LazyLock::new(|| Member::new(b"\"usage\"", b'{'));
-    COUNTS.find(data).is_some() && USAGE.in_(data)
+    struct Finders {
+        counts: Finder<'static>,
+        usage: Member,
+    }
+    static FINDERS: std::sync::LazyLock<Finders> = std::sync::LazyLock::new(|| Finders {
+        counts: Finder::new(b"_tokens"),
+        usage: Member::new(b"\"usage\"", b'{'),
+    });
+    let f = &*FINDERS;
+    match f.counts.find(data) {
+        None => false,
+        Some(at) => opens_usage(data, at) || f.usage.in_(data),
+    }
+}
+
+/// Whether the key holding the count found at `at` is the first member
+/// of a usage object: `"usage" : { "<key>`, read backwards. Inside a JSON
+/// string every `"` follows a backslash, so the `{` this expects before the
+/// key's quote cannot be text.
+fn opens_usage(data: &[u8], at: usize) -> bool {
+    let mut i = at;
+    while i > 0 && (data[i - 1].is_ascii_lowercase() || data[i - 1] == b'_') {
+        i -= 1;
+    }
+    let Some(i) = before(data, i, b'"', false)
+        .and_then(|i| before(data, i, b'{', true))
+        .and_then(|i| before(data, i, b':', true))
+    else {
+        return false;
+    };
+    let i = skip_ws_back(data, i);
+    i >= 7 && &data[i - 7..i] == b"\"usage\""
+}
+
+/// The position of `want` just before `i` (past JSON whitespace when
+/// `ws`).
+fn before(data: &[u8], i: usize, want: u8, ws: bool) -> Option<usize> {
+    let i = if ws { skip_ws_back(data, i) } else { i };
+    (i > 0 && data[i - 1] == want).then(|| i - 1)
+}
+
+fn skip_ws_back(data: &[u8], mut i: usize) -> usize {
+    while i > 0 && matches!(data[i - 1], b' ' | b'\t' | b'\n' | b'\r') {
+        i -= 1;
+    }
+    i
 }
 
 /// The first byte of the value after a key that ends at `i`: past JSON
@@ -93,10 +137,18 @@ mod tests {
         ] {
             assert!(has_usage(hit), "{}", String::from_utf8_lossy(hit));
         }
+        // Read backwards from the count, or found by the member search.
+        assert!(has_usage(b"{\"usage\":{\"x\":1,\"prompt_tokens\":1}}"));
+        assert!(has_usage(
+            b"{\"choices\":[{\"finish_reason\":\"max_tokens\"}],\"usage\" :{\"completion_tokens\":1}}"
+        ));
         for miss in [
             &b"{\"usage\":null,\"x\":\"prompt_tokens\"}"[..],
             b"{\"choices\":[{\"finish_reason\":\"max_tokens\"}],\"usage\": null}",
             b"{\"usage\":{}}",
+            b"{\"text\":\"\\\"usage\\\": {\\\"prompt_tokens\\\": 1}\",\"usage\":null}",
+            b"prompt_tokens",
+            b"{\"prompt_tokens\":1}",
         ] {
             assert!(!has_usage(miss), "{}", String::from_utf8_lossy(miss));
         }
