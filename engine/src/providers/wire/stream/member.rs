@@ -57,7 +57,7 @@ impl Member {
 /// the `"usage" : {` it opens (every provider writes a count first); any
 /// other `_tokens` (a `"max_tokens"` finish reason, text) goes to the
 /// member search. An empty `"usage": {}` reports nothing and is not seen.
-#[inline]
+#[inline(always)]
 pub(super) fn has_usage(data: &[u8]) -> bool {
     struct Finders {
         counts: Finder<'static>,
