@@ -323,6 +323,10 @@ impl AiRateLimiting {
     /// Charges the tokens a finished request used to `instance`'s budget
     /// when that budget lives in Redis (local ones: [`Self::charge_local`]).
     pub async fn charge_remote(&self, instance: &str, used: &Used<'_>) {
+        if self.redis.is_none() {
+            // Every budget is local: nothing to look up.
+            return;
+        }
         if let Some((l, cost)) = self.charge_for(instance, used) {
             if let Counter::Redis(key) = l.counter() {
                 Box::pin(self.redis_charge(instance, key, cost, l.window.as_millis() as u64)).await;
