@@ -6,6 +6,8 @@
 # (a dump resets the counters, so the second holds only those).
 #   scripts/instructions-per-request.sh BINARY [LOADGEN_ARGS…]
 # e.g. --stream, or --body benches/payloads/agent-32k.json (an agent's body).
+# EXTRA_PLUGINS adds plugins to the route (YAML flow mappings, one per line,
+# e.g. 'ai-rate-limiting: {limit: 100000000, time_window: 3600}').
 # Compare builds side by side on one machine (results/instructions-per-request.md).
 set -euo pipefail
 BIN=$(realpath "$1"); shift; ARGS=("$@")
@@ -27,6 +29,7 @@ cat <<Y
               - {name: i1, provider: openai-compatible, weight: 2, auth: {header: {Authorization: "Bearer k"}},
                  options: {model: gpt-4o-mini}, override: {endpoint: "http://127.0.0.1:18002/v1/chat/completions"}}
 Y
+while IFS= read -r line; do [ -n "$line" ] && echo "          $line"; done <<< "${EXTRA_PLUGINS:-}"
 } > "$dir/gw.yaml"
 taskset -c 1 $B/mock-llm --listen 127.0.0.1:18001 --name m1 --listen 127.0.0.1:18002 --name m2 --tokens 16 >/dev/null 2>&1 &
 MOCK=$!

@@ -114,3 +114,61 @@ fn a_port_that_stops_answering_is_unhealthy_and_all_unhealthy_uses_all() {
         BTreeMap::from([("inst-a".into(), 2), ("inst-b".into(), 2)])
     );
 }
+
+/// `checks.active.host` is the Host header and TLS server name of the
+/// probe, which goes to the instance's own address (and `port`, when set),
+/// as APISIX's healthchecker probes the node's IP with that hostname: the
+/// probes reach the recording upstreams at 127.0.0.1 carrying
+/// `Host: probe.example`, the HTTPS one after a handshake for that name,
+/// and `probe.example` is never looked up.
+#[test]
+fn probe_host_is_the_host_header_and_sni_at_the_instance_address() {
+    let ok = |_: &common::upstream::Recorded, s: &mut dyn common::upstream::Stream| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        true
+    };
+    let plain = common::Upstream::start(ok);
+    let pki = common::certs::pki();
+    let tls = common::Upstream::start_tls(pki.server_config_requiring_sni("probe.example"), ok);
+    // Nothing listens at the endpoint's own port: `checks.active.port`
+    // names the one to probe.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let checked = |name: &str, port: u16, active: Value| {
+        let mut i = instance(
+            name,
+            1,
+            &format!("http://127.0.0.1:{port}/v1/chat/completions"),
+            "m",
+        );
+        i["checks"] = json!({"active": active});
+        i
+    };
+    let _gw = Gateway::start_json(ai_config(
+        &["/v1/chat/completions"],
+        json!({"instances": [
+            checked("plain", plain.addr.port(), json!({"type": "http", "host": "probe.example", "http_path": "/probe"})),
+            checked("tls", closed_port, json!({"type": "https", "host": "probe.example", "port": tls.addr.port(),
+                "https_verify_certificate": false, "http_path": "/probe-tls"})),
+        ]}),
+    ));
+    let deadline = std::time::Instant::now() + WAIT;
+    for (up, path) in [(&plain, "/probe"), (&tls, "/probe-tls")] {
+        let probe = loop {
+            if let Some(r) = up.requests().into_iter().next() {
+                break r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no probe reached {path}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(
+            (probe.method.as_str(), probe.target.as_str()),
+            ("GET", path)
+        );
+        assert_eq!(probe.header("host"), Some("probe.example"), "{path}");
+    }
+}

@@ -100,29 +100,6 @@ fn without_fallback_an_exhausted_instance_answers_rejected_code() {
         .contains("rate limit"));
 }
 
-#[test]
-fn a_global_budget_is_shared_by_every_instance() {
-    // `limit` at the top level: one budget for all instances (APISIX's
-    // `ai-rate-limiting#global` key); with fallback, both get exhausted.
-    let m = mocks(&["openai", "deepseek"]);
-    let gw = Gateway::start_json(seed_priority_route(
-        &m,
-        json!({"limit": 1, "time_window": 60}),
-        true,
-    ));
-    assert_eq!(
-        Conn::connect(gw.addr).post_json("/anything", ASK).status,
-        200
-    );
-    let r = Conn::connect(gw.addr).post_json("/anything", ASK);
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(
-        r.header("x-ai-ratelimit-remaining-deepseek-instance"),
-        Some("0")
-    );
-    assert_eq!(m.instance("deepseek").requests().len(), 0);
-}
-
 /// The seed's consumers example: the route (key-auth + two weight-0
 /// instances, fallback on rate limiting) and both consumers, verbatim.
 const CONSUMERS_EXAMPLE: &str = r#"
@@ -260,9 +237,17 @@ fn an_anonymous_consumer_has_its_own_budget() {
             "consumers:\n  - username: anonymous\n    plugins:\n      ai-rate-limiting: {limit: 10, time_window: 60, rejected_code: 429}\n",
         );
     let gw = start_example(&m, body);
-    // The first anonymous answer spends the 10 tokens every instance shares.
+    // `limit` without `instances`: 10 tokens for each instance (as in
+    // APISIX), so two anonymous answers spend them, one on each.
     let mut c = Conn::connect(gw.addr);
-    assert_eq!(c.post_json("/anything", ASK).status, 200);
+    let first = c.post_json("/anything", ASK);
+    assert_eq!(first.status, 200);
+    let second = c.post_json("/anything", ASK);
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_ne!(
+        first.header("x-ringway-instance"),
+        second.header("x-ringway-instance")
+    );
     let r = c.post_json("/anything", ASK);
     assert_eq!(r.status, 429, "{}", r.text());
     let r = Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("apikey", "nope")]);

@@ -128,3 +128,54 @@ fn a_generated_admin_key_is_in_a_private_file_not_the_log() {
     assert_eq!(c.read_response().status, 200);
     let _ = std::fs::remove_file(&path);
 }
+
+/// APISIX's own spelling, `${{VAR}}` and `${{VAR:=default}}` (apisix/cli/
+/// file.lua: spaces inside the braces allowed, the default trimmed), works
+/// beside `${VAR}`: inside strings, typed when it is the whole value, and
+/// `$${{VAR}}` is a `$` before the value, as in APISIX (which has no escape
+/// for `${{`).
+#[test]
+fn apisix_double_brace_variables_are_interpolated() {
+    let m = common::ai::mocks(&["m"]);
+    let doc = serde_json::json!({"services": [{"name": "s", "routes": [{
+        "name": "r", "uris": ["${{PREFIX}}/*"], "methods": ["POST"],
+        "plugins": {"ai-proxy-multi": {"instances": [{
+            "name": "m", "provider": "openai-compatible", "weight": 1,
+            "auth": {"header": {"Authorization": "Bearer $${{KEY}}"}},
+            "options": {"model": "${{ MODEL }}", "max_tokens": "${{MAX_TOKENS:= 3 }}"},
+            "override": {"endpoint": "http://127.0.0.1:${{MOCK_PORT}}/v1/chat/completions"},
+        }]}},
+    }]}]});
+    let port = m.instance("m").addr().port().to_string();
+    let gw = Gateway::start_json_env(
+        doc,
+        vec![
+            ("PREFIX".into(), "/api".into()),
+            ("KEY".into(), "sk-1".into()),
+            ("MODEL".into(), "gpt-x".into()),
+            ("MOCK_PORT".into(), port),
+        ],
+    );
+    let r = client::Conn::connect(gw.addr).post_json("/api/chat", common::ai::ASK);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["model"], "gpt-x");
+    assert_eq!(v["usage"]["completion_tokens"], 3, "max_tokens typed: {v}");
+    let seen = m.instance("m").requests();
+    let auth = seen[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(auth, Some("Bearer $sk-1"));
+
+    // A missing one is an error naming it and the field.
+    let (code, out) = check(
+        "services:\n  - name: s\n    upstream:\n      nodes: [{host: 127.0.0.1, port: \"${{RINGWAY_TEST_UNSET}}\"}]\n    routes:\n      - name: r\n        uris: [\"/*\"]\n",
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("services[0].upstream.nodes[0].port: environment variable `RINGWAY_TEST_UNSET` is not set"),
+        "{out}"
+    );
+}

@@ -183,3 +183,51 @@ fn errors_on_one_connection_do_not_affect_others() {
     }
     assert_eq!(good.get("/b").status, 200);
 }
+
+/// RFC 9112 §3: a request line is `method SP request-target SP
+/// HTTP-version`, single spaces, the version exactly `HTTP/DIGIT.DIGIT`
+/// (case-sensitive). Anything else is 400; 505 is only for a well-formed
+/// version whose major the gateway does not speak. A higher 1.x minor is
+/// processed as HTTP/1.1 (RFC 9110 §6.2, as nginx does).
+#[test]
+fn request_line_grammar_400_and_unsupported_versions_505() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&common::catch_all(&up));
+    let cases: [(&[u8], u16); 12] = [
+        (b"GET /\r\nHost: a\r\n\r\n", 400),
+        (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+        (b"GET / FOO/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / http/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/11\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|&(raw, want)| {
+            let (r, _c) = client::raw(gw.addr, raw);
+            (r.status != want).then(|| {
+                format!(
+                    "{:?}: {} (want {want})",
+                    String::from_utf8_lossy(raw),
+                    r.status
+                )
+            })
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    for (raw, status) in cases {
+        expect_error_and_close(&gw, raw, status);
+    }
+    // HTTP/1.2: answered as HTTP/1.1, and proxied as such.
+    let (r, _c) = client::raw(gw.addr, b"GET /minor HTTP/1.2\r\nHost: a\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/minor");
+}

@@ -84,6 +84,10 @@ pub struct Faults {
     /// End chat streams without `data: [DONE]` (the body still ends
     /// cleanly), as some OpenAI-compatible servers do.
     pub omit_done: Option<bool>,
+    /// Spell answers and stream events' JSON this way (Python's
+    /// `json.dumps` spacing, or pretty-printed), as other
+    /// OpenAI-compatible servers do.
+    pub json_style: Option<crate::spacing::JsonStyle>,
 }
 
 impl Faults {
@@ -104,6 +108,7 @@ impl Faults {
             tokens: other.tokens.or(self.tokens),
             health_status: other.health_status.or(self.health_status),
             omit_done: other.omit_done.or(self.omit_done),
+            json_style: other.json_style.or(self.json_style),
         }
     }
 }
@@ -119,9 +124,14 @@ pub struct InstanceConfig {
     /// Completion tokens per answer (capped by the request's max_tokens).
     pub tokens: u32,
     /// Prompt tokens reported as read from a prompt cache (OpenAI's
-    /// `prompt_tokens_details.cached_tokens`, Anthropic's
-    /// `cache_read_input_tokens`); 0 reports no cache fields.
+    /// `prompt_tokens_details.cached_tokens`, part of `prompt_tokens`;
+    /// Anthropic's `cache_read_input_tokens`, on top of `input_tokens` as
+    /// Anthropic counts them); 0 reports no cache fields.
     pub cached_tokens: u64,
+    /// Prompt tokens reported as written to the prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, on top of `input_tokens`); 0
+    /// reports none.
+    pub cache_creation_tokens: u64,
     /// Expected API key (`Authorization: Bearer`, `api-key`, `x-api-key`).
     pub api_key: Option<String>,
     pub health_status: u16,
@@ -143,6 +153,7 @@ impl Default for InstanceConfig {
             itl: Dist::default(),
             tokens: 16,
             cached_tokens: 0,
+            cache_creation_tokens: 0,
             api_key: None,
             health_status: 200,
             seed: 42,
@@ -188,6 +199,11 @@ impl InstanceConfig {
 
     pub fn cached_tokens(mut self, n: u64) -> Self {
         self.cached_tokens = n;
+        self
+    }
+
+    pub fn cache_creation_tokens(mut self, n: u64) -> Self {
+        self.cache_creation_tokens = n;
         self
     }
 

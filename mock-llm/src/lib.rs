@@ -23,6 +23,7 @@ pub mod config;
 pub mod content;
 pub mod http;
 pub mod server;
+pub mod spacing;
 pub mod state;
 pub mod stream;
 
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{Dist, Faults, InstanceConfig};
+pub use spacing::JsonStyle;
 pub use state::{InstanceStats, RecordedRequest};
 
 /// Builds a [`MockServer`].

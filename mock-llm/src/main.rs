@@ -44,7 +44,8 @@ Per-request headers (override instance settings):
   x-mock-status, x-mock-fail-rate, x-mock-retry-after, x-mock-ttft-ms, x-mock-itl-ms,
   x-mock-tokens, x-mock-reset-after-chunks, x-mock-reset-before-response,
   x-mock-stall-ms, x-mock-stall-after-chunks, x-mock-slow-read-bps,
-  x-mock-omit-done (end chat streams without data: [DONE])
+  x-mock-omit-done (end chat streams without data: [DONE]),
+  x-mock-json-style (compact, python: json.dumps spacing, pretty: indented)
 
 Prompt tokens: 1 per whitespace-separated word of text content, +4 per message
 (and +4 for an Anthropic system prompt, or per Responses input item and
@@ -88,6 +89,11 @@ struct Cli {
     /// Requests kept for GET /_requests.
     #[arg(long, default_value_t = 1000)]
     max_recorded: usize,
+    /// Spell answers and stream events' JSON as `python` (json.dumps's
+    /// ", " and ": ") or `pretty` (indented; several data: lines per event),
+    /// as other OpenAI-compatible servers do (default: compact).
+    #[arg(long, value_name = "STYLE")]
+    json_style: Option<mock_llm::JsonStyle>,
 }
 
 #[derive(serde::Deserialize)]
@@ -142,6 +148,10 @@ fn main() -> ExitCode {
             api_key: cli.api_key.clone(),
             seed: cli.seed.wrapping_add(i as u64),
             max_recorded: cli.max_recorded,
+            faults: mock_llm::Faults {
+                json_style: cli.json_style,
+                ..Default::default()
+            },
             ..Default::default()
         });
     }
@@ -155,6 +165,10 @@ fn main() -> ExitCode {
             api_key: cli.api_key.clone(),
             seed: cli.seed,
             max_recorded: cli.max_recorded,
+            faults: mock_llm::Faults {
+                json_style: cli.json_style,
+                ..Default::default()
+            },
             ..Default::default()
         });
     }

@@ -33,6 +33,22 @@ pub async fn stream(
     prompt: u64,
     n: u32,
 ) -> After {
+    let plan = match faults.json_style {
+        Some(style) => {
+            let restyle = |events: Vec<Vec<u8>>| {
+                events
+                    .iter()
+                    .map(|e| crate::spacing::restyle_event(e, style))
+                    .collect()
+            };
+            StreamPlan {
+                head: restyle(plan.head),
+                tokens: restyle(plan.tokens),
+                tail: restyle(plan.tail),
+            }
+        }
+        None => plan,
+    };
     sh.open_streams.fetch_add(1, Ordering::Relaxed);
     let result = run(sh, conn, req, faults, t, plan, headers).await;
     sh.open_streams.fetch_sub(1, Ordering::Relaxed);

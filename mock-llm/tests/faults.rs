@@ -231,3 +231,43 @@ fn control_endpoint_faults_expire() {
     c.post_json("/_control", r#"{"clear": true}"#);
     assert_eq!(c.get("/health").status, 200);
 }
+
+/// `json_style`: the same answers and events spelled as Python's
+/// `json.dumps` writes them, or pretty-printed over several `data:` lines
+/// per event; per request (`x-mock-json-style`) or per instance.
+#[test]
+fn json_style_respells_answers_and_events() {
+    let m = mock(InstanceConfig::new("a").tokens(3));
+    let a = m.instance("a");
+    let compact = send(a.addr(), "", CHAT).read_response();
+    let python = send(a.addr(), "x-mock-json-style: python\r\n", CHAT).read_response();
+    assert!(
+        python.text().contains(r#""usage": {"prompt_tokens": "#),
+        "{}",
+        python.text()
+    );
+    let strip = |mut v: serde_json::Value| {
+        v["id"] = serde_json::Value::Null;
+        v["created"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(strip(python.json()), strip(compact.json()));
+    a.set_faults(Faults {
+        json_style: Some(mock_llm::JsonStyle::Pretty),
+        ..Default::default()
+    });
+    let pretty = send(a.addr(), "", STREAM).read_response().text();
+    // Every line of an event's JSON is a `data:` line of its own.
+    let first = pretty.split("\n\n").next().unwrap();
+    assert!(first.starts_with("data: {\ndata:   \""), "{first}");
+    let joined: serde_json::Value = serde_json::from_str(
+        &first
+            .lines()
+            .map(|l| l.strip_prefix("data: ").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    assert_eq!(joined["object"], "chat.completion.chunk");
+    assert!(pretty.ends_with("data: [DONE]\n\n"));
+}

@@ -13,6 +13,7 @@ use ahash::AHashMap;
 
 use crate::health::InstanceState;
 use crate::plugins::ai_proxy_multi::affinity::ResponseAffinity;
+use crate::plugins::ai_rate_limiting::each::ByName;
 use crate::plugins::ai_rate_limiting::lease::Lease;
 use crate::plugins::ai_rate_limiting::rules::KeyedWindows;
 use crate::plugins::ai_rate_limiting::window::LocalWindow;
@@ -31,6 +32,8 @@ pub struct SharedState {
     windows: AHashMap<(Arc<str>, String), Arc<LocalWindow>>,
     keyed_windows: AHashMap<(Arc<str>, String), Arc<KeyedWindows>>,
     leases: AHashMap<(Arc<str>, String), Arc<Lease>>,
+    each_windows: AHashMap<(Arc<str>, String), Arc<ByName<LocalWindow>>>,
+    each_leases: AHashMap<(Arc<str>, String), Arc<ByName<Lease>>>,
     loggers: AHashMap<(Arc<str>, String), Arc<crate::loggers::Sink>>,
     logger_stats: AHashMap<(Arc<str>, String), Arc<crate::loggers::SinkStats>>,
     affinities: AHashMap<Arc<str>, Arc<ResponseAffinity>>,
@@ -90,6 +93,30 @@ impl<'a> Carry<'a> {
         let prev = self.prev.map(|p| &p.leases);
         carry(
             &mut self.next.leases,
+            prev,
+            (owner.clone(), key),
+            Arc::default,
+        )
+    }
+
+    /// The windows of a plugin-level `ai-rate-limiting` budget, one per
+    /// instance; `key` names the budget's shape.
+    pub fn each_windows(&mut self, owner: &Arc<str>, key: String) -> Arc<ByName<LocalWindow>> {
+        let prev = self.prev.map(|p| &p.each_windows);
+        carry(
+            &mut self.next.each_windows,
+            prev,
+            (owner.clone(), key),
+            Arc::default,
+        )
+    }
+
+    /// The claims of a leased plugin-level budget, one per instance; `key`
+    /// names the budget, its shape and its servers.
+    pub fn each_leases(&mut self, owner: &Arc<str>, key: String) -> Arc<ByName<Lease>> {
+        let prev = self.prev.map(|p| &p.each_leases);
+        carry(
+            &mut self.next.each_leases,
             prev,
             (owner.clone(), key),
             Arc::default,

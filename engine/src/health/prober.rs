@@ -176,10 +176,17 @@ impl Tally {
     }
 }
 
-/// Where and how an instance is probed.
+/// Where and how an instance is probed: the instance's own address, with
+/// `checks.active.host` as the Host header and TLS server name.
 struct ProbeTarget {
-    host: String,
+    /// What to connect to: the endpoint's host, never `checks.active.host`
+    /// (APISIX's healthchecker probes the node's IP with the check's host
+    /// as `hostname`).
+    connect: String,
     port: u16,
+    /// The `Host` header: `checks.active.host` as written (as
+    /// lua-resty-healthcheck sends it), else the endpoint's authority.
+    host_header: String,
     tls: Option<TlsTarget>,
 }
 
@@ -189,22 +196,38 @@ fn probe_target(plugin: &AiProxyMulti, i: usize, check: &ActiveCheck) -> Option<
         .target(Api::Chat)
         .or_else(|_| inst.target(Api::Embeddings))
         .ok()?;
-    let host = check
-        .host
-        .clone()
-        .unwrap_or_else(|| target.url.host.clone());
     let port = check.port.unwrap_or(target.url.port);
+    let name = check.host.as_deref().unwrap_or(&target.url.host);
+    let host_header = match &check.host {
+        Some(h) => h.clone(),
+        None => {
+            let default_port = if check.kind == ProbeType::Https {
+                443
+            } else {
+                80
+            };
+            if port == default_port {
+                target.url.host.clone()
+            } else {
+                format!("{}:{port}", target.url.host)
+            }
+        }
+    };
     let tls = match check.kind {
         ProbeType::Https => Some(TlsTarget {
-            sni: Arc::from(host.trim_matches(|c| c == '[' || c == ']')),
+            sni: Arc::from(name.trim_matches(|c| c == '[' || c == ']')),
             verify: check.https_verify_certificate,
         }),
         ProbeType::Http => None,
         // A TCP probe only connects.
         ProbeType::Tcp => None,
     };
-
-    Some(ProbeTarget { host, port, tls })
+    Some(ProbeTarget {
+        connect: target.url.host.clone(),
+        port,
+        host_header,
+        tls,
+    })
 }
 
 async fn probe_loop(
@@ -234,10 +257,10 @@ async fn probe_loop(
             if inst.state.set_healthy(verdict) {
                 metrics::HEALTH_TRANSITIONS.inc();
                 if verdict {
-                    tracing::info!(instance = %inst.name, host = %target.host, port = target.port,
+                    tracing::info!(instance = %inst.name, host = %target.connect, port = target.port,
                         "instance is healthy again (active check: {outcome:?})");
                 } else {
-                    tracing::warn!(instance = %inst.name, host = %target.host, port = target.port,
+                    tracing::warn!(instance = %inst.name, host = %target.connect, port = target.port,
                         "instance is unhealthy (active check: {outcome:?})");
                 }
             }
@@ -260,7 +283,7 @@ fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
 }
 
 async fn probe(cell: &SnapshotCell, check: &ActiveCheck, t: &ProbeTarget) -> Outcome {
-    let Some(addr) = resolve(&t.host, t.port) else {
+    let Some(addr) = resolve(&t.connect, t.port) else {
         return Outcome::TcpFailure;
     };
     if check.kind == ProbeType::Tcp {
@@ -278,16 +301,11 @@ async fn probe(cell: &SnapshotCell, check: &ActiveCheck, t: &ProbeTarget) -> Out
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let host_header = if (t.tls.is_some() && t.port == 443) || (t.tls.is_none() && t.port == 80) {
-        t.host.clone()
-    } else {
-        format!("{}:{}", t.host, t.port)
-    };
     let req = OneShot {
         addr,
         tls: t.tls.as_ref(),
         method: "GET",
-        host: &host_header,
+        host: &t.host_header,
         target: &check.http_path,
         headers: &headers,
         body: &[],

@@ -21,7 +21,10 @@ pub struct ActiveCheck {
     pub kind: ProbeType,
     pub timeout: Duration,
     pub concurrency: u32,
+    /// The probe's `Host` header and TLS server name; the probe still
+    /// goes to the instance's own address (as in APISIX).
     pub host: Option<String>,
+    /// The port probed at the instance's address (default: the endpoint's).
     pub port: Option<u16>,
     pub http_path: String,
     pub https_verify_certificate: bool,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod expr;
 pub mod headers;
 pub mod request;
+pub mod request_line;
 pub mod response;
 pub mod vars;
 pub mod write;

@@ -95,7 +95,12 @@ impl RequestHead {
             Err(httparse::Error::TooManyHeaders) => {
                 return Err(HttpError::TooManyHeaders { limit: max_headers })
             }
-            Err(httparse::Error::Version) => return Err(HttpError::UnsupportedVersion),
+            Err(httparse::Error::Version) => {
+                // Malformed (400), another major (505), or a later 1.x
+                // minor, read again as HTTP/1.1.
+                let as_1_1 = super::request_line::refused_version(&buf)?;
+                return RequestHead::parse(as_1_1, limits, scratch);
+            }
             Err(httparse::Error::HeaderName) => {
                 return Err(HttpError::Malformed(
                     "invalid header name (obs-fold or bad token)",

@@ -17,4 +17,5 @@ pub const PROVIDER: Provider = Provider {
     },
     responses: false,
     extra_headers: &[],
+    endpoint_required: false,
 };

@@ -17,4 +17,5 @@ pub const PROVIDER: Provider = Provider {
     },
     responses: false,
     extra_headers: &[("anthropic-version", "2023-06-01")],
+    endpoint_required: false,
 };

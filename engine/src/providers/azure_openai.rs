@@ -9,4 +9,5 @@ pub const PROVIDER: Provider = Provider {
     endpoint: |api, _| fixed_endpoint("azure-openai", api, None, None, None),
     responses: true,
     extra_headers: &[],
+    endpoint_required: false,
 };

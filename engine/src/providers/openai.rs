@@ -17,4 +17,5 @@ pub const PROVIDER: Provider = Provider {
     },
     responses: true,
     extra_headers: &[],
+    endpoint_required: false,
 };

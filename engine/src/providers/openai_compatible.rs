@@ -9,4 +9,5 @@ pub const PROVIDER: Provider = Provider {
     endpoint: |api, _| fixed_endpoint("openai-compatible", api, None, None, None),
     responses: true,
     extra_headers: &[],
+    endpoint_required: false,
 };

@@ -25,6 +25,12 @@ pub struct Provider {
     pub responses: bool,
     /// Headers the API requires on every request.
     pub extra_headers: &'static [(&'static str, &'static str)],
+    /// An instance without an endpoint (no default, no
+    /// `override.endpoint`) is refused at load, as APISIX's
+    /// `validate_provider_requirements` refuses `vertex-ai` without
+    /// `provider_conf`. Other providers' instances load without one, as in
+    /// APISIX, and requests to them fail.
+    pub endpoint_required: bool,
 }
 
 /// Every provider; adding one is a file and a line here.

@@ -12,6 +12,7 @@ pub const PROVIDER: Provider = Provider {
     endpoint,
     responses: false,
     extra_headers: &[],
+    endpoint_required: true,
 };
 
 fn endpoint(api: Api, conf: &ProviderConf) -> Result<String, String> {

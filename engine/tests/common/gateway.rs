@@ -306,6 +306,11 @@ impl Drop for Gateway {
 
 /// Runs `ringway --check -c` on `yaml`; returns (exit code, stdout+stderr).
 pub fn check(yaml: &str) -> (i32, String) {
+    check_env(yaml, &[])
+}
+
+/// As [`check`], with these environment variables set.
+pub fn check_env(yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, yaml).expect("write");
@@ -313,6 +318,7 @@ pub fn check(yaml: &str) -> (i32, String) {
         .arg("--check")
         .arg("-c")
         .arg(&path)
+        .envs(env.iter().copied())
         .output()
         .expect("run");
     let text = format!(

@@ -85,7 +85,7 @@ pub async fn messages(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faul
         });
         sh.count(200);
         sh.add_tokens(input, u64::from(n));
-        return super::send_json(conn, req, out.to_string().as_bytes(), &headers).await;
+        return super::send_json(conn, req, faults, out.to_string().as_bytes(), &headers).await;
     }
     let plan = StreamPlan {
         head: vec![
@@ -122,12 +122,17 @@ pub async fn messages(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faul
     stream(sh, conn, req, faults, &t, plan, &headers, input, n).await
 }
 
-/// Anthropic's usage object; `cache_read_input_tokens` when the instance
-/// reports cached prompt tokens.
+/// Anthropic's usage object; `cache_read_input_tokens` and
+/// `cache_creation_input_tokens` when the instance reports cached prompt
+/// tokens (on top of `input_tokens`, which leaves them out, as Anthropic
+/// counts).
 fn usage(sh: &Shared, input: u64, output: u64) -> Value {
     let mut u = json!({"input_tokens": input, "output_tokens": output});
     if sh.config.cached_tokens > 0 {
         u["cache_read_input_tokens"] = json!(sh.config.cached_tokens);
+    }
+    if sh.config.cache_creation_tokens > 0 {
+        u["cache_creation_input_tokens"] = json!(sh.config.cache_creation_tokens);
     }
     u
 }

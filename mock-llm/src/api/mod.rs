@@ -114,6 +114,7 @@ fn request_faults(sh: &Shared, req: &Request) -> Faults {
         tokens: num("x-mock-tokens").map(|v| v as u32),
         health_status: None,
         omit_done: h("x-mock-omit-done").map(|v| v != "0" && v != "false"),
+        json_style: h("x-mock-json-style").and_then(|v| v.parse().ok()),
     };
     base.overlay(&per)
 }
@@ -296,13 +297,22 @@ impl Timing {
     }
 }
 
-/// Writes a `200` JSON answer.
+/// Writes a `200` JSON answer, spelled as `faults.json_style` says.
 pub async fn send_json(
     conn: &mut Conn,
     req: &Request,
+    faults: &Faults,
     body: &[u8],
     headers: &[(&str, String)],
 ) -> After {
+    let styled;
+    let body = match faults.json_style {
+        Some(style) => {
+            styled = crate::spacing::restyle(body, style);
+            &styled[..]
+        }
+        None => body,
+    };
     let out = response(200, "application/json", body, req.keep_alive, headers);
     if conn.write(out).await.is_ok() && req.keep_alive {
         After::KeepAlive

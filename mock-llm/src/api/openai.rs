@@ -96,6 +96,7 @@ pub async fn chat(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults) 
         return super::send_json(
             conn,
             req,
+            faults,
             &serde_json::to_vec(&out).unwrap_or_default(),
             &headers(sh, &id),
         )

@@ -144,7 +144,7 @@ pub async fn create(sh: &Shared, conn: &mut Conn, req: &Request, faults: &Faults
         let out = whole;
         sh.count(200);
         sh.add_tokens(input, u64::from(n));
-        return super::send_json(conn, req, out.to_string().as_bytes(), &headers).await;
+        return super::send_json(conn, req, faults, out.to_string().as_bytes(), &headers).await;
     }
     let mut numbered = Numbered::default();
     let mut event = |kind: &str, data: Value| numbered.event(kind, data);
@@ -328,7 +328,14 @@ pub(super) fn with_ids(items: Vec<Value>, seq: u64) -> Vec<Value> {
 pub(super) async fn send_found(sh: &Shared, conn: &mut Conn, req: &Request, out: &Value) -> After {
     sh.count(200);
     let headers = [("x-mock-instance", sh.name().to_owned())];
-    super::send_json(conn, req, out.to_string().as_bytes(), &headers).await
+    super::send_json(
+        conn,
+        req,
+        &sh.faults(),
+        out.to_string().as_bytes(),
+        &headers,
+    )
+    .await
 }
 
 /// `404` for a method and path no endpoint serves.

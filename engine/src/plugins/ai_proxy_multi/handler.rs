@@ -166,7 +166,7 @@ pub async fn handle<'a>(
         let target = match inst.target(req.api) {
             Ok(t) => t,
             Err(why) => {
-                skipped.cannot_serve(why, false);
+                skipped.cannot_serve(inst, why, false);
                 continue;
             }
         };
@@ -184,7 +184,7 @@ pub async fn handle<'a>(
             Ok(b) => b,
             Err(e) => {
                 let why = format!("cannot build the request for instance `{}`: {e}", inst.name);
-                skipped.cannot_serve(&why, e.too_large);
+                skipped.cannot_serve(inst, &why, e.too_large);
                 continue;
             }
         };

@@ -50,6 +50,10 @@ pub struct Instance {
     responses: Option<Target>,
     pub checks: Option<ActiveCheck>,
     pub state: Arc<InstanceState>,
+    /// No endpoint for any API: the provider has no default and the
+    /// instance no `override.endpoint` (loaded as APISIX loads it; its
+    /// requests fail).
+    pub no_endpoint: bool,
 }
 
 impl Instance {
@@ -114,9 +118,14 @@ impl Instance {
             Ok(Ok(build_target(url, &auth_query, transport)))
         };
         let chat = target_for(Api::Chat)?;
+        // Every provider serves chat, so a chat target is missing only
+        // when the instance has no endpoint at all.
+        let no_endpoint = chat.is_err();
         if let Err(why) = &chat {
-            // Every provider must be able to serve chat.
-            return Err(at.error(why.clone()));
+            if provider.endpoint_required {
+                return Err(at.error(why.clone()));
+            }
+            tracing::warn!(instance = %f.name, "the instance has no endpoint ({why}): requests to it fail");
         }
         let embeddings = target_for(Api::Embeddings)?;
         // Served as it is by providers that have the API, unless the
@@ -155,6 +164,7 @@ impl Instance {
             embeddings,
             responses,
             checks,
+            no_endpoint,
         })
     }
 
@@ -279,10 +289,17 @@ mod tests {
         let e = compile(json!({"name": "a", "provider": "bedrockish", "weight": 1, "auth": {}}))
             .unwrap_err();
         assert_eq!(e.path, "instances[0].provider");
-        let e =
+        // As in APISIX: an openai-compatible instance without an endpoint
+        // loads (and cannot serve); vertex-ai without one is refused.
+        let i =
             compile(json!({"name": "a", "provider": "openai-compatible", "weight": 1, "auth": {}}))
-                .unwrap_err();
-        assert!(e.reason.contains("override.endpoint"), "{e}");
+                .unwrap();
+        assert!(i.no_endpoint);
+        let why = i.target(Api::Chat).unwrap_err();
+        assert!(why.contains("override.endpoint"), "{why}");
+        let e = compile(json!({"name": "a", "provider": "vertex-ai", "weight": 1, "auth": {}}))
+            .unwrap_err();
+        assert!(e.reason.contains("provider_conf.project_id"), "{e}");
         let e = compile(json!({"name": "a", "provider": "openai", "weight": 1})).unwrap_err();
         assert!(e.reason.contains("missing field `auth`"), "{e}");
         let e = compile(json!({"name": "a", "provider": "openai", "weight": 1, "auth": {"header": {"bad name": "x"}}})).unwrap_err();

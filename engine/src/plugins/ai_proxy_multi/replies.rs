@@ -49,6 +49,8 @@ pub(super) struct Skipped {
     pub(super) why_cannot_serve: Option<String>,
     /// Some instance could not take the body for its size (413, not 400).
     pub(super) too_large: bool,
+    /// The first instance passed over for having no endpoint at all.
+    pub(super) no_endpoint: Option<String>,
     /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
     pub(super) rate_limited: u32,
     pub(super) quota: Option<(std::sync::Arc<str>, Quota)>,
@@ -57,7 +59,13 @@ pub(super) struct Skipped {
 impl Skipped {
     /// An instance that cannot take this request (`too_large`: its body
     /// is too large to convert for it).
-    pub(super) fn cannot_serve(&mut self, why: &str, too_large: bool) {
+    pub(super) fn cannot_serve(&mut self, inst: &super::Instance, why: &str, too_large: bool) {
+        if inst.no_endpoint {
+            if self.no_endpoint.is_none() {
+                self.no_endpoint = Some(format!("instance `{}` has no endpoint: {why}", inst.name));
+            }
+            return;
+        }
         self.cannot_serve += 1;
         self.too_large |= too_large;
         if self.why_cannot_serve.is_none() || too_large {
@@ -166,6 +174,14 @@ pub(super) async fn exhausted(
         );
         let status = if skipped.too_large { 413 } else { 400 };
         return error_msg(w, c, plugin, ctx, status, &msg, keep_alive).await;
+    }
+    if let Some(why) = skipped
+        .no_endpoint
+        .filter(|_| skipped.cooling + skipped.unhealthy == 0)
+    {
+        // A configuration error, not the client's (APISIX: 500, its driver
+        // has no host to connect to).
+        return error_msg(w, c, plugin, ctx, 500, &why, keep_alive).await;
     }
     let msg = format!(
         "no LLM instance available ({} cooling down, {} unhealthy)",

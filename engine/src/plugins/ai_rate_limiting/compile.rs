@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::config::{cluster_fields, redis_fields, sentinel_fields, PluginFile, RuleFile};
 use super::cost_expr::CostExpr;
+use super::each::EachInstance;
 use super::rules::{valid_prefix, Amount, Rule, RuleCounter};
 use super::window::MAX_USED;
 use super::{AiRateLimiting, Counter, Limit, Strategy};
@@ -138,11 +139,13 @@ impl AiRateLimiting {
             (Some(l), Some(t)) => {
                 let limit = check_limit(positive_int(l, &at.field("limit"))?, &at.field("limit"))?;
                 let window = positive_int(t, &at.field("time_window"))?;
-                Some(Limit {
+                Some(EachInstance::new(
+                    cx,
                     limit,
-                    window: Duration::from_secs(window),
-                    counter: counter(cx, "#global", limit, window),
-                })
+                    window,
+                    redis.as_ref(),
+                    lease_tokens,
+                ))
             }
         };
         let mut per_instance: Vec<(Arc<str>, Limit)> = Vec::new();
@@ -194,7 +197,7 @@ impl AiRateLimiting {
         Ok(AiRateLimiting {
             rules: rules.into_boxed_slice(),
             per_instance: per_instance.into_boxed_slice(),
-            global,
+            each: global,
             strategy,
             show_headers: f.show_limit_quota_header.unwrap_or(true),
             rejected_code,

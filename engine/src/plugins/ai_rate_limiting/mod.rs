@@ -24,6 +24,7 @@
 mod compile;
 mod config;
 pub mod cost_expr;
+pub mod each;
 pub mod lease;
 pub mod rules;
 mod store;
@@ -37,6 +38,7 @@ use crate::health::now_ms;
 use crate::http::write::{push_header_name_suffix, push_u64};
 use crate::observe::metrics;
 use crate::redis::{self, RedisError};
+use each::{Budget, BudgetCounter};
 use rules::{HitCounter, RuleHit, RulesVerdict};
 use window::LocalWindow;
 
@@ -94,9 +96,9 @@ pub struct AiRateLimiting {
     /// Key-based budgets; when set, there are no instance budgets.
     rules: Box<[rules::Rule]>,
     per_instance: Box<[(Arc<str>, Limit)]>,
-    /// Shared by every instance without its own entry (APISIX's
-    /// `ai-rate-limiting#global` key).
-    global: Option<Limit>,
+    /// `limit` / `time_window`: a budget for each instance without its own
+    /// entry (one per instance, as in APISIX).
+    each: Option<each::EachInstance>,
     pub strategy: Strategy,
     pub show_headers: bool,
     pub rejected_code: u16,
@@ -115,12 +117,19 @@ impl AiRateLimiting {
     }
 
     /// The budget `instance` draws from, if any.
-    pub fn limit_for(&self, instance: &str) -> Option<&Limit> {
-        self.per_instance
-            .iter()
-            .find(|(n, _)| **n == *instance)
-            .map(|(_, l)| l)
-            .or(self.global.as_ref())
+    pub fn limit_for(&self, instance: &str) -> Option<Budget<'_>> {
+        if let Some((_, l)) = self.per_instance.iter().find(|(n, _)| **n == *instance) {
+            return Some(Budget {
+                limit: l.limit,
+                window: l.window,
+                counter: BudgetCounter::Own(&l.counter),
+            });
+        }
+        self.each.as_ref().map(|e| Budget {
+            limit: e.limit,
+            window: e.window,
+            counter: BudgetCounter::Each(e.counter(instance)),
+        })
     }
 
     /// Whether budgets are per key (`rules`) rather than per instance.
@@ -214,7 +223,7 @@ impl AiRateLimiting {
             return Verdict::Unlimited;
         };
         let window_ms = l.window.as_millis() as u64;
-        let usage = match &l.counter {
+        let usage = match l.counter() {
             Counter::Local(w) => w.usage(now_ms(), window_ms),
             // Boxed: the Redis client's state stays out of every caller's.
             Counter::Redis(key) => match Box::pin(self.redis_usage(key, window_ms)).await {
@@ -285,7 +294,7 @@ impl AiRateLimiting {
 
     /// The budget `instance` draws from and what this usage costs it, if
     /// anything.
-    fn charge_for(&self, instance: &str, used: &Used<'_>) -> Option<(&Limit, u64)> {
+    fn charge_for(&self, instance: &str, used: &Used<'_>) -> Option<(Budget<'_>, u64)> {
         let cost = self.strategy.cost(used);
         if cost == 0 {
             return None;
@@ -299,7 +308,7 @@ impl AiRateLimiting {
     /// left to [`AiRateLimiting::charge_remote`], after the answer.
     pub fn charge_local(&self, instance: &str, used: &Used<'_>) {
         if let Some((l, cost)) = self.charge_for(instance, used) {
-            match &l.counter {
+            match l.counter() {
                 Counter::Local(w) => {
                     w.charge(cost, now_ms(), l.window.as_millis() as u64);
                 }
@@ -314,8 +323,12 @@ impl AiRateLimiting {
     /// Charges the tokens a finished request used to `instance`'s budget
     /// when that budget lives in Redis (local ones: [`Self::charge_local`]).
     pub async fn charge_remote(&self, instance: &str, used: &Used<'_>) {
+        if self.redis.is_none() {
+            // Every budget is local: nothing to look up.
+            return;
+        }
         if let Some((l, cost)) = self.charge_for(instance, used) {
-            if let Counter::Redis(key) = &l.counter {
+            if let Counter::Redis(key) = l.counter() {
                 Box::pin(self.redis_charge(instance, key, cost, l.window.as_millis() as u64)).await;
             }
         }

@@ -344,7 +344,7 @@ pub fn anthropic_to_openai_response(v: &Value) -> Result<Value, WireError> {
         "created": unix_now(),
         "model": v.get("model").cloned().unwrap_or(Value::from("")),
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.total_tokens},
+        "usage": super::openai::usage_json(&usage),
     }))
 }
 
@@ -387,7 +387,7 @@ pub fn openai_to_anthropic_response(v: &Value) -> Result<Value, WireError> {
         "content": content,
         "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str).unwrap_or("stop")),
         "stop_sequence": null,
-        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
+        "usage": super::anthropic::AnthropicUsage::from_usage(&usage).to_json(),
     }))
 }
 

@@ -58,12 +58,18 @@ impl Api {
     }
 }
 
-/// Token usage, in OpenAI's terms.
+/// Token usage, in OpenAI's terms: `prompt_tokens` counts every prompt
+/// token, cached ones included. Provider numbers are untrusted: sums
+/// saturate.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// The part of `prompt_tokens` read from a prompt cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`, Anthropic's
+    /// `cache_read_input_tokens`).
+    pub cached_tokens: u64,
 }
 
 impl Usage {
@@ -72,6 +78,7 @@ impl Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt.saturating_add(completion),
+            cached_tokens: 0,
         }
     }
 }

@@ -101,7 +101,22 @@ pub fn usage(v: &Value) -> Option<Usage> {
             .get("total_tokens")
             .and_then(Value::as_u64)
             .unwrap_or(p.saturating_add(c)),
+        cached_tokens: u
+            .get("prompt_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
     })
+}
+
+/// The `usage` object an OpenAI client reads (`prompt_tokens_details`
+/// only when some prompt tokens were cached).
+pub fn usage_json(u: &Usage) -> Value {
+    let mut v = serde_json::json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens});
+    if u.cached_tokens > 0 {
+        v["prompt_tokens_details"] = serde_json::json!({"cached_tokens": u.cached_tokens});
+    }
+    v
 }
 
 /// Whether a chunk carries generated content (text, refusal or a tool call).
@@ -312,6 +327,14 @@ struct UsageFields {
     completion_tokens: u64,
     #[serde(default)]
     total_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 /// `usage` from its raw JSON slice (`None` for null or malformed).
@@ -328,6 +351,11 @@ impl UsageFields {
             total_tokens: self
                 .total_tokens
                 .unwrap_or(self.prompt_tokens.saturating_add(self.completion_tokens)),
+            cached_tokens: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
         }
     }
 }

@@ -22,6 +22,14 @@ struct UsageFields {
     output_tokens: u64,
     #[serde(default)]
     total_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens_details: Option<InputDetails>,
+}
+
+#[derive(Deserialize)]
+struct InputDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 impl UsageFields {
@@ -32,6 +40,11 @@ impl UsageFields {
             total_tokens: self
                 .total_tokens
                 .unwrap_or(self.input_tokens.saturating_add(self.output_tokens)),
+            cached_tokens: self
+                .input_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
         }
     }
 }

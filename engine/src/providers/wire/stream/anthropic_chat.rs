@@ -8,8 +8,8 @@ use std::io::Write as _;
 use serde_json::{json, Value};
 
 use super::{data, event, plain_text_piece, StreamObservations, StreamTransform};
-use crate::providers::wire::anthropic::{finish_reason, stop_reason};
-use crate::providers::wire::{openai, Usage};
+use crate::providers::wire::anthropic::{finish_reason, stop_reason, AnthropicUsage};
+use crate::providers::wire::openai;
 use crate::sse::SseEvent;
 
 impl StreamTransform {
@@ -80,10 +80,10 @@ impl StreamTransform {
             b"message_stop" => {
                 obs.done = true;
                 if !self.strip_usage_chunk {
-                    let u = Usage::new(self.state.input, self.state.output);
+                    let u = self.state.usage.to_usage();
                     let v = json!({
                         "id": self.state.id, "object": "chat.completion.chunk", "created": self.state.created, "model": self.state.model,
-                        "choices": [], "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens},
+                        "choices": [], "usage": openai::usage_json(&u),
                     });
                     data(out, &v);
                 }
@@ -110,7 +110,7 @@ impl StreamTransform {
         event(
             out,
             "message_delta",
-            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"input_tokens": self.state.input, "output_tokens": self.state.output}}),
+            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": self.state.usage.to_json()}),
         );
         event(out, "message_stop", &json!({"type": "message_stop"}));
         obs.done = true;
@@ -176,8 +176,7 @@ impl StreamTransform {
             );
         }
         if let Some(u) = openai::usage(&v) {
-            self.state.input = u.prompt_tokens;
-            self.state.output = u.completion_tokens;
+            self.state.usage = AnthropicUsage::from_usage(&u);
             obs.usage = Some(u);
         }
         let Some(choice) = v.pointer("/choices/0") else {

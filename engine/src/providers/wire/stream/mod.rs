@@ -4,7 +4,8 @@
 //!
 //! Same-format streams pass through byte for byte; an OpenAI stream is
 //! only parsed where it must be (until the first token, and chunks that
-//! carry `"usage":{`), and the usage chunk the gateway forced on a client
+//! carry a `"usage"` object, however the provider spaces its JSON:
+//! [`member`]), and the usage chunk the gateway forced on a client
 //! that did not ask for it is dropped. Cross-format streams are rebuilt:
 //! Anthropic events become `chat.completion.chunk`s ending in
 //! `data: [DONE]`, and OpenAI chunks become the exact Anthropic event
@@ -17,6 +18,7 @@
 //! Responses API's.
 
 mod anthropic_chat;
+mod member;
 mod responses_api;
 
 use serde_json::{json, Value};
@@ -25,11 +27,6 @@ use super::responses;
 use super::responses_chat::ChatToResponses;
 use super::{openai, Usage, Wire, WireError};
 use crate::sse::{SseEvent, SseParser};
-
-/// Finds a usage report in an OpenAI chunk. Built once: `memmem::find`
-/// would build a searcher for every event of every stream.
-static USAGE_MEMBER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
 
 /// Finds events that may carry a usage object (either format), for
 /// [`StreamTransform::collecting_raw_usage`].
@@ -86,8 +83,9 @@ struct Convert {
     id: String,
     model: String,
     created: u64,
-    input: u64,
-    output: u64,
+    /// Usage in Anthropic's terms (read from Anthropic events, or to be
+    /// written into them).
+    usage: super::anthropic::AnthropicUsage,
     stop: Option<String>,
     started: bool,
     /// Anthropic→OpenAI: content-block index → tool-call index.
@@ -300,7 +298,7 @@ impl StreamTransform {
             out.extend_from_slice(ev.raw);
             return;
         }
-        let has_usage = USAGE_MEMBER.find(&ev.data).is_some();
+        let has_usage = member::has_usage(&ev.data);
         if obs.first_token && obs.model.is_some() && !has_usage {
             out.extend_from_slice(ev.raw);
             return;
@@ -363,27 +361,17 @@ impl StreamTransform {
                     .unwrap_or("")
                     .to_owned();
                 obs.model = Some(self.state.model.clone());
-                self.state.input = m
-                    .pointer("/usage/input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                self.state.output = m
-                    .pointer("/usage/output_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                obs.usage = Some(Usage::new(self.state.input, self.state.output));
+                self.state.usage = Default::default();
+                self.state.usage.merge(&m["usage"]);
+                obs.usage = Some(self.state.usage.to_usage());
             }
             b"message_delta" => {
-                if let Some(i) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
-                    self.state.input = i;
-                }
-                if let Some(o) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                    self.state.output = o;
-                }
+                // Cumulative: fields present replace message_start's.
+                self.state.usage.merge(&v["usage"]);
                 if let Some(s) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.state.stop = Some(s.to_owned());
                 }
-                obs.usage = Some(Usage::new(self.state.input, self.state.output));
+                obs.usage = Some(self.state.usage.to_usage());
             }
             b"content_block_delta" => {
                 let d = &v["delta"];
@@ -444,17 +432,26 @@ impl StreamTransform {
     }
 }
 
-/// Members whose presence (with a value) makes a chat chunk more than a
-/// piece of text. Quoted keys cannot occur inside a JSON string value, where
-/// quotes are escaped, so a miss is certain; a hit only takes the slow path.
-static NOT_PLAIN: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 5]> =
+/// Keys whose presence makes a chat chunk more than a piece of text,
+/// whatever their value. Quoted keys cannot occur inside a JSON string
+/// value, where quotes are escaped, so a miss is certain; a hit only takes
+/// the slow path.
+static NOT_PLAIN_KEYS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
     std::sync::LazyLock::new(|| {
         [
             memchr::memmem::Finder::new(b"\"tool_calls\""),
-            memchr::memmem::Finder::new(b"\"refusal\":\""),
-            memchr::memmem::Finder::new(b"\"finish_reason\":\""),
-            memchr::memmem::Finder::new(b"\"usage\":{"),
             memchr::memmem::Finder::new(b"\"error\""),
+        ]
+    });
+
+/// Members that make a chat chunk more than a piece of text when they
+/// have a string value, any spacing ([`member`]; a usage object is
+/// [`member::has_usage`]).
+static NOT_PLAIN_MEMBERS: std::sync::LazyLock<[member::Member; 2]> =
+    std::sync::LazyLock::new(|| {
+        [
+            member::Member::new(b"\"refusal\"", b'"'),
+            member::Member::new(b"\"finish_reason\"", b'"'),
         ]
     });
 
@@ -463,7 +460,10 @@ static NOT_PLAIN: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 5]> =
 /// usage or error).
 pub(super) fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     use crate::providers::json_scan::{string_at, Step::*};
-    if NOT_PLAIN.iter().any(|f| f.find(data).is_some()) {
+    if NOT_PLAIN_KEYS.iter().any(|f| f.find(data).is_some())
+        || NOT_PLAIN_MEMBERS.iter().any(|m| m.in_(data))
+        || member::has_usage(data)
+    {
         return None;
     }
     string_at(data, &[Key("choices"), First, Key("delta"), Key("content")])

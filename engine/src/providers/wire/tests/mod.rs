@@ -6,6 +6,8 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 
+mod cache;
+mod spacing;
 mod streams;
 
 const OPENAI_STREAM: &str = concat!(

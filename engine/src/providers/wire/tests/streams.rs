@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::*;
 
 /// One chat chunk event (`id` "c", model "m", one choice).
-fn chat_chunk(delta: Value, finish: Value) -> String {
+pub(super) fn chat_chunk(delta: Value, finish: Value) -> String {
     format!(
         "data: {}\n\n",
         json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
@@ -15,7 +15,7 @@ fn chat_chunk(delta: Value, finish: Value) -> String {
 
 /// A chat stream: a role chunk, text `before` piece by piece, one tool
 /// call, text `after` piece by piece, the last one finishing with `stop`.
-fn text_tool_text(before: &[&str], after: &[&str]) -> String {
+pub(super) fn text_tool_text(before: &[&str], after: &[&str]) -> String {
     let mut input = chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null);
     for p in before {
         input.push_str(&chat_chunk(json!({"content": p}), Value::Null));
@@ -118,15 +118,17 @@ fn openai_stream_becomes_the_anthropic_event_sequence() {
     assert!(obs.first_token && obs.done);
 }
 
+/// A chat stream of one tool call.
+pub(super) const OPENAI_TOOLS: &str = concat!(
+    "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    "data: [DONE]\n\n",
+);
+
 #[test]
 fn tool_call_streams_convert_both_ways() {
-    let openai_tools = concat!(
-        "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
-        "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}\n\n",
-        "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
-        "data: [DONE]\n\n",
-    );
-    let (out, _) = run(Wire::OpenAi, Wire::Anthropic, false, openai_tools, 9);
+    let (out, _) = run(Wire::OpenAi, Wire::Anthropic, false, OPENAI_TOOLS, 9);
     let ev = data_events(&out);
     assert_eq!(ev[1]["content_block"]["type"], "tool_use");
     assert_eq!(
