@@ -62,7 +62,7 @@ fn rule(c: &mut Criterion) {
         window: Amount::Fixed(3600),
         key: "$http_x_user".into(),
         prefix: "user".into(),
-        counter: RuleCounter::Local(Arc::new(KeyedWindows::default())),
+        counter: RuleCounter::Local(Arc::new(KeyedWindows::default()), 100_000),
     };
     let head = RequestHead::parse(
         bytes::Bytes::from_static(
