@@ -47,7 +47,12 @@ pub fn compile(
     let slots = cx.slots;
     let mut global_plugins = PluginChain::default();
     for (id, rule) in &res.global_rules {
-        let at = FieldPath::from_origin(res.origin(Kind::GlobalRule, id));
+        // ADC's `global_rules` is the plugin map itself; an Admin API
+        // global rule holds it under `plugins`.
+        let at = match res.origin(Kind::GlobalRule, id) {
+            o if o.is_empty() => FieldPath::root().field("plugins"),
+            o => FieldPath::from_origin(o),
+        };
         let mut pcx = CompileCx {
             owner: Arc::from("global"),
             carry: &mut carry,

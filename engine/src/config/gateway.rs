@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::bounds;
 use super::error::{from_value, ConfigError, FieldPath};
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,19 +274,18 @@ impl GatewaySettings {
             let p = at.field("limits");
             if let Some(v) = l.max_head_bytes {
                 s.limits.max_head_bytes =
-                    in_range(v, 1024, 1 << 20, &p.field("max_head_bytes"))? as usize;
+                    bounds::int(v, 1024, 1 << 20, &p.field("max_head_bytes"))?;
             }
             if let Some(v) = l.max_headers {
-                s.limits.max_headers = in_range(
+                s.limits.max_headers = bounds::int(
                     v,
                     8,
                     crate::http::request::MAX_HEADERS_CEILING as i64,
                     &p.field("max_headers"),
-                )? as usize;
+                )?;
             }
             if let Some(v) = l.max_body_bytes {
-                s.limits.max_body_bytes =
-                    in_range(v, 0, i64::MAX, &p.field("max_body_bytes"))? as u64;
+                s.limits.max_body_bytes = bounds::int(v, 0, i64::MAX, &p.field("max_body_bytes"))?;
             }
         }
         if let Some(t) = &file.timeouts {
@@ -294,12 +294,12 @@ impl GatewaySettings {
                 |v: Option<f64>, name: &str, default: Duration| -> Result<Duration, ConfigError> {
                     match v {
                         None => Ok(default),
-                        Some(x) if x.is_finite() && x > 0.0 && x <= 86_400.0 => {
-                            Ok(Duration::from_secs_f64(x))
-                        }
-                        Some(_) => Err(p
-                            .field(name)
-                            .error("must be a number of seconds between 0 (exclusive) and 86400")),
+                        Some(x) => bounds::seconds(
+                            x,
+                            bounds::Min::Exclusive(0.0),
+                            bounds::MAX_SECONDS,
+                            &p.field(name),
+                        ),
                     }
                 };
             s.timeouts = Timeouts {
@@ -328,10 +328,12 @@ impl GatewaySettings {
             };
         }
         if let Some(us) = file.busy_poll_us {
-            s.busy_poll =
-                Duration::from_micros(
-                    in_range(us, 0, MAX_BUSY_POLL_US, &at.field("busy_poll_us"))? as u64,
-                );
+            s.busy_poll = Duration::from_micros(bounds::int(
+                us,
+                0,
+                MAX_BUSY_POLL_US,
+                &at.field("busy_poll_us"),
+            )?);
         }
         Ok(s)
     }
@@ -340,13 +342,6 @@ impl GatewaySettings {
 /// Longest busy-poll window accepted: past this, sleeping in the kernel
 /// costs less than the wake-up it saves.
 const MAX_BUSY_POLL_US: i64 = 100_000;
-
-fn in_range(v: i64, min: i64, max: i64, at: &FieldPath) -> Result<i64, ConfigError> {
-    if v < min || v > max {
-        return Err(at.error(format!("must be between {min} and {max}")));
-    }
-    Ok(v)
-}
 
 /// Accepts `"host:port"`, `"[v6]:port"` or a bare port number.
 fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {

@@ -7,6 +7,7 @@
 //! API enters at `Resources`, so the file and the API share every check.
 
 pub mod adc;
+pub mod bounds;
 pub mod compile;
 pub mod consumers;
 pub mod env;

@@ -11,8 +11,21 @@
 //! (`cached_tokens` from `prompt_tokens_details`); a missing one is 0. A
 //! negative result costs 0; a result that is not finite is not charged
 //! (and logged). The cost is rounded to the nearest token.
+//!
+//! An expression is at most [`MAX_LEN`] bytes and its tree at most
+//! [`MAX_DEPTH`] levels deep (parentheses, operators and calls alike), so
+//! parsing, evaluating, cloning and dropping it — all recursive — never
+//! go deeper than that, whatever an operator (or the Admin API) sends.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
+
+/// Longest `cost_expr` accepted, in bytes.
+pub const MAX_LEN: usize = 4096;
+/// Deepest expression accepted: nesting of parentheses, unary minus,
+/// function calls, and chains of operators (`a + b + c` is two levels).
+pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -51,11 +64,18 @@ pub struct CostExpr {
 impl CostExpr {
     /// Parses `src`; the error says what is wrong and where.
     pub fn parse(src: &str) -> Result<CostExpr, String> {
+        if src.len() > MAX_LEN {
+            return Err(format!(
+                "is {} bytes long; at most {MAX_LEN} are allowed",
+                src.len()
+            ));
+        }
         let mut p = Parser {
             s: src.as_bytes(),
             i: 0,
+            depth: 0,
         };
-        let root = p.expr(0)?;
+        let (root, _) = p.expr(0)?;
         p.ws();
         if p.i != p.s.len() {
             return Err(p.err("unexpected text"));
@@ -77,9 +97,11 @@ impl CostExpr {
 }
 
 /// Numeric leaves by bare name, breadth first so shallower keys win, keys
-/// of one level in sorted order (APISIX's `inject_usage_vars`).
-fn leaves(usage: &Value) -> Vec<(&str, f64)> {
-    let mut out: Vec<(&str, f64)> = Vec::new();
+/// of one level in sorted order (APISIX's `inject_usage_vars`). The usage
+/// object comes from the upstream: a map, so thousands of keys cost
+/// thousands of steps, not millions.
+fn leaves(usage: &Value) -> BTreeMap<&str, f64> {
+    let mut out: BTreeMap<&str, f64> = BTreeMap::new();
     let mut level = vec![usage];
     while !level.is_empty() {
         let mut next = Vec::new();
@@ -89,8 +111,8 @@ fn leaves(usage: &Value) -> Vec<(&str, f64)> {
             keys.sort();
             for k in keys {
                 match &obj[k] {
-                    Value::Number(n) if !out.iter().any(|(name, _)| name == k) => {
-                        out.push((k, n.as_f64().unwrap_or(0.0)));
+                    Value::Number(n) => {
+                        out.entry(k.as_str()).or_insert(n.as_f64().unwrap_or(0.0));
                     }
                     o @ Value::Object(_) => next.push(o),
                     _ => {}
@@ -102,13 +124,11 @@ fn leaves(usage: &Value) -> Vec<(&str, f64)> {
     out
 }
 
-fn eval(n: &Node, vars: &[(&str, f64)]) -> f64 {
+/// Recursive, as deep as the tree: at most [`MAX_DEPTH`].
+fn eval(n: &Node, vars: &BTreeMap<&str, f64>) -> f64 {
     match n {
         Node::Num(x) => *x,
-        Node::Var(name) => vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or(0.0, |(_, v)| *v),
+        Node::Var(name) => vars.get(name.as_str()).copied().unwrap_or(0.0),
         Node::Neg(a) => -eval(a, vars),
         Node::Bin(op, a, b) => {
             let (a, b) = (eval(a, vars), eval(b, vars));
@@ -138,7 +158,12 @@ fn eval(n: &Node, vars: &[(&str, f64)]) -> f64 {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// Calls of [`Parser::expr`] under way (each recursion passes there).
+    depth: usize,
 }
+
+/// A parsed subtree and its height.
+type Parsed = Result<(Node, usize), String>;
 
 /// Binding powers (left, right) of the binary operators, Lua's order.
 fn binding(op: Op) -> (u8, u8) {
@@ -163,8 +188,30 @@ impl Parser<'_> {
         }
     }
 
-    fn expr(&mut self, min: u8) -> Result<Node, String> {
-        let mut lhs = self.operand()?;
+    fn too_deep(&self) -> String {
+        self.err(&format!("nested more than {MAX_DEPTH} levels deep"))
+    }
+
+    /// A subtree one level above `height`, if that is not too deep.
+    fn above(&self, height: usize) -> Result<usize, String> {
+        match height + 1 {
+            h if h > MAX_DEPTH => Err(self.too_deep()),
+            h => Ok(h),
+        }
+    }
+
+    fn expr(&mut self, min: u8) -> Parsed {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        self.depth += 1;
+        let parsed = self.binary(min);
+        self.depth -= 1;
+        parsed
+    }
+
+    fn binary(&mut self, min: u8) -> Parsed {
+        let (mut lhs, mut height) = self.operand()?;
         loop {
             self.ws();
             let op = match self.s.get(self.i) {
@@ -174,28 +221,30 @@ impl Parser<'_> {
                 Some(b'/') => Op::Div,
                 Some(b'%') => Op::Mod,
                 Some(b'^') => Op::Pow,
-                _ => return Ok(lhs),
+                _ => return Ok((lhs, height)),
             };
             let (l, r) = binding(op);
             if l < min {
-                return Ok(lhs);
+                return Ok((lhs, height));
             }
             self.i += 1;
             if op == Op::Div && self.s.get(self.i) == Some(&b'/') {
                 return Err(self.err("`//` is not Lua 5.1 (use floor(a / b))"));
             }
-            let rhs = self.expr(r)?;
+            let (rhs, rh) = self.expr(r)?;
+            height = self.above(height.max(rh))?;
             lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
         }
     }
 
-    fn operand(&mut self) -> Result<Node, String> {
+    fn operand(&mut self) -> Parsed {
         self.ws();
         match self.s.get(self.i) {
             None => Err(self.err("expected a number, variable or `(`")),
             Some(b'-') => {
                 self.i += 1;
-                Ok(Node::Neg(Box::new(self.expr(UNARY)?)))
+                let (e, h) = self.expr(UNARY)?;
+                Ok((Node::Neg(Box::new(e)), self.above(h)?))
             }
             Some(b'(') => {
                 self.i += 1;
@@ -207,7 +256,7 @@ impl Parser<'_> {
                 self.i += 1;
                 Ok(e)
             }
-            Some(c) if c.is_ascii_digit() || *c == b'.' => self.number(),
+            Some(c) if c.is_ascii_digit() || *c == b'.' => Ok((self.number()?, 1)),
             Some(c) if c.is_ascii_alphabetic() || *c == b'_' => self.name(),
             Some(_) => Err(self.err("unexpected character")),
         }
@@ -253,7 +302,7 @@ impl Parser<'_> {
         std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default()
     }
 
-    fn name(&mut self) -> Result<Node, String> {
+    fn name(&mut self) -> Parsed {
         let start = self.i;
         let mut name = self.ident().to_owned();
         if name == "math" && self.s.get(self.i) == Some(&b'.') {
@@ -282,7 +331,7 @@ impl Parser<'_> {
         }
         self.ws();
         if self.s.get(self.i) != Some(&b'(') {
-            return Ok(Node::Var(name));
+            return Ok((Node::Var(name), 1));
         }
         let func = match name.as_str() {
             "abs" => Func::Abs,
@@ -299,8 +348,11 @@ impl Parser<'_> {
         };
         self.i += 1;
         let mut args = Vec::new();
+        let mut height = 0;
         loop {
-            args.push(self.expr(0)?);
+            let (arg, h) = self.expr(0)?;
+            height = height.max(h);
+            args.push(arg);
             self.ws();
             match self.s.get(self.i) {
                 Some(b',') => self.i += 1,
@@ -319,7 +371,7 @@ impl Parser<'_> {
             self.i = start;
             return Err(self.err(&format!("wrong number of arguments to `{name}`")));
         }
-        Ok(Node::Call(func, args))
+        Ok((Node::Call(func, args), self.above(height)?))
     }
 }
 
@@ -416,5 +468,51 @@ mod tests {
             assert!(e.contains(want), "{src}: {e}");
             assert!(e.contains("at character"), "{src}: {e}");
         }
+    }
+
+    #[test]
+    fn depth_and_length_are_bounded() {
+        // Every way to nest: each at the limit is taken, one more refused
+        // (300,000 parentheses once overflowed the parser's stack; a long
+        // sum, evaluation's and drop's).
+        type Shape = fn(usize) -> String;
+        let shapes: [(&str, Shape); 5] = [
+            ("parens", |n| format!("{}1{}", "(".repeat(n), ")".repeat(n))),
+            ("sum", |n| format!("1{}", "+1".repeat(n))),
+            ("minus", |n| format!("{}1", "-".repeat(n))),
+            ("power", |n| format!("2{}", "^1".repeat(n))),
+            ("calls", |n| {
+                format!("{}1{}", "abs(".repeat(n), ")".repeat(n))
+            }),
+        ];
+        for (name, shape) in shapes {
+            let deepest = (1..200)
+                .take_while(|&n| CostExpr::parse(&shape(n)).is_ok())
+                .last()
+                .unwrap_or(0);
+            assert!(deepest >= MAX_DEPTH - 2, "{name}: only {deepest} deep");
+            let e = CostExpr::parse(&shape(deepest + 1)).unwrap_err();
+            assert!(e.contains("nested more than 64 levels deep"), "{name}: {e}");
+            assert!(e.contains("at character"), "{name}: {e}");
+            let e = CostExpr::parse(&shape(300_000)).unwrap_err();
+            assert!(e.contains("at most 4096"), "{name}: {e}");
+        }
+        assert_eq!(cost(&shape_sum(60), json!({})), Some(61));
+        let wide = format!("max({})", vec!["1"; 1000].join(","));
+        assert_eq!(cost(&wide, json!({})), Some(1), "width is not depth");
+    }
+
+    fn shape_sum(n: usize) -> String {
+        format!("1{}", "+1".repeat(n))
+    }
+
+    #[test]
+    fn a_wide_usage_object_is_read_once_per_key() {
+        let mut usage = serde_json::Map::new();
+        for i in 0..50_000 {
+            usage.insert(format!("k{i}"), json!(i));
+        }
+        usage.insert("input_tokens".into(), json!(7));
+        assert_eq!(cost("input_tokens + k3", Value::Object(usage)), Some(10));
     }
 }
