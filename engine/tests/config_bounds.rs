@@ -25,6 +25,8 @@ struct Case {
     /// Names the field in the file and over the Admin API alike
     /// (`upstream.…` or `plugins.<name>.…`).
     field: &'static str,
+    /// Fields of the route itself.
+    route: Value,
 }
 
 fn nodes() -> Value {
@@ -40,6 +42,7 @@ fn upstream(extra: Value) -> Case {
         upstream: Some(u),
         plugins: json!({}),
         field: "",
+        route: json!({}),
     }
 }
 
@@ -62,6 +65,7 @@ fn ai(extra: Value) -> Case {
         upstream: None,
         plugins: json!({ "ai-proxy-multi": p }),
         field: "",
+        route: json!({}),
     }
 }
 
@@ -83,6 +87,12 @@ fn http_logger(extra: Value) -> Case {
         conf[k] = v.clone();
     }
     logger("http-logger", conf)
+}
+
+fn route(fields: Value) -> Case {
+    let mut c = upstream(json!({}));
+    c.route = fields;
+    c
 }
 
 fn at(mut c: Case, field: &'static str) -> Case {
@@ -121,6 +131,8 @@ fn cases() -> Vec<Case> {
             "upstream.keepalive_pool.requests",
         ),
         at(upstream(json!({"retries": BIG})), "upstream.retries"),
+        at(route(json!({"timeout": {"read": 1e20}})), "timeout.read"),
+        at(route(json!({"status": BIG})), "status"),
         at(
             upstream(json!({"retry_timeout": 1e20})),
             "upstream.retry_timeout",
@@ -216,8 +228,11 @@ fn cases() -> Vec<Case> {
 
 /// The case as an ADC file: one service holding the route.
 fn file_of(c: &Case) -> Value {
-    let mut svc =
-        json!({"name": "s", "routes": [{"name": "r", "uris": ["/x"], "plugins": c.plugins}]});
+    let mut r = json!({"name": "r", "uris": ["/x"], "plugins": c.plugins});
+    for (k, v) in c.route.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    let mut svc = json!({"name": "s", "routes": [r]});
     if let Some(u) = &c.upstream {
         svc["upstream"] = u.clone();
     }
@@ -227,6 +242,9 @@ fn file_of(c: &Case) -> Value {
 /// The case as an Admin API route body.
 fn route_of(c: &Case) -> Value {
     let mut r = json!({"uri": "/x", "plugins": c.plugins});
+    for (k, v) in c.route.as_object().unwrap() {
+        r[k] = v.clone();
+    }
     if let Some(u) = &c.upstream {
         r["upstream"] = u.clone();
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::bounds;
 use super::error::{ConfigError, FieldPath};
 use super::gateway::GatewaySettings;
 use super::resources::{id_string, Kind, Resources, Route, Upstream};
@@ -38,6 +39,7 @@ pub fn compile(
     let mut routes = Vec::with_capacity(res.routes.len());
     for (id, route) in &res.routes {
         let at = FieldPath::from_origin(res.origin(Kind::Route, id));
+        check_route_numbers(route, &at)?;
         if route.status == Some(0) {
             continue;
         }
@@ -74,6 +76,28 @@ pub fn compile(
         tls,
         resources: res.clone(),
     })
+}
+
+/// A route's own numbers: `status` (APISIX: 0 or 1) and `timeout`
+/// (seconds > 0; accepted as APISIX's schema has it, and bounded like the
+/// upstream's).
+fn check_route_numbers(route: &Route, at: &FieldPath) -> Result<(), ConfigError> {
+    if let Some(s) = route.status {
+        bounds::int::<u8>(s, 0, 1, &at.field("status"))?;
+    }
+    if let Some(t) = &route.timeout {
+        for (name, v) in [("connect", t.connect), ("send", t.send), ("read", t.read)] {
+            if let Some(v) = v {
+                bounds::seconds(
+                    v,
+                    bounds::Min::Exclusive(0.0),
+                    bounds::MAX_SECONDS,
+                    &at.field("timeout").field(name),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Compiler<'a, 'c, 'p> {
