@@ -34,6 +34,8 @@ struct AdminFile {
     enabled: Option<bool>,
     listen: Option<Value>,
     key: Option<String>,
+    max_connections: Option<i64>,
+    request_timeout: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,7 +103,32 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// `None` means "generate one at start-up and print it".
     pub key: Option<String>,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// A request (its head and body, from when the server starts waiting
+    /// for it) must arrive within this; an idle connection is closed
+    /// after it.
+    pub request_timeout: Duration,
 }
+
+impl AdminSettings {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+    fn new(listen: SocketAddr, key: Option<String>) -> AdminSettings {
+        AdminSettings {
+            listen,
+            key,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Most Admin API connections `max_connections` may allow.
+const MAX_ADMIN_CONNECTIONS: i64 = 10_000;
+/// Longest `admin.request_timeout`, in seconds.
+const MAX_ADMIN_REQUEST_TIMEOUT: u64 = 3_600;
 
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
@@ -165,10 +192,10 @@ impl Default for GatewaySettings {
         GatewaySettings {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 9080))],
             workers: default_workers(),
-            admin: Some(AdminSettings {
-                listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
-                key: None,
-            }),
+            admin: Some(AdminSettings::new(
+                SocketAddr::from(([127, 0, 0, 1], 9180)),
+                None,
+            )),
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
             tls: None,
             limits: Limits::default(),
@@ -238,10 +265,20 @@ impl GatewaySettings {
                 if admin.key.as_deref() == Some("") {
                     return Err(p.field("key").error("must not be empty"));
                 }
-                Some(AdminSettings {
-                    listen,
-                    key: admin.key.clone(),
-                })
+                let mut a = AdminSettings::new(listen, admin.key.clone());
+                if let Some(n) = admin.max_connections {
+                    a.max_connections =
+                        bounds::int(n, 1, MAX_ADMIN_CONNECTIONS, &p.field("max_connections"))?;
+                }
+                if let Some(t) = admin.request_timeout {
+                    a.request_timeout = bounds::seconds(
+                        t,
+                        bounds::Min::Exclusive(0.0),
+                        MAX_ADMIN_REQUEST_TIMEOUT,
+                        &p.field("request_timeout"),
+                    )?;
+                }
+                Some(a)
             };
         }
         if let Some(m) = &file.metrics {
