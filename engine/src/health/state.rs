@@ -79,7 +79,8 @@ impl InstanceState {
 
     /// Keeps the instance out of rotation for `d` (extends, never shortens).
     pub fn cool_down(&self, d: Duration, why: Cooldown) {
-        let until = now_ms() + d.as_millis() as u64;
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let until = now_ms().saturating_add(ms);
         let prev = self.cooldown_until.fetch_max(until, Ordering::Relaxed);
         if prev < until {
             self.cooldown_reason

@@ -7,7 +7,7 @@
 //! all failed, 503 when none was available.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::attempt::{self, Buffers};
 use super::replies::{
@@ -15,6 +15,7 @@ use super::replies::{
 };
 use super::request::{classify, intake, LlmRequest, PathKind, Refused};
 use super::respond::{relay, AnswerMeta, Kept, Relayed};
+use super::retry_after::parse_retry_after;
 use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::config::Snapshot;
@@ -450,16 +451,6 @@ fn upstream_body(inst: &super::Instance, req: &LlmRequest) -> Result<Vec<u8>, St
         .map_err(|e| format!("cannot build the request for instance `{}`: {e}", inst.name))
 }
 
-/// `Retry-After`: delay-seconds or an HTTP-date.
-pub fn parse_retry_after(v: &[u8]) -> Option<Duration> {
-    let s = std::str::from_utf8(v).ok()?.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(86_400)));
-    }
-    let when = httpdate::parse_http_date(s).ok()?;
-    when.duration_since(std::time::SystemTime::now()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,20 +489,5 @@ mod tests {
         assert!(!says_not_held(400, e(r#""input""#, "null").as_bytes()));
         assert!(!says_not_held(400, b"{}"));
         assert!(!says_not_held(400, b"not json"));
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after(b"2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(b" 30 "), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after(b"soon"), None);
-        let future =
-            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
-        let d = parse_retry_after(future.as_bytes()).unwrap();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-        assert_eq!(parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 }

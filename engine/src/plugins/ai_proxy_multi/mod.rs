@@ -10,7 +10,8 @@
 //! answer as a job the connection loop runs once the handler has returned.
 //! [`affinity`] remembers which instance stores which Responses API
 //! response (follow-ups go there first) and [`stored`] serves the calls on
-//! a stored response (`GET` / `DELETE …/responses/{id}`, …).
+//! a stored response (`GET` / `DELETE …/responses/{id}`, …);
+//! [`retry_after`] reads a 429's `Retry-After`.
 //! The plugin is the route's content handler: it answers the request
 //! itself, after the access phase.
 
@@ -22,6 +23,7 @@ pub mod instance;
 pub mod replies;
 pub mod request;
 pub mod respond;
+pub mod retry_after;
 pub mod select;
 pub mod stored;
 pub mod stream;
