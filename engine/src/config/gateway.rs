@@ -394,8 +394,9 @@ fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {
             if let Ok(a) = s.parse::<SocketAddr>() {
                 return Ok(a);
             }
-            s.to_socket_addrs()
-                .ok()
+            crate::upstream::endpoint::dns_enabled()
+                .then(|| s.to_socket_addrs().ok())
+                .flatten()
                 .and_then(|mut it| it.next())
                 .ok_or_else(|| at.error(format!("`{s}` is not an address (expected host:port)")))
         }

@@ -191,8 +191,9 @@ pub fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
-/// Decodes `%XX` escapes and `+` (form encoding) when present.
-fn percent_decode(v: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+/// Decodes `%XX` escapes and `+` (form encoding) when present. Fuzzed.
+#[doc(hidden)]
+pub fn percent_decode(v: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if !v.iter().any(|&b| b == b'%' || b == b'+') {
         return std::borrow::Cow::Borrowed(v);
     }
