@@ -116,3 +116,37 @@ fn broken_service_accounts_are_config_errors() {
         "{out}"
     );
 }
+
+/// A token endpoint that claims its token lasts u64::MAX seconds: an
+/// `Instant` that far ahead panicked in the worker. The lifetime is held
+/// to a day, and the worker (one, so nothing else could answer) serves on.
+#[test]
+fn an_absurd_token_lifetime_does_not_take_the_worker_down() {
+    let m = MockServer::builder()
+        .instance(InstanceConfig {
+            token_expires_in: u64::MAX,
+            ..InstanceConfig::new("vertex")
+        })
+        .spawn()
+        .unwrap();
+    let url = m.instance("vertex").url();
+    let sa = json!({
+        "type": "service_account", "project_id": "p1", "client_email": "gw@p1.iam.gserviceaccount.com",
+        "private_key": KEY, "token_uri": format!("{url}/oauth2/token"),
+    });
+    let inst = json!({
+        "name": "vertex", "provider": "vertex-ai", "weight": 1,
+        "provider_conf": {"project_id": "p1", "region": "us-central1"},
+        "auth": {"gcp": {"service_account_json": sa.to_string()}},
+        "options": {"model": "google/gemini-2.0-flash"},
+        "override": {"endpoint": format!("{url}/v1/projects/p1/locations/us-central1/endpoints/openapi/chat/completions")},
+    });
+    let mut doc = ai_config(&["/v1/chat/completions"], json!({"instances": [inst]}));
+    doc["gateway"]["workers"] = json!(1);
+    let gw = Gateway::start_json(doc);
+    for _ in 0..3 {
+        let r = Conn::connect(gw.addr).post_json("/v1/chat/completions", ASK);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(m.instance("vertex").stats().token_requests, 1, "cached");
+}

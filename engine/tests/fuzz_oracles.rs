@@ -55,6 +55,29 @@ const TOKENS: &[&[u8]] = &[
     b"Transfer-Encoding: chunked\r\n",
     b"Content-Length: 9\r\n",
     b"HTTP/1.1 ",
+    // Configuration (YAML and JSON), cost_expr, header values.
+    b"${AB}",
+    b"${A}",
+    b"\n  ",
+    b"\n- ",
+    b": ",
+    b"&a ",
+    b"*a",
+    b"1e20",
+    b"9223372036854775807",
+    b"-1",
+    b"0",
+    b"\"plugins\":{",
+    b"\"ai-proxy-multi\":{\"instances\":[",
+    b"\"nodes\":",
+    b"\"timeout\":",
+    b"(",
+    b")",
+    b"^",
+    b"max(",
+    b"%",
+    b"%2",
+    b" GMT",
 ];
 
 /// xorshift64*: a fixed sequence, so a failure reproduces.
@@ -216,4 +239,39 @@ fn redis_reply() {
 #[test]
 fn condition() {
     run("condition");
+}
+
+#[test]
+fn config_file() {
+    run("config_file");
+}
+
+#[test]
+fn admin_resource() {
+    run("admin_resource");
+}
+
+#[test]
+fn cost_expr() {
+    run("cost_expr");
+}
+
+#[test]
+fn retry_after() {
+    run("retry_after");
+}
+
+#[test]
+fn key_auth_decode() {
+    run("key_auth_decode");
+}
+
+#[test]
+fn provider_answer() {
+    run("provider_answer");
+}
+
+#[test]
+fn gcp_token() {
+    run("gcp_token");
 }

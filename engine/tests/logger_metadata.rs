@@ -103,7 +103,7 @@ fn plugin_metadata_log_format_is_the_loggers_default() {
     assert_refused(
         &bad,
         "plugin_metadata.kafka-logger.max_pending_entries",
-        "at least 1",
+        "must be >= 1",
     );
 }
 

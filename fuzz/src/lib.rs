@@ -9,6 +9,16 @@
 //! Targets whose property is about reads split at arbitrary points take
 //! the split step from the first byte.
 
+// Explicit paths: `engine/tests/fuzz_oracles.rs` includes this file as a
+// module of its own.
+#[path = "answers.rs"]
+mod answers;
+#[path = "config.rs"]
+mod config;
+
+pub use answers::{gcp_token, key_auth_decode, provider_answer, retry_after};
+pub use config::{admin_resource, config_file, cost_expr};
+
 use bytes::BytesMut;
 use ringway::http::body::BodyDecoder;
 use ringway::http::{HeadLimits, RequestHead, ResponseFraming, ResponseHead};
@@ -32,6 +42,13 @@ pub const TARGETS: &[(&str, Oracle)] = &[
     ("json_scan", json_scan),
     ("redis_reply", redis_reply),
     ("condition", condition),
+    ("config_file", config_file),
+    ("admin_resource", admin_resource),
+    ("cost_expr", cost_expr),
+    ("retry_after", retry_after),
+    ("key_auth_decode", key_auth_decode),
+    ("provider_answer", provider_answer),
+    ("gcp_token", gcp_token),
 ];
 
 /// The split step (first byte, at least 1) and the rest.

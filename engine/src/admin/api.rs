@@ -18,10 +18,18 @@ use crate::config::{from_value, ConfigError, FieldPath};
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// The validation error behind a `400 invalid configuration` (the
+    /// fuzz oracle checks it names a field).
+    #[doc(hidden)]
+    pub refused: Option<ConfigError>,
 }
 
 fn reply(status: u16, body: Value) -> Reply {
-    Reply { status, body }
+    Reply {
+        status,
+        body,
+        refused: None,
+    }
 }
 
 fn error(status: u16, msg: impl Into<String>) -> Reply {
@@ -306,7 +314,9 @@ fn put(
 }
 
 fn invalid(e: ConfigError) -> Reply {
-    error(400, format!("invalid configuration: {e}"))
+    let mut r = error(400, format!("invalid configuration: {e}"));
+    r.refused = Some(e);
+    r
 }
 
 fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, ConfigError> {

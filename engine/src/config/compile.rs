@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::bounds;
 use super::error::{ConfigError, FieldPath};
 use super::gateway::GatewaySettings;
 use super::resources::{id_string, Kind, Resources, Route, Upstream};
@@ -39,6 +40,7 @@ pub fn compile(
     let mut routes = Vec::with_capacity(res.routes.len());
     for (id, route) in &res.routes {
         let at = FieldPath::from_origin(res.origin(Kind::Route, id));
+        check_route_numbers(route, &at)?;
         if route.status == Some(0) {
             continue;
         }
@@ -48,7 +50,12 @@ pub fn compile(
     let slots = cx.slots;
     let mut global_plugins = PluginChain::default();
     for (id, rule) in &res.global_rules {
-        let at = FieldPath::from_origin(res.origin(Kind::GlobalRule, id));
+        // ADC's `global_rules` is the plugin map itself; an Admin API
+        // global rule holds it under `plugins`.
+        let at = match res.origin(Kind::GlobalRule, id) {
+            o if o.is_empty() => FieldPath::root().field("plugins"),
+            o => FieldPath::from_origin(o),
+        };
         let mut pcx = CompileCx {
             owner: Arc::from("global"),
             carry: &mut carry,
@@ -107,6 +114,28 @@ fn redaction(
             .map(String::as_str)
             .chain(key_auths.iter().map(|k| &*k.query)),
     )
+}
+
+/// A route's own numbers: `status` (APISIX: 0 or 1) and `timeout`
+/// (seconds > 0; accepted as APISIX's schema has it, and bounded like the
+/// upstream's).
+fn check_route_numbers(route: &Route, at: &FieldPath) -> Result<(), ConfigError> {
+    if let Some(s) = route.status {
+        bounds::int::<u8>(s, 0, 1, &at.field("status"))?;
+    }
+    if let Some(t) = &route.timeout {
+        for (name, v) in [("connect", t.connect), ("send", t.send), ("read", t.read)] {
+            if let Some(v) = v {
+                bounds::seconds(
+                    v,
+                    bounds::Min::Exclusive(0.0),
+                    bounds::MAX_SECONDS,
+                    &at.field("timeout").field(name),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Compiler<'a, 'c, 'p> {

@@ -61,8 +61,9 @@ impl FieldPath {
         FieldPath(origin)
     }
 
-    /// `self.name`
+    /// `self.name` (an empty name is written `""`, so it still shows).
     pub fn field(&self, name: &str) -> FieldPath {
+        let name = if name.is_empty() { EMPTY_KEY } else { name };
         if self.0.is_empty() {
             FieldPath(name.to_owned())
         } else {
@@ -101,6 +102,9 @@ impl fmt::Display for FieldPath {
     }
 }
 
+/// How a path shows an empty key.
+const EMPTY_KEY: &str = "\"\"";
+
 /// Deserialises `value` into `T`, reporting errors at `at` + the path serde
 /// walked to the bad field.
 pub fn from_value<T: serde::de::DeserializeOwned>(
@@ -108,7 +112,7 @@ pub fn from_value<T: serde::de::DeserializeOwned>(
     at: &FieldPath,
 ) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let rel = e.path().to_string();
+        let rel = relative(e.path());
         ConfigError::new(
             at.join(&rel),
             without_string_value(e.into_inner().to_string()),
@@ -132,6 +136,29 @@ fn without_string_value(msg: String) -> String {
         }
     }
     msg
+}
+
+/// serde's path as ours: `a.b[2].c`, an empty key as `""` (serde writes
+/// nothing for it, which would leave an error with no place).
+fn relative(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        let name = match seg {
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                continue;
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } if key.is_empty() => EMPTY_KEY,
+            Segment::Map { key } | Segment::Enum { variant: key } => key.as_str(),
+            Segment::Unknown => "?",
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -174,5 +201,22 @@ mod tests {
             e.to_string(),
             "gw.yaml: services[0].routes[1].weight: must be >= 0"
         );
+    }
+
+    #[test]
+    fn an_empty_key_is_named_too() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            a: Option<u8>,
+        }
+        let at = FieldPath::root();
+        let e = from_value::<S>(&serde_json::json!({"": 1}), &at).unwrap_err();
+        assert_eq!(e.path, "\"\"", "{e}");
+        let e =
+            from_value::<Vec<S>>(&serde_json::json!([{}, {"": 1}]), &at.field("x")).unwrap_err();
+        assert_eq!(e.path, "x[1].\"\"", "{e}");
+        assert_eq!(at.field("").field("b").as_str(), "\"\".b");
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::bounds;
 use super::error::{from_value, ConfigError, FieldPath};
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +35,8 @@ struct AdminFile {
     enabled: Option<bool>,
     listen: Option<Value>,
     key: Option<String>,
+    max_connections: Option<i64>,
+    request_timeout: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,7 +114,32 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// `None` means "generate one at start-up and print it".
     pub key: Option<String>,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// A request (its head and body, from when the server starts waiting
+    /// for it) must arrive within this; an idle connection is closed
+    /// after it.
+    pub request_timeout: Duration,
 }
+
+impl AdminSettings {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+    fn new(listen: SocketAddr, key: Option<String>) -> AdminSettings {
+        AdminSettings {
+            listen,
+            key,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Most Admin API connections `max_connections` may allow.
+const MAX_ADMIN_CONNECTIONS: i64 = 10_000;
+/// Longest `admin.request_timeout`, in seconds.
+const MAX_ADMIN_REQUEST_TIMEOUT: u64 = 3_600;
 
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
@@ -195,10 +223,10 @@ impl Default for GatewaySettings {
         GatewaySettings {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 9080))],
             workers: default_workers(),
-            admin: Some(AdminSettings {
-                listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
-                key: None,
-            }),
+            admin: Some(AdminSettings::new(
+                SocketAddr::from(([127, 0, 0, 1], 9180)),
+                None,
+            )),
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
             tls: None,
             limits: Limits::default(),
@@ -269,10 +297,20 @@ impl GatewaySettings {
                 if admin.key.as_deref() == Some("") {
                     return Err(p.field("key").error("must not be empty"));
                 }
-                Some(AdminSettings {
-                    listen,
-                    key: admin.key.clone(),
-                })
+                let mut a = AdminSettings::new(listen, admin.key.clone());
+                if let Some(n) = admin.max_connections {
+                    a.max_connections =
+                        bounds::int(n, 1, MAX_ADMIN_CONNECTIONS, &p.field("max_connections"))?;
+                }
+                if let Some(t) = admin.request_timeout {
+                    a.request_timeout = bounds::seconds(
+                        t,
+                        bounds::Min::Exclusive(0.0),
+                        MAX_ADMIN_REQUEST_TIMEOUT,
+                        &p.field("request_timeout"),
+                    )?;
+                }
+                Some(a)
             };
         }
         if let Some(m) = &file.metrics {
@@ -305,19 +343,18 @@ impl GatewaySettings {
             let p = at.field("limits");
             if let Some(v) = l.max_head_bytes {
                 s.limits.max_head_bytes =
-                    in_range(v, 1024, 1 << 20, &p.field("max_head_bytes"))? as usize;
+                    bounds::int(v, 1024, 1 << 20, &p.field("max_head_bytes"))?;
             }
             if let Some(v) = l.max_headers {
-                s.limits.max_headers = in_range(
+                s.limits.max_headers = bounds::int(
                     v,
                     8,
                     crate::http::request::MAX_HEADERS_CEILING as i64,
                     &p.field("max_headers"),
-                )? as usize;
+                )?;
             }
             if let Some(v) = l.max_body_bytes {
-                s.limits.max_body_bytes =
-                    in_range(v, 0, i64::MAX, &p.field("max_body_bytes"))? as u64;
+                s.limits.max_body_bytes = bounds::int(v, 0, i64::MAX, &p.field("max_body_bytes"))?;
             }
         }
         if let Some(t) = &file.timeouts {
@@ -326,12 +363,12 @@ impl GatewaySettings {
                 |v: Option<f64>, name: &str, default: Duration| -> Result<Duration, ConfigError> {
                     match v {
                         None => Ok(default),
-                        Some(x) if x.is_finite() && x > 0.0 && x <= 86_400.0 => {
-                            Ok(Duration::from_secs_f64(x))
-                        }
-                        Some(_) => Err(p
-                            .field(name)
-                            .error("must be a number of seconds between 0 (exclusive) and 86400")),
+                        Some(x) => bounds::seconds(
+                            x,
+                            bounds::Min::Exclusive(0.0),
+                            bounds::MAX_SECONDS,
+                            &p.field(name),
+                        ),
                     }
                 };
             s.timeouts = Timeouts {
@@ -363,10 +400,12 @@ impl GatewaySettings {
             s.log_redaction = log_redaction(r, &at.field("log_redaction"))?;
         }
         if let Some(us) = file.busy_poll_us {
-            s.busy_poll =
-                Duration::from_micros(
-                    in_range(us, 0, MAX_BUSY_POLL_US, &at.field("busy_poll_us"))? as u64,
-                );
+            s.busy_poll = Duration::from_micros(bounds::int(
+                us,
+                0,
+                MAX_BUSY_POLL_US,
+                &at.field("busy_poll_us"),
+            )?);
         }
         Ok(s)
     }
@@ -406,13 +445,6 @@ fn log_redaction(f: &LogRedactionFile, at: &FieldPath) -> Result<LogRedaction, C
 /// costs less than the wake-up it saves.
 const MAX_BUSY_POLL_US: i64 = 100_000;
 
-fn in_range(v: i64, min: i64, max: i64, at: &FieldPath) -> Result<i64, ConfigError> {
-    if v < min || v > max {
-        return Err(at.error(format!("must be between {min} and {max}")));
-    }
-    Ok(v)
-}
-
 /// Accepts `"host:port"`, `"[v6]:port"` or a bare port number.
 fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {
     match v {
@@ -427,8 +459,9 @@ fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {
             if let Ok(a) = s.parse::<SocketAddr>() {
                 return Ok(a);
             }
-            s.to_socket_addrs()
-                .ok()
+            crate::upstream::endpoint::dns_enabled()
+                .then(|| s.to_socket_addrs().ok())
+                .flatten()
                 .and_then(|mut it| it.next())
                 .ok_or_else(|| at.error(format!("`{s}` is not an address (expected host:port)")))
         }

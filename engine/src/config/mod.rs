@@ -7,6 +7,7 @@
 //! API enters at `Resources`, so the file and the API share every check.
 
 pub mod adc;
+pub mod bounds;
 pub mod compile;
 pub mod consumers;
 pub mod env;
@@ -47,23 +48,31 @@ pub fn load_str(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
-    let mut doc: serde_json::Value = if text.trim().is_empty() {
+    let doc: serde_json::Value = if text.trim().is_empty() {
         serde_json::Value::Object(Default::default())
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!("line {} column {}", l.line(), l.column()))
-                .unwrap_or_default();
+            let at = match (e.location(), second_document(text)) {
+                (Some(l), _) => format!("line {} column {}", l.line(), l.column()),
+                // The one error serde_yaml gives without a place.
+                (None, Some(line)) => format!("line {line} column 1"),
+                (None, None) => "line 1 column 1".to_owned(),
+            };
             ConfigError::new(at, format!("invalid YAML: {e}"))
         })?
     };
     let root = FieldPath::root();
-    env::interpolate(&mut doc, &root, lookup)?;
-    let map = match doc {
-        serde_json::Value::Object(m) => m,
-        serde_json::Value::Null => Default::default(),
+    // A document that is not a mapping is refused as such, before a
+    // placeholder that would be all of it is looked at (an error there
+    // would have no field to name).
+    let mut doc = match doc {
+        serde_json::Value::Object(m) => serde_json::Value::Object(m),
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
         _ => return Err(ConfigError::new("", "the document must be a mapping")),
+    };
+    env::interpolate(&mut doc, &root, lookup)?;
+    let serde_json::Value::Object(map) = doc else {
+        return Err(ConfigError::new("", "the document must be a mapping"));
     };
     let gateway = Arc::new(GatewaySettings::from_value(
         map.get("gateway"),
@@ -73,4 +82,36 @@ pub fn load_str(
     let tls = TlsClients::new(gateway.ssl_trusted_certificate.as_deref())?;
     let snapshot = compile(resources, gateway.clone(), tls, None)?;
     Ok(Loaded { gateway, snapshot })
+}
+
+/// The line where a second YAML document starts (a `---` after content),
+/// if the text has one.
+fn second_document(text: &str) -> Option<usize> {
+    let mut content = false;
+    for (i, line) in text.lines().enumerate() {
+        let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if marker && content {
+            return Some(i + 1);
+        }
+        let t = line.trim_start();
+        content |= marker || !(t.is_empty() || t.starts_with('#') || t.starts_with('%'));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_errors_say_which_line() {
+        let none = |_: &str| None;
+        let e = load_str("services: [\n  - {name: x\n", &none).unwrap_err();
+        assert!(e.path.starts_with("line "), "{e}");
+        let e = load_str("# two\n---\ngateway: {}\n---\nservices: []\n", &none).unwrap_err();
+        assert_eq!(e.path, "line 4 column 1", "{e}");
+        assert!(e.reason.contains("more than one document"), "{e}");
+        let e = load_str("a: 1\n--- \nb: 2\n", &none).unwrap_err();
+        assert_eq!(e.path, "line 2 column 1", "{e}");
+    }
 }

@@ -7,7 +7,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::bounds::{self, Min};
 use crate::config::{from_value, ConfigError, FieldPath};
+
+/// Longest probe interval (APISIX: `minimum = 1`, no maximum).
+const MAX_INTERVAL: i64 = bounds::MAX_SECONDS as i64;
+/// Most probes at once (APISIX: default 10, no maximum).
+const MAX_CONCURRENCY: i64 = 1_024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeType {
@@ -118,23 +124,24 @@ impl ActiveCheck {
             }
         };
         let timeout = match f.timeout {
-            None => 1.0,
-            Some(t) if t.is_finite() && t > 0.0 => t,
-            Some(_) => return Err(at.field("timeout").error("must be a number of seconds > 0")),
+            None => Duration::from_secs(1),
+            Some(t) => bounds::seconds(
+                t,
+                Min::Exclusive(0.0),
+                bounds::MAX_SECONDS,
+                &at.field("timeout"),
+            )?,
         };
         let range = |v: Option<i64>,
                      name: &str,
                      at: &FieldPath,
                      lo: i64,
                      hi: i64,
-                     default: i64|
+                     default: u32|
          -> Result<u32, ConfigError> {
             match v {
-                None => Ok(default as u32),
-                Some(x) if (lo..=hi).contains(&x) => Ok(x as u32),
-                Some(_) => Err(at
-                    .field(name)
-                    .error(format!("must be between {lo} and {hi}"))),
+                None => Ok(default),
+                Some(x) => bounds::int(x, lo, hi, &at.field(name)),
             }
         };
         let statuses = |v: Option<Vec<i64>>,
@@ -184,20 +191,20 @@ impl ActiveCheck {
         let secs = |v: u32| Duration::from_secs(u64::from(v));
         Ok(ActiveCheck {
             kind,
-            timeout: Duration::from_secs_f64(timeout),
-            concurrency: range(f.concurrency, "concurrency", at, 1, i64::from(u32::MAX), 10)?,
+            timeout,
+            concurrency: range(f.concurrency, "concurrency", at, 1, MAX_CONCURRENCY, 10)?,
             host: f.host,
             port,
             http_path: f.http_path.unwrap_or_else(|| "/".to_owned()),
             https_verify_certificate: f.https_verify_certificate.unwrap_or(true),
             req_headers,
             healthy: Healthy {
-                interval: secs(range(h.interval, "interval", &hat, 1, 86_400, 1)?),
+                interval: secs(range(h.interval, "interval", &hat, 1, MAX_INTERVAL, 1)?),
                 http_statuses: statuses(h.http_statuses, "http_statuses", &hat, &[200, 302])?,
                 successes: range(h.successes, "successes", &hat, 1, 254, 2)?,
             },
             unhealthy: Unhealthy {
-                interval: secs(range(u.interval, "interval", &uat, 1, 86_400, 1)?),
+                interval: secs(range(u.interval, "interval", &uat, 1, MAX_INTERVAL, 1)?),
                 http_statuses: statuses(
                     u.http_statuses,
                     "http_statuses",

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::metadata::LoggerDefaults;
 use super::CompileCx;
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::http::RequestHead;
 use crate::loggers::{BatchConfig, Sink, SinkStats, WorkerQueue};
 use crate::observe::entry::{entry, EntryOptions};
@@ -132,13 +132,8 @@ pub fn int<const N: i64>() -> i64 {
     N
 }
 
-/// `v`, if it is at least `min`.
-pub fn at_least(at: &FieldPath, field: &str, v: i64, min: i64) -> Result<i64, ConfigError> {
-    if v < min {
-        return Err(at.field(field).error(format!("must be at least {min}")));
-    }
-    Ok(v)
-}
+/// Most entries in one batch.
+const MAX_BATCH: i64 = 1_000_000;
 
 /// Splits a logger's config into the shared settings and the rest.
 /// `defaults` come from the plugin's metadata: the `log_format` used
@@ -161,27 +156,38 @@ pub fn split(
         }
     }
     let f: Fields = from_value(&Value::Object(shared), at)?;
+    let body_limit = |v: i64, field: &str| -> Result<usize, ConfigError> {
+        // Only ever a cap on a body already read (nothing is sized by
+        // it), so any positive number will do; past what memory holds it
+        // means "all of it".
+        let n: u64 = bounds::int(v, 1, i64::MAX, &at.field(field))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    };
     let max_request_body = match f.max_req_body_bytes {
-        Some(m) => Some(at_least(at, "max_req_body_bytes", m, 1)? as usize),
+        Some(m) => Some(body_limit(m, "max_req_body_bytes")?),
         None => None,
     };
-    let max_response_body = at_least(
-        at,
-        "max_resp_body_bytes",
+    let max_response_body = body_limit(
         f.max_resp_body_bytes.unwrap_or(DEFAULT_MAX_RESP_BODY),
-        1,
-    )? as usize;
+        "max_resp_body_bytes",
+    )?;
     let condition = |v: &Option<Value>, field: &str| {
         crate::http::expr::Expr::compile_optional(v.as_ref(), &at.field(field))
     };
-    let secs = |v: i64| std::time::Duration::from_secs(v as u64);
+    let secs = |v: i64, field: &str, min: i64| {
+        bounds::whole_seconds(v, min, bounds::MAX_SECONDS as i64, &at.field(field))
+    };
     let batch = BatchConfig {
-        max_size: at_least(at, "batch_max_size", f.batch_max_size, 1)? as usize,
-        inactive: secs(at_least(at, "inactive_timeout", f.inactive_timeout, 1)?),
-        buffer: secs(at_least(at, "buffer_duration", f.buffer_duration, 1)?),
-        max_retry: at_least(at, "max_retry_count", f.max_retry_count, 0)?.min(u32::MAX as i64)
-            as u32,
-        retry_delay: secs(at_least(at, "retry_delay", f.retry_delay, 0)?),
+        max_size: bounds::int(f.batch_max_size, 1, MAX_BATCH, &at.field("batch_max_size"))?,
+        inactive: secs(f.inactive_timeout, "inactive_timeout", 1)?,
+        buffer: secs(f.buffer_duration, "buffer_duration", 1)?,
+        max_retry: bounds::int(
+            f.max_retry_count,
+            0,
+            bounds::MAX_RETRIES,
+            &at.field("max_retry_count"),
+        )?,
+        retry_delay: secs(f.retry_delay, "retry_delay", 0)?,
         max_pending: defaults.max_pending,
     };
     Ok((

@@ -17,9 +17,13 @@ use serde_json::Value;
 use super::{http_logger, kafka_logger};
 use crate::config::error::from_value;
 use crate::config::resources::Resources;
-use crate::config::{ConfigError, FieldPath};
+use crate::config::{bounds, ConfigError, FieldPath};
 use crate::loggers::DEFAULT_MAX_PENDING;
 use crate::observe::log_format::LogFormat;
+
+/// The most entries a logger may hold unsent (APISIX: `minimum = 1`, no
+/// maximum): ten million, gigabytes of log lines.
+const MAX_PENDING: i64 = 10_000_000;
 
 /// Plugins whose metadata ringway reads.
 const WITH_METADATA: [&str; 2] = [http_logger::NAME, kafka_logger::NAME];
@@ -81,10 +85,7 @@ impl PluginMetadata {
                 None => None,
             };
             let max_pending = match m.max_pending_entries {
-                Some(n) if n < 1 => {
-                    return Err(at.field("max_pending_entries").error("must be at least 1"))
-                }
-                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                Some(n) => bounds::int(n, 1, MAX_PENDING, &at.field("max_pending_entries"))?,
                 None => DEFAULT_MAX_PENDING,
             };
             loggers.insert(

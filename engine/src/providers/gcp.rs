@@ -20,12 +20,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::url::EndpointUrl;
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::proxy::ProxyError;
 use crate::upstream::oneshot::{request, OneShot};
 use crate::upstream::{Endpoint, Scheme, TlsClients, TlsTarget};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// The longest a token is kept (`max_ttl`, the answer's `expires_in`) and
+/// the most `expire_early_secs`: a day (Google's tokens last an hour).
+const MAX_TTL_SECS: i64 = bounds::MAX_SECONDS as i64;
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
 #[derive(Deserialize)]
@@ -106,13 +109,16 @@ impl GcpAuth {
             })?;
         let max_ttl = match f.max_ttl {
             None => None,
-            Some(t) if t >= 1 => Some(Duration::from_secs(t as u64)),
-            Some(_) => return Err(at.field("max_ttl").error("must be >= 1")),
+            Some(t) => Some(bounds::whole_seconds(
+                t,
+                1,
+                MAX_TTL_SECS,
+                &at.field("max_ttl"),
+            )?),
         };
         let expire_early = match f.expire_early_secs {
             None => Duration::from_secs(60),
-            Some(t) if t >= 0 => Duration::from_secs(t as u64),
-            Some(_) => return Err(at.field("expire_early_secs").error("must be >= 0")),
+            Some(t) => bounds::whole_seconds(t, 0, MAX_TTL_SECS, &at.field("expire_early_secs"))?,
         };
         Ok(GcpAuth {
             endpoint: Endpoint::resolve(&token_uri.host, token_uri.port),
@@ -193,23 +199,12 @@ impl GcpAuth {
                 "the GCP token endpoint refused the service account",
             ));
         }
-        let v: Value = serde_json::from_slice(&answer.body)
-            .map_err(|_| ProxyError::BadResponse("the GCP token answer is not JSON"))?;
-        let token =
-            v.get("access_token")
-                .and_then(Value::as_str)
-                .ok_or(ProxyError::BadResponse(
-                    "the GCP token answer has no access_token",
-                ))?;
-        let mut ttl =
-            Duration::from_secs(v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600));
-        if let Some(max) = self.max_ttl {
-            ttl = ttl.min(max);
-        }
+        let (token, keep) = token_answer(&answer.body, self.max_ttl, self.expire_early)
+            .map_err(ProxyError::BadResponse)?;
         let authorization: Arc<str> = Arc::from(format!("Bearer {token}"));
         self.cache.store(Some(Arc::new(Token {
             authorization: authorization.clone(),
-            expires: Instant::now() + ttl.saturating_sub(self.expire_early),
+            expires: Instant::now() + keep,
         })));
         Ok(authorization)
     }
@@ -234,5 +229,74 @@ impl GcpAuth {
             &mut sig,
         )?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+}
+
+/// The access token in a token endpoint's JSON answer and how long to keep
+/// it: `expires_in` (default an hour; at most `max_ttl`, and never past
+/// [`MAX_TTL_SECS`] whatever the endpoint says) less `expire_early`.
+/// Sans-IO and fuzzed: the answer comes from the network.
+#[doc(hidden)]
+pub fn token_answer(
+    body: &[u8],
+    max_ttl: Option<Duration>,
+    expire_early: Duration,
+) -> Result<(String, Duration), &'static str> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| "the GCP token answer is not JSON")?;
+    let token = v
+        .get("access_token")
+        .and_then(Value::as_str)
+        .ok_or("the GCP token answer has no access_token")?;
+    // It goes into an Authorization header as it is.
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the GCP token answer's access_token is not a token");
+    }
+    let expires_in = v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600);
+    let mut ttl = Duration::from_secs(expires_in.min(MAX_TTL_SECS as u64));
+    if let Some(max) = max_ttl {
+        ttl = ttl.min(max);
+    }
+    Ok((token.to_owned(), ttl.saturating_sub(expire_early)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_answers_are_bounded_and_checked() {
+        let early = Duration::from_secs(60);
+        let (t, keep) = token_answer(
+            br#"{"access_token":"ya29.x","expires_in":3599}"#,
+            None,
+            early,
+        )
+        .unwrap();
+        assert_eq!((t.as_str(), keep), ("ya29.x", Duration::from_secs(3539)));
+        // An absurd lifetime is a day at most (an Instant + u64::MAX s
+        // panicked in the worker).
+        let (_, keep) = token_answer(
+            br#"{"access_token":"a","expires_in":18446744073709551615}"#,
+            None,
+            early,
+        )
+        .unwrap();
+        assert_eq!(keep, Duration::from_secs(86_400 - 60));
+        let (_, keep) = token_answer(
+            br#"{"access_token":"a","expires_in":600}"#,
+            Some(Duration::from_secs(120)),
+            early,
+        )
+        .unwrap();
+        assert_eq!(keep, Duration::from_secs(60));
+        for bad in [
+            &br#"{"access_token":"a\r\nX-Evil: 1"}"#[..],
+            br#"{"access_token":""}"#,
+            br#"{"access_token":7}"#,
+            br#"{}"#,
+            b"nope",
+        ] {
+            assert!(token_answer(bad, None, early).is_err(), "{bad:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! looked up by that thread too, at once.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -17,6 +18,22 @@ use crossbeam_utils::atomic::AtomicCell;
 use crate::supervise::Component;
 
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// Set by harnesses that must not touch the network (the fuzz oracles
+/// compile thousands of configurations naming arbitrary hosts).
+static NO_DNS: AtomicBool = AtomicBool::new(false);
+
+/// Leaves host names unresolved from now on in this process, as if DNS
+/// had no answer yet (IP literals still resolve). For the fuzz oracles.
+#[doc(hidden)]
+pub fn disable_dns() {
+    NO_DNS.store(true, Ordering::Relaxed);
+}
+
+/// Whether host names are looked up (see [`disable_dns`]).
+pub fn dns_enabled() -> bool {
+    !NO_DNS.load(Ordering::Relaxed)
+}
 
 #[derive(Debug)]
 pub struct Endpoint {
@@ -49,7 +66,7 @@ impl Endpoint {
             addrs: ArcSwap::from_pointee(addrs),
             next: AtomicCell::new(0),
         });
-        if !is_ip {
+        if !is_ip && dns_enabled() {
             refresher().register(&ep);
         }
         ep
@@ -113,6 +130,9 @@ fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
     let h = host.trim_matches(|c| c == '[' || c == ']');
     if let Ok(ip) = h.parse::<IpAddr>() {
         return vec![SocketAddr::new(ip, port)];
+    }
+    if !dns_enabled() {
+        return Vec::new();
     }
     (h, port)
         .to_socket_addrs()

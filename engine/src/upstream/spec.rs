@@ -12,6 +12,7 @@ use super::connect::TlsTarget;
 use super::endpoint::Endpoint;
 use super::pool::KeepaliveSpec;
 use crate::balance::WrrCycle;
+use crate::config::bounds::{self, Min};
 use crate::config::resources::Upstream;
 use crate::config::{from_value, ConfigError, FieldPath};
 
@@ -121,10 +122,12 @@ impl UpstreamSpec {
         let secs = |v: Option<f64>, name: &str| -> Result<Duration, ConfigError> {
             match v {
                 None => Ok(DEFAULT_TIMEOUT),
-                Some(x) if x.is_finite() && x > 0.0 && x <= 86_400.0 => {
-                    Ok(Duration::from_secs_f64(x))
-                }
-                Some(_) => Err(at.field("timeout").field(name).error("must be seconds > 0")),
+                Some(x) => bounds::seconds(
+                    x,
+                    Min::Exclusive(0.0),
+                    bounds::MAX_SECONDS,
+                    &at.field("timeout").field(name),
+                ),
             }
         };
         let t = u.timeout.clone().unwrap_or_default();
@@ -132,30 +135,35 @@ impl UpstreamSpec {
         if let Some(k) = &u.keepalive_pool {
             let p = at.field("keepalive_pool");
             if let Some(size) = k.size {
-                if size < 1 {
-                    return Err(p.field("size").error("must be >= 1"));
-                }
-                keepalive.size = size as usize;
+                keepalive.size = bounds::int(size, 1, bounds::MAX_POOL_SIZE, &p.field("size"))?;
             }
             if let Some(idle) = k.idle_timeout {
-                if !(idle.is_finite() && idle >= 0.0) {
-                    return Err(p.field("idle_timeout").error("must be >= 0"));
-                }
-                keepalive.idle_timeout = Duration::from_secs_f64(idle);
+                keepalive.idle_timeout = bounds::seconds(
+                    idle,
+                    Min::Inclusive(0.0),
+                    bounds::MAX_SECONDS,
+                    &p.field("idle_timeout"),
+                )?;
                 keepalive.enabled = idle > 0.0;
             }
             if let Some(r) = k.requests {
-                if r < 1 {
-                    return Err(p.field("requests").error("must be >= 1"));
-                }
-                keepalive.max_requests = u32::try_from(r).unwrap_or(u32::MAX);
+                keepalive.max_requests =
+                    bounds::int(r, 1, i64::from(u32::MAX), &p.field("requests"))?;
             }
         }
         let retries = match u.retries {
-            None => nodes.len().saturating_sub(1) as u32,
-            Some(r) if r >= 0 => r as u32,
-            Some(_) => return Err(at.field("retries").error("must be >= 0")),
+            None => u32::try_from(nodes.len().saturating_sub(1)).unwrap_or(u32::MAX),
+            Some(r) => bounds::int(r, 0, bounds::MAX_RETRIES, &at.field("retries"))?,
         };
+        if let Some(t) = u.retry_timeout {
+            // Accepted as APISIX does (ringway's retries are immediate).
+            bounds::seconds(
+                t,
+                Min::Inclusive(0.0),
+                bounds::MAX_SECONDS,
+                &at.field("retry_timeout"),
+            )?;
+        }
         let weights: Vec<u32> = nodes.iter().map(|n| n.weight).collect();
         Ok(UpstreamSpec {
             wrr: WrrCycle::new(&weights),
@@ -193,6 +201,7 @@ fn parse_nodes(v: &Value, at: &FieldPath, scheme: Scheme) -> Result<Vec<Node>, C
     let mut out = Vec::new();
     match v {
         Value::Array(items) => {
+            bounds::members(items, at)?;
             for (i, item) in items.iter().enumerate() {
                 let p = at.index(i);
                 let n: NodeFile = from_value(item, &p)?;
@@ -205,27 +214,31 @@ fn parse_nodes(v: &Value, at: &FieldPath, scheme: Scheme) -> Result<Vec<Node>, C
                     Some(x @ 1..=65535) => x as u16,
                     Some(_) => return Err(p.field("port").error("must be between 1 and 65535")),
                 };
-                if n.weight < 0 {
-                    return Err(p.field("weight").error("must be >= 0"));
-                }
+                let weight = bounds::int(n.weight, 0, bounds::MAX_WEIGHT, &p.field("weight"))?;
                 out.push(Node {
                     endpoint: Endpoint::resolve(&n.host, port),
-                    weight: u32::try_from(n.weight).unwrap_or(u32::MAX),
+                    weight,
                 });
             }
         }
         Value::Object(map) => {
+            if map.len() > bounds::MAX_MEMBERS {
+                return Err(at.error(format!(
+                    "lists {} nodes; at most {} are allowed",
+                    map.len(),
+                    bounds::MAX_MEMBERS
+                )));
+            }
             for (k, w) in map {
                 let p = at.field(k);
                 let (host, port) =
                     split_host_port(k, scheme).ok_or_else(|| p.error("expected `host:port`"))?;
                 let weight = w
                     .as_i64()
-                    .filter(|w| *w >= 0)
                     .ok_or_else(|| p.error("weight must be an integer >= 0"))?;
                 out.push(Node {
                     endpoint: Endpoint::resolve(host, port),
-                    weight: u32::try_from(weight).unwrap_or(u32::MAX),
+                    weight: bounds::int(weight, 0, bounds::MAX_WEIGHT, &p)?,
                 });
             }
         }

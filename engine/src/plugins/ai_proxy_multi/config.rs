@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::config::bounds;
 use crate::config::{ConfigError, FieldPath};
 
 #[derive(Deserialize)]
@@ -149,43 +150,38 @@ pub struct Transport {
 
 impl Transport {
     pub(super) fn parse(f: &PluginFile, at: &FieldPath) -> Result<Transport, ConfigError> {
-        let timeout = match f.timeout {
-            None => 30_000,
-            Some(t @ 1..=600_000) => t,
-            Some(_) => {
-                return Err(at
-                    .field("timeout")
-                    .error("must be between 1 and 600000 (milliseconds)"))
-            }
-        };
-        let keepalive_timeout = match f.keepalive_timeout {
-            None => 60_000,
-            Some(t) if t >= 1000 => t,
-            Some(_) => {
-                return Err(at
-                    .field("keepalive_timeout")
-                    .error("must be >= 1000 (milliseconds)"))
-            }
+        let ms = |v: Option<i64>, field: &str, min: i64, max: i64, default: i64| {
+            bounds::millis(v.unwrap_or(default), min, max, &at.field(field))
         };
         let pool = match f.keepalive_pool {
             None => 30,
-            Some(p) if p >= 1 => p,
-            Some(_) => return Err(at.field("keepalive_pool").error("must be >= 1")),
-        };
-        let positive = |v: Option<i64>, field: &str| match v {
-            Some(n) if n < 1 => Err(at.field(field).error("must be at least 1")),
-            v => Ok(v.map(|n| n as u64)),
+            Some(p) => bounds::int(p, 1, bounds::MAX_POOL_SIZE, &at.field("keepalive_pool"))?,
         };
         Ok(Transport {
-            max_stream_duration: positive(f.max_stream_duration_ms, "max_stream_duration_ms")?
-                .map(Duration::from_millis),
-            max_response_bytes: positive(f.max_response_bytes, "max_response_bytes")?
-                .unwrap_or(u64::MAX),
-            timeout: Duration::from_millis(timeout as u64),
+            max_stream_duration: match f.max_stream_duration_ms {
+                None => None,
+                Some(v) => Some(bounds::millis(
+                    v,
+                    1,
+                    bounds::MAX_MILLIS,
+                    &at.field("max_stream_duration_ms"),
+                )?),
+            },
+            max_response_bytes: match f.max_response_bytes {
+                None => u64::MAX,
+                Some(n) => bounds::int(n, 1, i64::MAX, &at.field("max_response_bytes"))?,
+            },
+            timeout: ms(f.timeout, "timeout", 1, 600_000, 30_000)?,
             keepalive: crate::upstream::KeepaliveSpec {
                 enabled: f.keepalive.unwrap_or(true),
-                size: pool as usize,
-                idle_timeout: Duration::from_millis(keepalive_timeout as u64),
+                size: pool,
+                idle_timeout: ms(
+                    f.keepalive_timeout,
+                    "keepalive_timeout",
+                    1000,
+                    bounds::MAX_MILLIS,
+                    60_000,
+                )?,
                 max_requests: u32::MAX,
             },
             ssl_verify: f.ssl_verify.unwrap_or(true),

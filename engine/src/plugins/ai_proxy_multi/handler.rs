@@ -7,7 +7,7 @@
 //! all failed, 503 when none was available.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::attempt::{self, Buffers};
 use super::replies::{
@@ -15,6 +15,7 @@ use super::replies::{
 };
 use super::request::{classify, intake, LlmRequest, PathKind, Refused};
 use super::respond::{relay, AnswerMeta, Kept, Relayed};
+use super::retry_after::parse_retry_after;
 use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::config::Snapshot;
@@ -454,25 +455,6 @@ fn upstream_body(
     build_request(req.wire, to, req.api, &req.body, &inst.options, force_usage)
 }
 
-/// The longest cooldown a `Retry-After` can ask for (either form): one
-/// provider answer cannot bench an instance for longer than a day.
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(86_400);
-
-/// `Retry-After`: delay-seconds or an HTTP-date, capped at
-/// [`RETRY_AFTER_CAP`]; a date in the past is no delay.
-pub fn parse_retry_after(v: &[u8]) -> Option<Duration> {
-    let s = std::str::from_utf8(v).ok()?.trim();
-    let d = match s.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            let when = httpdate::parse_http_date(s).ok()?;
-            when.duration_since(std::time::SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        }
-    };
-    Some(d.min(RETRY_AFTER_CAP))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,27 +493,5 @@ mod tests {
         assert!(!says_not_held(400, e(r#""input""#, "null").as_bytes()));
         assert!(!says_not_held(400, b"{}"));
         assert!(!says_not_held(400, b"not json"));
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after(b"2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(b" 30 "), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after(b"soon"), None);
-        let future =
-            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
-        let d = parse_retry_after(future.as_bytes()).unwrap();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-        assert_eq!(
-            parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        // Both forms are capped the same way.
-        for far in [&b"99999999999999"[..], b"Fri, 31 Dec 9999 23:59:59 GMT"] {
-            assert_eq!(parse_retry_after(far), Some(RETRY_AFTER_CAP));
-        }
     }
 }

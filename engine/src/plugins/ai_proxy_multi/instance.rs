@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::config::{string_map, InstanceFile, Transport};
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::health::{ActiveCheck, InstanceState};
 use crate::providers::gcp::GcpAuth;
 use crate::providers::wire::ModelOptions;
@@ -74,9 +74,7 @@ impl Instance {
                 providers::registry::names()
             ))
         })?;
-        if f.weight < 0 {
-            return Err(at.field("weight").error("must be >= 0"));
-        }
+        let weight = bounds::int(f.weight, 0, bounds::MAX_WEIGHT, &at.field("weight"))?;
         let auth_at = at.field("auth");
         let auth_headers = match &f.auth.header {
             Some(h) => string_map(h, &auth_at.field("header"), "header")?,
@@ -155,7 +153,7 @@ impl Instance {
             name,
             provider,
             priority: f.priority.unwrap_or(0),
-            weight: u32::try_from(f.weight).unwrap_or(u32::MAX),
+            weight,
             auth_headers: auth_headers.into_boxed_slice(),
             gcp,
             options: ModelOptions::new(options),

@@ -10,7 +10,8 @@
 //! answer as a job the connection loop runs once the handler has returned.
 //! [`affinity`] remembers which instance stores which Responses API
 //! response (follow-ups go there first) and [`stored`] serves the calls on
-//! a stored response (`GET` / `DELETE …/responses/{id}`, …).
+//! a stored response (`GET` / `DELETE …/responses/{id}`, …);
+//! [`retry_after`] reads a 429's `Retry-After`.
 //! The plugin is the route's content handler: it answers the request
 //! itself, after the access phase.
 
@@ -22,6 +23,7 @@ pub mod instance;
 pub mod replies;
 pub mod request;
 pub mod respond;
+pub mod retry_after;
 pub mod select;
 pub mod stored;
 pub mod stream;
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::health::PassivePolicy;
 use crate::http::vars::VarSource;
 use config::{Fallback, LoggingFile, PluginFile, Transport};
@@ -85,6 +87,7 @@ impl AiProxyMulti {
                 .field("instances")
                 .error("must list at least one instance"));
         }
+        bounds::members(&f.instances, &at.field("instances"))?;
         let transport = Transport::parse(&f, at)?;
         let mut instances = Vec::with_capacity(f.instances.len());
         for (i, v) in f.instances.iter().enumerate() {
@@ -121,23 +124,24 @@ impl AiProxyMulti {
             .collect();
         let max_attempts = match f.max_retries {
             None => instances.len(),
-            Some(r) if r >= 0 => (r as usize + 1).min(instances.len()),
-            Some(_) => return Err(at.field("max_retries").error("must be >= 0")),
+            Some(r) => {
+                let r: usize = bounds::int(r, 0, bounds::MAX_RETRIES, &at.field("max_retries"))?;
+                (r + 1).min(instances.len())
+            }
         };
         let sse_heartbeat = match f.sse_heartbeat_interval {
             None => Some(Duration::from_secs(15)),
-            Some(0.0) => None,
-            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-            Some(_) => {
-                return Err(at
-                    .field("sse_heartbeat_interval")
-                    .error("must be seconds >= 0"))
-            }
+            Some(s) => Some(bounds::seconds(
+                s,
+                bounds::Min::Inclusive(0.0),
+                bounds::MAX_SECONDS,
+                &at.field("sse_heartbeat_interval"),
+            )?)
+            .filter(|d| !d.is_zero()),
         };
         let max_request_body = match f.max_req_body_size {
             None => None,
-            Some(n) if n >= 1 => Some(n as u64),
-            Some(_) => return Err(at.field("max_req_body_size").error("must be at least 1")),
+            Some(n) => Some(bounds::int(n, 1, i64::MAX, &at.field("max_req_body_size"))?),
         };
         Ok(AiProxyMulti {
             max_request_body,

@@ -13,22 +13,27 @@ use super::each::EachInstance;
 use super::rules::{valid_prefix, Amount, Rule, RuleCounter};
 use super::window::MAX_USED;
 use super::{AiRateLimiting, Counter, Limit, Strategy};
-use crate::config::{from_value, ConfigError, FieldPath};
-use crate::plugins::logger::at_least;
+use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::redis;
 use crate::upstream::tls::TlsClients;
 
-fn positive_int(v: &Value, at: &FieldPath) -> Result<u64, ConfigError> {
+/// A positive integer up to `max`, given as a number or a string (as
+/// APISIX's `limit` and `time_window` may be).
+fn positive_int(v: &Value, max: i64, at: &FieldPath) -> Result<u64, ConfigError> {
     let n = match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
     match n {
-        Some(n) if n >= 1 => Ok(n),
-        _ => Err(at.error("must be a positive integer")),
+        Some(n) => bounds::int(n, 1, max, at),
+        None => Err(at.error(format!("must be a positive integer (at most {max})"))),
     }
 }
+
+/// The largest budget a Redis counter holds (Redis integers are signed
+/// 64-bit); the local policy's is [`MAX_USED`].
+const MAX_LIMIT: i64 = i64::MAX;
 
 impl AiRateLimiting {
     pub fn compile(
@@ -90,10 +95,12 @@ impl AiRateLimiting {
                     .field("redis_lease_tokens")
                     .error("cannot be combined with `rules` (leases are per budget, not per key)"))
             }
-            Some(n) if n < 1 => {
-                return Err(at.field("redis_lease_tokens").error("must be at least 1"))
-            }
-            Some(n) => Some(n as u64),
+            Some(n) => Some(bounds::int::<u64>(
+                n,
+                1,
+                MAX_LIMIT,
+                &at.field("redis_lease_tokens"),
+            )?),
         };
         let counter =
             |cx: &mut crate::plugins::CompileCx<'_, '_>, name: &str, limit: u64, window: u64| {
@@ -137,8 +144,11 @@ impl AiRateLimiting {
             (Some(_), None) => return Err(at.field("time_window").error("required with `limit`")),
             (None, Some(_)) => return Err(at.field("limit").error("required with `time_window`")),
             (Some(l), Some(t)) => {
-                let limit = check_limit(positive_int(l, &at.field("limit"))?, &at.field("limit"))?;
-                let window = positive_int(t, &at.field("time_window"))?;
+                let limit = check_limit(
+                    positive_int(l, MAX_LIMIT, &at.field("limit"))?,
+                    &at.field("limit"),
+                )?;
+                let window = positive_int(t, bounds::MAX_WINDOW_SECONDS, &at.field("time_window"))?;
                 Some(EachInstance::new(
                     cx,
                     limit,
@@ -166,10 +176,14 @@ impl AiRateLimiting {
                         .error(format!("duplicate instance `{}`", inst.name)));
                 }
                 let limit = check_limit(
-                    positive_int(&inst.limit, &iat.field("limit"))?,
+                    positive_int(&inst.limit, MAX_LIMIT, &iat.field("limit"))?,
                     &iat.field("limit"),
                 )?;
-                let window = positive_int(&inst.time_window, &iat.field("time_window"))?;
+                let window = positive_int(
+                    &inst.time_window,
+                    bounds::MAX_WINDOW_SECONDS,
+                    &iat.field("time_window"),
+                )?;
                 per_instance.push((
                     Arc::from(inst.name.as_str()),
                     Limit {
@@ -209,17 +223,20 @@ impl AiRateLimiting {
     }
 }
 
-/// A rule's `count` or `time_window`: a positive integer, or `$variable`.
-fn amount(v: &Value, at: &FieldPath) -> Result<Amount, ConfigError> {
+/// A rule's `count` or `time_window`: a positive integer up to `max`, or
+/// `$variable`.
+fn amount(v: &Value, max: i64, at: &FieldPath) -> Result<Amount, ConfigError> {
     if let Some(name) = v.as_str().and_then(|s| s.trim().strip_prefix('$')) {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(at.error("must be a positive integer or `$variable`"));
         }
         return Ok(Amount::Var(name.to_owned()));
     }
-    positive_int(v, at)
-        .map(Amount::Fixed)
-        .map_err(|_| at.error("must be a positive integer or `$variable`"))
+    positive_int(v, max, at).map(Amount::Fixed).map_err(|_| {
+        at.error(format!(
+            "must be a positive integer (at most {max}) or `$variable`"
+        ))
+    })
 }
 
 /// Keys a rule keeps by default (`rules[].max_keys`).
@@ -237,7 +254,7 @@ fn compile_rules(
     let mut rules: Vec<Rule> = Vec::with_capacity(list.len());
     for (i, r) in list.iter().enumerate() {
         let rat = at.index(i);
-        let count = amount(&r.count, &rat.field("count"))?;
+        let count = amount(&r.count, MAX_LIMIT, &rat.field("count"))?;
         if let (Amount::Fixed(n), false) = (&count, redis) {
             if *n > MAX_USED {
                 return Err(rat
@@ -245,7 +262,11 @@ fn compile_rules(
                     .error(format!("must be at most {MAX_USED} with the local policy")));
             }
         }
-        let window = amount(&r.time_window, &rat.field("time_window"))?;
+        let window = amount(
+            &r.time_window,
+            bounds::MAX_WINDOW_SECONDS,
+            &rat.field("time_window"),
+        )?;
         if !r.key.contains('$') {
             return Err(rat.field("key").error(
                 "must name at least one variable, e.g. `$consumer_name` or `$http_x_user`",
@@ -346,8 +367,7 @@ fn only_with(at: &FieldPath, fields: Vec<&'static str>, policy: &str) -> Result<
 fn database(f: &PluginFile, at: &FieldPath) -> Result<u32, ConfigError> {
     match f.redis_database {
         None => Ok(0),
-        Some(d) if (0..=u32::MAX as i64).contains(&d) => Ok(d as u32),
-        Some(_) => Err(at.field("redis_database").error("must be >= 0")),
+        Some(d) => bounds::int(d, 0, i64::from(u32::MAX), &at.field("redis_database")),
     }
 }
 
@@ -372,37 +392,34 @@ fn parse_store(
     tls_clients: Option<&TlsClients>,
 ) -> Result<Option<redis::Target>, ConfigError> {
     let policy = f.policy.as_deref().unwrap_or("local");
-    let timeout = match f.redis_timeout {
-        None => 1000,
-        Some(t) if t >= 1 => t as u64,
-        Some(_) => {
-            return Err(at
-                .field("redis_timeout")
-                .error("must be >= 1 (milliseconds)"))
-        }
-    };
+    let timeout = bounds::millis(
+        f.redis_timeout.unwrap_or(1000),
+        1,
+        bounds::MAX_MILLIS,
+        &at.field("redis_timeout"),
+    )?;
     // APISIX's redis schema: idle connections kept (per worker here) and
     // for how long.
-    let keepalive_timeout = at_least(
-        at,
-        "redis_keepalive_timeout",
+    let keepalive_timeout = bounds::millis(
         f.redis_keepalive_timeout.unwrap_or(10_000),
         1000,
-    )? as u64;
-    let keepalive_pool = at_least(
-        at,
-        "redis_keepalive_pool",
+        bounds::MAX_MILLIS,
+        &at.field("redis_keepalive_timeout"),
+    )?;
+    let keepalive_pool = bounds::int(
         f.redis_keepalive_pool.unwrap_or(100),
         1,
-    )? as usize;
+        bounds::MAX_POOL_SIZE,
+        &at.field("redis_keepalive_pool"),
+    )?;
     // What every Redis policy shares; each fills in the rest.
     let base = redis::Target {
         nodes: Vec::new(),
         username: None,
         password: non_empty(&f.redis_password),
         database: 0,
-        timeout: Duration::from_millis(timeout),
-        keepalive_timeout: Duration::from_millis(keepalive_timeout),
+        timeout,
+        keepalive_timeout,
         keepalive_pool,
         cluster: false,
         tls: None,

@@ -147,6 +147,7 @@ impl Lease {
     /// Records a claim of `owed` tokens plus what Redis granted; the
     /// verdict for the request that asked.
     pub fn claimed(&self, owed: u64, c: Claimed, limit: u64, now_ms: u64) -> Decision {
+        // The numbers are Redis's answer: added with saturation.
         self.claimed
             .fetch_add(owed.saturating_add(c.granted), Ordering::Relaxed);
         self.remote_total.store(c.total, Ordering::Relaxed);
@@ -192,6 +193,15 @@ mod tests {
             1000,
             now,
         )
+    }
+
+    #[test]
+    fn an_absurd_claim_answer_does_not_overflow() {
+        let l = Lease::default();
+        l.charge(5);
+        let d = claim(&l, u64::MAX, u64::MAX, u64::MAX, 10);
+        assert!(matches!(d, Decision::Allowed(_)), "{d:?}");
+        assert_eq!(l.check(1000, 20).map(|_| ()), Some(()));
     }
 
     #[test]

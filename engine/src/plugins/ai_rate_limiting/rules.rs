@@ -38,7 +38,9 @@ pub enum Amount {
 }
 
 impl Amount {
-    fn resolve(&self, vars: &VarSource<'_>) -> Option<u64> {
+    /// The amount for this request; a variable must hold an integer in
+    /// `1..=max` (the bound a fixed amount was checked against at load).
+    fn resolve(&self, vars: &VarSource<'_>, max: u64) -> Option<u64> {
         match self {
             Amount::Fixed(n) => Some(*n),
             Amount::Var(name) => std::str::from_utf8(&vars.get(name)?)
@@ -46,10 +48,13 @@ impl Amount {
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .filter(|n| *n >= 1),
+                .filter(|n| (1..=max).contains(n)),
         }
     }
 }
+
+/// The longest window a `$variable` may ask for, in seconds.
+const MAX_WINDOW: u64 = crate::config::bounds::MAX_WINDOW_SECONDS as u64;
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -90,8 +95,8 @@ pub enum HitCounter {
 impl Rule {
     /// The rule as it applies to the request `vars` describe, if it does.
     pub fn hit(&self, vars: &VarSource<'_>, now_ms: u64) -> Option<RuleHit<'_>> {
-        let limit = self.count.resolve(vars)?;
-        let window_ms = self.window.resolve(vars)?.saturating_mul(1000);
+        let limit = self.count.resolve(vars, i64::MAX as u64)?;
+        let window_ms = self.window.resolve(vars, MAX_WINDOW)?.saturating_mul(1000);
         let key = vars.expand(&self.key)?;
         let counter = match &self.counter {
             RuleCounter::Local(map, max_keys) => {

@@ -36,9 +36,9 @@ impl LocalWindow {
     /// The window as seen at `now_ms` (a process-clock reading, never 0).
     pub fn usage(&self, now_ms: u64, window_ms: u64) -> Usage {
         match unpack(self.state.load(Ordering::Relaxed)) {
-            (Some(start), used) if now_ms < start + window_ms => Usage {
+            (Some(start), used) if now_ms < start.saturating_add(window_ms) => Usage {
                 used,
-                reset_ms: start + window_ms - now_ms,
+                reset_ms: start.saturating_add(window_ms) - now_ms,
             },
             _ => Usage {
                 used: 0,
@@ -53,7 +53,7 @@ impl LocalWindow {
         let mut cur = self.state.load(Ordering::Relaxed);
         loop {
             let (start, used) = match unpack(cur) {
-                (Some(start), used) if now_ms < start + window_ms => {
+                (Some(start), used) if now_ms < start.saturating_add(window_ms) => {
                     (start, used.saturating_add(cost).min(MAX_USED))
                 }
                 _ => (now_ms / TICK_MS * TICK_MS, cost.min(MAX_USED)),
@@ -66,7 +66,7 @@ impl LocalWindow {
                 Ok(_) => {
                     return Usage {
                         used,
-                        reset_ms: (start + window_ms).saturating_sub(now_ms),
+                        reset_ms: start.saturating_add(window_ms).saturating_sub(now_ms),
                     }
                 }
                 Err(actual) => cur = actual,
@@ -112,6 +112,15 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(w.usage(1_000, 3_600_000).used, 120_000);
+    }
+
+    #[test]
+    fn a_window_longer_than_the_clock_does_not_overflow() {
+        // A rule's `$variable` window comes from the request.
+        let w = LocalWindow::default();
+        assert_eq!(w.charge(5, 1_000, u64::MAX).used, 5);
+        let u = w.usage(2_000, u64::MAX);
+        assert_eq!((u.used, u.reset_ms), (5, u64::MAX - 2_000));
     }
 
     #[test]

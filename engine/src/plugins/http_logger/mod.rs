@@ -5,14 +5,12 @@
 //! schema and defaults, except `ssl_verify`, which defaults to `true` as
 //! everywhere in ringway.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::logger::{at_least, int, split, Logger};
+use super::logger::{int, split, Logger};
 use super::CompileCx;
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::loggers::http::{Concat, HttpPoster, HttpTargetConfig};
 use crate::loggers::Sink;
 use crate::providers::url::EndpointUrl;
@@ -64,7 +62,12 @@ impl HttpLogger {
         let target = HttpTargetConfig {
             url: f.uri,
             auth_header: f.auth_header,
-            timeout: Duration::from_secs(at_least(at, "timeout", f.timeout, 1)? as u64),
+            timeout: bounds::whole_seconds(
+                f.timeout,
+                1,
+                bounds::MAX_SECONDS as i64,
+                &at.field("timeout"),
+            )?,
             concat,
             ssl_verify: f.ssl_verify,
         };

@@ -5,16 +5,18 @@
 //! APISIX's schema and defaults; what ringway does not implement (SASL,
 //! response bodies) is refused at load with the field named.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::logger::{at_least, int, split, Logger};
+use super::logger::{int, split, Logger};
 use super::CompileCx;
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::loggers::kafka::ProducerConfig;
 use crate::loggers::Sink;
+
+/// The largest record batch (`producer_batch_size`; APISIX: `minimum = 1`,
+/// default 1 MiB): 64 MiB, past any broker's default message size.
+const MAX_BATCH_BYTES: i64 = 64 << 20;
 
 pub const NAME: &str = "kafka-logger";
 pub const PRIORITY: i32 = 403;
@@ -119,31 +121,33 @@ impl KafkaLogger {
                 .field("meta_format")
                 .error("must be \"default\" or \"origin\""));
         }
-        at_least(at, "cluster_name", f.cluster_name, 1)?;
+        bounds::int::<i64>(f.cluster_name, 1, i64::MAX, &at.field("cluster_name"))?;
+        // lua-resty-kafka's buffering knobs: checked (APISIX: >= 1), unused.
         for (field, v) in [
             ("producer_batch_num", f.producer_batch_num),
             ("producer_max_buffering", f.producer_max_buffering),
             ("producer_time_linger", f.producer_time_linger),
         ] {
             if let Some(v) = v {
-                at_least(at, field, v, 1)?;
+                bounds::int::<i64>(v, 1, i64::MAX, &at.field(field))?;
             }
         }
-        let secs = |v: i64| Duration::from_secs(v as u64);
+        let secs = |v: i64, field: &str| {
+            bounds::whole_seconds(v, 1, bounds::MAX_SECONDS as i64, &at.field(field))
+        };
         let producer = ProducerConfig {
             brokers,
             topic: f.kafka_topic,
             key: f.key,
             acks: f.required_acks as i16,
-            timeout: secs(at_least(at, "timeout", f.timeout, 1)?),
-            meta_refresh: secs(at_least(
-                at,
-                "meta_refresh_interval",
-                f.meta_refresh_interval,
+            timeout: secs(f.timeout, "timeout")?,
+            meta_refresh: secs(f.meta_refresh_interval, "meta_refresh_interval")?,
+            max_batch_bytes: bounds::int(
+                f.producer_batch_size,
                 1,
-            )?),
-            max_batch_bytes: at_least(at, "producer_batch_size", f.producer_batch_size, 1)?
-                as usize,
+                MAX_BATCH_BYTES,
+                &at.field("producer_batch_size"),
+            )?,
         };
         let origin = f.meta_format == "origin";
         Ok(Logger::new(

@@ -11,8 +11,25 @@
 //! (`cached_tokens` from `prompt_tokens_details`); a missing one is 0. A
 //! negative result costs 0; a result that is not finite is not charged
 //! (and logged). The cost is rounded to the nearest token.
+//!
+//! An expression is at most [`MAX_LEN`] bytes and its tree at most
+//! [`MAX_DEPTH`] levels deep (parentheses, operators and calls alike), so
+//! parsing, evaluating, cloning and dropping it — all recursive — never
+//! go deeper than that, whatever an operator (or the Admin API) sends.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
+
+mod parser;
+
+use parser::Parser;
+
+/// Longest `cost_expr` accepted, in bytes.
+pub const MAX_LEN: usize = 4096;
+/// Deepest expression accepted: nesting of parentheses, unary minus,
+/// function calls, and chains of operators (`a + b + c` is two levels).
+pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -51,13 +68,16 @@ pub struct CostExpr {
 impl CostExpr {
     /// Parses `src`; the error says what is wrong and where.
     pub fn parse(src: &str) -> Result<CostExpr, String> {
-        let mut p = Parser {
-            s: src.as_bytes(),
-            i: 0,
-        };
-        let root = p.expr(0)?;
+        if src.len() > MAX_LEN {
+            return Err(format!(
+                "is {} bytes long; at most {MAX_LEN} are allowed",
+                src.len()
+            ));
+        }
+        let mut p = Parser::new(src.as_bytes());
+        let (root, _) = p.expr(0)?;
         p.ws();
-        if p.i != p.s.len() {
+        if !p.at_end() {
             return Err(p.err("unexpected text"));
         }
         Ok(CostExpr { root })
@@ -77,9 +97,11 @@ impl CostExpr {
 }
 
 /// Numeric leaves by bare name, breadth first so shallower keys win, keys
-/// of one level in sorted order (APISIX's `inject_usage_vars`).
-fn leaves(usage: &Value) -> Vec<(&str, f64)> {
-    let mut out: Vec<(&str, f64)> = Vec::new();
+/// of one level in sorted order (APISIX's `inject_usage_vars`). The usage
+/// object comes from the upstream: a map, so thousands of keys cost
+/// thousands of steps, not millions.
+fn leaves(usage: &Value) -> BTreeMap<&str, f64> {
+    let mut out: BTreeMap<&str, f64> = BTreeMap::new();
     let mut level = vec![usage];
     while !level.is_empty() {
         let mut next = Vec::new();
@@ -89,8 +111,8 @@ fn leaves(usage: &Value) -> Vec<(&str, f64)> {
             keys.sort();
             for k in keys {
                 match &obj[k] {
-                    Value::Number(n) if !out.iter().any(|(name, _)| name == k) => {
-                        out.push((k, n.as_f64().unwrap_or(0.0)));
+                    Value::Number(n) => {
+                        out.entry(k.as_str()).or_insert(n.as_f64().unwrap_or(0.0));
                     }
                     o @ Value::Object(_) => next.push(o),
                     _ => {}
@@ -102,13 +124,11 @@ fn leaves(usage: &Value) -> Vec<(&str, f64)> {
     out
 }
 
-fn eval(n: &Node, vars: &[(&str, f64)]) -> f64 {
+/// Recursive, as deep as the tree: at most [`MAX_DEPTH`].
+fn eval(n: &Node, vars: &BTreeMap<&str, f64>) -> f64 {
     match n {
         Node::Num(x) => *x,
-        Node::Var(name) => vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or(0.0, |(_, v)| *v),
+        Node::Var(name) => vars.get(name.as_str()).copied().unwrap_or(0.0),
         Node::Neg(a) => -eval(a, vars),
         Node::Bin(op, a, b) => {
             let (a, b) = (eval(a, vars), eval(b, vars));
@@ -132,194 +152,6 @@ fn eval(n: &Node, vars: &[(&str, f64)]) -> f64 {
                 Func::Min => vals.fold(f64::INFINITY, f64::min),
             }
         }
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-/// Binding powers (left, right) of the binary operators, Lua's order.
-fn binding(op: Op) -> (u8, u8) {
-    match op {
-        Op::Add | Op::Sub => (1, 2),
-        Op::Mul | Op::Div | Op::Mod => (3, 4),
-        // Right-associative and above unary minus (5).
-        Op::Pow => (8, 7),
-    }
-}
-
-const UNARY: u8 = 5;
-
-impl Parser<'_> {
-    fn err(&self, what: &str) -> String {
-        format!("{what} at character {}", self.i + 1)
-    }
-
-    fn ws(&mut self) {
-        while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
-            self.i += 1;
-        }
-    }
-
-    fn expr(&mut self, min: u8) -> Result<Node, String> {
-        let mut lhs = self.operand()?;
-        loop {
-            self.ws();
-            let op = match self.s.get(self.i) {
-                Some(b'+') => Op::Add,
-                Some(b'-') => Op::Sub,
-                Some(b'*') => Op::Mul,
-                Some(b'/') => Op::Div,
-                Some(b'%') => Op::Mod,
-                Some(b'^') => Op::Pow,
-                _ => return Ok(lhs),
-            };
-            let (l, r) = binding(op);
-            if l < min {
-                return Ok(lhs);
-            }
-            self.i += 1;
-            if op == Op::Div && self.s.get(self.i) == Some(&b'/') {
-                return Err(self.err("`//` is not Lua 5.1 (use floor(a / b))"));
-            }
-            let rhs = self.expr(r)?;
-            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
-        }
-    }
-
-    fn operand(&mut self) -> Result<Node, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            None => Err(self.err("expected a number, variable or `(`")),
-            Some(b'-') => {
-                self.i += 1;
-                Ok(Node::Neg(Box::new(self.expr(UNARY)?)))
-            }
-            Some(b'(') => {
-                self.i += 1;
-                let e = self.expr(0)?;
-                self.ws();
-                if self.s.get(self.i) != Some(&b')') {
-                    return Err(self.err("expected `)`"));
-                }
-                self.i += 1;
-                Ok(e)
-            }
-            Some(c) if c.is_ascii_digit() || *c == b'.' => self.number(),
-            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => self.name(),
-            Some(_) => Err(self.err("unexpected character")),
-        }
-    }
-
-    fn number(&mut self) -> Result<Node, String> {
-        let start = self.i;
-        while self
-            .s
-            .get(self.i)
-            .is_some_and(|c| c.is_ascii_digit() || *c == b'.')
-        {
-            self.i += 1;
-        }
-        if matches!(self.s.get(self.i), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.s.get(self.i), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
-                self.i += 1;
-            }
-        }
-        std::str::from_utf8(&self.s[start..self.i])
-            .ok()
-            .and_then(|t| t.parse::<f64>().ok())
-            .map(Node::Num)
-            .ok_or_else(|| {
-                self.i = start;
-                self.err("invalid number")
-            })
-    }
-
-    fn ident(&mut self) -> &str {
-        let start = self.i;
-        while self
-            .s
-            .get(self.i)
-            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-        {
-            self.i += 1;
-        }
-        std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default()
-    }
-
-    fn name(&mut self) -> Result<Node, String> {
-        let start = self.i;
-        let mut name = self.ident().to_owned();
-        if name == "math" && self.s.get(self.i) == Some(&b'.') {
-            self.i += 1;
-            name = self.ident().to_owned();
-        }
-        let keyword = matches!(
-            name.as_str(),
-            "and"
-                | "or"
-                | "not"
-                | "nil"
-                | "true"
-                | "false"
-                | "function"
-                | "end"
-                | "if"
-                | "then"
-                | "else"
-                | "return"
-                | "local"
-        );
-        if keyword {
-            self.i = start;
-            return Err(self.err(&format!("`{name}` is not arithmetic")));
-        }
-        self.ws();
-        if self.s.get(self.i) != Some(&b'(') {
-            return Ok(Node::Var(name));
-        }
-        let func = match name.as_str() {
-            "abs" => Func::Abs,
-            "ceil" => Func::Ceil,
-            "floor" => Func::Floor,
-            "max" => Func::Max,
-            "min" => Func::Min,
-            _ => {
-                self.i = start;
-                return Err(self.err(&format!(
-                    "unknown function `{name}` (abs, ceil, floor, max, min)"
-                )));
-            }
-        };
-        self.i += 1;
-        let mut args = Vec::new();
-        loop {
-            args.push(self.expr(0)?);
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b')') => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return Err(self.err("expected `,` or `)`")),
-            }
-        }
-        let arity_ok = match func {
-            Func::Abs | Func::Ceil | Func::Floor => args.len() == 1,
-            Func::Max | Func::Min => !args.is_empty(),
-        };
-        if !arity_ok {
-            self.i = start;
-            return Err(self.err(&format!("wrong number of arguments to `{name}`")));
-        }
-        Ok(Node::Call(func, args))
     }
 }
 
@@ -416,5 +248,51 @@ mod tests {
             assert!(e.contains(want), "{src}: {e}");
             assert!(e.contains("at character"), "{src}: {e}");
         }
+    }
+
+    #[test]
+    fn depth_and_length_are_bounded() {
+        // Every way to nest: each at the limit is taken, one more refused
+        // (300,000 parentheses once overflowed the parser's stack; a long
+        // sum, evaluation's and drop's).
+        type Shape = fn(usize) -> String;
+        let shapes: [(&str, Shape); 5] = [
+            ("parens", |n| format!("{}1{}", "(".repeat(n), ")".repeat(n))),
+            ("sum", |n| format!("1{}", "+1".repeat(n))),
+            ("minus", |n| format!("{}1", "-".repeat(n))),
+            ("power", |n| format!("2{}", "^1".repeat(n))),
+            ("calls", |n| {
+                format!("{}1{}", "abs(".repeat(n), ")".repeat(n))
+            }),
+        ];
+        for (name, shape) in shapes {
+            let deepest = (1..200)
+                .take_while(|&n| CostExpr::parse(&shape(n)).is_ok())
+                .last()
+                .unwrap_or(0);
+            assert!(deepest >= MAX_DEPTH - 2, "{name}: only {deepest} deep");
+            let e = CostExpr::parse(&shape(deepest + 1)).unwrap_err();
+            assert!(e.contains("nested more than 64 levels deep"), "{name}: {e}");
+            assert!(e.contains("at character"), "{name}: {e}");
+            let e = CostExpr::parse(&shape(300_000)).unwrap_err();
+            assert!(e.contains("at most 4096"), "{name}: {e}");
+        }
+        assert_eq!(cost(&shape_sum(60), json!({})), Some(61));
+        let wide = format!("max({})", vec!["1"; 1000].join(","));
+        assert_eq!(cost(&wide, json!({})), Some(1), "width is not depth");
+    }
+
+    fn shape_sum(n: usize) -> String {
+        format!("1{}", "+1".repeat(n))
+    }
+
+    #[test]
+    fn a_wide_usage_object_is_read_once_per_key() {
+        let mut usage = serde_json::Map::new();
+        for i in 0..50_000 {
+            usage.insert(format!("k{i}"), json!(i));
+        }
+        usage.insert("input_tokens".into(), json!(7));
+        assert_eq!(cost("input_tokens + k3", Value::Object(usage)), Some(10));
     }
 }
