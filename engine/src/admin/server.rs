@@ -66,22 +66,11 @@ pub fn start(
             AdminSettings::DEFAULT_REQUEST_TIMEOUT,
         ),
     };
-    supervise::thread("ringway-admin", Component::Admin, move || {
-        let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build();
-        let mut rt = match rt {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("admin API runtime failed to start: {e}");
-                return;
-            }
-        };
-        crate::timer::forget_driver();
+    crate::timer::background_thread("ringway-admin", Component::Admin, move || {
         let (cell, gateway, shutdown, key) =
             (cell.clone(), gateway.clone(), shutdown.clone(), key.clone());
         let listener = listener.try_clone();
-        rt.block_on(async move {
+        async move {
             fault(Component::Admin);
             let listener = match listener.and_then(TcpListener::from_std) {
                 Ok(l) => l,
@@ -124,7 +113,7 @@ pub fn start(
                     drop(slot);
                 });
             }
-        });
+        }
     })
 }
 

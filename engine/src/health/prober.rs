@@ -42,17 +42,8 @@ pub fn start(
     cell: Arc<SnapshotCell>,
     shutdown: Arc<Shutdown>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    supervise::thread("ringway-health", Component::Health, move || {
-        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build();
-        match rt {
-            Ok(mut rt) => {
-                crate::timer::forget_driver();
-                rt.block_on(run(cell.clone(), shutdown.clone()))
-            }
-            Err(e) => tracing::error!("health checks disabled: cannot start a runtime: {e}"),
-        }
+    crate::timer::background_thread("ringway-health", Component::Health, move || {
+        run(cell.clone(), shutdown.clone())
     })
 }
 

@@ -26,21 +26,10 @@ pub fn start(
     shutdown: Arc<Shutdown>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let workers: Arc<[Arc<WorkerStats>]> = workers.into();
-    supervise::thread("ringway-metrics", Component::Metrics, move || {
-        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build();
-        let mut rt = match rt {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("metrics runtime failed to start: {e}");
-                return;
-            }
-        };
-        crate::timer::forget_driver();
+    crate::timer::background_thread("ringway-metrics", Component::Metrics, move || {
         let (workers, cell, shutdown) = (workers.clone(), cell.clone(), shutdown.clone());
         let listener = listener.try_clone();
-        rt.block_on(async move {
+        async move {
             fault(Component::Metrics);
             let listener = match listener.and_then(TcpListener::from_std) {
                 Ok(l) => l,
@@ -69,7 +58,7 @@ pub fn start(
                     }));
                 }
             }
-        });
+        }
     })
 }
 

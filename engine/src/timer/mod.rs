@@ -119,6 +119,35 @@ impl Drop for Deadline {
     }
 }
 
+/// Starts a supervised thread running the future `make` returns on its
+/// own runtime (the epoll driver: background work, not the request path),
+/// with this module's wheel ready for it; after a panic the thread builds
+/// a new runtime and runs a new future ([`crate::supervise::thread`]).
+pub fn background_thread<F, Fut>(
+    name: &'static str,
+    component: crate::supervise::Component,
+    mut make: F,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    crate::supervise::thread(name, component, move || {
+        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        match rt {
+            Ok(mut rt) => {
+                // A run after a panic: the wheel's driver went with the
+                // runtime that unwound.
+                forget_driver();
+                rt.block_on(make());
+            }
+            Err(e) => tracing::error!("{name}: cannot start a runtime: {e}"),
+        }
+    })
+}
+
 /// This thread's wheel driver, restarted after a panic (the failed one's
 /// drop releases the wheel, so the restart claims it again, unless a new
 /// deadline already started another driver meanwhile).
