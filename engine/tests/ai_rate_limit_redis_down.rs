@@ -8,12 +8,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::ai::{ai_config, chat_url, instance, mocks, ASK};
+use common::dns::SlowDns;
 use common::redis::RedisServer;
 use common::{Conn, Gateway, Upstream};
 use serde_json::{json, Value};
@@ -163,85 +164,9 @@ fn without_degradation_a_down_redis_refuses_at_once() {
     );
 }
 
-/// A DNS server on `127.0.0.77:53` answering `A` queries for `*.slow.test`
-/// with 127.0.0.1 (and `AAAA` with nothing), unless told to hold its
-/// answers; it counts the queries it sees.
-struct SlowDns {
-    hold: Arc<AtomicBool>,
-    queries: Arc<AtomicUsize>,
-    dir: tempfile::TempDir,
-}
-
-impl SlowDns {
-    fn start() -> SlowDns {
-        let sock = UdpSocket::bind("127.0.0.77:53").expect("bind 127.0.0.77:53 (root)");
-        let hold = Arc::new(AtomicBool::new(false));
-        let queries = Arc::new(AtomicUsize::new(0));
-        let (h, q) = (hold.clone(), queries.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                q.fetch_add(1, Ordering::SeqCst);
-                while h.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                if let Some(answer) = dns_answer(&buf[..n]) {
-                    let _ = sock.send_to(&answer, from);
-                }
-            }
-        });
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("resolv.conf"),
-            "nameserver 127.0.0.77\noptions timeout:30 attempts:1\n",
-        )
-        .unwrap();
-        SlowDns { hold, queries, dir }
-    }
-
-    /// Runs the gateway in a mount namespace whose /etc/resolv.conf names
-    /// this server.
-    fn wrapper(&self) -> Vec<String> {
-        let conf = self.dir.path().join("resolv.conf");
-        vec![
-            "unshare".into(),
-            "--mount".into(),
-            "--propagation".into(),
-            "private".into(),
-            "sh".into(),
-            "-c".into(),
-            format!(
-                "mount --bind {} /etc/resolv.conf && exec \"$0\" \"$@\"",
-                conf.display()
-            ),
-        ]
-    }
-}
-
-/// The answer to a query: the question echoed, one A record of 127.0.0.1
-/// for an A query, none for others.
-fn dns_answer(q: &[u8]) -> Option<Vec<u8>> {
-    let mut i = 12;
-    while *q.get(i)? != 0 {
-        i += 1 + usize::from(q[i]);
-    }
-    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
-    let question_end = i + 5;
-    let mut out = q.get(..question_end)?.to_vec();
-    out[2] = 0x81; // response, recursion desired
-    out[3] = 0x80; // recursion available, NOERROR
-    let a = qtype == 1;
-    out[6..8].copy_from_slice(&u16::from(a).to_be_bytes());
-    out[8..12].fill(0);
-    if a {
-        out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 127, 0, 0, 1]);
-    }
-    Some(out)
-}
-
 #[test]
 fn a_redis_host_name_is_never_resolved_on_a_worker() {
-    let dns = SlowDns::start();
+    let dns = SlowDns::start("127.0.0.77");
     let redis = RedisServer::start(&[]);
     let m = mocks(&["a"]);
     let echo = Upstream::echo();

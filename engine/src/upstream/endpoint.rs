@@ -46,12 +46,37 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Resolves `host:port` now (blocking; call only off the workers) and
-    /// registers the endpoint for periodic refresh when it is a name.
+    /// registers the endpoint for periodic refresh when it is a name. A
+    /// name some configuration already holds an endpoint for is not looked
+    /// up again: that endpoint (kept fresh by the refresh thread) is
+    /// shared, so a configuration naming one host a thousand times, or an
+    /// Admin API change re-compiling every route, waits for DNS at most
+    /// once per new name.
     pub fn resolve(host: &str, port: u16) -> Arc<Endpoint> {
         let is_ip = host
             .trim_matches(|c| c == '[' || c == ']')
             .parse::<IpAddr>()
             .is_ok();
+        if is_ip {
+            return Endpoint::resolve_now(host, port, true);
+        }
+        let known = registry()
+            .pin()
+            .get(&(host.to_owned(), port))
+            .and_then(Weak::upgrade);
+        if let Some(ep) = known {
+            return ep;
+        }
+        let ep = Endpoint::resolve_now(host, port, false);
+        let map = registry().pin();
+        map.insert((host.to_owned(), port), Arc::downgrade(&ep));
+        if map.len() % 256 == 0 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        ep
+    }
+
+    fn resolve_now(host: &str, port: u16, is_ip: bool) -> Arc<Endpoint> {
         let addrs = lookup(host, port);
         if addrs.is_empty() {
             tracing::warn!(
@@ -138,6 +163,13 @@ fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
         .to_socket_addrs()
         .map(|it| it.collect())
         .unwrap_or_default()
+}
+
+/// Endpoints of host names by name and port, for [`Endpoint::resolve`].
+fn registry() -> &'static papaya::HashMap<(String, u16), Weak<Endpoint>, ahash::RandomState> {
+    static R: OnceLock<papaya::HashMap<(String, u16), Weak<Endpoint>, ahash::RandomState>> =
+        OnceLock::new();
+    R.get_or_init(Default::default)
 }
 
 /// Looks `ep` up again and publishes a changed address list.

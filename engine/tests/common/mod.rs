@@ -15,6 +15,7 @@ pub mod admin;
 pub mod ai;
 pub mod certs;
 pub mod client;
+pub mod dns;
 pub mod gateway;
 pub mod kafka;
 pub mod loggers;
