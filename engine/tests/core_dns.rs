@@ -57,3 +57,45 @@ fn one_host_named_many_times_is_resolved_once() {
     }
     assert_eq!(dns.queries.load(Ordering::SeqCst), first);
 }
+
+/// Health probes go to the instance's resolved endpoint: none waits for
+/// DNS (the probe thread used to look the name up for every probe).
+#[test]
+fn health_probes_never_wait_for_dns() {
+    let dns = SlowDns::start("127.0.0.79");
+    let m = mocks(&["a"]);
+    let port = m.instance("a").addr().port();
+    let mut inst = instances(port, 1).remove(0);
+    inst["checks"] = json!({"active": {"type": "http", "http_path": "/health", "timeout": 1,
+        "healthy": {"interval": 1, "successes": 1},
+        "unhealthy": {"interval": 1, "http_failures": 1}}});
+    let doc = common::ai::ai_config(&["/v1/chat/completions"], json!({"instances": [inst]}));
+    let mut doc = doc;
+    doc["gateway"] = json!({"metrics": {"listen": "127.0.0.1:0"}});
+    let wrapper = dns.wrapper();
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let gw = Gateway::start_json_wrapped(doc, Vec::new(), &wrapper);
+    let at_start = dns.queries.load(Ordering::SeqCst);
+    // DNS stops answering; the instance starts failing its health checks.
+    dns.hold.store(true, Ordering::SeqCst);
+    m.instance("a").set_faults(mock_llm::Faults {
+        health_status: Some(500),
+        ..Default::default()
+    });
+    let unhealthy = "ringway_instance_healthy{owner=\"route/ai-route\",instance=\"i0\"} 0";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !Conn::connect(gw.metrics_addr.unwrap())
+        .get("/metrics")
+        .text()
+        .contains(unhealthy)
+    {
+        assert!(std::time::Instant::now() < deadline, "the probes stalled");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    dns.hold.store(false, Ordering::SeqCst);
+    assert_eq!(
+        dns.queries.load(Ordering::SeqCst),
+        at_start,
+        "a probe asked DNS"
+    );
+}

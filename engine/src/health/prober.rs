@@ -16,7 +16,7 @@
 //! counted.
 
 use std::cell::Cell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,10 +170,13 @@ impl Tally {
 /// Where and how an instance is probed: the instance's own address, with
 /// `checks.active.host` as the Host header and TLS server name.
 struct ProbeTarget {
-    /// What to connect to: the endpoint's host, never `checks.active.host`
-    /// (APISIX's healthchecker probes the node's IP with the check's host
-    /// as `hostname`).
-    connect: String,
+    /// What to connect to: the instance's endpoint (resolved when the
+    /// configuration was compiled and kept fresh by the DNS thread, so a
+    /// probe never waits for DNS), never `checks.active.host` (APISIX's
+    /// healthchecker probes the node's IP with the check's host as
+    /// `hostname`)…
+    endpoint: Arc<crate::upstream::endpoint::Endpoint>,
+    /// … on this port (`checks.active.port`, else the endpoint's).
     port: u16,
     /// The `Host` header: `checks.active.host` as written (as
     /// lua-resty-healthcheck sends it), else the endpoint's authority.
@@ -214,7 +217,7 @@ fn probe_target(plugin: &AiProxyMulti, i: usize, check: &ActiveCheck) -> Option<
         ProbeType::Tcp => None,
     };
     Some(ProbeTarget {
-        connect: target.url.host.clone(),
+        endpoint: target.endpoint.clone(),
         port,
         host_header,
         tls,
@@ -248,10 +251,10 @@ async fn probe_loop(
             if inst.state.set_healthy(verdict) {
                 metrics::HEALTH_TRANSITIONS.inc();
                 if verdict {
-                    tracing::info!(instance = %inst.name, host = %target.connect, port = target.port,
+                    tracing::info!(instance = %inst.name, host = %target.endpoint.host, port = target.port,
                         "instance is healthy again (active check: {outcome:?})");
                 } else {
-                    tracing::warn!(instance = %inst.name, host = %target.connect, port = target.port,
+                    tracing::warn!(instance = %inst.name, host = %target.endpoint.host, port = target.port,
                         "instance is unhealthy (active check: {outcome:?})");
                 }
             }
@@ -265,16 +268,8 @@ async fn probe_loop(
     }
 }
 
-fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    let h = host.trim_matches(|c| c == '[' || c == ']');
-    if let Ok(ip) = h.parse::<std::net::IpAddr>() {
-        return Some(SocketAddr::new(ip, port));
-    }
-    (h, port).to_socket_addrs().ok()?.next()
-}
-
 async fn probe(cell: &SnapshotCell, check: &ActiveCheck, t: &ProbeTarget) -> Outcome {
-    let Some(addr) = resolve(&t.connect, t.port) else {
+    let Some(addr) = t.endpoint.addr().map(|a| SocketAddr::new(a.ip(), t.port)) else {
         return Outcome::TcpFailure;
     };
     if check.kind == ProbeType::Tcp {
