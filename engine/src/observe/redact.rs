@@ -287,12 +287,17 @@ fn splice<'b>(
 /// and every query value replaced (`https://h/p?dd-api-key=[REDACTED]`):
 /// whatever a log endpoint or provider takes in its URL may be a key.
 pub fn configured_url(url: &str) -> Cow<'_, str> {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    // A scheme is what comes before the first `://`, unless a path, query
+    // or fragment has begun by then (`h?tp://x` is all query).
+    let after_scheme = url
+        .find("://")
+        .filter(|&i| !url[..i].contains(['/', '?', '#']))
+        .map_or(0, |i| i + 3);
     let authority_end = url[after_scheme..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| i + after_scheme);
     let userinfo = url[after_scheme..authority_end].rfind('@');
-    let query = url.find('?');
+    let query = url[after_scheme..].find('?').map(|q| q + after_scheme);
     if userinfo.is_none() && query.is_none() {
         return Cow::Borrowed(url);
     }
@@ -434,5 +439,13 @@ mod tests {
             "https://[REDACTED]@h/p?x=[REDACTED]"
         );
         assert_eq!(configured_url("nonsense"), "nonsense");
+        // Found by cargo fuzz (config_file): a `?` before the `://`.
+        assert_eq!(
+            configured_url("h?tp://127.0.0.1:1/v1?k=v"),
+            "h?tp://127.0.0.1:1/v1?k=[REDACTED]"
+        );
+        for url in ["?://", "a/b://c?d=e", "://?x=1", "#://@?", "x://@", "@?://"] {
+            let _ = configured_url(url);
+        }
     }
 }
