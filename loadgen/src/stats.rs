@@ -3,7 +3,7 @@
 //! instance that answered each request, and the summaries written to JSON.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -34,6 +34,60 @@ pub enum ErrorClass {
     Truncated,
     /// A stream that ended with an SSE error event.
     ErrorEvent,
+    /// A 4xx/5xx whose body is not a JSON object: an error answer nobody
+    /// can parse.
+    MalformedError,
+}
+
+impl ErrorClass {
+    /// The server answered, in a form a client understands: a status
+    /// with a JSON error body, or a stream ended by an SSE error event.
+    /// Every other class is a request lost: no answer, or one cut off or
+    /// unreadable.
+    pub fn answered(self) -> bool {
+        matches!(self, ErrorClass::Status | ErrorClass::ErrorEvent)
+    }
+}
+
+/// Requests sent in one second, by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Second {
+    pub ok: u64,
+    /// Answered, but not ok: error statuses and stream error events.
+    pub errors: u64,
+    pub lost: u64,
+}
+
+impl Second {
+    pub fn add(&mut self, o: &Second) {
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.lost += o.lost;
+    }
+
+    /// Counts one request that ended as `class` (`None`: ok).
+    pub fn count(&mut self, class: Option<ErrorClass>) {
+        match class {
+            None => self.ok += 1,
+            Some(c) if c.answered() => self.errors += 1,
+            Some(_) => self.lost += 1,
+        }
+    }
+}
+
+/// Examples kept of each error class (the first ones).
+pub const SAMPLES_PER_CLASS: usize = 20;
+
+/// One failed request, for finding out what happened.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// When the request was sent.
+    pub at: Instant,
+    pub class: ErrorClass,
+    /// 0 when no response head came.
+    pub status: u16,
+    pub instance: Option<String>,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +105,14 @@ pub struct Stats {
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<ErrorClass, u64>,
     pub instances: BTreeMap<String, u64>,
+    /// Answers by the number of upstream attempts they took
+    /// (`X-Ringway-Attempts`), when the gateway said.
+    pub attempts: BTreeMap<u32, u64>,
+    /// The first [`SAMPLES_PER_CLASS`] failures of each class.
+    pub samples: Vec<Sample>,
+    /// Requests by the second (since the measured window began) they
+    /// were sent in.
+    pub per_second: BTreeMap<u64, Second>,
     pub bytes: u64,
 }
 
@@ -66,6 +128,9 @@ impl Default for Stats {
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             instances: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            samples: Vec::new(),
+            per_second: BTreeMap::new(),
             bytes: 0,
         }
     }
@@ -85,6 +150,23 @@ impl Stats {
         self.errors.values().sum()
     }
 
+    /// Requests lost: not answered at all, or not in a form a client
+    /// understands (see [`ErrorClass::answered`]).
+    pub fn lost(&self) -> u64 {
+        self.errors
+            .iter()
+            .filter(|(c, _)| !c.answered())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Keeps `s` if its class has fewer than [`SAMPLES_PER_CLASS`] samples.
+    pub fn sample(&mut self, s: Sample) {
+        if self.samples.iter().filter(|x| x.class == s.class).count() < SAMPLES_PER_CLASS {
+            self.samples.push(s);
+        }
+    }
+
     pub fn merge(&mut self, other: &Stats) {
         let _ = self.latency.add(&other.latency);
         let _ = self.ttft.add(&other.ttft);
@@ -100,6 +182,15 @@ impl Stats {
         }
         for (k, v) in &other.instances {
             *self.instances.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.attempts {
+            *self.attempts.entry(*k).or_default() += v;
+        }
+        for x in &other.samples {
+            self.sample(x.clone());
+        }
+        for (k, v) in &other.per_second {
+            self.per_second.entry(*k).or_default().add(v);
         }
         self.bytes += other.bytes;
     }
@@ -262,5 +353,38 @@ mod tests {
             None
         );
         assert_eq!(human_us(1500), "1.50ms");
+    }
+
+    #[test]
+    fn answered_and_lost() {
+        let mut s = Stats {
+            ok: 5,
+            ..Default::default()
+        };
+        for (c, n) in [
+            (ErrorClass::Status, 3),
+            (ErrorClass::ErrorEvent, 2),
+            (ErrorClass::Truncated, 1),
+            (ErrorClass::MalformedError, 1),
+            (ErrorClass::Timeout, 1),
+        ] {
+            s.errors.insert(c, n);
+        }
+        assert_eq!((s.total(), s.lost()), (13, 3));
+        for _ in 0..SAMPLES_PER_CLASS + 5 {
+            s.sample(Sample {
+                at: std::time::Instant::now(),
+                class: ErrorClass::Io,
+                status: 0,
+                instance: None,
+                detail: String::new(),
+            });
+        }
+        assert_eq!(s.samples.len(), SAMPLES_PER_CLASS);
+        let mut sec = Second::default();
+        for c in [None, Some(ErrorClass::Status), Some(ErrorClass::Connect)] {
+            sec.count(c);
+        }
+        assert_eq!((sec.ok, sec.errors, sec.lost), (1, 1, 1));
     }
 }
