@@ -75,6 +75,15 @@ impl Second {
     }
 }
 
+/// A failure's detail without its numbers (ports, counts, times).
+fn shape(detail: &str) -> String {
+    detail
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(120)
+        .collect()
+}
+
 /// Examples kept of each error class (the first ones).
 pub const SAMPLES_PER_CLASS: usize = 20;
 
@@ -160,9 +169,16 @@ impl Stats {
             .sum()
     }
 
-    /// Keeps `s` if its class has fewer than [`SAMPLES_PER_CLASS`] samples.
+    /// Keeps `s` if its class has fewer than [`SAMPLES_PER_CLASS`]
+    /// samples, or (up to three times that) if none of them looks like it
+    /// (the same status, instance and detail, numbers aside): the first
+    /// failures of a long run are often all of one kind.
     pub fn sample(&mut self, s: Sample) {
-        if self.samples.iter().filter(|x| x.class == s.class).count() < SAMPLES_PER_CLASS {
+        let same: Vec<&Sample> = self.samples.iter().filter(|x| x.class == s.class).collect();
+        let new_shape = !same.iter().any(|x| {
+            x.status == s.status && x.instance == s.instance && shape(&x.detail) == shape(&s.detail)
+        });
+        if same.len() < SAMPLES_PER_CLASS || (new_shape && same.len() < 3 * SAMPLES_PER_CLASS) {
             self.samples.push(s);
         }
     }
@@ -381,6 +397,17 @@ mod tests {
             });
         }
         assert_eq!(s.samples.len(), SAMPLES_PER_CLASS);
+        // A new kind of failure of the class is still kept.
+        let odd = |detail: &str| Sample {
+            at: std::time::Instant::now(),
+            class: ErrorClass::Io,
+            status: 0,
+            instance: None,
+            detail: detail.into(),
+        };
+        s.sample(odd("reset after 3 tokens"));
+        s.sample(odd("reset after 4 tokens"));
+        assert_eq!(s.samples.len(), SAMPLES_PER_CLASS + 1);
         let mut sec = Second::default();
         for c in [None, Some(ErrorClass::Status), Some(ErrorClass::Connect)] {
             sec.count(c);

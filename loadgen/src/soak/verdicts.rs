@@ -138,6 +138,9 @@ pub struct ResourceFigures {
     pub baseline: Resources,
     pub peak: Resources,
     pub after: Resources,
+    /// RSS sampled at a quarter, half, three quarters and the end of the
+    /// load, KiB: growth after the first quarter would be a leak.
+    pub rss_quarters_kib: Vec<u64>,
     pub settle_secs: f64,
     pub timeline: Vec<Resources>,
 }
@@ -162,6 +165,18 @@ pub struct TenSeconds {
     pub from: u64,
     #[serde(flatten)]
     pub counts: Second,
+}
+
+/// RSS of the samples nearest a quarter, half, three quarters and the end.
+fn quarters(timeline: &[Resources]) -> Vec<u64> {
+    if timeline.is_empty() {
+        return Vec::new();
+    }
+    let n = timeline.len();
+    [n / 4, n / 2, 3 * n / 4, n - 1]
+        .iter()
+        .map(|&i| timeline[i.min(n - 1)].rss_kib)
+        .collect()
 }
 
 /// Windows of seconds with errors (gaps of a second or less merged).
@@ -563,6 +578,7 @@ pub fn judge(o: Observed) -> Report {
             peak,
             after: a,
             settle_secs: o.settled_in.as_secs_f64(),
+            rss_quarters_kib: quarters(&o.timeline),
             timeline: o.timeline,
         },
         panics,
@@ -643,6 +659,14 @@ pub fn print_report(r: &Report) {
     println!(
         "{:<10} {:>12} {:>12} {:>12}",
         "threads", res.baseline.threads, res.peak.threads, res.after.threads
+    );
+    println!(
+        "RSS at 1/4, 1/2, 3/4 and the end of the load: {}",
+        res.rss_quarters_kib
+            .iter()
+            .map(|k| mib(*k))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "panics {:?}; log sink {:?}; redis keys at the end {}",
