@@ -110,6 +110,7 @@ impl Shared {
                 match class {
                     Some(c) => {
                         *s.errors.entry(c).or_default() += 1;
+                        let _ = s.error_latency.record(micros(latency));
                         let detail = match &o.error_detail {
                             Some(d) => d.clone(),
                             None => format!(

@@ -110,6 +110,9 @@ pub struct Stats {
     /// The gateway's own time per successful request, when it reports it
     /// (ringway's `X-Ringway-Overhead-Us`).
     pub overhead: Histogram<u64>,
+    /// Latency of answers that were not ok: error statuses and streams
+    /// ended by an error event (how long a client waited to hear "no").
+    pub error_latency: Histogram<u64>,
     pub ok: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<ErrorClass, u64>,
@@ -133,6 +136,7 @@ impl Default for Stats {
             itl: histogram(),
             lateness: histogram(),
             overhead: histogram(),
+            error_latency: histogram(),
             ok: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -189,6 +193,7 @@ impl Stats {
         let _ = self.itl.add(&other.itl);
         let _ = self.lateness.add(&other.lateness);
         let _ = self.overhead.add(&other.overhead);
+        let _ = self.error_latency.add(&other.error_latency);
         self.ok += other.ok;
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
@@ -230,6 +235,8 @@ impl Stats {
             itl: (!self.itl.is_empty()).then(|| Percentiles::of(&self.itl)),
             lateness: (!self.lateness.is_empty()).then(|| Percentiles::of(&self.lateness)),
             overhead: (!self.overhead.is_empty()).then(|| Percentiles::of(&self.overhead)),
+            error_latency: (!self.error_latency.is_empty())
+                .then(|| Percentiles::of(&self.error_latency)),
             histograms: Histograms {
                 latency: encode(&self.latency),
                 ttft: encode(&self.ttft),
@@ -312,6 +319,9 @@ pub struct Summary {
     /// The gateway's own time as it reports it (see `Stats::overhead`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overhead: Option<Percentiles>,
+    /// Latency of error answers (see `Stats::error_latency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_latency: Option<Percentiles>,
     pub histograms: Histograms,
 }
 

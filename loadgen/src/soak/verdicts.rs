@@ -82,17 +82,21 @@ pub struct Requests {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// How long error answers (statuses, stream error events) took.
+    pub error_latency_p99_ms: f64,
+    pub error_latency_max_ms: f64,
 }
 
 impl Requests {
     fn of(s: &Stats) -> Requests {
-        let ms = |q: f64| {
-            if s.latency.is_empty() {
+        let at = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+            if h.is_empty() {
                 0.0
             } else {
-                s.latency.value_at_quantile(q) as f64 / 1000.0
+                h.value_at_quantile(q) as f64 / 1000.0
             }
         };
+        let ms = |q: f64| at(&s.latency, q);
         Requests {
             total: s.total(),
             ok: s.ok,
@@ -105,6 +109,8 @@ impl Requests {
             latency_p50_ms: ms(0.5),
             latency_p99_ms: ms(0.99),
             latency_max_ms: ms(1.0),
+            error_latency_p99_ms: at(&s.error_latency, 0.99),
+            error_latency_max_ms: at(&s.error_latency, 1.0),
         }
     }
 
@@ -618,12 +624,21 @@ pub fn print_report(r: &Report) {
         if r.kafka { ", with Kafka" } else { "" }
     );
     println!(
-        "{:<8} {:>9} {:>9} {:>9} {:>6} {:>10} {:>9} {:>9}  errors",
-        "kind", "requests", "ok", "answered", "lost", "fallbacks", "p50 ms", "p99 ms"
+        "{:<8} {:>9} {:>9} {:>9} {:>6} {:>10} {:>9} {:>9} {:>9} {:>10}  errors",
+        "kind",
+        "requests",
+        "ok",
+        "answered",
+        "lost",
+        "fallbacks",
+        "ok p50",
+        "ok p99",
+        "ok max",
+        "error max"
     );
     for (kind, q) in [("json", &r.json), ("stream", &r.stream)] {
         println!(
-            "{:<8} {:>9} {:>9} {:>9} {:>6} {:>10} {:>9.1} {:>9.1}  {:?}",
+            "{:<8} {:>9} {:>9} {:>9} {:>6} {:>10} {:>7.1}ms {:>7.1}ms {:>7.0}ms {:>8.0}ms  {:?}",
             kind,
             q.total,
             q.ok,
@@ -632,6 +647,8 @@ pub fn print_report(r: &Report) {
             q.fallbacks(),
             q.latency_p50_ms,
             q.latency_p99_ms,
+            q.latency_max_ms,
+            q.error_latency_max_ms,
             q.errors
         );
     }
