@@ -1,6 +1,7 @@
 //! What the soak reads off ringway besides its answers: resident memory,
-//! open file descriptors and threads from `/proc`, sampled over the run
-//! and waited on to settle after it; and the gateway's own metrics
+//! open file descriptors (sockets by peer) and threads (by name) from
+//! `/proc`, sampled over the run and read once steady before and after
+//! it; and the gateway's own metrics
 //! (`GET /metrics` on its metrics listener): `ringway_panics_total` by
 //! component and the other `ringway_*` counters.
 
@@ -55,34 +56,6 @@ pub fn sample_track(
     }
 }
 
-/// Waits (up to `within`) until the process's open files are at most
-/// `target` and its thread count at most `threads_target`, and stay so
-/// for a second; returns the last look, and how long it took.
-pub fn settle(
-    pid: u32,
-    fds_target: u64,
-    threads_target: u64,
-    within: Duration,
-) -> (Resources, Duration) {
-    let t = Instant::now();
-    let mut calm_since: Option<Instant> = None;
-    loop {
-        let r = Resources::of(pid);
-        if r.fds <= fds_target && r.threads <= threads_target {
-            let since = *calm_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_secs(1) {
-                return (r, t.elapsed());
-            }
-        } else {
-            calm_since = None;
-        }
-        if t.elapsed() >= within {
-            return (r, t.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// Waits until open files and threads stop changing (the same for 3 s,
 /// at most `within`): the idle state a baseline is taken in.
 pub fn steady(pid: u32, within: Duration) -> Resources {
@@ -100,6 +73,83 @@ pub fn steady(pid: u32, within: Duration) -> Resources {
         last = r;
     }
     last
+}
+
+/// A process's open files by kind: sockets by the peer they talk to
+/// (named by `ports`: a peer's port, or for accepted connections and
+/// listeners the local port), the rest by type (`eventfd`, `io_uring`,
+/// `pipe`, `file`, …). What tells a leaked upstream connection from a
+/// kept logger connection.
+pub fn fd_kinds(pid: u32, ports: &BTreeMap<u16, String>) -> BTreeMap<String, u64> {
+    // inode -> (local port, remote port, listening)
+    let mut sockets: BTreeMap<u64, (u16, u16, bool)> = BTreeMap::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = |a: &str| {
+                a.rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    .unwrap_or(0)
+            };
+            if let (Some(l), Some(r), Some(st), Some(inode)) =
+                (f.get(1), f.get(2), f.get(3), f.get(9))
+            {
+                if let Ok(inode) = inode.parse() {
+                    sockets.insert(inode, (port(l), port(r), *st == "0A"));
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let target = std::fs::read_link(e.path())
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kind = if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            match sockets.get(&inode) {
+                Some((local, _, true)) => {
+                    format!("listener {}", ports.get(local).map_or("?", String::as_str))
+                }
+                Some((local, remote, false)) => match (ports.get(remote), ports.get(local)) {
+                    (Some(peer), _) => format!("to {peer}"),
+                    (None, Some(me)) => format!("from a client of {me}"),
+                    (None, None) => "socket, other".into(),
+                },
+                None => "socket, not TCP".into(),
+            }
+        } else if let Some(t) = target.strip_prefix("anon_inode:") {
+            t.trim_matches(|c| c == '[' || c == ']').to_owned()
+        } else if target.starts_with("pipe:") {
+            "pipe".into()
+        } else {
+            "file".into()
+        };
+        *out.entry(kind).or_default() += 1;
+    }
+    out
+}
+
+/// A process's threads by name.
+pub fn thread_names(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in dir.flatten() {
+            if let Ok(name) = std::fs::read_to_string(t.path().join("comm")) {
+                *out.entry(name.trim().to_owned()).or_default() += 1;
+            }
+        }
+    }
+    out
 }
 
 /// `GET /metrics`: the Prometheus text.
@@ -180,5 +230,18 @@ mod tests {
     fn reads_this_process() {
         let r = Resources::of(std::process::id());
         assert!(r.rss_kib > 0 && r.fds > 0 && r.threads > 0, "{r:?}");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_s, _) = l.accept().unwrap();
+        let kinds = fd_kinds(
+            std::process::id(),
+            &BTreeMap::from([(port, "me".to_owned())]),
+        );
+        assert_eq!(kinds.get("listener me"), Some(&1), "{kinds:?}");
+        assert_eq!(kinds.get("to me"), Some(&1), "{kinds:?}");
+        assert_eq!(kinds.get("from a client of me"), Some(&1), "{kinds:?}");
+        let names = thread_names(std::process::id());
+        assert_eq!(names.values().sum::<u64>(), threads(std::process::id()));
     }
 }

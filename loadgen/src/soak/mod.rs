@@ -16,8 +16,8 @@
 //! 2. warm up (load, no chaos), let idle connections expire, and take the
 //!    idle baseline (RSS, open files, threads);
 //! 3. load + chaos + Admin API changes for `--secs`, sampling resources;
-//! 4. stop the load, undo the chaos, wait for open files and threads to
-//!    settle back, take the "after" look;
+//! 4. stop the load, undo the chaos, let idle connections expire and
+//!    take the "after" look as the baseline was taken;
 //! 5. read the metrics (panics) and stderr, check the gateway still
 //!    answers normally and its loggers deliver again.
 
@@ -29,6 +29,7 @@ pub mod redis;
 pub mod sink;
 pub mod verdicts;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -71,7 +72,8 @@ const WARMUP: Duration = Duration::from_secs(5);
 const ADMIN_EVERY: Duration = Duration::from_secs(3);
 /// Idle upstream connections close after `KEEPALIVE_MS`, swept every 5 s.
 const POOL_EXPIRY: Duration = Duration::from_secs(8);
-/// How long open files and threads may take to come back after the load.
+/// The longest wait for open files and threads to stop changing, after
+/// [`POOL_EXPIRY`] (before the baseline and after the load alike).
 pub const SETTLE_WITHIN: Duration = Duration::from_secs(20);
 
 /// Instance-track slot for a run of `d`: about ten slots a run, between
@@ -191,7 +193,21 @@ pub fn run_soak(ringway: &Path, args: &SoakArgs) -> Result<Report, String> {
         ));
     }
     std::thread::sleep(POOL_EXPIRY);
-    let baseline = gauge::steady(pid, Duration::from_secs(20));
+    let baseline = gauge::steady(pid, SETTLE_WITHIN);
+    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+    for i in m.instances() {
+        ports.insert(i.addr().port(), format!("mock-llm {}", i.name()));
+    }
+    ports.insert(redis.port, "redis".into());
+    ports.insert(sink.port(), "log sink".into());
+    if let Some(b) = &broker {
+        ports.insert(b.port, "kafka broker".into());
+    }
+    ports.insert(addr.port(), "proxy".into());
+    ports.insert(admin.port(), "admin API".into());
+    ports.insert(metrics.port(), "metrics".into());
+    let baseline_fds = gauge::fd_kinds(pid, &ports);
+    let baseline_threads = gauge::thread_names(pid);
     let panics_before = gauge::panics(&gauge::scrape(metrics)?);
 
     // The soak.
@@ -221,12 +237,13 @@ pub fn run_soak(ringway: &Path, args: &SoakArgs) -> Result<Report, String> {
 
     // After: everything is back (the tracks undo their chaos on stop).
     let exited = gw.proc.exited();
-    let (after, settled_in) = gauge::settle(
-        pid,
-        baseline.fds + verdicts::FD_SLACK,
-        baseline.threads + verdicts::THREAD_SLACK,
-        SETTLE_WITHIN,
-    );
+    // Taken as the baseline was: idle connections expired, then steady.
+    let t = Instant::now();
+    std::thread::sleep(POOL_EXPIRY);
+    let after = gauge::steady(pid, SETTLE_WITHIN);
+    let settled_in = t.elapsed();
+    let after_fds = gauge::fd_kinds(pid, &ports);
+    let after_threads = gauge::thread_names(pid);
     let text = gauge::scrape(metrics).unwrap_or_default();
     let sent_before = verdicts::logger_sent(&text);
     let after_probe = [ask(addr, false), ask(addr, true)];
@@ -247,6 +264,8 @@ pub fn run_soak(ringway: &Path, args: &SoakArgs) -> Result<Report, String> {
         events: log.events(),
         baseline,
         after,
+        fds_by_kind: (baseline_fds, after_fds),
+        threads_by_name: (baseline_threads, after_threads),
         settled_in,
         timeline: samples.into_inner().unwrap_or_default(),
         exited: exited.map(|e| e.to_string()),
@@ -289,7 +308,7 @@ fn redis_in_use(addr: SocketAddr, redis: &redis::Redis) -> Result<(Duration, u64
 /// it last came up; the loggers that did not.
 fn wait_for_delivery(
     metrics: SocketAddr,
-    before: &std::collections::BTreeMap<String, u64>,
+    before: &BTreeMap<String, u64>,
     sink: &sink::LogSink,
 ) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -56,6 +56,10 @@ impl LogSink {
         format!("http://{}/logs", self.addr)
     }
 
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     pub fn is_up(&self) -> bool {
         self.accepting.is_some()
     }
