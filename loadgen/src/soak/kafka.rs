@@ -65,20 +65,28 @@ impl Broker {
         self.kill();
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
-        let child = Command::new(&self.bin)
-            .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start tansu: {e}"))?;
-        self.child = Some(child);
+        // A broker that exits at once (its port still held by the one
+        // just killed) is started again.
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if Instant::now() > deadline {
                 self.kill();
                 return Err(format!("tansu did not listen on port {}", self.port));
+            }
+            let running = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+            if !running {
+                let child = Command::new(&self.bin)
+                    .args(["broker", "--listener-url", &url])
+                    .args(["--advertised-listener-url", &url])
+                    .args(["--storage-engine", "memory://tansu/"])
+                    .env("RUST_LOG", "error")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("cannot start tansu: {e}"))?;
+                self.child = Some(child);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
