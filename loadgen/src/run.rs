@@ -111,6 +111,12 @@ impl Shared {
                     Some(c) => {
                         *s.errors.entry(c).or_default() += 1;
                         let _ = s.error_latency.record(micros(latency));
+                        if c == ErrorClass::ErrorEvent {
+                            if let Some(d) = &o.error_detail {
+                                let from = o.instance.as_deref().unwrap_or("-");
+                                s.count_error_event(&format!("{from}: {d}"), 1);
+                            }
+                        }
                         let detail = match &o.error_detail {
                             Some(d) => d.clone(),
                             None => format!(

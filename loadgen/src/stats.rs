@@ -84,6 +84,9 @@ fn shape(detail: &str) -> String {
         .collect()
 }
 
+/// Kinds of stream error events counted apart.
+pub const EVENT_KINDS: usize = 32;
+
 /// Examples kept of each error class (the first ones).
 pub const SAMPLES_PER_CLASS: usize = 20;
 
@@ -125,6 +128,10 @@ pub struct Stats {
     /// Requests by the second (since the measured window began) they
     /// were sent in.
     pub per_second: BTreeMap<u64, Second>,
+    /// Streams ended by an error event, by the instance that answered and
+    /// the event's text (numbers aside; at most [`EVENT_KINDS`] kinds, the
+    /// rest as "other").
+    pub error_events: BTreeMap<String, u64>,
     pub bytes: u64,
 }
 
@@ -144,6 +151,7 @@ impl Default for Stats {
             attempts: BTreeMap::new(),
             samples: Vec::new(),
             per_second: BTreeMap::new(),
+            error_events: BTreeMap::new(),
             bytes: 0,
         }
     }
@@ -171,6 +179,17 @@ impl Stats {
             .filter(|(c, _)| !c.answered())
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Counts `n` streams ended by the error event `text`.
+    pub fn count_error_event(&mut self, text: &str, n: u64) {
+        let key = shape(text);
+        let key = if self.error_events.len() < EVENT_KINDS || self.error_events.contains_key(&key) {
+            key
+        } else {
+            "other".to_owned()
+        };
+        *self.error_events.entry(key).or_default() += n;
     }
 
     /// Keeps `s` if its class has fewer than [`SAMPLES_PER_CLASS`]
@@ -212,6 +231,9 @@ impl Stats {
         }
         for (k, v) in &other.per_second {
             self.per_second.entry(*k).or_default().add(v);
+        }
+        for (k, v) in &other.error_events {
+            self.count_error_event(k, *v);
         }
         self.bytes += other.bytes;
     }

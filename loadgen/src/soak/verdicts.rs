@@ -86,6 +86,8 @@ pub struct Requests {
     pub instances: BTreeMap<String, u64>,
     /// Answers by upstream attempts (`X-Ringway-Attempts`).
     pub attempts: BTreeMap<u32, u64>,
+    /// Streams ended by an error event, by its text.
+    pub error_events: BTreeMap<String, u64>,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
@@ -113,6 +115,7 @@ impl Requests {
             statuses: s.statuses.clone(),
             instances: s.instances.clone(),
             attempts: s.attempts.clone(),
+            error_events: s.error_events.clone(),
             latency_p50_ms: ms(0.5),
             latency_p99_ms: ms(0.99),
             latency_max_ms: ms(1.0),
@@ -688,6 +691,9 @@ pub fn print_report(r: &Report) {
         "statuses json {:?}, stream {:?}",
         r.json.statuses, r.stream.statuses
     );
+    for (text, n) in &r.stream.error_events {
+        println!("stream error event x{n}: {text}");
+    }
     println!("chaos events {:?}", r.chaos);
     let res = &r.resources;
     println!(
