@@ -159,6 +159,9 @@ pub fn print_summary(label: &str, s: &Summary) {
     if let Some(t) = &s.overhead {
         print_tail("gateway ", t, "its own time, X-Ringway-Overhead-Us");
     }
+    if let Some(t) = &s.error_latency {
+        print_tail("errors  ", t, "error statuses and stream error events");
+    }
     if !s.instances.is_empty() {
         println!("  instances {:?}", s.instances);
     }

@@ -1,7 +1,9 @@
 //! One HTTP/1.1 keep-alive connection of the load generator, and what one
 //! request observed: status, total latency, time to first token, the gap
 //! between tokens, the instance that answered (`x-ringway-instance` or
-//! `x-mock-instance`), and whether a stream ended properly.
+//! `x-mock-instance`), and whether a stream ended properly. An error
+//! status's body is kept (up to [`ERROR_BODY_MAX`]) and checked to be a
+//! JSON object: an error answer a client can read.
 //!
 //! Responses are parsed with ringway's sans-IO codec and SSE parser; token
 //! events are recognised by cheap byte checks, not full JSON parsing, so
@@ -41,6 +43,27 @@ pub struct Outcome {
     pub bytes: u64,
     /// The server will close the connection.
     pub close: bool,
+    /// Upstream attempts the answer took (`X-Ringway-Attempts`).
+    pub attempts: Option<u32>,
+    /// A 4xx/5xx whose body is not a JSON object.
+    pub malformed_error: bool,
+    /// An error status's body or a stream's error event, shortened.
+    pub error_detail: Option<String>,
+}
+
+/// The most of an error status's body kept for checking.
+pub const ERROR_BODY_MAX: usize = 1 << 20;
+/// The most of an error kept in [`Outcome::error_detail`].
+const DETAIL_MAX: usize = 300;
+
+fn shorten(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&b[..b.len().min(DETAIL_MAX)]);
+    s.into_owned()
+}
+
+/// An error status's body a client can read: a JSON object.
+pub fn is_json_object(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.is_object())
 }
 
 #[derive(Debug)]
@@ -120,6 +143,10 @@ impl Conn {
                 .or_else(|| head.header("x-mock-instance"))
                 .map(|v| String::from_utf8_lossy(v).into_owned()),
             overhead_us: head.header("x-ringway-overhead-us").and_then(parse_u64),
+            attempts: head
+                .header("x-ringway-attempts")
+                .and_then(parse_u64)
+                .map(|n| n as u32),
             stream: head.is_event_stream(),
             close: !head.keep_alive,
             ..Default::default()
@@ -128,42 +155,72 @@ impl Conn {
         let mut sse = out.stream.then(SseParser::new);
         let mut last_token: Option<Instant> = None;
         self.scratch = head.recycle();
+        // An error answer's body, to check it is well formed.
+        let mut error_body = (out.status >= 400).then(Vec::new);
+        // Where a failure after the head was: which answer, how far.
+        let cut = |f: Failure, out: &Outcome| Failure {
+            class: f.class,
+            detail: format!(
+                "{} (status {}, instance {}, after {} tokens, {} bytes)",
+                f.detail,
+                out.status,
+                out.instance.as_deref().unwrap_or("-"),
+                out.tokens,
+                out.bytes
+            ),
+        };
         loop {
             let now = Instant::now();
             let mut bytes = 0u64;
-            let done = dec
-                .decode(&mut self.buf, |data| {
-                    bytes += data.len() as u64;
-                    if let Some(p) = sse.as_mut() {
-                        let _ = p.feed(data, |ev| {
-                            let d = &*ev.data;
-                            if d == b"[DONE]" || is_end(ev.event) {
-                                out.completed = true;
-                            } else if is_error(ev.event, d) {
-                                out.error_event = true;
-                            } else if is_token(ev.event, d) {
-                                out.tokens += 1;
-                                match last_token {
-                                    None => out.ttft = Some(now - sent),
-                                    Some(prev) => out.itl.push(now - prev),
-                                }
-                                last_token = Some(now);
+            let decoded = dec.decode(&mut self.buf, |data| {
+                bytes += data.len() as u64;
+                if let Some(b) = error_body.as_mut() {
+                    let room = ERROR_BODY_MAX.saturating_sub(b.len());
+                    b.extend_from_slice(&data[..data.len().min(room)]);
+                }
+                if let Some(p) = sse.as_mut() {
+                    let _ = p.feed(data, |ev| {
+                        let d = &*ev.data;
+                        if d == b"[DONE]" || is_end(ev.event) {
+                            out.completed = true;
+                        } else if is_error(ev.event, d) {
+                            out.error_event = true;
+                            out.error_detail.get_or_insert_with(|| shorten(d));
+                        } else if is_token(ev.event, d) {
+                            out.tokens += 1;
+                            match last_token {
+                                None => out.ttft = Some(now - sent),
+                                Some(prev) => out.itl.push(now - prev),
                             }
-                        });
-                    }
-                })
-                .map_err(|e| fail(ErrorClass::BadResponse, e.to_string()))?;
+                            last_token = Some(now);
+                        }
+                    });
+                }
+            });
             out.bytes += bytes;
+            let done =
+                decoded.map_err(|e| cut(fail(ErrorClass::BadResponse, e.to_string()), &out))?;
             if done {
                 break;
             }
-            if self.fill(timeout).await? == 0 {
+            let filled = match self.fill(timeout).await {
+                Ok(n) => n,
+                Err(f) => return Err(cut(f, &out)),
+            };
+            if filled == 0 {
                 if dec.eof_is_end() {
                     out.close = true;
                     break;
                 }
-                return Err(fail(ErrorClass::Truncated, "connection closed mid-body"));
+                return Err(cut(
+                    fail(ErrorClass::Truncated, "connection closed mid-body"),
+                    &out,
+                ));
             }
+        }
+        if let Some(b) = error_body {
+            out.malformed_error = !is_json_object(&b);
+            out.error_detail = Some(shorten(&b));
         }
         out.elapsed = sent.elapsed();
         Ok(out)
@@ -237,5 +294,22 @@ mod tests {
         assert_eq!(parse_u64(b" 250 "), Some(250));
         assert_eq!(parse_u64(b"-3"), None);
         assert_eq!(parse_u64(b"x"), None);
+    }
+
+    #[test]
+    fn error_bodies_must_be_json_objects() {
+        assert!(is_json_object(
+            br#"{"error":{"message":"all instances failed"}}"#
+        ));
+        assert!(is_json_object(b" {\"message\":\"x\"}\n"));
+        for bad in [
+            &b""[..],
+            b"<html>502 Bad Gateway</html>",
+            b"{\"error\":",
+            b"[1,2]",
+            b"\"text\"",
+        ] {
+            assert!(!is_json_object(bad), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! [`client`] is one keep-alive connection, [`workload`] renders requests,
 //! [`run`] drives closed or open loops ([`schedule`] keeps open-loop
-//! arrivals honest), [`stats`] holds histograms and summaries.
+//! arrivals honest), [`stats`] holds histograms and summaries; [`soak`]
+//! runs the chaos soak.
 
 pub mod cli;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod procs;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod soak;
 pub mod stats;
 pub mod suite;
 pub mod workload;

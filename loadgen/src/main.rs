@@ -121,6 +121,34 @@ enum Cmd {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Chaos soak: JSON and streaming load through ringway for the whole
+    /// run while instances fail (429 storms, 5xx, resets, stalls, a kill),
+    /// Redis, the log sink and the Kafka broker restart and the route
+    /// changes through the Admin API every 3 s; then verdicts (every
+    /// request answered, none lost, open files, threads and RSS back to
+    /// baseline, no panic). Exits 1 on any violation.
+    Soak {
+        /// Load and chaos time, seconds.
+        #[arg(long, default_value_t = 120.0)]
+        secs: f64,
+        /// Connections sending JSON requests, and as many streaming.
+        #[arg(short = 'c', long, default_value_t = 8)]
+        concurrency: usize,
+        /// ringway workers.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The ringway binary (default: next to loadgen).
+        #[arg(long)]
+        ringway: Option<std::path::PathBuf>,
+        /// Leave the Kafka broker and kafka-logger out even when tansu is
+        /// installed.
+        #[arg(long)]
+        no_kafka: bool,
+        /// Write the report (verdicts, figures, failed-request samples,
+        /// chaos events) as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -306,6 +334,53 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     } else {
                         eprintln!("loadgen: fallback violations found");
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Soak {
+            secs,
+            concurrency,
+            workers,
+            ringway,
+            no_kafka,
+            json,
+        } => {
+            let bin = match loadgen::procs::ringway_binary(ringway.as_deref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let args = loadgen::soak::SoakArgs {
+                duration: std::time::Duration::from_secs_f64(secs.max(1.0)),
+                concurrency: concurrency.max(1),
+                workers: workers.max(1),
+                kafka: !no_kafka,
+                echo: true,
+            };
+            match loadgen::soak::run_soak(&bin, &args) {
+                Ok(r) => {
+                    loadgen::soak::verdicts::print_report(&r);
+                    if let Some(path) = json {
+                        if let Err(e) = std::fs::write(
+                            &path,
+                            serde_json::to_string_pretty(&r).unwrap_or_default(),
+                        ) {
+                            eprintln!("loadgen: cannot write {}: {e}", path.display());
+                            return ExitCode::from(2);
+                        }
+                    }
+                    if r.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("loadgen: soak verdicts violated");
                         ExitCode::from(1)
                     }
                 }

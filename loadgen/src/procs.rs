@@ -1,7 +1,8 @@
 //! Processes a benchmark drives: the `ringway` binary on a generated
-//! config, nginx, pinned to a CPU with `taskset`, with their CPU time and
-//! resident memory read from `/proc`. Everything started here is killed
-//! when its handle drops.
+//! config (optionally with its Admin API and metrics listeners, whose
+//! addresses it announces), nginx, pinned to a CPU with `taskset`, with
+//! their CPU time, resident memory, open files and threads read from
+//! `/proc`. Everything started here is killed when its handle drops.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -29,6 +30,18 @@ impl Proc {
     /// Resident set size, KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid())
+    }
+
+    /// The process's standard error, when it was written to a file
+    /// (ringway's: `stderr.log` in its temporary directory).
+    pub fn stderr_path(&self) -> Option<PathBuf> {
+        let p = self._dir.as_ref()?.path().join("stderr.log");
+        p.exists().then_some(p)
+    }
+
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 }
 
@@ -75,11 +88,25 @@ fn clock_ticks_per_sec() -> u64 {
 
 /// `VmRSS` of a process, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+/// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// `Threads` of a process.
+pub fn threads(pid: u32) -> u64 {
+    status_field(pid, "Threads:")
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -135,11 +162,71 @@ pub fn start_ringway_with(
     workers: usize,
     cpu: Option<usize>,
 ) -> Result<(Proc, SocketAddr), String> {
+    let gateway =
+        format!("admin: {{enabled: false}}\nmetrics: {{enabled: false}}\n{gateway_extra}");
+    let r = spawn_ringway(bin, &gateway, config_yaml, workers, cpu, false)?;
+    Ok((r.proc, r.addr))
+}
+
+/// A ringway started with its Admin API and metrics listeners.
+pub struct Ringway {
+    pub proc: Proc,
+    /// The proxy listener.
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// [`start_ringway_with`], and the Admin API (with `admin_key`) and the
+/// metrics endpoint on free loopback ports.
+pub fn start_ringway_observed(
+    bin: &Path,
+    admin_key: &str,
+    gateway_extra: &str,
+    config_yaml: &str,
+    workers: usize,
+    cpu: Option<usize>,
+) -> Result<Ringway, String> {
+    let gateway = format!(
+        "admin: {{listen: \"127.0.0.1:0\", key: \"{admin_key}\"}}\nmetrics: {{listen: \"127.0.0.1:0\"}}\n{gateway_extra}"
+    );
+    let r = spawn_ringway(bin, &gateway, config_yaml, workers, cpu, true)?;
+    if r.admin.is_none() || r.metrics.is_none() {
+        return Err("ringway did not announce its admin and metrics listeners".into());
+    }
+    Ok(r)
+}
+
+/// The listener a "ringway: … listening on http://ADDR" line announces.
+fn announced(line: &str) -> Option<(&'static str, &str)> {
+    let (what, addr) = line
+        .strip_prefix("ringway: ")?
+        .split_once(" listening on http://")?;
+    let what = match what {
+        "proxy" => "proxy",
+        "admin API" => "admin",
+        "metrics" => "metrics",
+        _ => return None,
+    };
+    Some((what, addr))
+}
+
+/// Starts ringway with `gateway` settings (unindented lines) and
+/// `config_yaml`, and reads the addresses it announces (waiting for the
+/// admin and metrics ones too when `observed`).
+fn spawn_ringway(
+    bin: &Path,
+    gateway: &str,
+    config_yaml: &str,
+    workers: usize,
+    cpu: Option<usize>,
+    observed: bool,
+) -> Result<Ringway, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("ringway.yaml");
-    let extra: String = gateway_extra.lines().map(|l| format!("  {l}\n")).collect();
+    let extra: String = gateway.lines().map(|l| format!("  {l}\n")).collect();
     let cfg = format!(
-        "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\n  admin: {{enabled: false}}\n  metrics: {{enabled: false}}\n{extra}{config_yaml}"
+        "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\n{extra}{config_yaml}"
     );
     std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
     let errors = std::fs::File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
@@ -155,8 +242,8 @@ pub fn start_ringway_with(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("ringway: proxy listening on http://") {
-                let _ = tx.send(a.to_owned());
+            if let Some((what, addr)) = announced(&line) {
+                let _ = tx.send((what, addr.to_owned()));
             }
         }
     });
@@ -165,13 +252,34 @@ pub fn start_ringway_with(
         name: "ringway".into(),
         _dir: Some(dir),
     };
-    let addr = rx.recv_timeout(Duration::from_secs(20)).map_err(|_| {
-        "ringway did not start (check the config with `ringway --check`)".to_owned()
-    })?;
-    let addr = addr
-        .parse()
-        .map_err(|e| format!("bad address {addr}: {e}"))?;
-    Ok((proc, addr))
+    let parse = |a: &str| -> Result<SocketAddr, String> {
+        a.parse().map_err(|e| format!("bad address {a}: {e}"))
+    };
+    let (mut addr, mut admin, mut metrics) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while addr.is_none() || (observed && (admin.is_none() || metrics.is_none())) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(("proxy", a)) => addr = addr.or(Some(parse(&a)?)),
+            Ok(("admin", a)) => admin = Some(parse(&a)?),
+            Ok((_, a)) => metrics = Some(parse(&a)?),
+            // The metrics and admin lines follow the proxy's at once: a
+            // missing one is not coming.
+            Err(_) if addr.is_some() => break,
+            Err(_) => {
+                return Err(
+                    "ringway did not start (check the config with `ringway --check`)".to_owned(),
+                )
+            }
+        }
+    }
+    let addr = addr.ok_or("ringway announced no proxy listener")?;
+    Ok(Ringway {
+        proc,
+        addr,
+        admin,
+        metrics,
+    })
 }
 
 /// Starts nginx (one worker, pinned) proxying every path to `upstream`
@@ -319,5 +427,28 @@ pub fn start_litellm(
             return Err("litellm did not become ready within 120 s".into());
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines() {
+        assert_eq!(
+            announced("ringway: proxy listening on http://127.0.0.1:9080"),
+            Some(("proxy", "127.0.0.1:9080"))
+        );
+        assert_eq!(
+            announced("ringway: admin API listening on http://127.0.0.1:9180"),
+            Some(("admin", "127.0.0.1:9180"))
+        );
+        assert_eq!(
+            announced("ringway: metrics listening on http://127.0.0.1:9091"),
+            Some(("metrics", "127.0.0.1:9091"))
+        );
+        assert_eq!(announced("ringway: proxy listening on https://x:1"), None);
+        assert_eq!(announced("{\"status\":200}"), None);
     }
 }

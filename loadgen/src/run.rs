@@ -21,7 +21,7 @@ use bytes::Bytes;
 use crate::client::{Conn, Failure, Outcome};
 use crate::pace::Pacer;
 use crate::schedule::{latency_from_due, Schedule};
-use crate::stats::{histogram, human_us, micros, ErrorClass, Stats};
+use crate::stats::{histogram, human_us, micros, ErrorClass, Sample, Stats};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
@@ -71,15 +71,33 @@ impl Shared {
         }
         self.measured.set(self.measured.get() + 1);
         let mut s = self.stats.borrow_mut();
+        let second = started
+            .saturating_duration_since(self.measure_from)
+            .as_secs();
         match result {
-            Err(f) => *s.errors.entry(f.class).or_default() += 1,
+            Err(f) => {
+                s.per_second.entry(second).or_default().count(Some(f.class));
+                *s.errors.entry(f.class).or_default() += 1;
+                s.sample(Sample {
+                    at: started,
+                    class: f.class,
+                    status: 0,
+                    instance: None,
+                    detail: f.detail,
+                });
+            }
             Ok(o) => {
                 *s.statuses.entry(o.status).or_default() += 1;
                 s.bytes += o.bytes;
                 if let Some(i) = &o.instance {
                     *s.instances.entry(i.clone()).or_default() += 1;
                 }
-                let class = if o.status >= 400 {
+                if let Some(n) = o.attempts {
+                    *s.attempts.entry(n).or_default() += 1;
+                }
+                let class = if o.status >= 400 && o.malformed_error {
+                    Some(ErrorClass::MalformedError)
+                } else if o.status >= 400 {
                     Some(ErrorClass::Status)
                 } else if o.stream && o.error_event {
                     Some(ErrorClass::ErrorEvent)
@@ -88,8 +106,32 @@ impl Shared {
                 } else {
                     None
                 };
+                s.per_second.entry(second).or_default().count(class);
                 match class {
-                    Some(c) => *s.errors.entry(c).or_default() += 1,
+                    Some(c) => {
+                        *s.errors.entry(c).or_default() += 1;
+                        let _ = s.error_latency.record(micros(latency));
+                        if c == ErrorClass::ErrorEvent {
+                            if let Some(d) = &o.error_detail {
+                                let from = o.instance.as_deref().unwrap_or("-");
+                                s.count_error_event(&format!("{from}: {d}"), 1);
+                            }
+                        }
+                        let detail = match &o.error_detail {
+                            Some(d) => d.clone(),
+                            None => format!(
+                                "stream ended without its end marker after {} tokens, {} bytes",
+                                o.tokens, o.bytes
+                            ),
+                        };
+                        s.sample(Sample {
+                            at: started,
+                            class: c,
+                            status: o.status,
+                            instance: o.instance,
+                            detail,
+                        });
+                    }
                     None => {
                         s.ok += 1;
                         let _ = s.latency.record(micros(latency));

@@ -3,7 +3,7 @@
 //! instance that answered each request, and the summaries written to JSON.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -34,6 +34,72 @@ pub enum ErrorClass {
     Truncated,
     /// A stream that ended with an SSE error event.
     ErrorEvent,
+    /// A 4xx/5xx whose body is not a JSON object: an error answer nobody
+    /// can parse.
+    MalformedError,
+}
+
+impl ErrorClass {
+    /// The server answered, in a form a client understands: a status
+    /// with a JSON error body, or a stream ended by an SSE error event.
+    /// Every other class is a request lost: no answer, or one cut off or
+    /// unreadable.
+    pub fn answered(self) -> bool {
+        matches!(self, ErrorClass::Status | ErrorClass::ErrorEvent)
+    }
+}
+
+/// Requests sent in one second, by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Second {
+    pub ok: u64,
+    /// Answered, but not ok: error statuses and stream error events.
+    pub errors: u64,
+    pub lost: u64,
+}
+
+impl Second {
+    pub fn add(&mut self, o: &Second) {
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.lost += o.lost;
+    }
+
+    /// Counts one request that ended as `class` (`None`: ok).
+    pub fn count(&mut self, class: Option<ErrorClass>) {
+        match class {
+            None => self.ok += 1,
+            Some(c) if c.answered() => self.errors += 1,
+            Some(_) => self.lost += 1,
+        }
+    }
+}
+
+/// A failure's detail without its numbers (ports, counts, times).
+fn shape(detail: &str) -> String {
+    detail
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(120)
+        .collect()
+}
+
+/// Kinds of stream error events counted apart.
+pub const EVENT_KINDS: usize = 32;
+
+/// Examples kept of each error class (the first ones).
+pub const SAMPLES_PER_CLASS: usize = 20;
+
+/// One failed request, for finding out what happened.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// When the request was sent.
+    pub at: Instant,
+    pub class: ErrorClass,
+    /// 0 when no response head came.
+    pub status: u16,
+    pub instance: Option<String>,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone)]
@@ -47,10 +113,25 @@ pub struct Stats {
     /// The gateway's own time per successful request, when it reports it
     /// (ringway's `X-Ringway-Overhead-Us`).
     pub overhead: Histogram<u64>,
+    /// Latency of answers that were not ok: error statuses and streams
+    /// ended by an error event (how long a client waited to hear "no").
+    pub error_latency: Histogram<u64>,
     pub ok: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<ErrorClass, u64>,
     pub instances: BTreeMap<String, u64>,
+    /// Answers by the number of upstream attempts they took
+    /// (`X-Ringway-Attempts`), when the gateway said.
+    pub attempts: BTreeMap<u32, u64>,
+    /// The first [`SAMPLES_PER_CLASS`] failures of each class.
+    pub samples: Vec<Sample>,
+    /// Requests by the second (since the measured window began) they
+    /// were sent in.
+    pub per_second: BTreeMap<u64, Second>,
+    /// Streams ended by an error event, by the instance that answered and
+    /// the event's text (numbers aside; at most [`EVENT_KINDS`] kinds, the
+    /// rest as "other").
+    pub error_events: BTreeMap<String, u64>,
     pub bytes: u64,
 }
 
@@ -62,10 +143,15 @@ impl Default for Stats {
             itl: histogram(),
             lateness: histogram(),
             overhead: histogram(),
+            error_latency: histogram(),
             ok: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             instances: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            samples: Vec::new(),
+            per_second: BTreeMap::new(),
+            error_events: BTreeMap::new(),
             bytes: 0,
         }
     }
@@ -85,12 +171,48 @@ impl Stats {
         self.errors.values().sum()
     }
 
+    /// Requests lost: not answered at all, or not in a form a client
+    /// understands (see [`ErrorClass::answered`]).
+    pub fn lost(&self) -> u64 {
+        self.errors
+            .iter()
+            .filter(|(c, _)| !c.answered())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Counts `n` streams ended by the error event `text`.
+    pub fn count_error_event(&mut self, text: &str, n: u64) {
+        let key = shape(text);
+        let key = if self.error_events.len() < EVENT_KINDS || self.error_events.contains_key(&key) {
+            key
+        } else {
+            "other".to_owned()
+        };
+        *self.error_events.entry(key).or_default() += n;
+    }
+
+    /// Keeps `s` if its class has fewer than [`SAMPLES_PER_CLASS`]
+    /// samples, or (up to three times that) if none of them looks like it
+    /// (the same status, instance and detail, numbers aside): the first
+    /// failures of a long run are often all of one kind.
+    pub fn sample(&mut self, s: Sample) {
+        let same: Vec<&Sample> = self.samples.iter().filter(|x| x.class == s.class).collect();
+        let new_shape = !same.iter().any(|x| {
+            x.status == s.status && x.instance == s.instance && shape(&x.detail) == shape(&s.detail)
+        });
+        if same.len() < SAMPLES_PER_CLASS || (new_shape && same.len() < 3 * SAMPLES_PER_CLASS) {
+            self.samples.push(s);
+        }
+    }
+
     pub fn merge(&mut self, other: &Stats) {
         let _ = self.latency.add(&other.latency);
         let _ = self.ttft.add(&other.ttft);
         let _ = self.itl.add(&other.itl);
         let _ = self.lateness.add(&other.lateness);
         let _ = self.overhead.add(&other.overhead);
+        let _ = self.error_latency.add(&other.error_latency);
         self.ok += other.ok;
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
@@ -100,6 +222,18 @@ impl Stats {
         }
         for (k, v) in &other.instances {
             *self.instances.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.attempts {
+            *self.attempts.entry(*k).or_default() += v;
+        }
+        for x in &other.samples {
+            self.sample(x.clone());
+        }
+        for (k, v) in &other.per_second {
+            self.per_second.entry(*k).or_default().add(v);
+        }
+        for (k, v) in &other.error_events {
+            self.count_error_event(k, *v);
         }
         self.bytes += other.bytes;
     }
@@ -123,6 +257,8 @@ impl Stats {
             itl: (!self.itl.is_empty()).then(|| Percentiles::of(&self.itl)),
             lateness: (!self.lateness.is_empty()).then(|| Percentiles::of(&self.lateness)),
             overhead: (!self.overhead.is_empty()).then(|| Percentiles::of(&self.overhead)),
+            error_latency: (!self.error_latency.is_empty())
+                .then(|| Percentiles::of(&self.error_latency)),
             histograms: Histograms {
                 latency: encode(&self.latency),
                 ttft: encode(&self.ttft),
@@ -205,6 +341,9 @@ pub struct Summary {
     /// The gateway's own time as it reports it (see `Stats::overhead`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overhead: Option<Percentiles>,
+    /// Latency of error answers (see `Stats::error_latency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_latency: Option<Percentiles>,
     pub histograms: Histograms,
 }
 
@@ -262,5 +401,49 @@ mod tests {
             None
         );
         assert_eq!(human_us(1500), "1.50ms");
+    }
+
+    #[test]
+    fn answered_and_lost() {
+        let mut s = Stats {
+            ok: 5,
+            ..Default::default()
+        };
+        for (c, n) in [
+            (ErrorClass::Status, 3),
+            (ErrorClass::ErrorEvent, 2),
+            (ErrorClass::Truncated, 1),
+            (ErrorClass::MalformedError, 1),
+            (ErrorClass::Timeout, 1),
+        ] {
+            s.errors.insert(c, n);
+        }
+        assert_eq!((s.total(), s.lost()), (13, 3));
+        for _ in 0..SAMPLES_PER_CLASS + 5 {
+            s.sample(Sample {
+                at: std::time::Instant::now(),
+                class: ErrorClass::Io,
+                status: 0,
+                instance: None,
+                detail: String::new(),
+            });
+        }
+        assert_eq!(s.samples.len(), SAMPLES_PER_CLASS);
+        // A new kind of failure of the class is still kept.
+        let odd = |detail: &str| Sample {
+            at: std::time::Instant::now(),
+            class: ErrorClass::Io,
+            status: 0,
+            instance: None,
+            detail: detail.into(),
+        };
+        s.sample(odd("reset after 3 tokens"));
+        s.sample(odd("reset after 4 tokens"));
+        assert_eq!(s.samples.len(), SAMPLES_PER_CLASS + 1);
+        let mut sec = Second::default();
+        for c in [None, Some(ErrorClass::Status), Some(ErrorClass::Connect)] {
+            sec.count(c);
+        }
+        assert_eq!((sec.ok, sec.errors, sec.lost), (1, 1, 1));
     }
 }

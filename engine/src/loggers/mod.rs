@@ -250,16 +250,17 @@ impl WorkerQueue {
         }
     }
 
-    /// Hands everything queued to the sinks, and forgets sinks that no
-    /// configuration holds any more (so they can end).
+    /// Hands everything queued to the sinks, and forgets them: a queue
+    /// holds a sink only while it holds entries for it, so a sink no
+    /// configuration holds any more can end. (Keeping those "still held
+    /// elsewhere" kept them forever with two workers or more: each
+    /// worker's queue was the other's reason.)
     pub fn ship(&self) {
-        let mut pending = self.pending.borrow_mut();
-        for (s, entries) in pending.iter_mut() {
+        for (s, entries) in self.pending.borrow_mut().drain(..) {
             if !entries.is_empty() {
-                s.send(std::mem::take(entries));
+                s.send(entries);
             }
         }
-        pending.retain(|(s, _)| Arc::strong_count(s) > 1);
     }
 }
 
@@ -555,5 +556,23 @@ mod tests {
         assert!(q.pending.borrow().is_empty());
         assert_eq!(sizes.recv_timeout(Duration::from_secs(5)), Ok(2));
         wait_for(&stats, |s| s.sent.load(Ordering::Relaxed) == 2);
+    }
+
+    #[test]
+    fn queues_of_several_workers_let_go_of_a_sink_once_shipped() {
+        let (sink, sizes) = recording(batch(100, 60_000, 0));
+        let (w0, w1) = (WorkerQueue::default(), WorkerQueue::default());
+        w0.push(&sink, b"a".to_vec());
+        w1.push(&sink, b"b".to_vec());
+        w0.ship();
+        w1.ship();
+        // Neither queue keeps it for the other's sake.
+        assert_eq!(Arc::strong_count(&sink), 1);
+        drop(sink);
+        let mut got = vec![sizes.recv_timeout(Duration::from_secs(5)).unwrap()];
+        if got[0] == 1 {
+            got.push(sizes.recv_timeout(Duration::from_secs(5)).unwrap());
+        }
+        assert_eq!(got.iter().sum::<usize>(), 2);
     }
 }

@@ -389,12 +389,18 @@ async fn ship_logs(w: Rc<Worker>) {
     }
 }
 
+/// Every 5 s: closes expired idle upstream connections, and picks up a
+/// newly published configuration, so that an idle worker lets go of the
+/// one it last used (and what only that one holds: a replaced logger's
+/// sending thread and connection, a replaced Redis store) instead of
+/// keeping it until its next request.
 async fn sweep_pools(w: Rc<Worker>) {
     loop {
         monoio::select! {
             _ = crate::timer::sleep(Duration::from_secs(5)) => {
                 fault(Component::PoolSweeper);
                 w.pool.sweep();
+                drop(w.snapshot());
             }
             _ = w.shutdown.wait() => return,
         }
