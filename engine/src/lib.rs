@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod redis;
 pub mod router;
 pub mod server;
+pub mod snapshot;
 pub mod sse;
 pub mod supervise;
 pub mod timer;

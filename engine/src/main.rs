@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         .init();
 
     ringway::server::rlimit::raise_nofile();
-    let loaded = match ringway::config::load_file(&cli.config) {
+    let loaded = match ringway::snapshot::load_file(&cli.config) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("ringway: invalid configuration: {e}");

@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 
 use http::Method;
 use ringway::admin::{api, Store};
-use ringway::config::{self, ConfigError, GatewaySettings, Resources, SnapshotCell};
+use ringway::config::{ConfigError, GatewaySettings, Resources};
+use ringway::snapshot::{self, SnapshotCell};
 use ringway::upstream::TlsClients;
 
 /// No DNS (configurations name arbitrary hosts), once per process.
@@ -29,7 +30,7 @@ pub fn config_file(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(e) = config::load_str(text, &lookup) {
+    if let Err(e) = snapshot::load_str(text, &lookup) {
         let placed = !e.path.is_empty() || e.reason == "the document must be a mapping";
         assert!(
             placed && !e.reason.is_empty(),
@@ -84,7 +85,7 @@ fn base() -> &'static Base {
     BASE_STATE.get_or_init(|| {
         offline();
         let file = "services:\n  - name: s0\n    upstream: {nodes: [{host: 127.0.0.1, port: 1980, weight: 1}]}\n    routes:\n      - {name: r0, uris: [/r0]}\nconsumers:\n  - username: jack\n    credentials:\n      - {name: c0, type: key-auth, config: {key: jack-key}}\n";
-        let loaded = config::load_str(file, &lookup).expect("the base configuration loads");
+        let loaded = snapshot::load_str(file, &lookup).expect("the base configuration loads");
         let tls = loaded.snapshot.tls.clone();
         let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
         let mut store = Store::new(cell, loaded.gateway.clone());
@@ -106,7 +107,7 @@ fn base() -> &'static Base {
 /// A fresh store over the base resources (each input starts from them).
 fn store() -> Store {
     let b = base();
-    let snapshot = config::compile(
+    let snapshot = snapshot::compile(
         Arc::new(b.resources.clone()),
         b.gateway.clone(),
         b.tls.clone(),

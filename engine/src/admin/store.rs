@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::config::resources::{Kind, Resources};
-use crate::config::{compile, ConfigError, GatewaySettings, SnapshotCell};
+use crate::config::{ConfigError, GatewaySettings};
+use crate::snapshot::{compile, SnapshotCell};
 use crate::upstream::TlsClients;
 
 pub struct Store {

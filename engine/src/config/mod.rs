@@ -1,53 +1,46 @@
 //! Configuration: the file model, `${VAR}` interpolation, validation with
-//! field paths, and compilation into the immutable [`Snapshot`] workers
-//! serve from.
+//! field paths and the bounds of every number. Nothing here is compiled:
+//! [`crate::snapshot`] turns what this reads into what workers serve from.
 //!
 //! Flow: YAML text → JSON value tree → interpolation → ADC conversion into
-//! APISIX-shaped [`Resources`] → [`compile`] into a [`Snapshot`]. The Admin
-//! API enters at `Resources`, so the file and the API share every check.
+//! APISIX-shaped [`Resources`] (here) → `snapshot::compile` into a
+//! `Snapshot`. The Admin API enters at `Resources`, so the file and the
+//! API share every check.
 
 pub mod adc;
 pub mod bounds;
-pub mod compile;
-pub mod consumers;
 pub mod env;
 pub mod error;
 pub mod gateway;
 pub mod resources;
-pub mod shared;
-pub mod snapshot;
 
 use std::path::Path;
 use std::sync::Arc;
 
-pub use compile::compile;
 pub use error::{from_value, ConfigError, FieldPath};
 pub use gateway::GatewaySettings;
 pub use resources::Resources;
-pub use snapshot::{CompiledRoute, Handler, Snapshot, SnapshotCell};
 
-use crate::upstream::TlsClients;
-
-/// A loaded and validated configuration file.
+/// A config document read and validated, not yet compiled.
 #[derive(Debug)]
-pub struct Loaded {
+pub struct Parsed {
     pub gateway: Arc<GatewaySettings>,
-    pub snapshot: Snapshot,
+    pub resources: Arc<Resources>,
 }
 
-/// Reads, interpolates, validates and compiles a config file.
-pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new("", format!("cannot read file: {e}")).in_source(&name))?;
-    load_str(&text, &env::process_env).map_err(|e| e.in_source(&name))
+/// Reads a config file's text; an error names the file.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new("", format!("cannot read file: {e}")).in_source(path.display().to_string())
+    })
 }
 
-/// Loads a config document from text (YAML, which includes JSON).
-pub fn load_str(
+/// Reads a config document from text (YAML, which includes JSON):
+/// interpolated, validated, converted to APISIX-shaped resources.
+pub fn parse_str(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Loaded, ConfigError> {
+) -> Result<Parsed, ConfigError> {
     let doc: serde_json::Value = if text.trim().is_empty() {
         serde_json::Value::Object(Default::default())
     } else {
@@ -79,9 +72,7 @@ pub fn load_str(
         &root.field("gateway"),
     )?);
     let resources = Arc::new(adc::to_resources(&map)?);
-    let tls = TlsClients::new(gateway.ssl_trusted_certificate.as_deref())?;
-    let snapshot = compile(resources, gateway.clone(), tls, None)?;
-    Ok(Loaded { gateway, snapshot })
+    Ok(Parsed { gateway, resources })
 }
 
 /// The line where a second YAML document starts (a `---` after content),
@@ -106,12 +97,12 @@ mod tests {
     #[test]
     fn yaml_errors_say_which_line() {
         let none = |_: &str| None;
-        let e = load_str("services: [\n  - {name: x\n", &none).unwrap_err();
+        let e = parse_str("services: [\n  - {name: x\n", &none).unwrap_err();
         assert!(e.path.starts_with("line "), "{e}");
-        let e = load_str("# two\n---\ngateway: {}\n---\nservices: []\n", &none).unwrap_err();
+        let e = parse_str("# two\n---\ngateway: {}\n---\nservices: []\n", &none).unwrap_err();
         assert_eq!(e.path, "line 4 column 1", "{e}");
         assert!(e.reason.contains("more than one document"), "{e}");
-        let e = load_str("a: 1\n--- \nb: 2\n", &none).unwrap_err();
+        let e = parse_str("a: 1\n--- \nb: 2\n", &none).unwrap_err();
         assert_eq!(e.path, "line 2 column 1", "{e}");
     }
 }

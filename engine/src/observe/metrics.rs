@@ -163,7 +163,7 @@ impl WorkerStats {
 pub fn render(
     out: &mut String,
     workers: &[std::sync::Arc<WorkerStats>],
-    snap: &crate::config::Snapshot,
+    snap: &crate::snapshot::Snapshot,
 ) {
     use std::fmt::Write;
     let sum = |f: &dyn Fn(&WorkerStats) -> &AtomicU64| -> u64 {

@@ -41,7 +41,7 @@ pub enum Scope {
 pub struct CompileCx<'c, 'a> {
     /// `route/<id>`, `service/<id>`, `consumer/<name>` or `global`.
     pub owner: std::sync::Arc<str>,
-    pub carry: &'c mut crate::config::shared::Carry<'a>,
+    pub carry: &'c mut crate::snapshot::shared::Carry<'a>,
     /// The snapshot's `plugin_metadata`, compiled.
     pub metadata: &'c metadata::PluginMetadata,
 }
@@ -98,7 +98,7 @@ impl Flow {
 pub struct AccessCx<'a> {
     pub head: &'a RequestHead,
     pub ctx: &'a mut RequestCtx,
-    pub snap: &'a crate::config::Snapshot,
+    pub snap: &'a crate::snapshot::Snapshot,
 }
 
 impl Plugin {

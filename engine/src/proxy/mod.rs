@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::config::Snapshot;
 use crate::http::chunked::write_chunk_header;
 use crate::http::{RequestHead, Version};
 use crate::net::{self, Io};
@@ -24,6 +23,7 @@ use crate::server::conn::ClientConn;
 use crate::server::ctx::RequestCtx;
 use crate::server::reply;
 use crate::server::worker::Worker;
+use crate::snapshot::Snapshot;
 use crate::upstream::spec::{Node, UpstreamSpec};
 use crate::upstream::{connect, UpstreamConn};
 use body::Body;

@@ -14,11 +14,11 @@ use bytes::BytesMut;
 use super::ctx::{RequestCtx, ResponseBody};
 use super::reply;
 use super::worker::Worker;
-use crate::config::Handler;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HeaderSpan, HttpError, RequestHead};
 use crate::net::{self, Io, PeerWatch};
 use crate::plugins::ai_proxy_multi::handler::Handled;
 use crate::plugins::{AccessCx, Flow};
+use crate::snapshot::Handler;
 
 /// A client connection and the buffers it reuses across requests.
 pub struct ClientConn {
@@ -224,7 +224,7 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
 /// Matches the route, runs the access phase and the handler.
 async fn route_and_run(
     w: &Rc<Worker>,
-    snap: &crate::config::Snapshot,
+    snap: &crate::snapshot::Snapshot,
     c: &mut ClientConn,
     head: &mut RequestHead,
     ctx: &mut RequestCtx,

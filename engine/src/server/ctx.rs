@@ -32,7 +32,7 @@ pub struct RequestCtx {
     pub tls: bool,
     pub route_id: Option<Arc<str>>,
     /// Set by an auth plugin.
-    pub consumer: Option<Arc<crate::config::consumers::Consumer>>,
+    pub consumer: Option<Arc<crate::snapshot::consumers::Consumer>>,
     /// The id of the credential that identified it.
     pub credential: Option<Arc<str>>,
     /// `hide_credentials`: a header / query parameter not to forward.

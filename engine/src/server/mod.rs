@@ -19,7 +19,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::{Loaded, SnapshotCell};
+use crate::snapshot::{Loaded, SnapshotCell};
 use listen::{Bound, ListenerKind};
 use signal::Shutdown;
 use worker::WorkerShared;

@@ -16,9 +16,10 @@ use monoio::net::TcpListener;
 use super::conn;
 use super::listen::ListenerKind;
 use super::signal::LocalSignal;
-use crate::config::{GatewaySettings, Snapshot, SnapshotCell};
+use crate::config::GatewaySettings;
 use crate::http::HeadLimits;
 use crate::net::Io;
+use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::supervise::{self, fault, Component};
 use crate::upstream::Pool;
 

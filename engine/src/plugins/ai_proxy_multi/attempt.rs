@@ -12,13 +12,13 @@ use bytes::BytesMut;
 use super::instance::{Instance, Target};
 use super::request::LlmRequest;
 use super::AiProxyMulti;
-use crate::config::Snapshot;
 use crate::http::{HeaderSpan, RequestHead, ResponseHead};
 use crate::net::{self, Io};
 use crate::providers::Wire;
 use crate::proxy::relay::read_response_head;
 use crate::proxy::ProxyError;
 use crate::server::worker::Worker;
+use crate::snapshot::Snapshot;
 use crate::upstream::{connect, connect::open, PoolKey, UpstreamConn};
 
 /// A response head and the connection it came on.

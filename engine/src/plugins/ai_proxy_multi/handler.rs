@@ -18,7 +18,6 @@ use super::respond::{relay, AnswerMeta, Kept, Relayed};
 use super::retry_after::parse_retry_after;
 use super::stream::StreamJob;
 use super::AiProxyMulti;
-use crate::config::Snapshot;
 use crate::health::{now_ms, Cooldown};
 use crate::http::{RequestHead, Version};
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
@@ -28,6 +27,7 @@ use crate::providers::{Api, Wire};
 use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::worker::Worker;
+use crate::snapshot::Snapshot;
 
 /// How the handler left a request.
 pub enum Handled<'a> {

@@ -32,7 +32,6 @@ use super::instance::{Instance, Target};
 use super::replies::{attempts_failed, error_msg, kept_reply, Tried};
 use super::respond::{read_body, Kept};
 use super::AiProxyMulti;
-use crate::config::Snapshot;
 use crate::http::{RequestHead, Version};
 use crate::providers::{Api, Wire};
 use crate::proxy::body::read_all;
@@ -42,6 +41,7 @@ use crate::proxy::ProxyError;
 use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::worker::Worker;
+use crate::snapshot::Snapshot;
 
 /// What stored state a call is about.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

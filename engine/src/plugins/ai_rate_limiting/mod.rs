@@ -361,8 +361,8 @@ fn warn_throttled(log: impl FnOnce()) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::shared::Carry;
     use crate::config::{ConfigError, FieldPath};
+    use crate::snapshot::shared::Carry;
     use serde_json::json;
     use serde_json::Value;
 

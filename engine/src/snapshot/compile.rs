@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::bounds;
-use super::error::{ConfigError, FieldPath};
-use super::gateway::GatewaySettings;
-use super::resources::{id_string, Kind, Resources, Route, Upstream};
 use super::shared::{Carry, SharedState};
-use super::snapshot::{CompiledRoute, Handler, Snapshot};
+use super::{CompiledRoute, Handler, Snapshot};
+use crate::config::bounds;
+use crate::config::error::{ConfigError, FieldPath};
+use crate::config::gateway::GatewaySettings;
+use crate::config::resources::{id_string, Kind, Resources, Route, Upstream};
 use crate::observe::redact::Redaction;
 use crate::plugins::{self, CompileCx, PluginChain};
 use crate::router::{HostSet, MethodSet, RouteMatch, Router, UriPattern};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use ahash::AHashMap;
 
-use super::error::{ConfigError, FieldPath};
-use super::resources::{Kind, Resources};
+use crate::config::error::{ConfigError, FieldPath};
+use crate::config::resources::{Kind, Resources};
 use crate::plugins::key_auth::{constant_time_eq, Credential, NAME as KEY_AUTH};
 use crate::plugins::{self, PluginChain, Scope};
 

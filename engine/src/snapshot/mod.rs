@@ -7,16 +7,49 @@
 //! request never sees half a config and the hot path touches no shared
 //! reference count.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::gateway::GatewaySettings;
-use super::resources::Resources;
+pub mod compile;
+pub mod consumers;
+pub mod shared;
+
+pub use compile::compile;
+
+use crate::config::gateway::GatewaySettings;
+use crate::config::resources::Resources;
+use crate::config::ConfigError;
 use crate::plugins::PluginChain;
 use crate::router::Router;
 use crate::upstream::{TlsClients, UpstreamSpec};
+
+/// A loaded and validated configuration file.
+#[derive(Debug)]
+pub struct Loaded {
+    pub gateway: Arc<GatewaySettings>,
+    pub snapshot: Snapshot,
+}
+
+/// Reads, interpolates, validates and compiles a config file.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let name = path.display().to_string();
+    let text = crate::config::read_file(path)?;
+    load_str(&text, &crate::config::env::process_env).map_err(|e| e.in_source(&name))
+}
+
+/// Loads a config document from text (YAML, which includes JSON).
+pub fn load_str(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let crate::config::Parsed { gateway, resources } = crate::config::parse_str(text, lookup)?;
+    let tls = TlsClients::new(gateway.ssl_trusted_certificate.as_deref())?;
+    let snapshot = compile(resources, gateway.clone(), tls, None)?;
+    Ok(Loaded { gateway, snapshot })
+}
 
 /// What answers requests on a route once its plugins let them through.
 #[derive(Debug)]
@@ -46,14 +79,14 @@ pub struct Snapshot {
     pub routes: Vec<CompiledRoute>,
     /// Plugins of all global rules, run before each route's.
     pub global_plugins: PluginChain,
-    pub consumers: super::consumers::Consumers,
+    pub consumers: consumers::Consumers,
     /// What every log output redacts (`gateway.log_redaction`, key-auth's
     /// names), compiled once.
     pub redaction: crate::observe::redact::Redaction,
     /// Number of per-worker round-robin counters plain upstreams use.
     pub upstream_slots: usize,
     /// Instance health, cooldowns and tickets, carried across reloads.
-    pub shared: super::shared::SharedState,
+    pub shared: shared::SharedState,
     pub tls: TlsClients,
     /// The source resources (the Admin API edits a copy and recompiles).
     pub resources: Arc<Resources>,
