@@ -59,8 +59,6 @@ const LAYERS: &[&[&str]] = &[
 /// to be undone; none may be added.
 const DEBT: &[(&str, &str)] = &[
     ("admin", "server"),
-    ("config", "http"),
-    ("config", "upstream"),
     ("health", "plugins"),
     ("health", "proxy"),
     ("health", "server"),

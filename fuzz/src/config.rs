@@ -15,7 +15,7 @@ use ringway::upstream::TlsClients;
 /// No DNS (configurations name arbitrary hosts), once per process.
 fn offline() {
     static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(ringway::upstream::endpoint::disable_dns);
+    ONCE.get_or_init(ringway::net::dns::disable_dns);
 }
 
 /// `${VAR}`: names of even length are set (to `1`, so a number or a

@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use super::error::{ConfigError, FieldPath};
 
+/// Hard ceiling for `limits.max_headers`; the parser keeps its scratch table
+/// on the stack.
+pub const MAX_HEADERS_CEILING: usize = 512;
+
 /// The longest time any timeout, interval, idle time or TTL may be: a day.
 pub const MAX_SECONDS: u64 = 86_400;
 /// [`MAX_SECONDS`] in milliseconds, for the fields APISIX counts in ms.

@@ -349,7 +349,7 @@ impl GatewaySettings {
                 s.limits.max_headers = bounds::int(
                     v,
                     8,
-                    crate::http::request::MAX_HEADERS_CEILING as i64,
+                    bounds::MAX_HEADERS_CEILING as i64,
                     &p.field("max_headers"),
                 )?;
             }
@@ -459,7 +459,7 @@ fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {
             if let Ok(a) = s.parse::<SocketAddr>() {
                 return Ok(a);
             }
-            crate::upstream::endpoint::dns_enabled()
+            crate::net::dns::dns_enabled()
                 .then(|| s.to_socket_addrs().ok())
                 .flatten()
                 .and_then(|mut it| it.next())

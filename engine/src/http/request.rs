@@ -15,9 +15,7 @@ use http::Method;
 use super::headers::{self, ConnectionTokens};
 use super::{all_crlf, HeaderSpan, HttpError, Span, Version};
 
-/// Hard ceiling for `limits.max_headers`; the parser keeps its scratch table
-/// on the stack.
-pub const MAX_HEADERS_CEILING: usize = 512;
+pub use crate::config::bounds::MAX_HEADERS_CEILING;
 
 /// Limits applied while parsing a head.
 #[derive(Debug, Clone, Copy)]

@@ -3,6 +3,7 @@
 //! loop and the proxy are written once. Also the buffer helpers that read
 //! into a growing `BytesMut` with monoio's owned-buffer I/O.
 
+pub mod dns;
 pub mod watch;
 
 use std::io;

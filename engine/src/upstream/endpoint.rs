@@ -8,32 +8,16 @@
 //! looked up by that thread too, at once.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::atomic::AtomicCell;
 
+use crate::net::dns::dns_enabled;
 use crate::supervise::Component;
 
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
-
-/// Set by harnesses that must not touch the network (the fuzz oracles
-/// compile thousands of configurations naming arbitrary hosts).
-static NO_DNS: AtomicBool = AtomicBool::new(false);
-
-/// Leaves host names unresolved from now on in this process, as if DNS
-/// had no answer yet (IP literals still resolve). For the fuzz oracles.
-#[doc(hidden)]
-pub fn disable_dns() {
-    NO_DNS.store(true, Ordering::Relaxed);
-}
-
-/// Whether host names are looked up (see [`disable_dns`]).
-pub fn dns_enabled() -> bool {
-    !NO_DNS.load(Ordering::Relaxed)
-}
 
 #[derive(Debug)]
 pub struct Endpoint {
