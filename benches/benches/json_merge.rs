@@ -5,7 +5,7 @@
 //! 32 KiB) and a coding agent's 32 KiB conversation.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringway::providers::wire::{build_request, Api, ClientBody, ModelOptions, Wire};
+use ringway::wire::{build_request, Api, ClientBody, ModelOptions, Wire};
 use serde_json::{json, Map, Value};
 
 fn body(words: usize) -> Vec<u8> {

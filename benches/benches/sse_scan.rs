@@ -3,8 +3,8 @@
 //! Anthropic → OpenAI conversion), in bytes per second.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringway::providers::wire::{StreamObservations, StreamTransform, Wire};
 use ringway::sse::SseParser;
+use ringway::wire::{StreamObservations, StreamTransform, Wire};
 
 fn openai_stream(tokens: usize) -> Vec<u8> {
     let mut s = String::new();

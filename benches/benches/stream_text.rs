@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringway::providers::json_scan::{string_at, Step};
+use ringway::wire::json_scan::{string_at, Step};
 use serde::Deserialize;
 
 /// An OpenAI chunk as OpenAI (and mock-llm) send it, and one with logprobs.

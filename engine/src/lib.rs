@@ -26,3 +26,4 @@ pub mod sse;
 pub mod supervise;
 pub mod timer;
 pub mod upstream;
+pub mod wire;

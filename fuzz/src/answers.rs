@@ -8,7 +8,7 @@ use std::time::Duration;
 use ringway::http::vars::percent_decode;
 use ringway::plugins::ai_proxy_multi::retry_after::parse_retry_after;
 use ringway::providers::gcp::token_answer;
-use ringway::providers::wire::{convert_error, convert_response, Api, Wire};
+use ringway::wire::{convert_error, convert_response, Api, Wire};
 
 /// The longest anything read here may bench an instance or keep a token.
 const DAY: Duration = Duration::from_secs(86_400);

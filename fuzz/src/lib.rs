@@ -22,12 +22,12 @@ pub use config::{admin_resource, config_file, cost_expr};
 use bytes::BytesMut;
 use ringway::http::body::BodyDecoder;
 use ringway::http::{HeadLimits, RequestHead, ResponseFraming, ResponseHead};
-use ringway::providers::body::TopLevel;
-use ringway::providers::json_scan::{string_at, Step};
-use ringway::providers::wire::{
+use ringway::sse::SseParser;
+use ringway::wire::body::TopLevel;
+use ringway::wire::json_scan::{string_at, Step};
+use ringway::wire::{
     build_request, Api, ClientBody, ModelOptions, StreamObservations, StreamTransform, Wire,
 };
-use ringway::sse::SseParser;
 
 /// An oracle: panics when its property does not hold for the input.
 pub type Oracle = fn(&[u8]);

@@ -174,8 +174,8 @@ pub fn original_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::wire::Wire;
     use crate::server::ctx::Payloads;
+    use crate::wire::Wire;
 
     fn ctx_with_body(body: &'static [u8]) -> RequestCtx {
         let mut ctx = RequestCtx::new("127.0.0.1:1".parse().unwrap(), std::time::Instant::now());

@@ -290,8 +290,8 @@ fn hostname() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::wire::Wire;
     use crate::server::ctx::Payloads;
+    use crate::wire::Wire;
     use serde_json::Value;
 
     fn ctx_with_body(body: &'static [u8]) -> RequestCtx {

@@ -8,19 +8,16 @@
 pub mod aimlapi;
 pub mod anthropic;
 pub mod azure_openai;
-pub mod body;
 pub mod deepseek;
 pub mod gcp;
 pub mod gemini;
-pub mod json_scan;
 pub mod openai;
 pub mod openai_compatible;
 pub mod openrouter;
 pub mod registry;
 pub mod url;
 pub mod vertex_ai;
-pub mod wire;
 
+pub use crate::wire::{Api, Wire};
 pub use registry::{lookup, Provider, ProviderConf};
 pub use url::EndpointUrl;
-pub use wire::{Api, Wire};

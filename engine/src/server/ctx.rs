@@ -160,7 +160,7 @@ pub struct Payloads {
     /// stream's is collected as it passes).
     pub response: Vec<u8>,
     /// The format the client speaks.
-    pub wire: crate::providers::wire::Wire,
+    pub wire: crate::wire::Wire,
     /// `llm_response_text`: a stream's, or read from `response` once the
     /// request is done ([`Payloads::settle`]), for every log that writes it.
     pub text: Option<String>,
@@ -168,13 +168,13 @@ pub struct Payloads {
 
 impl Payloads {
     /// Most answer bytes kept for the log, the same as the most text kept.
-    pub const LIMIT: usize = crate::providers::wire::text::STREAM_TEXT_LIMIT;
+    pub const LIMIT: usize = crate::wire::text::STREAM_TEXT_LIMIT;
 
     /// Reads the answer's text from what was kept, once, and lets the
     /// kept bytes go.
     pub fn settle(&mut self) {
         if !self.response.is_empty() {
-            self.text = crate::providers::wire::text::answer_text(self.wire, &self.response);
+            self.text = crate::wire::text::answer_text(self.wire, &self.response);
             self.response = Vec::new();
         }
     }
@@ -184,7 +184,7 @@ impl Payloads {
     /// is read now and its text kept up to the limit a stream's has (cut,
     /// it would no longer parse).
     pub fn keep_answer(&mut self, body: &[u8]) {
-        use crate::providers::wire::text;
+        use crate::wire::text;
         if body.len() <= Self::LIMIT {
             self.response.clear();
             self.response.extend_from_slice(body);
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn an_answer_over_the_limit_still_has_its_text_cut_to_the_limit() {
-        use crate::providers::wire::{text::STREAM_TEXT_LIMIT, Wire};
+        use crate::wire::{text::STREAM_TEXT_LIMIT, Wire};
         let answer = |content: &str| {
             serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
                 .to_string()

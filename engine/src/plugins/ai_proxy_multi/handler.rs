@@ -22,12 +22,12 @@ use crate::health::{now_ms, Cooldown};
 use crate::http::{RequestHead, Version};
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
 use crate::plugins::ai_rate_limiting::{AiRateLimiting, Verdict};
-use crate::providers::wire::build_request;
 use crate::providers::{Api, Wire};
 use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::worker::Worker;
 use crate::snapshot::Snapshot;
+use crate::wire::build_request;
 
 /// How the handler left a request.
 pub enum Handled<'a> {
@@ -447,7 +447,7 @@ fn names_held_state(body: &[u8]) -> bool {
 fn upstream_body(
     inst: &super::Instance,
     req: &LlmRequest,
-) -> Result<Vec<u8>, crate::providers::wire::WireError> {
+) -> Result<Vec<u8>, crate::wire::WireError> {
     // Applied only if the final body streams (the client's flag or the
     // instance's `options.stream`).
     let to = inst.wire(req.api);

@@ -10,9 +10,9 @@ use super::config::{string_map, InstanceFile, Transport};
 use crate::config::{bounds, from_value, ConfigError, FieldPath};
 use crate::health::{ActiveCheck, InstanceState};
 use crate::providers::gcp::GcpAuth;
-use crate::providers::wire::ModelOptions;
 use crate::providers::{self, Api, EndpointUrl, Provider, ProviderConf, Wire};
 use crate::upstream::{Endpoint, Scheme, TlsTarget};
+use crate::wire::ModelOptions;
 
 /// Where requests of one API go.
 #[derive(Debug)]

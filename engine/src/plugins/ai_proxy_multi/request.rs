@@ -8,12 +8,12 @@
 
 use super::stored::{stored_call, Family};
 use crate::http::RequestHead;
-use crate::providers::wire::ClientBody;
 use crate::providers::{Api, Wire};
 use crate::proxy::body::read_all;
 use crate::proxy::ProxyError;
 use crate::server::conn::ClientConn;
 use crate::server::worker::Worker;
+use crate::wire::ClientBody;
 
 pub struct LlmRequest {
     /// The body, validated, with what routing needs read from it.

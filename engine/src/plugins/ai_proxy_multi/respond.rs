@@ -21,11 +21,11 @@ use crate::http::response::ResponseFraming;
 use crate::http::write::{push_header, push_status_line, push_u64};
 use crate::http::ResponseHead;
 use crate::net::{self, Io};
-use crate::providers::wire::{convert_error, convert_response};
 use crate::proxy::ProxyError;
 use crate::server::conn::ClientConn;
 use crate::server::ctx::RequestCtx;
 use crate::server::worker::Worker;
+use crate::wire::{convert_error, convert_response};
 
 /// Facts about the answering attempt, for headers and logs.
 pub struct AnswerMeta<'a> {

@@ -284,7 +284,7 @@ pub async fn handle(
             return match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
                 Ok(read) => {
                     let kept = Kept::new(w, plugin, inst, answered, read);
-                    use crate::providers::json_scan::{string_at, Step};
+                    use crate::wire::json_scan::{string_at, Step};
                     if let Some(id) = string_at(&kept.body, &[Step::Key("id")]) {
                         plugin.affinity.remember(id.as_bytes(), inst);
                     }

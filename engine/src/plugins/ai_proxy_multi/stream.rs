@@ -30,11 +30,11 @@ use crate::http::body::BodyDecoder;
 use crate::http::chunked::{write_chunk_header, LAST_CHUNK};
 use crate::http::write::{push_header, push_status_line};
 use crate::net::{self, Io};
-use crate::providers::wire::{StreamObservations, StreamTransform};
 use crate::proxy::ProxyError;
 use crate::server::conn::ClientConn;
 use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::worker::Worker;
+use crate::wire::{StreamObservations, StreamTransform};
 
 /// An SSE answer being relayed; see the module docs.
 pub struct StreamJob<'a> {

@@ -8,9 +8,9 @@ use std::io::Write as _;
 use serde_json::{json, Value};
 
 use super::{data, event, plain_text_piece, StreamObservations, StreamTransform};
-use crate::providers::wire::anthropic::{finish_reason, stop_reason, AnthropicUsage};
-use crate::providers::wire::openai;
 use crate::sse::SseEvent;
+use crate::wire::anthropic::{finish_reason, stop_reason, AnthropicUsage};
+use crate::wire::openai;
 
 impl StreamTransform {
     fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {

@@ -459,7 +459,7 @@ static NOT_PLAIN_MEMBERS: std::sync::LazyLock<[member::Member; 2]> =
 /// nothing else the conversion needs (no tool call, refusal, finish reason,
 /// usage or error).
 pub(super) fn plain_text_piece(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
-    use crate::providers::json_scan::{string_at, Step::*};
+    use crate::wire::json_scan::{string_at, Step::*};
     if NOT_PLAIN_KEYS.iter().any(|f| f.find(data).is_some())
         || NOT_PLAIN_MEMBERS.iter().any(|m| m.in_(data))
         || member::has_usage(data)

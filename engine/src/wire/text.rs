@@ -114,7 +114,7 @@ fn message_text(wire: Wire, body: &[u8], out: &mut String) -> bool {
 /// escapes. Events come one per token, so only the path to the text is
 /// scanned: a typed parse of each whole event cost more than relaying it.
 fn delta_piece(wire: Wire, data: &[u8]) -> Option<Cow<'_, str>> {
-    use crate::providers::json_scan::{string_at, Step::*};
+    use crate::wire::json_scan::{string_at, Step::*};
     match wire {
         Wire::OpenAi => string_at(data, &[Key("choices"), First, Key("delta"), Key("content")]),
         Wire::Anthropic => string_at(data, &[Key("delta"), Key("text")]),

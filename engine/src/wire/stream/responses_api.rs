@@ -5,9 +5,9 @@
 use serde_json::Value;
 
 use super::{plain_text_piece, StreamObservations, StreamTransform, ToResponses};
-use crate::providers::wire::openai;
-use crate::providers::wire::responses::{self, EventKind};
 use crate::sse::SseEvent;
+use crate::wire::openai;
+use crate::wire::responses::{self, EventKind};
 
 impl StreamTransform {
     /// A chat chunk (or `[DONE]`) as Responses API events (kept out of

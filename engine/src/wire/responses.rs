@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Usage;
-use crate::providers::json_scan::{string_at, Step};
+use crate::wire::json_scan::{string_at, Step};
 
 #[derive(Deserialize)]
 struct UsageFields {

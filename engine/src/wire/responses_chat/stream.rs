@@ -323,7 +323,7 @@ impl ChatToResponses {
 
     /// The API's `error` event.
     pub fn error(&mut self, message: &str, out: &mut Vec<u8>) {
-        let data = crate::providers::wire::responses::error_event(message);
+        let data = crate::wire::responses::error_event(message);
         self.emit(out, "error", data);
     }
 }

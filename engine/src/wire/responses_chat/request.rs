@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::providers::wire::WireError;
+use crate::wire::WireError;
 
 /// Chat content parts for a Responses message's `content`.
 fn chat_content(role: &str, content: &Value) -> Result<Value, WireError> {

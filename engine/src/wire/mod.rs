@@ -1,5 +1,6 @@
 //! Wire formats spoken by LLM APIs — OpenAI chat/embeddings, OpenAI's
-//! Responses API and Anthropic Messages — and everything the relay needs from them, sans-IO:
+//! Responses API and Anthropic Messages — and everything the relay needs
+//! from them, sans IO (no sockets, no clocks, no configuration):
 //! [`summarize`] reads what routing needs from a client body,
 //! [`build_request`] produces an instance's body (converting formats and
 //! merging `options`), [`convert_response`] / [`convert_error`] map answers
@@ -7,7 +8,8 @@
 //! [`stream::StreamTransform`] does the same for SSE streams, event by
 //! event.
 //!
-//! Same-format requests are edited by splicing bytes ([`super::body`]);
+//! Same-format requests are edited by splicing bytes ([`body`], on the
+//! validating scanner [`json_scan`]);
 //! only cross-format conversions go through `serde_json::Value`.
 //!
 //! `options` follow APISIX: they are written into the top level of the
@@ -15,7 +17,9 @@
 //! is how per-instance `model` and `max_tokens` take effect).
 
 pub mod anthropic;
+pub mod body;
 pub mod budget;
+pub mod json_scan;
 pub mod map;
 pub mod openai;
 pub mod responses;
@@ -27,7 +31,7 @@ use serde_json::{Map, Value};
 
 pub use stream::{StreamObservations, StreamTransform};
 
-use super::body::TopLevel;
+use body::TopLevel;
 
 /// A message format.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::providers::wire::WireError;
+use crate::wire::WireError;
 
 /// A chat `usage` object in the Responses API's terms.
 pub fn usage_to_responses(u: &Value) -> Value {

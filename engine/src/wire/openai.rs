@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{RequestSummary, Usage, Wire, WireError};
-use crate::providers::body::{splice, TopLevel};
+use crate::wire::body::{splice, TopLevel};
 
 #[derive(Deserialize)]
 struct StreamOptions {
