@@ -7,12 +7,12 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
+use ringway::exchange::ctx::{RequestCtx, RequestType};
 use ringway::http::{HeadLimits, RequestHead};
 use ringway::observe::access_log::format_line;
 use ringway::observe::entry::{original_request, EntryOptions};
 use ringway::observe::full_log::full_log;
 use ringway::observe::redact::Redaction;
-use ringway::server::ctx::{RequestCtx, RequestType};
 
 /// What the official OpenAI Python SDK sends for a chat completion, with
 /// a gateway key in the query as some clients send it.

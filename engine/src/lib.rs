@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod balance;
 pub mod config;
+pub mod exchange;
 pub mod health;
 pub mod http;
 pub mod loggers;

@@ -31,13 +31,13 @@ use super::api;
 use super::store::Store;
 use crate::config::gateway::AdminSettings;
 use crate::config::GatewaySettings;
+use crate::exchange::reply;
 use crate::http::body::BodyDecoder;
 use crate::http::{find_head_end, BodyFraming, HeadLimits, RequestHead};
 use crate::net::{self, Io};
 use crate::plugins::key_auth::{constant_time_eq, query_param};
-use crate::server::reply;
-use crate::server::signal::Shutdown;
 use crate::snapshot::SnapshotCell;
+use crate::supervise::signal::Shutdown;
 use crate::supervise::{self, fault, Component};
 
 /// Largest Admin API body accepted.

@@ -24,12 +24,12 @@ use std::time::Duration;
 use ahash::AHashMap;
 
 use super::spec::{ActiveCheck, ProbeType};
+use crate::exchange::ProxyError;
 use crate::observe::metrics;
 use crate::plugins::ai_proxy_multi::AiProxyMulti;
 use crate::providers::Api;
-use crate::proxy::ProxyError;
-use crate::server::signal::Shutdown;
 use crate::snapshot::{Handler, SnapshotCell};
+use crate::supervise::signal::Shutdown;
 use crate::supervise::{self, fault, Component};
 use crate::upstream::oneshot::{self, OneShot};
 use crate::upstream::TlsTarget;

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::gateway::AccessLogTarget;
+use crate::exchange::ctx::RequestCtx;
 use crate::http::RequestHead;
 use crate::observe::redact::Redaction;
-use crate::server::ctx::RequestCtx;
 use crate::supervise::Component;
 
 /// Buffers handed to the writer at once, at most.
@@ -172,7 +172,7 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx, reda
         ctx.upstream_response_time,
     );
     str_field(out, "request_type", ctx.request_type.as_str().as_bytes());
-    if ctx.request_type != crate::server::ctx::RequestType::TraditionalHttp {
+    if ctx.request_type != crate::exchange::ctx::RequestType::TraditionalHttp {
         let l = &ctx.llm;
         opt_str(out, "request_llm_model", l.request_model.as_deref());
         opt_str(out, "llm_model", l.model.as_deref());
@@ -241,8 +241,8 @@ pub(crate) fn escape(out: &mut Vec<u8>, v: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::ctx::RequestType;
     use crate::http::HeadLimits;
-    use crate::server::ctx::RequestType;
 
     #[test]
     fn lines_are_json_with_apisix_variables() {

@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::redact::Redaction;
+use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::http::RequestHead;
-use crate::server::ctx::{RequestCtx, RequestType};
 
 /// Milliseconds with microsecond precision, as APISIX logs latencies.
 pub(crate) fn ms(d: Duration) -> f64 {
@@ -174,7 +174,7 @@ pub fn original_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::ctx::Payloads;
+    use crate::exchange::ctx::Payloads;
     use crate::wire::Wire;
 
     fn ctx_with_body(body: &'static [u8]) -> RequestCtx {

@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use super::entry::{ms, text, write_llm_logging, EntryOptions};
 use super::redact::{Redaction, MARKER};
+use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::http::RequestHead;
-use crate::server::ctx::{RequestCtx, RequestType};
 
 /// APISIX's full log for one finished request, as one line of JSON,
 /// written straight from the request (no value tree in between), with
@@ -290,7 +290,7 @@ fn hostname() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::ctx::Payloads;
+    use crate::exchange::ctx::Payloads;
     use crate::wire::Wire;
     use serde_json::Value;
 

@@ -18,9 +18,9 @@ use serde_json::Value;
 use super::entry::ms;
 use super::redact::Redaction;
 use crate::config::{ConfigError, FieldPath};
+use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::http::vars::VarSource;
 use crate::http::RequestHead;
-use crate::server::ctx::{RequestCtx, RequestType};
 
 /// A parsed `log_format`.
 #[derive(Debug, Clone, PartialEq, Eq)]

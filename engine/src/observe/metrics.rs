@@ -132,8 +132,8 @@ fn bump(c: &AtomicU64, n: u64) {
 
 impl WorkerStats {
     /// Counts one finished request (called by the owning worker only).
-    pub fn record(&self, ctx: &crate::server::ctx::RequestCtx) {
-        use crate::server::ctx::RequestType;
+    pub fn record(&self, ctx: &crate::exchange::ctx::RequestCtx) {
+        use crate::exchange::ctx::RequestType;
         bump(&self.requests, 1);
         let class = (ctx.status / 100).min(5) as usize;
         bump(&self.by_class[class], 1);

@@ -10,11 +10,11 @@ use bytes::BytesMut;
 use monoio::net::{TcpListener, TcpStream};
 
 use super::metrics::{render, WorkerStats};
+use crate::exchange::reply;
 use crate::http::find_head_end;
 use crate::net;
-use crate::server::reply;
-use crate::server::signal::Shutdown;
 use crate::snapshot::SnapshotCell;
+use crate::supervise::signal::Shutdown;
 use crate::supervise::{self, fault, Component};
 
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -13,9 +13,9 @@ use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::entry::ms;
+use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::http::vars::VarSource;
 use crate::http::RequestHead;
-use crate::server::ctx::{RequestCtx, RequestType};
 
 /// The request-side variables of `head` as received by `ctx`'s client.
 pub fn source<'a>(head: &'a RequestHead, ctx: &'a RequestCtx) -> VarSource<'a> {

@@ -13,12 +13,12 @@ use serde_json::{Map, Value};
 use super::metadata::LoggerDefaults;
 use super::CompileCx;
 use crate::config::{bounds, from_value, ConfigError, FieldPath};
+use crate::exchange::ctx::RequestCtx;
 use crate::http::RequestHead;
 use crate::loggers::{BatchConfig, Sink, SinkStats, WorkerQueue};
 use crate::observe::entry::{entry, EntryOptions};
 use crate::observe::log_format::LogFormat;
 use crate::observe::redact::Redaction;
-use crate::server::ctx::RequestCtx;
 
 /// A compiled logger plugin: its sink and what its entries include.
 #[derive(Debug)]

@@ -21,9 +21,9 @@
 use serde_json::Value;
 
 use crate::config::{ConfigError, FieldPath};
+use crate::exchange::ctx::RequestCtx;
 use crate::http::expr::Expr;
 use crate::http::RequestHead;
-use crate::server::ctx::RequestCtx;
 
 /// A plugin's `_meta`, checked.
 #[derive(Debug, Clone, Default)]

@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use crate::config::resources::PluginMap;
 use crate::config::{ConfigError, FieldPath};
+use crate::exchange::ctx::RequestCtx;
 use crate::http::RequestHead;
-use crate::server::ctx::RequestCtx;
 
 /// Where a plugin config sits; some plugins mean different things per scope
 /// (`key-auth` on a route is an auth check, on a consumer a credential).

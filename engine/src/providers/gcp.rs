@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::url::EndpointUrl;
 use crate::config::{bounds, from_value, ConfigError, FieldPath};
-use crate::proxy::ProxyError;
+use crate::exchange::ProxyError;
 use crate::upstream::oneshot::{request, OneShot};
 use crate::upstream::{Endpoint, Scheme, TlsClients, TlsTarget};
 

@@ -6,30 +6,28 @@
 //! While the upstream works, a [`crate::net::PeerWatch`] notices the client
 //! leaving and the upstream request is dropped (cancelled) at once.
 
-pub mod body;
-pub mod error;
 pub mod head;
-pub mod relay;
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::exchange::body::{self, Body};
+use crate::exchange::ctx::RequestCtx;
+use crate::exchange::relay::{self, RelayError};
+use crate::exchange::reply;
+use crate::exchange::response_head::{self, ClientFraming};
+use crate::exchange::ClientConn;
+use crate::exchange::ProxyError;
 use crate::http::chunked::write_chunk_header;
 use crate::http::{RequestHead, Version};
 use crate::net::{self, Io};
-use crate::server::conn::ClientConn;
-use crate::server::ctx::RequestCtx;
-use crate::server::reply;
 use crate::server::worker::Worker;
 use crate::snapshot::Snapshot;
 use crate::upstream::spec::{Node, UpstreamSpec};
 use crate::upstream::{connect, UpstreamConn};
-use body::Body;
-pub use error::ProxyError;
-use head::{ClientFraming, ClientSide, OutBody};
-use relay::RelayError;
+use head::{ClientSide, OutBody};
 
 /// Forwards one request; returns whether the client connection stays open.
 pub async fn forward(
@@ -198,7 +196,7 @@ async fn exchange(
         let out = ClientFraming::for_response(framing, client_http10);
         let keep = keep_alive && out != ClientFraming::Raw;
         wbuf.clear();
-        head::write_response_head(wbuf, &resp, out, keep, client_http10, &[]);
+        response_head::write_response_head(wbuf, &resp, out, keep, client_http10, &[]);
         let status = resp.status;
         let upstream_keep = resp.keep_alive;
         *uscratch = resp.recycle();

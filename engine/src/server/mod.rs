@@ -7,11 +7,8 @@
 pub mod busy_poll;
 pub mod conn;
 pub mod cpus;
-pub mod ctx;
 pub mod listen;
-pub mod reply;
 pub mod rlimit;
-pub mod signal;
 pub mod tls;
 pub mod worker;
 
@@ -20,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::snapshot::{Loaded, SnapshotCell};
+use crate::supervise::signal::Shutdown;
 use listen::{Bound, ListenerKind};
-use signal::Shutdown;
 use worker::WorkerShared;
 
 /// Why the server could not start.

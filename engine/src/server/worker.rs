@@ -15,11 +15,11 @@ use monoio::net::TcpListener;
 
 use super::conn;
 use super::listen::ListenerKind;
-use super::signal::LocalSignal;
 use crate::config::GatewaySettings;
 use crate::http::HeadLimits;
 use crate::net::Io;
 use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::supervise::signal::LocalSignal;
 use crate::supervise::{self, fault, Component};
 use crate::upstream::Pool;
 
@@ -61,7 +61,7 @@ pub struct Worker {
     /// then, instead of ticking while nothing is logged. The queues are
     /// private to the worker and filled only by [`Worker::log_request`],
     /// so nothing can be queued without ringing it.
-    logs_queued: super::signal::Doorbell,
+    logs_queued: crate::supervise::signal::Doorbell,
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
     pub busy: super::busy_poll::BusyPoll,
 }
@@ -101,7 +101,7 @@ impl Worker {
         &self,
         snap: &Snapshot,
         head: &crate::http::RequestHead,
-        ctx: &super::ctx::RequestCtx,
+        ctx: &crate::exchange::ctx::RequestCtx,
     ) {
         let mut queued = false;
         if let Some(log) = &self.log {

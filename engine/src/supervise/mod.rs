@@ -16,6 +16,7 @@
 
 mod component;
 mod fault;
+pub mod signal;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -2,7 +2,6 @@
 //! (with a connect timeout) and, for `https`, a rustls handshake with SNI
 //! and certificate verification.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,22 +13,7 @@ use super::pool::{Pool, PoolKey, UpstreamConn};
 use super::tls::TlsClients;
 use crate::net::Io;
 
-/// Why no connection could be made; all of these count as "5xx" for
-/// fallback purposes.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("cannot resolve upstream host `{0}`")]
-    Unresolved(Arc<str>),
-    #[error("connect to {addr} failed: {source}")]
-    Io {
-        addr: std::net::SocketAddr,
-        source: io::Error,
-    },
-    #[error("connect to {0} timed out")]
-    Timeout(std::net::SocketAddr),
-    #[error("TLS handshake with {host} failed: {reason}")]
-    Tls { host: Arc<str>, reason: String },
-}
+pub use crate::exchange::error::ConnectError;
 
 /// TLS parameters for an `https` upstream.
 #[derive(Debug, Clone)]

@@ -8,10 +8,10 @@ use bytes::BytesMut;
 
 use super::connect::{open, TlsTarget};
 use super::tls::TlsClients;
+use crate::exchange::relay::read_response_head;
+use crate::exchange::ProxyError;
 use crate::http::body::BodyDecoder;
 use crate::net::{self, Io};
-use crate::proxy::relay::read_response_head;
-use crate::proxy::ProxyError;
 
 /// Largest answer read.
 const MAX_BODY: usize = 4 * 1024 * 1024;

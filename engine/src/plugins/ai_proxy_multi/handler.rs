@@ -18,13 +18,13 @@ use super::respond::{relay, AnswerMeta, Kept, Relayed};
 use super::retry_after::parse_retry_after;
 use super::stream::StreamJob;
 use super::AiProxyMulti;
+use crate::exchange::ctx::{RequestCtx, RequestType};
+use crate::exchange::ClientConn;
 use crate::health::{now_ms, Cooldown};
 use crate::http::{RequestHead, Version};
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
 use crate::plugins::ai_rate_limiting::{AiRateLimiting, Verdict};
 use crate::providers::{Api, Wire};
-use crate::server::conn::ClientConn;
-use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::worker::Worker;
 use crate::snapshot::Snapshot;
 use crate::wire::build_request;
@@ -103,7 +103,7 @@ pub async fn handle<'a>(
         ctx.llm.request_body = Some(req.body.bytes.clone());
     }
     if plugin.logging.payloads {
-        ctx.llm.payloads = Some(Box::new(crate::server::ctx::Payloads {
+        ctx.llm.payloads = Some(Box::new(crate::exchange::ctx::Payloads {
             response: Vec::new(),
             wire: req.wire,
             text: None,

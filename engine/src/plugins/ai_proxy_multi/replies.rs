@@ -11,11 +11,11 @@ use serde_json::json;
 use super::request::LlmRequest;
 use super::respond::Kept;
 use super::AiProxyMulti;
+use crate::exchange::ctx::RequestCtx;
+use crate::exchange::reply;
+use crate::exchange::ClientConn;
 use crate::plugins::ai_rate_limiting::rules::write_rule_headers;
 use crate::plugins::ai_rate_limiting::{write_quota_headers, AiRateLimiting, Quota, RuleHits};
-use crate::server::conn::ClientConn;
-use crate::server::ctx::RequestCtx;
-use crate::server::reply;
 use crate::server::worker::Worker;
 
 /// One failed attempt, for the 502 body and logs.

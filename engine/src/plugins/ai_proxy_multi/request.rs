@@ -7,11 +7,11 @@
 //! Only what routing needs is read from the body (model, stream flag).
 
 use super::stored::{stored_call, Family};
+use crate::exchange::body::read_all;
+use crate::exchange::ClientConn;
+use crate::exchange::ProxyError;
 use crate::http::RequestHead;
 use crate::providers::{Api, Wire};
-use crate::proxy::body::read_all;
-use crate::proxy::ProxyError;
-use crate::server::conn::ClientConn;
 use crate::server::worker::Worker;
 use crate::wire::ClientBody;
 

@@ -15,15 +15,15 @@ use super::instance::Instance;
 use super::request::LlmRequest;
 use super::stream::StreamJob;
 use super::AiProxyMulti;
+use crate::exchange::ctx::RequestCtx;
+use crate::exchange::ClientConn;
+use crate::exchange::ProxyError;
 use crate::http::body::BodyDecoder;
 use crate::http::headers::is_hop_by_hop;
 use crate::http::response::ResponseFraming;
 use crate::http::write::{push_header, push_status_line, push_u64};
 use crate::http::ResponseHead;
 use crate::net::{self, Io};
-use crate::proxy::ProxyError;
-use crate::server::conn::ClientConn;
-use crate::server::ctx::RequestCtx;
 use crate::server::worker::Worker;
 use crate::wire::{convert_error, convert_response};
 

@@ -26,13 +26,13 @@ use super::attempt::Answered;
 use super::request::LlmRequest;
 use super::respond::{charge_local, charge_remote, pass_headers, ringway_headers, AnswerMeta};
 use super::AiProxyMulti;
+use crate::exchange::ctx::{RequestCtx, RequestType};
+use crate::exchange::ClientConn;
+use crate::exchange::ProxyError;
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::{write_chunk_header, LAST_CHUNK};
 use crate::http::write::{push_header, push_status_line};
 use crate::net::{self, Io};
-use crate::proxy::ProxyError;
-use crate::server::conn::ClientConn;
-use crate::server::ctx::{RequestCtx, RequestType};
 use crate::server::worker::Worker;
 use crate::wire::{StreamObservations, StreamTransform};
 

@@ -80,7 +80,7 @@ impl AiRateLimiting {
                 return Err(at.field("rejected_msg").error("must not be empty"))
             }
             Some(m) => serde_json::json!({ "error_msg": m }).to_string(),
-            None => crate::server::reply::error_body("LLM token rate limit exceeded"),
+            None => crate::exchange::reply::error_body("LLM token rate limit exceeded"),
         };
         let redis = parse_store(&f, at, cx.carry.tls.as_ref())?.map(redis::Target::prepared);
         let lease_tokens = match f.redis_lease_tokens {

@@ -2,8 +2,27 @@
 //! the client is told. Mapped to a status and JSON body in exactly one
 //! place ([`ProxyError::status`]).
 
+use std::io;
+use std::sync::Arc;
+
 use crate::http::HttpError;
-use crate::upstream::ConnectError;
+
+/// Why no connection could be made; all of these count as "5xx" for
+/// fallback purposes.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve upstream host `{0}`")]
+    Unresolved(Arc<str>),
+    #[error("connect to {addr} failed: {source}")]
+    Io {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error("connect to {0} timed out")]
+    Timeout(std::net::SocketAddr),
+    #[error("TLS handshake with {host} failed: {reason}")]
+    Tls { host: Arc<str>, reason: String },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

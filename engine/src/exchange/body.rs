@@ -7,10 +7,10 @@
 use bytes::{Bytes, BytesMut};
 
 use super::error::ProxyError;
+use crate::exchange::ClientConn;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::{BodyFraming, HttpError};
 use crate::net;
-use crate::server::conn::ClientConn;
 
 /// Bodies up to this size are buffered before forwarding.
 pub const BUFFER_LIMIT: usize = 64 * 1024;

@@ -11,11 +11,11 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 
 use super::error::ProxyError;
-use super::head::ClientFraming;
+use super::response_head::ClientFraming;
+use crate::exchange::ctx::ResponseBody;
 use crate::http::chunked::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::{find_head_end, HeaderSpan, ResponseFraming, ResponseHead};
 use crate::net::{self, Io};
-use crate::server::ctx::ResponseBody;
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
