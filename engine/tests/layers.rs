@@ -58,8 +58,6 @@ const LAYERS: &[&[&str]] = &[
 /// Upward imports that exist today (issue #24), as (from, to). Each is
 /// to be undone; none may be added.
 const DEBT: &[(&str, &str)] = &[
-    ("exchange", "plugins"),
-    ("exchange", "snapshot"),
     ("health", "plugins"),
     ("health", "snapshot"),
     ("observe", "health"),

@@ -31,8 +31,9 @@ pub struct RequestCtx {
     /// The client connection is TLS (`$scheme`).
     pub tls: bool,
     pub route_id: Option<Arc<str>>,
-    /// Set by an auth plugin.
-    pub consumer: Option<Arc<crate::snapshot::consumers::Consumer>>,
+    /// The consumer's name, set by an auth plugin (its compiled plugins
+    /// stay with the snapshot: [`crate::plugins::AccessCx::consumer`]).
+    pub consumer: Option<Arc<str>>,
     /// The id of the credential that identified it.
     pub credential: Option<Arc<str>>,
     /// `hide_credentials`: a header / query parameter not to forward.
@@ -85,17 +86,6 @@ pub struct LlmLog {
     /// across a stream's events), kept when an `ai-rate-limiting`
     /// `cost_expr` prices the request from it.
     pub raw_usage: Option<serde_json::Value>,
-}
-
-impl LlmLog {
-    /// What the request used, for token budgets.
-    pub fn used(&self) -> crate::plugins::ai_rate_limiting::Used<'_> {
-        crate::plugins::ai_rate_limiting::Used {
-            prompt: self.prompt_tokens,
-            completion: self.completion_tokens,
-            raw: self.raw_usage.as_ref(),
-        }
-    }
 }
 
 /// Loggers' `include_resp_body`: the body the client received, without

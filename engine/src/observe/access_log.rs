@@ -157,7 +157,7 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx, reda
         str_field(out, "route_id", r.as_bytes());
     }
     if let Some(c) = &ctx.consumer {
-        str_field(out, "consumer", c.username.as_bytes());
+        str_field(out, "consumer", c.as_bytes());
     }
     if let Some(a) = ctx.upstream_addr {
         let _ = write!(out, ",\"upstream_addr\":\"{a}\"");

@@ -170,9 +170,10 @@ impl<'a> FullLog<'a> {
             },
             upstream: ctx.upstream_addr,
             route_id: ctx.route_id.as_deref(),
-            consumer: ctx.consumer.as_ref().map(|c| Consumer {
-                username: &c.username,
-            }),
+            consumer: ctx
+                .consumer
+                .as_deref()
+                .map(|username| Consumer { username }),
             client_ip: ctx.peer.ip(),
             start_time: start.as_millis() as u64,
             latency: ms(latency),

@@ -22,7 +22,7 @@ pub fn source<'a>(head: &'a RequestHead, ctx: &'a RequestCtx) -> VarSource<'a> {
     VarSource {
         head,
         peer: ctx.peer,
-        consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+        consumer: ctx.consumer.as_deref(),
         tls: ctx.tls,
     }
 }

@@ -95,10 +95,13 @@ impl Flow {
 }
 
 /// What access-phase plugins may read and change.
-pub struct AccessCx<'a> {
+pub struct AccessCx<'a, 'c> {
     pub head: &'a RequestHead,
-    pub ctx: &'a mut RequestCtx,
+    pub ctx: &'c mut RequestCtx,
     pub snap: &'a crate::snapshot::Snapshot,
+    /// The consumer an auth plugin identified (its name is also in
+    /// `ctx.consumer`), whose plugins join the request's.
+    pub consumer: Option<&'a crate::snapshot::consumers::Consumer>,
 }
 
 impl Plugin {
@@ -123,7 +126,7 @@ impl Plugin {
         }
     }
 
-    pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
+    pub async fn access(&self, cx: &mut AccessCx<'_, '_>) -> Flow {
         match self {
             Plugin::KeyAuth(p) => p.access(cx),
             Plugin::AiProxyMulti(_)
@@ -294,7 +297,7 @@ impl PluginChain {
 
     /// Runs the access phase of every plugin in order whose filter holds;
     /// stops at the first that answers (with its `error_response`, if set).
-    pub async fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
+    pub async fn access(&self, cx: &mut AccessCx<'_, '_>) -> Flow {
         for s in &self.slots {
             if !s.meta.runs_for(cx.head, cx.ctx) {
                 continue;

@@ -279,7 +279,7 @@ async fn send_request(
         local_port: c.local_port,
         hide_header: ctx.hide_header.as_deref(),
         hide_query: ctx.hide_query.as_deref(),
-        consumer: ctx.consumer.as_ref().map(|c| &*c.username),
+        consumer: ctx.consumer.as_deref(),
         credential: ctx.credential.as_deref(),
     };
     let mut out = std::mem::take(&mut c.wbuf);

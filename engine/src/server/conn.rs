@@ -199,12 +199,18 @@ async fn route_and_run(
             route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();
         ResponseBody::want(&mut ctx.response_body, route.plugins.response_body_limit());
     }
-    let flow = {
-        let mut cx = AccessCx { head, ctx, snap };
-        match snap.global_plugins.access(&mut cx).await {
+    let (flow, consumer) = {
+        let mut cx = AccessCx {
+            head,
+            ctx,
+            snap,
+            consumer: None,
+        };
+        let flow = match snap.global_plugins.access(&mut cx).await {
             Flow::Continue => route.plugins.access(&mut cx).await,
             answered => answered,
-        }
+        };
+        (flow, cx.consumer)
     };
     if let Flow::Respond {
         status,
@@ -254,9 +260,7 @@ async fn route_and_run(
             // consumer-over-route merge), which replaces a global rule's.
             // A scope that configures it decides, even disabled or filtered
             // out.
-            let limiter = ctx
-                .consumer
-                .as_ref()
+            let limiter = consumer
                 .map(|c| &c.plugins)
                 .into_iter()
                 .chain([&route.plugins, &snap.global_plugins])

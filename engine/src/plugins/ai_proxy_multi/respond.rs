@@ -24,6 +24,7 @@ use crate::http::response::ResponseFraming;
 use crate::http::write::{push_header, push_status_line, push_u64};
 use crate::http::ResponseHead;
 use crate::net::{self, Io};
+use crate::plugins::ai_rate_limiting::Used;
 use crate::server::worker::Worker;
 use crate::wire::{convert_error, convert_response};
 
@@ -46,7 +47,7 @@ pub struct AnswerMeta<'a> {
 /// Charges the usage seen so far to a local token budget.
 pub(super) fn charge_local(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
     if let Some(rl) = meta.limiter {
-        let used = ctx.llm.used();
+        let used = Used::of(&ctx.llm);
         rl.charge_local(&meta.inst.name, &used);
         rl.charge_rules_local(&meta.rule_hits, &used);
     }
@@ -62,7 +63,7 @@ pub(super) async fn charge_remote(
     ctx: &RequestCtx,
 ) {
     if let Some(rl) = limiter {
-        let used = ctx.llm.used();
+        let used = Used::of(&ctx.llm);
         rl.charge_remote(&inst.name, &used).await;
         rl.charge_rules_remote(rule_hits, &used).await;
     }

@@ -24,6 +24,17 @@ pub struct Used<'a> {
     pub raw: Option<&'a serde_json::Value>,
 }
 
+impl<'a> Used<'a> {
+    /// What the request used, as its log record counted it.
+    pub fn of(llm: &'a crate::exchange::ctx::LlmLog) -> Used<'a> {
+        Used {
+            prompt: llm.prompt_tokens,
+            completion: llm.completion_tokens,
+            raw: llm.raw_usage.as_ref(),
+        }
+    }
+}
+
 impl Strategy {
     /// What `used` costs, at most [`MAX_USED`](super::window::MAX_USED)
     /// (more than any budget holds, and a count every policy — atomics,

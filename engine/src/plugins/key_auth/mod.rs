@@ -98,7 +98,7 @@ impl KeyAuth {
         })
     }
 
-    pub fn access(&self, cx: &mut AccessCx<'_>) -> Flow {
+    pub fn access(&self, cx: &mut AccessCx<'_, '_>) -> Flow {
         let from_header = cx.head.header(&self.header);
         let key = match from_header {
             Some(k) => Some(k),
@@ -113,7 +113,8 @@ impl KeyAuth {
         let key = percent_decode(key);
         match cx.snap.consumers.by_key(&key) {
             Some((consumer, credential)) => {
-                cx.ctx.consumer = Some(consumer.clone());
+                cx.ctx.consumer = Some(consumer.username.clone());
+                cx.consumer = Some(consumer);
                 cx.ctx.credential = credential.cloned();
                 if self.hide_credentials {
                     if from_header.is_some() {
@@ -129,12 +130,13 @@ impl KeyAuth {
     }
 
     /// No valid key: the anonymous consumer if there is one, else 401.
-    fn refuse(&self, cx: &mut AccessCx<'_>, message: &str) -> Flow {
+    fn refuse(&self, cx: &mut AccessCx<'_, '_>, message: &str) -> Flow {
         let message = match &self.anonymous_consumer {
             None => message,
             Some(name) => match cx.snap.consumers.by_name(name) {
                 Some(consumer) => {
-                    cx.ctx.consumer = Some(consumer.clone());
+                    cx.ctx.consumer = Some(consumer.username.clone());
+                    cx.consumer = Some(consumer);
                     return Flow::Continue;
                 }
                 // As APISIX: configured, but no such consumer (now).
