@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     // Each stands alone: panics caught and restarted, weighted choice and
     // hashing, the SSE codec.
     &["supervise", "balance", "sse"],
-    // Deadlines and the wheel that fires them.
+    // Deadlines and the wheel that fires them, the process clock.
     &["timer"],
     // Client and upstream stream types, socket helpers.
     &["net"],
@@ -36,9 +36,10 @@ const LAYERS: &[&[&str]] = &[
     &["exchange"],
     // Upstream connections: endpoints and DNS, pools, TLS, one-shot calls.
     &["upstream"],
-    &["redis"],
     // Metrics, log lines and entries, redaction.
     &["observe"],
+    // The Redis client budgets are shared through.
+    &["redis"],
     // Provider endpoints, auth and token sources.
     &["providers"],
     &["health"],
@@ -60,13 +61,11 @@ const LAYERS: &[&[&str]] = &[
 const DEBT: &[(&str, &str)] = &[
     ("health", "plugins"),
     ("health", "snapshot"),
-    ("observe", "health"),
     ("observe", "snapshot"),
     ("plugins", "server"),
     ("plugins", "snapshot"),
     ("proxy", "server"),
     ("proxy", "snapshot"),
-    ("redis", "observe"),
 ];
 
 #[derive(Debug)]

@@ -4,15 +4,9 @@
 //! every worker and carried across config reloads, so one worker's 429
 //! cools the instance down for all of them at once.
 
+use crate::timer::now_ms;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-/// Milliseconds on a process-wide monotonic clock (never 0).
-pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
+use std::time::Duration;
 
 /// Passive ejection: consecutive failures before an instance is taken out,
 /// and the cooldown it gets (doubling per consecutive ejection, capped).

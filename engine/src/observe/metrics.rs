@@ -247,7 +247,7 @@ pub fn render(
         );
     }
     // Instance state, from the shared atomics every worker reads.
-    let now = crate::health::now_ms();
+    let now = crate::timer::now_ms();
     let _ = writeln!(out, "# HELP ringway_instance_healthy Active health-check verdict (1 healthy).\n# TYPE ringway_instance_healthy gauge");
     let mut inst: Vec<_> = snap.shared.instances().collect();
     inst.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::health::now_ms;
+use crate::timer::now_ms;
 
 #[derive(Debug, Default)]
 pub struct Throttle {

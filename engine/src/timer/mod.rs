@@ -38,6 +38,12 @@ pub fn fire_due(now: Instant) {
     let _ = wheel::try_with(|w| w.wake_driver_if_due(now));
 }
 
+/// Milliseconds on a process-wide monotonic clock (never 0).
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
 /// Waits `d`.
 pub fn sleep(d: Duration) -> Deadline {
     match Instant::now().checked_add(d) {

@@ -20,13 +20,14 @@ use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::exchange::ClientConn;
-use crate::health::{now_ms, Cooldown};
+use crate::health::Cooldown;
 use crate::http::{RequestHead, Version};
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
 use crate::plugins::ai_rate_limiting::{AiRateLimiting, Verdict};
 use crate::providers::{Api, Wire};
 use crate::server::worker::Worker;
 use crate::snapshot::Snapshot;
+use crate::timer::now_ms;
 use crate::wire::build_request;
 
 /// How the handler left a request.

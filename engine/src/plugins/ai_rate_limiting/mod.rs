@@ -34,10 +34,10 @@ pub mod window;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::health::now_ms;
 use crate::http::write::{push_header_name_suffix, push_u64};
 use crate::observe::metrics;
 use crate::redis::{self, RedisError};
+use crate::timer::now_ms;
 use each::{Budget, BudgetCounter};
 use rules::{HitCounter, RuleHit, RulesVerdict};
 use window::LocalWindow;
