@@ -24,6 +24,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod sse;
+pub mod status;
 pub mod supervise;
 pub mod timer;
 pub mod upstream;

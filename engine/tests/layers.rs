@@ -51,7 +51,8 @@ const LAYERS: &[&[&str]] = &[
     &["proxy"],
     // Compiling a configuration into the snapshot workers serve from.
     &["snapshot"],
-    &["admin"],
+    // Operators' listeners: the Admin API, metrics (and status).
+    &["admin", "status"],
     // Workers, listeners, the connection loop, the process.
     &["server"],
 ];
@@ -61,7 +62,6 @@ const LAYERS: &[&[&str]] = &[
 const DEBT: &[(&str, &str)] = &[
     ("health", "plugins"),
     ("health", "snapshot"),
-    ("observe", "snapshot"),
     ("plugins", "server"),
     ("plugins", "snapshot"),
     ("proxy", "server"),

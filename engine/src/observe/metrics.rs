@@ -159,12 +159,9 @@ impl WorkerStats {
     }
 }
 
-/// Appends every metric in the Prometheus text format (0.0.4).
-pub fn render(
-    out: &mut String,
-    workers: &[std::sync::Arc<WorkerStats>],
-    snap: &crate::snapshot::Snapshot,
-) {
+/// Appends the request counters (summed over `workers`), the process-wide
+/// counters and the panics in the Prometheus text format (0.0.4).
+pub fn render(out: &mut String, workers: &[std::sync::Arc<WorkerStats>]) {
     use std::fmt::Write;
     let sum = |f: &dyn Fn(&WorkerStats) -> &AtomicU64| -> u64 {
         workers
@@ -246,61 +243,10 @@ pub fn render(
             c.name()
         );
     }
-    // Instance state, from the shared atomics every worker reads.
-    let now = crate::timer::now_ms();
-    let _ = writeln!(out, "# HELP ringway_instance_healthy Active health-check verdict (1 healthy).\n# TYPE ringway_instance_healthy gauge");
-    let mut inst: Vec<_> = snap.shared.instances().collect();
-    inst.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    for (owner, name, s) in &inst {
-        let _ = writeln!(
-            out,
-            "ringway_instance_healthy{{owner=\"{}\",instance=\"{}\"}} {}",
-            escape(owner),
-            escape(name),
-            u8::from(s.is_healthy())
-        );
-    }
-    let _ = writeln!(out, "# HELP ringway_instance_cooling_down 1 while an instance is cooling down (Retry-After or passive ejection).\n# TYPE ringway_instance_cooling_down gauge");
-    for (owner, name, s) in &inst {
-        let _ = writeln!(
-            out,
-            "ringway_instance_cooling_down{{owner=\"{}\",instance=\"{}\"}} {}",
-            escape(owner),
-            escape(name),
-            u8::from(s.cooling(now).is_some())
-        );
-    }
-    // Logger plugins: entries sent, failed after retries, dropped (queue full).
-    let _ = writeln!(out, "# HELP ringway_logger_entries_total Logger plugin entries by outcome.\n# TYPE ringway_logger_entries_total counter");
-    let mut sinks: Vec<_> = snap.shared.loggers().collect();
-    sinks.sort_by(|a, b| a.name().cmp(b.name()));
-    for s in &sinks {
-        for (outcome, v) in [
-            ("sent", &s.stats.sent),
-            ("failed", &s.stats.failed),
-            ("dropped", &s.stats.dropped),
-        ] {
-            let _ = writeln!(
-                out,
-                "ringway_logger_entries_total{{logger=\"{}\",outcome=\"{outcome}\"}} {}",
-                escape(s.name()),
-                v.load(Ordering::Relaxed)
-            );
-        }
-    }
-    let _ = writeln!(out, "# HELP ringway_logger_pending_entries Logger plugin entries handed over and not yet sent (bounded by max_pending_entries).\n# TYPE ringway_logger_pending_entries gauge");
-    for s in &sinks {
-        let _ = writeln!(
-            out,
-            "ringway_logger_pending_entries{{logger=\"{}\"}} {}",
-            escape(s.name()),
-            s.stats.pending.load(Ordering::Relaxed)
-        );
-    }
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

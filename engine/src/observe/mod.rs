@@ -7,7 +7,6 @@ pub mod entry;
 pub mod full_log;
 pub mod log_format;
 pub mod metrics;
-pub mod metrics_server;
 pub mod redact;
 pub mod throttle;
 pub mod vars;

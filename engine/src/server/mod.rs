@@ -156,7 +156,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
             let addr = l
                 .local_addr()
                 .map_err(|source| StartError::Listen { addr: at, source })?;
-            crate::observe::metrics_server::start(l, stats.clone(), cell.clone(), shutdown.clone())
+            crate::status::server::start(l, stats.clone(), cell.clone(), shutdown.clone())
                 .map_err(StartError::Thread)?;
             Some(addr)
         }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use monoio::net::{TcpListener, TcpStream};
 
-use super::metrics::{render, WorkerStats};
 use crate::exchange::reply;
 use crate::http::find_head_end;
 use crate::net;
+use crate::observe::metrics::{render, WorkerStats};
 use crate::snapshot::SnapshotCell;
 use crate::supervise::signal::Shutdown;
 use crate::supervise::{self, fault, Component};
@@ -88,7 +88,8 @@ async fn serve(tcp: TcpStream, workers: Arc<[Arc<WorkerStats>]>, cell: Arc<Snaps
         let mut out = Vec::new();
         if method == b"GET" && path == b"/metrics" {
             let mut text = String::with_capacity(4096);
-            render(&mut text, &workers, &cell.load());
+            render(&mut text, &workers);
+            super::metrics::render_state(&mut text, &cell.load());
             out.extend_from_slice(
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n",

@@ -1,0 +1,63 @@
+//! The metrics of the configuration's state, rendered per scrape from the
+//! current snapshot: instance health and cooldowns, logger sinks.
+
+use std::sync::atomic::Ordering;
+
+use crate::observe::metrics::escape;
+use crate::snapshot::Snapshot;
+
+/// Appends instance and logger metrics in the Prometheus text format.
+pub fn render_state(out: &mut String, snap: &Snapshot) {
+    use std::fmt::Write;
+    // Instance state, from the shared atomics every worker reads.
+    let now = crate::timer::now_ms();
+    let _ = writeln!(out, "# HELP ringway_instance_healthy Active health-check verdict (1 healthy).\n# TYPE ringway_instance_healthy gauge");
+    let mut inst: Vec<_> = snap.shared.instances().collect();
+    inst.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    for (owner, name, s) in &inst {
+        let _ = writeln!(
+            out,
+            "ringway_instance_healthy{{owner=\"{}\",instance=\"{}\"}} {}",
+            escape(owner),
+            escape(name),
+            u8::from(s.is_healthy())
+        );
+    }
+    let _ = writeln!(out, "# HELP ringway_instance_cooling_down 1 while an instance is cooling down (Retry-After or passive ejection).\n# TYPE ringway_instance_cooling_down gauge");
+    for (owner, name, s) in &inst {
+        let _ = writeln!(
+            out,
+            "ringway_instance_cooling_down{{owner=\"{}\",instance=\"{}\"}} {}",
+            escape(owner),
+            escape(name),
+            u8::from(s.cooling(now).is_some())
+        );
+    }
+    // Logger plugins: entries sent, failed after retries, dropped (queue full).
+    let _ = writeln!(out, "# HELP ringway_logger_entries_total Logger plugin entries by outcome.\n# TYPE ringway_logger_entries_total counter");
+    let mut sinks: Vec<_> = snap.shared.loggers().collect();
+    sinks.sort_by(|a, b| a.name().cmp(b.name()));
+    for s in &sinks {
+        for (outcome, v) in [
+            ("sent", &s.stats.sent),
+            ("failed", &s.stats.failed),
+            ("dropped", &s.stats.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringway_logger_entries_total{{logger=\"{}\",outcome=\"{outcome}\"}} {}",
+                escape(s.name()),
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP ringway_logger_pending_entries Logger plugin entries handed over and not yet sent (bounded by max_pending_entries).\n# TYPE ringway_logger_pending_entries gauge");
+    for s in &sinks {
+        let _ = writeln!(
+            out,
+            "ringway_logger_pending_entries{{logger=\"{}\"}} {}",
+            escape(s.name()),
+            s.stats.pending.load(Ordering::Relaxed)
+        );
+    }
+}
