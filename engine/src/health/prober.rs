@@ -1,5 +1,6 @@
 //! Active health checks: one thread (`ringway-health`) with its own monoio
-//! runtime probes every instance that has `checks.active`, and publishes
+//! runtime probes every instance that has `checks.active` (as the
+//! configuration lists them through [`Probed`]), and publishes
 //! each verdict into the instance's shared [`super::InstanceState`] (one atomic
 //! store), which every worker reads without locks. Probing never touches
 //! a worker: the request path only loads a flag.
@@ -24,26 +25,48 @@ use std::time::Duration;
 use ahash::AHashMap;
 
 use super::spec::{ActiveCheck, ProbeType};
+use super::InstanceState;
 use crate::exchange::ProxyError;
 use crate::observe::metrics;
-use crate::plugins::ai_proxy_multi::AiProxyMulti;
-use crate::providers::Api;
-use crate::snapshot::{Handler, SnapshotCell};
 use crate::supervise::signal::Shutdown;
 use crate::supervise::{self, fault, Component};
+use crate::upstream::endpoint::Endpoint;
 use crate::upstream::oneshot::{self, OneShot};
-use crate::upstream::TlsTarget;
+use crate::upstream::{TlsClients, TlsTarget};
+
+/// What the configuration asks to be probed (the snapshot cell implements
+/// it), read again whenever its generation changes.
+pub trait Probed: Send + Sync + 'static {
+    /// Changes with every new configuration.
+    fn generation(&self) -> u64;
+    /// Every instance with `checks.active`.
+    fn instances(&self) -> Vec<ProbedInstance>;
+    /// The current configuration's TLS client settings.
+    fn tls(&self) -> TlsClients;
+}
+
+/// One instance with active checks, as the configuration describes it.
+#[derive(Clone)]
+pub struct ProbedInstance {
+    pub name: Arc<str>,
+    /// Its shared state, which survives reloads: the probe's identity too.
+    pub state: Arc<InstanceState>,
+    pub check: ActiveCheck,
+    /// Its endpoint and the URL's host and port (of its chat target, else
+    /// its embeddings one); `None` when it has neither.
+    pub endpoint: Option<(Arc<Endpoint>, String, u16)>,
+}
 
 /// How often the thread looks for a new config snapshot.
 const RECONCILE_EVERY: Duration = Duration::from_millis(100);
 
 /// Starts the health-check thread; it exits when `shutdown` triggers.
 pub fn start(
-    cell: Arc<SnapshotCell>,
+    probed: Arc<dyn Probed>,
     shutdown: Arc<Shutdown>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     crate::timer::background_thread("ringway-health", Component::Health, move || {
-        run(cell.clone(), shutdown.clone())
+        run(probed.clone(), shutdown.clone())
     })
 }
 
@@ -53,15 +76,15 @@ struct Probe {
     check: ActiveCheck,
 }
 
-async fn run(cell: Arc<SnapshotCell>, shutdown: Arc<Shutdown>) {
+async fn run(probed: Arc<dyn Probed>, shutdown: Arc<Shutdown>) {
     let mut probes: AHashMap<usize, Probe> = AHashMap::new();
     let mut generation = None;
     while !shutdown.is_triggered() {
-        let g = cell.generation();
+        let g = probed.generation();
         if generation != Some(g) {
             generation = Some(g);
             fault(Component::Health);
-            reconcile(&cell, &mut probes);
+            reconcile(&probed, &mut probes);
         }
         monoio::time::sleep(RECONCILE_EVERY).await;
     }
@@ -70,48 +93,37 @@ async fn run(cell: Arc<SnapshotCell>, shutdown: Arc<Shutdown>) {
     }
 }
 
-/// Starts and stops probe tasks to match the current snapshot. Instances
-/// are identified by their shared state, which survives reloads, so an
-/// unchanged instance keeps its task, counters and verdict.
-fn reconcile(cell: &Arc<SnapshotCell>, probes: &mut AHashMap<usize, Probe>) {
-    let snap = cell.load();
-    let mut seen: AHashMap<usize, (Arc<AiProxyMulti>, usize)> = AHashMap::new();
-    for route in &snap.routes {
-        if let Handler::Ai(plugin) = &route.handler {
-            for (i, inst) in plugin.instances.iter().enumerate() {
-                if inst.checks.is_some() {
-                    seen.insert(Arc::as_ptr(&inst.state) as usize, (plugin.clone(), i));
-                }
-            }
-        }
-    }
+/// Starts and stops probe tasks to match the current configuration.
+/// Instances are identified by their shared state, which survives
+/// reloads, so an unchanged instance keeps its task, counters and verdict.
+fn reconcile(probed: &Arc<dyn Probed>, probes: &mut AHashMap<usize, Probe>) {
+    let seen: AHashMap<usize, ProbedInstance> = probed
+        .instances()
+        .into_iter()
+        .map(|inst| (Arc::as_ptr(&inst.state) as usize, inst))
+        .collect();
     probes.retain(|key, p| {
-        let keep = seen
-            .get(key)
-            .is_some_and(|(plugin, i)| plugin.instances[*i].checks.as_ref() == Some(&p.check));
+        let keep = seen.get(key).is_some_and(|inst| inst.check == p.check);
         if !keep {
             p.alive.set(false);
         }
         keep
     });
-    for (key, (plugin, i)) in seen {
+    for (key, inst) in seen {
         if probes.contains_key(&key) {
             continue;
         }
-        let Some(check) = plugin.instances[i].checks.clone() else {
-            continue;
-        };
         let alive = Rc::new(Cell::new(true));
         probes.insert(
             key,
             Probe {
                 alive: alive.clone(),
-                check,
+                check: inst.check.clone(),
             },
         );
-        let cell = cell.clone();
+        let probed = probed.clone();
         monoio::spawn(supervise::task(Component::HealthProbe, move || {
-            probe_loop(cell.clone(), plugin.clone(), i, alive.clone())
+            probe_loop(probed.clone(), inst.clone(), alive.clone())
         }));
     }
 }
@@ -184,14 +196,11 @@ struct ProbeTarget {
     tls: Option<TlsTarget>,
 }
 
-fn probe_target(plugin: &AiProxyMulti, i: usize, check: &ActiveCheck) -> Option<ProbeTarget> {
-    let inst = &plugin.instances[i];
-    let target = inst
-        .target(Api::Chat)
-        .or_else(|_| inst.target(Api::Embeddings))
-        .ok()?;
-    let port = check.port.unwrap_or(target.url.port);
-    let name = check.host.as_deref().unwrap_or(&target.url.host);
+fn probe_target(inst: &ProbedInstance) -> Option<ProbeTarget> {
+    let check = &inst.check;
+    let (endpoint, url_host, url_port) = inst.endpoint.as_ref()?;
+    let port = check.port.unwrap_or(*url_port);
+    let name = check.host.as_deref().unwrap_or(url_host);
     let host_header = match &check.host {
         Some(h) => h.clone(),
         None => {
@@ -201,9 +210,9 @@ fn probe_target(plugin: &AiProxyMulti, i: usize, check: &ActiveCheck) -> Option<
                 80
             };
             if port == default_port {
-                target.url.host.clone()
+                url_host.clone()
             } else {
-                format!("{}:{port}", target.url.host)
+                format!("{url_host}:{port}")
             }
         }
     };
@@ -217,24 +226,16 @@ fn probe_target(plugin: &AiProxyMulti, i: usize, check: &ActiveCheck) -> Option<
         ProbeType::Tcp => None,
     };
     Some(ProbeTarget {
-        endpoint: target.endpoint.clone(),
+        endpoint: endpoint.clone(),
         port,
         host_header,
         tls,
     })
 }
 
-async fn probe_loop(
-    cell: Arc<SnapshotCell>,
-    plugin: Arc<AiProxyMulti>,
-    i: usize,
-    alive: Rc<Cell<bool>>,
-) {
-    let inst = &plugin.instances[i];
-    let Some(check) = inst.checks.clone() else {
-        return;
-    };
-    let Some(target) = probe_target(&plugin, i, &check) else {
+async fn probe_loop(probed: Arc<dyn Probed>, inst: ProbedInstance, alive: Rc<Cell<bool>>) {
+    let check = &inst.check;
+    let Some(target) = probe_target(&inst) else {
         tracing::warn!(instance = %inst.name, "health checks skipped: the instance has no endpoint");
         return;
     };
@@ -242,12 +243,12 @@ async fn probe_loop(
     while alive.get() {
         fault(Component::HealthProbe);
         let healthy = inst.state.is_healthy();
-        let outcome = probe(&cell, &check, &target).await;
+        let outcome = probe(&*probed, check, &target).await;
         metrics::HEALTH_PROBES.inc();
         if !alive.get() {
             return;
         }
-        if let Some(verdict) = tally.record(outcome, healthy, &check) {
+        if let Some(verdict) = tally.record(outcome, healthy, check) {
             if inst.state.set_healthy(verdict) {
                 metrics::HEALTH_TRANSITIONS.inc();
                 if verdict {
@@ -268,7 +269,7 @@ async fn probe_loop(
     }
 }
 
-async fn probe(cell: &SnapshotCell, check: &ActiveCheck, t: &ProbeTarget) -> Outcome {
+async fn probe(probed: &dyn Probed, check: &ActiveCheck, t: &ProbeTarget) -> Outcome {
     let Some(addr) = t.endpoint.addr().map(|a| SocketAddr::new(a.ip(), t.port)) else {
         return Outcome::TcpFailure;
     };
@@ -281,7 +282,7 @@ async fn probe(cell: &SnapshotCell, check: &ActiveCheck, t: &ProbeTarget) -> Out
             Err(_) => Outcome::Timeout,
         };
     }
-    let snap = cell.load();
+    let tls = probed.tls();
     let headers: Vec<(&str, &str)> = check
         .req_headers
         .iter()
@@ -297,7 +298,7 @@ async fn probe(cell: &SnapshotCell, check: &ActiveCheck, t: &ProbeTarget) -> Out
         body: &[],
         timeout: check.timeout,
     };
-    match oneshot::request(&req, &snap.tls).await {
+    match oneshot::request(&req, &tls).await {
         Ok(a) if check.healthy.http_statuses.contains(&a.status) => Outcome::Success,
         Ok(a) if check.unhealthy.http_statuses.contains(&a.status) => {
             Outcome::HttpFailure(a.status)

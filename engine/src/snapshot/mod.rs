@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 
 pub mod compile;
 pub mod consumers;
+pub mod probed;
 pub mod shared;
 
 pub use compile::compile;
