@@ -34,7 +34,7 @@ fn pick(c: &mut Criterion) {
 fn affinity(c: &mut Criterion) {
     use ringway::config::FieldPath;
     use ringway::plugins::ai_proxy_multi::AiProxyMulti;
-    use ringway::snapshot::shared::Carry;
+    use ringway::plugins::shared::Carry;
     let inst = |n: usize| serde_json::json!({"name": format!("account-{n}"), "provider": "openai", "weight": 1, "auth": {"header": {"Authorization": "Bearer k"}}});
     let v = serde_json::json!({"instances": (0..4).map(inst).collect::<Vec<_>>()});
     let mut carry = Carry::new(None);

@@ -12,12 +12,14 @@
 
 pub mod ai_proxy_multi;
 pub mod ai_rate_limiting;
+pub mod consumers;
 pub mod http_logger;
 pub mod kafka_logger;
 pub mod key_auth;
 pub mod logger;
 pub mod meta;
 pub mod metadata;
+pub mod shared;
 
 use serde_json::Value;
 
@@ -41,7 +43,7 @@ pub enum Scope {
 pub struct CompileCx<'c, 'a> {
     /// `route/<id>`, `service/<id>`, `consumer/<name>` or `global`.
     pub owner: std::sync::Arc<str>,
-    pub carry: &'c mut crate::snapshot::shared::Carry<'a>,
+    pub carry: &'c mut crate::plugins::shared::Carry<'a>,
     /// The snapshot's `plugin_metadata`, compiled.
     pub metadata: &'c metadata::PluginMetadata,
 }
@@ -101,7 +103,7 @@ pub struct AccessCx<'a, 'c> {
     pub snap: &'a crate::snapshot::Snapshot,
     /// The consumer an auth plugin identified (its name is also in
     /// `ctx.consumer`), whose plugins join the request's.
-    pub consumer: Option<&'a crate::snapshot::consumers::Consumer>,
+    pub consumer: Option<&'a crate::plugins::consumers::Consumer>,
 }
 
 impl Plugin {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::shared::{Carry, SharedState};
 use super::{CompiledRoute, Handler, Snapshot};
 use crate::config::bounds;
 use crate::config::error::{ConfigError, FieldPath};
 use crate::config::gateway::GatewaySettings;
 use crate::config::resources::{id_string, Kind, Resources, Route, Upstream};
 use crate::observe::redact::Redaction;
+use crate::plugins::shared::{Carry, SharedState};
 use crate::plugins::{self, CompileCx, PluginChain};
 use crate::router::{HostSet, MethodSet, RouteMatch, Router, UriPattern};
 use crate::upstream::{TlsClients, UpstreamSpec};
@@ -64,7 +64,7 @@ pub fn compile(
         let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule, &mut pcx)?;
         global_plugins = PluginChain::concat(global_plugins, chain);
     }
-    let consumers = super::consumers::Consumers::compile(&res, &mut carry, &metadata)?;
+    let consumers = crate::plugins::consumers::Consumers::compile(&res, &mut carry, &metadata)?;
     let redaction = redaction(&gateway, &routes, &global_plugins);
     Ok(Snapshot {
         generation: 0,

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 pub mod compile;
-pub mod consumers;
 pub mod probed;
-pub mod shared;
 
 pub use compile::compile;
 
@@ -80,14 +78,14 @@ pub struct Snapshot {
     pub routes: Vec<CompiledRoute>,
     /// Plugins of all global rules, run before each route's.
     pub global_plugins: PluginChain,
-    pub consumers: consumers::Consumers,
+    pub consumers: crate::plugins::consumers::Consumers,
     /// What every log output redacts (`gateway.log_redaction`, key-auth's
     /// names), compiled once.
     pub redaction: crate::observe::redact::Redaction,
     /// Number of per-worker round-robin counters plain upstreams use.
     pub upstream_slots: usize,
     /// Instance health, cooldowns and tickets, carried across reloads.
-    pub shared: shared::SharedState,
+    pub shared: crate::plugins::shared::SharedState,
     pub tls: TlsClients,
     /// The source resources (the Admin API edits a copy and recompiles).
     pub resources: Arc<Resources>,

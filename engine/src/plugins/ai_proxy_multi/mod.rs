@@ -229,7 +229,7 @@ fn parse_balancer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::shared::Carry;
+    use crate::plugins::shared::Carry;
     use serde_json::json;
     use std::sync::Arc;
 

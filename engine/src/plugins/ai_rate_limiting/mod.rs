@@ -362,7 +362,7 @@ fn warn_throttled(log: impl FnOnce()) {
 mod tests {
     use super::*;
     use crate::config::{ConfigError, FieldPath};
-    use crate::snapshot::shared::Carry;
+    use crate::plugins::shared::Carry;
     use serde_json::json;
     use serde_json::Value;
 
