@@ -13,6 +13,7 @@ pub mod config;
 pub mod exchange;
 pub mod health;
 pub mod http;
+pub mod lane;
 pub mod loggers;
 pub mod net;
 pub mod observe;

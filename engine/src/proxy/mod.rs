@@ -8,7 +8,6 @@
 
 pub mod head;
 
-use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -22,24 +21,24 @@ use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
 use crate::http::chunked::write_chunk_header;
 use crate::http::{RequestHead, Version};
+use crate::lane::Lane;
 use crate::net::{self, Io};
-use crate::server::worker::Worker;
-use crate::snapshot::Snapshot;
 use crate::upstream::spec::{Node, UpstreamSpec};
+use crate::upstream::TlsClients;
 use crate::upstream::{connect, UpstreamConn};
 use head::{ClientSide, OutBody};
 
 /// Forwards one request; returns whether the client connection stays open.
 pub async fn forward(
-    w: &Rc<Worker>,
-    snap: &Snapshot,
+    lane: &Lane,
+    tls_clients: &TlsClients,
     spec: &UpstreamSpec,
     c: &mut ClientConn,
     head: &RequestHead,
     ctx: &mut RequestCtx,
     keep_alive: bool,
 ) -> bool {
-    let gw = &w.gateway;
+    let gw = &lane.gateway;
     let mut body = match body::read_prefix(
         c,
         head.framing,
@@ -51,11 +50,11 @@ pub async fn forward(
     .await
     {
         Ok(b) => b,
-        Err(e) => return fail(w, c, ctx, &e, false).await,
+        Err(e) => return fail(lane, c, ctx, &e, false).await,
     };
     let mut last: Option<ProxyError> = None;
     let mut tried = NodeSet::default();
-    let counter = w.next_rr(spec.slot);
+    let counter = lane.next_rr(spec.slot);
     for idx in spec.wrr.walk(counter) {
         if !tried.insert(idx) {
             continue;
@@ -71,7 +70,7 @@ pub async fn forward(
                 match node.endpoint.addr() {
                     Some(addr) => match crate::upstream::connect::open(
                         addr,
-                        tls.as_ref().map(|t| (t, &snap.tls)),
+                        tls.as_ref().map(|t| (t, tls_clients)),
                         spec.connect_timeout,
                     )
                     .await
@@ -99,10 +98,10 @@ pub async fn forward(
                 }
             } else {
                 match connect(
-                    &w.pool,
+                    &lane.pool,
                     &node.endpoint,
                     tls.as_ref(),
-                    &snap.tls,
+                    tls_clients,
                     spec.connect_timeout,
                 )
                 .await
@@ -116,7 +115,7 @@ pub async fn forward(
                 }
             };
             let reused = conn.reused;
-            match exchange(w, c, head, &mut body, spec, node, conn, ctx, keep_alive).await {
+            match exchange(lane, c, head, &mut body, spec, node, conn, ctx, keep_alive).await {
                 Ok(keep) => return keep,
                 Err(Failure::BeforeResponse(e)) => {
                     let replayable = !matches!(body, Body::Streaming { .. });
@@ -124,7 +123,7 @@ pub async fn forward(
                         fresh_only = true;
                         continue;
                     }
-                    return fail(w, c, ctx, &e, keep_alive && replayable).await;
+                    return fail(lane, c, ctx, &e, keep_alive && replayable).await;
                 }
                 Err(Failure::AfterResponse) => return false,
             }
@@ -132,7 +131,7 @@ pub async fn forward(
     }
     let e = last.unwrap_or(ProxyError::BadResponse("upstream has no nodes"));
     fail(
-        w,
+        lane,
         c,
         ctx,
         &e,
@@ -151,7 +150,7 @@ enum Failure {
 
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
-    w: &Rc<Worker>,
+    lane: &Lane,
     c: &mut ClientConn,
     head: &RequestHead,
     body: &mut Body,
@@ -161,10 +160,10 @@ async fn exchange(
     ctx: &mut RequestCtx,
     keep_alive: bool,
 ) -> Result<bool, Failure> {
-    let gw = &w.gateway;
+    let gw = &lane.gateway;
     let sent_at = Instant::now();
     ctx.upstream_addr = Some(up.key.addr);
-    send_request(w, c, head, body, spec, node, &mut up, ctx)
+    send_request(lane, c, head, body, spec, node, &mut up, ctx)
         .await
         .map_err(Failure::BeforeResponse)?;
 
@@ -186,7 +185,7 @@ async fn exchange(
             &mut up.io,
             ubuf,
             head_request,
-            w.head_limits.max_headers,
+            lane.head_limits.max_headers,
             spec.read_timeout,
             uscratch,
         )
@@ -230,7 +229,7 @@ async fn exchange(
         Ok(r) => {
             ctx.bytes_sent = r.bytes;
             if r.reusable && upstream_keep && spec.keepalive.enabled {
-                w.pool.put(up, &spec.keepalive);
+                lane.pool.put(up, &spec.keepalive);
             }
             Ok(keep)
         }
@@ -256,7 +255,7 @@ async fn read_resp(
 /// Writes the request head and body to the upstream.
 #[allow(clippy::too_many_arguments)]
 async fn send_request(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     head: &RequestHead,
     body: &mut Body,
@@ -312,7 +311,7 @@ async fn send_request(
             for piece in prefix.drain(..) {
                 send_piece(&mut up.io, piece, chunked, timeout).await?;
             }
-            while let Some(piece) = reader.next(c, w.gateway.timeouts.body).await? {
+            while let Some(piece) = reader.next(c, lane.gateway.timeouts.body).await? {
                 send_piece(&mut up.io, piece, chunked, timeout).await?;
             }
             if chunked {
@@ -360,7 +359,7 @@ async fn send<B: monoio::buf::IoBuf + 'static + Default>(
 
 /// Answers with the error's status and a JSON body.
 async fn fail(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     e: &ProxyError,
@@ -380,7 +379,7 @@ async fn fail(
     let body = reply::error_body(&e.to_string());
     ctx.answered(status, body.as_bytes());
     reply::json(&mut c.wbuf, status, body.as_bytes(), keep_alive, &[]);
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
+    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
 /// Nodes already tried in this request.

@@ -40,7 +40,7 @@ pub async fn serve(w: Rc<Worker>, io: Io, peer: SocketAddr, local_port: u16, raw
             HeadRead::Closed => break,
             HeadRead::Error(e) => {
                 reply::error(&mut c.wbuf, e.status(), &e.to_string(), false);
-                let _ = c.flush_wbuf(w.gateway.timeouts.send).await;
+                let _ = c.flush_wbuf(w.lane.gateway.timeouts.send).await;
                 break;
             }
             HeadRead::Timeout => {
@@ -50,7 +50,7 @@ pub async fn serve(w: Rc<Worker>, io: Io, peer: SocketAddr, local_port: u16, raw
                     "timed out reading the request head",
                     false,
                 );
-                let _ = c.flush_wbuf(w.gateway.timeouts.send).await;
+                let _ = c.flush_wbuf(w.lane.gateway.timeouts.send).await;
                 break;
             }
         };
@@ -61,12 +61,12 @@ pub async fn serve(w: Rc<Worker>, io: Io, peer: SocketAddr, local_port: u16, raw
         }
     }
     use monoio::io::AsyncWriteRent;
-    let _ = crate::timer::timeout(w.gateway.timeouts.send, c.io.shutdown()).await;
+    let _ = crate::timer::timeout(w.lane.gateway.timeouts.send, c.io.shutdown()).await;
 }
 
 async fn read_head(w: &Worker, c: &mut ClientConn, first: bool) -> HeadRead {
-    let limits = w.head_limits;
-    let timeouts = w.gateway.timeouts;
+    let limits = w.lane.head_limits;
+    let timeouts = w.lane.gateway.timeouts;
     skip_leading_crlf(&mut c.rbuf);
     if c.rbuf.is_empty() {
         // Idle between requests: wait for a first byte, the idle timeout or
@@ -135,7 +135,7 @@ fn skip_leading_crlf(buf: &mut BytesMut) {
 /// Routes one request and runs its handler; returns whether the
 /// connection may serve another request.
 async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool {
-    w.busy.kick();
+    w.lane.busy.kick();
     let snap = w.snapshot();
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
     ctx.tls = c.tls;
@@ -242,7 +242,7 @@ async fn route_and_run(
     });
     if let Some(spec) = bypass {
         return Box::pin(crate::proxy::forward(
-            w, snap, spec, c, head, ctx, keep_alive,
+            &w.lane, &snap.tls, spec, c, head, ctx, keep_alive,
         ))
         .await;
     }
@@ -251,7 +251,7 @@ async fn route_and_run(
         // the small connection loop, not the largest handler's state.
         Handler::Upstream(spec) => {
             Box::pin(crate::proxy::forward(
-                w, snap, spec, c, head, ctx, keep_alive,
+                &w.lane, &snap.tls, spec, c, head, ctx, keep_alive,
             ))
             .await
         }
@@ -268,8 +268,8 @@ async fn route_and_run(
                 .flatten()
                 .cloned();
             let handled = Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
-                w,
-                snap,
+                &w.lane,
+                &snap.tls,
                 plugin,
                 limiter.as_deref(),
                 c,
@@ -285,7 +285,7 @@ async fn route_and_run(
                 // of the read buffer they were parsed in, so that goes too.
                 Handled::Stream(job) => {
                     head.detach();
-                    Box::pin(job.run(w, c, ctx)).await
+                    Box::pin(job.run(&w.lane, c, ctx)).await
                 }
             }
         }
@@ -313,7 +313,7 @@ pub async fn reply_typed(
         keep,
         extra,
     );
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep
+    c.flush_wbuf(w.lane.gateway.timeouts.send).await.is_ok() && keep
 }
 
 /// Most body bytes read just to keep a connection after an early reply.
@@ -322,7 +322,7 @@ const DISCARD_LIMIT: u64 = 1 << 20;
 /// Reads and drops the request body; false when it is too large, malformed
 /// or the client stalls (then the connection is closed instead).
 pub async fn discard_body(w: &Worker, c: &mut ClientConn, head: &RequestHead) -> bool {
-    let timeout = w.gateway.timeouts.body;
+    let timeout = w.lane.gateway.timeouts.body;
     match head.framing {
         BodyFraming::None => true,
         BodyFraming::Length(n) if n > DISCARD_LIMIT => false,

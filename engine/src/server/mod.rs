@@ -1,10 +1,11 @@
 //! The server: binds listeners, starts one pinned worker per core, installs
 //! signal handling and drains on shutdown. [`conn`] owns the per-connection
-//! loop, [`worker`] the per-core runtime, [`busy_poll`] its optional poll
-//! mode, [`listen`] socket setup, [`signal`] shutdown plumbing, [`reply`]
-//! the gateway's own responses.
+//! loop (read a head, route, run the access phase, call the route's
+//! handler), [`worker`] the per-core runtime and what it owns (its
+//! [`crate::lane::Lane`], snapshot, log queues), [`listen`] socket setup.
+//! Shutdown plumbing is [`crate::supervise::signal`]'s, the gateway's own
+//! responses [`crate::exchange::reply`]'s.
 
-pub mod busy_poll;
 pub mod conn;
 pub mod cpus;
 pub mod listen;

@@ -16,12 +16,11 @@ use monoio::net::TcpListener;
 use super::conn;
 use super::listen::ListenerKind;
 use crate::config::GatewaySettings;
-use crate::http::HeadLimits;
+use crate::lane::Lane;
 use crate::net::Io;
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::supervise::signal::LocalSignal;
 use crate::supervise::{self, fault, Component};
-use crate::upstream::Pool;
 
 /// What every worker receives at start.
 #[derive(Clone)]
@@ -44,11 +43,8 @@ pub struct Worker {
     #[allow(clippy::redundant_allocation)]
     current: RefCell<Rc<Arc<Snapshot>>>,
     generation: Cell<u64>,
-    pub gateway: Arc<GatewaySettings>,
-    pub head_limits: HeadLimits,
-    pub pool: Pool,
-    /// Round-robin counters of plain upstreams, by `UpstreamSpec::slot`.
-    rr: RefCell<Vec<u64>>,
+    /// What this core's handlers share: settings, pool, busy polling.
+    pub lane: Rc<Lane>,
     pub shutdown: Rc<LocalSignal>,
     /// Open client connections.
     pub active: Cell<usize>,
@@ -63,7 +59,6 @@ pub struct Worker {
     /// so nothing can be queued without ringing it.
     logs_queued: crate::supervise::signal::Doorbell,
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
-    pub busy: super::busy_poll::BusyPoll,
 }
 
 impl Worker {
@@ -73,17 +68,10 @@ impl Worker {
         let slots = snap.upstream_slots;
         Worker {
             index,
-            head_limits: HeadLimits {
-                max_head_bytes: shared.gateway.limits.max_head_bytes,
-                max_headers: shared.gateway.limits.max_headers,
-            },
-            busy: super::busy_poll::BusyPoll::new(shared.gateway.busy_poll),
-            gateway: shared.gateway,
+            lane: Rc::new(Lane::new(shared.gateway, slots)),
             cell: shared.cell,
             current: RefCell::new(Rc::new(snap)),
             generation: Cell::new(generation),
-            pool: Pool::new(),
-            rr: RefCell::new(vec![0; slots]),
             shutdown: LocalSignal::new(),
             active: Cell::new(0),
             tls: shared.tls,
@@ -131,25 +119,11 @@ impl Worker {
         let g = self.cell.generation();
         if g != self.generation.get() {
             let snap = self.cell.load();
-            self.rr.borrow_mut().resize(snap.upstream_slots, 0);
+            self.lane.resize_rr(snap.upstream_slots);
             self.generation.set(snap.generation);
             *self.current.borrow_mut() = Rc::new(snap);
         }
         self.current.borrow().clone()
-    }
-
-    /// Next round-robin position for upstream `slot`.
-    #[inline]
-    pub fn next_rr(&self, slot: usize) -> u64 {
-        let mut rr = self.rr.borrow_mut();
-        match rr.get_mut(slot) {
-            Some(c) => {
-                let v = *c;
-                *c = v.wrapping_add(1);
-                v
-            }
-            None => 0,
-        }
     }
 }
 
@@ -225,10 +199,10 @@ fn run(
         monoio::spawn(supervise::task(Component::PoolSweeper, move || {
             sweep_pools(sw.clone())
         }));
-        if w.busy.enabled() {
-            let (bw, stop) = (w.clone(), stop.clone());
+        if w.lane.busy.enabled() {
+            let (lane, shutdown, stop) = (w.lane.clone(), w.shutdown.clone(), stop.clone());
             monoio::spawn(supervise::task(Component::BusyPoll, move || {
-                super::busy_poll::run(bw.clone(), stop.clone())
+                crate::lane::busy_poll::run(lane.clone(), shutdown.clone(), stop.clone())
             }));
         }
         let lw = w.clone();
@@ -325,7 +299,7 @@ async fn accept_loop(w: Rc<Worker>, listening: Rc<Listening>, kind: ListenerKind
                                 // Boxed: the handshake's state is large and
                                 // only TLS connections should carry it.
                                 crate::timer::timeout(
-                                    w.gateway.timeouts.header,
+                                    w.lane.gateway.timeouts.header,
                                     Box::pin(acceptor.accept(tcp)),
                                 )
                                 .await
@@ -400,7 +374,7 @@ async fn sweep_pools(w: Rc<Worker>) {
         monoio::select! {
             _ = crate::timer::sleep(Duration::from_secs(5)) => {
                 fault(Component::PoolSweeper);
-                w.pool.sweep();
+                w.lane.pool.sweep();
                 drop(w.snapshot());
             }
             _ = w.shutdown.wait() => return,

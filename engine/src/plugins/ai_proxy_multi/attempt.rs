@@ -15,10 +15,10 @@ use super::AiProxyMulti;
 use crate::exchange::relay::read_response_head;
 use crate::exchange::ProxyError;
 use crate::http::{HeaderSpan, RequestHead, ResponseHead};
+use crate::lane::Lane;
 use crate::net::{self, Io};
 use crate::providers::Wire;
-use crate::server::worker::Worker;
-use crate::snapshot::Snapshot;
+use crate::upstream::TlsClients;
 use crate::upstream::{connect, connect::open, PoolKey, UpstreamConn};
 
 /// A response head and the connection it came on.
@@ -111,8 +111,8 @@ pub struct Buffers<'a> {
 
 /// Sends the request in `bufs.wbuf` to `target` and waits for the head.
 pub async fn send(
-    w: &Worker,
-    snap: &Snapshot,
+    lane: &Lane,
+    tls_clients: &TlsClients,
     plugin: &AiProxyMulti,
     target: &Target,
     bufs: &mut Buffers<'_>,
@@ -127,7 +127,7 @@ pub async fn send(
                 ))
             })?;
             UpstreamConn {
-                io: open(addr, target.tls.as_ref().map(|t| (t, &snap.tls)), timeout)
+                io: open(addr, target.tls.as_ref().map(|t| (t, tls_clients)), timeout)
                     .await
                     .map_err(ProxyError::from_connect)?,
                 key: PoolKey {
@@ -139,17 +139,17 @@ pub async fn send(
             }
         } else {
             connect(
-                &w.pool,
+                &lane.pool,
                 &target.endpoint,
                 target.tls.as_ref(),
-                &snap.tls,
+                tls_clients,
                 timeout,
             )
             .await
             .map_err(ProxyError::from_connect)?
         };
         let sent_at = Instant::now();
-        let result = exchange_head(&mut up.io, bufs, timeout, w.head_limits.max_headers).await;
+        let result = exchange_head(&mut up.io, bufs, timeout, lane.head_limits.max_headers).await;
         match result {
             Ok(head) => return Ok(Answered { up, head, sent_at }),
             Err(e) if up.reused && !fresh_only && e.is_no_response() => fresh_only = true,

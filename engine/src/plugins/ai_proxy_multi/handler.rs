@@ -6,7 +6,6 @@
 //! [`super::replies`]): 400 for bad requests, 502 naming every attempt when
 //! all failed, 503 when none was available.
 
-use std::rc::Rc;
 use std::time::Instant;
 
 use super::attempt::{self, Buffers};
@@ -22,12 +21,12 @@ use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::exchange::ClientConn;
 use crate::health::Cooldown;
 use crate::http::{RequestHead, Version};
+use crate::lane::Lane;
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
 use crate::plugins::ai_rate_limiting::{AiRateLimiting, Verdict};
 use crate::providers::{Api, Wire};
-use crate::server::worker::Worker;
-use crate::snapshot::Snapshot;
 use crate::timer::now_ms;
+use crate::upstream::TlsClients;
 use crate::wire::build_request;
 
 /// How the handler left a request.
@@ -50,8 +49,8 @@ impl From<bool> for Handled<'_> {
 /// route's).
 #[allow(clippy::too_many_arguments)]
 pub async fn handle<'a>(
-    w: &Rc<Worker>,
-    snap: &Snapshot,
+    lane: &Lane,
+    tls_clients: &TlsClients,
     plugin: &'a AiProxyMulti,
     limiter: Option<&'a AiRateLimiting>,
     c: &mut ClientConn,
@@ -66,7 +65,15 @@ pub async fn handle<'a>(
             let rest = rest.to_vec();
             return Handled::Done(
                 Box::pin(super::stored::handle(
-                    w, snap, plugin, c, head, ctx, family, &rest, keep_alive,
+                    lane,
+                    tls_clients,
+                    plugin,
+                    c,
+                    head,
+                    ctx,
+                    family,
+                    &rest,
+                    keep_alive,
                 ))
                 .await,
             );
@@ -79,8 +86,8 @@ pub async fn handle<'a>(
     // sum of every phase's locals).
     let max_body = plugin
         .max_request_body
-        .unwrap_or(w.gateway.limits.max_body_bytes);
-    let req = match Box::pin(intake(w, c, head, api_wire, max_body)).await {
+        .unwrap_or(lane.gateway.limits.max_body_bytes);
+    let req = match Box::pin(intake(lane, c, head, api_wire, max_body)).await {
         Ok(r) => r,
         Err(Refused::ClientGone) => return Handled::Done(false),
         Err(Refused::Reply {
@@ -88,7 +95,7 @@ pub async fn handle<'a>(
             message,
             keep,
         }) => {
-            return error_msg(w, c, plugin, ctx, status, &message, keep_alive && keep)
+            return error_msg(lane, c, plugin, ctx, status, &message, keep_alive && keep)
                 .await
                 .into()
         }
@@ -119,13 +126,13 @@ pub async fn handle<'a>(
         match Box::pin(rl.check_rules(&vars)).await {
             RulesVerdict::Allowed(hits) => rule_hits = hits,
             RulesVerdict::Exhausted(hits) => {
-                return rejected(w, c, ctx, rl, &rule_headers(rl, &hits), keep_alive)
+                return rejected(lane, c, ctx, rl, &rule_headers(rl, &hits), keep_alive)
                     .await
                     .into()
             }
             RulesVerdict::StoreDown(e) => {
                 let msg = format!("rate limit store unavailable: {e}");
-                return error_msg(w, c, plugin, ctx, 503, &msg, keep_alive)
+                return error_msg(lane, c, plugin, ctx, 503, &msg, keep_alive)
                     .await
                     .into();
             }
@@ -202,11 +209,13 @@ pub async fn handle<'a>(
                         continue;
                     }
                     let headers = quota_headers(rl, &inst.name, &q);
-                    return rejected(w, c, ctx, rl, &headers, keep_alive).await.into();
+                    return rejected(lane, c, ctx, rl, &headers, keep_alive)
+                        .await
+                        .into();
                 }
                 Verdict::StoreDown(e) => {
                     let msg = format!("rate limit store unavailable: {e}");
-                    return error_msg(w, c, plugin, ctx, 503, &msg, keep_alive)
+                    return error_msg(lane, c, plugin, ctx, 503, &msg, keep_alive)
                         .await
                         .into();
                 }
@@ -215,7 +224,8 @@ pub async fn handle<'a>(
         let attempt_started = Instant::now();
         let bearer = match &inst.gcp {
             None => None,
-            Some(g) => match Box::pin(g.authorization(&snap.tls, plugin.transport.timeout)).await {
+            Some(g) => match Box::pin(g.authorization(tls_clients, plugin.transport.timeout)).await
+            {
                 Ok(b) => Some(b),
                 Err(e) => {
                     tracing::warn!(instance = %inst.name, "GCP access token unavailable: {e}");
@@ -228,7 +238,7 @@ pub async fn handle<'a>(
                         continue;
                     }
                     return error_msg(
-                        w,
+                        lane,
                         c,
                         plugin,
                         ctx,
@@ -265,7 +275,7 @@ pub async fn handle<'a>(
                 ubuf,
                 scratch: uscratch,
             };
-            let work = Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
+            let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
             let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await;
             wbuf.clear();
             c.wbuf = wbuf;
@@ -283,7 +293,7 @@ pub async fn handle<'a>(
                 }
                 ctx.llm.instance = Some(inst.name.clone());
                 ctx.llm.attempts = tried.len() as u32;
-                return error_msg(w, c, plugin, ctx, e.status(), &e.to_string(), keep_alive)
+                return error_msg(lane, c, plugin, ctx, e.status(), &e.to_string(), keep_alive)
                     .await
                     .into();
             }
@@ -337,7 +347,7 @@ pub async fn handle<'a>(
             && inst.wire(req.api) == Wire::Responses
             && !answered.head.is_event_stream();
         match Box::pin(relay(
-            w, c, ctx, plugin, &req, answered, probe, meta, keep_alive, http10,
+            lane, c, ctx, plugin, &req, answered, probe, meta, keep_alive, http10,
         ))
         .await
         {
@@ -358,7 +368,7 @@ pub async fn handle<'a>(
                 if plugin.fallback.http_5xx {
                     continue;
                 }
-                return error_msg(w, c, plugin, ctx, 502, &e.to_string(), keep_alive)
+                return error_msg(lane, c, plugin, ctx, 502, &e.to_string(), keep_alive)
                     .await
                     .into();
             }
@@ -373,7 +383,7 @@ pub async fn handle<'a>(
         if not_held_count == tried.len() {
             let passed_over = skipped.cooling + skipped.unhealthy + skipped.rate_limited;
             if passed_over == 0 {
-                return Box::pin(kept_reply(w, c, ctx, kept, tried.len(), keep_alive))
+                return Box::pin(kept_reply(lane, c, ctx, kept, tried.len(), keep_alive))
                     .await
                     .into();
             }
@@ -383,10 +393,12 @@ pub async fn handle<'a>(
     if tried.is_empty() && skipped.rate_limited > 0 {
         if let (Some(rl), Some((name, q))) = (limiter, &skipped.quota) {
             let headers = quota_headers(rl, name, q);
-            return rejected(w, c, ctx, rl, &headers, keep_alive).await.into();
+            return rejected(lane, c, ctx, rl, &headers, keep_alive)
+                .await
+                .into();
         }
     }
-    exhausted(w, c, plugin, ctx, &req, tried, skipped, keep_alive)
+    exhausted(lane, c, plugin, ctx, &req, tried, skipped, keep_alive)
         .await
         .into()
 }

@@ -14,9 +14,9 @@ use super::AiProxyMulti;
 use crate::exchange::ctx::RequestCtx;
 use crate::exchange::reply;
 use crate::exchange::ClientConn;
+use crate::lane::Lane;
 use crate::plugins::ai_rate_limiting::rules::write_rule_headers;
 use crate::plugins::ai_rate_limiting::{write_quota_headers, AiRateLimiting, Quota, RuleHits};
-use crate::server::worker::Worker;
 
 /// One failed attempt, for the 502 body and logs.
 pub(super) struct Tried {
@@ -77,7 +77,7 @@ impl Skipped {
 /// The last instance's "not found", as it answered (no instance holds
 /// the response a request names).
 pub(super) async fn kept_reply(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     kept: Kept,
@@ -104,13 +104,13 @@ pub(super) async fn kept_reply(
         keep_alive,
         &lines,
     );
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
+    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
 /// `rejected_code` with `rejected_msg` and the spent budget's headers
 /// (`headers`: header lines, empty when `show_limit_quota_header` is off).
 pub(super) async fn rejected(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     rl: &AiRateLimiting,
@@ -127,7 +127,7 @@ pub(super) async fn rejected(
         keep_alive,
         headers,
     );
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
+    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
 }
 
 /// An instance budget's headers, when shown.
@@ -153,7 +153,7 @@ pub(super) fn rule_headers(rl: &AiRateLimiting, hits: &RuleHits<'_>) -> Vec<u8> 
 /// No instance answered acceptably.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn exhausted(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
@@ -163,7 +163,7 @@ pub(super) async fn exhausted(
     keep_alive: bool,
 ) -> bool {
     if !tried.is_empty() {
-        return attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await;
+        return attempts_failed(lane, c, plugin, ctx, &tried, keep_alive).await;
     }
     ctx.llm.attempts = 0;
     if skipped.cannot_serve > 0 && skipped.cooling == 0 && skipped.unhealthy == 0 {
@@ -173,7 +173,7 @@ pub(super) async fn exhausted(
             skipped.why_cannot_serve.as_deref().unwrap_or("")
         );
         let status = if skipped.too_large { 413 } else { 400 };
-        return error_msg(w, c, plugin, ctx, status, &msg, keep_alive).await;
+        return error_msg(lane, c, plugin, ctx, status, &msg, keep_alive).await;
     }
     if let Some(why) = skipped
         .no_endpoint
@@ -181,7 +181,7 @@ pub(super) async fn exhausted(
     {
         // A configuration error, not the client's (APISIX: 500, its driver
         // has no host to connect to).
-        return error_msg(w, c, plugin, ctx, 500, &why, keep_alive).await;
+        return error_msg(lane, c, plugin, ctx, 500, &why, keep_alive).await;
     }
     let msg = format!(
         "no LLM instance available ({} cooling down, {} unhealthy)",
@@ -194,7 +194,7 @@ pub(super) async fn exhausted(
         .into_iter()
         .collect();
     error_reply(
-        w,
+        lane,
         c,
         plugin,
         ctx,
@@ -208,7 +208,7 @@ pub(super) async fn exhausted(
 
 /// `502` naming every attempt and how it failed.
 pub(super) async fn attempts_failed(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
@@ -224,12 +224,22 @@ pub(super) async fn attempts_failed(
         "error_msg": format!("all {} attempted LLM instances failed", tried.len()),
         "attempts": attempts,
     });
-    error_reply(w, c, plugin, ctx, 502, &body.to_string(), keep_alive, &[]).await
+    error_reply(
+        lane,
+        c,
+        plugin,
+        ctx,
+        502,
+        &body.to_string(),
+        keep_alive,
+        &[],
+    )
+    .await
 }
 
 /// One of the plugin's own error answers with an `{"error_msg": …}` body.
 pub(super) async fn error_msg(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
@@ -238,14 +248,14 @@ pub(super) async fn error_msg(
     keep_alive: bool,
 ) -> bool {
     let body = reply::error_body(message);
-    error_reply(w, c, plugin, ctx, status, &body, keep_alive, &[]).await
+    error_reply(lane, c, plugin, ctx, status, &body, keep_alive, &[]).await
 }
 
 /// One of the plugin's own error answers: `body` (JSON), or the plugin's
 /// `_meta.error_response`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn error_reply(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
@@ -262,5 +272,5 @@ pub(super) async fn error_reply(
     ctx.answered(status, body);
     let lines = reply::header_lines(headers);
     reply::typed(&mut c.wbuf, status, content_type, body, keep_alive, &lines);
-    c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive
+    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
 }

@@ -11,8 +11,8 @@ use crate::exchange::body::read_all;
 use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
 use crate::http::RequestHead;
+use crate::lane::Lane;
 use crate::providers::{Api, Wire};
-use crate::server::worker::Worker;
 use crate::wire::ClientBody;
 
 pub struct LlmRequest {
@@ -68,7 +68,7 @@ pub fn classify(path: &[u8]) -> PathKind<'_> {
 /// [`classify`]); `max_body` is the route's body limit
 /// (`max_req_body_size`, else the gateway's).
 pub async fn intake(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     head: &RequestHead,
     (api, wire): (Api, Wire),
@@ -79,7 +79,7 @@ pub async fn intake(
         mime.eq_ignore_ascii_case(b"application/json")
             || (mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case(b"+json"))
     });
-    let gw = &w.gateway;
+    let gw = &lane.gateway;
     let body = read_all(
         c,
         head.framing,

@@ -23,9 +23,9 @@ use crate::http::headers::is_hop_by_hop;
 use crate::http::response::ResponseFraming;
 use crate::http::write::{push_header, push_status_line, push_u64};
 use crate::http::ResponseHead;
+use crate::lane::Lane;
 use crate::net::{self, Io};
 use crate::plugins::ai_rate_limiting::Used;
-use crate::server::worker::Worker;
 use crate::wire::{convert_error, convert_response};
 
 /// Facts about the answering attempt, for headers and logs.
@@ -87,7 +87,7 @@ const MAX_JSON_ANSWER: usize = 64 * 1024 * 1024;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn relay<'a>(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     plugin: &'a AiProxyMulti,
@@ -117,7 +117,7 @@ pub async fn relay<'a>(
     } else {
         meta.rule_hits.clone()
     };
-    let relayed = json(w, c, ctx, plugin, req, answered, probe, meta, keep_alive).await;
+    let relayed = json(lane, c, ctx, plugin, req, answered, probe, meta, keep_alive).await;
     if let Relayed::Done(_) = relayed {
         charge_remote(limiter, inst, &rule_hits, ctx).await;
     }
@@ -212,7 +212,7 @@ impl Kept {
     /// Keeps `answered`, its body read (see [`read_body`]); its connection
     /// goes back to the pool when it can.
     pub fn new(
-        w: &Worker,
+        lane: &Lane,
         plugin: &AiProxyMulti,
         inst: &Instance,
         a: Answered,
@@ -220,7 +220,7 @@ impl Kept {
     ) -> Kept {
         let (status, addr) = (a.head.status, a.up.key.addr);
         if read.reusable {
-            w.pool.put(a.up, &plugin.transport.keepalive);
+            lane.pool.put(a.up, &plugin.transport.keepalive);
         }
         Kept {
             instance: inst.name.clone(),
@@ -269,7 +269,7 @@ pub(super) fn pass_headers(out: &mut Vec<u8>, head: &ResponseHead, ours: &[&[u8]
 
 #[allow(clippy::too_many_arguments)]
 async fn json(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     plugin: &AiProxyMulti,
@@ -319,7 +319,7 @@ async fn json(
             upstream_time,
         };
         let answered = Answered { up, head, sent_at };
-        return Relayed::NotHeld(Box::new(Kept::new(w, plugin, meta.inst, answered, read)));
+        return Relayed::NotHeld(Box::new(Kept::new(lane, plugin, meta.inst, answered, read)));
     }
     let from = meta.inst.wire(req.api);
     let keep_raw_usage = meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage());
@@ -356,7 +356,7 @@ async fn json(
     }
     ctx.keep_response(out_body);
     if reusable {
-        w.pool.put(up, &plugin.transport.keepalive);
+        lane.pool.put(up, &plugin.transport.keepalive);
     }
     let wbuf = &mut c.wbuf;
     wbuf.clear();
@@ -382,7 +382,7 @@ async fn json(
     ctx.status = status;
     ctx.bytes_sent = out_body.len() as u64;
     charge_local(&meta, ctx);
-    Relayed::Done(c.flush_wbuf(w.gateway.timeouts.send).await.is_ok() && keep_alive)
+    Relayed::Done(c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive)
 }
 
 /// An answer past `max_response_bytes` (`len`: declared or read so far);

@@ -25,7 +25,6 @@
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
-use std::rc::Rc;
 
 use super::attempt::{self, Buffers};
 use super::instance::{Instance, Target};
@@ -39,9 +38,9 @@ use crate::exchange::response_head::{write_response_head, ClientFraming};
 use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
 use crate::http::{RequestHead, Version};
+use crate::lane::Lane;
 use crate::providers::{Api, Wire};
-use crate::server::worker::Worker;
-use crate::snapshot::Snapshot;
+use crate::upstream::TlsClients;
 
 /// What stored state a call is about.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -119,8 +118,8 @@ fn family_base(family: Family, responses: &str) -> Option<String> {
 /// Serves one call on a stored response; whether the connection stays open.
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
-    w: &Rc<Worker>,
-    snap: &Snapshot,
+    lane: &Lane,
+    tls_clients: &TlsClients,
     plugin: &AiProxyMulti,
     c: &mut ClientConn,
     head: &RequestHead,
@@ -132,8 +131,8 @@ pub async fn handle(
     ctx.request_type = RequestType::TraditionalHttp;
     let max_body = plugin
         .max_request_body
-        .unwrap_or(w.gateway.limits.max_body_bytes);
-    let gw = &w.gateway;
+        .unwrap_or(lane.gateway.limits.max_body_bytes);
+    let gw = &lane.gateway;
     // Shared code is reached through `dyn` futures here, so the LLM path
     // stays the only direct caller of its steps (and keeps them inlined).
     let read: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(read_all(
@@ -147,17 +146,17 @@ pub async fn handle(
     let body = match read.await {
         Ok(b) => b,
         Err(ProxyError::ClientGone) => return false,
-        Err(e) => return error_msg(w, c, plugin, ctx, e.status(), &e.to_string(), false).await,
+        Err(e) => return error_msg(lane, c, plugin, ctx, e.status(), &e.to_string(), false).await,
     };
     let method = head.method.as_str();
     let creating = rest.is_empty();
     if creating && method != "POST" || !creating && !plain_segments(rest, family.max_segments()) {
         let msg = format!("not a stored-state path: expected {}", family.expected());
-        return error_msg(w, c, plugin, ctx, 404, &msg, keep_alive).await;
+        return error_msg(lane, c, plugin, ctx, 404, &msg, keep_alive).await;
     }
     if !matches!(method, "GET" | "DELETE" | "POST") {
         let msg = format!("method {method} is not allowed on stored state");
-        return error_msg(w, c, plugin, ctx, 405, &msg, keep_alive).await;
+        return error_msg(lane, c, plugin, ctx, 405, &msg, keep_alive).await;
     }
     let id = rest.split(|&b| b == b'/').next().unwrap_or(rest);
     let whole_id = !creating && id.len() == rest.len();
@@ -189,7 +188,7 @@ pub async fn handle(
     if order.is_empty() {
         let msg = "no instance of this route stores Responses API responses \
                    (providers with the API: openai, azure-openai, openai-compatible)";
-        return error_msg(w, c, plugin, ctx, 404, msg, keep_alive).await;
+        return error_msg(lane, c, plugin, ctx, 404, msg, keep_alive).await;
     }
     let mut tried: Vec<Tried> = Vec::new();
     let mut not_found = None;
@@ -207,7 +206,8 @@ pub async fn handle(
         };
         let bearer = match &inst.gcp {
             None => None,
-            Some(g) => match Box::pin(g.authorization(&snap.tls, plugin.transport.timeout)).await {
+            Some(g) => match Box::pin(g.authorization(tls_clients, plugin.transport.timeout)).await
+            {
                 Ok(b) => Some(b),
                 Err(e) => {
                     tried.push(Tried::failed(inst, None, format!("GCP access token: {e}")));
@@ -238,7 +238,7 @@ pub async fn handle(
                 scratch: uscratch,
             };
             let work: Pin<Box<dyn Future<Output = _> + '_>> =
-                Box::pin(attempt::send(w, snap, plugin, target, &mut bufs));
+                Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
             let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await;
             wbuf.clear();
             c.wbuf = wbuf;
@@ -259,7 +259,7 @@ pub async fn handle(
             match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
                 Ok(read) => {
                     tried.push(Tried::failed(inst, Some(404), "does not hold it".into()));
-                    not_found = Some(Kept::new(w, plugin, inst, answered, read));
+                    not_found = Some(Kept::new(lane, plugin, inst, answered, read));
                 }
                 Err(e) => tried.push(Tried::failed(inst, Some(404), e.to_string())),
             }
@@ -283,16 +283,16 @@ pub async fn handle(
             let mut answered = answered;
             return match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
                 Ok(read) => {
-                    let kept = Kept::new(w, plugin, inst, answered, read);
+                    let kept = Kept::new(lane, plugin, inst, answered, read);
                     use crate::wire::json_scan::{string_at, Step};
                     if let Some(id) = string_at(&kept.body, &[Step::Key("id")]) {
                         plugin.affinity.remember(id.as_bytes(), inst);
                     }
-                    kept_reply(w, c, ctx, kept, attempts, keep_alive).await
+                    kept_reply(lane, c, ctx, kept, attempts, keep_alive).await
                 }
                 Err(e) => {
                     let msg = format!("instance `{}`: {e}", inst.name);
-                    error_msg(w, c, plugin, ctx, 502, &msg, keep_alive).await
+                    error_msg(lane, c, plugin, ctx, 502, &msg, keep_alive).await
                 }
             };
         }
@@ -304,14 +304,14 @@ pub async fn handle(
             }
         }
         return pass_answer(
-            w, c, ctx, plugin, head, inst, answered, attempts, keep_alive,
+            lane, c, ctx, plugin, head, inst, answered, attempts, keep_alive,
         )
         .await;
     }
     let failed = tried.iter().filter(|t| t.status != Some(404)).count();
     match not_found {
-        Some(kept) if failed == 0 => kept_reply(w, c, ctx, kept, tried.len(), keep_alive).await,
-        _ => attempts_failed(w, c, plugin, ctx, &tried, keep_alive).await,
+        Some(kept) if failed == 0 => kept_reply(lane, c, ctx, kept, tried.len(), keep_alive).await,
+        _ => attempts_failed(lane, c, plugin, ctx, &tried, keep_alive).await,
     }
 }
 
@@ -375,7 +375,7 @@ fn write_request(
 /// Relays an answer as it comes, with the instance and attempt headers.
 #[allow(clippy::too_many_arguments)]
 async fn pass_answer(
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     plugin: &AiProxyMulti,
@@ -414,7 +414,7 @@ async fn pass_answer(
         resp.framing,
         out,
         plugin.transport.timeout,
-        w.gateway.timeouts.send,
+        lane.gateway.timeouts.send,
         None,
     )
     .await;
@@ -423,7 +423,7 @@ async fn pass_answer(
         Ok(r) => {
             ctx.bytes_sent = r.bytes;
             if r.reusable && resp.keep_alive {
-                w.pool.put(up, &plugin.transport.keepalive);
+                lane.pool.put(up, &plugin.transport.keepalive);
             }
             keep
         }

@@ -32,8 +32,8 @@ use crate::exchange::ProxyError;
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::{write_chunk_header, LAST_CHUNK};
 use crate::http::write::{push_header, push_status_line};
+use crate::lane::Lane;
 use crate::net::{self, Io};
-use crate::server::worker::Worker;
 use crate::wire::{StreamObservations, StreamTransform};
 
 /// An SSE answer being relayed; see the module docs.
@@ -137,7 +137,7 @@ impl<'a> StreamJob<'a> {
     /// failure; returns whether the client connection stays open.
     pub async fn run(
         mut self: Box<Self>,
-        w: &Worker,
+        lane: &Lane,
         c: &mut ClientConn,
         ctx: &mut RequestCtx,
     ) -> bool {
@@ -146,7 +146,7 @@ impl<'a> StreamJob<'a> {
         // poll on the client socket serves every read, instead of one armed
         // and cancelled per read.
         let watch = c.watch.take();
-        let keep = pump(&mut self, w, c, ctx, &watch).await;
+        let keep = pump(&mut self, lane, c, ctx, &watch).await;
         c.watch = watch;
         charge_remote(limiter, inst, &self.meta.rule_hits, ctx).await;
         keep
@@ -157,7 +157,7 @@ impl<'a> StreamJob<'a> {
 /// copied into this future.
 async fn pump(
     job: &mut StreamJob<'_>,
-    w: &Worker,
+    lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     watch: &Option<crate::net::PeerWatch>,
@@ -172,7 +172,7 @@ async fn pump(
     );
     let (upstream_keep_alive, chunked, keep, sent_at) =
         (job.upstream_keep_alive, job.chunked, job.keep, job.sent_at);
-    let send_timeout = w.gateway.timeouts.send;
+    let send_timeout = lane.gateway.timeouts.send;
     // Grown by the first chunks, not reserved up front: a stream waiting
     // for its first token should hold next to nothing.
     let mut decoded: Vec<u8> = Vec::new();
@@ -284,7 +284,7 @@ async fn pump(
         *io = conn;
         ubuf = buf;
         last_upstream = Instant::now();
-        w.busy.kick();
+        lane.busy.kick();
         match res {
             Ok(0) if upstream_error.is_none() => {
                 at_eof = true;
@@ -315,7 +315,7 @@ async fn pump(
         transform.error_event(&e.to_string(), &mut out);
     } else if dec.is_done() && ubuf.is_empty() && upstream_keep_alive {
         if let Some(io) = io.take() {
-            w.pool.put(
+            lane.pool.put(
                 crate::upstream::UpstreamConn {
                     io,
                     key: job.key.clone(),

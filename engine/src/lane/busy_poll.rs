@@ -25,7 +25,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::worker::Worker;
+use super::Lane;
+use crate::supervise::signal::LocalSignal;
 
 /// How often a polling worker fires due timers and looks for a stop
 /// request (the wheel's resolution is one millisecond).
@@ -91,8 +92,8 @@ struct Pair {
 
 /// Runs the worker's poller until shutdown or a stop request (`stop` is a
 /// clone of the receiver the worker's main future waits on).
-pub async fn run(w: Rc<Worker>, stop: flume::Receiver<()>) {
-    let window = w.busy.window;
+pub async fn run(lane: Rc<Lane>, shutdown: Rc<LocalSignal>, stop: flume::Receiver<()>) {
+    let window = lane.busy.window;
     let pair = Rc::new(Pair::default());
     let partner = pair.clone();
     monoio::spawn(std::future::poll_fn(move |cx| {
@@ -103,7 +104,7 @@ pub async fn run(w: Rc<Worker>, stop: flume::Receiver<()>) {
         Poll::<()>::Pending
     }));
     loop {
-        w.busy.kicked().await;
+        lane.busy.kicked().await;
         crate::supervise::fault(crate::supervise::Component::BusyPoll);
         let mut now = Instant::now();
         let mut until = now + window;
@@ -117,13 +118,13 @@ pub async fn run(w: Rc<Worker>, stop: flume::Receiver<()>) {
                 std::hint::spin_loop();
             }
             now = Instant::now();
-            if w.busy.kicked.take() {
+            if lane.busy.kicked.take() {
                 until = now + window;
             }
             if now >= housekeeping {
                 housekeeping = now + HOUSEKEEPING;
                 crate::timer::fire_due(now);
-                if !stop.is_empty() || stop.is_disconnected() || w.shutdown.is_fired() {
+                if !stop.is_empty() || stop.is_disconnected() || shutdown.is_fired() {
                     return;
                 }
             }
