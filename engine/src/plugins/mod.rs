@@ -100,10 +100,11 @@ impl Flow {
 pub struct AccessCx<'a, 'c> {
     pub head: &'a RequestHead,
     pub ctx: &'c mut RequestCtx,
-    pub snap: &'a crate::snapshot::Snapshot,
+    /// The configuration's consumers, for auth plugins to look up.
+    pub consumers: &'a consumers::Consumers,
     /// The consumer an auth plugin identified (its name is also in
     /// `ctx.consumer`), whose plugins join the request's.
-    pub consumer: Option<&'a crate::plugins::consumers::Consumer>,
+    pub consumer: Option<&'a consumers::Consumer>,
 }
 
 impl Plugin {

@@ -203,7 +203,7 @@ async fn route_and_run(
         let mut cx = AccessCx {
             head,
             ctx,
-            snap,
+            consumers: &snap.consumers,
             consumer: None,
         };
         let flow = match snap.global_plugins.access(&mut cx).await {

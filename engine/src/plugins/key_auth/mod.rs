@@ -111,7 +111,7 @@ impl KeyAuth {
             return self.refuse(cx, "Missing API key in request");
         };
         let key = percent_decode(key);
-        match cx.snap.consumers.by_key(&key) {
+        match cx.consumers.by_key(&key) {
             Some((consumer, credential)) => {
                 cx.ctx.consumer = Some(consumer.username.clone());
                 cx.consumer = Some(consumer);
@@ -133,7 +133,7 @@ impl KeyAuth {
     fn refuse(&self, cx: &mut AccessCx<'_, '_>, message: &str) -> Flow {
         let message = match &self.anonymous_consumer {
             None => message,
-            Some(name) => match cx.snap.consumers.by_name(name) {
+            Some(name) => match cx.consumers.by_name(name) {
                 Some(consumer) => {
                     cx.ctx.consumer = Some(consumer.username.clone());
                     cx.consumer = Some(consumer);
