@@ -1,11 +1,59 @@
 //! ringway: an LLM edge gateway on a thread-per-core io_uring engine.
 //!
-//! Layout, one folder per concern: [`config`] (file model, validation,
-//! snapshots), [`server`] (workers, listeners, connection loop), [`http`]
-//! (sans-IO HTTP/1.1 codec), [`router`], [`plugins`], [`proxy`] (plain HTTP
-//! forwarding), [`upstream`] (pools, connectors, TLS), [`balance`], [`net`]
-//! (stream types and buffer helpers), [`supervise`] (panics caught, counted
-//! and the part restarted).
+//! # Where things live
+//!
+//! One folder per concern, in layers: a folder imports only from the
+//! folders above it in this table (`tests/layers.rs` fails the build
+//! otherwise), so each can be read knowing only what lies above it.
+//!
+//! | layer | folder | owns |
+//! |---|---|---|
+//! | 1 | [`supervise`] | panics caught, counted and the part restarted; shutdown signals ([`supervise::signal`]) |
+//! | 1 | [`balance`] | weighted round robin and consistent hashing |
+//! | 1 | [`sse`] | the server-sent-events codec |
+//! | 2 | [`timer`] | the per-thread deadline wheel, the process clock ([`timer::now_ms`]) |
+//! | 3 | [`net`] | client and upstream byte streams (TCP, TLS), buffered reads and writes, the client-gone watch, the DNS switch |
+//! | 4 | [`config`] | the file model: YAML/JSON, `${VAR}`, ADC → APISIX resources, field paths and errors, every number's bounds |
+//! | 5 | [`http`] | the HTTP/1.1 codec (request and response heads, chunked, writing), variables and `vars` expressions |
+//! | 6 | [`wire`] | LLM wire formats, sans IO: body scan and splice, OpenAI ⇄ Anthropic ⇄ Responses conversion, streams, usage, answer text |
+//! | 7 | [`exchange`] | one request's exchange: its context, the client connection, body reading, replies, `ProxyError`, reading and relaying an answer |
+//! | 8 | [`upstream`] | endpoints and DNS, connection pools, TLS clients, one-shot calls, plain upstream specs |
+//! | 9 | [`lane`] | what one core's handlers share: settings, head limits, pool, round-robin counters, busy polling |
+//! | 10 | [`observe`] | request counters, the access log, logger entries, redaction |
+//! | 11 | [`redis`] | the Redis client that shares budgets across nodes, its outage detection |
+//! | 12 | [`providers`] | provider endpoints, auth, GCP tokens |
+//! | 13 | [`health`] | instance health state, active-check specs, the prober thread |
+//! | 14 | [`loggers`] | logger sinks (HTTP, Kafka): batching, retries, the sending threads |
+//! | 15 | [`router`] | matching a request to a route (host, URI, method, `vars`) |
+//! | 16 | [`plugins`] | every plugin, the chain that runs them, consumers, state kept across reloads |
+//! | 17 | [`proxy`] | plain HTTP forwarding (routes with an `upstream`) |
+//! | 18 | [`snapshot`] | compiling resources into the immutable snapshot workers serve from; its cell |
+//! | 19 | [`admin`], [`status`] | operators' listeners: the Admin API; `/metrics` |
+//! | 20 | [`server`] | the process: listeners, workers, the connection loop |
+//!
+//! # The life of a request
+//!
+//! | phase | file |
+//! |---|---|
+//! | accept, per-core runtime | `server/worker.rs` (`accept_loop`) |
+//! | read the head, keep-alive, pipelining | `server/conn.rs` (`serve`, `read_head`) |
+//! | route | `router/mod.rs`, called from `server/conn.rs` (`route_and_run`) |
+//! | access phase (global rules, then the route's; `key-auth`) | `plugins/mod.rs` (`PluginChain::access`), `plugins/key_auth/` |
+//! | plain upstream: forward and relay | `proxy/mod.rs` (`forward`), `proxy/head.rs`, `exchange/relay.rs` |
+//! | AI route: classify, read and check the body | `plugins/ai_proxy_multi/handler.rs` (`handle`), `request.rs` |
+//! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (checked in `handler.rs`, charged in `respond.rs`) |
+//! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `health/state.rs` |
+//! | AI route: build the upstream body (options, conversion) | `wire/` (`build_request`), `plugins/ai_proxy_multi/handler.rs` |
+//! | AI route: one attempt (connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` |
+//! | AI route: fall back or answer (JSON) | `plugins/ai_proxy_multi/handler.rs`, `respond.rs`, `replies.rs` |
+//! | AI route: stream (SSE relay, TTFT, usage) | `plugins/ai_proxy_multi/stream.rs`, `wire/stream/` |
+//! | stored Responses / conversations | `plugins/ai_proxy_multi/stored.rs`, `affinity.rs` |
+//! | the gateway's own errors | `exchange/reply.rs`, `plugins/ai_proxy_multi/replies.rs` |
+//! | log phase (access log, logger plugins) | `server/worker.rs` (`log_request`), `observe/`, `plugins/logger.rs`, `loggers/` |
+//!
+//! Off the request path: configuration enters through `config/` and
+//! `snapshot/` (file, Admin API in `admin/`), health probes run on their
+//! own thread (`health/prober.rs`), metrics are served by `status/`.
 
 pub mod admin;
 pub mod balance;

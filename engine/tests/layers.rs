@@ -119,6 +119,37 @@ fn every_folder_imports_only_from_lower_layers() {
     );
 }
 
+/// `lib.rs`'s "Where things live" table names every folder at its layer,
+/// so a newcomer can trust it.
+#[test]
+fn the_map_in_lib_rs_matches_the_layers() {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+        .expect("lib.rs");
+    let mut mapped: Vec<(usize, String)> = Vec::new();
+    for line in lib.lines() {
+        let Some(row) = line.strip_prefix("//! | ") else {
+            continue;
+        };
+        let mut cells = row.split(" | ");
+        let (Some(layer), Some(folders)) = (cells.next(), cells.next()) else {
+            continue;
+        };
+        let Ok(layer) = layer.trim().parse::<usize>() else {
+            continue;
+        };
+        for name in folders.split(", ") {
+            let name = name.trim().trim_start_matches("[`").trim_end_matches("`]");
+            mapped.push((layer, name.to_owned()));
+        }
+    }
+    let expected: Vec<(usize, String)> = LAYERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, line)| line.iter().map(move |f| (i + 1, f.to_string())))
+        .collect();
+    assert_eq!(mapped, expected, "lib.rs's table and LAYERS disagree");
+}
+
 #[test]
 fn the_scan_resolves_crate_super_and_grouped_paths() {
     let folders: Vec<String> = ["config", "http", "net", "plugins", "server"]
