@@ -1,8 +1,71 @@
 //! Replies the gateway writes itself: every error carries a JSON body
 //! (`{"error_msg": "..."}`, the shape of APISIX's own errors) and says
 //! whether the connection stays open.
+//!
+//! Within a request there is one way to answer: [`ClientConn::reply`]
+//! with a [`Reply`] — it records the answer in the request's context (for
+//! the log), writes it and says whether the connection stays open. The
+//! functions below only format (the Admin API and metrics listeners, and
+//! a head too broken to be a request, use them directly).
 
+use std::time::Duration;
+
+use super::client::ClientConn;
+use super::ctx::RequestCtx;
 use crate::http::write::{push_header, push_status_line, push_u64};
+
+/// An answer of the gateway's own, written whole.
+#[derive(Debug, Clone, Copy)]
+pub struct Reply<'a> {
+    pub status: u16,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    /// Extra header lines, rendered (`Name: v\r\n`; see [`header_lines`]).
+    pub headers: &'a [u8],
+}
+
+impl<'a> Reply<'a> {
+    /// A JSON answer (an error body from [`error_body`], or any JSON).
+    pub fn json(status: u16, body: &'a str) -> Reply<'a> {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.as_bytes(),
+            headers: b"",
+        }
+    }
+
+    /// With extra header lines.
+    pub fn with_headers(self, headers: &'a [u8]) -> Reply<'a> {
+        Reply { headers, ..self }
+    }
+}
+
+impl ClientConn {
+    /// Answers the request `ctx` describes with `r`: recorded for the log
+    /// (status, size, body for loggers), written, flushed within
+    /// `send_timeout`. Whether the connection stays open: `keep_alive`
+    /// and the write succeeded.
+    pub async fn reply(
+        &mut self,
+        ctx: &mut RequestCtx,
+        r: Reply<'_>,
+        keep_alive: bool,
+        send_timeout: Duration,
+    ) -> bool {
+        ctx.answered(r.status, r.body);
+        self.wbuf.clear();
+        typed(
+            &mut self.wbuf,
+            r.status,
+            r.content_type,
+            r.body,
+            keep_alive,
+            r.headers,
+        );
+        self.flush_wbuf(send_timeout).await.is_ok() && keep_alive
+    }
+}
 
 /// Serialises a complete JSON error response into `out`.
 pub fn error(out: &mut Vec<u8>, status: u16, message: &str, keep_alive: bool) {

@@ -374,12 +374,10 @@ async fn fail(
             "upstream error: {e}"
         );
     }
-    let status = e.status();
-    c.wbuf.clear();
     let body = reply::error_body(&e.to_string());
-    ctx.answered(status, body.as_bytes());
-    reply::json(&mut c.wbuf, status, body.as_bytes(), keep_alive, &[]);
-    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
+    let answer = reply::Reply::json(e.status(), &body);
+    c.reply(ctx, answer, keep_alive, lane.gateway.timeouts.send)
+        .await
 }
 
 /// Nodes already tried in this request.

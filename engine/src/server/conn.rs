@@ -13,7 +13,7 @@ use bytes::BytesMut;
 
 use super::worker::Worker;
 use crate::exchange::ctx::{RequestCtx, ResponseBody};
-use crate::exchange::reply;
+use crate::exchange::reply::{self, Reply};
 use crate::exchange::ClientConn;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HttpError, RequestHead};
 use crate::net::{self, Io};
@@ -176,18 +176,10 @@ async fn route_and_run(
         .find(&head.method, head.path(), head.host(), &holds)
     else {
         let body = reply::error_body("404 Route Not Found");
-        ctx.answered(404, body.as_bytes());
         // Boxed (here and below): rare answers should not size the
         // connection's future, which an open stream keeps for its life.
-        return Box::pin(reply_typed(
-            w,
-            c,
-            head,
-            (404, "application/json", b""),
-            &body,
-            keep_alive,
-        ))
-        .await;
+        let answer = Reply::json(404, &body);
+        return Box::pin(reply_before_body(w, c, head, ctx, answer, keep_alive)).await;
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
@@ -219,20 +211,14 @@ async fn route_and_run(
         headers,
     } = flow
     {
-        ctx.answered(status, body.as_bytes());
-        return Box::pin(reply_typed(
-            w,
-            c,
-            head,
-            (
-                status,
-                content_type,
-                headers.as_deref().unwrap_or("").as_bytes(),
-            ),
-            &body,
-            keep_alive,
-        ))
-        .await;
+        let headers = headers.as_deref().unwrap_or("");
+        let answer = Reply {
+            status,
+            content_type,
+            body: body.as_bytes(),
+            headers: headers.as_bytes(),
+        };
+        return Box::pin(reply_before_body(w, c, head, ctx, answer, keep_alive)).await;
     }
     let bypass = route.ai_bypass.as_ref().filter(|_| {
         !route
@@ -295,25 +281,17 @@ async fn route_and_run(
 /// Answers before the request body was read (a 404, a plugin's refusal),
 /// reading and discarding a small body so the connection can stay open, or
 /// closing it.
-/// Answers with `body`; `(status, content type, extra header lines)`.
-pub async fn reply_typed(
+async fn reply_before_body(
     w: &Worker,
     c: &mut ClientConn,
     head: &RequestHead,
-    (status, content_type, extra): (u16, &str, &[u8]),
-    body: &str,
+    ctx: &mut RequestCtx,
+    answer: Reply<'_>,
     keep_alive: bool,
 ) -> bool {
     let keep = keep_alive && !head.expect_continue && discard_body(w, c, head).await;
-    reply::typed(
-        &mut c.wbuf,
-        status,
-        content_type,
-        body.as_bytes(),
-        keep,
-        extra,
-    );
-    c.flush_wbuf(w.lane.gateway.timeouts.send).await.is_ok() && keep
+    c.reply(ctx, answer, keep, w.lane.gateway.timeouts.send)
+        .await
 }
 
 /// Most body bytes read just to keep a connection after an early reply.

@@ -12,7 +12,7 @@ use super::request::LlmRequest;
 use super::respond::Kept;
 use super::AiProxyMulti;
 use crate::exchange::ctx::RequestCtx;
-use crate::exchange::reply;
+use crate::exchange::reply::{self, Reply};
 use crate::exchange::ClientConn;
 use crate::lane::Lane;
 use crate::plugins::ai_rate_limiting::rules::write_rule_headers;
@@ -89,22 +89,19 @@ pub(super) async fn kept_reply(
     ctx.upstream_addr = Some(kept.addr);
     ctx.llm.instance = Some(kept.instance.clone());
     ctx.llm.attempts = attempts as u32;
-    ctx.answered(status, &kept.body);
     let attempts = attempts.to_string();
     let lines = reply::header_lines(&[
         ("X-Ringway-Instance", &kept.instance),
         ("X-Ringway-Attempts", attempts.as_str()),
     ]);
-    c.wbuf.clear();
-    reply::typed(
-        &mut c.wbuf,
+    let answer = Reply {
         status,
-        "application/json",
-        &kept.body,
-        keep_alive,
-        &lines,
-    );
-    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
+        content_type: "application/json",
+        body: &kept.body,
+        headers: &lines,
+    };
+    c.reply(ctx, answer, keep_alive, lane.gateway.timeouts.send)
+        .await
 }
 
 /// `rejected_code` with `rejected_msg` and the spent budget's headers
@@ -117,17 +114,14 @@ pub(super) async fn rejected(
     headers: &[u8],
     keep_alive: bool,
 ) -> bool {
-    ctx.answered(rl.rejected_code, rl.rejected_body().as_bytes());
-    c.wbuf.clear();
-    reply::typed(
-        &mut c.wbuf,
-        rl.rejected_code,
-        rl.rejected_type(),
-        rl.rejected_body().as_bytes(),
-        keep_alive,
+    let answer = Reply {
+        status: rl.rejected_code,
+        content_type: rl.rejected_type(),
+        body: rl.rejected_body().as_bytes(),
         headers,
-    );
-    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
+    };
+    c.reply(ctx, answer, keep_alive, lane.gateway.timeouts.send)
+        .await
 }
 
 /// An instance budget's headers, when shown.
@@ -264,13 +258,17 @@ pub(super) async fn error_reply(
     keep_alive: bool,
     headers: &[(&str, &str)],
 ) -> bool {
-    c.wbuf.clear();
     let (content_type, body) = match &plugin.error_response {
         Some(e) => (e.content_type, e.body.as_bytes()),
         None => ("application/json", body.as_bytes()),
     };
-    ctx.answered(status, body);
     let lines = reply::header_lines(headers);
-    reply::typed(&mut c.wbuf, status, content_type, body, keep_alive, &lines);
-    c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive
+    let answer = Reply {
+        status,
+        content_type,
+        body,
+        headers: &lines,
+    };
+    c.reply(ctx, answer, keep_alive, lane.gateway.timeouts.send)
+        .await
 }
