@@ -41,11 +41,11 @@
 //! | access phase (global rules, then the route's; `key-auth`) | `plugins/mod.rs` (`PluginChain::access`), `plugins/key_auth/` |
 //! | plain upstream: forward and relay | `proxy/mod.rs` (`forward`), `proxy/head.rs`, `exchange/relay.rs` |
 //! | AI route: classify, read and check the body | `plugins/ai_proxy_multi/handler.rs` (`handle`), `request.rs` |
-//! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (checked in `handler.rs`, charged in `respond.rs`) |
-//! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `health/state.rs` |
+//! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (checked in `handler.rs`: `handle`, `budget`; charged in `respond.rs`) |
+//! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `handler.rs` (`Walk::next_candidate`), `health/state.rs` |
 //! | AI route: build the upstream body (options, conversion) | `wire/` (`build_request`), `plugins/ai_proxy_multi/handler.rs` |
-//! | AI route: one attempt (connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` |
-//! | AI route: fall back or answer (JSON) | `plugins/ai_proxy_multi/handler.rs`, `respond.rs`, `replies.rs` |
+//! | AI route: one attempt (token, connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` (`bearer`, `send`), `handler.rs` (`walk`) |
+//! | AI route: classify the outcome, fall back or answer (JSON) | `plugins/ai_proxy_multi/outcome.rs` (`Failure::falls_back`), `handler.rs` (`walk`, `judge`, `finish`), `respond.rs`, `replies.rs` |
 //! | AI route: stream (SSE relay, TTFT, usage) | `plugins/ai_proxy_multi/stream.rs`, `wire/stream/` |
 //! | stored Responses / conversations | `plugins/ai_proxy_multi/stored.rs`, `affinity.rs` |
 //! | the gateway's own errors | `exchange/reply.rs`, `plugins/ai_proxy_multi/replies.rs` |

@@ -17,7 +17,7 @@ use crate::exchange::reply::{self, Reply};
 use crate::exchange::ClientConn;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HttpError, RequestHead};
 use crate::net::{self, Io};
-use crate::plugins::ai_proxy_multi::handler::Handled;
+use crate::plugins::ai_proxy_multi::handler::{Call, Handled};
 use crate::plugins::{AccessCx, Flow};
 use crate::snapshot::Handler;
 
@@ -253,15 +253,16 @@ async fn route_and_run(
                 .find_map(|chain| chain.ai_rate_limiting_for(head, ctx))
                 .flatten()
                 .cloned();
-            let handled = Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
-                &w.lane,
-                &snap.tls,
+            let call = Call {
+                lane: &w.lane,
+                tls_clients: &snap.tls,
                 plugin,
-                limiter.as_deref(),
-                c,
+                limiter: limiter.as_deref(),
                 head,
-                ctx,
                 keep_alive,
+            };
+            let handled = Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
+                call, c, ctx,
             ))
             .await;
             match handled {

@@ -4,22 +4,27 @@
 //! out dead before answering is retried once on a fresh one (the body is
 //! in memory). Everything is bounded by the plugin's `timeout`.
 
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::BytesMut;
 
 use super::instance::{Instance, Target};
+use super::outcome::Failure;
 use super::request::LlmRequest;
 use super::AiProxyMulti;
 use crate::exchange::relay::read_response_head;
-use crate::exchange::ProxyError;
+use crate::exchange::{ClientConn, ProxyError};
 use crate::http::{HeaderSpan, RequestHead, ResponseHead};
 use crate::lane::Lane;
+use crate::net::watch::PeerWatch;
 use crate::net::{self, Io};
 use crate::providers::Wire;
 use crate::upstream::TlsClients;
 use crate::upstream::{connect, connect::open, PoolKey, UpstreamConn};
+use std::os::fd::RawFd;
 
 /// A response head and the connection it came on.
 pub struct Answered {
@@ -100,6 +105,75 @@ pub(super) fn forward_header(out: &mut Vec<u8>, client: &RequestHead, name: &str
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// The instance's GCP access token (`auth.gcp`), `None` without one.
+pub async fn bearer(
+    inst: &Instance,
+    tls_clients: &TlsClients,
+    timeout: std::time::Duration,
+) -> Result<Option<std::sync::Arc<str>>, Failure> {
+    match &inst.gcp {
+        None => Ok(None),
+        Some(g) => match Box::pin(g.authorization(tls_clients, timeout)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) => {
+                tracing::warn!(instance = %inst.name, "GCP access token unavailable: {e}");
+                Err(Failure::Token(e.to_string()))
+            }
+        },
+    }
+}
+
+/// The client connection's buffers an attempt works with, and its
+/// client watch (socket, TLS), lent out of `c` with `wbuf` (taken out of
+/// it) as the request buffer.
+pub fn lend<'c>(
+    c: &'c mut ClientConn,
+    wbuf: &'c mut Vec<u8>,
+) -> (Buffers<'c>, &'c mut Option<PeerWatch>, RawFd, bool) {
+    let ClientConn {
+        ubuf,
+        uscratch,
+        watch,
+        raw_fd,
+        tls,
+        ..
+    } = c;
+    let bufs = Buffers {
+        wbuf,
+        ubuf,
+        scratch: uscratch,
+    };
+    (bufs, watch, *raw_fd, *tls)
+}
+
+/// One attempt at `target` off the LLM request path (stored state): the
+/// request `write` puts in the client's write buffer is sent ([`send`])
+/// while the client is watched; `None` when the client left (the attempt
+/// is dropped, cancelling it). The LLM path does the same steps inline
+/// (`handler::walk`): as the only direct caller of its watch and send it
+/// keeps them inlined (sharing this function cost it ~300 instructions a
+/// request, callgrind).
+pub async fn try_target(
+    lane: &Lane,
+    tls_clients: &TlsClients,
+    plugin: &AiProxyMulti,
+    target: &Target,
+    c: &mut ClientConn,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Option<Result<Answered, ProxyError>> {
+    let mut wbuf = std::mem::take(&mut c.wbuf);
+    write(&mut wbuf);
+    let r = {
+        let (mut bufs, watch, fd, tls) = lend(c, &mut wbuf);
+        let work: Pin<Box<dyn Future<Output = _> + '_>> =
+            Box::pin(send(lane, tls_clients, plugin, target, &mut bufs));
+        crate::net::watch::unless_client_leaves(work, watch, fd, tls).await
+    };
+    wbuf.clear();
+    c.wbuf = wbuf;
+    r
 }
 
 /// Buffers an attempt works with (borrowed from the client connection).

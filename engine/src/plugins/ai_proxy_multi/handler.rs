@@ -5,16 +5,28 @@
 //! first acceptable answer. Errors carry JSON bodies (written by
 //! [`super::replies`]): 400 for bad requests, 502 naming every attempt when
 //! all failed, 503 when none was available.
+//!
+//! In order: [`handle`] sends stored-state calls to [`super::stored`],
+//! reads the request (`record_request` for the log) and checks key-based
+//! budgets; `walk` takes each candidate from `Walk::next_candidate`,
+//! checks its budget (`budget`), makes one attempt (the token from
+//! [`super::attempt::bearer`], then [`super::attempt::send`] while the
+//! client is watched), classifies the outcome once (`judge`,
+//! [`super::outcome::Failure`]) and falls back (`Walk::failed`) or
+//! relays; `finish` answers when no attempt did. Stored-state calls share
+//! the token, the send and the classification.
 
 use std::time::Instant;
 
-use super::attempt::{self, Buffers};
+use super::attempt;
+use super::outcome::{Failure, Tried};
 use super::replies::{
-    error_msg, exhausted, kept_reply, quota_headers, rejected, rule_headers, Skipped, Tried,
+    error_msg, exhausted, kept_reply, quota_headers, rejected, rule_headers, Skipped,
 };
 use super::request::{classify, intake, LlmRequest, PathKind, Refused};
 use super::respond::{relay, AnswerMeta, Kept, Relayed};
 use super::retry_after::parse_retry_after;
+use super::select::Plan;
 use super::stream::StreamJob;
 use super::AiProxyMulti;
 use crate::exchange::ctx::{RequestCtx, RequestType};
@@ -23,7 +35,7 @@ use crate::health::Cooldown;
 use crate::http::{RequestHead, Version};
 use crate::lane::Lane;
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
-use crate::plugins::ai_rate_limiting::{AiRateLimiting, Verdict};
+use crate::plugins::ai_rate_limiting::{AiRateLimiting, Quota, RuleHits, Verdict};
 use crate::providers::{Api, Wire};
 use crate::timer::now_ms;
 use crate::upstream::TlsClients;
@@ -44,39 +56,33 @@ impl From<bool> for Handled<'_> {
     }
 }
 
-/// Answers one request, or hands back the stream to relay. `limiter` is
-/// the `ai-rate-limiting` config in force (the consumer's, else the
-/// route's).
-#[allow(clippy::too_many_arguments)]
+/// What every step of one request on an `ai-proxy-multi` route reads:
+/// where it runs, the plugin and budget in force, the request's head.
+pub struct Call<'a, 'r> {
+    pub lane: &'r Lane,
+    /// The snapshot's TLS client settings.
+    pub tls_clients: &'r TlsClients,
+    pub plugin: &'a AiProxyMulti,
+    /// The `ai-rate-limiting` in force (the consumer's, else the route's).
+    pub limiter: Option<&'a AiRateLimiting>,
+    pub head: &'r RequestHead,
+    pub keep_alive: bool,
+}
+
+/// Answers one request, or hands back the stream to relay.
 pub async fn handle<'a>(
-    lane: &Lane,
-    tls_clients: &TlsClients,
-    plugin: &'a AiProxyMulti,
-    limiter: Option<&'a AiRateLimiting>,
+    call: Call<'a, '_>,
     c: &mut ClientConn,
-    head: &RequestHead,
     ctx: &mut RequestCtx,
-    keep_alive: bool,
 ) -> Handled<'a> {
-    let request_started = ctx.started;
-    let api_wire = match classify(head.path()) {
+    let (lane, plugin) = (call.lane, call.plugin);
+    let api_wire = match classify(call.head.path()) {
         PathKind::Llm(api, wire) => (api, wire),
         PathKind::Stored(family, rest) => {
             let rest = rest.to_vec();
-            return Handled::Done(
-                Box::pin(super::stored::handle(
-                    lane,
-                    tls_clients,
-                    plugin,
-                    c,
-                    head,
-                    ctx,
-                    family,
-                    &rest,
-                    keep_alive,
-                ))
-                .await,
-            );
+            return Box::pin(super::stored::handle(&call, c, ctx, family, &rest))
+                .await
+                .into();
         }
     };
     ctx.request_type = RequestType::AiChat;
@@ -87,7 +93,7 @@ pub async fn handle<'a>(
     let max_body = plugin
         .max_request_body
         .unwrap_or(lane.gateway.limits.max_body_bytes);
-    let req = match Box::pin(intake(lane, c, head, api_wire, max_body)).await {
+    let req = match Box::pin(intake(lane, c, call.head, api_wire, max_body)).await {
         Ok(r) => r,
         Err(Refused::ClientGone) => return Handled::Done(false),
         Err(Refused::Reply {
@@ -95,11 +101,40 @@ pub async fn handle<'a>(
             message,
             keep,
         }) => {
-            return error_msg(lane, c, plugin, ctx, status, &message, keep_alive && keep)
+            let keep_alive = call.keep_alive && keep;
+            return error_msg(lane, c, plugin, ctx, status, &message, keep_alive)
                 .await
-                .into()
+                .into();
         }
     };
+    record_request(plugin, ctx, &req);
+    let vars = crate::observe::vars::source(call.head, ctx);
+    let key = plugin.hash_key(&vars);
+    // Key-based budgets (`rules`) hold whichever instance answers: checked
+    // once, before any is tried.
+    let mut rule_hits = Vec::new();
+    if let Some(rl) = call.limiter.filter(|rl| rl.has_rules()) {
+        match Box::pin(rl.check_rules(&vars)).await {
+            RulesVerdict::Allowed(hits) => rule_hits = hits,
+            RulesVerdict::Exhausted(hits) => {
+                let headers = rule_headers(rl, &hits);
+                return rejected(lane, c, ctx, rl, &headers, call.keep_alive)
+                    .await
+                    .into();
+            }
+            RulesVerdict::StoreDown(e) => {
+                let msg = format!("rate limit store unavailable: {e}");
+                return error_msg(lane, c, plugin, ctx, 503, &msg, call.keep_alive)
+                    .await
+                    .into();
+            }
+        }
+    }
+    walk(&call, c, ctx, &req, key.as_deref(), rule_hits).await
+}
+
+/// What the log needs of the request: its type, model, body.
+fn record_request(plugin: &AiProxyMulti, ctx: &mut RequestCtx, req: &LlmRequest) {
     ctx.request_type = if req.body.summary.stream {
         RequestType::AiStream
     } else {
@@ -117,166 +152,62 @@ pub async fn handle<'a>(
             text: None,
         }));
     }
-    let vars = crate::observe::vars::source(head, ctx);
-    let key = plugin.hash_key(&vars);
-    // Key-based budgets (`rules`) hold whichever instance answers: checked
-    // once, before any is tried.
-    let mut rule_hits = Vec::new();
-    if let Some(rl) = limiter.filter(|rl| rl.has_rules()) {
-        match Box::pin(rl.check_rules(&vars)).await {
-            RulesVerdict::Allowed(hits) => rule_hits = hits,
-            RulesVerdict::Exhausted(hits) => {
-                return rejected(lane, c, ctx, rl, &rule_headers(rl, &hits), keep_alive)
-                    .await
-                    .into()
-            }
-            RulesVerdict::StoreDown(e) => {
-                let msg = format!("rate limit store unavailable: {e}");
-                return error_msg(lane, c, plugin, ctx, 503, &msg, keep_alive)
-                    .await
-                    .into();
-            }
-        }
-    }
-    let any_healthy = plugin
-        .instances
-        .iter()
-        .any(|i| i.checks.is_none() || i.state.is_healthy());
-    let http10 = head.version == Version::Http10;
-    let mut tried: Vec<Tried> = Vec::new();
-    let mut skipped = Skipped::default();
-    let now = now_ms();
-    // A Responses API follow-up goes first to the instance remembered as
-    // holding its previous response; others that answer "not found" are
-    // passed over (see `affinity`).
-    let (follow_up, held_by) = match req.api {
-        Api::Responses => follow_up(plugin, &req),
-        _ => (false, None),
-    };
-    let mut not_held: Option<Kept> = None;
-    let mut not_held_count = 0;
-    let mut plan = plugin.plan(key.as_deref());
-    let mut first = held_by;
-    loop {
-        let idx = match first.take() {
-            Some(i) => i,
-            None => match plan.next() {
-                Some(i) if Some(i) == held_by => continue,
-                Some(i) => i,
-                None => break,
-            },
-        };
-        // Instances that only said they do not hold the previous response
-        // were probed, not retried: they do not count against the cap.
-        if tried.len() - not_held_count >= plugin.max_attempts {
-            break;
-        }
-        let inst = &plugin.instances[idx];
-        let target = match inst.target(req.api) {
-            Ok(t) => t,
-            Err(why) => {
-                skipped.cannot_serve(inst, why, false);
-                continue;
-            }
-        };
-        if let Some(left) = inst.state.cooling(now) {
-            skipped.cooling += 1;
-            skipped.retry_after = Some(skipped.retry_after.map_or(left, |r| r.min(left)));
-            continue;
-        }
-        if inst.checks.is_some() && !inst.state.is_healthy() && any_healthy {
-            skipped.unhealthy += 1;
-            continue;
-        }
-        // Built before the budget check, which may charge the instance.
-        let body = match upstream_body(inst, &req) {
-            Ok(b) => b,
-            Err(e) => {
-                let why = format!("cannot build the request for instance `{}`: {e}", inst.name);
-                skipped.cannot_serve(inst, &why, e.too_large);
-                continue;
-            }
-        };
-        let mut quota = None;
-        if let Some(rl) = limiter {
-            match rl.check(&inst.name).await {
-                Verdict::Unlimited => {}
-                Verdict::Allowed(q) => quota = rl.show_headers.then_some(q),
-                Verdict::Exhausted(q) => {
-                    if plugin.fallback.rate_limiting {
-                        skipped.rate_limited += 1;
-                        skipped.quota = Some((inst.name.clone(), q));
-                        continue;
-                    }
-                    let headers = quota_headers(rl, &inst.name, &q);
-                    return rejected(lane, c, ctx, rl, &headers, keep_alive)
-                        .await
-                        .into();
-                }
-                Verdict::StoreDown(e) => {
-                    let msg = format!("rate limit store unavailable: {e}");
-                    return error_msg(lane, c, plugin, ctx, 503, &msg, keep_alive)
-                        .await
-                        .into();
-                }
-            }
-        }
-        let attempt_started = Instant::now();
-        let bearer = match &inst.gcp {
+}
+
+/// Tries the instances in plan order until one gives the client its
+/// answer (or the plan, or `max_attempts`, runs out).
+async fn walk<'a>(
+    call: &Call<'a, '_>,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    key: Option<&[u8]>,
+    rule_hits: RuleHits<'a>,
+) -> Handled<'a> {
+    let plugin = call.plugin;
+    let mut walk = Walk::new(plugin, req, key);
+    while let Some(cand) = walk.next_candidate(plugin, req) {
+        let inst = &plugin.instances[cand.index];
+        let quota = match call.limiter {
             None => None,
-            Some(g) => match Box::pin(g.authorization(tls_clients, plugin.transport.timeout)).await
-            {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    tracing::warn!(instance = %inst.name, "GCP access token unavailable: {e}");
-                    tried.push(Tried::failed(
-                        inst,
-                        None,
-                        format!("GCP access token unavailable: {e}"),
-                    ));
-                    if plugin.fallback.http_5xx {
-                        continue;
-                    }
-                    return error_msg(
-                        lane,
-                        c,
-                        plugin,
-                        ctx,
-                        502,
-                        &format!("GCP access token unavailable: {e}"),
-                        keep_alive,
-                    )
-                    .await
-                    .into();
+            Some(rl) => match budget(call, rl, c, ctx, inst).await {
+                Budget::Go(q) => q,
+                Budget::PassOver(name, q) => {
+                    walk.skipped.spent_budget(name, q);
+                    continue;
                 }
+                Budget::Answered(keep) => return keep.into(),
             },
         };
+        let attempt_started = Instant::now();
+        let bearer = match inst.gcp {
+            None => None,
+            Some(_) => {
+                match attempt::bearer(inst, call.tls_clients, plugin.transport.timeout).await {
+                    Ok(b) => b,
+                    Err(f) => match walk.failed(call, c, ctx, inst, f).await {
+                        Some(keep) => return keep.into(),
+                        None => continue,
+                    },
+                }
+            }
+        };
+        let (target, body) = (cand.target, &cand.body);
         let result = {
             let mut wbuf = std::mem::take(&mut c.wbuf);
-            attempt::write_request(
-                &mut wbuf,
-                inst,
-                target,
-                &body,
-                &req,
-                head,
-                bearer.as_deref(),
-            );
-            let ClientConn {
-                ubuf,
-                uscratch,
-                watch,
-                raw_fd,
-                tls,
-                ..
-            } = &mut *c;
-            let mut bufs = Buffers {
-                wbuf: &mut wbuf,
-                ubuf,
-                scratch: uscratch,
+            let bearer = bearer.as_deref();
+            attempt::write_request(&mut wbuf, inst, target, body, req, call.head, bearer);
+            let r = {
+                let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
+                let work = Box::pin(attempt::send(
+                    call.lane,
+                    call.tls_clients,
+                    plugin,
+                    target,
+                    &mut bufs,
+                ));
+                crate::net::watch::unless_client_leaves(work, watch, fd, tls).await
             };
-            let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
-            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await;
             wbuf.clear();
             c.wbuf = wbuf;
             r
@@ -287,76 +218,49 @@ pub async fn handle<'a>(
             Some(Err(e)) => {
                 inst.failed(&plugin.passive);
                 tracing::warn!(instance = %inst.name, "LLM attempt failed: {e}");
-                tried.push(Tried::failed(inst, None, e.to_string()));
-                if plugin.fallback.http_5xx {
-                    continue;
+                match walk.failed(call, c, ctx, inst, Failure::Transport(e)).await {
+                    Some(keep) => return keep.into(),
+                    None => continue,
                 }
-                ctx.llm.instance = Some(inst.name.clone());
-                ctx.llm.attempts = tried.len() as u32;
-                return error_msg(lane, c, plugin, ctx, e.status(), &e.to_string(), keep_alive)
-                    .await
-                    .into();
             }
         };
         let status = answered.head.status;
-        if status == 429 {
-            if let Some(d) = answered
-                .head
-                .header("retry-after")
-                .and_then(parse_retry_after)
-            {
-                inst.state.cool_down(d, Cooldown::RetryAfter);
-            }
-            if plugin.fallback.http_429 {
-                tried.push(Tried::failed(
-                    inst,
-                    Some(429),
-                    "rate limited by the provider".into(),
-                ));
+        if let Some(f) = judge(plugin, inst, &answered) {
+            if f.falls_back(&plugin.fallback) {
+                walk.tried.push(Tried::new(inst, f));
                 continue;
             }
-        } else if status >= 500 {
-            inst.failed(&plugin.passive);
-            if plugin.fallback.http_5xx {
-                tried.push(Tried::failed(
-                    inst,
-                    Some(status),
-                    format!("upstream answered {status}"),
-                ));
-                continue;
-            }
-        } else if (200..300).contains(&status) {
-            inst.state.record_success();
         }
         let meta = AnswerMeta {
             inst,
-            attempts: tried.len() as u32 + 1,
-            request_started,
+            attempts: walk.tried.len() as u32 + 1,
+            request_started: ctx.started,
             attempt_started,
             quota,
-            limiter,
+            limiter: call.limiter,
             // (Kept for the next attempt too, should this one fall back.)
-            rule_hits: if rule_hits.is_empty() {
-                Vec::new()
-            } else {
-                rule_hits.clone()
-            },
+            rule_hits: rule_hits.clone(),
         };
-        let probe = follow_up
-            && matches!(status, 400 | 404)
-            && inst.wire(req.api) == Wire::Responses
-            && !answered.head.is_event_stream();
-        match Box::pin(relay(
-            lane, c, ctx, plugin, &req, answered, probe, meta, keep_alive, http10,
+        let probe = walk.probes(req, inst, &answered);
+        let http10 = call.head.version == Version::Http10;
+        let relayed = Box::pin(relay(
+            call.lane,
+            c,
+            ctx,
+            plugin,
+            req,
+            answered,
+            probe,
+            meta,
+            call.keep_alive,
+            http10,
         ))
-        .await
-        {
+        .await;
+        match relayed {
             Relayed::NotHeld(kept) => {
-                let why = "does not hold the previous response".to_owned();
-                tried.push(Tried::failed(inst, Some(status), why));
-                not_held = Some(*kept);
-                not_held_count += 1;
-                continue;
+                walk.tried.push(Tried::new(inst, Failure::NotHeld(status)));
+                walk.not_held = Some(*kept);
+                walk.not_held_count += 1;
             }
             Relayed::Done(keep) => return Handled::Done(keep),
             Relayed::Stream(job) => return Handled::Stream(job),
@@ -364,16 +268,246 @@ pub async fn handle<'a>(
                 if e.counts_against_instance() {
                     inst.failed(&plugin.passive);
                 }
-                tried.push(Tried::failed(inst, Some(status), e.to_string()));
-                if plugin.fallback.http_5xx {
-                    continue;
+                let f = Failure::NotSent(status, e);
+                if let Some(keep) = walk.failed(call, c, ctx, inst, f).await {
+                    return keep.into();
                 }
-                return error_msg(lane, c, plugin, ctx, 502, &e.to_string(), keep_alive)
-                    .await
-                    .into();
             }
         }
     }
+    Box::pin(finish(call, c, ctx, req, walk)).await.into()
+}
+
+/// Where the walk over a route's instances stands: the plan, what was
+/// tried and what was passed over.
+struct Walk<'p> {
+    plan: Plan<'p>,
+    /// The instance remembered as holding a Responses API follow-up's
+    /// previous response: tried first, then passed over in the plan.
+    held_by: Option<usize>,
+    first: Option<usize>,
+    /// The request follows up on stored state.
+    follow_up: bool,
+    tried: Vec<Tried>,
+    skipped: Skipped,
+    /// The last instance's "not found" to a follow-up, and how many
+    /// said so (probed, not retried: they do not count against the cap).
+    not_held: Option<Kept>,
+    not_held_count: usize,
+    /// Any instance with health checks is healthy (or has none): else
+    /// unhealthy ones are tried too.
+    any_healthy: bool,
+    now: u64,
+}
+
+/// An instance to try, with its endpoint for the request's API and the
+/// body built for it.
+struct Candidate<'p> {
+    index: usize,
+    target: &'p super::instance::Target,
+    body: Vec<u8>,
+}
+
+impl<'p> Walk<'p> {
+    fn new(plugin: &'p AiProxyMulti, req: &LlmRequest, key: Option<&'p [u8]>) -> Walk<'p> {
+        // A Responses API follow-up goes first to the instance remembered
+        // as holding its previous response; others that answer "not
+        // found" are passed over (see `affinity`).
+        let (follow_up, held_by) = match req.api {
+            Api::Responses => follow_up(plugin, req),
+            _ => (false, None),
+        };
+        Walk {
+            plan: plugin.plan(key),
+            held_by,
+            first: held_by,
+            follow_up,
+            tried: Vec::new(),
+            skipped: Skipped::default(),
+            not_held: None,
+            not_held_count: 0,
+            any_healthy: plugin
+                .instances
+                .iter()
+                .any(|i| i.checks.is_none() || i.state.is_healthy()),
+            now: now_ms(),
+        }
+    }
+
+    /// The next instance worth an attempt: instances that cannot serve
+    /// the request, cool down or are unhealthy are passed over (and
+    /// counted); `None` when the plan or `max_attempts` runs out.
+    fn next_candidate(
+        &mut self,
+        plugin: &'p AiProxyMulti,
+        req: &LlmRequest,
+    ) -> Option<Candidate<'p>> {
+        loop {
+            let index = match self.first.take() {
+                Some(i) => i,
+                None => match self.plan.next()? {
+                    i if Some(i) == self.held_by => continue,
+                    i => i,
+                },
+            };
+            if self.tried.len() - self.not_held_count >= plugin.max_attempts {
+                return None;
+            }
+            let inst = &plugin.instances[index];
+            let target = match inst.target(req.api) {
+                Ok(t) => t,
+                Err(why) => {
+                    self.skipped.cannot_serve(inst, why, false);
+                    continue;
+                }
+            };
+            if let Some(left) = inst.state.cooling(self.now) {
+                let s = &mut self.skipped;
+                s.cooling += 1;
+                s.retry_after = Some(s.retry_after.map_or(left, |r| r.min(left)));
+                continue;
+            }
+            if inst.checks.is_some() && !inst.state.is_healthy() && self.any_healthy {
+                self.skipped.unhealthy += 1;
+                continue;
+            }
+            // Built before the budget check, which may charge the instance.
+            match upstream_body(inst, req) {
+                Ok(body) => {
+                    return Some(Candidate {
+                        index,
+                        target,
+                        body,
+                    })
+                }
+                Err(e) => {
+                    let why = format!("cannot build the request for instance `{}`: {e}", inst.name);
+                    self.skipped.cannot_serve(inst, &why, e.too_large);
+                }
+            }
+        }
+    }
+
+    /// Whether `answered` is a follow-up's answer to read for "not held"
+    /// before relaying it (an error from an instance speaking Responses).
+    fn probes(
+        &self,
+        req: &LlmRequest,
+        inst: &super::Instance,
+        answered: &attempt::Answered,
+    ) -> bool {
+        self.follow_up
+            && matches!(answered.head.status, 400 | 404)
+            && inst.wire(req.api) == Wire::Responses
+            && !answered.head.is_event_stream()
+    }
+
+    /// Records a failed attempt. `None` when the route falls back on it;
+    /// else the request is answered with it: whether the connection stays
+    /// open.
+    async fn failed(
+        &mut self,
+        call: &Call<'_, '_>,
+        c: &mut ClientConn,
+        ctx: &mut RequestCtx,
+        inst: &super::Instance,
+        failure: Failure,
+    ) -> Option<bool> {
+        let falls_back = failure.falls_back(&call.plugin.fallback);
+        self.tried.push(Tried::new(inst, failure));
+        if falls_back {
+            return None;
+        }
+        let f = &self.tried[self.tried.len() - 1].failure;
+        let (status, message) = (f.client_status(), f.to_string());
+        ctx.llm.instance = Some(inst.name.clone());
+        ctx.llm.attempts = self.tried.len() as u32;
+        let keep_alive = call.keep_alive;
+        Some(error_msg(call.lane, c, call.plugin, ctx, status, &message, keep_alive).await)
+    }
+}
+
+/// What the instance's token budget says before an attempt.
+enum Budget {
+    /// Try it (with the quota to show, when `ai-rate-limiting` shows it).
+    Go(Option<Quota>),
+    /// Spent, and `fallback_strategy` has `rate_limiting`: pass it over.
+    PassOver(std::sync::Arc<str>, Quota),
+    /// The request was answered (spent without fallback, or the budget
+    /// store is down): whether the connection stays open.
+    Answered(bool),
+}
+
+async fn budget(
+    call: &Call<'_, '_>,
+    rl: &AiRateLimiting,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    inst: &super::Instance,
+) -> Budget {
+    match rl.check(&inst.name).await {
+        Verdict::Unlimited => Budget::Go(None),
+        Verdict::Allowed(q) => Budget::Go(rl.show_headers.then_some(q)),
+        Verdict::Exhausted(q) if call.plugin.fallback.rate_limiting => {
+            Budget::PassOver(inst.name.clone(), q)
+        }
+        Verdict::Exhausted(q) => {
+            let headers = quota_headers(rl, &inst.name, &q);
+            Budget::Answered(rejected(call.lane, c, ctx, rl, &headers, call.keep_alive).await)
+        }
+        Verdict::StoreDown(e) => {
+            let msg = format!("rate limit store unavailable: {e}");
+            let keep_alive = call.keep_alive;
+            Budget::Answered(error_msg(call.lane, c, call.plugin, ctx, 503, &msg, keep_alive).await)
+        }
+    }
+}
+
+/// What an answer's status says of the instance, applied to its state (a
+/// 429's `Retry-After` cools it down, a 5xx counts against it, a 2xx for
+/// it), and the failure it is when the route may fall back on it.
+fn judge(
+    plugin: &AiProxyMulti,
+    inst: &super::Instance,
+    answered: &attempt::Answered,
+) -> Option<Failure> {
+    let status = answered.head.status;
+    if status == 429 {
+        if let Some(d) = answered
+            .head
+            .header("retry-after")
+            .and_then(parse_retry_after)
+        {
+            inst.state.cool_down(d, Cooldown::RetryAfter);
+        }
+        Some(Failure::RateLimited)
+    } else if status >= 500 {
+        inst.failed(&plugin.passive);
+        Some(Failure::ServerError(status))
+    } else {
+        if (200..300).contains(&status) {
+            inst.state.record_success();
+        }
+        None
+    }
+}
+
+/// No attempt gave the client its answer: the answer about that.
+async fn finish(
+    call: &Call<'_, '_>,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    walk: Walk<'_>,
+) -> bool {
+    let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
+    let Walk {
+        mut tried,
+        skipped,
+        not_held,
+        not_held_count,
+        ..
+    } = walk;
     // Every instance tried said it does not hold the previous response:
     // with none passed over, no instance has it and the client gets the
     // provider's own answer; otherwise the holder may be one passed over
@@ -383,24 +517,18 @@ pub async fn handle<'a>(
         if not_held_count == tried.len() {
             let passed_over = skipped.cooling + skipped.unhealthy + skipped.rate_limited;
             if passed_over == 0 {
-                return Box::pin(kept_reply(lane, c, ctx, kept, tried.len(), keep_alive))
-                    .await
-                    .into();
+                return Box::pin(kept_reply(lane, c, ctx, kept, tried.len(), keep_alive)).await;
             }
             tried.clear();
         }
     }
     if tried.is_empty() && skipped.rate_limited > 0 {
-        if let (Some(rl), Some((name, q))) = (limiter, &skipped.quota) {
+        if let (Some(rl), Some((name, q))) = (call.limiter, &skipped.quota) {
             let headers = quota_headers(rl, name, q);
-            return rejected(lane, c, ctx, rl, &headers, keep_alive)
-                .await
-                .into();
+            return rejected(lane, c, ctx, rl, &headers, keep_alive).await;
         }
     }
-    exhausted(lane, c, plugin, ctx, &req, tried, skipped, keep_alive)
-        .await
-        .into()
+    exhausted(lane, c, plugin, ctx, req, tried, skipped, keep_alive).await
 }
 
 /// Whether a Responses API request follows up on stored state — a

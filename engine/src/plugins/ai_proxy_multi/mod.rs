@@ -20,6 +20,7 @@ pub mod attempt;
 pub mod config;
 pub mod handler;
 pub mod instance;
+pub mod outcome;
 pub mod replies;
 pub mod request;
 pub mod respond;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::outcome::Tried;
 use super::request::LlmRequest;
 use super::respond::Kept;
 use super::AiProxyMulti;
@@ -17,23 +18,6 @@ use crate::exchange::ClientConn;
 use crate::lane::Lane;
 use crate::plugins::ai_rate_limiting::rules::write_rule_headers;
 use crate::plugins::ai_rate_limiting::{write_quota_headers, AiRateLimiting, Quota, RuleHits};
-
-/// One failed attempt, for the 502 body and logs.
-pub(super) struct Tried {
-    pub instance: String,
-    pub status: Option<u16>,
-    pub error: String,
-}
-
-impl Tried {
-    pub fn failed(inst: &super::Instance, status: Option<u16>, error: String) -> Tried {
-        Tried {
-            instance: inst.name.to_string(),
-            status,
-            error,
-        }
-    }
-}
 
 /// Why instances were passed over without an attempt.
 #[derive(Default)]
@@ -57,6 +41,12 @@ pub(super) struct Skipped {
 }
 
 impl Skipped {
+    /// An instance passed over with its token budget spent.
+    pub(super) fn spent_budget(&mut self, name: std::sync::Arc<str>, q: Quota) {
+        self.rate_limited += 1;
+        self.quota = Some((name, q));
+    }
+
     /// An instance that cannot take this request (`too_large`: its body
     /// is too large to convert for it).
     pub(super) fn cannot_serve(&mut self, inst: &super::Instance, why: &str, too_large: bool) {
@@ -212,7 +202,13 @@ pub(super) async fn attempts_failed(
     ctx.llm.attempts = tried.len() as u32;
     let attempts: Vec<_> = tried
         .iter()
-        .map(|t| json!({"instance": t.instance, "status": t.status, "error": t.error}))
+        .map(|t| {
+            json!({
+                "instance": &*t.instance,
+                "status": t.failure.status(),
+                "error": t.failure.to_string(),
+            })
+        })
         .collect();
     let body = json!({
         "error_msg": format!("all {} attempted LLM instances failed", tried.len()),

@@ -26,9 +26,11 @@ use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
 
-use super::attempt::{self, Buffers};
+use super::attempt;
+use super::handler::Call;
 use super::instance::{Instance, Target};
-use super::replies::{attempts_failed, error_msg, kept_reply, Tried};
+use super::outcome::{Failure, Tried};
+use super::replies::{attempts_failed, error_msg, kept_reply};
 use super::respond::{read_body, Kept};
 use super::AiProxyMulti;
 use crate::exchange::body::read_all;
@@ -40,7 +42,6 @@ use crate::exchange::ProxyError;
 use crate::http::{RequestHead, Version};
 use crate::lane::Lane;
 use crate::providers::{Api, Wire};
-use crate::upstream::TlsClients;
 
 /// What stored state a call is about.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -116,18 +117,14 @@ fn family_base(family: Family, responses: &str) -> Option<String> {
 }
 
 /// Serves one call on a stored response; whether the connection stays open.
-#[allow(clippy::too_many_arguments)]
 pub async fn handle(
-    lane: &Lane,
-    tls_clients: &TlsClients,
-    plugin: &AiProxyMulti,
+    call: &Call<'_, '_>,
     c: &mut ClientConn,
-    head: &RequestHead,
     ctx: &mut RequestCtx,
     family: Family,
     rest: &[u8],
-    keep_alive: bool,
 ) -> bool {
+    let (lane, plugin, head, keep_alive) = (call.lane, call.plugin, call.head, call.keep_alive);
     ctx.request_type = RequestType::TraditionalHttp;
     let max_body = plugin
         .max_request_body
@@ -204,52 +201,43 @@ pub async fn handle(
         let Some(base) = family_base(family, path) else {
             continue;
         };
-        let bearer = match &inst.gcp {
-            None => None,
-            Some(g) => match Box::pin(g.authorization(tls_clients, plugin.transport.timeout)).await
-            {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    tried.push(Tried::failed(inst, None, format!("GCP access token: {e}")));
-                    continue;
-                }
-            },
+        // A failure here moves on to the next instance whatever the
+        // strategy: another may hold the state.
+        let token: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(attempt::bearer(
+            inst,
+            call.tls_clients,
+            plugin.transport.timeout,
+        ));
+        let bearer = match token.await {
+            Ok(b) => b,
+            Err(f) => {
+                tried.push(Tried::new(inst, f));
+                continue;
+            }
         };
-        let answered = {
-            let mut wbuf = std::mem::take(&mut c.wbuf);
-            let to = Upstream {
-                base: &base,
-                rest,
-                query,
-                hidden: ctx.hide_query.as_deref(),
-            };
-            write_request(&mut wbuf, inst, target, head, &to, &body, bearer.as_deref());
-            let ClientConn {
-                ubuf,
-                uscratch,
-                watch,
-                raw_fd,
-                tls,
-                ..
-            } = &mut *c;
-            let mut bufs = Buffers {
-                wbuf: &mut wbuf,
-                ubuf,
-                scratch: uscratch,
-            };
-            let work: Pin<Box<dyn Future<Output = _> + '_>> =
-                Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
-            let r = crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await;
-            wbuf.clear();
-            c.wbuf = wbuf;
-            r
+        let to = Upstream {
+            base: &base,
+            rest,
+            query,
+            hidden: ctx.hide_query.as_deref(),
         };
-        let answered = match answered {
+        let write = |wbuf: &mut Vec<u8>| {
+            write_request(wbuf, inst, target, head, &to, &body, bearer.as_deref())
+        };
+        let tried_it: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(attempt::try_target(
+            lane,
+            call.tls_clients,
+            plugin,
+            target,
+            c,
+            write,
+        ));
+        let answered = match tried_it.await {
             None => return false,
             Some(Ok(a)) => a,
             Some(Err(e)) => {
                 tracing::warn!(instance = %inst.name, "stored-response call failed: {e}");
-                tried.push(Tried::failed(inst, None, e.to_string()));
+                tried.push(Tried::new(inst, Failure::Transport(e)));
                 continue;
             }
         };
@@ -258,23 +246,22 @@ pub async fn handle(
             let mut answered = answered;
             match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
                 Ok(read) => {
-                    tried.push(Tried::failed(inst, Some(404), "does not hold it".into()));
+                    tried.push(Tried::new(inst, Failure::NotHeld(404)));
                     not_found = Some(Kept::new(lane, plugin, inst, answered, read));
                 }
-                Err(e) => tried.push(Tried::failed(inst, Some(404), e.to_string())),
+                Err(e) => tried.push(Tried::new(inst, Failure::NotSent(404, e))),
             }
             continue;
         }
         // Creating a conversation needs no particular instance: the
         // route's fallback strategy applies as to a new request.
-        let falls_back = (status == 429 && plugin.fallback.http_429)
-            || (status >= 500 && plugin.fallback.http_5xx);
-        if creating && falls_back {
-            tried.push(Tried::failed(
-                inst,
-                Some(status),
-                format!("upstream answered {status}"),
-            ));
+        let failure = match status {
+            429 => Some(Failure::RateLimited),
+            500.. => Some(Failure::ServerError(status)),
+            _ => None,
+        };
+        if let Some(f) = failure.filter(|f| creating && f.falls_back(&plugin.fallback)) {
+            tried.push(Tried::new(inst, f));
             continue;
         }
         let attempts = tried.len() + 1;
@@ -308,7 +295,10 @@ pub async fn handle(
         )
         .await;
     }
-    let failed = tried.iter().filter(|t| t.status != Some(404)).count();
+    let failed = tried
+        .iter()
+        .filter(|t| t.failure.status() != Some(404))
+        .count();
     match not_found {
         Some(kept) if failed == 0 => kept_reply(lane, c, ctx, kept, tried.len(), keep_alive).await,
         _ => attempts_failed(lane, c, plugin, ctx, &tried, keep_alive).await,
