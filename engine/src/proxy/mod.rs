@@ -23,6 +23,7 @@ use crate::http::chunked::write_chunk_header;
 use crate::http::{RequestHead, Version};
 use crate::lane::Lane;
 use crate::net::{self, Io};
+use crate::upstream::connect::connect_fresh;
 use crate::upstream::spec::{Node, UpstreamSpec};
 use crate::upstream::TlsClients;
 use crate::upstream::{connect, UpstreamConn};
@@ -67,32 +68,11 @@ pub async fn forward(
         let mut fresh_only = false;
         loop {
             let conn = if fresh_only {
-                match node.endpoint.addr() {
-                    Some(addr) => match crate::upstream::connect::open(
-                        addr,
-                        tls.as_ref().map(|t| (t, tls_clients)),
-                        spec.connect_timeout,
-                    )
-                    .await
-                    {
-                        Ok(io) => UpstreamConn {
-                            io,
-                            key: crate::upstream::PoolKey {
-                                addr,
-                                tls: tls.as_ref().map(|t| (t.sni.clone(), t.verify)),
-                            },
-                            served: 0,
-                            reused: false,
-                        },
-                        Err(e) => {
-                            last = Some(ProxyError::from_connect(e));
-                            break;
-                        }
-                    },
-                    None => {
-                        last = Some(ProxyError::from_connect(
-                            crate::upstream::ConnectError::Unresolved(node.endpoint.host.clone()),
-                        ));
+                let timeout = spec.connect_timeout;
+                match connect_fresh(&node.endpoint, tls.as_ref(), tls_clients, timeout).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        last = Some(ProxyError::from_connect(e));
                         break;
                     }
                 }

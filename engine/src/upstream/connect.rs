@@ -49,6 +49,30 @@ pub async fn connect(
     })
 }
 
+/// A new connection to `endpoint` that bypasses the pool: the one retry
+/// after a pooled connection turned out stale (closed while idle) before
+/// answering.
+pub async fn connect_fresh(
+    endpoint: &Endpoint,
+    tls: Option<&TlsTarget>,
+    clients: &TlsClients,
+    timeout: Duration,
+) -> Result<UpstreamConn, ConnectError> {
+    let addr = endpoint
+        .addr()
+        .ok_or_else(|| ConnectError::Unresolved(endpoint.host.clone()))?;
+    let io = open(addr, tls.map(|t| (t, clients)), timeout).await?;
+    Ok(UpstreamConn {
+        io,
+        key: PoolKey {
+            addr,
+            tls: tls.map(|t| (t.sni.clone(), t.verify)),
+        },
+        served: 0,
+        reused: false,
+    })
+}
+
 /// A fresh connection, never from the pool: plain TCP, or TLS to `tls`'s
 /// name with those client settings. The whole of it (connect and
 /// handshake) within `timeout`.

@@ -22,8 +22,9 @@ use crate::lane::Lane;
 use crate::net::watch::PeerWatch;
 use crate::net::{self, Io};
 use crate::providers::Wire;
+use crate::upstream::connect::connect_fresh;
 use crate::upstream::TlsClients;
-use crate::upstream::{connect, connect::open, PoolKey, UpstreamConn};
+use crate::upstream::{connect, UpstreamConn};
 use std::os::fd::RawFd;
 
 /// A response head and the connection it came on.
@@ -195,22 +196,9 @@ pub async fn send(
     let mut fresh_only = false;
     loop {
         let mut up = if fresh_only {
-            let addr = target.endpoint.addr().ok_or_else(|| {
-                ProxyError::from_connect(crate::upstream::ConnectError::Unresolved(
-                    target.endpoint.host.clone(),
-                ))
-            })?;
-            UpstreamConn {
-                io: open(addr, target.tls.as_ref().map(|t| (t, tls_clients)), timeout)
-                    .await
-                    .map_err(ProxyError::from_connect)?,
-                key: PoolKey {
-                    addr,
-                    tls: target.tls.as_ref().map(|t| (t.sni.clone(), t.verify)),
-                },
-                served: 0,
-                reused: false,
-            }
+            connect_fresh(&target.endpoint, target.tls.as_ref(), tls_clients, timeout)
+                .await
+                .map_err(ProxyError::from_connect)?
         } else {
             connect(
                 &lane.pool,
