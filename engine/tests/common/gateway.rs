@@ -141,7 +141,7 @@ impl Gateway {
         let stdout_lines = Arc::new(Mutex::new(Vec::new()));
         let mut err_pipe = child.stderr.take().expect("stderr");
         let err_buf = stderr.clone();
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             let mut chunk = [0u8; 4096];
             while let Ok(n) = err_pipe.read(&mut chunk) {
                 if n == 0 {
@@ -188,8 +188,15 @@ impl Gateway {
                     }
                 }
                 Err(_) => {
+                    // Exited (stdout closed) or still silent: stop it, then
+                    // wait for the whole of its stderr before telling why.
                     let _ = child.kill();
-                    panic!("ringway did not start; stderr:\n{}", stderr.lock().unwrap());
+                    let status = child.wait();
+                    let _ = err_reader.join();
+                    panic!(
+                        "ringway did not start ({status:?}); stderr:\n{}",
+                        stderr.lock().unwrap()
+                    );
                 }
             }
         }
