@@ -41,7 +41,7 @@
 //! | access phase (global rules, then the route's; `key-auth`) | `plugins/mod.rs` (`PluginChain::access`), `plugins/key_auth/` |
 //! | plain upstream: forward and relay | `proxy/mod.rs` (`forward`), `proxy/head.rs`, `exchange/relay.rs` |
 //! | AI route: classify, read and check the body | `plugins/ai_proxy_multi/handler.rs` (`handle`), `request.rs` |
-//! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (checked in `handler.rs`: `handle`, `budget`; charged in `respond.rs`) |
+//! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (which one: `plugins/mod.rs` `ai_rate_limiting_in_force`; checked in `handler.rs`: `handle`, `budget`; charged in `respond.rs`) |
 //! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `handler.rs` (`Walk::next_candidate`), `health/state.rs` |
 //! | AI route: build the upstream body (options, conversion) | `wire/` (`build_request`), `plugins/ai_proxy_multi/handler.rs` |
 //! | AI route: one attempt (token, connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` (`bearer`, `send`), `handler.rs` (`walk`) |

@@ -221,6 +221,33 @@ fn seed_consumers_are_each_limited_on_their_own_instance() {
     assert_eq!(r.header("x-ai-ratelimit-limit-openai-instance"), None);
 }
 
+/// A consumer's `ai-rate-limiting` replaces the route's (APISIX's
+/// consumer-over-route merge): with a route budget of 10 tokens per
+/// instance, john (limited on openai only) still has deepseek unlimited,
+/// while a consumer without a limiter of its own gets the route's.
+#[test]
+fn a_consumers_rate_limit_replaces_the_routes() {
+    let m = mocks(&["openai", "deepseek"]);
+    let body = CONSUMERS_EXAMPLE
+        .replace(
+            "          key-auth: {}",
+            "          key-auth: {}\n          ai-rate-limiting: {limit: 10, time_window: 60, rejected_code: 503}",
+        )
+        .replace(
+            "consumers:\n",
+            "consumers:\n  - username: plain\n    credentials:\n      - name: key-auth\n        type: key-auth\n        config:\n          key: plain-key\n",
+        );
+    let gw = start_example(&m, body);
+    let john = instances_used(&gw, "john-key", 8);
+    assert_eq!(john.get("openai-instance"), Some(&1), "{john:?}");
+    assert_eq!(john.get("deepseek-instance"), Some(&7), "{john:?}");
+    // The route's budget: one answer on each instance, then none left.
+    let plain = instances_used(&gw, "plain-key", 2);
+    assert_eq!(plain.len(), 2, "{plain:?}");
+    let r = Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("apikey", "plain-key")]);
+    assert_eq!(r.status, 503, "{}", r.text());
+}
+
 /// APISIX's anonymous-consumer example: requests without a key go through
 /// as consumer `anonymous`, whose own, smaller budget applies to them
 /// alone; keyed consumers keep theirs.

@@ -96,6 +96,25 @@ impl Flow {
     }
 }
 
+/// The `ai-rate-limiting` in force for a request: a consumer's replaces
+/// the route's (APISIX's consumer-over-route merge), which replaces a
+/// global rule's. A scope that configures it decides, even disabled or
+/// filtered out. `scopes`: the consumer's chain (if any) and the route's.
+pub fn ai_rate_limiting_in_force(
+    scopes: [Option<&PluginChain>; 2],
+    global: &PluginChain,
+    head: &RequestHead,
+    ctx: &RequestCtx,
+) -> Option<std::sync::Arc<ai_rate_limiting::AiRateLimiting>> {
+    scopes
+        .into_iter()
+        .flatten()
+        .chain([global])
+        .find_map(|chain| chain.ai_rate_limiting_for(head, ctx))
+        .flatten()
+        .cloned()
+}
+
 /// What access-phase plugins may read and change.
 pub struct AccessCx<'a, 'c> {
     pub head: &'a RequestHead,

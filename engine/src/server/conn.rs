@@ -242,17 +242,9 @@ async fn route_and_run(
             .await
         }
         Handler::Ai(plugin) => {
-            // A consumer's ai-rate-limiting replaces the route's (APISIX's
-            // consumer-over-route merge), which replaces a global rule's.
-            // A scope that configures it decides, even disabled or filtered
-            // out.
-            let limiter = consumer
-                .map(|c| &c.plugins)
-                .into_iter()
-                .chain([&route.plugins, &snap.global_plugins])
-                .find_map(|chain| chain.ai_rate_limiting_for(head, ctx))
-                .flatten()
-                .cloned();
+            let scopes = [consumer.map(|c| &c.plugins), Some(&route.plugins)];
+            let limiter =
+                crate::plugins::ai_rate_limiting_in_force(scopes, &snap.global_plugins, head, ctx);
             let call = Call {
                 lane: &w.lane,
                 tls_clients: &snap.tls,
