@@ -30,23 +30,11 @@ pub async fn connect(
     clients: &TlsClients,
     timeout: Duration,
 ) -> Result<UpstreamConn, ConnectError> {
-    let addr = endpoint
-        .addr()
-        .ok_or_else(|| ConnectError::Unresolved(endpoint.host.clone()))?;
-    let key = PoolKey {
-        addr,
-        tls: tls.map(|t| (t.sni.clone(), t.verify)),
-    };
+    let key = pool_key(endpoint, tls)?;
     if let Some(conn) = pool.take(&key) {
         return Ok(conn);
     }
-    let io = open(addr, tls.map(|t| (t, clients)), timeout).await?;
-    Ok(UpstreamConn {
-        io,
-        key,
-        served: 0,
-        reused: false,
-    })
+    open_keyed(key, tls, clients, timeout).await
 }
 
 /// A new connection to `endpoint` that bypasses the pool: the one retry
@@ -58,16 +46,32 @@ pub async fn connect_fresh(
     clients: &TlsClients,
     timeout: Duration,
 ) -> Result<UpstreamConn, ConnectError> {
+    open_keyed(pool_key(endpoint, tls)?, tls, clients, timeout).await
+}
+
+/// Where `endpoint` resolves now, with the TLS it is reached by: the
+/// pool's key for its connections.
+fn pool_key(endpoint: &Endpoint, tls: Option<&TlsTarget>) -> Result<PoolKey, ConnectError> {
     let addr = endpoint
         .addr()
         .ok_or_else(|| ConnectError::Unresolved(endpoint.host.clone()))?;
-    let io = open(addr, tls.map(|t| (t, clients)), timeout).await?;
+    Ok(PoolKey {
+        addr,
+        tls: tls.map(|t| (t.sni.clone(), t.verify)),
+    })
+}
+
+/// A new connection to `key`'s address, not yet used.
+async fn open_keyed(
+    key: PoolKey,
+    tls: Option<&TlsTarget>,
+    clients: &TlsClients,
+    timeout: Duration,
+) -> Result<UpstreamConn, ConnectError> {
+    let io = open(key.addr, tls.map(|t| (t, clients)), timeout).await?;
     Ok(UpstreamConn {
         io,
-        key: PoolKey {
-            addr,
-            tls: tls.map(|t| (t.sni.clone(), t.verify)),
-        },
+        key,
         served: 0,
         reused: false,
     })
