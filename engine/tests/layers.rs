@@ -286,9 +286,10 @@ fn cross_folder_imports(src: &Path, file: &Path, folders: &[String]) -> Vec<Impo
     let mut in_tests = false;
     while let Some(line) = lines.next() {
         if line.trim() == "#[cfg(test)]"
-            && lines
-                .peek()
-                .is_some_and(|next| next.starts_with("mod tests {"))
+            && lines.peek().is_some_and(|next| {
+                let next = next.strip_prefix("pub(crate) ").unwrap_or(next);
+                next.starts_with("mod tests {")
+            })
         {
             in_tests = true;
         } else if in_tests && line == "}" {

@@ -172,12 +172,14 @@ pub fn original_request(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::exchange::ctx::Payloads;
     use crate::wire::Wire;
 
-    fn ctx_with_body(body: &'static [u8]) -> RequestCtx {
+    /// A request context with `body` as the client's request body and
+    /// `logging.payloads` on (also used by `full_log`'s tests).
+    pub(crate) fn ctx_with_body(body: &'static [u8]) -> RequestCtx {
         let mut ctx = RequestCtx::new("127.0.0.1:1".parse().unwrap(), std::time::Instant::now());
         ctx.llm.request_body = Some(bytes::Bytes::from_static(body));
         ctx.llm.payloads = Some(Box::new(Payloads {

@@ -291,20 +291,8 @@ fn hostname() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::ctx::Payloads;
-    use crate::wire::Wire;
+    use crate::observe::entry::tests::ctx_with_body;
     use serde_json::Value;
-
-    fn ctx_with_body(body: &'static [u8]) -> RequestCtx {
-        let mut ctx = RequestCtx::new("127.0.0.1:1".parse().unwrap(), std::time::Instant::now());
-        ctx.llm.request_body = Some(bytes::Bytes::from_static(body));
-        ctx.llm.payloads = Some(Box::new(Payloads {
-            response: Vec::new(),
-            wire: Wire::OpenAi,
-            text: None,
-        }));
-        ctx
-    }
 
     #[test]
     fn the_url_is_the_scheme_host_and_origin_form_target() {
