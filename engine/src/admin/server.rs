@@ -84,18 +84,8 @@ pub fn start(
             let key: Rc<[u8]> = Rc::from(key.into_bytes());
             let live = Rc::new(Cell::new(0usize));
             loop {
-                // One accept stays pending across shutdown checks (never
-                // cancelled mid-flight, so no connection is lost).
-                let mut accept = std::pin::pin!(listener.accept());
-                let accepted = loop {
-                    monoio::select! {
-                        r = &mut accept => break r,
-                        _ = monoio::time::sleep(Duration::from_millis(200)) => {
-                            if shutdown.is_triggered() {
-                                return;
-                            }
-                        }
-                    }
+                let Some(accepted) = crate::net::accept_until(&listener, &shutdown).await else {
+                    return;
                 };
                 let Ok((tcp, _)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);

@@ -106,6 +106,27 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// — holds little memory: with io_uring a pending read owns its buffer.
 pub const MIN_READ: usize = 2 * 1024;
 
+/// The next connection on an operator's listener (Admin API, metrics),
+/// or `None` once `shutdown` is triggered (looked at every 200 ms). One
+/// accept stays pending across the checks, never cancelled mid-flight, so
+/// no connection is lost.
+pub async fn accept_until(
+    listener: &monoio::net::TcpListener,
+    shutdown: &crate::supervise::signal::Shutdown,
+) -> Option<io::Result<(TcpStream, std::net::SocketAddr)>> {
+    let mut accept = std::pin::pin!(listener.accept());
+    loop {
+        monoio::select! {
+            r = &mut accept => return Some(r),
+            _ = monoio::time::sleep(std::time::Duration::from_millis(200)) => {
+                if shutdown.is_triggered() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// Reads once into the spare capacity of `buf`, appending. Returns the
 /// number of bytes read (0 = end of stream) and the buffer.
 ///

@@ -38,18 +38,7 @@ pub fn start(
                     return;
                 }
             };
-            loop {
-                let mut accept = std::pin::pin!(listener.accept());
-                let accepted = loop {
-                    monoio::select! {
-                        r = &mut accept => break r,
-                        _ = monoio::time::sleep(Duration::from_millis(200)) => {
-                            if shutdown.is_triggered() {
-                                return;
-                            }
-                        }
-                    }
-                };
+            while let Some(accepted) = crate::net::accept_until(&listener, &shutdown).await {
                 if let Ok((tcp, _)) = accepted {
                     let (workers, cell) = (workers.clone(), cell.clone());
                     monoio::spawn(supervise::contain(Component::MetricsRequest, async move {
