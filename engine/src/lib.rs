@@ -42,12 +42,12 @@
 //! | plain upstream: forward and relay | `proxy/mod.rs` (`forward`), `proxy/head.rs`, `exchange/relay.rs` |
 //! | AI route: classify, read and check the body | `plugins/ai_proxy_multi/handler.rs` (`handle`), `request.rs` |
 //! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (which one: `plugins/mod.rs` `ai_rate_limiting_in_force`; checked in `handler.rs`: `handle`, `budget`; charged in `respond.rs`) |
-//! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `handler.rs` (`Walk::next_candidate`), `health/state.rs` |
+//! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `walk.rs` (`Walk::next_candidate`), `health/state.rs` |
 //! | AI route: build the upstream body (options, conversion) | `wire/` (`build_request`), `plugins/ai_proxy_multi/handler.rs` |
 //! | AI route: one attempt (token, connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` (`bearer`, `send`), `handler.rs` (`walk`) |
-//! | AI route: classify the outcome, fall back or answer (JSON) | `plugins/ai_proxy_multi/outcome.rs` (`Failure::falls_back`), `handler.rs` (`walk`, `judge`, `finish`), `respond.rs`, `replies.rs` |
+//! | AI route: classify the outcome, fall back or answer (JSON) | `plugins/ai_proxy_multi/outcome.rs` (`Failure::falls_back`), `handler.rs` (`walk`, `finish`), `walk.rs` (`judge`, `Walk::failed`), `respond.rs`, `replies.rs` |
 //! | AI route: stream (SSE relay, TTFT, usage) | `plugins/ai_proxy_multi/stream.rs`, `wire/stream/` |
-//! | stored Responses / conversations | `plugins/ai_proxy_multi/stored.rs`, `affinity.rs` |
+//! | stored Responses / conversations | `plugins/ai_proxy_multi/stored.rs`, `follow_up.rs`, `affinity.rs` |
 //! | the gateway's own errors | `exchange/reply.rs`, `plugins/ai_proxy_multi/replies.rs` |
 //! | log phase (access log, logger plugins) | `server/worker.rs` (`log_request`), `observe/`, `plugins/logger.rs`, `loggers/` |
 //!

@@ -8,8 +8,9 @@
 //!
 //! In order: [`handle`] sends stored-state calls to [`super::stored`],
 //! reads the request (`record_request` for the log) and checks key-based
-//! budgets; `walk` takes each candidate from `Walk::next_candidate`,
-//! checks its budget (`budget`), makes one attempt (the token from
+//! budgets; `walk` takes each candidate from `Walk::next_candidate`
+//! (the walk's state and steps are [`super::walk`]'s, follow-ups'
+//! stored state [`super::follow_up`]'s), checks its budget (`budget`), makes one attempt (the token from
 //! [`super::attempt::bearer`], then [`super::attempt::send`] while the
 //! client is watched), classifies the outcome once (`judge`,
 //! [`super::outcome::Failure`]) and falls back (`Walk::failed`) or
@@ -19,27 +20,20 @@
 use std::time::Instant;
 
 use super::attempt;
-use super::outcome::{Failure, Tried};
-use super::replies::{
-    error_msg, exhausted, kept_reply, quota_headers, rejected, rule_headers, Skipped,
-};
+use super::outcome::Tried;
+use super::replies::{error_msg, exhausted, kept_reply, quota_headers, rejected, rule_headers};
 use super::request::{classify, intake, LlmRequest, PathKind, Refused};
-use super::respond::{relay, AnswerMeta, Kept, Relayed};
-use super::retry_after::parse_retry_after;
-use super::select::Plan;
+use super::respond::{relay, Relayed};
 use super::stream::StreamJob;
+use super::walk::{self, budget, judge, Budget, Walk};
 use super::AiProxyMulti;
 use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::exchange::ClientConn;
-use crate::health::Cooldown;
 use crate::http::{RequestHead, Version};
 use crate::lane::Lane;
 use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
-use crate::plugins::ai_rate_limiting::{AiRateLimiting, Quota, RuleHits, Verdict};
-use crate::providers::{Api, Wire};
-use crate::timer::now_ms;
+use crate::plugins::ai_rate_limiting::{AiRateLimiting, RuleHits};
 use crate::upstream::TlsClients;
-use crate::wire::build_request;
 
 /// How the handler left a request.
 pub enum Handled<'a> {
@@ -164,7 +158,7 @@ async fn walk<'a>(
     key: Option<&[u8]>,
     rule_hits: RuleHits<'a>,
 ) -> Handled<'a> {
-    let plugin = call.plugin;
+    let (plugin, lane, tls_clients) = (call.plugin, call.lane, call.tls_clients);
     let mut walk = Walk::new(plugin, req, key);
     while let Some(cand) = walk.next_candidate(plugin, req) {
         let inst = &plugin.instances[cand.index];
@@ -182,15 +176,13 @@ async fn walk<'a>(
         let attempt_started = Instant::now();
         let bearer = match inst.gcp {
             None => None,
-            Some(_) => {
-                match attempt::bearer(inst, call.tls_clients, plugin.transport.timeout).await {
-                    Ok(b) => b,
-                    Err(f) => match walk.failed(call, c, ctx, inst, f).await {
-                        Some(keep) => return keep.into(),
-                        None => continue,
-                    },
-                }
-            }
+            Some(_) => match attempt::bearer(inst, tls_clients, plugin.transport.timeout).await {
+                Ok(b) => b,
+                Err(f) => match walk.failed(call, c, ctx, inst, f).await {
+                    Some(keep) => return keep.into(),
+                    None => continue,
+                },
+            },
         };
         let (target, body) = (cand.target, &cand.body);
         let result = {
@@ -199,13 +191,7 @@ async fn walk<'a>(
             attempt::write_request(&mut wbuf, inst, target, body, req, call.head, bearer);
             let r = {
                 let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
-                let work = Box::pin(attempt::send(
-                    call.lane,
-                    call.tls_clients,
-                    plugin,
-                    target,
-                    &mut bufs,
-                ));
+                let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
                 crate::net::watch::unless_client_leaves(work, watch, fd, tls).await
             };
             wbuf.clear();
@@ -216,9 +202,8 @@ async fn walk<'a>(
             None => return Handled::Done(false), // the client left; the attempt was dropped
             Some(Ok(a)) => a,
             Some(Err(e)) => {
-                inst.failed(&plugin.passive);
-                tracing::warn!(instance = %inst.name, "LLM attempt failed: {e}");
-                match walk.failed(call, c, ctx, inst, Failure::Transport(e)).await {
+                let f = walk::transport_failure(plugin, inst, e);
+                match walk.failed(call, c, ctx, inst, f).await {
                     Some(keep) => return keep.into(),
                     None => continue,
                 }
@@ -231,20 +216,11 @@ async fn walk<'a>(
                 continue;
             }
         }
-        let meta = AnswerMeta {
-            inst,
-            attempts: walk.tried.len() as u32 + 1,
-            request_started: ctx.started,
-            attempt_started,
-            quota,
-            limiter: call.limiter,
-            // (Kept for the next attempt too, should this one fall back.)
-            rule_hits: rule_hits.clone(),
-        };
+        let meta = walk.meta(call, ctx, inst, attempt_started, quota, &rule_hits);
         let probe = walk.probes(req, inst, &answered);
         let http10 = call.head.version == Version::Http10;
         let relayed = Box::pin(relay(
-            call.lane,
+            lane,
             c,
             ctx,
             plugin,
@@ -257,18 +233,11 @@ async fn walk<'a>(
         ))
         .await;
         match relayed {
-            Relayed::NotHeld(kept) => {
-                walk.tried.push(Tried::new(inst, Failure::NotHeld(status)));
-                walk.not_held = Some(*kept);
-                walk.not_held_count += 1;
-            }
+            Relayed::NotHeld(kept) => walk.not_held(inst, status, *kept),
             Relayed::Done(keep) => return Handled::Done(keep),
             Relayed::Stream(job) => return Handled::Stream(job),
             Relayed::NotSent(e) => {
-                if e.counts_against_instance() {
-                    inst.failed(&plugin.passive);
-                }
-                let f = Failure::NotSent(status, e);
+                let f = walk::not_sent(plugin, inst, status, e);
                 if let Some(keep) = walk.failed(call, c, ctx, inst, f).await {
                     return keep.into();
                 }
@@ -276,220 +245,6 @@ async fn walk<'a>(
         }
     }
     Box::pin(finish(call, c, ctx, req, walk)).await.into()
-}
-
-/// Where the walk over a route's instances stands: the plan, what was
-/// tried and what was passed over.
-struct Walk<'p> {
-    plan: Plan<'p>,
-    /// The instance remembered as holding a Responses API follow-up's
-    /// previous response: tried first, then passed over in the plan.
-    held_by: Option<usize>,
-    first: Option<usize>,
-    /// The request follows up on stored state.
-    follow_up: bool,
-    tried: Vec<Tried>,
-    skipped: Skipped,
-    /// The last instance's "not found" to a follow-up, and how many
-    /// said so (probed, not retried: they do not count against the cap).
-    not_held: Option<Kept>,
-    not_held_count: usize,
-    /// Any instance with health checks is healthy (or has none): else
-    /// unhealthy ones are tried too.
-    any_healthy: bool,
-    now: u64,
-}
-
-/// An instance to try, with its endpoint for the request's API and the
-/// body built for it.
-struct Candidate<'p> {
-    index: usize,
-    target: &'p super::instance::Target,
-    body: Vec<u8>,
-}
-
-impl<'p> Walk<'p> {
-    fn new(plugin: &'p AiProxyMulti, req: &LlmRequest, key: Option<&'p [u8]>) -> Walk<'p> {
-        // A Responses API follow-up goes first to the instance remembered
-        // as holding its previous response; others that answer "not
-        // found" are passed over (see `affinity`).
-        let (follow_up, held_by) = match req.api {
-            Api::Responses => follow_up(plugin, req),
-            _ => (false, None),
-        };
-        Walk {
-            plan: plugin.plan(key),
-            held_by,
-            first: held_by,
-            follow_up,
-            tried: Vec::new(),
-            skipped: Skipped::default(),
-            not_held: None,
-            not_held_count: 0,
-            any_healthy: plugin
-                .instances
-                .iter()
-                .any(|i| i.checks.is_none() || i.state.is_healthy()),
-            now: now_ms(),
-        }
-    }
-
-    /// The next instance worth an attempt: instances that cannot serve
-    /// the request, cool down or are unhealthy are passed over (and
-    /// counted); `None` when the plan or `max_attempts` runs out.
-    fn next_candidate(
-        &mut self,
-        plugin: &'p AiProxyMulti,
-        req: &LlmRequest,
-    ) -> Option<Candidate<'p>> {
-        loop {
-            let index = match self.first.take() {
-                Some(i) => i,
-                None => match self.plan.next()? {
-                    i if Some(i) == self.held_by => continue,
-                    i => i,
-                },
-            };
-            if self.tried.len() - self.not_held_count >= plugin.max_attempts {
-                return None;
-            }
-            let inst = &plugin.instances[index];
-            let target = match inst.target(req.api) {
-                Ok(t) => t,
-                Err(why) => {
-                    self.skipped.cannot_serve(inst, why, false);
-                    continue;
-                }
-            };
-            if let Some(left) = inst.state.cooling(self.now) {
-                let s = &mut self.skipped;
-                s.cooling += 1;
-                s.retry_after = Some(s.retry_after.map_or(left, |r| r.min(left)));
-                continue;
-            }
-            if inst.checks.is_some() && !inst.state.is_healthy() && self.any_healthy {
-                self.skipped.unhealthy += 1;
-                continue;
-            }
-            // Built before the budget check, which may charge the instance.
-            match upstream_body(inst, req) {
-                Ok(body) => {
-                    return Some(Candidate {
-                        index,
-                        target,
-                        body,
-                    })
-                }
-                Err(e) => {
-                    let why = format!("cannot build the request for instance `{}`: {e}", inst.name);
-                    self.skipped.cannot_serve(inst, &why, e.too_large);
-                }
-            }
-        }
-    }
-
-    /// Whether `answered` is a follow-up's answer to read for "not held"
-    /// before relaying it (an error from an instance speaking Responses).
-    fn probes(
-        &self,
-        req: &LlmRequest,
-        inst: &super::Instance,
-        answered: &attempt::Answered,
-    ) -> bool {
-        self.follow_up
-            && matches!(answered.head.status, 400 | 404)
-            && inst.wire(req.api) == Wire::Responses
-            && !answered.head.is_event_stream()
-    }
-
-    /// Records a failed attempt. `None` when the route falls back on it;
-    /// else the request is answered with it: whether the connection stays
-    /// open.
-    async fn failed(
-        &mut self,
-        call: &Call<'_, '_>,
-        c: &mut ClientConn,
-        ctx: &mut RequestCtx,
-        inst: &super::Instance,
-        failure: Failure,
-    ) -> Option<bool> {
-        let falls_back = failure.falls_back(&call.plugin.fallback);
-        self.tried.push(Tried::new(inst, failure));
-        if falls_back {
-            return None;
-        }
-        let f = &self.tried[self.tried.len() - 1].failure;
-        let (status, message) = (f.client_status(), f.to_string());
-        ctx.llm.instance = Some(inst.name.clone());
-        ctx.llm.attempts = self.tried.len() as u32;
-        let keep_alive = call.keep_alive;
-        Some(error_msg(call.lane, c, call.plugin, ctx, status, &message, keep_alive).await)
-    }
-}
-
-/// What the instance's token budget says before an attempt.
-enum Budget {
-    /// Try it (with the quota to show, when `ai-rate-limiting` shows it).
-    Go(Option<Quota>),
-    /// Spent, and `fallback_strategy` has `rate_limiting`: pass it over.
-    PassOver(std::sync::Arc<str>, Quota),
-    /// The request was answered (spent without fallback, or the budget
-    /// store is down): whether the connection stays open.
-    Answered(bool),
-}
-
-async fn budget(
-    call: &Call<'_, '_>,
-    rl: &AiRateLimiting,
-    c: &mut ClientConn,
-    ctx: &mut RequestCtx,
-    inst: &super::Instance,
-) -> Budget {
-    match rl.check(&inst.name).await {
-        Verdict::Unlimited => Budget::Go(None),
-        Verdict::Allowed(q) => Budget::Go(rl.show_headers.then_some(q)),
-        Verdict::Exhausted(q) if call.plugin.fallback.rate_limiting => {
-            Budget::PassOver(inst.name.clone(), q)
-        }
-        Verdict::Exhausted(q) => {
-            let headers = quota_headers(rl, &inst.name, &q);
-            Budget::Answered(rejected(call.lane, c, ctx, rl, &headers, call.keep_alive).await)
-        }
-        Verdict::StoreDown(e) => {
-            let msg = format!("rate limit store unavailable: {e}");
-            let keep_alive = call.keep_alive;
-            Budget::Answered(error_msg(call.lane, c, call.plugin, ctx, 503, &msg, keep_alive).await)
-        }
-    }
-}
-
-/// What an answer's status says of the instance, applied to its state (a
-/// 429's `Retry-After` cools it down, a 5xx counts against it, a 2xx for
-/// it), and the failure it is when the route may fall back on it.
-fn judge(
-    plugin: &AiProxyMulti,
-    inst: &super::Instance,
-    answered: &attempt::Answered,
-) -> Option<Failure> {
-    let status = answered.head.status;
-    if status == 429 {
-        if let Some(d) = answered
-            .head
-            .header("retry-after")
-            .and_then(parse_retry_after)
-        {
-            inst.state.cool_down(d, Cooldown::RetryAfter);
-        }
-        Some(Failure::RateLimited)
-    } else if status >= 500 {
-        inst.failed(&plugin.passive);
-        Some(Failure::ServerError(status))
-    } else {
-        if (200..300).contains(&status) {
-            inst.state.record_success();
-        }
-        None
-    }
 }
 
 /// No attempt gave the client its answer: the answer about that.
@@ -529,110 +284,4 @@ async fn finish(
         }
     }
     exhausted(lane, c, plugin, ctx, req, tried, skipped, keep_alive).await
-}
-
-/// Whether a Responses API request follows up on stored state — a
-/// response (`previous_response_id`) or a conversation (`conversation`,
-/// Conversations API) — and the instance remembered as holding it.
-#[cold]
-#[inline(never)]
-fn follow_up(plugin: &AiProxyMulti, req: &LlmRequest) -> (bool, Option<usize>) {
-    let named = req
-        .body
-        .top_str("previous_response_id")
-        .or_else(|| req.body.top_id("conversation"));
-    match named {
-        Some(id) => (
-            true,
-            plugin.affinity.recall(id.as_bytes(), &plugin.instances),
-        ),
-        None => (false, None),
-    }
-}
-
-/// Whether an error answer to a follow-up says the instance does not hold
-/// the state it names: `404` (a conversation not found), or an error about
-/// `previous_response_id` / `conversation` (OpenAI: `400`, code
-/// `previous_response_not_found`).
-pub fn says_not_held(status: u16, body: &[u8]) -> bool {
-    status == 404 || names_held_state(body)
-}
-
-fn names_held_state(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        error: Option<Error<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Error<'a> {
-        #[serde(borrow, default)]
-        code: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow, default)]
-        param: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_slice::<Body<'_>>(body)
-        .ok()
-        .and_then(|b| b.error)
-        .is_some_and(|e| {
-            e.code.as_deref() == Some("previous_response_not_found")
-                || matches!(
-                    e.param.as_deref(),
-                    Some("previous_response_id" | "conversation")
-                )
-        })
-}
-
-/// The body for `inst`: converted to its format, options merged, usage
-/// reporting forced for OpenAI streams.
-fn upstream_body(
-    inst: &super::Instance,
-    req: &LlmRequest,
-) -> Result<Vec<u8>, crate::wire::WireError> {
-    // Applied only if the final body streams (the client's flag or the
-    // instance's `options.stream`).
-    let to = inst.wire(req.api);
-    let force_usage = to == Wire::OpenAi;
-    build_request(req.wire, to, req.api, &req.body, &inst.options, force_usage)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_says_an_instance_does_not_hold_a_follow_ups_state() {
-        let e = |param: &str, code: &str| {
-            format!(
-                r#"{{"error":{{"message":"m","type":"invalid_request_error","param":{param},"code":{code}}}}}"#
-            )
-        };
-        // OpenAI's answer to an unknown previous response.
-        assert!(says_not_held(
-            400,
-            e(
-                r#""previous_response_id""#,
-                r#""previous_response_not_found""#
-            )
-            .as_bytes()
-        ));
-        assert!(says_not_held(
-            400,
-            e("null", r#""previous_response_not_found""#).as_bytes()
-        ));
-        assert!(says_not_held(
-            400,
-            e(r#""previous_response_id""#, "null").as_bytes()
-        ));
-        assert!(says_not_held(
-            400,
-            e(r#""conversation""#, "null").as_bytes()
-        ));
-        // A conversation (or anything a follow-up names) not found.
-        assert!(says_not_held(404, b"not json"));
-        // Other refusals are the request's own.
-        assert!(!says_not_held(400, e(r#""input""#, "null").as_bytes()));
-        assert!(!says_not_held(400, b"{}"));
-        assert!(!says_not_held(400, b"not json"));
-    }
 }

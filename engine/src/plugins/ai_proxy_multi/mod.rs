@@ -18,6 +18,7 @@
 pub mod affinity;
 pub mod attempt;
 pub mod config;
+pub mod follow_up;
 pub mod handler;
 pub mod instance;
 pub mod outcome;
@@ -28,6 +29,7 @@ pub mod retry_after;
 pub mod select;
 pub mod stored;
 pub mod stream;
+pub mod walk;
 
 use std::time::Duration;
 

@@ -312,7 +312,7 @@ async fn json(
     ctx.upstream_response_time = Some(upstream_time);
     let reusable = c.ubuf.is_empty() && head.keep_alive && dec.is_done();
     let status = head.status;
-    if probe && super::handler::says_not_held(status, &body) {
+    if probe && super::follow_up::says_not_held(status, &body) {
         let read = ReadBody {
             body,
             reusable,
