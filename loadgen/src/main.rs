@@ -367,7 +367,7 @@ fn main() -> ExitCode {
             };
             match loadgen::soak::run_soak(&bin, &args) {
                 Ok(r) => {
-                    loadgen::soak::verdicts::print_report(&r);
+                    loadgen::soak::print::print_report(&r);
                     if let Some(path) = json {
                         if let Err(e) = std::fs::write(
                             &path,

@@ -23,8 +23,10 @@
 
 pub mod admin;
 pub mod chaos;
+pub mod figures;
 pub mod gauge;
 pub mod kafka;
+pub mod print;
 pub mod redis;
 pub mod sink;
 pub mod verdicts;
@@ -41,7 +43,8 @@ use mock_llm::{InstanceConfig, MockServer};
 
 use self::admin::{Targets, PATH};
 use self::chaos::{EventLog, Infra};
-use self::verdicts::{Observed, Report};
+use self::figures::Observed;
+use self::verdicts::Report;
 use crate::run::{run_together, Mode, RunSpec};
 use crate::workload::{Url, Workload};
 
@@ -245,7 +248,7 @@ pub fn run_soak(ringway: &Path, args: &SoakArgs) -> Result<Report, String> {
     let after_fds = gauge::fd_kinds(pid, &ports);
     let after_threads = gauge::thread_names(pid);
     let text = gauge::scrape(metrics).unwrap_or_default();
-    let sent_before = verdicts::logger_sent(&text);
+    let sent_before = figures::logger_sent(&text);
     let after_probe = [ask(addr, false), ask(addr, true)];
     let delivered = wait_for_delivery(metrics, &sent_before, &sink);
     let metrics_text = gauge::scrape(metrics).unwrap_or_default();
@@ -277,7 +280,6 @@ pub fn run_soak(ringway: &Path, args: &SoakArgs) -> Result<Report, String> {
         redis_in_use: redis_in_use(addr, &redis),
         sink_entries: (sink.batches(), sink.entries(), sink.malformed()),
         kafka: broker.is_some(),
-        stderr_path: gw.proc.stderr_path(),
     };
     drop(gw);
     Ok(verdicts::judge(observed))
@@ -313,7 +315,7 @@ fn wait_for_delivery(
 ) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let now = verdicts::logger_sent(&gauge::scrape(metrics).unwrap_or_default());
+        let now = figures::logger_sent(&gauge::scrape(metrics).unwrap_or_default());
         let mut stuck: Vec<String> = now
             .iter()
             .filter(|(k, v)| before.get(*k).is_some_and(|b| *v <= b))

@@ -1,5 +1,6 @@
-//! The soak's verdicts and figures, from what the run observed; the
-//! tables printed for people and the JSON written with `--json`.
+//! The soak's verdicts, from what the run observed ([`super::figures`]),
+//! and the report they make (printed by [`super::print`], written whole
+//! with `--json`).
 //!
 //! | area | verdict |
 //! |---|---|
@@ -13,16 +14,18 @@
 //! | after | the gateway answers a JSON and a streamed request normally, its loggers deliver again, Redis is in use again |
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::chaos::{Event, INFRA_EVENTS, INSTANCE_EVENTS};
+use super::figures::{
+    failure_samples, quarters, ten_second_timeline, windows, FailureSample, Observed, Requests,
+    ResourceFigures, TenSeconds, Window,
+};
 use super::gauge::{self, Resources};
-use super::SoakArgs;
+use super::print::mib;
 use crate::fallback::Verdict;
-use crate::stats::{ErrorClass, Second, Stats};
+use crate::stats::{ErrorClass, Stats};
 
 /// Open files allowed above the idle baseline after the run. The
 /// baseline is taken before any chaos, with no pooled upstream
@@ -40,211 +43,6 @@ pub const THREAD_SLACK: u64 = 2;
 /// section: the allocator keeps freed pages, and the loggers' backlogs
 /// and the connections of the busiest moment were memory once).
 pub const RSS_SLACK_KIB: u64 = 64 * 1024;
-
-/// Everything the run saw, for [`judge`].
-pub struct Observed {
-    pub args: SoakArgs,
-    pub load_secs: f64,
-    pub slot: Duration,
-    pub json: Stats,
-    pub stream: Stats,
-    pub log_start: Instant,
-    pub events: Vec<Event>,
-    pub baseline: Resources,
-    pub after: Resources,
-    /// Open files by kind, at the baseline and after.
-    pub fds_by_kind: (BTreeMap<String, u64>, BTreeMap<String, u64>),
-    /// Threads by name, at the baseline and after.
-    pub threads_by_name: (BTreeMap<String, u64>, BTreeMap<String, u64>),
-    pub settled_in: Duration,
-    pub timeline: Vec<Resources>,
-    /// How ringway exited during the run, if it did.
-    pub exited: Option<String>,
-    pub panics_before: BTreeMap<String, u64>,
-    /// The metrics text after the run.
-    pub metrics: String,
-    pub stderr: String,
-    pub after_probe: [Result<(u16, String), String>; 2],
-    pub delivered: Result<(), String>,
-    /// How long after the run's end Redis held keys again, and how many.
-    pub redis_in_use: Result<(Duration, u64), String>,
-    /// Log sink: batches, entries, malformed posts.
-    pub sink_entries: (u64, u64, u64),
-    pub kafka: bool,
-    pub stderr_path: Option<PathBuf>,
-}
-
-/// Requests of one kind (JSON or streams).
-#[derive(Debug, Clone, Serialize)]
-pub struct Requests {
-    pub total: u64,
-    pub ok: u64,
-    pub answered: u64,
-    pub lost: u64,
-    pub errors: BTreeMap<ErrorClass, u64>,
-    pub statuses: BTreeMap<u16, u64>,
-    pub instances: BTreeMap<String, u64>,
-    /// Answers by upstream attempts (`X-Ringway-Attempts`).
-    pub attempts: BTreeMap<u32, u64>,
-    /// Streams ended by an error event, by its text.
-    pub error_events: BTreeMap<String, u64>,
-    pub latency_p50_ms: f64,
-    pub latency_p99_ms: f64,
-    pub latency_max_ms: f64,
-    /// How long error answers (statuses, stream error events) took.
-    pub error_latency_p99_ms: f64,
-    pub error_latency_max_ms: f64,
-}
-
-impl Requests {
-    fn of(s: &Stats) -> Requests {
-        let at = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(q) as f64 / 1000.0
-            }
-        };
-        let ms = |q: f64| at(&s.latency, q);
-        Requests {
-            total: s.total(),
-            ok: s.ok,
-            answered: s.total() - s.lost(),
-            lost: s.lost(),
-            errors: s.errors.clone(),
-            statuses: s.statuses.clone(),
-            instances: s.instances.clone(),
-            attempts: s.attempts.clone(),
-            error_events: s.error_events.clone(),
-            latency_p50_ms: ms(0.5),
-            latency_p99_ms: ms(0.99),
-            latency_max_ms: ms(1.0),
-            error_latency_p99_ms: at(&s.error_latency, 0.99),
-            error_latency_max_ms: at(&s.error_latency, 1.0),
-        }
-    }
-
-    /// Answers that took more than one attempt: fallbacks.
-    pub fn fallbacks(&self) -> u64 {
-        self.attempts
-            .iter()
-            .filter(|(n, _)| **n > 1)
-            .map(|(_, c)| c)
-            .sum()
-    }
-}
-
-/// A failed request, for finding out what happened.
-#[derive(Debug, Clone, Serialize)]
-pub struct FailureSample {
-    pub kind: &'static str,
-    /// Seconds since the load started.
-    pub at: f64,
-    pub class: ErrorClass,
-    pub status: u16,
-    pub instance: Option<String>,
-    pub detail: String,
-    /// The chaos events under way when it was sent (started within a slot
-    /// before).
-    pub during: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ResourceFigures {
-    pub baseline: Resources,
-    pub peak: Resources,
-    pub after: Resources,
-    /// RSS sampled at a quarter, half, three quarters and the end of the
-    /// load, KiB: growth after the first quarter would be a leak.
-    pub rss_quarters_kib: Vec<u64>,
-    /// Open files by kind (sockets by peer), at the baseline and after.
-    pub fds_baseline_by_kind: BTreeMap<String, u64>,
-    pub fds_after_by_kind: BTreeMap<String, u64>,
-    pub threads_baseline_by_name: BTreeMap<String, u64>,
-    pub threads_after_by_name: BTreeMap<String, u64>,
-    pub settle_secs: f64,
-    pub timeline: Vec<Resources>,
-}
-
-/// A stretch of seconds in which requests were not all ok, and the chaos
-/// under way then.
-#[derive(Debug, Clone, Serialize)]
-pub struct Window {
-    /// Seconds since the load started, first and last.
-    pub from: u64,
-    pub to: u64,
-    pub ok: u64,
-    pub errors: u64,
-    pub lost: u64,
-    /// Chaos events that started within a slot before it, or in it.
-    pub during: Vec<String>,
-}
-
-/// Ten seconds of the run.
-#[derive(Debug, Clone, Serialize)]
-pub struct TenSeconds {
-    pub from: u64,
-    #[serde(flatten)]
-    pub counts: Second,
-}
-
-/// RSS of the samples nearest a quarter, half, three quarters and the end.
-fn quarters(timeline: &[Resources]) -> Vec<u64> {
-    if timeline.is_empty() {
-        return Vec::new();
-    }
-    let n = timeline.len();
-    [n / 4, n / 2, 3 * n / 4, n - 1]
-        .iter()
-        .map(|&i| timeline[i.min(n - 1)].rss_kib)
-        .collect()
-}
-
-/// Windows of seconds with errors (gaps of a second or less merged).
-fn windows(per_second: &BTreeMap<u64, Second>, events: &[Event], slot: f64) -> Vec<Window> {
-    let mut out: Vec<Window> = Vec::new();
-    for (&sec, c) in per_second {
-        if c.errors + c.lost == 0 {
-            continue;
-        }
-        match out.last_mut() {
-            Some(w) if sec <= w.to + 2 => {
-                // Seconds in between with only ok answers count too.
-                for gap in w.to + 1..sec {
-                    if let Some(g) = per_second.get(&gap) {
-                        w.ok += g.ok;
-                    }
-                }
-                w.to = sec;
-                w.ok += c.ok;
-                w.errors += c.errors;
-                w.lost += c.lost;
-            }
-            _ => out.push(Window {
-                from: sec,
-                to: sec,
-                ok: c.ok,
-                errors: c.errors,
-                lost: c.lost,
-                during: Vec::new(),
-            }),
-        }
-    }
-    for w in &mut out {
-        w.during = events
-            .iter()
-            .filter(|e| {
-                e.kind != "admin change"
-                    && !e.kind.ends_with("restarted")
-                    && !e.kind.ends_with(" up")
-                    && e.at <= (w.to + 1) as f64
-                    && e.at + slot >= w.from as f64
-            })
-            .map(|e| format!("{} ({:.0}s)", e.kind, e.at))
-            .collect();
-    }
-    out
-}
 
 /// What a soak found.
 #[derive(Debug, Clone, Serialize)]
@@ -282,17 +80,6 @@ pub struct Report {
     pub stderr_tail: Vec<String>,
 }
 
-/// `ringway_logger_entries_total{logger=…,outcome="sent"}` by logger.
-pub fn logger_sent(text: &str) -> BTreeMap<String, u64> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("ringway_logger_entries_total{logger=\""))
-        .filter_map(|l| {
-            let (logger, rest) = l.split_once("\",outcome=\"sent\"} ")?;
-            Some((logger.to_owned(), rest.trim().parse().ok()?))
-        })
-        .collect()
-}
-
 fn verdict(area: &str, check: impl Into<String>, observed: String, ok: bool) -> Verdict {
     Verdict {
         phase: area.into(),
@@ -302,15 +89,8 @@ fn verdict(area: &str, check: impl Into<String>, observed: String, ok: bool) -> 
     }
 }
 
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-/// The verdicts and figures of a run.
-pub fn judge(o: Observed) -> Report {
-    let (json, stream) = (Requests::of(&o.json), Requests::of(&o.stream));
-    let mut all = o.json.clone();
-    all.merge(&o.stream);
+/// Every request answered, none lost, streams ended, error bodies JSON.
+fn request_verdicts(o: &Observed, all: &Stats, stream: &Requests) -> Vec<Verdict> {
     let total = all.total();
     let lost = all.lost();
     let mut v = Vec::new();
@@ -357,11 +137,13 @@ pub fn judge(o: Observed) -> Report {
         malformed == 0,
     ));
 
-    // Chaos and the Admin API.
-    let mut chaos: BTreeMap<String, u64> = BTreeMap::new();
-    for e in &o.events {
-        *chaos.entry(e.kind.clone()).or_default() += 1;
-    }
+    v
+}
+
+/// Every chaos event ran and came back; every Admin API change was
+/// accepted. Also how many changes were refused.
+fn chaos_verdicts(o: &Observed, chaos: &BTreeMap<String, u64>) -> (Vec<Verdict>, u64) {
+    let mut v = Vec::new();
     let expected: Vec<&str> = INSTANCE_EVENTS
         .iter()
         .chain(
@@ -421,7 +203,12 @@ pub fn judge(o: Observed) -> Report {
         refused.is_empty() && changes + 2 >= due && changes > 0,
     ));
 
-    // Resources.
+    (v, refused.len() as u64)
+}
+
+/// Open files, threads and RSS back near the idle baseline.
+fn resource_verdicts(o: &Observed) -> Vec<Verdict> {
+    let mut v = Vec::new();
     let (b, a) = (o.baseline, o.after);
     v.push(verdict(
         "resources",
@@ -453,8 +240,12 @@ pub fn judge(o: Observed) -> Report {
         a.rss_kib > 0 && a.rss_kib <= rss_bound,
     ));
 
-    // Panics.
-    let panics = gauge::panics(&o.metrics);
+    v
+}
+
+/// No panic counted or printed; the process ran throughout.
+fn panic_verdicts(o: &Observed, panics: &BTreeMap<String, u64>, lines: &[String]) -> Vec<Verdict> {
+    let mut v = Vec::new();
     let panicked: u64 = panics.values().sum();
     v.push(verdict(
         "panics",
@@ -474,7 +265,6 @@ pub fn judge(o: Observed) -> Report {
         },
         !panics.is_empty() && !o.panics_before.is_empty() && panicked == 0,
     ));
-    let lines = gauge::panic_lines(&o.stderr);
     v.push(verdict(
         "panics",
         "no \"panicked\" in ringway's stderr; ringway ran throughout",
@@ -492,7 +282,12 @@ pub fn judge(o: Observed) -> Report {
         lines.is_empty() && o.exited.is_none(),
     ));
 
-    // After the run.
+    v
+}
+
+/// The gateway, its loggers and Redis work normally after the soak.
+fn after_verdicts(o: &Observed) -> Vec<Verdict> {
+    let mut v = Vec::new();
     let [j, s] = &o.after_probe;
     let normal =
         matches!(j, Ok((200, _))) && matches!(s, Ok((200, body)) if body.contains("data: [DONE]"));
@@ -528,56 +323,41 @@ pub fn judge(o: Observed) -> Report {
         o.redis_in_use.is_ok(),
     ));
 
-    // Figures.
+    v
+}
+
+/// The verdicts and figures of a run.
+pub fn judge(o: Observed) -> Report {
+    let (json, stream) = (Requests::of(&o.json), Requests::of(&o.stream));
+    let mut all = o.json.clone();
+    all.merge(&o.stream);
+    let mut chaos: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &o.events {
+        *chaos.entry(e.kind.clone()).or_default() += 1;
+    }
+    let panics = gauge::panics(&o.metrics);
+    let lines = gauge::panic_lines(&o.stderr);
+    let mut v = request_verdicts(&o, &all, &stream);
+    let (chaos_v, refused) = chaos_verdicts(&o, &chaos);
+    v.extend(chaos_v);
+    v.extend(resource_verdicts(&o));
+    v.extend(panic_verdicts(&o, &panics, &lines));
+    v.extend(after_verdicts(&o));
+    let (b, a) = (o.baseline, o.after);
     let peak = o.timeline.iter().fold(b, |m, r| Resources {
         at: None,
         rss_kib: m.rss_kib.max(r.rss_kib),
         fds: m.fds.max(r.fds),
         threads: m.threads.max(r.threads),
     });
-    let mut samples = Vec::new();
-    for (kind, st) in [("json", &o.json), ("stream", &o.stream)] {
-        for x in &st.samples {
-            let at = x.at.saturating_duration_since(o.log_start).as_secs_f64();
-            let during = o
-                .events
-                .iter()
-                .filter(|e| {
-                    e.kind != "admin change" && e.at <= at && at - e.at <= o.slot.as_secs_f64()
-                })
-                .map(|e| format!("{} ({:.0}s)", e.kind, e.at))
-                .collect();
-            samples.push(FailureSample {
-                kind,
-                at,
-                class: x.class,
-                status: x.status,
-                instance: x.instance.clone(),
-                detail: x.detail.clone(),
-                during,
-            });
-        }
-    }
-    samples.sort_by(|a, b| {
-        (a.class.answered(), a.at)
-            .partial_cmp(&(b.class.answered(), b.at))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
     let error_windows = windows(&all.per_second, &o.events, o.slot.as_secs_f64());
-    let mut tens: BTreeMap<u64, Second> = BTreeMap::new();
-    for (sec, c) in &all.per_second {
-        tens.entry(sec / 10 * 10).or_default().add(c);
-    }
-    let timeline = tens
-        .into_iter()
-        .map(|(from, counts)| TenSeconds { from, counts })
-        .collect();
     let stderr_lines: Vec<&str> = o.stderr.lines().collect();
     let stderr_tail = stderr_lines[stderr_lines.len().saturating_sub(40)..]
         .iter()
         .map(|l| (*l).to_owned())
         .collect();
-    let _ = &o.stderr_path;
+    let samples = failure_samples(&o);
+    let timeline = ten_second_timeline(&all);
     Report {
         ok: v.iter().all(|x| x.ok),
         secs: o.load_secs,
@@ -589,7 +369,7 @@ pub fn judge(o: Observed) -> Report {
         json,
         stream,
         chaos,
-        admin_changes_refused: refused.len() as u64,
+        admin_changes_refused: refused,
         resources: ResourceFigures {
             baseline: b,
             peak,
@@ -621,197 +401,5 @@ pub fn judge(o: Observed) -> Report {
             .filter(|e| e.kind != "admin change" || e.error.is_some())
             .collect(),
         stderr_tail,
-    }
-}
-
-/// "kind: before -> after" for the kinds whose counts differ.
-fn changes(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
-    let kinds: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    let changed: Vec<String> = kinds
-        .into_iter()
-        .filter_map(|k| {
-            let (b, a) = (
-                before.get(k).copied().unwrap_or(0),
-                after.get(k).copied().unwrap_or(0),
-            );
-            (a != b).then(|| format!("{k}: {b} -> {a}"))
-        })
-        .collect();
-    if changed.is_empty() {
-        "none".to_owned()
-    } else {
-        changed.join(", ")
-    }
-}
-
-/// The verdict table and the figures, for people.
-#[allow(clippy::print_stdout)]
-pub fn print_report(r: &Report) {
-    crate::fallback::print_verdicts(&r.verdicts);
-    println!();
-    println!(
-        "figures ({:.0} s, {} + {} connections, {} workers, chaos slot {:.0} s{})",
-        r.secs,
-        r.concurrency,
-        r.concurrency,
-        r.workers,
-        r.chaos_slot_secs,
-        if r.kafka { ", with Kafka" } else { "" }
-    );
-    println!(
-        "{:<8} {:>9} {:>9} {:>9} {:>6} {:>10} {:>9} {:>9} {:>9} {:>10}  errors",
-        "kind",
-        "requests",
-        "ok",
-        "answered",
-        "lost",
-        "fallbacks",
-        "ok p50",
-        "ok p99",
-        "ok max",
-        "error max"
-    );
-    for (kind, q) in [("json", &r.json), ("stream", &r.stream)] {
-        println!(
-            "{:<8} {:>9} {:>9} {:>9} {:>6} {:>10} {:>7.1}ms {:>7.1}ms {:>7.0}ms {:>8.0}ms  {:?}",
-            kind,
-            q.total,
-            q.ok,
-            q.answered,
-            q.lost,
-            q.fallbacks(),
-            q.latency_p50_ms,
-            q.latency_p99_ms,
-            q.latency_max_ms,
-            q.error_latency_max_ms,
-            q.errors
-        );
-    }
-    println!(
-        "statuses json {:?}, stream {:?}",
-        r.json.statuses, r.stream.statuses
-    );
-    for (text, n) in &r.stream.error_events {
-        println!("stream error event x{n}: {text}");
-    }
-    println!("chaos events {:?}", r.chaos);
-    let res = &r.resources;
-    println!(
-        "{:<10} {:>12} {:>12} {:>12}",
-        "", "baseline", "peak", "after"
-    );
-    println!(
-        "{:<10} {:>12} {:>12} {:>12}",
-        "RSS",
-        mib(res.baseline.rss_kib),
-        mib(res.peak.rss_kib),
-        mib(res.after.rss_kib)
-    );
-    println!(
-        "{:<10} {:>12} {:>12} {:>12}",
-        "open fds", res.baseline.fds, res.peak.fds, res.after.fds
-    );
-    println!(
-        "{:<10} {:>12} {:>12} {:>12}",
-        "threads", res.baseline.threads, res.peak.threads, res.after.threads
-    );
-    println!(
-        "open files that changed from the baseline: {}",
-        changes(&res.fds_baseline_by_kind, &res.fds_after_by_kind)
-    );
-    println!(
-        "threads that changed from the baseline: {}",
-        changes(&res.threads_baseline_by_name, &res.threads_after_by_name)
-    );
-    println!(
-        "RSS at 1/4, 1/2, 3/4 and the end of the load: {}",
-        res.rss_quarters_kib
-            .iter()
-            .map(|k| mib(*k))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "panics {:?}; log sink {:?}; redis keys at the end {}",
-        r.panics, r.log_sink, r.redis_keys_at_end
-    );
-    if !r.error_windows.is_empty() {
-        println!("answers other than ok, by stretch of the run:");
-        for w in r.error_windows.iter().take(40) {
-            println!(
-                "  {:>5}-{:<5}s ok {:>6} errors {:>6} lost {:>4}  during {}",
-                w.from,
-                w.to,
-                w.ok,
-                w.errors,
-                w.lost,
-                w.during.join(", ")
-            );
-        }
-    }
-    let lost: Vec<&FailureSample> = r.samples.iter().filter(|s| !s.class.answered()).collect();
-    if !lost.is_empty() {
-        println!("lost requests (first of each class):");
-        for s in lost.iter().take(20) {
-            println!(
-                "  {:>7.1}s {:<6} {:?} status {} instance {} during {:?}: {}",
-                s.at,
-                s.kind,
-                s.class,
-                s.status,
-                s.instance.as_deref().unwrap_or("-"),
-                s.during,
-                s.detail
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sec(ok: u64, errors: u64, lost: u64) -> Second {
-        Second { ok, errors, lost }
-    }
-
-    #[test]
-    fn error_seconds_make_windows_with_their_chaos() {
-        let per_second = BTreeMap::from([
-            (0, sec(10, 0, 0)),
-            (5, sec(8, 2, 0)),
-            (6, sec(9, 0, 0)),
-            (7, sec(1, 5, 0)),
-            (20, sec(3, 0, 1)),
-        ]);
-        let ev = |at: f64, kind: &str| Event {
-            at,
-            kind: kind.into(),
-            detail: String::new(),
-            error: None,
-        };
-        let events = [
-            ev(4.5, "429 storm"),
-            ev(5.0, "admin change"),
-            ev(15.0, "redis restarted"),
-            ev(19.0, "reset mid-stream"),
-        ];
-        let w = windows(&per_second, &events, 3.0);
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert_eq!((w[0].from, w[0].to), (5, 7));
-        assert_eq!((w[0].ok, w[0].errors, w[0].lost), (18, 7, 0));
-        assert_eq!(w[0].during, ["429 storm (4s)"]);
-        assert_eq!((w[1].from, w[1].lost), (20, 1));
-        assert_eq!(w[1].during, ["reset mid-stream (19s)"]);
-    }
-
-    #[test]
-    fn logger_counts_from_the_metrics() {
-        let text = "ringway_logger_entries_total{logger=\"http logger (route/soak)\",outcome=\"sent\"} 12\n\
-                    ringway_logger_entries_total{logger=\"http logger (route/soak)\",outcome=\"failed\"} 3\n\
-                    ringway_logger_entries_total{logger=\"kafka logger (route/soak)\",outcome=\"sent\"} 0\n";
-        let sent = logger_sent(text);
-        assert_eq!(sent.len(), 2);
-        assert_eq!(sent["http logger (route/soak)"], 12);
     }
 }
