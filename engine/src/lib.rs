@@ -25,9 +25,9 @@
 //! | 13 | [`health`] | instance health state, active-check specs, the prober thread |
 //! | 14 | [`loggers`] | logger sinks (HTTP, Kafka): batching, retries, the sending threads |
 //! | 15 | [`router`] | matching a request to a route (host, URI, method, `vars`) |
-//! | 16 | [`plugins`] | every plugin, the chain that runs them, consumers, state kept across reloads |
+//! | 16 | [`plugins`] | every plugin, its phases ([`plugins::phase`]), the registry, the chains that run them, consumers, state kept across reloads |
 //! | 17 | [`proxy`] | plain HTTP forwarding (routes with an `upstream`) |
-//! | 18 | [`snapshot`] | compiling resources into the immutable snapshot workers serve from; its cell |
+//! | 18 | [`snapshot`] | compiling resources into the immutable snapshot workers serve from; its cell; a route's handler ([`snapshot::handler`]) |
 //! | 19 | [`admin`], [`status`] | operators' listeners: the Admin API; `/metrics` |
 //! | 20 | [`server`] | the process: listeners, workers, the connection loop |
 //!
@@ -38,10 +38,12 @@
 //! | accept, per-core runtime | `server/worker.rs` (`accept_loop`) |
 //! | read the head, keep-alive, pipelining | `server/conn.rs` (`serve`, `read_head`) |
 //! | route | `router/mod.rs`, called from `server/conn.rs` (`route_and_run`) |
-//! | access phase (global rules, then the route's; `key-auth`) | `plugins/mod.rs` (`PluginChain::access`), `plugins/key_auth/` |
+//! | the phases, what runs when | `plugins/phase.rs` (the `Phases` trait and its table), `plugins/registry.rs` (one line per plugin) |
+//! | rewrite phase (global rules, then the route's; `key-auth`) | `plugins/chain.rs` (`PluginChain::rewrite`), `plugins/key_auth/` |
+//! | the route's handler (plain or AI; the AI-path plugins in force) | `snapshot/handler.rs` (`CompiledRoute::handle`), `plugins/in_force.rs` (`AiChain::in_force`) |
 //! | plain upstream: forward and relay | `proxy/mod.rs` (`forward`), `proxy/head.rs`, `exchange/relay.rs` |
 //! | AI route: classify, read and check the body | `plugins/ai_proxy_multi/handler.rs` (`handle`), `request.rs` |
-//! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (which one: `plugins/mod.rs` `ai_rate_limiting_in_force`; checked in `handler.rs`: `handle`, `budget`; charged in `respond.rs`) |
+//! | AI route: access, before_attempt, header_filter, on_usage (`ai-rate-limiting`'s budgets) | `plugins/in_force.rs` (`InForce`), run from `handler.rs` (`handle`), `walk.rs` (`budget`), `respond.rs` (`ringway_headers`, `on_usage`, `after_answer`); the budgets' side: `plugins/ai_rate_limiting/phases.rs` |
 //! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `walk.rs` (`Walk::next_candidate`), `health/state.rs` |
 //! | AI route: build the upstream body (options, conversion) | `wire/` (`build_request`), `plugins/ai_proxy_multi/handler.rs` |
 //! | AI route: one attempt (token, connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` (`bearer`, `send`), `handler.rs` (`walk`) |
@@ -49,7 +51,7 @@
 //! | AI route: stream (SSE relay, TTFT, usage) | `plugins/ai_proxy_multi/stream.rs`, `wire/stream/` |
 //! | stored Responses / conversations | `plugins/ai_proxy_multi/stored.rs`, `follow_up.rs`, `affinity.rs` |
 //! | the gateway's own errors | `exchange/reply.rs`, `plugins/ai_proxy_multi/replies.rs` |
-//! | log phase (access log, logger plugins) | `server/worker.rs` (`log_request`), `observe/`, `plugins/logger.rs`, `loggers/` |
+//! | log phase (access log, logger plugins) | `server/worker.rs` (`log_request`: the access log, then `PluginChain::log` of the global rules and the route), `observe/`, `plugins/logger.rs`, `loggers/` |
 //!
 //! Off the request path: configuration enters through `config/` and
 //! `snapshot/` (file, Admin API in `admin/`), health probes run on their

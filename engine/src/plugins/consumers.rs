@@ -16,6 +16,8 @@ use crate::plugins::{self, PluginChain, Scope};
 pub struct Consumer {
     pub username: Arc<str>,
     pub plugins: PluginChain,
+    /// Its AI-path plugins, which replace a route's of the same name.
+    pub ai: plugins::AiChain,
 }
 
 /// The key (kept for a constant-time re-check), its consumer and the id
@@ -57,6 +59,7 @@ impl Consumers {
             };
             let consumer = Arc::new(Consumer {
                 username: Arc::from(username.as_str()),
+                ai: plugins::AiChain::of_scope(&plugins),
                 plugins,
             });
             let mut keys: Vec<FoundKey> = Vec::new();

@@ -50,26 +50,24 @@ impl Logger {
             .logger(&cx.owner, key, || start(name, batch, stats));
         Logger { sink, opts: entry }
     }
+}
 
-    /// The log phase: queues this request's entry (credentials redacted
-    /// as `redaction` says) on the worker.
-    pub fn log(
-        &self,
-        head: &RequestHead,
-        ctx: &RequestCtx,
-        queue: &WorkerQueue,
-        redaction: &Redaction,
-    ) {
-        queue.push(&self.sink, entry(head, ctx, &self.opts, redaction));
+/// The log phase, and `body_filter`'s declaration of the response body
+/// bytes the entry includes.
+impl super::phase::Phases for Logger {
+    type Request<'a> = ();
+    const LOGS: bool = true;
+
+    fn response_body_limit(&self) -> Option<usize> {
+        self.opts.max_response_body
     }
 
-    pub fn wants_request_body(&self) -> bool {
+    fn wants_request_body(&self) -> bool {
         self.opts.request_body
     }
 
-    /// `max_resp_body_bytes` when the logger includes response bodies.
-    pub fn response_body_limit(&self) -> Option<usize> {
-        self.opts.max_response_body
+    fn log(&self, head: &RequestHead, ctx: &RequestCtx, queue: &WorkerQueue, r: &Redaction) {
+        queue.push(&self.sink, entry(head, ctx, &self.opts, r));
     }
 }
 

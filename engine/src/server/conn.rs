@@ -17,9 +17,8 @@ use crate::exchange::reply::{self, Reply};
 use crate::exchange::ClientConn;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HttpError, RequestHead};
 use crate::net::{self, Io};
-use crate::plugins::ai_proxy_multi::handler::{Call, Handled};
-use crate::plugins::{AccessCx, Flow};
-use crate::snapshot::Handler;
+use crate::plugins::{AccessCx, Flow, Handled};
+use crate::snapshot::handler::RouteCall;
 
 enum HeadRead {
     Head(RequestHead),
@@ -157,7 +156,7 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
     keep
 }
 
-/// Matches the route, runs the access phase and the handler.
+/// Matches the route, runs the rewrite phase and the route's handler.
 async fn route_and_run(
     w: &Rc<Worker>,
     snap: &crate::snapshot::Snapshot,
@@ -198,8 +197,8 @@ async fn route_and_run(
             consumers: &snap.consumers,
             consumer: None,
         };
-        let flow = match snap.global_plugins.access(&mut cx).await {
-            Flow::Continue => route.plugins.access(&mut cx).await,
+        let flow = match snap.global_plugins.rewrite(&mut cx) {
+            Flow::Continue => route.plugins.rewrite(&mut cx),
             answered => answered,
         };
         (flow, cx.consumer)
@@ -220,53 +219,22 @@ async fn route_and_run(
         };
         return Box::pin(reply_before_body(w, c, head, ctx, answer, keep_alive)).await;
     }
-    let bypass = route.ai_bypass.as_ref().filter(|_| {
-        !route
-            .plugins
-            .ai_proxy()
-            .is_some_and(|(_, meta)| meta.runs_for(head, ctx))
-    });
-    if let Some(spec) = bypass {
-        return Box::pin(crate::proxy::forward(
-            &w.lane, &snap.tls, spec, c, head, ctx, keep_alive,
-        ))
-        .await;
-    }
-    match &route.handler {
-        // Handlers are boxed so an idle keep-alive connection holds only
-        // the small connection loop, not the largest handler's state.
-        Handler::Upstream(spec) => {
-            Box::pin(crate::proxy::forward(
-                &w.lane, &snap.tls, spec, c, head, ctx, keep_alive,
-            ))
-            .await
-        }
-        Handler::Ai(plugin) => {
-            let scopes = [consumer.map(|c| &c.plugins), Some(&route.plugins)];
-            let limiter =
-                crate::plugins::ai_rate_limiting_in_force(scopes, &snap.global_plugins, head, ctx);
-            let call = Call {
-                lane: &w.lane,
-                tls_clients: &snap.tls,
-                plugin,
-                limiter: limiter.as_deref(),
-                head,
-                keep_alive,
-            };
-            let handled = Box::pin(crate::plugins::ai_proxy_multi::handler::handle(
-                call, c, ctx,
-            ))
-            .await;
-            match handled {
-                Handled::Done(keep) => keep,
-                // The handler's state is freed; a stream that may stay open
-                // for minutes holds only its job. The head's bytes move out
-                // of the read buffer they were parsed in, so that goes too.
-                Handled::Stream(job) => {
-                    head.detach();
-                    Box::pin(job.run(&w.lane, c, ctx)).await
-                }
-            }
+    let call = RouteCall {
+        lane: &w.lane,
+        tls_clients: &snap.tls,
+        head,
+        keep_alive,
+        consumer,
+    };
+    let handled = Box::pin(route.handle(call, c, ctx)).await;
+    match handled {
+        Handled::Done(keep) => keep,
+        // The handler's state is freed; a stream that may stay open for
+        // minutes holds only its job. The head's bytes move out of the
+        // read buffer they were parsed in, so that goes too.
+        Handled::Stream(job) => {
+            head.detach();
+            Box::pin(job.run(&w.lane, c, ctx)).await
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The server: binds listeners, starts one pinned worker per core, installs
 //! signal handling and drains on shutdown. [`conn`] owns the per-connection
-//! loop (read a head, route, run the access phase, call the route's
-//! handler), [`worker`] the per-core runtime and what it owns (its
+//! loop (read a head, route, run the rewrite phase, call the route's
+//! handler and see "done" or "stream"), [`worker`] the per-core runtime and what it owns (its
 //! [`crate::lane::Lane`], snapshot, log queues), [`listen`] socket setup.
 //! Shutdown plumbing is [`crate::supervise::signal`]'s, the gateway's own
 //! responses [`crate::exchange::reply`]'s.

@@ -64,6 +64,9 @@ pub fn compile(
         let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule, &mut pcx)?;
         global_plugins = PluginChain::concat(global_plugins, chain);
     }
+    for route in &mut routes {
+        route.ai_plugins = plugins::AiChain::of_route(&route.plugins, &global_plugins);
+    }
     let consumers = crate::plugins::consumers::Consumers::compile(&res, &mut carry, &metadata)?;
     let redaction = redaction(&gateway, &routes, &global_plugins);
     Ok(Snapshot {
@@ -306,6 +309,7 @@ impl Compiler<'_, '_, '_> {
             id: Arc::from(id),
             name: Arc::from(route.name.as_deref().unwrap_or(id)),
             plugins: chain,
+            ai_plugins: plugins::AiChain::default(),
             handler,
             ai_bypass,
         })

@@ -14,9 +14,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 pub mod compile;
+pub mod handler;
 pub mod probed;
 
 pub use compile::compile;
+pub use handler::Handler;
 
 use crate::config::gateway::GatewaySettings;
 use crate::config::resources::Resources;
@@ -50,20 +52,14 @@ pub fn load_str(
     Ok(Loaded { gateway, snapshot })
 }
 
-/// What answers requests on a route once its plugins let them through.
-#[derive(Debug)]
-pub enum Handler {
-    /// Plain HTTP proxying (`request_type` `traditional_http`).
-    Upstream(Arc<UpstreamSpec>),
-    /// `ai-proxy-multi` answers (an upstream, if any, is not used).
-    Ai(Arc<crate::plugins::ai_proxy_multi::AiProxyMulti>),
-}
-
 #[derive(Debug)]
 pub struct CompiledRoute {
     pub id: Arc<str>,
     pub name: Arc<str>,
     pub plugins: PluginChain,
+    /// Its AI-path plugins over the global rules' (see
+    /// [`crate::plugins::in_force`]).
+    pub ai_plugins: crate::plugins::AiChain,
     pub handler: Handler,
     /// With a `_meta.filter` on `ai-proxy-multi`: the upstream that answers
     /// the requests the filter does not hold for.

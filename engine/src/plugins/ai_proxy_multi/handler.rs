@@ -7,10 +7,11 @@
 //! all failed, 503 when none was available.
 //!
 //! In order: [`handle`] sends stored-state calls to [`super::stored`],
-//! reads the request (`record_request` for the log) and checks key-based
-//! budgets; `walk` takes each candidate from `Walk::next_candidate`
-//! (the walk's state and steps are [`super::walk`]'s, follow-ups'
-//! stored state [`super::follow_up`]'s), checks its budget (`budget`), makes one attempt (the token from
+//! reads the request (`record_request` for the log) and runs the AI-path
+//! plugins' `access` phase; `walk` takes each candidate from
+//! `Walk::next_candidate` (the walk's state and steps are
+//! [`super::walk`]'s, follow-ups' stored state [`super::follow_up`]'s),
+//! runs `before_attempt` (`budget`), makes one attempt (the token from
 //! [`super::attempt::bearer`], then [`super::attempt::send`] while the
 //! client is watched), classifies the outcome once (`judge`,
 //! [`super::outcome::Failure`]) and falls back (`Walk::failed`) or
@@ -21,53 +22,36 @@ use std::time::Instant;
 
 use super::attempt;
 use super::outcome::Tried;
-use super::replies::{error_msg, exhausted, kept_reply, quota_headers, rejected, rule_headers};
+use super::replies::{error_msg, exhausted, kept_reply, refuse};
 use super::request::{classify, intake, LlmRequest, PathKind, Refused};
 use super::respond::{relay, Relayed};
-use super::stream::StreamJob;
 use super::walk::{self, budget, judge, Budget, Walk};
 use super::AiProxyMulti;
 use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::exchange::ClientConn;
 use crate::http::{RequestHead, Version};
 use crate::lane::Lane;
-use crate::plugins::ai_rate_limiting::rules::RulesVerdict;
-use crate::plugins::ai_rate_limiting::{AiRateLimiting, RuleHits};
+use crate::plugins::{Gate, Handled, InForce, Refusal};
 use crate::upstream::TlsClients;
 
-/// How the handler left a request.
-pub enum Handled<'a> {
-    /// Answered; whether the client connection stays open.
-    Done(bool),
-    /// An event stream to relay: the caller runs it (see [`StreamJob`]),
-    /// after this handler's state is gone.
-    Stream(Box<StreamJob<'a>>),
-}
-
-impl From<bool> for Handled<'_> {
-    fn from(keep: bool) -> Self {
-        Handled::Done(keep)
-    }
-}
-
 /// What every step of one request on an `ai-proxy-multi` route reads:
-/// where it runs, the plugin and budget in force, the request's head.
+/// where it runs, the plugin, the request's head.
 pub struct Call<'a, 'r> {
     pub lane: &'r Lane,
     /// The snapshot's TLS client settings.
     pub tls_clients: &'r TlsClients,
     pub plugin: &'a AiProxyMulti,
-    /// The `ai-rate-limiting` in force (the consumer's, else the route's).
-    pub limiter: Option<&'a AiRateLimiting>,
     pub head: &'r RequestHead,
     pub keep_alive: bool,
 }
 
-/// Answers one request, or hands back the stream to relay.
+/// Answers one request, or hands back the stream to relay. `plugins`:
+/// the AI-path plugins in force, whose phases run from `access` on.
 pub async fn handle<'a>(
     call: Call<'a, '_>,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
+    mut plugins: InForce<'a>,
 ) -> Handled<'a> {
     let (lane, plugin) = (call.lane, call.plugin);
     let api_wire = match classify(call.head.path()) {
@@ -104,27 +88,15 @@ pub async fn handle<'a>(
     record_request(plugin, ctx, &req);
     let vars = crate::observe::vars::source(call.head, ctx);
     let key = plugin.hash_key(&vars);
-    // Key-based budgets (`rules`) hold whichever instance answers: checked
-    // once, before any is tried.
-    let mut rule_hits = Vec::new();
-    if let Some(rl) = call.limiter.filter(|rl| rl.has_rules()) {
-        match Box::pin(rl.check_rules(&vars)).await {
-            RulesVerdict::Allowed(hits) => rule_hits = hits,
-            RulesVerdict::Exhausted(hits) => {
-                let headers = rule_headers(rl, &hits);
-                return rejected(lane, c, ctx, rl, &headers, call.keep_alive)
-                    .await
-                    .into();
-            }
-            RulesVerdict::StoreDown(e) => {
-                let msg = format!("rate limit store unavailable: {e}");
-                return error_msg(lane, c, plugin, ctx, 503, &msg, call.keep_alive)
-                    .await
-                    .into();
-            }
+    // The access phase (key-based budgets hold whichever instance
+    // answers): once, before any instance is tried.
+    if !plugins.is_empty() {
+        let gate = Box::pin(plugins.access(&vars)).await;
+        if let Some(keep) = refused(&call, c, ctx, gate).await {
+            return keep.into();
         }
     }
-    walk(&call, c, ctx, &req, key.as_deref(), rule_hits).await
+    walk(&call, c, ctx, &req, key.as_deref(), plugins).await
 }
 
 /// What the log needs of the request: its type, model, body.
@@ -156,23 +128,27 @@ async fn walk<'a>(
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     key: Option<&[u8]>,
-    rule_hits: RuleHits<'a>,
+    plugins: InForce<'a>,
 ) -> Handled<'a> {
     let (plugin, lane, tls_clients) = (call.plugin, call.lane, call.tls_clients);
     let mut walk = Walk::new(plugin, req, key);
+    let mut plugins = plugins;
+    // The last budget refusal, answered when every instance was passed
+    // over for its budget.
+    let mut spent = None;
     while let Some(cand) = walk.next_candidate(plugin, req) {
         let inst = &plugin.instances[cand.index];
-        let quota = match call.limiter {
-            None => None,
-            Some(rl) => match budget(call, rl, c, ctx, inst).await {
-                Budget::Go(q) => q,
-                Budget::PassOver(name, q) => {
-                    walk.skipped.spent_budget(name, q);
+        if !plugins.is_empty() {
+            match budget(call, &mut plugins, c, ctx, inst).await {
+                Budget::Go => {}
+                Budget::PassOver(r) => {
+                    walk.skipped.rate_limited += 1;
+                    spent = Some(r);
                     continue;
                 }
                 Budget::Answered(keep) => return keep.into(),
-            },
-        };
+            }
+        }
         let attempt_started = Instant::now();
         let bearer = match inst.gcp {
             None => None,
@@ -216,7 +192,7 @@ async fn walk<'a>(
                 continue;
             }
         }
-        let meta = walk.meta(call, ctx, inst, attempt_started, quota, &rule_hits);
+        let meta = walk.meta(ctx, inst, attempt_started, &plugins);
         let probe = walk.probes(req, inst, &answered);
         let http10 = call.head.version == Version::Http10;
         let relayed = Box::pin(relay(
@@ -244,7 +220,27 @@ async fn walk<'a>(
             }
         }
     }
-    Box::pin(finish(call, c, ctx, req, walk)).await.into()
+    Box::pin(finish(call, c, ctx, req, walk, spent))
+        .await
+        .into()
+}
+
+/// Answers a request an AI-path plugin's `access` did not let through;
+/// `None` when it did.
+async fn refused(
+    call: &Call<'_, '_>,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    gate: Gate<'_>,
+) -> Option<bool> {
+    let (lane, keep_alive) = (call.lane, call.keep_alive);
+    match gate {
+        Gate::Go => None,
+        Gate::Spent(r) => Some(refuse(lane, c, ctx, &r, keep_alive).await),
+        Gate::Unavailable(msg) => {
+            Some(error_msg(lane, c, call.plugin, ctx, 503, &msg, keep_alive).await)
+        }
+    }
 }
 
 /// No attempt gave the client its answer: the answer about that.
@@ -254,6 +250,7 @@ async fn finish(
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     walk: Walk<'_>,
+    spent: Option<Refusal<'_>>,
 ) -> bool {
     let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
     let Walk {
@@ -278,9 +275,8 @@ async fn finish(
         }
     }
     if tried.is_empty() && skipped.rate_limited > 0 {
-        if let (Some(rl), Some((name, q))) = (call.limiter, &skipped.quota) {
-            let headers = quota_headers(rl, name, q);
-            return rejected(lane, c, ctx, rl, &headers, keep_alive).await;
+        if let Some(r) = &spent {
+            return refuse(lane, c, ctx, r, keep_alive).await;
         }
     }
     exhausted(lane, c, plugin, ctx, req, tried, skipped, keep_alive).await

@@ -13,7 +13,8 @@
 //! a stored response (`GET` / `DELETE …/responses/{id}`, …);
 //! [`retry_after`] reads a 429's `Retry-After`.
 //! The plugin is the route's content handler: it answers the request
-//! itself, after the access phase.
+//! itself, after the rewrite phase; the AI-path plugins in force
+//! ([`crate::plugins::InForce`]) run their phases from its steps.
 
 pub mod affinity;
 pub mod attempt;
@@ -45,6 +46,31 @@ use select::{Group, Plan};
 pub const NAME: &str = "ai-proxy-multi";
 /// APISIX runs ai-proxy-multi after auth and before ai-rate-limiting.
 pub const PRIORITY: i32 = 1041;
+
+/// The registry's entry: a route's or service's content handler, with
+/// `_meta.error_response` for its own errors.
+pub fn compile(
+    value: &Value,
+    at: &FieldPath,
+    scope: super::Scope,
+    meta: &super::meta::Meta,
+    cx: &mut super::CompileCx<'_, '_>,
+) -> Result<Option<std::sync::Arc<AiProxyMulti>>, ConfigError> {
+    match scope {
+        super::Scope::Route | super::Scope::Service => {
+            Ok(Some(std::sync::Arc::new(AiProxyMulti {
+                error_response: meta.error_response.clone(),
+                ..AiProxyMulti::compile(value, at, cx)?
+            })))
+        }
+        _ => Err(at.error("ai-proxy-multi can only be configured on a route or a service")),
+    }
+}
+
+/// The content handler: its request path is [`handler`], not phases.
+impl super::phase::Phases for std::sync::Arc<AiProxyMulti> {
+    type Request<'a> = ();
+}
 
 /// How `chash` finds a request's key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The plugin's own answers: `{"error_msg": …}` bodies (or the route's
 //! `_meta.error_response`), `502` naming every attempt, `503` with
 //! `Retry-After` when no instance was available, `400` when none can serve
-//! the request, the token budget's `rejected_code`, and a kept provider
+//! the request, a plugin's refusal (a spent budget), and a kept provider
 //! "not found" when no instance holds the response a request names.
 
 use std::time::Duration;
@@ -16,8 +16,7 @@ use crate::exchange::ctx::RequestCtx;
 use crate::exchange::reply::{self, Reply};
 use crate::exchange::ClientConn;
 use crate::lane::Lane;
-use crate::plugins::ai_rate_limiting::rules::write_rule_headers;
-use crate::plugins::ai_rate_limiting::{write_quota_headers, AiRateLimiting, Quota, RuleHits};
+use crate::plugins::Refusal;
 
 /// Why instances were passed over without an attempt.
 #[derive(Default)]
@@ -35,18 +34,11 @@ pub(super) struct Skipped {
     pub(super) too_large: bool,
     /// The first instance passed over for having no endpoint at all.
     pub(super) no_endpoint: Option<String>,
-    /// Token budget exhausted (`ai-rate-limiting`), with the last quota seen.
+    /// A plugin's budget (`before_attempt`) spent.
     pub(super) rate_limited: u32,
-    pub(super) quota: Option<(std::sync::Arc<str>, Quota)>,
 }
 
 impl Skipped {
-    /// An instance passed over with its token budget spent.
-    pub(super) fn spent_budget(&mut self, name: std::sync::Arc<str>, q: Quota) {
-        self.rate_limited += 1;
-        self.quota = Some((name, q));
-    }
-
     /// An instance that cannot take this request (`too_large`: its body
     /// is too large to convert for it).
     pub(super) fn cannot_serve(&mut self, inst: &super::Instance, why: &str, too_large: bool) {
@@ -94,44 +86,23 @@ pub(super) async fn kept_reply(
         .await
 }
 
-/// `rejected_code` with `rejected_msg` and the spent budget's headers
-/// (`headers`: header lines, empty when `show_limit_quota_header` is off).
-pub(super) async fn rejected(
+/// A plugin's refusal (a spent budget's `rejected_code`, body and
+/// headers).
+pub(super) async fn refuse(
     lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
-    rl: &AiRateLimiting,
-    headers: &[u8],
+    r: &Refusal<'_>,
     keep_alive: bool,
 ) -> bool {
     let answer = Reply {
-        status: rl.rejected_code,
-        content_type: rl.rejected_type(),
-        body: rl.rejected_body().as_bytes(),
-        headers,
+        status: r.status,
+        content_type: r.content_type,
+        body: r.body.as_bytes(),
+        headers: &r.headers,
     };
     c.reply(ctx, answer, keep_alive, lane.gateway.timeouts.send)
         .await
-}
-
-/// An instance budget's headers, when shown.
-pub(super) fn quota_headers(rl: &AiRateLimiting, instance: &str, q: &Quota) -> Vec<u8> {
-    let mut out = Vec::new();
-    if rl.show_headers {
-        write_quota_headers(&mut out, instance, q);
-    }
-    out
-}
-
-/// The checked rules' headers (the spent one last), when shown.
-pub(super) fn rule_headers(rl: &AiRateLimiting, hits: &RuleHits<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if rl.show_headers {
-        for (hit, q) in hits {
-            write_rule_headers(&mut out, &hit.rule.prefix, q);
-        }
-    }
-    out
 }
 
 /// No instance answered acceptably.

@@ -25,7 +25,8 @@ use crate::http::write::{push_header, push_status_line, push_u64};
 use crate::http::ResponseHead;
 use crate::lane::Lane;
 use crate::net::{self, Io};
-use crate::plugins::ai_rate_limiting::Used;
+use crate::plugins::phase::Used;
+use crate::plugins::InForce;
 use crate::wire::{convert_error, convert_response};
 
 /// Facts about the answering attempt, for headers and logs.
@@ -34,38 +35,24 @@ pub struct AnswerMeta<'a> {
     pub attempts: u32,
     pub request_started: Instant,
     pub attempt_started: Instant,
-    /// The instance's token budget before this request, when
-    /// `ai-rate-limiting` shows quota headers.
-    pub quota: Option<crate::plugins::ai_rate_limiting::Quota>,
-    /// The `ai-rate-limiting` in force: local budgets are charged before
-    /// the answer's last bytes leave (see [`charge_local`]).
-    pub limiter: Option<&'a crate::plugins::ai_rate_limiting::AiRateLimiting>,
-    /// Its `rules` that apply to this request, with their quotas before it.
-    pub rule_hits: crate::plugins::ai_rate_limiting::RuleHits<'a>,
+    /// The AI-path plugins in force, with what their `before_attempt`
+    /// found for this attempt (its `header_filter` shows it).
+    pub plugins: InForce<'a>,
 }
 
-/// Charges the usage seen so far to a local token budget.
-pub(super) fn charge_local(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
-    if let Some(rl) = meta.limiter {
-        let used = Used::of(&ctx.llm);
-        rl.charge_local(&meta.inst.name, &used);
-        rl.charge_rules_local(&meta.rule_hits, &used);
+/// The `on_usage` phase: the usage seen, before the answer's last bytes
+/// leave (so the client's next request already sees a local charge).
+pub(super) fn on_usage(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
+    if !meta.plugins.is_empty() {
+        meta.plugins.on_usage(&meta.inst.name, &Used::of(&ctx.llm));
     }
 }
 
-/// Charges the answer's usage to a Redis token budget, once the answer is
-/// out (a remote store never delays it); local budgets were charged before
-/// the last bytes (see [`charge_local`]).
-pub(super) async fn charge_remote(
-    limiter: Option<&crate::plugins::ai_rate_limiting::AiRateLimiting>,
-    inst: &Instance,
-    rule_hits: &crate::plugins::ai_rate_limiting::RuleHits<'_>,
-    ctx: &RequestCtx,
-) {
-    if let Some(rl) = limiter {
-        let used = Used::of(&ctx.llm);
-        rl.charge_remote(&inst.name, &used).await;
-        rl.charge_rules_remote(rule_hits, &used).await;
+/// The `after_answer` phase: once the answer is out (a remote store never
+/// delays it).
+pub(super) async fn after_answer(plugins: &InForce<'_>, inst: &Instance, ctx: &RequestCtx) {
+    if !plugins.is_empty() {
+        plugins.after_answer(&inst.name, &Used::of(&ctx.llm)).await;
     }
 }
 
@@ -111,15 +98,11 @@ pub async fn relay<'a>(
             c, ctx, plugin, req, answered, meta, keep_alive, http10,
         ));
     }
-    let (limiter, inst) = (meta.limiter, meta.inst);
-    let rule_hits = if meta.rule_hits.is_empty() {
-        Vec::new()
-    } else {
-        meta.rule_hits.clone()
-    };
+    let inst = meta.inst;
+    let plugins = meta.plugins.clone();
     let relayed = json(lane, c, ctx, plugin, req, answered, probe, meta, keep_alive).await;
     if let Relayed::Done(_) = relayed {
-        charge_remote(limiter, inst, &rule_hits, ctx).await;
+        after_answer(&plugins, inst, ctx).await;
     }
     relayed
 }
@@ -241,14 +224,7 @@ pub(super) fn ringway_headers(out: &mut Vec<u8>, meta: &AnswerMeta<'_>, upstream
     let total = meta.request_started.elapsed();
     push_u64(out, total.saturating_sub(upstream_time).as_micros() as u64);
     out.extend_from_slice(b"\r\n");
-    if let Some(q) = &meta.quota {
-        crate::plugins::ai_rate_limiting::write_quota_headers(out, &meta.inst.name, q);
-    }
-    if meta.limiter.is_some_and(|rl| rl.show_headers) {
-        for (hit, q) in &meta.rule_hits {
-            crate::plugins::ai_rate_limiting::rules::write_rule_headers(out, &hit.rule.prefix, q);
-        }
-    }
+    meta.plugins.header_filter(&meta.inst.name, out);
 }
 
 /// Upstream headers worth passing on (request ids, provider rate-limit
@@ -268,7 +244,7 @@ pub(super) fn pass_headers(out: &mut Vec<u8>, head: &ResponseHead, ours: &[&[u8]
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn json(
+async fn json<'a>(
     lane: &Lane,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
@@ -278,7 +254,7 @@ async fn json(
     probe: bool,
     meta: AnswerMeta<'_>,
     keep_alive: bool,
-) -> Relayed<'static> {
+) -> Relayed<'a> {
     let Answered {
         mut up,
         head,
@@ -322,7 +298,7 @@ async fn json(
         return Relayed::NotHeld(Box::new(Kept::new(lane, plugin, meta.inst, answered, read)));
     }
     let from = meta.inst.wire(req.api);
-    let keep_raw_usage = meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage());
+    let keep_raw_usage = meta.plugins.wants_raw_usage();
     let converted_body = if (200..300).contains(&status) {
         match convert_response(from, req.wire, req.api, &body, keep_raw_usage) {
             Ok(conv) => {
@@ -381,7 +357,7 @@ async fn json(
     wbuf.extend_from_slice(out_body);
     ctx.status = status;
     ctx.bytes_sent = out_body.len() as u64;
-    charge_local(&meta, ctx);
+    on_usage(&meta, ctx);
     Relayed::Done(c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive)
 }
 

@@ -24,7 +24,7 @@ use bytes::BytesMut;
 
 use super::attempt::Answered;
 use super::request::LlmRequest;
-use super::respond::{charge_local, charge_remote, pass_headers, ringway_headers, AnswerMeta};
+use super::respond::{after_answer, on_usage, pass_headers, ringway_headers, AnswerMeta};
 use super::AiProxyMulti;
 use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::exchange::ClientConn;
@@ -104,7 +104,7 @@ impl<'a> StreamJob<'a> {
         if ctx.llm.payloads.is_some() {
             transform = transform.collecting_text();
         }
-        if meta.limiter.is_some_and(|rl| rl.strategy.wants_raw_usage()) {
+        if meta.plugins.wants_raw_usage() {
             transform = transform.collecting_raw_usage();
         }
         // The upstream head's bytes share the upstream read buffer and the
@@ -141,14 +141,13 @@ impl<'a> StreamJob<'a> {
         c: &mut ClientConn,
         ctx: &mut RequestCtx,
     ) -> bool {
-        let (limiter, inst) = (self.meta.limiter, self.meta.inst);
         // The watch is lent to the pump for the whole stream: one readiness
         // poll on the client socket serves every read, instead of one armed
         // and cancelled per read.
         let watch = c.watch.take();
         let keep = pump(&mut self, lane, c, ctx, &watch).await;
         c.watch = watch;
-        charge_remote(limiter, inst, &self.meta.rule_hits, ctx).await;
+        after_answer(&self.meta.plugins, self.meta.inst, ctx).await;
         keep
     }
 }
@@ -335,7 +334,7 @@ async fn pump(
     c.ubuf.clear();
     // After an upstream failure the chunked framing is still intact (error
     // event, then the last chunk), so the client connection stays usable.
-    charge_local(meta, ctx);
+    on_usage(meta, ctx);
     c.flush_wbuf(send_timeout).await.is_ok() && keep && (chunked || upstream_error.is_none())
 }
 
@@ -420,7 +419,7 @@ fn finish_abandoned(
     meta: &AnswerMeta<'_>,
 ) -> bool {
     record(ctx, obs);
-    charge_local(meta, ctx);
+    on_usage(meta, ctx);
     false
 }
 

@@ -8,7 +8,7 @@ use super::follow_up::follow_up;
 use super::handler::Call;
 use super::instance::Instance;
 use super::outcome::{Failure, Tried};
-use super::replies::{error_msg, quota_headers, rejected, Skipped};
+use super::replies::{error_msg, refuse, Skipped};
 use super::request::LlmRequest;
 use super::respond::AnswerMeta;
 use super::respond::Kept;
@@ -19,8 +19,7 @@ use crate::exchange::ctx::RequestCtx;
 use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
 use crate::health::Cooldown;
-use crate::plugins::ai_rate_limiting::RuleHits;
-use crate::plugins::ai_rate_limiting::{AiRateLimiting, Quota, Verdict};
+use crate::plugins::{Gate, InForce, Refusal};
 use crate::providers::{Api, Wire};
 use crate::timer::now_ms;
 use crate::wire::build_request;
@@ -143,22 +142,18 @@ impl<'p> Walk<'p> {
     /// What the relay needs to know of an acceptable answer's attempt.
     pub(super) fn meta<'a>(
         &self,
-        call: &Call<'a, '_>,
         ctx: &RequestCtx,
         inst: &'a Instance,
         attempt_started: Instant,
-        quota: Option<Quota>,
-        rule_hits: &RuleHits<'a>,
+        plugins: &InForce<'a>,
     ) -> AnswerMeta<'a> {
         AnswerMeta {
             inst,
             attempts: self.tried.len() as u32 + 1,
             request_started: ctx.started,
             attempt_started,
-            quota,
-            limiter: call.limiter,
             // (Kept for the next attempt too, should this one fall back.)
-            rule_hits: rule_hits.clone(),
+            plugins: plugins.clone(),
         }
     }
 
@@ -209,38 +204,32 @@ impl<'p> Walk<'p> {
     }
 }
 
-/// What the instance's token budget says before an attempt.
-pub(super) enum Budget {
-    /// Try it (with the quota to show, when `ai-rate-limiting` shows it).
-    Go(Option<Quota>),
-    /// Spent, and `fallback_strategy` has `rate_limiting`: pass it over.
-    PassOver(std::sync::Arc<str>, Quota),
+/// What the AI-path plugins say before an attempt (`before_attempt`).
+pub(super) enum Budget<'a> {
+    Go,
+    /// A budget is spent and `fallback_strategy` has `rate_limiting`:
+    /// pass the instance over (the refusal answers if all are).
+    PassOver(Refusal<'a>),
     /// The request was answered (spent without fallback, or the budget
     /// store is down): whether the connection stays open.
     Answered(bool),
 }
 
-pub(super) async fn budget(
+pub(super) async fn budget<'a>(
     call: &Call<'_, '_>,
-    rl: &AiRateLimiting,
+    plugins: &mut InForce<'a>,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
     inst: &super::Instance,
-) -> Budget {
-    match rl.check(&inst.name).await {
-        Verdict::Unlimited => Budget::Go(None),
-        Verdict::Allowed(q) => Budget::Go(rl.show_headers.then_some(q)),
-        Verdict::Exhausted(q) if call.plugin.fallback.rate_limiting => {
-            Budget::PassOver(inst.name.clone(), q)
-        }
-        Verdict::Exhausted(q) => {
-            let headers = quota_headers(rl, &inst.name, &q);
-            Budget::Answered(rejected(call.lane, c, ctx, rl, &headers, call.keep_alive).await)
-        }
-        Verdict::StoreDown(e) => {
-            let msg = format!("rate limit store unavailable: {e}");
-            let keep_alive = call.keep_alive;
-            Budget::Answered(error_msg(call.lane, c, call.plugin, ctx, 503, &msg, keep_alive).await)
+) -> Budget<'a> {
+    let (lane, keep_alive) = (call.lane, call.keep_alive);
+    match plugins.before_attempt(&inst.name).await {
+        Gate::Go => Budget::Go,
+        Gate::Spent(r) if call.plugin.fallback.rate_limiting => Budget::PassOver(r),
+        Gate::Spent(r) => Budget::Answered(refuse(lane, c, ctx, &r, keep_alive).await),
+        Gate::Unavailable(msg) => {
+            let plugin = call.plugin;
+            Budget::Answered(error_msg(lane, c, plugin, ctx, 503, &msg, keep_alive).await)
         }
     }
 }

@@ -3,14 +3,16 @@
 //! (`rules`, [`rules`]), counted in a fixed window with the tokens the
 //! provider actually reported, streams included.
 //!
-//! It has no access phase of its own: which instance a request uses is
-//! decided inside `ai-proxy-multi`, which asks [`AiRateLimiting::check`]
-//! before trying an instance (skipping an exhausted one when the fallback
-//! strategy says so, else answering `rejected_code`) and charges the usage:
-//! a local budget just before the answer's last bytes leave
-//! ([`AiRateLimiting::charge_local`]), a Redis one right after
-//! ([`AiRateLimiting::charge_remote`]). A
-//! consumer's config replaces the route's, as APISIX merges them.
+//! Its phases ([`phases`]) run on the AI path: `access` checks `rules`
+//! once the request is read, `before_attempt` checks the budget of each
+//! instance `ai-proxy-multi` is about to try (which passes over an
+//! exhausted one when its fallback strategy says so, else answers
+//! `rejected_code`), `on_usage` charges a local budget just before the
+//! answer's last bytes leave ([`AiRateLimiting::charge_local`]),
+//! `after_answer` a Redis one right after
+//! ([`AiRateLimiting::charge_remote`]). A consumer's config replaces the
+//! route's, as APISIX merges them (resolved by
+//! [`crate::plugins::in_force`]).
 //!
 //! Counters are local (one atomic word per budget shared by all workers,
 //! [`window`]) or in Redis (`policy: redis` / `redis-cluster`), where
@@ -26,6 +28,7 @@ mod config;
 pub mod cost_expr;
 pub mod each;
 pub mod lease;
+pub mod phases;
 pub mod rules;
 mod store;
 mod strategy;
@@ -42,7 +45,8 @@ use each::{Budget, BudgetCounter};
 use rules::{HitCounter, RuleHit, RulesVerdict};
 use window::LocalWindow;
 
-pub use strategy::{Strategy, Used};
+pub use crate::plugins::phase::Used;
+pub use strategy::Strategy;
 
 /// The rules that apply to a request, with their quotas before it.
 pub type RuleHits<'a> = Vec<(RuleHit<'a>, Quota)>;
@@ -50,6 +54,22 @@ pub type RuleHits<'a> = Vec<(RuleHit<'a>, Quota)>;
 pub const NAME: &str = "ai-rate-limiting";
 /// APISIX's priority (runs after ai-proxy-multi picks an instance).
 pub const PRIORITY: i32 = 1030;
+
+/// The registry's entry: on any scope (a consumer's replaces the route's,
+/// which replaces a global rule's), rejections answered with
+/// `_meta.error_response` when set.
+pub fn compile(
+    value: &serde_json::Value,
+    at: &crate::config::FieldPath,
+    _scope: crate::plugins::Scope,
+    meta: &crate::plugins::meta::Meta,
+    cx: &mut crate::plugins::CompileCx<'_, '_>,
+) -> Result<Option<Arc<AiRateLimiting>>, crate::config::ConfigError> {
+    let rl = AiRateLimiting::compile(value, at, cx)?;
+    Ok(Some(Arc::new(
+        rl.answering_with(meta.error_response.as_ref()),
+    )))
+}
 
 #[derive(Debug)]
 enum Counter {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{cost_expr, warn_throttled};
+use crate::plugins::phase::Used;
 
 /// Which reported tokens count against the budget.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,26 +14,6 @@ pub enum Strategy {
     CompletionTokens,
     /// `limit_strategy: expression` with its `cost_expr`.
     Expression(Arc<cost_expr::CostExpr>),
-}
-
-/// What a finished request used: the token counts, and the provider's own
-/// usage object when a `cost_expr` needs it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Used<'a> {
-    pub prompt: u64,
-    pub completion: u64,
-    pub raw: Option<&'a serde_json::Value>,
-}
-
-impl<'a> Used<'a> {
-    /// What the request used, as its log record counted it.
-    pub fn of(llm: &'a crate::exchange::ctx::LlmLog) -> Used<'a> {
-        Used {
-            prompt: llm.prompt_tokens,
-            completion: llm.completion_tokens,
-            raw: llm.raw_usage.as_ref(),
-        }
-    }
 }
 
 impl Strategy {

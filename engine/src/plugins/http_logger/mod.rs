@@ -18,6 +18,21 @@ use crate::providers::url::EndpointUrl;
 pub const NAME: &str = "http-logger";
 pub const PRIORITY: i32 = 410;
 
+/// The registry's entry: not on a consumer (a consumer's requests are
+/// logged by the route's and the global rules' loggers).
+pub fn compile(
+    value: &Value,
+    at: &FieldPath,
+    scope: super::Scope,
+    _meta: &super::meta::Meta,
+    cx: &mut CompileCx<'_, '_>,
+) -> Result<Option<Logger>, ConfigError> {
+    match scope {
+        super::Scope::Consumer => Err(at.error("http-logger can not be configured on a consumer")),
+        _ => HttpLogger::compile(value, at, cx).map(Some),
+    }
+}
+
 /// Compiles an `http-logger` config.
 pub struct HttpLogger;
 

@@ -24,6 +24,31 @@ use crate::observe::throttle::Throttle;
 pub const NAME: &str = "key-auth";
 pub const PRIORITY: i32 = 2500;
 
+/// The registry's entry: an auth check on a route, service or global
+/// rule; on a consumer a credential, indexed by [`super::consumers`]
+/// (checked here, adding nothing to the consumer's chain).
+pub fn compile(
+    value: &Value,
+    at: &FieldPath,
+    scope: super::Scope,
+    _meta: &super::meta::Meta,
+    _cx: &mut super::CompileCx<'_, '_>,
+) -> Result<Option<KeyAuth>, ConfigError> {
+    match scope {
+        super::Scope::Consumer => Credential::compile(value, at).map(|_| None),
+        _ => KeyAuth::compile(value, at).map(Some),
+    }
+}
+
+/// APISIX runs auth in the rewrite phase: before the body is read.
+impl super::phase::Phases for KeyAuth {
+    type Request<'a> = ();
+
+    fn rewrite(&self, cx: &mut AccessCx<'_, '_, '_>) -> Flow {
+        self.authenticate(cx)
+    }
+}
+
 /// The route-side config.
 #[derive(Debug, Clone)]
 pub struct KeyAuth {
@@ -98,7 +123,8 @@ impl KeyAuth {
         })
     }
 
-    pub fn access(&self, cx: &mut AccessCx<'_, '_>) -> Flow {
+    /// Finds the consumer the request's key belongs to, or refuses it.
+    pub fn authenticate(&self, cx: &mut AccessCx<'_, '_, '_>) -> Flow {
         let from_header = cx.head.header(&self.header);
         let key = match from_header {
             Some(k) => Some(k),
@@ -130,7 +156,7 @@ impl KeyAuth {
     }
 
     /// No valid key: the anonymous consumer if there is one, else 401.
-    fn refuse(&self, cx: &mut AccessCx<'_, '_>, message: &str) -> Flow {
+    fn refuse(&self, cx: &mut AccessCx<'_, '_, '_>, message: &str) -> Flow {
         let message = match &self.anonymous_consumer {
             None => message,
             Some(name) => match cx.consumers.by_name(name) {
