@@ -20,16 +20,17 @@
 
 use std::time::Instant;
 
-use super::attempt;
-use super::outcome::Tried;
+use super::attempt::{self, Answered};
+use super::instance::Instance;
+use super::outcome::Failure;
 use super::replies::{error_msg, exhausted, kept_reply, refuse};
 use super::request::{classify, intake, LlmRequest, PathKind, Refused};
 use super::respond::{relay, Relayed};
-use super::walk::{self, budget, judge, Budget, Walk};
+use super::walk::{self, budget, judge, Budget, Candidate, Walk};
 use super::AiProxyMulti;
 use crate::exchange::ctx::{RequestCtx, RequestType};
 use crate::exchange::ClientConn;
-use crate::http::{RequestHead, Version};
+use crate::http::RequestHead;
 use crate::lane::Lane;
 use crate::plugins::{Gate, Handled, InForce, Refusal};
 use crate::upstream::TlsClients;
@@ -130,7 +131,7 @@ async fn walk<'a>(
     key: Option<&[u8]>,
     plugins: InForce<'a>,
 ) -> Handled<'a> {
-    let (plugin, lane, tls_clients) = (call.plugin, call.lane, call.tls_clients);
+    let plugin = call.plugin;
     let mut walk = Walk::new(plugin, req, key);
     let mut plugins = plugins;
     // The last budget refusal, answered when every instance was passed
@@ -150,64 +151,18 @@ async fn walk<'a>(
             }
         }
         let attempt_started = Instant::now();
-        let bearer = match inst.gcp {
-            None => None,
-            Some(_) => match attempt::bearer(inst, tls_clients, plugin.transport.timeout).await {
-                Ok(b) => b,
-                Err(f) => match walk.failed(call, c, ctx, inst, f).await {
-                    Some(keep) => return keep.into(),
-                    None => continue,
-                },
+        let answered = match try_instance(call, c, req, &cand, inst).await {
+            Attempted::Answer(a) => a,
+            Attempted::ClientGone => return Handled::Done(false),
+            Attempted::Failed(f) => match walk.failed(call, c, ctx, inst, f).await {
+                Some(keep) => return keep.into(),
+                None => continue,
             },
         };
-        let (target, body) = (cand.target, &cand.body);
-        let result = {
-            let mut wbuf = std::mem::take(&mut c.wbuf);
-            let bearer = bearer.as_deref();
-            attempt::write_request(&mut wbuf, inst, target, body, req, call.head, bearer);
-            let r = {
-                let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
-                let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
-                crate::net::watch::unless_client_leaves(work, watch, fd, tls).await
-            };
-            wbuf.clear();
-            c.wbuf = wbuf;
-            r
-        };
-        let answered = match result {
-            None => return Handled::Done(false), // the client left; the attempt was dropped
-            Some(Ok(a)) => a,
-            Some(Err(e)) => {
-                let f = walk::transport_failure(plugin, inst, e);
-                match walk.failed(call, c, ctx, inst, f).await {
-                    Some(keep) => return keep.into(),
-                    None => continue,
-                }
-            }
-        };
         let status = answered.head.status;
-        if let Some(f) = judge(plugin, inst, &answered) {
-            if f.falls_back(&plugin.fallback) {
-                walk.tried.push(Tried::new(inst, f));
-                continue;
-            }
-        }
         let meta = walk.meta(ctx, inst, attempt_started, &plugins);
         let probe = walk.probes(req, inst, &answered);
-        let http10 = call.head.version == Version::Http10;
-        let relayed = Box::pin(relay(
-            lane,
-            c,
-            ctx,
-            plugin,
-            req,
-            answered,
-            probe,
-            meta,
-            call.keep_alive,
-            http10,
-        ))
-        .await;
+        let relayed = Box::pin(relay(call, c, ctx, req, answered, probe, meta)).await;
         match relayed {
             Relayed::NotHeld(kept) => walk.not_held(inst, status, *kept),
             Relayed::Done(keep) => return Handled::Done(keep),
@@ -240,6 +195,56 @@ async fn refused(
         Gate::Unavailable(msg) => {
             Some(error_msg(lane, c, call.plugin, ctx, 503, &msg, keep_alive).await)
         }
+    }
+}
+
+/// How one attempt at an instance ended, classified once.
+enum Attempted {
+    /// The answer the client gets: acceptable, or a failure the route's
+    /// `fallback_strategy` does not fall back on (relayed as it came).
+    Answer(Answered),
+    /// No token, a transport failure, or an answer the route falls back
+    /// on ([`Walk::failed`] records it and decides).
+    Failed(Failure),
+    /// The client left; the attempt was dropped (cancelled).
+    ClientGone,
+}
+
+/// One attempt: the instance's token, the request sent while the client
+/// is watched, the answer's head judged ([`judge`]).
+async fn try_instance(
+    call: &Call<'_, '_>,
+    c: &mut ClientConn,
+    req: &LlmRequest,
+    cand: &Candidate<'_>,
+    inst: &Instance,
+) -> Attempted {
+    let (plugin, lane, tls_clients) = (call.plugin, call.lane, call.tls_clients);
+    let bearer = match inst.gcp {
+        None => None,
+        Some(_) => match attempt::bearer(inst, tls_clients, plugin.transport.timeout).await {
+            Ok(b) => b,
+            Err(f) => return Attempted::Failed(f),
+        },
+    };
+    let target = cand.target;
+    let mut wbuf = std::mem::take(&mut c.wbuf);
+    let bearer = bearer.as_deref();
+    attempt::write_request(&mut wbuf, inst, target, &cand.body, req, call.head, bearer);
+    let result = {
+        let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
+        let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
+        crate::net::watch::unless_client_leaves(work, watch, fd, tls).await
+    };
+    wbuf.clear();
+    c.wbuf = wbuf;
+    match result {
+        None => Attempted::ClientGone,
+        Some(Err(e)) => Attempted::Failed(walk::transport_failure(plugin, inst, e)),
+        Some(Ok(answered)) => match judge(plugin, inst, &answered) {
+            Some(f) if f.falls_back(&plugin.fallback) => Attempted::Failed(f),
+            _ => Attempted::Answer(answered),
+        },
     }
 }
 

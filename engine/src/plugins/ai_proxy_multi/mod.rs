@@ -23,6 +23,7 @@ pub mod follow_up;
 pub mod handler;
 pub mod instance;
 pub mod outcome;
+pub mod pump;
 pub mod replies;
 pub mod request;
 pub mod respond;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::attempt::Answered;
+use super::handler::Call;
 use super::instance::Instance;
 use super::request::LlmRequest;
 use super::stream::StreamJob;
@@ -72,18 +73,17 @@ pub enum Relayed<'a> {
 /// Largest non-streaming answer held in memory.
 const MAX_JSON_ANSWER: usize = 64 * 1024 * 1024;
 
-#[allow(clippy::too_many_arguments)]
+/// Relays an acceptable answer: a stream becomes a [`StreamJob`], JSON
+/// is read, converted and sent (`probe`: read a follow-up's error for
+/// "not held" first).
 pub async fn relay<'a>(
-    lane: &Lane,
+    call: &Call<'a, '_>,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
-    plugin: &'a AiProxyMulti,
     req: &LlmRequest,
     answered: Answered,
     probe: bool,
     meta: AnswerMeta<'a>,
-    keep_alive: bool,
-    http10: bool,
 ) -> Relayed<'a> {
     let status = answered.head.status;
     ctx.upstream_status = Some(status);
@@ -94,13 +94,11 @@ pub async fn relay<'a>(
         ctx.llm.model = meta.inst.model.as_deref().map(str::to_owned);
     }
     if (200..300).contains(&status) && answered.head.is_event_stream() {
-        return Relayed::Stream(StreamJob::start(
-            c, ctx, plugin, req, answered, meta, keep_alive, http10,
-        ));
+        return Relayed::Stream(StreamJob::start(call, c, ctx, req, answered, meta));
     }
     let inst = meta.inst;
     let plugins = meta.plugins.clone();
-    let relayed = json(lane, c, ctx, plugin, req, answered, probe, meta, keep_alive).await;
+    let relayed = json(call, c, ctx, req, answered, probe, meta).await;
     if let Relayed::Done(_) = relayed {
         after_answer(&plugins, inst, ctx).await;
     }
@@ -243,18 +241,16 @@ pub(super) fn pass_headers(out: &mut Vec<u8>, head: &ResponseHead, ours: &[&[u8]
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn json<'a>(
-    lane: &Lane,
+    call: &Call<'_, '_>,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
-    plugin: &AiProxyMulti,
     req: &LlmRequest,
     answered: Answered,
     probe: bool,
     meta: AnswerMeta<'_>,
-    keep_alive: bool,
 ) -> Relayed<'a> {
+    let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
     let Answered {
         mut up,
         head,
