@@ -14,8 +14,6 @@
 
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use super::chain::{PluginChain, Slot};
 use super::phase::{Gate, Used};
 use super::registry::{Plugin, RequestState};
@@ -80,8 +78,11 @@ impl AiChain {
         head: &RequestHead,
         ctx: &RequestCtx,
     ) -> InForce<'a> {
-        let mut items = SmallVec::new();
         let consumer = consumer.filter(|c| !c.is_empty());
+        if self.slots.is_empty() && consumer.is_none() {
+            return InForce::default();
+        }
+        let mut items = Vec::new();
         for s in consumer.iter().flat_map(|c| c.slots.iter()) {
             if s.meta.runs_for(head, ctx) {
                 items.push(Running::new(&s.plugin));
@@ -119,10 +120,23 @@ impl<'a> Running<'a> {
 }
 
 /// The AI-path plugins in force for one request, highest priority first,
-/// with their state; each phase runs them in order.
-#[derive(Clone, Default)]
+/// with their state; each phase runs them in order. Empty (no
+/// allocation, nothing to clone or drop) on a route without any.
+#[derive(Default)]
 pub struct InForce<'a> {
-    items: SmallVec<[Running<'a>; 1]>,
+    items: Vec<Running<'a>>,
+}
+
+impl Clone for InForce<'_> {
+    #[inline]
+    fn clone(&self) -> Self {
+        if self.items.is_empty() {
+            return InForce::default();
+        }
+        InForce {
+            items: self.items.clone(),
+        }
+    }
 }
 
 impl<'a> InForce<'a> {

@@ -182,14 +182,7 @@ async fn route_and_run(
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
-    if route.plugins.has_loggers() {
-        ctx.log_route = Some(idx);
-    }
-    if snap.global_plugins.has_loggers() || ctx.log_route.is_some() {
-        ctx.keep_request_body =
-            route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();
-        ResponseBody::want(&mut ctx.response_body, route.plugins.response_body_limit());
-    }
+    keep_for_the_log(snap, idx, ctx);
     let (flow, consumer) = {
         let mut cx = AccessCx {
             head,
@@ -236,6 +229,21 @@ async fn route_and_run(
             head.detach();
             Box::pin(job.run(&w.lane, c, ctx)).await
         }
+    }
+}
+
+/// What the log phase will need of a request on route `idx`: whether the
+/// route's loggers run, the request body, how much of the response body
+/// (`body_filter`).
+fn keep_for_the_log(snap: &crate::snapshot::Snapshot, idx: usize, ctx: &mut RequestCtx) {
+    let route = &snap.routes[idx];
+    if route.plugins.has_loggers() {
+        ctx.log_route = Some(idx);
+    }
+    if snap.global_plugins.has_loggers() || ctx.log_route.is_some() {
+        ctx.keep_request_body =
+            route.plugins.wants_request_body() || snap.global_plugins.wants_request_body();
+        ResponseBody::want(&mut ctx.response_body, route.plugins.response_body_limit());
     }
 }
 

@@ -28,56 +28,103 @@ pub(super) async fn pump(
     ctx: &mut RequestCtx,
     watch: &Option<crate::net::PeerWatch>,
 ) -> bool {
-    let plugin = job.plugin;
-    let (io, dec, transform, obs, meta) = (
-        &mut job.io,
-        &mut job.dec,
-        &mut job.transform,
-        &mut job.obs,
-        &job.meta,
-    );
-    let (upstream_keep_alive, chunked, keep, sent_at) =
-        (job.upstream_keep_alive, job.chunked, job.keep, job.sent_at);
-    let send_timeout = lane.gateway.timeouts.send;
-    // Grown by the first chunks, not reserved up front: a stream waiting
-    // for its first token should hold next to nothing.
-    let mut decoded: Vec<u8> = Vec::new();
-    let mut out: Vec<u8> = Vec::new();
-    let timeout = plugin.transport.timeout;
-    let heartbeat = plugin.sse_heartbeat.unwrap_or(Duration::from_secs(86_400));
-    let mut upstream_error: Option<ProxyError> = None;
-    let mut ubuf = std::mem::take(&mut c.ubuf);
-    let mut last_upstream = Instant::now();
-    let mut limits = Limits::new(&plugin.transport);
-    // What came with the response head counts as the first read.
-    if let Err(e) = limits.read(ubuf.len(), &meta.inst.name) {
-        ubuf.clear();
-        *io = None;
-        upstream_error = Some(e);
-    }
-    let mut at_eof = false;
-    // What came with the response head tells the first wait: a fast
-    // answer is already flowing, a model still thinking sent little.
-    let mut trickle = ubuf.len() < TRICKLE_READ;
+    let mut p = Pumping::new(job, c);
     let mut gone = std::pin::pin!(client_closed(watch));
-
     loop {
+        if p.relay_read(job, ctx) {
+            break;
+        }
+        if !p.out.is_empty() || !c.wbuf.is_empty() {
+            frame(&mut c.wbuf, &p.out, job.chunked);
+            sent(ctx, &p.out);
+            p.out.clear();
+            if c.flush_wbuf(lane.gateway.timeouts.send).await.is_err() {
+                return finish_abandoned(ctx, &mut job.obs, &job.meta);
+            }
+        }
+        // A stream that trickles (a model thinking, tokens one by one)
+        // waits with small buffers: scratch space is given back and the
+        // read gets a small one, grown again by a burst (net::read_more).
+        if p.trickle {
+            release_scratch(&mut p.decoded, &mut p.out, &mut c.wbuf, &mut p.ubuf);
+        }
+        let Some(conn) = job.io.take() else { break };
+        match p.wait(job, lane, c, conn, &mut gone).await {
+            Some((conn, res, buf)) => p.count_read(job, lane, conn, res, buf),
+            None => return finish_abandoned(ctx, &mut job.obs, &job.meta),
+        }
+    }
+    p.finish(job, lane, c, ctx).await
+}
+
+/// The loop's working state between reads.
+struct Pumping {
+    /// Scratch: one read's body bytes, framing removed. Grown by the first
+    /// chunks, not reserved up front: a stream waiting for its first token
+    /// should hold next to nothing.
+    decoded: Vec<u8>,
+    /// Scratch: what the transform makes of them for the client.
+    out: Vec<u8>,
+    /// The upstream's bytes not yet decoded.
+    ubuf: BytesMut,
+    upstream_error: Option<ProxyError>,
+    last_upstream: Instant,
+    limits: Limits,
+    at_eof: bool,
+    /// The last read was small: wait with small buffers.
+    trickle: bool,
+}
+
+impl Pumping {
+    fn new(job: &mut StreamJob<'_>, c: &mut ClientConn) -> Pumping {
+        let mut p = Pumping {
+            decoded: Vec::new(),
+            out: Vec::new(),
+            ubuf: std::mem::take(&mut c.ubuf),
+            upstream_error: None,
+            last_upstream: Instant::now(),
+            limits: Limits::new(&job.plugin.transport),
+            at_eof: false,
+            trickle: false,
+        };
+        // What came with the response head counts as the first read, and
+        // tells the first wait: a fast answer is already flowing, a model
+        // still thinking sent little.
+        if let Err(e) = p.limits.read(p.ubuf.len(), &job.meta.inst.name) {
+            p.ubuf.clear();
+            job.io = None;
+            p.upstream_error = Some(e);
+        }
+        p.trickle = p.ubuf.len() < TRICKLE_READ;
+        p
+    }
+
+    /// Decodes what was read and passes it through the transform into
+    /// `out`; true when the stream is over (its end, EOF or a failure),
+    /// the transform finished.
+    #[inline]
+    fn relay_read(&mut self, job: &mut StreamJob<'_>, ctx: &mut RequestCtx) -> bool {
+        let (decoded, out) = (&mut self.decoded, &mut self.out);
+        let (transform, obs, meta) = (&mut job.transform, &mut job.obs, &job.meta);
         decoded.clear();
         // Sized once per read (decoding only removes framing), instead of
         // doubling up through the first events.
-        decoded.reserve(ubuf.len());
-        let done = match dec.decode(&mut ubuf, |d| decoded.extend_from_slice(d)) {
+        decoded.reserve(self.ubuf.len());
+        let done = match job
+            .dec
+            .decode(&mut self.ubuf, |d| decoded.extend_from_slice(d))
+        {
             Ok(d) => d,
             Err(_) => {
-                upstream_error = Some(ProxyError::BadResponse("malformed chunked body"));
+                self.upstream_error = Some(ProxyError::BadResponse("malformed chunked body"));
                 true
             }
         };
         if !decoded.is_empty() {
             let had_token = obs.first_token;
             out.reserve(decoded.len());
-            if transform.feed(&decoded, &mut out, obs).is_err() {
-                upstream_error = Some(ProxyError::BadResponse("malformed event stream"));
+            if transform.feed(decoded, out, obs).is_err() {
+                self.upstream_error = Some(ProxyError::BadResponse("malformed event stream"));
             }
             if !had_token && obs.first_token {
                 ctx.llm.ttft = Some(meta.attempt_started.elapsed());
@@ -87,123 +134,157 @@ pub(super) async fn pump(
             // as the client has the id.
             if let Some(stored) = obs.stored.take() {
                 for id in stored.ids() {
-                    plugin.affinity.remember(id.as_bytes(), meta.inst);
+                    job.plugin.affinity.remember(id.as_bytes(), meta.inst);
                 }
             }
         }
-        if done || at_eof || upstream_error.is_some() {
-            let _ = transform.finish(&mut out, obs);
-            if upstream_error.is_none() {
-                transform.end_of_body(&mut out, obs);
+        if done || self.at_eof || self.upstream_error.is_some() {
+            let _ = transform.finish(out, obs);
+            if self.upstream_error.is_none() {
+                transform.end_of_body(out, obs);
             }
-            break;
+            return true;
         }
-        if !out.is_empty() || !c.wbuf.is_empty() {
-            frame(&mut c.wbuf, &out, chunked);
-            sent(ctx, &out);
-            out.clear();
-            if c.flush_wbuf(send_timeout).await.is_err() {
-                return finish_abandoned(ctx, obs, meta);
-            }
-        }
-        // A stream that trickles (a model thinking, tokens one by one)
-        // waits with small buffers: scratch space is given back and the
-        // read gets a small one, grown again by a burst (net::read_more).
-        if trickle {
-            release_scratch(&mut decoded, &mut out, &mut c.wbuf, &mut ubuf);
-        }
-        // Wait for upstream bytes, sending heartbeats while it is quiet and
-        // stopping at once if the client leaves.
-        let Some(conn) = io.take() else { break };
-        let room = if trickle { TRICKLE_READ } else { net::MIN_READ };
-        let mut read = std::pin::pin!(read_owned(conn, std::mem::take(&mut ubuf), room));
-        let (conn, res, buf) = loop {
+        false
+    }
+
+    /// Waits for upstream bytes, sending heartbeats while it is quiet;
+    /// `None` when the client left (dropping the read drops the upstream
+    /// connection: cancelled). A timeout or the duration limit ends the
+    /// wait with the error recorded and no connection.
+    async fn wait(
+        &mut self,
+        job: &StreamJob<'_>,
+        lane: &Lane,
+        c: &mut ClientConn,
+        conn: Io,
+        gone: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Option<ReadResult> {
+        let timeout = job.plugin.transport.timeout;
+        let heartbeat = job
+            .plugin
+            .sse_heartbeat
+            .unwrap_or(Duration::from_secs(86_400));
+        let room = if self.trickle {
+            TRICKLE_READ
+        } else {
+            net::MIN_READ
+        };
+        let mut read = std::pin::pin!(read_owned(conn, std::mem::take(&mut self.ubuf), room));
+        loop {
             let wait = timeout
-                .saturating_sub(last_upstream.elapsed())
+                .saturating_sub(self.last_upstream.elapsed())
                 .min(heartbeat)
-                .min(limits.time_left());
+                .min(self.limits.time_left());
             let ev = monoio::select! {
                 r = &mut read => Ev::Read(r),
                 _ = crate::timer::sleep(wait) => Ev::Tick,
-                _ = &mut gone => Ev::Gone,
+                _ = gone.as_mut() => Ev::Gone,
             };
             match ev {
-                Ev::Read(r) => break r,
-                // Dropping the read drops the upstream connection: cancelled.
-                Ev::Gone => return finish_abandoned(ctx, obs, meta),
-                Ev::Tick if last_upstream.elapsed() >= timeout => {
-                    upstream_error = Some(ProxyError::UpstreamTimeout);
-                    break (None, Ok(0), BytesMut::new());
+                Ev::Read(r) => return Some(r),
+                Ev::Gone => return None,
+                Ev::Tick if self.last_upstream.elapsed() >= timeout => {
+                    self.upstream_error = Some(ProxyError::UpstreamTimeout);
+                    return Some((None, Ok(0), BytesMut::new()));
                 }
-                Ev::Tick if limits.time_left().is_zero() => {
-                    upstream_error = Some(Limits::too_long(&meta.inst.name));
-                    break (None, Ok(0), BytesMut::new());
+                Ev::Tick if self.limits.time_left().is_zero() => {
+                    self.upstream_error = Some(Limits::too_long(&job.meta.inst.name));
+                    return Some((None, Ok(0), BytesMut::new()));
                 }
                 Ev::Tick => {
-                    frame(&mut c.wbuf, b": ping\n\n", chunked);
-                    if c.flush_wbuf(send_timeout).await.is_err() {
-                        return finish_abandoned(ctx, obs, meta);
+                    frame(&mut c.wbuf, b": ping\n\n", job.chunked);
+                    if c.flush_wbuf(lane.gateway.timeouts.send).await.is_err() {
+                        return None;
                     }
                 }
             }
-        };
-        *io = conn;
-        ubuf = buf;
-        last_upstream = Instant::now();
-        lane.busy.kick();
-        match res {
-            Ok(0) if upstream_error.is_none() => {
-                at_eof = true;
-                if !dec.eof_is_end() {
-                    upstream_error = Some(ProxyError::UpstreamClosed);
-                }
-            }
-            Ok(_) if upstream_error.is_some() => {}
-            Ok(n) => {
-                trickle = n < TRICKLE_READ;
-                if let Err(e) = limits.read(n, &meta.inst.name) {
-                    // The read that went past a limit is not relayed.
-                    ubuf.clear();
-                    *io = None;
-                    upstream_error = Some(e);
-                }
-            }
-            Err(e) => upstream_error = Some(ProxyError::UpstreamIo(e)),
         }
     }
-    ctx.upstream_response_time = Some(sent_at.elapsed());
-    record(ctx, obs);
-    if let Some(e) = &upstream_error {
-        tracing::warn!(instance = %meta.inst.name, "stream failed mid-way: {e}");
-        if e.counts_against_instance() {
-            meta.inst.failed(&plugin.passive);
+
+    /// Takes a read's result: its bytes, EOF (an error unless the framing
+    /// ends there), or a failure; a read past a limit is not relayed.
+    #[inline]
+    fn count_read(
+        &mut self,
+        job: &mut StreamJob<'_>,
+        lane: &Lane,
+        conn: Option<Io>,
+        res: std::io::Result<usize>,
+        buf: BytesMut,
+    ) {
+        job.io = conn;
+        self.ubuf = buf;
+        self.last_upstream = Instant::now();
+        lane.busy.kick();
+        match res {
+            Ok(0) if self.upstream_error.is_none() => {
+                self.at_eof = true;
+                if !job.dec.eof_is_end() {
+                    self.upstream_error = Some(ProxyError::UpstreamClosed);
+                }
+            }
+            Ok(_) if self.upstream_error.is_some() => {}
+            Ok(n) => {
+                self.trickle = n < TRICKLE_READ;
+                if let Err(e) = self.limits.read(n, &job.meta.inst.name) {
+                    self.ubuf.clear();
+                    job.io = None;
+                    self.upstream_error = Some(e);
+                }
+            }
+            Err(e) => self.upstream_error = Some(ProxyError::UpstreamIo(e)),
         }
-        transform.error_event(&e.to_string(), &mut out);
-    } else if dec.is_done() && ubuf.is_empty() && upstream_keep_alive {
-        if let Some(io) = io.take() {
-            lane.pool.put(
-                crate::upstream::UpstreamConn {
+    }
+
+    /// The stream is over: usage recorded, the upstream connection pooled
+    /// (or, after a failure, an SSE error event), the last chunk sent;
+    /// whether the client connection stays open.
+    async fn finish(
+        mut self,
+        job: &mut StreamJob<'_>,
+        lane: &Lane,
+        c: &mut ClientConn,
+        ctx: &mut RequestCtx,
+    ) -> bool {
+        let (meta, plugin, chunked) = (&job.meta, job.plugin, job.chunked);
+        ctx.upstream_response_time = Some(job.sent_at.elapsed());
+        record(ctx, &mut job.obs);
+        if let Some(e) = &self.upstream_error {
+            tracing::warn!(instance = %meta.inst.name, "stream failed mid-way: {e}");
+            if e.counts_against_instance() {
+                meta.inst.failed(&plugin.passive);
+            }
+            job.transform.error_event(&e.to_string(), &mut self.out);
+        } else if job.dec.is_done() && self.ubuf.is_empty() && job.upstream_keep_alive {
+            if let Some(io) = job.io.take() {
+                let conn = crate::upstream::UpstreamConn {
                     io,
                     key: job.key.clone(),
                     served: job.served,
                     reused: job.reused,
-                },
-                &plugin.transport.keepalive,
-            );
+                };
+                lane.pool.put(conn, &plugin.transport.keepalive);
+            }
         }
+        frame(&mut c.wbuf, &self.out, chunked);
+        sent(ctx, &self.out);
+        if chunked {
+            c.wbuf.extend_from_slice(LAST_CHUNK);
+        }
+        c.ubuf = self.ubuf;
+        c.ubuf.clear();
+        // After an upstream failure the chunked framing is still intact
+        // (error event, then the last chunk): the connection stays usable.
+        on_usage(meta, ctx);
+        let flushed = c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok();
+        flushed && job.keep && (chunked || self.upstream_error.is_none())
     }
-    frame(&mut c.wbuf, &out, chunked);
-    sent(ctx, &out);
-    if chunked {
-        c.wbuf.extend_from_slice(LAST_CHUNK);
-    }
-    c.ubuf = ubuf;
-    c.ubuf.clear();
-    // After an upstream failure the chunked framing is still intact (error
-    // event, then the last chunk), so the client connection stays usable.
-    on_usage(meta, ctx);
-    c.flush_wbuf(send_timeout).await.is_ok() && keep && (chunked || upstream_error.is_none())
 }
+
+/// What a read gives back: the connection (none once it failed for
+/// good), its result, the buffer.
+type ReadResult = (Option<Io>, std::io::Result<usize>, BytesMut);
 
 /// `max_response_bytes` and `max_stream_duration_ms` for one stream.
 struct Limits {
@@ -291,7 +372,7 @@ fn finish_abandoned(
 }
 
 enum Ev {
-    Read((Option<Io>, std::io::Result<usize>, BytesMut)),
+    Read(ReadResult),
     Tick,
     Gone,
 }
@@ -342,11 +423,7 @@ fn frame(wbuf: &mut Vec<u8>, data: &[u8], chunked: bool) {
 /// A read that owns its connection and buffer, so it can be raced against
 /// timers without the risk of losing bytes: it is either awaited to
 /// completion or dropped together with the connection.
-async fn read_owned(
-    mut io: Io,
-    buf: BytesMut,
-    room: usize,
-) -> (Option<Io>, std::io::Result<usize>, BytesMut) {
+async fn read_owned(mut io: Io, buf: BytesMut, room: usize) -> ReadResult {
     let (res, buf) = net::read_at_least(&mut io, buf, room).await;
     (Some(io), res, buf)
 }

@@ -96,11 +96,9 @@ pub async fn relay<'a>(
     if (200..300).contains(&status) && answered.head.is_event_stream() {
         return Relayed::Stream(StreamJob::start(call, c, ctx, req, answered, meta));
     }
-    let inst = meta.inst;
-    let plugins = meta.plugins.clone();
-    let relayed = json(call, c, ctx, req, answered, probe, meta).await;
+    let relayed = json(call, c, ctx, req, answered, probe, &meta).await;
     if let Relayed::Done(_) = relayed {
-        after_answer(&plugins, inst, ctx).await;
+        after_answer(&meta.plugins, meta.inst, ctx).await;
     }
     relayed
 }
@@ -248,7 +246,7 @@ async fn json<'a>(
     req: &LlmRequest,
     answered: Answered,
     probe: bool,
-    meta: AnswerMeta<'_>,
+    meta: &AnswerMeta<'_>,
 ) -> Relayed<'a> {
     let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
     let Answered {
@@ -293,34 +291,9 @@ async fn json<'a>(
         let answered = Answered { up, head, sent_at };
         return Relayed::NotHeld(Box::new(Kept::new(lane, plugin, meta.inst, answered, read)));
     }
-    let from = meta.inst.wire(req.api);
-    let keep_raw_usage = meta.plugins.wants_raw_usage();
-    let converted_body = if (200..300).contains(&status) {
-        match convert_response(from, req.wire, req.api, &body, keep_raw_usage) {
-            Ok(conv) => {
-                ctx.llm.raw_usage = conv.raw_usage;
-                if let Some(u) = conv.usage {
-                    ctx.llm.prompt_tokens = u.prompt_tokens;
-                    ctx.llm.completion_tokens = u.completion_tokens;
-                }
-                if conv.model.is_some() {
-                    ctx.llm.model = conv.model;
-                }
-                if let Some(stored) = &conv.stored {
-                    for id in stored.ids() {
-                        plugin.affinity.remember(id.as_bytes(), meta.inst);
-                    }
-                }
-                conv.body
-            }
-            Err(e) => {
-                return Relayed::NotSent(ProxyError::BadResponse(leak_reason(&e.to_string())))
-            }
-        }
-    } else if from != req.wire {
-        Some(convert_error(from, req.wire, status, &body))
-    } else {
-        None
+    let converted_body = match convert(plugin, meta, req, ctx, status, &body) {
+        Ok(c) => c,
+        Err(e) => return Relayed::NotSent(e),
     };
     let out_body: &[u8] = converted_body.as_deref().unwrap_or(&body);
     if let Some(p) = &mut ctx.llm.payloads {
@@ -331,30 +304,85 @@ async fn json<'a>(
         lane.pool.put(up, &plugin.transport.keepalive);
     }
     let wbuf = &mut c.wbuf;
+    let converted = converted_body.is_some();
+    write_head(
+        wbuf,
+        &head,
+        converted,
+        out_body.len(),
+        meta,
+        upstream_time,
+        keep_alive,
+    );
+    wbuf.extend_from_slice(out_body);
+    ctx.status = status;
+    ctx.bytes_sent = out_body.len() as u64;
+    on_usage(meta, ctx);
+    Relayed::Done(c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive)
+}
+
+/// A JSON answer in the client's format: a success converted (its usage,
+/// model and stored ids recorded), an error respelled; `None` when the
+/// body goes out as it came.
+#[inline]
+fn convert(
+    plugin: &AiProxyMulti,
+    meta: &AnswerMeta<'_>,
+    req: &LlmRequest,
+    ctx: &mut RequestCtx,
+    status: u16,
+    body: &[u8],
+) -> Result<Option<Vec<u8>>, ProxyError> {
+    let from = meta.inst.wire(req.api);
+    if !(200..300).contains(&status) {
+        return Ok((from != req.wire).then(|| convert_error(from, req.wire, status, body)));
+    }
+    let keep_raw_usage = meta.plugins.wants_raw_usage();
+    let conv = convert_response(from, req.wire, req.api, body, keep_raw_usage)
+        .map_err(|e| ProxyError::BadResponse(leak_reason(&e.to_string())))?;
+    ctx.llm.raw_usage = conv.raw_usage;
+    if let Some(u) = conv.usage {
+        ctx.llm.prompt_tokens = u.prompt_tokens;
+        ctx.llm.completion_tokens = u.completion_tokens;
+    }
+    if conv.model.is_some() {
+        ctx.llm.model = conv.model;
+    }
+    if let Some(stored) = &conv.stored {
+        for id in stored.ids() {
+            plugin.affinity.remember(id.as_bytes(), meta.inst);
+        }
+    }
+    Ok(conv.body)
+}
+
+/// A JSON answer's head: status, the upstream's headers worth passing
+/// on, the length of the body (`converted`: its own content type), ours.
+#[inline]
+fn write_head(
+    wbuf: &mut Vec<u8>,
+    head: &ResponseHead,
+    converted: bool,
+    len: usize,
+    meta: &AnswerMeta<'_>,
+    upstream_time: Duration,
+    keep_alive: bool,
+) {
     wbuf.clear();
-    push_status_line(wbuf, status);
-    let ours: &[&[u8]] = if converted_body.is_some() {
-        &[b"content-type"]
-    } else {
-        &[]
-    };
-    pass_headers(wbuf, &head, ours);
-    if converted_body.is_some() {
+    push_status_line(wbuf, head.status);
+    let ours: &[&[u8]] = if converted { &[b"content-type"] } else { &[] };
+    pass_headers(wbuf, head, ours);
+    if converted {
         push_header(wbuf, b"Content-Type", b"application/json");
     }
     wbuf.extend_from_slice(b"Content-Length: ");
-    push_u64(wbuf, out_body.len() as u64);
+    push_u64(wbuf, len as u64);
     wbuf.extend_from_slice(b"\r\n");
-    ringway_headers(wbuf, &meta, upstream_time);
+    ringway_headers(wbuf, meta, upstream_time);
     if !keep_alive {
         wbuf.extend_from_slice(b"Connection: close\r\n");
     }
     wbuf.extend_from_slice(b"\r\n");
-    wbuf.extend_from_slice(out_body);
-    ctx.status = status;
-    ctx.bytes_sent = out_body.len() as u64;
-    on_usage(&meta, ctx);
-    Relayed::Done(c.flush_wbuf(lane.gateway.timeouts.send).await.is_ok() && keep_alive)
 }
 
 /// An answer past `max_response_bytes` (`len`: declared or read so far);
