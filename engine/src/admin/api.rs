@@ -5,15 +5,11 @@
 //! `{"key", "deleted": "1"}`, errors `{"error_msg": …}`.
 
 use http::Method;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::store::{envelope, Store};
-use crate::config::resources::{
-    id_string, Consumer, Credential, GlobalRule, Kind, Resources, Route, Service, Upstream,
-};
-use crate::config::{from_value, ConfigError, FieldPath};
+use crate::config::resources::{id_string, Kind, Route};
+use crate::config::ConfigError;
 
 pub struct Reply {
     pub status: u16,
@@ -179,27 +175,8 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// The stored JSON of a resource.
-fn current(res: &Resources, kind: Kind, id: &str) -> Option<Value> {
-    fn v<T: Serialize>(t: Option<&T>) -> Option<Value> {
-        t.and_then(|t| serde_json::to_value(t).ok())
-    }
-    match kind {
-        Kind::Route => v(res.routes.get(id)),
-        Kind::Service => v(res.services.get(id)),
-        Kind::Upstream => v(res.upstreams.get(id)),
-        Kind::Consumer => v(res.consumers.get(id)),
-        Kind::GlobalRule => v(res.global_rules.get(id)),
-        Kind::PluginMetadata => res.plugin_metadata.get(id).cloned(),
-        Kind::Credential => {
-            let (user, cid) = id.split_once('/')?;
-            v(res.credentials.get(user).and_then(|c| c.get(cid)))
-        }
-    }
-}
-
 fn get(store: &Store, kind: Kind, id: &str) -> Reply {
-    match current(&store.res, kind, id) {
+    match store.res.get_json(kind, id) {
         Some(v) => reply(200, envelope(kind, id, v, Some(store.indexes(kind, id)))),
         None => not_found(),
     }
@@ -218,7 +195,9 @@ fn list(store: &Store, kind: Kind) -> Reply {
     let items: Vec<Value> = ids
         .iter()
         .filter_map(|id| {
-            current(&store.res, kind, id)
+            store
+                .res
+                .get_json(kind, id)
                 .map(|v| envelope(kind, id, v, Some(store.indexes(kind, id))))
         })
         .collect();
@@ -258,7 +237,7 @@ fn put(
     mut body: Map<String, Value>,
     _patch: bool,
 ) -> Reply {
-    let existing = current(&store.res, kind, id);
+    let existing = store.res.get_json(kind, id);
     let created = existing
         .as_ref()
         .and_then(|v| v.get("create_time"))
@@ -297,7 +276,7 @@ fn put(
     body.insert("update_time".into(), Value::from(now_secs()));
     let value = Value::Object(body);
     let mut next = store.res.clone();
-    let inserted = insert(&mut next, kind, id, &value);
+    let inserted = next.insert_json(kind, id, &value);
     if let Err(e) = inserted {
         return invalid(e);
     }
@@ -306,7 +285,7 @@ fn put(
         return invalid(e);
     }
     store.touch(kind, id);
-    let stored = current(&store.res, kind, id).unwrap_or(Value::Null);
+    let stored = store.res.get_json(kind, id).unwrap_or(Value::Null);
     reply(
         if existing.is_some() { 200 } else { 201 },
         envelope(kind, id, stored, None),
@@ -319,56 +298,10 @@ fn invalid(e: ConfigError) -> Reply {
     r
 }
 
-fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, ConfigError> {
-    from_value(value, &FieldPath::root())
-}
-
-fn insert(res: &mut Resources, kind: Kind, id: &str, value: &Value) -> Result<(), ConfigError> {
-    match kind {
-        Kind::Route => {
-            res.routes.insert(id.to_owned(), typed::<Route>(value)?);
-        }
-        Kind::Service => {
-            res.services.insert(id.to_owned(), typed::<Service>(value)?);
-        }
-        Kind::Upstream => {
-            res.upstreams
-                .insert(id.to_owned(), typed::<Upstream>(value)?);
-        }
-        Kind::Consumer => {
-            res.consumers
-                .insert(id.to_owned(), typed::<Consumer>(value)?);
-        }
-        Kind::GlobalRule => {
-            res.global_rules
-                .insert(id.to_owned(), typed::<GlobalRule>(value)?);
-        }
-        // Checked when the snapshot compiles (crate::plugins::metadata).
-        Kind::PluginMetadata => {
-            res.plugin_metadata.insert(id.to_owned(), value.clone());
-        }
-        Kind::Credential => {
-            let (user, cid) = id.split_once('/').unwrap_or((id, ""));
-            if !res.consumers.contains_key(user) {
-                return Err(ConfigError::new(
-                    "",
-                    format!("consumer `{user}` does not exist"),
-                ));
-            }
-            let cred = typed::<Credential>(value)?;
-            res.credentials
-                .entry(user.to_owned())
-                .or_default()
-                .insert(cid.to_owned(), cred);
-        }
-    }
-    Ok(())
-}
-
 /// JSON merge patch (RFC 7386) of the whole resource, or replacement of
 /// the value at a sub-path (`PATCH /routes/1/plugins`).
 fn patch(store: &mut Store, kind: Kind, id: &str, sub: &[String], body: &[u8]) -> Reply {
-    let Some(mut value) = current(&store.res, kind, id) else {
+    let Some(mut value) = store.res.get_json(kind, id) else {
         return not_found();
     };
     let patch: Value = match serde_json::from_slice(body) {
@@ -421,7 +354,7 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 fn delete(store: &mut Store, kind: Kind, id: &str) -> Reply {
-    if current(&store.res, kind, id).is_none() {
+    if store.res.get_json(kind, id).is_none() {
         return not_found();
     }
     let users = |pred: &dyn Fn(&Route) -> bool| -> Vec<String> {
@@ -478,24 +411,7 @@ fn delete(store: &mut Store, kind: Kind, id: &str) -> Reply {
         _ => {}
     }
     let mut next = store.res.clone();
-    match kind {
-        Kind::Route => drop(next.routes.remove(id)),
-        Kind::Service => drop(next.services.remove(id)),
-        Kind::Upstream => drop(next.upstreams.remove(id)),
-        Kind::GlobalRule => drop(next.global_rules.remove(id)),
-        Kind::PluginMetadata => drop(next.plugin_metadata.remove(id)),
-        Kind::Consumer => {
-            next.consumers.remove(id);
-            next.credentials.remove(id);
-        }
-        Kind::Credential => {
-            if let Some((user, cid)) = id.split_once('/') {
-                if let Some(c) = next.credentials.get_mut(user) {
-                    c.remove(cid);
-                }
-            }
-        }
-    }
+    next.remove(kind, id);
     if let Err(e) = store.commit(next) {
         return invalid(e);
     }

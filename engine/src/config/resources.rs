@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::ConfigError;
+
 pub type PluginMap = BTreeMap<String, Value>;
 
 /// APISIX `timeout` object, in seconds.
@@ -239,7 +241,100 @@ pub enum Kind {
     PluginMetadata,
 }
 
+/// A resource of type `T` from its JSON (errors relative to it).
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, ConfigError> {
+    super::from_value(value, &super::FieldPath::root())
+}
+
 impl Resources {
+    /// The stored JSON of a resource (`id`: `user/credential` for a
+    /// credential).
+    pub fn get_json(&self, kind: Kind, id: &str) -> Option<Value> {
+        let res = self;
+        fn v<T: Serialize>(t: Option<&T>) -> Option<Value> {
+            t.and_then(|t| serde_json::to_value(t).ok())
+        }
+        match kind {
+            Kind::Route => v(res.routes.get(id)),
+            Kind::Service => v(res.services.get(id)),
+            Kind::Upstream => v(res.upstreams.get(id)),
+            Kind::Consumer => v(res.consumers.get(id)),
+            Kind::GlobalRule => v(res.global_rules.get(id)),
+            Kind::PluginMetadata => res.plugin_metadata.get(id).cloned(),
+            Kind::Credential => {
+                let (user, cid) = id.split_once('/')?;
+                v(res.credentials.get(user).and_then(|c| c.get(cid)))
+            }
+        }
+    }
+
+    /// Creates or replaces a resource from its stored JSON.
+    pub fn insert_json(&mut self, kind: Kind, id: &str, value: &Value) -> Result<(), ConfigError> {
+        let res = self;
+        match kind {
+            Kind::Route => {
+                res.routes.insert(id.to_owned(), typed::<Route>(value)?);
+            }
+            Kind::Service => {
+                res.services.insert(id.to_owned(), typed::<Service>(value)?);
+            }
+            Kind::Upstream => {
+                res.upstreams
+                    .insert(id.to_owned(), typed::<Upstream>(value)?);
+            }
+            Kind::Consumer => {
+                res.consumers
+                    .insert(id.to_owned(), typed::<Consumer>(value)?);
+            }
+            Kind::GlobalRule => {
+                res.global_rules
+                    .insert(id.to_owned(), typed::<GlobalRule>(value)?);
+            }
+            // Checked when the snapshot compiles (crate::plugins::metadata).
+            Kind::PluginMetadata => {
+                res.plugin_metadata.insert(id.to_owned(), value.clone());
+            }
+            Kind::Credential => {
+                let (user, cid) = id.split_once('/').unwrap_or((id, ""));
+                if !res.consumers.contains_key(user) {
+                    return Err(ConfigError::new(
+                        "",
+                        format!("consumer `{user}` does not exist"),
+                    ));
+                }
+                let cred = typed::<Credential>(value)?;
+                res.credentials
+                    .entry(user.to_owned())
+                    .or_default()
+                    .insert(cid.to_owned(), cred);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a resource (a consumer with its credentials).
+    pub fn remove(&mut self, kind: Kind, id: &str) {
+        let next = self;
+        match kind {
+            Kind::Route => drop(next.routes.remove(id)),
+            Kind::Service => drop(next.services.remove(id)),
+            Kind::Upstream => drop(next.upstreams.remove(id)),
+            Kind::GlobalRule => drop(next.global_rules.remove(id)),
+            Kind::PluginMetadata => drop(next.plugin_metadata.remove(id)),
+            Kind::Consumer => {
+                next.consumers.remove(id);
+                next.credentials.remove(id);
+            }
+            Kind::Credential => {
+                if let Some((user, cid)) = id.split_once('/') {
+                    if let Some(c) = next.credentials.get_mut(user) {
+                        c.remove(cid);
+                    }
+                }
+            }
+        }
+    }
+
     /// The field path a resource came from in the file (`services[0]`),
     /// empty for Admin API resources (their errors are relative).
     pub fn origin(&self, kind: Kind, id: &str) -> String {
