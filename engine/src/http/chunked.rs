@@ -125,19 +125,11 @@ impl ChunkedDecoder {
         Ok(None)
     }
 
+    /// Advances the state machine over one framing byte.
     fn step(&mut self, b: u8) -> Result<(), HttpError> {
         match self.state {
             State::Size => match b {
-                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                    let d = (b as char).to_digit(16).unwrap_or(0) as u64;
-                    self.remaining = self
-                        .remaining
-                        .checked_mul(16)
-                        .and_then(|v| v.checked_add(d))
-                        .ok_or(HttpError::BadChunk("chunk size overflows"))?;
-                    self.size_digits += 1;
-                    self.line_len += 1;
-                }
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => self.push_size_digit(b)?,
                 b' ' | b'\t' if self.size_digits > 0 => self.state = State::SizeWs,
                 b';' if self.size_digits > 0 => self.state = State::Ext,
                 b'\r' if self.size_digits > 0 => self.state = State::SizeLf,
@@ -157,28 +149,16 @@ impl ChunkedDecoder {
                 _ => return Err(HttpError::BadChunk("control character in chunk extension")),
             },
             State::SizeLf => {
-                if b != b'\n' {
-                    return Err(HttpError::BadChunk("expected LF after chunk size"));
-                }
-                self.line_len = 0;
-                self.size_digits = 0;
-                self.state = if self.remaining == 0 {
-                    State::TrailerStart
-                } else {
-                    State::Data
-                };
+                expect(b, b'\n', "expected LF after chunk size")?;
+                self.end_size_line();
             }
             State::Data => {}
             State::DataCr => {
-                if b != b'\r' {
-                    return Err(HttpError::BadChunk("chunk data longer than its size"));
-                }
+                expect(b, b'\r', "chunk data longer than its size")?;
                 self.state = State::DataLf;
             }
             State::DataLf => {
-                if b != b'\n' {
-                    return Err(HttpError::BadChunk("expected LF after chunk data"));
-                }
+                expect(b, b'\n', "expected LF after chunk data")?;
                 self.state = State::Size;
             }
             State::TrailerStart => match b {
@@ -195,20 +175,43 @@ impl ChunkedDecoder {
                 _ => self.bump_trailer()?,
             },
             State::TrailerLf => {
-                if b != b'\n' {
-                    return Err(HttpError::BadChunk("expected LF after trailer"));
-                }
+                expect(b, b'\n', "expected LF after trailer")?;
                 self.state = State::TrailerStart;
             }
             State::FinalLf => {
-                if b != b'\n' {
-                    return Err(HttpError::BadChunk("expected LF after last chunk"));
-                }
+                expect(b, b'\n', "expected LF after last chunk")?;
                 self.state = State::Done;
             }
             State::Done => {}
         }
         Ok(())
+    }
+
+    /// Adds one hex digit to the chunk size being read.
+    #[inline]
+    fn push_size_digit(&mut self, b: u8) -> Result<(), HttpError> {
+        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+        self.remaining = self
+            .remaining
+            .checked_mul(16)
+            .and_then(|v| v.checked_add(d))
+            .ok_or(HttpError::BadChunk("chunk size overflows"))?;
+        self.size_digits += 1;
+        self.line_len += 1;
+        Ok(())
+    }
+
+    /// After the size line's LF: the data, or the trailers after the last
+    /// (zero-size) chunk.
+    #[inline]
+    fn end_size_line(&mut self) {
+        self.line_len = 0;
+        self.size_digits = 0;
+        self.state = if self.remaining == 0 {
+            State::TrailerStart
+        } else {
+            State::Data
+        };
     }
 
     fn bump_line(&mut self) -> Result<(), HttpError> {
@@ -226,6 +229,15 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// `b` must be `want`; `missing` says what the framing lacked otherwise.
+#[inline]
+fn expect(b: u8, want: u8, missing: &'static str) -> Result<(), HttpError> {
+    if b != want {
+        return Err(HttpError::BadChunk(missing));
+    }
+    Ok(())
 }
 
 /// Writes the chunk header for `len` data bytes (`{len:x}\r\n`) into `out`.

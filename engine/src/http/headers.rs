@@ -1,6 +1,9 @@
 //! Header classification shared by the request and response paths: the
-//! hop-by-hop set of RFC 9110 §7.6.1, comma-separated list iteration and
+//! hop-by-hop set of RFC 9110 §7.6.1, comma-separated list iteration,
+//! `Connection` tokens (and whether they keep the connection open) and
 //! case-insensitive token matching.
+
+use super::Version;
 
 /// Headers that describe one connection and are never forwarded.
 const HOP_BY_HOP: [&[u8]; 8] = [
@@ -64,6 +67,16 @@ impl ConnectionTokens {
             } else {
                 self.has_extra = true;
             }
+        }
+    }
+
+    /// Whether the connection stays open after this message: HTTP/1.1
+    /// unless `close`, HTTP/1.0 only with `keep-alive` (and no `close`).
+    #[inline]
+    pub fn keeps_alive(&self, version: Version) -> bool {
+        match version {
+            Version::Http11 => !self.close,
+            Version::Http10 => self.keep_alive && !self.close,
         }
     }
 }

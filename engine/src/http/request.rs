@@ -71,27 +71,16 @@ impl RequestHead {
         limits: &HeadLimits,
         mut scratch: Vec<HeaderSpan>,
     ) -> Result<RequestHead, HttpError> {
-        if buf.len() > limits.max_head_bytes {
-            return Err(HttpError::HeadTooLarge {
-                limit: limits.max_head_bytes,
-            });
-        }
-        if !all_crlf(&buf) {
-            return Err(HttpError::Malformed("bare LF in request head"));
-        }
+        check_size_and_line_ends(&buf, limits)?;
         scratch.clear();
         let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
         let mut table =
             [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
         let mut req = httparse::Request::new(&mut []);
-        let parsed = req.parse_with_uninit_headers(&buf, &mut table[..max_headers]);
-        match parsed {
+        match req.parse_with_uninit_headers(&buf, &mut table[..max_headers]) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
                 return Err(HttpError::Malformed("incomplete request head"))
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(HttpError::TooManyHeaders { limit: max_headers })
             }
             Err(httparse::Error::Version) => {
                 // Malformed (400), another major (505), or a later 1.x
@@ -99,131 +88,15 @@ impl RequestHead {
                 let as_1_1 = super::request_line::refused_version(&buf)?;
                 return RequestHead::parse(as_1_1, limits, scratch);
             }
-            Err(httparse::Error::HeaderName) => {
-                return Err(HttpError::Malformed(
-                    "invalid header name (obs-fold or bad token)",
-                ))
-            }
-            Err(httparse::Error::HeaderValue) => {
-                return Err(HttpError::Malformed("invalid header value"))
-            }
-            Err(httparse::Error::Token) => return Err(HttpError::Malformed("invalid method")),
-            Err(_) => return Err(HttpError::Malformed("invalid request line")),
+            Err(e) => return Err(syntax_error(e, max_headers)),
         }
-        let version = match req.version {
-            Some(0) => Version::Http10,
-            Some(1) => Version::Http11,
-            _ => return Err(HttpError::UnsupportedVersion),
-        };
-        let method_bytes = req.method.ok_or(HttpError::Malformed("missing method"))?;
-        let method = Method::from_bytes(method_bytes.as_bytes())
-            .map_err(|_| HttpError::Malformed("invalid method"))?;
-        let target_str = req
-            .path
-            .ok_or(HttpError::Malformed("missing request target"))?;
-        let target = Span::of(&buf, target_str.as_bytes());
-
-        let mut framing_cl: Option<u64> = None;
-        let mut te_seen = false;
-        let mut te_chunked_count = 0u32;
-        let mut te_chunked_last = false;
-        let mut te_unknown = false;
-        let mut host: Option<Span> = None;
-        let mut host_count = 0usize;
-        let mut conn = ConnectionTokens::default();
-        let mut expect_continue = false;
-        for h in req.headers.iter() {
-            let name = h.name.as_bytes();
-            let value = headers::trim(h.value);
-            let span = HeaderSpan {
-                name: Span::of(&buf, name),
-                value: Span::of(&buf, value),
-            };
-            scratch.push(span);
-            match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => {
-                    host_count += 1;
-                    host = Some(span.value);
-                }
-                14 if name.eq_ignore_ascii_case(b"content-length") => {
-                    let n = headers::parse_content_length(value)
-                        .ok_or(HttpError::Malformed("invalid Content-Length"))?;
-                    if framing_cl.is_some_and(|prev| prev != n) {
-                        return Err(HttpError::Malformed("conflicting Content-Length headers"));
-                    }
-                    framing_cl = Some(n);
-                }
-                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                    te_seen = true;
-                    for item in headers::list_items(value) {
-                        te_chunked_last = item.eq_ignore_ascii_case(b"chunked");
-                        if te_chunked_last {
-                            te_chunked_count += 1;
-                        } else {
-                            te_unknown = true;
-                        }
-                    }
-                }
-                10 if name.eq_ignore_ascii_case(b"connection") => conn.add(value),
-                6 if name.eq_ignore_ascii_case(b"expect") => {
-                    if value.eq_ignore_ascii_case(b"100-continue") {
-                        expect_continue = true;
-                    } else {
-                        return Err(HttpError::UnsupportedExpectation);
-                    }
-                }
-                _ => {}
-            }
-        }
-
-        let framing = if te_seen {
-            if framing_cl.is_some() {
-                return Err(HttpError::Malformed(
-                    "both Transfer-Encoding and Content-Length",
-                ));
-            }
-            if version == Version::Http10 {
-                return Err(HttpError::Malformed(
-                    "Transfer-Encoding in an HTTP/1.0 request",
-                ));
-            }
-            // RFC 9112 §6.3: chunked must be the final coding, applied once,
-            // or the length cannot be determined (400). Other codings are
-            // well-formed but not implemented (501).
-            if te_chunked_count != 1 || !te_chunked_last {
-                return Err(HttpError::Malformed(
-                    "chunked must be the final transfer coding, applied once",
-                ));
-            }
-            if te_unknown {
-                return Err(HttpError::UnsupportedTransferCoding);
-            }
-            BodyFraming::Chunked
-        } else {
-            match framing_cl {
-                Some(0) | None => BodyFraming::None,
-                Some(n) => BodyFraming::Length(n),
-            }
-        };
-
+        let (version, method, target) = line_parts(&req, &buf)?;
+        let facts = HeaderFacts::gather(&buf, req.headers, &mut scratch)?;
+        let framing = facts.framing(version)?;
         let (path, query, authority) = split_target(&buf, target)?;
-        if let Some(a) = authority {
-            host = Some(a);
-        } else {
-            if version == Version::Http11 && host_count == 0 {
-                return Err(HttpError::Malformed("missing Host header"));
-            }
-            if host_count > 1 {
-                return Err(HttpError::Malformed("multiple Host headers"));
-            }
-        }
-
-        let keep_alive = match version {
-            Version::Http11 => !conn.close,
-            Version::Http10 => conn.keep_alive && !conn.close,
-        };
+        let host = facts.host(authority, version)?;
         let expect_continue =
-            expect_continue && version == Version::Http11 && framing != BodyFraming::None;
+            facts.expect_continue && version == Version::Http11 && framing != BodyFraming::None;
         Ok(RequestHead {
             buf,
             method,
@@ -234,10 +107,10 @@ impl RequestHead {
             headers: scratch,
             host,
             framing,
-            keep_alive,
+            keep_alive: facts.conn.keeps_alive(version),
             expect_continue,
-            connection_extra: conn.has_extra,
-            upgrade: conn.upgrade,
+            connection_extra: facts.conn.has_extra,
+            upgrade: facts.conn.upgrade,
         })
     }
 
@@ -319,6 +192,198 @@ impl RequestHead {
 
     pub fn has_body(&self) -> bool {
         self.framing != BodyFraming::None
+    }
+}
+
+/// Refuses a head over the size limit, or with a bare LF anywhere in it.
+#[inline]
+fn check_size_and_line_ends(buf: &[u8], limits: &HeadLimits) -> Result<(), HttpError> {
+    if buf.len() > limits.max_head_bytes {
+        return Err(HttpError::HeadTooLarge {
+            limit: limits.max_head_bytes,
+        });
+    }
+    if !all_crlf(buf) {
+        return Err(HttpError::Malformed("bare LF in request head"));
+    }
+    Ok(())
+}
+
+/// The error for a head httparse refused, other than for its version
+/// (which [`super::request_line::refused_version`] reads again).
+#[cold]
+fn syntax_error(e: httparse::Error, max_headers: usize) -> HttpError {
+    match e {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders { limit: max_headers },
+        httparse::Error::HeaderName => {
+            HttpError::Malformed("invalid header name (obs-fold or bad token)")
+        }
+        httparse::Error::HeaderValue => HttpError::Malformed("invalid header value"),
+        httparse::Error::Token => HttpError::Malformed("invalid method"),
+        _ => HttpError::Malformed("invalid request line"),
+    }
+}
+
+/// The version, method and request-target of a parsed request line.
+#[inline]
+fn line_parts(
+    req: &httparse::Request<'_, '_>,
+    buf: &[u8],
+) -> Result<(Version, Method, Span), HttpError> {
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        Some(1) => Version::Http11,
+        _ => return Err(HttpError::UnsupportedVersion),
+    };
+    let method_bytes = req.method.ok_or(HttpError::Malformed("missing method"))?;
+    let method = Method::from_bytes(method_bytes.as_bytes())
+        .map_err(|_| HttpError::Malformed("invalid method"))?;
+    let target_str = req
+        .path
+        .ok_or(HttpError::Malformed("missing request target"))?;
+    Ok((version, method, Span::of(buf, target_str.as_bytes())))
+}
+
+/// What the headers say about the body, the host, the connection and
+/// `Expect`, gathered in the one pass that fills the header table.
+#[derive(Default)]
+struct HeaderFacts {
+    content_length: Option<u64>,
+    transfer: TransferCodings,
+    /// The last `Host` value, and how many there were.
+    host: Option<Span>,
+    host_count: usize,
+    conn: ConnectionTokens,
+    expect_continue: bool,
+}
+
+impl HeaderFacts {
+    /// Records every header as spans into `table` and reads the ones that
+    /// matter for framing, routing and the connection.
+    #[inline]
+    fn gather(
+        buf: &[u8],
+        parsed: &[httparse::Header<'_>],
+        table: &mut Vec<HeaderSpan>,
+    ) -> Result<HeaderFacts, HttpError> {
+        let mut facts = HeaderFacts::default();
+        for h in parsed {
+            let name = h.name.as_bytes();
+            let value = headers::trim(h.value);
+            let span = HeaderSpan {
+                name: Span::of(buf, name),
+                value: Span::of(buf, value),
+            };
+            table.push(span);
+            facts.note(name, value, span.value)?;
+        }
+        Ok(facts)
+    }
+
+    /// Reads one header: `Host`, `Content-Length`, `Transfer-Encoding`,
+    /// `Connection` and `Expect` count, the others do not.
+    #[inline]
+    fn note(&mut self, name: &[u8], value: &[u8], value_span: Span) -> Result<(), HttpError> {
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                self.host_count += 1;
+                self.host = Some(value_span);
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = headers::parse_content_length(value)
+                    .ok_or(HttpError::Malformed("invalid Content-Length"))?;
+                if self.content_length.is_some_and(|prev| prev != n) {
+                    return Err(HttpError::Malformed("conflicting Content-Length headers"));
+                }
+                self.content_length = Some(n);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => self.transfer.add(value),
+            10 if name.eq_ignore_ascii_case(b"connection") => self.conn.add(value),
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    self.expect_continue = true;
+                } else {
+                    return Err(HttpError::UnsupportedExpectation);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// How the body is delimited (RFC 9112 §6), or why that is ambiguous.
+    #[inline]
+    fn framing(&self, version: Version) -> Result<BodyFraming, HttpError> {
+        if !self.transfer.seen {
+            return Ok(match self.content_length {
+                Some(0) | None => BodyFraming::None,
+                Some(n) => BodyFraming::Length(n),
+            });
+        }
+        if self.content_length.is_some() {
+            return Err(HttpError::Malformed(
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        if version == Version::Http10 {
+            return Err(HttpError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        // RFC 9112 §6.3: chunked must be the final coding, applied once,
+        // or the length cannot be determined (400). Other codings are
+        // well-formed but not implemented (501).
+        let te = &self.transfer;
+        if te.chunked_count != 1 || !te.chunked_last {
+            return Err(HttpError::Malformed(
+                "chunked must be the final transfer coding, applied once",
+            ));
+        }
+        if te.unknown {
+            return Err(HttpError::UnsupportedTransferCoding);
+        }
+        Ok(BodyFraming::Chunked)
+    }
+
+    /// The host: an absolute-form target's `authority`, else the one
+    /// `Host` header (which HTTP/1.1 requires).
+    #[inline]
+    fn host(&self, authority: Option<Span>, version: Version) -> Result<Option<Span>, HttpError> {
+        if authority.is_some() {
+            return Ok(authority);
+        }
+        if version == Version::Http11 && self.host_count == 0 {
+            return Err(HttpError::Malformed("missing Host header"));
+        }
+        if self.host_count > 1 {
+            return Err(HttpError::Malformed("multiple Host headers"));
+        }
+        Ok(self.host)
+    }
+}
+
+/// The codings of every `Transfer-Encoding` header, as far as framing
+/// needs them: whether chunked came once and last, and any other.
+#[derive(Default)]
+struct TransferCodings {
+    seen: bool,
+    chunked_count: u32,
+    chunked_last: bool,
+    unknown: bool,
+}
+
+impl TransferCodings {
+    #[inline]
+    fn add(&mut self, value: &[u8]) {
+        self.seen = true;
+        for item in headers::list_items(value) {
+            self.chunked_last = item.eq_ignore_ascii_case(b"chunked");
+            if self.chunked_last {
+                self.chunked_count += 1;
+            } else {
+                self.unknown = true;
+            }
+        }
     }
 }
 

@@ -76,57 +76,14 @@ impl ResponseHead {
             Version::Http11
         };
         let reason = Span::of(&buf, resp.reason.unwrap_or("").as_bytes());
-        let mut cl: Option<u64> = None;
-        let mut chunked = false;
-        let mut te = false;
-        let mut conn = ConnectionTokens::default();
-        for h in resp.headers.iter() {
-            let name = h.name.as_bytes();
-            let value = headers::trim(h.value);
-            scratch.push(HeaderSpan {
-                name: Span::of(&buf, name),
-                value: Span::of(&buf, value),
-            });
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let n =
-                    headers::parse_content_length(value).ok_or(ResponseError::BadContentLength)?;
-                if cl.is_some_and(|p| p != n) {
-                    return Err(ResponseError::BadContentLength);
-                }
-                cl = Some(n);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                te = true;
-                chunked = headers::list_items(value)
-                    .last()
-                    .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                conn.add(value);
-            }
-        }
+        let facts = HeaderFacts::gather(&buf, resp.headers, &mut scratch)?;
         if status == 101 {
             return Err(ResponseError::Upgrade);
         }
-        let no_body =
-            head_request || (100..200).contains(&status) || status == 204 || status == 304;
-        let framing = if no_body {
-            ResponseFraming::None
-        } else if te {
-            if chunked {
-                ResponseFraming::Chunked
-            } else {
-                ResponseFraming::Close
-            }
-        } else {
-            match cl {
-                Some(n) => ResponseFraming::Length(n),
-                None => ResponseFraming::Close,
-            }
-        };
-        let keep_alive = match version {
-            Version::Http11 => !conn.close,
-            Version::Http10 => conn.keep_alive && !conn.close,
-        } && framing != ResponseFraming::Close
-            && !(te && cl.is_some());
+        let framing = facts.framing(status, head_request);
+        let keep_alive = facts.conn.keeps_alive(version)
+            && framing != ResponseFraming::Close
+            && !(facts.te && facts.cl.is_some());
         Ok(ResponseHead {
             buf,
             status,
@@ -135,7 +92,7 @@ impl ResponseHead {
             headers: scratch,
             framing,
             keep_alive,
-            connection_extra: conn.has_extra,
+            connection_extra: facts.conn.has_extra,
         })
     }
 
@@ -170,6 +127,78 @@ impl ResponseHead {
     pub fn is_event_stream(&self) -> bool {
         self.header("content-type")
             .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"))
+    }
+}
+
+/// What a response's headers say about its body and its connection,
+/// gathered in the one pass that fills the header table.
+#[derive(Default)]
+struct HeaderFacts {
+    /// `Content-Length` (all of them agreeing).
+    cl: Option<u64>,
+    /// A `Transfer-Encoding` was present; `chunked`: the last one ends in
+    /// `chunked`.
+    te: bool,
+    chunked: bool,
+    conn: ConnectionTokens,
+}
+
+impl HeaderFacts {
+    /// Records every header as spans into `table` and reads
+    /// `Content-Length`, `Transfer-Encoding` and `Connection`.
+    #[inline]
+    fn gather(
+        buf: &[u8],
+        parsed: &[httparse::Header<'_>],
+        table: &mut Vec<HeaderSpan>,
+    ) -> Result<HeaderFacts, ResponseError> {
+        let mut facts = HeaderFacts::default();
+        for h in parsed {
+            let name = h.name.as_bytes();
+            let value = headers::trim(h.value);
+            table.push(HeaderSpan {
+                name: Span::of(buf, name),
+                value: Span::of(buf, value),
+            });
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let n =
+                    headers::parse_content_length(value).ok_or(ResponseError::BadContentLength)?;
+                if facts.cl.is_some_and(|p| p != n) {
+                    return Err(ResponseError::BadContentLength);
+                }
+                facts.cl = Some(n);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                facts.te = true;
+                facts.chunked = headers::list_items(value)
+                    .last()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                facts.conn.add(value);
+            }
+        }
+        Ok(facts)
+    }
+
+    /// How the body is delimited (RFC 9112 §6.3): none after HEAD and for
+    /// 1xx, 204 and 304; else chunked, a length, or until the close.
+    #[inline]
+    fn framing(&self, status: u16, head_request: bool) -> ResponseFraming {
+        let no_body =
+            head_request || (100..200).contains(&status) || status == 204 || status == 304;
+        if no_body {
+            ResponseFraming::None
+        } else if self.te {
+            if self.chunked {
+                ResponseFraming::Chunked
+            } else {
+                ResponseFraming::Close
+            }
+        } else {
+            match self.cl {
+                Some(n) => ResponseFraming::Length(n),
+                None => ResponseFraming::Close,
+            }
+        }
     }
 }
 

@@ -173,26 +173,31 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx, reda
     );
     str_field(out, "request_type", ctx.request_type.as_str().as_bytes());
     if ctx.request_type != crate::exchange::ctx::RequestType::TraditionalHttp {
-        let l = &ctx.llm;
-        opt_str(out, "request_llm_model", l.request_model.as_deref());
-        opt_str(out, "llm_model", l.model.as_deref());
-        ms_field(out, "llm_time_to_first_token", l.ttft);
-        ms_field(
-            out,
-            "llm_time_to_first_token_from_request",
-            l.ttft_from_request,
-        );
-        let _ = write!(
-            out,
-            ",\"llm_prompt_tokens\":{},\"llm_completion_tokens\":{}",
-            l.prompt_tokens, l.completion_tokens
-        );
-        opt_str(out, "llm_instance", l.instance.as_deref());
-        let _ = write!(out, ",\"llm_attempts\":{}", l.attempts);
-        // `logging.summaries` / `.payloads`: compact JSON, one line.
-        crate::observe::entry::write_llm_logging(out, ctx);
+        write_llm_fields(out, ctx);
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// The LLM variables of an AI request, then its `logging` fields.
+fn write_llm_fields(out: &mut Vec<u8>, ctx: &RequestCtx) {
+    let l = &ctx.llm;
+    opt_str(out, "request_llm_model", l.request_model.as_deref());
+    opt_str(out, "llm_model", l.model.as_deref());
+    ms_field(out, "llm_time_to_first_token", l.ttft);
+    ms_field(
+        out,
+        "llm_time_to_first_token_from_request",
+        l.ttft_from_request,
+    );
+    let _ = write!(
+        out,
+        ",\"llm_prompt_tokens\":{},\"llm_completion_tokens\":{}",
+        l.prompt_tokens, l.completion_tokens
+    );
+    opt_str(out, "llm_instance", l.instance.as_deref());
+    let _ = write!(out, ",\"llm_attempts\":{}", l.attempts);
+    // `logging.summaries` / `.payloads`: compact JSON, one line.
+    crate::observe::entry::write_llm_logging(out, ctx);
 }
 
 fn ms_field(out: &mut Vec<u8>, key: &str, v: Option<Duration>) {

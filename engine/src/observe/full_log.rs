@@ -116,53 +116,8 @@ impl<'a> FullLog<'a> {
             .unwrap_or_default();
         let latency = ctx.started.elapsed();
         let start = now.saturating_sub(latency);
-        let host = head.host().map(text).unwrap_or_default();
-        let headers = head
-            .header_pairs()
-            .map(|(n, v)| (lowercase(n), Scalar::Str(redacted(r.header_value(n, v)))))
-            .collect();
-        let query = head
-            .query()
-            .unwrap_or_default()
-            .split(|&b| b == b'&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let mut kv = pair.splitn(2, |&b| b == b'=');
-                let name = kv.next().unwrap_or_default();
-                let value = match kv.next() {
-                    None => Scalar::True,
-                    Some(v) if !v.is_empty() && r.param(name) => Scalar::Str(MARKER.into()),
-                    Some(v) => Scalar::Str(text(v)),
-                };
-                (text(name), value)
-            })
-            .collect();
-        let body = ctx
-            .llm
-            .request_body
-            .as_ref()
-            .filter(|_| opts.includes_request_body(head, ctx))
-            .map(|b| {
-                let n = opts.max_request_body.unwrap_or(usize::MAX).min(b.len());
-                text(&b[..n])
-            });
-        let target = redacted(r.target(head.target()));
-        let scheme = if ctx.tls { "https" } else { "http" };
-        let request = Request {
-            url: format!("{scheme}://{host}{}", origin_form(&target)),
-            uri: target,
-            method: head.method.as_str(),
-            headers: Grouped(headers),
-            querystring: Grouped(query),
-            size: head
-                .header("content-length")
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
-                .unwrap_or(0),
-            body,
-        };
-        let l = &ctx.llm;
         FullLog {
-            request,
+            request: Request::of(head, ctx, opts, r),
             response: Response {
                 status: ctx.status,
                 size: ctx.bytes_sent,
@@ -186,20 +141,88 @@ impl<'a> FullLog<'a> {
                 version: env!("CARGO_PKG_VERSION"),
             },
             request_type: ctx.request_type.as_str(),
-            llm: (ctx.request_type != RequestType::TraditionalHttp).then(|| LlmVars {
-                request_llm_model: l.request_model.as_deref(),
-                llm_model: l.model.as_deref(),
-                llm_time_to_first_token: l.ttft.map(ms),
-                llm_prompt_tokens: l.prompt_tokens,
-                llm_completion_tokens: l.completion_tokens,
-                llm_instance: l.instance.as_deref(),
-                llm_attempts: l.attempts,
-            }),
+            llm: (ctx.request_type != RequestType::TraditionalHttp).then(|| LlmVars::of(ctx)),
         }
     }
 }
 
-/// Text of a value that may have been redacted.
+impl<'a> Request<'a> {
+    /// The `request` part: the URL and target with credentials redacted,
+    /// headers and query arguments grouped by name, the body when the
+    /// options include it.
+    fn of(
+        head: &'a RequestHead,
+        ctx: &'a RequestCtx,
+        opts: &EntryOptions,
+        r: &Redaction,
+    ) -> Request<'a> {
+        let host = head.host().map(text).unwrap_or_default();
+        let headers = head
+            .header_pairs()
+            .map(|(n, v)| (lowercase(n), Scalar::Str(redacted(r.header_value(n, v)))))
+            .collect();
+        let body = ctx
+            .llm
+            .request_body
+            .as_ref()
+            .filter(|_| opts.includes_request_body(head, ctx))
+            .map(|b| {
+                let n = opts.max_request_body.unwrap_or(usize::MAX).min(b.len());
+                text(&b[..n])
+            });
+        let target = redacted(r.target(head.target()));
+        let scheme = if ctx.tls { "https" } else { "http" };
+        Request {
+            url: format!("{scheme}://{host}{}", origin_form(&target)),
+            uri: target,
+            method: head.method.as_str(),
+            headers: Grouped(headers),
+            querystring: Grouped(query_args(head, r)),
+            size: head
+                .header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                .unwrap_or(0),
+            body,
+        }
+    }
+}
+
+impl<'a> LlmVars<'a> {
+    /// The LLM variables of an AI request.
+    fn of(ctx: &'a RequestCtx) -> LlmVars<'a> {
+        let l = &ctx.llm;
+        LlmVars {
+            request_llm_model: l.request_model.as_deref(),
+            llm_model: l.model.as_deref(),
+            llm_time_to_first_token: l.ttft.map(ms),
+            llm_prompt_tokens: l.prompt_tokens,
+            llm_completion_tokens: l.completion_tokens,
+            llm_instance: l.instance.as_deref(),
+            llm_attempts: l.attempts,
+        }
+    }
+}
+
+/// The query's arguments in order, a credential's value redacted (an
+/// argument without `=` is `true`).
+fn query_args<'a>(head: &'a RequestHead, r: &Redaction) -> Vec<(Cow<'a, str>, Scalar<'a>)> {
+    head.query()
+        .unwrap_or_default()
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut kv = pair.splitn(2, |&b| b == b'=');
+            let name = kv.next().unwrap_or_default();
+            let value = match kv.next() {
+                None => Scalar::True,
+                Some(v) if !v.is_empty() && r.param(name) => Scalar::Str(MARKER.into()),
+                Some(v) => Scalar::Str(text(v)),
+            };
+            (text(name), value)
+        })
+        .collect()
+}
+
 /// The path and query of a request target (an absolute-form target,
 /// `http://host/p?q`, without its scheme and authority).
 fn origin_form(target: &str) -> &str {
@@ -211,6 +234,7 @@ fn origin_form(target: &str) -> &str {
     }
 }
 
+/// Text of a value that may have been redacted.
 fn redacted(v: Cow<'_, [u8]>) -> Cow<'_, str> {
     match v {
         Cow::Borrowed(b) => text(b),

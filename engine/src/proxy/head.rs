@@ -58,21 +58,28 @@ pub fn write_request_head(
     client: &ClientSide,
     body: OutBody,
 ) {
+    write_request_line(out, head, client);
+    write_host(out, head, spec, node);
+    write_client_headers(out, head, client);
+    write_gateway_headers(out, head, client);
+    write_body_framing(out, head, body);
+    if !spec.keepalive.enabled {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request line: the client's method and target in origin form (an
+/// absolute-form target loses its scheme and authority), without a
+/// hidden query parameter.
+#[inline]
+fn write_request_line(out: &mut Vec<u8>, head: &RequestHead, client: &ClientSide) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     let target = head.target();
     if let (Some(hidden), Some(q)) = (client.hide_query, head.query()) {
         out.extend_from_slice(head.path());
-        let mut first = true;
-        for pair in q.split(|&b| b == b'&') {
-            let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
-            if name == hidden.as_bytes() || pair.is_empty() {
-                continue;
-            }
-            out.push(if first { b'?' } else { b'&' });
-            first = false;
-            out.extend_from_slice(pair);
-        }
+        write_query_without(out, q, hidden);
     } else if target.first() == Some(&b'/') || target == b"*" {
         out.extend_from_slice(target);
     } else {
@@ -84,7 +91,27 @@ pub fn write_request_head(
         }
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+}
 
+/// Query `q` without the parameter named `hidden` (nor empty pairs),
+/// with its `?` unless nothing is left.
+fn write_query_without(out: &mut Vec<u8>, q: &[u8], hidden: &str) {
+    let mut first = true;
+    for pair in q.split(|&b| b == b'&') {
+        let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+        if name == hidden.as_bytes() || pair.is_empty() {
+            continue;
+        }
+        out.push(if first { b'?' } else { b'&' });
+        first = false;
+        out.extend_from_slice(pair);
+    }
+}
+
+/// `Host` per `pass_host`: the client's, a fixed one, or the node's
+/// authority.
+#[inline]
+fn write_host(out: &mut Vec<u8>, head: &RequestHead, spec: &UpstreamSpec, node: &Node) {
     out.extend_from_slice(b"Host: ");
     match (&spec.pass_host, head.host_with_port()) {
         (PassHost::Pass, Some(h)) => out.extend_from_slice(h),
@@ -96,7 +123,13 @@ pub fn write_request_head(
         ),
     }
     out.extend_from_slice(b"\r\n");
+}
 
+/// The client's headers, in order, except hop-by-hop ones (fixed or named
+/// in `Connection`), those the gateway sets itself, a hidden credential
+/// header, and the consumer headers when a consumer was identified.
+#[inline]
+fn write_client_headers(out: &mut Vec<u8>, head: &RequestHead, client: &ClientSide) {
     for (name, value) in head.header_pairs() {
         if is_hop_by_hop(name) || replaced_by_gateway(name) {
             continue;
@@ -115,6 +148,12 @@ pub fn write_request_head(
         }
         push_header(out, name, value);
     }
+}
+
+/// The headers the gateway adds: the consumer and credential an auth
+/// plugin identified, `X-Forwarded-*` and `X-Real-IP`.
+#[inline]
+fn write_gateway_headers(out: &mut Vec<u8>, head: &RequestHead, client: &ClientSide) {
     if let Some(name) = client.consumer {
         push_header(out, b"X-Consumer-Username", name.as_bytes());
     }
@@ -140,6 +179,12 @@ pub fn write_request_head(
     out.extend_from_slice(b"X-Forwarded-Port: ");
     push_u64(out, u64::from(client.local_port));
     out.extend_from_slice(b"\r\n");
+}
+
+/// `Content-Length` or `Transfer-Encoding` for the body as forwarded (a
+/// client's `Content-Length` on a request sent without a body becomes 0).
+#[inline]
+fn write_body_framing(out: &mut Vec<u8>, head: &RequestHead, body: OutBody) {
     match body {
         OutBody::None => {
             if head.header("content-length").is_some() {
@@ -153,8 +198,4 @@ pub fn write_request_head(
         }
         OutBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
-    if !spec.keepalive.enabled {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
 }

@@ -47,7 +47,8 @@ fn to_anthropic_blocks(content: &Value) -> Value {
     }
 }
 
-pub fn openai_to_anthropic_request(v: &Value) -> Result<Value, WireError> {
+/// The request object and its `messages`, which both chat formats require.
+fn object_and_messages(v: &Value) -> Result<(&Map<String, Value>, &Vec<Value>), WireError> {
     let o = v
         .as_object()
         .ok_or_else(|| WireError::new("the request body must be a JSON object"))?;
@@ -55,62 +56,12 @@ pub fn openai_to_anthropic_request(v: &Value) -> Result<Value, WireError> {
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| WireError::new("`messages` must be an array"))?;
-    let mut system: Vec<String> = Vec::new();
-    let mut out_msgs: Vec<Value> = Vec::new();
-    for m in msgs {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-        let content = m.get("content").unwrap_or(&Value::Null);
-        match role {
-            "system" | "developer" => system.push(text_of(content)),
-            "assistant" => {
-                let mut blocks: Vec<Value> = Vec::new();
-                let t = text_of(content);
-                if !t.is_empty() {
-                    blocks.push(json!({"type": "text", "text": t}));
-                }
-                for tc in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let args = tc
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("{}");
-                    blocks.push(json!({
-                        "type": "tool_use",
-                        "id": tc.get("id").cloned().unwrap_or(Value::from("")),
-                        "name": tc.pointer("/function/name").cloned().unwrap_or(Value::from("")),
-                        "input": serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!({})),
-                    }));
-                }
-                out_msgs.push(json!({"role": "assistant", "content": blocks}));
-            }
-            "tool" | "function" => {
-                let block = json!({
-                    "type": "tool_result",
-                    "tool_use_id": m.get("tool_call_id").cloned().unwrap_or(Value::from("")),
-                    "content": text_of(content),
-                });
-                // Consecutive tool results share one user turn.
-                match out_msgs.last_mut() {
-                    Some(last)
-                        if last["role"] == "user"
-                            && last["content"]
-                                .as_array()
-                                .is_some_and(|b| b.iter().all(|x| x["type"] == "tool_result")) =>
-                    {
-                        if let Some(b) = last["content"].as_array_mut() {
-                            b.push(block);
-                        }
-                    }
-                    _ => out_msgs.push(json!({"role": "user", "content": [block]})),
-                }
-            }
-            _ => out_msgs.push(json!({"role": "user", "content": to_anthropic_blocks(content)})),
-        }
-    }
+    Ok((o, msgs))
+}
+
+pub fn openai_to_anthropic_request(v: &Value) -> Result<Value, WireError> {
+    let (o, msgs) = object_and_messages(v)?;
+    let (system, out_msgs) = anthropic_messages(msgs);
     let mut out = Map::new();
     if let Some(m) = o.get("model") {
         out.insert("model".into(), m.clone());
@@ -140,40 +91,120 @@ pub fn openai_to_anthropic_request(v: &Value) -> Result<Value, WireError> {
         _ => {}
     }
     if let Some(tools) = o.get("tools").and_then(Value::as_array) {
-        let mapped: Vec<Value> = tools
-            .iter()
-            .filter_map(|t| t.get("function"))
-            .map(|f| {
-                json!({
-                    "name": f.get("name").cloned().unwrap_or(Value::from("")),
-                    "description": f.get("description").cloned().unwrap_or(Value::from("")),
-                    "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"})),
-                })
-            })
-            .collect();
-        out.insert("tools".into(), Value::Array(mapped));
+        out.insert("tools".into(), anthropic_tools(tools));
     }
-    match o.get("tool_choice") {
-        Some(Value::String(s)) if s == "auto" => {
-            drop(out.insert("tool_choice".into(), json!({"type": "auto"})))
-        }
-        Some(Value::String(s)) if s == "required" => {
-            drop(out.insert("tool_choice".into(), json!({"type": "any"})))
-        }
-        Some(Value::String(s)) if s == "none" => {
-            drop(out.insert("tool_choice".into(), json!({"type": "none"})))
-        }
-        Some(Value::Object(tc)) => {
-            if let Some(name) = tc.get("function").and_then(|f| f.get("name")) {
-                out.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
-            }
-        }
-        _ => {}
+    if let Some(choice) = o.get("tool_choice").and_then(anthropic_tool_choice) {
+        out.insert("tool_choice".into(), choice);
     }
     if let Some(user) = o.get("user") {
         out.insert("metadata".into(), json!({"user_id": user}));
     }
     Ok(Value::Object(out))
+}
+
+/// OpenAI messages → Anthropic's: the system (and developer) texts apart,
+/// every other turn as an Anthropic message.
+fn anthropic_messages(msgs: &[Value]) -> (Vec<String>, Vec<Value>) {
+    let mut system: Vec<String> = Vec::new();
+    let mut out_msgs: Vec<Value> = Vec::new();
+    for m in msgs {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let content = m.get("content").unwrap_or(&Value::Null);
+        match role {
+            "system" | "developer" => system.push(text_of(content)),
+            "assistant" => out_msgs.push(anthropic_assistant(m, content)),
+            "tool" | "function" => push_tool_result(&mut out_msgs, m, content),
+            _ => out_msgs.push(json!({"role": "user", "content": to_anthropic_blocks(content)})),
+        }
+    }
+    (system, out_msgs)
+}
+
+/// An OpenAI assistant message as Anthropic blocks: its text, then a
+/// `tool_use` block per tool call.
+fn anthropic_assistant(m: &Value, content: &Value) -> Value {
+    let mut blocks: Vec<Value> = Vec::new();
+    let t = text_of(content);
+    if !t.is_empty() {
+        blocks.push(json!({"type": "text", "text": t}));
+    }
+    for tc in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        blocks.push(tool_use_block(tc));
+    }
+    json!({"role": "assistant", "content": blocks})
+}
+
+/// An OpenAI tool call as an Anthropic `tool_use` block (arguments that
+/// are not JSON become `{}`).
+fn tool_use_block(tc: &Value) -> Value {
+    let args = tc
+        .pointer("/function/arguments")
+        .and_then(Value::as_str)
+        .unwrap_or("{}");
+    json!({
+        "type": "tool_use",
+        "id": tc.get("id").cloned().unwrap_or(Value::from("")),
+        "name": tc.pointer("/function/name").cloned().unwrap_or(Value::from("")),
+        "input": serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!({})),
+    })
+}
+
+/// An OpenAI tool (or function) message as a `tool_result` block in a
+/// user turn; consecutive tool results share one user turn.
+fn push_tool_result(out_msgs: &mut Vec<Value>, m: &Value, content: &Value) {
+    let block = json!({
+        "type": "tool_result",
+        "tool_use_id": m.get("tool_call_id").cloned().unwrap_or(Value::from("")),
+        "content": text_of(content),
+    });
+    match out_msgs.last_mut() {
+        Some(last)
+            if last["role"] == "user"
+                && last["content"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().all(|x| x["type"] == "tool_result")) =>
+        {
+            if let Some(b) = last["content"].as_array_mut() {
+                b.push(block);
+            }
+        }
+        _ => out_msgs.push(json!({"role": "user", "content": [block]})),
+    }
+}
+
+/// OpenAI `tools` → Anthropic's (functions only).
+fn anthropic_tools(tools: &[Value]) -> Value {
+    let mapped: Vec<Value> = tools
+        .iter()
+        .filter_map(|t| t.get("function"))
+        .map(|f| {
+            json!({
+                "name": f.get("name").cloned().unwrap_or(Value::from("")),
+                "description": f.get("description").cloned().unwrap_or(Value::from("")),
+                "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"})),
+            })
+        })
+        .collect();
+    Value::Array(mapped)
+}
+
+/// OpenAI `tool_choice` → Anthropic's; `None` for one it has no match for.
+fn anthropic_tool_choice(tc: &Value) -> Option<Value> {
+    match tc {
+        Value::String(s) if s == "auto" => Some(json!({"type": "auto"})),
+        Value::String(s) if s == "required" => Some(json!({"type": "any"})),
+        Value::String(s) if s == "none" => Some(json!({"type": "none"})),
+        Value::Object(tc) => tc
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .map(|name| json!({"type": "tool", "name": name})),
+        _ => None,
+    }
 }
 
 /// Anthropic content blocks → OpenAI messages (a user turn may hold tool
@@ -221,13 +252,7 @@ fn from_anthropic_user(content: &Value, out: &mut Vec<Value>) {
 }
 
 pub fn anthropic_to_openai_request(v: &Value) -> Result<Value, WireError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| WireError::new("the request body must be a JSON object"))?;
-    let msgs = o
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| WireError::new("`messages` must be an array"))?;
+    let (o, msgs) = object_and_messages(v)?;
     let mut out_msgs: Vec<Value> = Vec::new();
     if let Some(system) = o.get("system") {
         out_msgs.push(json!({"role": "system", "content": text_of(system)}));
@@ -235,30 +260,7 @@ pub fn anthropic_to_openai_request(v: &Value) -> Result<Value, WireError> {
     for m in msgs {
         let content = m.get("content").unwrap_or(&Value::Null);
         if m.get("role").and_then(Value::as_str) == Some("assistant") {
-            let mut text = String::new();
-            let mut calls: Vec<Value> = Vec::new();
-            match content {
-                Value::String(s) => text.push_str(s),
-                Value::Array(blocks) => {
-                    for b in blocks {
-                        match b.get("type").and_then(Value::as_str) {
-                            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-                            Some("tool_use") => calls.push(json!({
-                                "id": b.get("id").cloned().unwrap_or(Value::from("")),
-                                "type": "function",
-                                "function": {"name": b.get("name").cloned().unwrap_or(Value::from("")), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())},
-                            })),
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-            let mut msg = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
-            if !calls.is_empty() {
-                msg["tool_calls"] = Value::Array(calls);
-            }
-            out_msgs.push(msg);
+            out_msgs.push(openai_assistant(content));
         } else {
             from_anthropic_user(content, &mut out_msgs);
         }
@@ -283,24 +285,70 @@ pub fn anthropic_to_openai_request(v: &Value) -> Result<Value, WireError> {
             .collect();
         out.insert("tools".into(), Value::Array(mapped));
     }
-    if let Some(tc) = o.get("tool_choice") {
-        let mapped = match tc.get("type").and_then(Value::as_str) {
-            Some("auto") => Some(json!("auto")),
-            Some("any") => Some(json!("required")),
-            Some("none") => Some(json!("none")),
-            Some("tool") => Some(
-                json!({"type": "function", "function": {"name": tc.get("name").cloned().unwrap_or(Value::from(""))}}),
-            ),
-            _ => None,
-        };
-        if let Some(m) = mapped {
-            out.insert("tool_choice".into(), m);
-        }
+    if let Some(choice) = o.get("tool_choice").and_then(openai_tool_choice) {
+        out.insert("tool_choice".into(), choice);
     }
     if let Some(user) = v.pointer("/metadata/user_id") {
         out.insert("user".into(), user.clone());
     }
     Ok(Value::Object(out))
+}
+
+/// An Anthropic assistant turn as an OpenAI message: its text, its
+/// `tool_use` blocks as tool calls (content `null` when only calls).
+fn openai_assistant(content: &Value) -> Value {
+    let (text, calls) = match content {
+        Value::String(s) => (s.clone(), Vec::new()),
+        Value::Array(blocks) => text_and_tool_calls(blocks),
+        _ => (String::new(), Vec::new()),
+    };
+    let mut msg = json!({"role": "assistant", "content": assistant_content(text, &calls)});
+    if !calls.is_empty() {
+        msg["tool_calls"] = Value::Array(calls);
+    }
+    msg
+}
+
+/// Anthropic blocks → the OpenAI text (the text blocks joined) and tool
+/// calls (the `tool_use` blocks).
+fn text_and_tool_calls(blocks: &[Value]) -> (String, Vec<Value>) {
+    let mut text = String::new();
+    let mut calls: Vec<Value> = Vec::new();
+    for b in blocks {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("tool_use") => calls.push(json!({
+                "id": b.get("id").cloned().unwrap_or(Value::from("")),
+                "type": "function",
+                "function": {"name": b.get("name").cloned().unwrap_or(Value::from("")), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())},
+            })),
+            _ => {}
+        }
+    }
+    (text, calls)
+}
+
+/// An OpenAI assistant message's `content`: `null` when it only calls
+/// tools, else its text.
+fn assistant_content(text: String, calls: &[Value]) -> Value {
+    if text.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text)
+    }
+}
+
+/// Anthropic `tool_choice` → OpenAI's; `None` for an unknown type.
+fn openai_tool_choice(tc: &Value) -> Option<Value> {
+    match tc.get("type").and_then(Value::as_str) {
+        Some("auto") => Some(json!("auto")),
+        Some("any") => Some(json!("required")),
+        Some("none") => Some(json!("none")),
+        Some("tool") => Some(
+            json!({"type": "function", "function": {"name": tc.get("name").cloned().unwrap_or(Value::from(""))}}),
+        ),
+        _ => None,
+    }
 }
 
 fn unix_now() -> u64 {
@@ -315,20 +363,9 @@ pub fn anthropic_to_openai_response(v: &Value) -> Result<Value, WireError> {
         .get("content")
         .and_then(Value::as_array)
         .ok_or_else(|| WireError::new("the provider's answer has no `content`"))?;
-    let mut text = String::new();
-    let mut calls: Vec<Value> = Vec::new();
-    for b in blocks {
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => calls.push(json!({
-                "id": b.get("id").cloned().unwrap_or(Value::from("")),
-                "type": "function",
-                "function": {"name": b.get("name").cloned().unwrap_or(Value::from("")), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())},
-            })),
-            _ => {}
-        }
-    }
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }, "refusal": null});
+    let (text, calls) = text_and_tool_calls(blocks);
+    let mut message =
+        json!({"role": "assistant", "content": assistant_content(text, &calls), "refusal": null});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
@@ -367,16 +404,7 @@ pub fn openai_to_anthropic_response(v: &Value) -> Result<Value, WireError> {
         .into_iter()
         .flatten()
     {
-        let args = tc
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("{}");
-        content.push(json!({
-            "type": "tool_use",
-            "id": tc.get("id").cloned().unwrap_or(Value::from("")),
-            "name": tc.pointer("/function/name").cloned().unwrap_or(Value::from("")),
-            "input": serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!({})),
-        }));
+        content.push(tool_use_block(tc));
     }
     let usage = super::openai::usage(v).unwrap_or_default();
     Ok(json!({

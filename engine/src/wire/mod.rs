@@ -331,40 +331,7 @@ pub fn convert_response(
 ) -> Result<ConvertedResponse, WireError> {
     let _ = api;
     if from == to {
-        // Same format: the body goes out unchanged; only `model` and
-        // `usage` are read, from their top-level slices (no DOM).
-        let top = TopLevel::scan(body)
-            .map_err(|e| WireError::new(format!("the provider's answer is not JSON: {e}")))?;
-        let model = match top.get(body, "model") {
-            Some(raw) => serde_json::from_slice::<String>(raw).ok(),
-            None => None,
-        };
-        let raw = top.get(body, "usage");
-        let usage = raw.and_then(|raw| match from {
-            Wire::OpenAi => openai::usage_slice(raw),
-            Wire::Anthropic => anthropic::usage_slice(raw),
-            Wire::Responses => responses::usage_slice(raw),
-        });
-        let raw_usage = raw
-            .filter(|_| keep_raw_usage)
-            .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
-            .filter(Value::is_object);
-        let stored = match from {
-            Wire::Responses => Some(Box::new(StoredIds {
-                response: top
-                    .get(body, "id")
-                    .and_then(|raw| serde_json::from_slice::<String>(raw).ok()),
-                conversation: top.get(body, "conversation").and_then(id_ref),
-            })),
-            _ => None,
-        };
-        return Ok(ConvertedResponse {
-            body: None,
-            usage,
-            model,
-            raw_usage,
-            stored,
-        });
+        return read_same_format_response(from, body, keep_raw_usage);
     }
     budget::check(body, "the provider's answer")?;
     let v: Value = serde_json::from_slice(body)
@@ -374,49 +341,82 @@ pub fn convert_response(
         .get("usage")
         .filter(|u| keep_raw_usage && u.is_object())
         .cloned();
-    let chat_to_responses = |chat: &Value, usage| -> Result<ConvertedResponse, WireError> {
-        let out = responses_chat::answer_to_responses(chat)?;
-        Ok(ConvertedResponse {
-            usage,
-            body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
-            model: model.clone(),
-            raw_usage: raw_usage.clone(),
-            stored: None,
-        })
-    };
-    match (from, to) {
-        (Wire::OpenAi, Wire::Responses) => chat_to_responses(&v, openai::usage(&v)),
-        (Wire::Anthropic, Wire::Responses) => chat_to_responses(
-            &map::anthropic_to_openai_response(&v)?,
-            anthropic::usage(&v),
-        ),
-        (Wire::Responses, _) => Err(WireError::new(
-            "a Responses API answer goes only to a Responses API client",
-        )),
+    let (out, usage) = match (from, to) {
+        (Wire::OpenAi, Wire::Responses) => {
+            (responses_chat::answer_to_responses(&v)?, openai::usage(&v))
+        }
+        (Wire::Anthropic, Wire::Responses) => {
+            let chat = map::anthropic_to_openai_response(&v)?;
+            (
+                responses_chat::answer_to_responses(&chat)?,
+                anthropic::usage(&v),
+            )
+        }
+        (Wire::Responses, _) => {
+            return Err(WireError::new(
+                "a Responses API answer goes only to a Responses API client",
+            ))
+        }
         (Wire::OpenAi, Wire::OpenAi) | (Wire::Anthropic, Wire::Anthropic) => {
-            Ok(ConvertedResponse::default())
+            return Ok(ConvertedResponse::default())
         }
         (Wire::Anthropic, Wire::OpenAi) => {
-            let out = map::anthropic_to_openai_response(&v)?;
-            Ok(ConvertedResponse {
-                usage: anthropic::usage(&v),
-                body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
-                model,
-                raw_usage,
-                stored: None,
-            })
+            (map::anthropic_to_openai_response(&v)?, anthropic::usage(&v))
         }
         (Wire::OpenAi, Wire::Anthropic) => {
-            let out = map::openai_to_anthropic_response(&v)?;
-            Ok(ConvertedResponse {
-                usage: openai::usage(&v),
-                body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
-                model,
-                raw_usage,
-                stored: None,
-            })
+            (map::openai_to_anthropic_response(&v)?, openai::usage(&v))
         }
-    }
+    };
+    Ok(ConvertedResponse {
+        usage,
+        body: Some(serde_json::to_vec(&out).map_err(|e| WireError::new(e.to_string()))?),
+        model,
+        raw_usage,
+        stored: None,
+    })
+}
+
+/// An answer already in the client's format: the body goes out unchanged;
+/// only `model`, `usage` (and a Responses answer's stored ids) are read,
+/// from their top-level slices (no DOM).
+#[inline]
+fn read_same_format_response(
+    wire: Wire,
+    body: &[u8],
+    keep_raw_usage: bool,
+) -> Result<ConvertedResponse, WireError> {
+    let top = TopLevel::scan(body)
+        .map_err(|e| WireError::new(format!("the provider's answer is not JSON: {e}")))?;
+    let model = match top.get(body, "model") {
+        Some(raw) => serde_json::from_slice::<String>(raw).ok(),
+        None => None,
+    };
+    let raw = top.get(body, "usage");
+    let usage = raw.and_then(|raw| match wire {
+        Wire::OpenAi => openai::usage_slice(raw),
+        Wire::Anthropic => anthropic::usage_slice(raw),
+        Wire::Responses => responses::usage_slice(raw),
+    });
+    let raw_usage = raw
+        .filter(|_| keep_raw_usage)
+        .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
+        .filter(Value::is_object);
+    let stored = match wire {
+        Wire::Responses => Some(Box::new(StoredIds {
+            response: top
+                .get(body, "id")
+                .and_then(|raw| serde_json::from_slice::<String>(raw).ok()),
+            conversation: top.get(body, "conversation").and_then(id_ref),
+        })),
+        _ => None,
+    };
+    Ok(ConvertedResponse {
+        body: None,
+        usage,
+        model,
+        raw_usage,
+        stored,
+    })
 }
 
 /// An error answer (4xx/5xx) in the client's error shape.

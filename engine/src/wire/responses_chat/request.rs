@@ -123,13 +123,7 @@ pub fn request_to_chat(v: &Value) -> Result<Value, WireError> {
     let o = v
         .as_object()
         .ok_or_else(|| WireError::new("the request body must be a JSON object"))?;
-    for stateful in ["previous_response_id", "conversation"] {
-        if o.get(stateful).is_some_and(|x| !x.is_null()) {
-            return Err(WireError::new(format!(
-                "`{stateful}` needs a provider that keeps responses (one serving the Responses API)"
-            )));
-        }
-    }
+    refuse_stateful(o)?;
     let mut messages = Vec::new();
     if let Some(i) = o.get("instructions").and_then(Value::as_str) {
         messages.push(json!({"role": "system", "content": i}));
@@ -159,55 +153,82 @@ pub fn request_to_chat(v: &Value) -> Result<Value, WireError> {
     if let Some(effort) = v.pointer("/reasoning/effort").filter(|x| !x.is_null()) {
         chat.insert("reasoning_effort".into(), effort.clone());
     }
-    if let Some(format) = v.pointer("/text/format") {
-        let rf = match format.get("type").and_then(Value::as_str) {
-            Some("json_schema") => {
-                let mut schema = format.clone();
-                if let Some(s) = schema.as_object_mut() {
-                    s.remove("type");
-                }
-                Some(json!({"type": "json_schema", "json_schema": schema}))
-            }
-            Some("json_object") => Some(json!({"type": "json_object"})),
-            _ => None,
-        };
-        if let Some(rf) = rf {
-            chat.insert("response_format".into(), rf);
-        }
+    if let Some(rf) = v.pointer("/text/format").and_then(response_format) {
+        chat.insert("response_format".into(), rf);
     }
     if let Some(Value::Array(tools)) = o.get("tools") {
-        let mut out = Vec::with_capacity(tools.len());
-        for t in tools {
-            match t.get("type").and_then(Value::as_str) {
-                Some("function") => {
-                    let mut f = Map::new();
-                    for k in ["name", "description", "parameters", "strict"] {
-                        if let Some(x) = t.get(k).filter(|x| !x.is_null()) {
-                            f.insert(k.into(), x.clone());
-                        }
-                    }
-                    out.push(json!({"type": "function", "function": f}));
-                }
-                other => {
-                    return Err(WireError::new(format!(
-                        "tool `{}` is built into the Responses API and cannot be sent to a chat-completions provider",
-                        other.unwrap_or("?")
-                    )))
-                }
-            }
-        }
+        let out = chat_tools(tools)?;
         if !out.is_empty() {
             chat.insert("tools".into(), Value::Array(out));
         }
     }
     if let Some(choice) = o.get("tool_choice") {
-        let c = match choice {
-            Value::Object(c) if c.get("type").and_then(Value::as_str) == Some("function") => {
-                json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or(Value::Null)}})
-            }
-            other => other.clone(),
-        };
-        chat.insert("tool_choice".into(), c);
+        chat.insert("tool_choice".into(), chat_tool_choice(choice));
     }
     Ok(Value::Object(chat))
+}
+
+/// Refuses a request that continues a stored response or conversation:
+/// a chat provider keeps neither.
+fn refuse_stateful(o: &Map<String, Value>) -> Result<(), WireError> {
+    for stateful in ["previous_response_id", "conversation"] {
+        if o.get(stateful).is_some_and(|x| !x.is_null()) {
+            return Err(WireError::new(format!(
+                "`{stateful}` needs a provider that keeps responses (one serving the Responses API)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `text.format` as chat's `response_format` (JSON schema or JSON
+/// object); `None` for plain text and unknown types.
+fn response_format(format: &Value) -> Option<Value> {
+    match format.get("type").and_then(Value::as_str) {
+        Some("json_schema") => {
+            let mut schema = format.clone();
+            if let Some(s) = schema.as_object_mut() {
+                s.remove("type");
+            }
+            Some(json!({"type": "json_schema", "json_schema": schema}))
+        }
+        Some("json_object") => Some(json!({"type": "json_object"})),
+        _ => None,
+    }
+}
+
+/// Function tools as chat tools; a built-in tool (web search, file
+/// search, …) cannot be sent to a chat provider.
+fn chat_tools(tools: &[Value]) -> Result<Vec<Value>, WireError> {
+    let mut out = Vec::with_capacity(tools.len());
+    for t in tools {
+        match t.get("type").and_then(Value::as_str) {
+            Some("function") => {
+                let mut f = Map::new();
+                for k in ["name", "description", "parameters", "strict"] {
+                    if let Some(x) = t.get(k).filter(|x| !x.is_null()) {
+                        f.insert(k.into(), x.clone());
+                    }
+                }
+                out.push(json!({"type": "function", "function": f}));
+            }
+            other => {
+                return Err(WireError::new(format!(
+                    "tool `{}` is built into the Responses API and cannot be sent to a chat-completions provider",
+                    other.unwrap_or("?")
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `tool_choice`: a named function in chat's nesting, anything else as is.
+fn chat_tool_choice(choice: &Value) -> Value {
+    match choice {
+        Value::Object(c) if c.get("type").and_then(Value::as_str) == Some("function") => {
+            json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or(Value::Null)}})
+        }
+        other => other.clone(),
+    }
 }
