@@ -28,8 +28,9 @@
 //! | 16 | [`plugins`] | every plugin, its phases ([`plugins::phase`]), the registry, the chains that run them, consumers, state kept across reloads |
 //! | 17 | [`proxy`] | plain HTTP forwarding (routes with an `upstream`) |
 //! | 18 | [`snapshot`] | compiling resources into the immutable snapshot workers serve from; its cell; a route's handler ([`snapshot::handler`]) |
-//! | 19 | [`admin`], [`status`] | operators' listeners: the Admin API; `/metrics` |
-//! | 20 | [`server`] | the process: listeners, workers, the connection loop |
+//! | 19 | [`source`] | where the configuration comes from: the file (re-read on `SIGHUP` and change), the Admin API's changes kept beside it; every change published through it |
+//! | 20 | [`admin`], [`status`] | operators' listeners: the Admin API; `/metrics` |
+//! | 21 | [`server`] | the process: listeners, workers, the connection loop |
 //!
 //! # The life of a request
 //!
@@ -53,8 +54,8 @@
 //! | the gateway's own errors | `exchange/reply.rs`, `plugins/ai_proxy_multi/replies.rs` |
 //! | log phase (access log, logger plugins) | `server/worker.rs` (`log_request`: the access log, then `PluginChain::log` of the global rules and the route), `observe/`, `plugins/logger.rs`, `loggers/` |
 //!
-//! Off the request path: configuration enters through `config/` and
-//! `snapshot/` (file, Admin API in `admin/`), health probes run on their
+//! Off the request path: configuration enters through `config/`,
+//! `snapshot/` and `source/` (file and its reloads, Admin API in `admin/`), health probes run on their
 //! own thread (`health/prober.rs`), metrics are served by `status/`.
 
 pub mod admin;
@@ -74,6 +75,7 @@ pub mod redis;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod source;
 pub mod sse;
 pub mod status;
 pub mod supervise;

@@ -52,6 +52,9 @@ const LAYERS: &[&[&str]] = &[
     &["proxy"],
     // Compiling a configuration into the snapshot workers serve from.
     &["snapshot"],
+    // Where the configuration comes from (file and its reloads, the
+    // Admin API's saved changes), and the one door changes go through.
+    &["source"],
     // Operators' listeners: the Admin API, metrics (and status).
     &["admin", "status"],
     // Workers, listeners, the connection loop, the process.

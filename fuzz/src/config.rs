@@ -97,7 +97,7 @@ fn base() -> &'static Base {
         );
         assert_eq!(r.status, 201, "{}", r.body);
         Base {
-            resources: store.res.clone(),
+            resources: (*store.res).clone(),
             gateway: loaded.gateway,
             tls,
         }

@@ -79,6 +79,7 @@ fn parse_path(path: &str) -> Option<Target> {
 
 /// Handles one authenticated Admin API request.
 pub fn handle(store: &mut Store, method: &Method, path: &str, body: &[u8]) -> Reply {
+    store.refresh();
     let Some(target) = parse_path(path) else {
         return error(404, format!("no Admin API resource at {path}"));
     };
@@ -275,13 +276,7 @@ fn put(
     body.insert("create_time".into(), Value::from(created));
     body.insert("update_time".into(), Value::from(now_secs()));
     let value = Value::Object(body);
-    let mut next = store.res.clone();
-    let inserted = next.insert_json(kind, id, &value);
-    if let Err(e) = inserted {
-        return invalid(e);
-    }
-    next.origins.remove(&(kind, id.to_owned()));
-    if let Err(e) = store.commit(next) {
+    if let Err(e) = store.change(kind, id, Some(&value)) {
         return invalid(e);
     }
     store.touch(kind, id);
@@ -410,9 +405,7 @@ fn delete(store: &mut Store, kind: Kind, id: &str) -> Reply {
         }
         _ => {}
     }
-    let mut next = store.res.clone();
-    next.remove(kind, id);
-    if let Err(e) = store.commit(next) {
+    if let Err(e) = store.change(kind, id, None) {
         return invalid(e);
     }
     store.forget(kind, id);

@@ -6,7 +6,9 @@
 //! as a new snapshot that workers pick up between requests: nothing is
 //! half-applied, in-flight requests finish on the snapshot they started
 //! with, and shared state (cooldowns, health, round-robin tickets) carries
-//! over. Changes live in memory; a restart reloads the file.
+//! over. Changes go through [`crate::source::ConfigSource`], which keeps
+//! them beside the configuration file: they survive restarts and reloads
+//! of the file.
 
 pub mod api;
 pub mod server;

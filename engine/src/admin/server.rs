@@ -36,7 +36,6 @@ use crate::http::body::BodyDecoder;
 use crate::http::{find_head_end, BodyFraming, HeadLimits, RequestHead};
 use crate::net::{self, Io};
 use crate::plugins::key_auth::{constant_time_eq, query_param};
-use crate::snapshot::SnapshotCell;
 use crate::supervise::signal::Shutdown;
 use crate::supervise::{self, fault, Component};
 
@@ -56,7 +55,7 @@ const LINGER_BYTES: usize = 1 << 20;
 pub fn start(
     listener: StdListener,
     key: String,
-    cell: Arc<SnapshotCell>,
+    source: Arc<crate::source::ConfigSource>,
     gateway: Arc<GatewaySettings>,
     shutdown: Arc<Shutdown>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -68,8 +67,7 @@ pub fn start(
         ),
     };
     crate::timer::background_thread("ringway-admin", Component::Admin, move || {
-        let (cell, gateway, shutdown, key) =
-            (cell.clone(), gateway.clone(), shutdown.clone(), key.clone());
+        let (source, shutdown, key) = (source.clone(), shutdown.clone(), key.clone());
         let listener = listener.try_clone();
         async move {
             fault(Component::Admin);
@@ -80,7 +78,7 @@ pub fn start(
                     return;
                 }
             };
-            let store = Rc::new(RefCell::new(Store::new(cell, gateway)));
+            let store = Rc::new(RefCell::new(Store::over(source)));
             let key: Rc<[u8]> = Rc::from(key.into_bytes());
             let live = Rc::new(Cell::new(0usize));
             loop {

@@ -1,5 +1,7 @@
 //! The Admin API's view of the resources: APISIX's `key`/`value` envelope,
-//! `createdIndex`/`modifiedIndex` counters, and commit-by-recompile.
+//! `createdIndex`/`modifiedIndex` counters; changes go through the
+//! configuration's [`ConfigSource`] (validated, compiled, published, saved
+//! beside the file).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,29 +10,30 @@ use serde_json::{Map, Value};
 
 use crate::config::resources::{Kind, Resources};
 use crate::config::{ConfigError, GatewaySettings};
-use crate::snapshot::{compile, SnapshotCell};
-use crate::upstream::TlsClients;
+use crate::snapshot::SnapshotCell;
+use crate::source::ConfigSource;
 
 pub struct Store {
-    pub res: Resources,
-    cell: Arc<SnapshotCell>,
-    gateway: Arc<GatewaySettings>,
-    tls: TlsClients,
+    /// What is served, as of this request (refreshed by [`Self::refresh`]:
+    /// the file may have been reloaded since).
+    pub res: Arc<Resources>,
+    source: Arc<ConfigSource>,
     index: u64,
     /// (createdIndex, modifiedIndex) per resource.
     indexes: BTreeMap<(Kind, String), (u64, u64)>,
 }
 
 impl Store {
+    /// A store over a configuration with no file (changes in memory).
     pub fn new(cell: Arc<SnapshotCell>, gateway: Arc<GatewaySettings>) -> Store {
-        let snap = cell.load();
-        let res = (*snap.resources).clone();
-        let tls = snap.tls.clone();
+        Store::over(Arc::new(ConfigSource::open(cell, gateway, None)))
+    }
+
+    /// A store whose changes go through `source`.
+    pub fn over(source: Arc<ConfigSource>) -> Store {
         let mut s = Store {
-            res,
-            cell,
-            gateway,
-            tls,
+            res: source.current(),
+            source,
             index: 0,
             indexes: BTreeMap::new(),
         };
@@ -76,18 +79,20 @@ impl Store {
         v
     }
 
-    /// Validates and publishes `next`; on error nothing changes.
-    pub fn commit(&mut self, next: Resources) -> Result<(), ConfigError> {
-        let prev = self.cell.load();
-        let snap = compile(
-            Arc::new(next.clone()),
-            self.gateway.clone(),
-            self.tls.clone(),
-            Some(&prev.shared),
-        )?;
-        let generation = self.cell.publish(snap);
-        tracing::info!(generation, "admin API change published");
-        self.res = next;
+    /// Sees what is served now.
+    pub fn refresh(&mut self) {
+        self.res = self.source.current();
+    }
+
+    /// Writes (`Some`: the stored JSON) or deletes one resource; on error
+    /// nothing changes.
+    pub fn change(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        value: Option<&Value>,
+    ) -> Result<(), ConfigError> {
+        self.res = self.source.change(kind, id, value)?;
         Ok(())
     }
 

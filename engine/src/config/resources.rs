@@ -358,6 +358,21 @@ impl Kind {
             Kind::PluginMetadata => "plugin_metadata",
         }
     }
+
+    /// The kind named by its collection ([`Self::collection`]).
+    pub fn from_collection(name: &str) -> Option<Kind> {
+        [
+            Kind::Route,
+            Kind::Service,
+            Kind::Upstream,
+            Kind::Consumer,
+            Kind::Credential,
+            Kind::GlobalRule,
+            Kind::PluginMetadata,
+        ]
+        .into_iter()
+        .find(|k| k.collection() == name)
+    }
 }
 
 /// Renders an id given as a JSON string or number the way APISIX keys it.

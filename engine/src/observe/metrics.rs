@@ -71,6 +71,14 @@ pub static HEALTH_PROBES: Counter = Counter::new(
     "ringway_health_probes_total",
     "Active health-check probes sent.",
 );
+pub static CONFIG_RELOADS: Counter = Counter::new(
+    "ringway_config_reloads_total",
+    "Configuration file reloads published (SIGHUP or a changed file).",
+);
+pub static CONFIG_RELOADS_REFUSED: Counter = Counter::new(
+    "ringway_config_reloads_refused_total",
+    "Configuration file reloads refused as invalid (the previous configuration kept serving).",
+);
 pub static AI_RESPONSES_CUT: Counter = Counter::new(
     "ringway_ai_responses_cut_total",
     "LLM answers cut at max_response_bytes or max_stream_duration_ms.",
@@ -88,6 +96,8 @@ pub static ALL: &[&Counter] = &[
     &PASSIVE_EJECTIONS,
     &HEALTH_PROBES,
     &AI_RESPONSES_CUT,
+    &CONFIG_RELOADS,
+    &CONFIG_RELOADS_REFUSED,
 ];
 
 /// Appends the counters in the Prometheus text format.

@@ -114,6 +114,12 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     };
     let access_log = log.as_ref().map(|(l, _)| l.clone());
     let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
+    // The Admin API's saved changes apply before the first request.
+    let source = Arc::new(crate::source::ConfigSource::open(
+        cell.clone(),
+        gw.clone(),
+        loaded.file.clone(),
+    ));
     let stats: Vec<Arc<crate::observe::metrics::WorkerStats>> =
         (0..workers).map(|_| Arc::default()).collect();
     let shared = WorkerShared {
@@ -140,7 +146,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
             };
             match key {
                 Some(key) => {
-                    crate::admin::start(l, key, cell.clone(), gw.clone(), shutdown.clone())
+                    crate::admin::start(l, key, source.clone(), gw.clone(), shutdown.clone())
                         .map_err(StartError::Thread)?;
                     Some(addr)
                 }
@@ -150,6 +156,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         None => None,
     };
     crate::health::prober::start(cell.clone(), shutdown.clone()).map_err(StartError::Thread)?;
+    crate::source::watch::start(source, shutdown.clone()).map_err(StartError::Thread)?;
     let metrics_addr = match gw.metrics {
         Some(at) => {
             let l =

@@ -32,13 +32,20 @@ use crate::upstream::{TlsClients, UpstreamSpec};
 pub struct Loaded {
     pub gateway: Arc<GatewaySettings>,
     pub snapshot: Snapshot,
+    /// The file it was read from (re-read on `SIGHUP` and change).
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Reads, interpolates, validates and compiles a config file.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
     let name = path.display().to_string();
     let text = crate::config::read_file(path)?;
-    load_str(&text, &crate::config::env::process_env).map_err(|e| e.in_source(&name))
+    let loaded =
+        load_str(&text, &crate::config::env::process_env).map_err(|e| e.in_source(&name))?;
+    Ok(Loaded {
+        file: Some(path.to_path_buf()),
+        ..loaded
+    })
 }
 
 /// Loads a config document from text (YAML, which includes JSON).
@@ -49,7 +56,11 @@ pub fn load_str(
     let crate::config::Parsed { gateway, resources } = crate::config::parse_str(text, lookup)?;
     let tls = TlsClients::new(gateway.ssl_trusted_certificate.as_deref())?;
     let snapshot = compile(resources, gateway.clone(), tls, None)?;
-    Ok(Loaded { gateway, snapshot })
+    Ok(Loaded {
+        gateway,
+        snapshot,
+        file: None,
+    })
 }
 
 #[derive(Debug)]

@@ -42,11 +42,13 @@ pub enum Component {
     Signals,
     /// The thread probing Redis deployments that went down.
     RedisProbe,
+    /// The thread re-reading the configuration file.
+    ConfigSource,
 }
 
 impl Component {
     /// Every component, in label order.
-    pub const ALL: [Component; 19] = [
+    pub const ALL: [Component; 20] = [
         Component::Worker,
         Component::Accept,
         Component::TlsHandshake,
@@ -66,6 +68,7 @@ impl Component {
         Component::LoggerSink,
         Component::Signals,
         Component::RedisProbe,
+        Component::ConfigSource,
     ];
 
     /// The label value.
@@ -90,6 +93,7 @@ impl Component {
             Component::LoggerSink => "logger_sink",
             Component::Signals => "signals",
             Component::RedisProbe => "redis_probe",
+            Component::ConfigSource => "config_source",
         }
     }
 

@@ -19,6 +19,7 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
 }
 
 /// Config pieces; `start` fills in loopback listeners.
@@ -219,7 +220,23 @@ impl Gateway {
             dir,
             stderr,
             stdout: stdout_lines,
+            env: env.to_vec(),
         }
+    }
+
+    /// The configuration file it runs (rewrite it to test reloads).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("ringway.yaml")
+    }
+
+    /// Stops it (SIGTERM, a clean exit) and starts it again on the same
+    /// configuration file and directory (new ports).
+    pub fn restart(mut self) -> Gateway {
+        assert_eq!(self.stop(Duration::from_secs(10)), Some(0), "clean exit");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let path = dir.path().join("ringway.yaml");
+        let env = std::mem::take(&mut self.env);
+        Gateway::spawn(dir, &path, &env, &[])
     }
 
     pub fn url(&self, path: &str) -> String {

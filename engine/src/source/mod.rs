@@ -1,0 +1,234 @@
+//! Where the running configuration comes from, and the one place that
+//! changes it: the configuration file (re-read on `SIGHUP` and when it
+//! changes, [`watch`]) with the Admin API's changes over it
+//! ([`overlay`], kept beside the file so they survive restarts and
+//! reloads).
+//!
+//! Every change — a file reload, an Admin API write — goes through
+//! [`ConfigSource`] under one lock: the new resources are validated and
+//! compiled whole (carrying the shared state: health, cooldowns, budgets,
+//! logger sinks), then published at once; an invalid file or write
+//! changes nothing and the error names the file (or resource) and field.
+//! Workers pick the new snapshot up between requests; in-flight requests
+//! finish on the one they started with.
+//!
+//! The `gateway:` section (listeners, workers, timeouts) is read at start
+//! only, as APISIX reads `conf/config.yaml`: a reload that changes it
+//! says so in the log and keeps the running settings.
+
+pub mod overlay;
+pub mod watch;
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+// The one lock of the engine, off the request path: it serializes
+// configuration changes between the Admin API thread and the reload
+// thread (workers only ever read the published snapshot).
+#[allow(clippy::disallowed_types)]
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use crate::config::resources::{Kind, Resources};
+use crate::config::{ConfigError, GatewaySettings};
+use crate::observe::metrics;
+use crate::snapshot::{compile, SnapshotCell};
+use overlay::Overlay;
+
+/// The running configuration's sources; see the module docs.
+pub struct ConfigSource {
+    cell: Arc<SnapshotCell>,
+    gateway: Arc<GatewaySettings>,
+    file: Option<PathBuf>,
+    #[allow(clippy::disallowed_types)]
+    state: Mutex<State>,
+}
+
+struct State {
+    overlay: Overlay,
+    /// Where the overlay is kept (`None`: in memory only).
+    overlay_path: Option<PathBuf>,
+    /// The file's text as last read (valid or not), hashed: an unchanged
+    /// file is not compiled again, an invalid one not reported again.
+    last_text: Option<u64>,
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Published as this generation.
+    Published(u64),
+    /// The file's text is what was last read.
+    Unchanged,
+    /// There is no file (the configuration came from elsewhere).
+    NoFile,
+}
+
+impl ConfigSource {
+    /// The sources of the configuration `cell` serves, loaded from `file`
+    /// (if any) with `gateway`: the Admin API's changes kept beside the
+    /// file are applied at once (when they no longer compile over the
+    /// file, the file alone is served and the log says why).
+    pub fn open(
+        cell: Arc<SnapshotCell>,
+        gateway: Arc<GatewaySettings>,
+        file: Option<PathBuf>,
+    ) -> ConfigSource {
+        let overlay_path = file.as_deref().map(overlay::path_for);
+        let overlay = match overlay_path.as_deref().map(Overlay::load) {
+            Some(Ok(o)) => o,
+            Some(Err(e)) => {
+                tracing::error!("ignoring the Admin API's saved changes: {e}");
+                Overlay::default()
+            }
+            None => Overlay::default(),
+        };
+        let last_text = file
+            .as_deref()
+            .and_then(|f| std::fs::read(f).ok())
+            .map(|t| hash(&t));
+        let source = ConfigSource {
+            cell,
+            gateway,
+            file,
+            #[allow(clippy::disallowed_types)]
+            state: Mutex::new(State {
+                overlay,
+                overlay_path,
+                last_text,
+            }),
+        };
+        source.apply_saved_changes();
+        source
+    }
+
+    fn apply_saved_changes(&self) {
+        let state = self.lock();
+        if state.overlay.is_empty() {
+            return;
+        }
+        let at = state.overlay_path.clone().unwrap_or_default();
+        let mut res = (*self.cell.load().resources).clone();
+        state.overlay.apply(&mut res, &at);
+        match self.publish(res) {
+            Ok(generation) => tracing::info!(
+                generation,
+                changes = state.overlay.len(),
+                "applied the Admin API's saved changes from {}",
+                at.display()
+            ),
+            Err(e) => tracing::error!(
+                "the Admin API's saved changes in {} do not fit the configuration file; serving the file alone: {e}",
+                at.display()
+            ),
+        }
+    }
+
+    /// The configuration file, if the configuration came from one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The resources being served.
+    pub fn current(&self) -> Arc<Resources> {
+        self.cell.load().resources.clone()
+    }
+
+    /// An Admin API write (`Some`: the resource's stored JSON) or
+    /// deletion (`None`) of one resource, over what is served now:
+    /// validated, compiled and published whole, then saved beside the
+    /// file. On error nothing changes.
+    pub fn change(
+        &self,
+        kind: Kind,
+        id: &str,
+        value: Option<&Value>,
+    ) -> Result<Arc<Resources>, ConfigError> {
+        let mut state = self.lock();
+        let mut next = (*self.current()).clone();
+        match value {
+            Some(v) => {
+                next.insert_json(kind, id, v)?;
+                next.origins.remove(&(kind, id.to_owned()));
+            }
+            None => next.remove(kind, id),
+        }
+        let generation = self.publish(next)?;
+        tracing::info!(generation, "admin API change published");
+        state.overlay.record(kind, id, value.cloned());
+        if let Some(path) = &state.overlay_path {
+            if let Err(e) = state.overlay.save(path) {
+                // Served, but it will not survive a restart: say so.
+                tracing::error!(
+                    "cannot save the Admin API's changes to {}: {e}; they are served but lost at restart",
+                    path.display()
+                );
+            }
+        }
+        Ok(self.current())
+    }
+
+    /// Re-reads the configuration file (`force`: even if its text did
+    /// not change) and publishes it with the Admin API's changes over it.
+    /// An invalid file changes nothing; the error names the file and field.
+    pub fn reload(&self, force: bool) -> Result<Reloaded, ConfigError> {
+        let Some(file) = &self.file else {
+            return Ok(Reloaded::NoFile);
+        };
+        let mut state = self.lock();
+        let name = file.display().to_string();
+        let text = crate::config::read_file(file)?;
+        let h = hash(text.as_bytes());
+        if !force && state.last_text == Some(h) {
+            return Ok(Reloaded::Unchanged);
+        }
+        state.last_text = Some(h);
+        let result = self
+            .reload_text(&text, &state)
+            .map_err(|e| e.in_source(&name));
+        match &result {
+            Ok(_) => metrics::CONFIG_RELOADS.inc(),
+            Err(_) => metrics::CONFIG_RELOADS_REFUSED.inc(),
+        }
+        result.map(Reloaded::Published)
+    }
+
+    fn reload_text(&self, text: &str, state: &State) -> Result<u64, ConfigError> {
+        let parsed = crate::config::parse_str(text, &crate::config::env::process_env)?;
+        if format!("{:?}", parsed.gateway) != format!("{:?}", self.gateway) {
+            tracing::warn!(
+                "the `gateway` section changed; it is read at start only: restart to apply it"
+            );
+        }
+        let mut res = (*parsed.resources).clone();
+        if let Some(at) = &state.overlay_path {
+            state.overlay.apply(&mut res, at);
+        }
+        self.publish(res)
+    }
+
+    /// Compiles `res` (carrying the shared state over) and publishes it.
+    fn publish(&self, res: Resources) -> Result<u64, ConfigError> {
+        let prev = self.cell.load();
+        let snap = compile(
+            Arc::new(res),
+            self.gateway.clone(),
+            prev.tls.clone(),
+            Some(&prev.shared),
+        )?;
+        Ok(self.cell.publish(snap))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding it left nothing half-published (publishing
+        // is one store): the state is still good.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn hash(text: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
