@@ -2,6 +2,7 @@
 //! invalid edit never replaces the running configuration; a request in
 //! flight across a reload finishes whole; the Admin API's changes are
 //! kept beside the file and survive both a reload and a restart.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -13,12 +13,13 @@ use super::resources::{
 };
 
 /// Top-level keys of the file besides `gateway`.
-const ROOT_KEYS: [&str; 5] = [
+const ROOT_KEYS: [&str; 6] = [
     "services",
     "consumers",
     "global_rules",
     "plugin_metadata",
     "gateway",
+    "deployment",
 ];
 
 /// Converts an (interpolated) ADC document into resources.
@@ -27,7 +28,7 @@ pub fn to_resources(doc: &Map<String, Value>) -> Result<Resources, ConfigError> 
     for key in doc.keys() {
         if !ROOT_KEYS.contains(&key.as_str()) {
             return Err(root.field(key).error(format!(
-                "unknown top-level field `{key}`, expected one of `services`, `consumers`, `global_rules`, `plugin_metadata`, `gateway`"
+                "unknown top-level field `{key}`, expected one of `services`, `consumers`, `global_rules`, `plugin_metadata`, `gateway`, `deployment`"
             )));
         }
     }

@@ -107,6 +107,9 @@ pub struct GatewaySettings {
     /// chunk instead of sleeping in the kernel (`ZERO`: off). See
     /// `server::busy_poll`.
     pub busy_poll: Duration,
+    /// The top-level `deployment:` section ([`super::deployment`]); `None`
+    /// without one.
+    pub deployment: Option<super::deployment::Deployment>,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +238,7 @@ impl Default for GatewaySettings {
             access_log: None,
             log_redaction: LogRedaction::default(),
             busy_poll: Duration::ZERO,
+            deployment: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod adc;
 pub mod bounds;
+pub mod deployment;
 pub mod env;
 pub mod error;
 pub mod gateway;
@@ -67,10 +68,24 @@ pub fn parse_str(
     let serde_json::Value::Object(map) = doc else {
         return Err(ConfigError::new("", "the document must be a mapping"));
     };
-    let gateway = Arc::new(GatewaySettings::from_value(
-        map.get("gateway"),
-        &root.field("gateway"),
-    )?);
+    let mut gateway = GatewaySettings::from_value(map.get("gateway"), &root.field("gateway"))?;
+    if let Some(d) = map.get("deployment") {
+        let d = deployment::Deployment::from_value(d, &root.field("deployment"))?;
+        if !d.has_admin() {
+            let asked = map
+                .get("gateway")
+                .and_then(|g| g.get("admin"))
+                .is_some_and(|a| a.get("enabled") != Some(&serde_json::Value::Bool(false)));
+            if asked {
+                return Err(root.field("gateway").field("admin").error(
+                    "a data plane serves no Admin API (deployment.role: data_plane): remove it or set `enabled: false`",
+                ));
+            }
+            gateway.admin = None;
+        }
+        gateway.deployment = Some(d);
+    }
+    let gateway = Arc::new(gateway);
     let resources = Arc::new(adc::to_resources(&map)?);
     Ok(Parsed { gateway, resources })
 }
@@ -93,6 +108,22 @@ fn second_document(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_plane_has_no_admin_api() {
+        let none = |_: &str| None;
+        let dp = "deployment: {role: data_plane, role_data_plane: {config_provider: yaml}}\n";
+        let p = parse_str(dp, &none).unwrap();
+        assert!(p.gateway.admin.is_none());
+        assert!(p.gateway.deployment.is_some());
+        let asked = format!("{dp}gateway: {{admin: {{listen: \"127.0.0.1:9180\"}}}}\n");
+        let e = parse_str(&asked, &none).unwrap_err();
+        assert_eq!(e.path, "gateway.admin", "{e}");
+        let off = format!("{dp}gateway: {{admin: {{enabled: false}}}}\n");
+        assert!(parse_str(&off, &none).is_ok());
+        // Without the section: as before.
+        assert!(parse_str("", &none).unwrap().gateway.admin.is_some());
+    }
 
     #[test]
     fn yaml_errors_say_which_line() {

@@ -75,7 +75,13 @@ impl ConfigSource {
         gateway: Arc<GatewaySettings>,
         file: Option<PathBuf>,
     ) -> ConfigSource {
-        let overlay_path = file.as_deref().map(overlay::path_for);
+        // Saved Admin API changes exist only in the default mode: a data
+        // plane has no Admin API, API-driven standalone replaces the whole
+        // configuration, and with etcd the Admin API writes there.
+        let overlay_path = file
+            .as_deref()
+            .filter(|_| gateway.deployment.is_none())
+            .map(overlay::path_for);
         let overlay = match overlay_path.as_deref().map(Overlay::load) {
             Some(Ok(o)) => o,
             Some(Err(e)) => {
