@@ -2,7 +2,8 @@
 # Installs what the test suite needs, idempotently:
 #   - a Python venv at .venv with the official openai and anthropic SDKs
 #     (the SDK wire-compatibility tests run them as real clients);
-#   - Debian packages used by tests (redis-server for shared rate limits);
+#   - Debian packages used by tests (redis-server for shared rate limits,
+#     etcd-server for the etcd configuration source);
 #   - tansu, a Kafka-protocol broker, for the kafka-logger tests (built
 #     with cargo once, about 10 minutes on 2 cores).
 # Safe to run repeatedly; does nothing when everything is in place.
@@ -33,6 +34,8 @@ fi
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

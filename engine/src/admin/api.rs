@@ -7,7 +7,7 @@
 use http::Method;
 use serde_json::{json, Map, Value};
 
-use super::store::{envelope, Store};
+use super::store::{envelope, ChangeError, Store};
 use crate::config::resources::{id_string, Kind, Route};
 use crate::config::ConfigError;
 
@@ -79,7 +79,9 @@ fn parse_path(path: &str) -> Option<Target> {
 
 /// Handles one authenticated Admin API request.
 pub fn handle(store: &mut Store, method: &Method, path: &str, body: &[u8]) -> Reply {
-    store.refresh();
+    if let Err(e) = store.refresh() {
+        return error(503, format!("the configuration store is unavailable: {e}"));
+    }
     let Some(target) = parse_path(path) else {
         return error(404, format!("no Admin API resource at {path}"));
     };
@@ -236,7 +238,7 @@ fn put(
     kind: Kind,
     id: &str,
     mut body: Map<String, Value>,
-    _patch: bool,
+    patch: bool,
 ) -> Reply {
     let existing = store.res.get_json(kind, id);
     let created = existing
@@ -276,8 +278,8 @@ fn put(
     body.insert("create_time".into(), Value::from(created));
     body.insert("update_time".into(), Value::from(now_secs()));
     let value = Value::Object(body);
-    if let Err(e) = store.change(kind, id, Some(&value)) {
-        return invalid(e);
+    if let Err(e) = store.change(kind, id, Some(&value), patch) {
+        return refused(e);
     }
     store.touch(kind, id);
     let stored = store.res.get_json(kind, id).unwrap_or(Value::Null);
@@ -285,6 +287,19 @@ fn put(
         if existing.is_some() { 200 } else { 201 },
         envelope(kind, id, stored, None),
     )
+}
+
+fn refused(e: ChangeError) -> Reply {
+    match e {
+        ChangeError::Invalid(e) => invalid(e),
+        ChangeError::Conflict => error(
+            409,
+            "the resource changed since it was read: read it again and retry",
+        ),
+        ChangeError::Unavailable(e) => {
+            error(503, format!("the configuration store is unavailable: {e}"))
+        }
+    }
 }
 
 fn invalid(e: ConfigError) -> Reply {
@@ -405,8 +420,8 @@ fn delete(store: &mut Store, kind: Kind, id: &str) -> Reply {
         }
         _ => {}
     }
-    if let Err(e) = store.change(kind, id, None) {
-        return invalid(e);
+    if let Err(e) = store.change(kind, id, None, false) {
+        return refused(e);
     }
     store.forget(kind, id);
     reply(

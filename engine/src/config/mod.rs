@@ -83,6 +83,16 @@ pub fn parse_str(
             }
             gateway.admin = None;
         }
+        if d.provider == deployment::Provider::Etcd {
+            if let Some(key) = ["services", "consumers", "global_rules", "plugin_metadata"]
+                .into_iter()
+                .find(|k| map.contains_key(*k))
+            {
+                return Err(root.field(key).error(
+                    "the configuration lives in etcd (config_provider: etcd): put it there (Admin API, ADC, the Ingress Controller), not in this file",
+                ));
+            }
+        }
         gateway.deployment = Some(d);
     }
     let gateway = Arc::new(gateway);

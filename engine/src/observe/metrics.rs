@@ -71,6 +71,18 @@ pub static HEALTH_PROBES: Counter = Counter::new(
     "ringway_health_probes_total",
     "Active health-check probes sent.",
 );
+pub static ETCD_EVENTS: Counter = Counter::new(
+    "ringway_etcd_events_total",
+    "Changes received from etcd's watch.",
+);
+pub static ETCD_RELOADS: Counter = Counter::new(
+    "ringway_etcd_full_reads_total",
+    "Full reads of the configuration from etcd (at start, after a lost connection or a compaction).",
+);
+pub static ETCD_SKIPPED: Counter = Counter::new(
+    "ringway_etcd_keys_skipped_total",
+    "etcd keys left out of the configuration because their value failed validation (logged with the key and field).",
+);
 pub static CONFIG_RELOADS: Counter = Counter::new(
     "ringway_config_reloads_total",
     "Configuration file reloads published (SIGHUP or a changed file).",
@@ -98,6 +110,9 @@ pub static ALL: &[&Counter] = &[
     &AI_RESPONSES_CUT,
     &CONFIG_RELOADS,
     &CONFIG_RELOADS_REFUSED,
+    &ETCD_EVENTS,
+    &ETCD_RELOADS,
+    &ETCD_SKIPPED,
 ];
 
 /// Appends the counters in the Prometheus text format.
@@ -108,7 +123,57 @@ pub fn render_counters(out: &mut String) {
         let _ = writeln!(out, "# TYPE {} counter", c.name);
         let _ = writeln!(out, "{} {}", c.name, c.get());
     }
+    for g in GAUGES {
+        let _ = writeln!(out, "# HELP {} {}", g.name, g.help);
+        let _ = writeln!(out, "# TYPE {} gauge", g.name);
+        let _ = writeln!(out, "{} {}", g.name, g.get());
+    }
 }
+
+/// A value set, not counted (Prometheus `gauge`).
+#[derive(Debug)]
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    value: AtomicU64,
+}
+
+impl Gauge {
+    pub const fn new(name: &'static str, help: &'static str) -> Gauge {
+        Gauge {
+            name,
+            help,
+            value: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set(&self, v: u64) {
+        self.value.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+pub static CONFIG_SOURCE_UP: Gauge = Gauge::new(
+    "ringway_config_source_up",
+    "1 while the configuration source (etcd) is connected and watched, else 0 (0 without etcd).",
+);
+pub static CONFIG_SOURCE_STALE_SINCE: Gauge = Gauge::new(
+    "ringway_config_source_stale_since_seconds",
+    "Unix time since when the configuration source (etcd) has been unreachable, the last good configuration serving; 0 while it is connected. Staleness = time() - this.",
+);
+pub static CONFIG_REVISION: Gauge = Gauge::new(
+    "ringway_config_revision",
+    "The etcd revision the served configuration is as of (0 without etcd).",
+);
+
+const GAUGES: &[&Gauge] = &[
+    &CONFIG_SOURCE_UP,
+    &CONFIG_SOURCE_STALE_SINCE,
+    &CONFIG_REVISION,
+];
 
 /// TTFT histogram bucket bounds, in milliseconds.
 pub const TTFT_BUCKETS_MS: [u64; 12] = [

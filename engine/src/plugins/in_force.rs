@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::chain::{PluginChain, Slot};
 use super::phase::{Gate, Used};
 use super::registry::{Plugin, RequestState};
@@ -82,7 +84,8 @@ impl AiChain {
         if self.slots.is_empty() && consumer.is_none() {
             return InForce::default();
         }
-        let mut items = Vec::new();
+        let n = consumer.map_or(0, |c| c.slots.len()) + self.slots.len();
+        let mut items = SmallVec::with_capacity(n);
         for s in consumer.iter().flat_map(|c| c.slots.iter()) {
             if s.meta.runs_for(head, ctx) {
                 items.push(Running::new(&s.plugin));
@@ -120,11 +123,12 @@ impl<'a> Running<'a> {
 }
 
 /// The AI-path plugins in force for one request, highest priority first,
-/// with their state; each phase runs them in order. Empty (no
-/// allocation, nothing to clone or drop) on a route without any.
+/// with their state; each phase runs them in order. Empty (nothing to
+/// clone or drop) on a route without any; one in force lives inline (no
+/// allocation to hold it, clone it for an answer, or drop it).
 #[derive(Default)]
 pub struct InForce<'a> {
-    items: Vec<Running<'a>>,
+    items: SmallVec<[Running<'a>; 1]>,
 }
 
 impl Clone for InForce<'_> {
@@ -185,6 +189,11 @@ impl<'a> InForce<'a> {
         for r in &self.items {
             r.plugin.on_usage(&r.state, instance, used);
         }
+    }
+
+    /// Whether a plugin has work for `after_answer`.
+    pub fn wants_after_answer(&self) -> bool {
+        self.items.iter().any(|r| r.plugin.wants_after_answer())
     }
 
     /// `after_answer`: the answer is out.

@@ -81,6 +81,12 @@ pub trait Phases {
     /// The answer's usage, before its last bytes leave.
     fn on_usage<'a>(&self, _st: &Self::Request<'a>, _instance: &str, _used: &Used<'_>) {}
 
+    /// Whether `after_answer` has work (checked first, so a plugin with
+    /// none costs the request no future).
+    fn wants_after_answer(&self) -> bool {
+        false
+    }
+
     /// The answer is out: work that must not delay it.
     async fn after_answer<'a>(&self, _st: &Self::Request<'a>, _instance: &str, _used: &Used<'_>) {}
 

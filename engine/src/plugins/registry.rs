@@ -154,6 +154,10 @@ macro_rules! registry {
                 }
             }
 
+            pub(super) fn wants_after_answer(&self) -> bool {
+                match self { $(Plugin::$variant(p) => p.wants_after_answer(),)* }
+            }
+
             pub fn response_body_limit(&self) -> Option<usize> {
                 match self { $(Plugin::$variant(p) => p.response_body_limit(),)* }
             }

@@ -76,15 +76,18 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     if !monoio::utils::detect_uring() {
         tracing::warn!("io_uring is unavailable; using the epoll driver");
     }
-    let workers = gw.workers.max(1);
+    // A control plane serves the Admin API only: no proxy listeners, no
+    // workers.
+    let serves_traffic = gw.deployment.as_ref().is_none_or(|d| d.serves_traffic());
+    let workers = if serves_traffic { gw.workers.max(1) } else { 0 };
     let mut bound: Vec<Bound> = Vec::new();
-    for &addr in &gw.listen {
+    for &addr in gw.listen.iter().filter(|_| serves_traffic) {
         bound.push(
             listen::bind_reuseport(addr, workers, ListenerKind::Plain)
                 .map_err(|source| StartError::Listen { addr, source })?,
         );
     }
-    let tls = match &gw.tls {
+    let tls = match gw.tls.as_ref().filter(|_| serves_traffic) {
         Some(t) => {
             let acceptor = tls::acceptor(t)?;
             for &addr in &t.listen {
@@ -114,12 +117,8 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     };
     let access_log = log.as_ref().map(|(l, _)| l.clone());
     let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
-    // The Admin API's saved changes apply before the first request.
-    let source = Arc::new(crate::source::ConfigSource::open(
-        cell.clone(),
-        gw.clone(),
-        loaded.file.clone(),
-    ));
+    let (shutdown, stops) = Shutdown::new(workers);
+    let source = open_source(&cell, &gw, loaded.file.clone(), &shutdown)?;
     let stats: Vec<Arc<crate::observe::metrics::WorkerStats>> =
         (0..workers).map(|_| Arc::default()).collect();
     let shared = WorkerShared {
@@ -129,7 +128,6 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         tls,
         stats: Arc::default(),
     };
-    let (shutdown, stops) = Shutdown::new(workers);
     let admin_addr = match &gw.admin {
         Some(a) => {
             let l = listen::bind_one(a.listen).map_err(|source| StartError::Listen {
@@ -156,7 +154,9 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         None => None,
     };
     crate::health::prober::start(cell.clone(), shutdown.clone()).map_err(StartError::Thread)?;
-    crate::source::watch::start(source, shutdown.clone()).map_err(StartError::Thread)?;
+    if source.etcd().is_none() {
+        crate::source::watch::start(source, shutdown.clone()).map_err(StartError::Thread)?;
+    }
     let metrics_addr = match gw.metrics {
         Some(at) => {
             let l =
@@ -199,6 +199,30 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         threads,
         log,
     })
+}
+
+/// Where the configuration comes from: the file (its Admin API changes
+/// applied before the first request), or etcd (read whole before the
+/// first request, then watched).
+fn open_source(
+    cell: &Arc<SnapshotCell>,
+    gw: &Arc<crate::config::GatewaySettings>,
+    file: Option<std::path::PathBuf>,
+    shutdown: &Arc<Shutdown>,
+) -> Result<Arc<crate::source::ConfigSource>, StartError> {
+    use crate::source::{etcd, ConfigSource};
+    let etcd_settings = gw.deployment.as_ref().and_then(|d| d.etcd.clone());
+    let Some(settings) = etcd_settings else {
+        return Ok(Arc::new(ConfigSource::open(cell.clone(), gw.clone(), file)));
+    };
+    let etcd = Arc::new(etcd::Etcd::new(settings, file.as_deref())?);
+    let source = Arc::new(ConfigSource::with_etcd(
+        cell.clone(),
+        gw.clone(),
+        etcd.clone(),
+    ));
+    etcd::start(etcd, source.clone(), shutdown.clone())?;
+    Ok(source)
 }
 
 /// Prints the bound addresses on stdout, one line each, for humans and

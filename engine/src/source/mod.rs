@@ -16,6 +16,7 @@
 //! only, as APISIX reads `conf/config.yaml`: a reload that changes it
 //! says so in the log and keeps the running settings.
 
+pub mod etcd;
 pub mod overlay;
 pub mod watch;
 
@@ -41,6 +42,9 @@ pub struct ConfigSource {
     cell: Arc<SnapshotCell>,
     gateway: Arc<GatewaySettings>,
     file: Option<PathBuf>,
+    /// With `config_provider: etcd`: where the configuration lives and
+    /// Admin API changes go.
+    etcd: Option<Arc<etcd::Etcd>>,
     #[allow(clippy::disallowed_types)]
     state: Mutex<State>,
 }
@@ -98,6 +102,7 @@ impl ConfigSource {
             cell,
             gateway,
             file,
+            etcd: None,
             #[allow(clippy::disallowed_types)]
             state: Mutex::new(State {
                 overlay,
@@ -129,6 +134,31 @@ impl ConfigSource {
                 at.display()
             ),
         }
+    }
+
+    /// The sources of a configuration kept in etcd ([`etcd::start`] reads
+    /// and publishes it).
+    pub fn with_etcd(
+        cell: Arc<SnapshotCell>,
+        gateway: Arc<GatewaySettings>,
+        etcd: Arc<etcd::Etcd>,
+    ) -> ConfigSource {
+        ConfigSource {
+            etcd: Some(etcd),
+            ..ConfigSource::open(cell, gateway, None)
+        }
+    }
+
+    /// The etcd the configuration lives in, if it does.
+    pub fn etcd(&self) -> Option<&Arc<etcd::Etcd>> {
+        self.etcd.as_ref()
+    }
+
+    /// Publishes `res` whole (compiled, shared state carried over); on
+    /// error nothing changes.
+    pub fn replace(&self, res: Resources) -> Result<u64, ConfigError> {
+        let _state = self.lock();
+        self.publish(res)
     }
 
     /// The configuration file, if the configuration came from one.
@@ -214,6 +244,18 @@ impl ConfigSource {
         self.publish(res)
     }
 
+    /// Compiles `res` as [`Self::publish`] would, publishing nothing.
+    pub fn validate(&self, res: Resources) -> Result<(), ConfigError> {
+        let prev = self.cell.load();
+        compile(
+            Arc::new(res),
+            self.gateway.clone(),
+            prev.tls.clone(),
+            Some(&prev.shared),
+        )
+        .map(drop)
+    }
+
     /// Compiles `res` (carrying the shared state over) and publishes it.
     fn publish(&self, res: Resources) -> Result<u64, ConfigError> {
         let prev = self.cell.load();
@@ -231,6 +273,33 @@ impl ConfigSource {
         // is one store): the state is still good.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Writes `data` to `path` whole or not at all: a temporary file (mode
+/// 0600, no symbolic link followed) synced and renamed over `path`, the
+/// directory synced.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn hash(text: &[u8]) -> u64 {

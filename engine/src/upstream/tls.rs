@@ -83,7 +83,7 @@ impl TlsClients {
 /// handshake signatures so the session is at least encrypted to the holder
 /// of the presented key.
 #[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
+pub(crate) struct AcceptAnyCert(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(

@@ -16,6 +16,7 @@ pub mod ai;
 pub mod certs;
 pub mod client;
 pub mod dns;
+pub mod etcd;
 pub mod gateway;
 pub mod kafka;
 pub mod loggers;

@@ -50,11 +50,10 @@ pub(super) fn on_usage(meta: &AnswerMeta<'_>, ctx: &RequestCtx) {
 }
 
 /// The `after_answer` phase: once the answer is out (a remote store never
-/// delays it).
+/// delays it). Callers check [`InForce::wants_after_answer`] first, so a
+/// request without such work builds no future for it.
 pub(super) async fn after_answer(plugins: &InForce<'_>, inst: &Instance, ctx: &RequestCtx) {
-    if !plugins.is_empty() {
-        plugins.after_answer(&inst.name, &Used::of(&ctx.llm)).await;
-    }
+    plugins.after_answer(&inst.name, &Used::of(&ctx.llm)).await;
 }
 
 /// How relaying ended.
@@ -98,7 +97,9 @@ pub async fn relay<'a>(
     }
     let relayed = json(call, c, ctx, req, answered, probe, &meta).await;
     if let Relayed::Done(_) = relayed {
-        after_answer(&meta.plugins, meta.inst, ctx).await;
+        if meta.plugins.wants_after_answer() {
+            after_answer(&meta.plugins, meta.inst, ctx).await;
+        }
     }
     relayed
 }

@@ -147,7 +147,9 @@ impl<'a> StreamJob<'a> {
         let watch = c.watch.take();
         let keep = pump(&mut self, lane, c, ctx, &watch).await;
         c.watch = watch;
-        after_answer(&self.meta.plugins, self.meta.inst, ctx).await;
+        if self.meta.plugins.wants_after_answer() {
+            after_answer(&self.meta.plugins, self.meta.inst, ctx).await;
+        }
         keep
     }
 }

@@ -152,6 +152,11 @@ impl AiRateLimiting {
         })
     }
 
+    /// Whether any budget lives in Redis (charged after the answer).
+    pub fn uses_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Whether budgets are per key (`rules`) rather than per instance.
     pub fn has_rules(&self) -> bool {
         !self.rules.is_empty()

@@ -89,6 +89,11 @@ impl Phases for Arc<AiRateLimiting> {
         self.charge_rules_local(&st.rule_hits, used);
     }
 
+    fn wants_after_answer(&self) -> bool {
+        // Local budgets were charged by `on_usage`.
+        self.uses_redis()
+    }
+
     async fn after_answer<'a>(&self, st: &Self::Request<'a>, instance: &str, used: &Used<'_>) {
         self.charge_remote(instance, used).await;
         self.charge_rules_remote(&st.rule_hits, used).await;
