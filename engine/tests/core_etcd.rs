@@ -97,10 +97,32 @@ fn etcd_is_the_configuration_and_the_admin_api_writes_there() {
     );
     assert_eq!(metric(&gw, "ringway_config_source_up"), 1);
 
-    // An operator's change in etcd: served within a second.
+    // An operator's change in etcd: served within a second, and no
+    // request fails while changes land.
+    let addr = gw.addr;
+    let load = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, 0);
+        let end = Instant::now() + Duration::from_millis(1500);
+        let mut c = Conn::connect(addr);
+        while Instant::now() < end {
+            match c.post_json("/one", ASK).status {
+                200 => ok += 1,
+                _ => failed += 1,
+            }
+        }
+        (ok, failed)
+    });
     etcd.put("/apisix/routes/2", &route(&m, "/two"));
     let took = until(&gw, "/two", 200);
     assert!(took < Duration::from_secs(1), "took {took:?}");
+    for i in 5..10 {
+        etcd.put(
+            &format!("/apisix/routes/{i}"),
+            &route(&m, &format!("/r{i}")),
+        );
+    }
+    let (ok, failed) = load.join().unwrap();
+    assert!(ok > 0 && failed == 0, "{ok} answered, {failed} failed");
     etcd.ctl(&["del", "/apisix/routes/1"]).unwrap();
     until(&gw, "/one", 404);
 
