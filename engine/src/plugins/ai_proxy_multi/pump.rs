@@ -241,7 +241,7 @@ impl Pumping {
     /// (or, after a failure, an SSE error event), the last chunk sent;
     /// whether the client connection stays open.
     async fn finish(
-        mut self,
+        &mut self,
         job: &mut StreamJob<'_>,
         lane: &Lane,
         c: &mut ClientConn,
@@ -272,7 +272,7 @@ impl Pumping {
         if chunked {
             c.wbuf.extend_from_slice(LAST_CHUNK);
         }
-        c.ubuf = self.ubuf;
+        c.ubuf = std::mem::take(&mut self.ubuf);
         c.ubuf.clear();
         // After an upstream failure the chunked framing is still intact
         // (error event, then the last chunk): the connection stays usable.
