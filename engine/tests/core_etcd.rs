@@ -274,3 +274,24 @@ fn etcd_with_authentication() {
         "the password is never logged"
     );
 }
+
+#[test]
+fn etcd_over_tls_with_a_client_certificate() {
+    let m = mocks(&["a"]);
+    let etcd = Etcd::start_tls();
+    etcd.put("/apisix/routes/1", &route(&m, "/one"));
+    let (ca, cert, key) = etcd.tls.clone().unwrap();
+    let tls = format!(
+        "    tls: {{cert: \"{}\", key: \"{}\", sni: localhost}}\n",
+        cert.display(),
+        key.display()
+    );
+    let gw = Gateway::start_with(GatewayConfig {
+        gateway_extra: format!("ssl_trusted_certificate: \"{}\"\n", ca.display()),
+        body: deployment(&etcd, "data_plane", &tls),
+        ..Default::default()
+    });
+    assert_eq!(status(&gw, "/one"), 200);
+    etcd.put("/apisix/routes/2", &route(&m, "/two"));
+    until(&gw, "/two", 200);
+}

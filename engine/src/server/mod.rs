@@ -215,7 +215,8 @@ fn open_source(
     let Some(settings) = etcd_settings else {
         return Ok(Arc::new(ConfigSource::open(cell.clone(), gw.clone(), file)));
     };
-    let etcd = Arc::new(etcd::Etcd::new(settings, file.as_deref())?);
+    let extra_ca = gw.ssl_trusted_certificate.as_deref();
+    let etcd = Arc::new(etcd::Etcd::new(settings, file.as_deref(), extra_ca)?);
     let source = Arc::new(ConfigSource::with_etcd(
         cell.clone(),
         gw.clone(),

@@ -2,6 +2,7 @@
 //! `scripts/setup-test-deps.sh`) on free loopback ports, killed when
 //! dropped; `etcdctl` writes and reads keys as an operator would.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,9 @@ pub struct Etcd {
     pub port: u16,
     peer: u16,
     pub dir: tempfile::TempDir,
+    /// With TLS: the CA, certificate and key files (the same certificate
+    /// serves the server and, for client-certificate auth, the client).
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl Etcd {
@@ -26,14 +30,38 @@ impl Etcd {
             port,
             peer,
             dir,
+            tls: None,
+        };
+        e.spawn();
+        e
+    }
+
+    /// A server on TLS that requires a client certificate signed by the
+    /// test CA ([`super::certs::pki`]).
+    pub fn start_tls() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let files = super::certs::pki().write(dir.path());
+        let mut e = Etcd {
+            child: None,
+            port: free_port(),
+            peer: free_port(),
+            dir,
+            tls: Some(files),
         };
         e.spawn();
         e
     }
 
     fn spawn(&mut self) {
-        let url = format!("http://127.0.0.1:{}", self.port);
-        let child = Command::new("etcd")
+        let url = self.endpoint();
+        let mut cmd = Command::new("etcd");
+        if let Some((ca, cert, key)) = &self.tls {
+            cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+            cmd.arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args([
@@ -67,17 +95,24 @@ impl Etcd {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Runs `etcdctl` against this server; its stdout, or stderr as the error.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &self.endpoint(), "--command-timeout=5s"])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint(), "--command-timeout=5s"]);
+        if let Some((ca, cert, key)) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(ca)
+                .arg("--cert")
+                .arg(cert)
+                .arg("--key")
+                .arg(key);
+        }
+        let out = cmd.args(args).output().map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {

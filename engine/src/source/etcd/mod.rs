@@ -55,16 +55,23 @@ struct LastGood {
 impl Etcd {
     /// The settings, with TLS client settings built (errors name the
     /// `deployment.etcd.tls` field).
-    pub fn new(settings: EtcdSettings, config_file: Option<&Path>) -> Result<Etcd, ConfigError> {
+    /// `extra_ca`: `gateway.ssl_trusted_certificate`, trusted besides
+    /// the public roots (an etcd cluster's own CA, typically).
+    pub fn new(
+        settings: EtcdSettings,
+        config_file: Option<&Path>,
+        extra_ca: Option<&Path>,
+    ) -> Result<Etcd, ConfigError> {
+        let default = crate::config::deployment::EtcdTls {
+            cert: None,
+            key: None,
+            verify: true,
+            sni: None,
+        };
         let tls = match &settings.tls {
-            Some(t) => Some(Arc::new(tls_config(t)?)),
+            Some(t) => Some(Arc::new(tls_config(t, extra_ca)?)),
             None if settings.hosts.iter().any(|h| h.tls) => {
-                Some(Arc::new(tls_config(&crate::config::deployment::EtcdTls {
-                    cert: None,
-                    key: None,
-                    verify: true,
-                    sni: None,
-                })?))
+                Some(Arc::new(tls_config(&default, extra_ca)?))
             }
             None => None,
         };
@@ -376,11 +383,13 @@ fn sleep_unless_shutdown(d: Duration, shutdown: &Shutdown) {
     }
 }
 
-/// TLS client settings for etcd: the system's and
-/// `gateway.ssl_trusted_certificate`'s roots are not consulted here —
-/// webpki's roots, `verify: false` to accept any certificate (test
-/// clusters), a client certificate for mutual TLS.
-fn tls_config(t: &crate::config::deployment::EtcdTls) -> Result<rustls::ClientConfig, ConfigError> {
+/// TLS client settings for etcd: the public roots and `extra_ca`'s
+/// certificates, or `verify: false` to accept any certificate (test
+/// clusters), and a client certificate for mutual TLS.
+fn tls_config(
+    t: &crate::config::deployment::EtcdTls,
+    extra_ca: Option<&Path>,
+) -> Result<rustls::ClientConfig, ConfigError> {
     use crate::upstream::tls::{provider, AcceptAnyCert};
     let at = crate::config::FieldPath::root()
         .field("deployment")
@@ -392,6 +401,19 @@ fn tls_config(t: &crate::config::deployment::EtcdTls) -> Result<rustls::ClientCo
     let builder = if t.verify {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = extra_ca {
+            let ca_at = crate::config::FieldPath::root()
+                .field("gateway")
+                .field("ssl_trusted_certificate");
+            let pem = std::fs::read(path)
+                .map_err(|e| ca_at.error(format!("cannot read `{}`: {e}", path.display())))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| ca_at.error(format!("bad PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ca_at.error(format!("bad certificate: {e}")))?;
+            }
+        }
         builder.with_root_certificates(roots)
     } else {
         builder
