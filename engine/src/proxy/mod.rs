@@ -179,18 +179,21 @@ async fn exchange(
         let status = resp.status;
         let upstream_keep = resp.keep_alive;
         *uscratch = resp.recycle();
-        let relayed = relay::relay_body(
-            &mut up.io,
-            client_io,
+        let ends = relay::Ends {
+            up: &mut up.io,
+            client: client_io,
             ubuf,
             wbuf,
-            framing,
-            out,
-            spec.read_timeout,
-            gw.timeouts.send,
-            capture,
-        )
-        .await;
+        };
+        let framing = relay::Framing {
+            upstream: framing,
+            client: out,
+        };
+        let timeouts = relay::Timeouts {
+            read: spec.read_timeout,
+            send: gw.timeouts.send,
+        };
+        let relayed = relay::relay_body(ends, framing, timeouts, capture).await;
         Ok::<_, Failure>((status, keep, upstream_keep, relayed))
     };
     let result = match crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await {

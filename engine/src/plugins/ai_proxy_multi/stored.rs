@@ -41,7 +41,7 @@ use super::replies::{attempts_failed, error_msg, kept_reply};
 use super::respond::{read_body, Kept};
 use crate::exchange::body::read_all;
 use crate::exchange::ctx::{RequestCtx, RequestType};
-use crate::exchange::relay::{relay_body, RelayError};
+use crate::exchange::relay::{self, RelayError};
 use crate::exchange::response_head::{write_response_head, ClientFraming};
 use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
@@ -445,18 +445,21 @@ async fn pass_answer(
     ctx.upstream_addr = Some(up.key.addr);
     ctx.llm.instance = Some(inst.name.clone());
     ctx.llm.attempts = attempts.parse().unwrap_or(1);
-    let relayed = relay_body(
-        &mut up.io,
-        io,
+    let ends = relay::Ends {
+        up: &mut up.io,
+        client: io,
         ubuf,
         wbuf,
-        resp.framing,
-        out,
-        plugin.transport.timeout,
-        lane.gateway.timeouts.send,
-        None,
-    )
-    .await;
+    };
+    let framing = relay::Framing {
+        upstream: resp.framing,
+        client: out,
+    };
+    let timeouts = relay::Timeouts {
+        read: plugin.transport.timeout,
+        send: lane.gateway.timeouts.send,
+    };
+    let relayed = relay::relay_body(ends, framing, timeouts, None).await;
     ctx.upstream_response_time = Some(sent_at.elapsed());
     match relayed {
         Ok(r) => {
