@@ -21,7 +21,7 @@
 //! The path after `/responses/` is checked before it goes anywhere: one
 //! or two segments of letters, digits, `_` and `-` (so no `..` or escapes
 //! can reach another API of the provider with the instance's key)
-//! ([`path`]).
+//! (`stored/path.rs`).
 
 mod path;
 
