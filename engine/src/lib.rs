@@ -39,7 +39,7 @@
 //! | read the head, keep-alive, pipelining | `server/conn.rs` (`serve`, `read_head`) |
 //! | route | `router/mod.rs`, called from `server/conn.rs` (`route_and_run`) |
 //! | access phase (global rules, then the route's; `key-auth`) | `plugins/mod.rs` (`PluginChain::access`), `plugins/key_auth/` |
-//! | plain upstream: forward and relay | `proxy/mod.rs` (`forward`), `proxy/head.rs`, `exchange/relay.rs` |
+//! | plain upstream: plan, try, classify, next; relay | `proxy/mod.rs` (`forward`, `Step`, `Forwarding`), `upstream/attempt.rs` (`run`), `proxy/head.rs`, `exchange/relay.rs` |
 //! | AI route: classify, read and check the body | `plugins/ai_proxy_multi/handler.rs` (`handle`), `request.rs` |
 //! | AI route: token budgets (`ai-rate-limiting`) | `plugins/ai_rate_limiting/` (which one: `plugins/mod.rs` `ai_rate_limiting_in_force`; checked in `handler.rs`: `handle`, `budget`; charged in `respond.rs`) |
 //! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `walk.rs` (`Walk::next_candidate`), `health/state.rs` |
