@@ -10,6 +10,9 @@
 # e.g. 'ai-rate-limiting: {limit: 100000000, time_window: 3600}').
 # PORT_BASE (default 18000) moves its ports (gateway +80, mocks +1 and +2)
 # so two runs can share a machine.
+# ROUTE=plain makes the route a plain upstream (`upstream: {nodes: [first
+# mock]}`, proxy/ forwarding, no plugin) instead of ai-proxy-multi (the
+# default, ROUTE=ai); EXTRA_PLUGINS still apply.
 # Compare builds side by side on one machine (results/instructions-per-request.md).
 set -euo pipefail
 BIN=$(realpath "$1"); shift; ARGS=("$@")
@@ -22,6 +25,14 @@ GW=$((P + 80)) M1=$((P + 1)) M2=$((P + 2))
 dir=$(mktemp -d)
 {
 bench_gateway_header $GW
+if [ "${ROUTE:-ai}" = plain ]; then
+cat <<Y
+      - name: chat
+        uris: [/v1/chat/completions]
+        upstream: {nodes: [{host: 127.0.0.1, port: $M1, weight: 1}]}
+Y
+[ -n "${EXTRA_PLUGINS:-}" ] && echo "        plugins:"
+else
 cat <<Y
       - name: chat
         uris: [/v1/chat/completions]
@@ -33,6 +44,7 @@ cat <<Y
               - {name: i1, provider: openai-compatible, weight: 2, auth: {header: {Authorization: "Bearer k"}},
                  options: {model: gpt-4o-mini}, override: {endpoint: "http://127.0.0.1:$M2/v1/chat/completions"}}
 Y
+fi
 while IFS= read -r line; do [ -n "$line" ] && echo "          $line"; done <<< "${EXTRA_PLUGINS:-}"
 } > "$dir/gw.yaml"
 taskset -c 1 $B/mock-llm --listen 127.0.0.1:$M1 --name m1 --listen 127.0.0.1:$M2 --name m2 --tokens 16 >/dev/null 2>&1 &

@@ -17,7 +17,7 @@
 //! | 5 | [`http`] | the HTTP/1.1 codec (request and response heads, chunked, writing), variables and `vars` expressions |
 //! | 6 | [`wire`] | LLM wire formats, sans IO: body scan and splice, OpenAI ⇄ Anthropic ⇄ Responses conversion, streams, usage, answer text |
 //! | 7 | [`exchange`] | one request's exchange: its context, the client connection, body reading, replies, `ProxyError`, reading and relaying an answer |
-//! | 8 | [`upstream`] | endpoints and DNS, connection pools, TLS clients, one-shot calls, plain upstream specs |
+//! | 8 | [`upstream`] | endpoints and DNS, connection pools, TLS clients, one-shot calls, plain upstream specs; one attempt's step, shared by plain forwarding and `ai-proxy-multi` — connect pooled or fresh, send, take the answer, the one stale-connection retry ([`upstream::attempt`]) |
 //! | 9 | [`lane`] | what one core's handlers share: settings, head limits, pool, round-robin counters, busy polling |
 //! | 10 | [`observe`] | request counters, the access log, logger entries, redaction |
 //! | 11 | [`redis`] | the Redis client that shares budgets across nodes, its outage detection |
@@ -42,15 +42,15 @@
 //! | the phases, what runs when | `plugins/phase.rs` (the `Phases` trait and its table), `plugins/registry.rs` (one line per plugin) |
 //! | rewrite phase (global rules, then the route's; `key-auth`) | `plugins/chain.rs` (`PluginChain::rewrite`), `plugins/key_auth/` |
 //! | the route's handler (plain or AI; the AI-path plugins in force) | `snapshot/handler.rs` (`CompiledRoute::handle`), `plugins/in_force.rs` (`AiChain::in_force`) |
-//! | plain upstream: forward and relay | `proxy/mod.rs` (`forward`), `proxy/head.rs`, `exchange/relay.rs` |
+//! | plain upstream: plan, try, classify, next; relay | `proxy/mod.rs` (`forward`, `Step`, `Forwarding`), `upstream/attempt.rs` (`run`), `proxy/head.rs`, `exchange/relay.rs` |
 //! | AI route: classify, read and check the body | `plugins/ai_proxy_multi/handler.rs` (`handle`), `request.rs` |
 //! | AI route: access, before_attempt, header_filter, on_usage (`ai-rate-limiting`'s budgets) | `plugins/in_force.rs` (`InForce`), run from `handler.rs` (`handle`), `walk.rs` (`budget`), `respond.rs` (`ringway_headers`, `on_usage`, `after_answer`); the budgets' side: `plugins/ai_rate_limiting/phases.rs` |
 //! | AI route: pick instances (priority, weight, health, cooldowns) | `plugins/ai_proxy_multi/select.rs`, `walk.rs` (`Walk::next_candidate`), `health/state.rs` |
 //! | AI route: build the upstream body (options, conversion) | `wire/` (`build_request`), `plugins/ai_proxy_multi/handler.rs` |
-//! | AI route: one attempt (token, connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` (`bearer`, `send`), `handler.rs` (`walk`) |
+//! | AI route: one attempt (token, connect, send, read the head) | `plugins/ai_proxy_multi/attempt.rs` (`bearer`, `send`), `upstream/attempt.rs` (`run`, `Buffered`), `handler.rs` (`walk`) |
 //! | AI route: classify the outcome, fall back or answer (JSON) | `plugins/ai_proxy_multi/outcome.rs` (`Failure::falls_back`), `handler.rs` (`walk`, `finish`), `walk.rs` (`judge`, `Walk::failed`), `respond.rs`, `replies.rs` |
 //! | AI route: stream (SSE relay, TTFT, usage) | `plugins/ai_proxy_multi/stream.rs`, `wire/stream/` |
-//! | stored Responses / conversations | `plugins/ai_proxy_multi/stored.rs`, `follow_up.rs`, `affinity.rs` |
+//! | stored Responses / conversations | `plugins/ai_proxy_multi/stored.rs`, `stored/path.rs`, `follow_up.rs`, `affinity.rs` |
 //! | the gateway's own errors | `exchange/reply.rs`, `plugins/ai_proxy_multi/replies.rs` |
 //! | log phase (access log, logger plugins) | `server/worker.rs` (`log_request`: the access log, then `PluginChain::log` of the global rules and the route), `observe/`, `plugins/logger.rs`, `loggers/` |
 //!

@@ -99,6 +99,13 @@ impl ProxyError {
         matches!(self, ProxyError::NoResponse | ProxyError::NoResponseIo(_))
     }
 
+    /// No connection could be made: nothing of the request reached the
+    /// upstream, so another node may take it (plain forwarding's
+    /// `retries`).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, ProxyError::Connect(_) | ProxyError::ConnectTimeout)
+    }
+
     pub fn from_connect(e: ConnectError) -> ProxyError {
         match e {
             ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
@@ -116,5 +123,14 @@ mod tests {
         assert!(!ProxyError::LimitExceeded("x").counts_against_instance());
         assert!(ProxyError::UpstreamTimeout.counts_against_instance());
         assert!(!ProxyError::ClientGone.counts_against_instance());
+    }
+
+    #[test]
+    fn only_a_failed_connection_says_nothing_was_sent() {
+        assert!(ProxyError::ConnectTimeout.is_connect());
+        let refused = ConnectError::Unresolved("h".into());
+        assert!(ProxyError::from_connect(refused).is_connect());
+        assert!(!ProxyError::NoResponse.is_connect());
+        assert!(!ProxyError::UpstreamTimeout.is_connect());
     }
 }

@@ -107,108 +107,169 @@ pub enum RelayError {
     Client,
 }
 
+/// The two ends of a relay and the buffers between them: `ubuf` holds
+/// what was read from the upstream past its response head, `wbuf` what is
+/// still to be written to the client (the response head, at first).
+pub struct Ends<'a> {
+    pub up: &'a mut Io,
+    pub client: &'a mut Io,
+    pub ubuf: &'a mut BytesMut,
+    pub wbuf: &'a mut Vec<u8>,
+}
+
+/// How the body comes from the upstream, and how it goes to the client.
+#[derive(Clone, Copy)]
+pub struct Framing {
+    pub upstream: ResponseFraming,
+    pub client: ClientFraming,
+}
+
+/// How long a relay waits for each upstream read and each client write.
+#[derive(Clone, Copy)]
+pub struct Timeouts {
+    pub read: Duration,
+    pub send: Duration,
+}
+
 /// Sends `wbuf` (the response head) and relays the body.
-#[allow(clippy::too_many_arguments)]
 pub async fn relay_body(
-    up: &mut Io,
-    client: &mut Io,
-    ubuf: &mut BytesMut,
-    wbuf: &mut Vec<u8>,
-    framing: ResponseFraming,
-    out: ClientFraming,
-    read_timeout: Duration,
-    send_timeout: Duration,
+    ends: Ends<'_>,
+    framing: Framing,
+    timeouts: Timeouts,
     capture: Option<&mut ResponseBody>,
 ) -> Result<Relayed, RelayError> {
-    let mut sink = Sink {
+    let Ends {
+        up,
         client,
+        ubuf,
         wbuf,
-        send_timeout,
-        bytes: 0,
-        capture,
-        framed: false,
+    } = ends;
+    let mut pipe = Pipe {
+        up,
+        ubuf,
+        read_timeout: timeouts.read,
+        sink: Sink {
+            client,
+            wbuf,
+            send_timeout: timeouts.send,
+            bytes: 0,
+            capture,
+            framed: false,
+        },
     };
-    let mut reusable = false;
-    match framing {
-        ResponseFraming::None => reusable = ubuf.is_empty(),
+    let reusable = match framing.upstream {
+        ResponseFraming::None => pipe.ubuf.is_empty(),
+        // The common case, inline (a method's future costs a few
+        // instructions a request).
         ResponseFraming::Length(n) => {
             let mut left = n;
             loop {
-                let take = (left.min(ubuf.len() as u64)) as usize;
+                let take = (left.min(pipe.ubuf.len() as u64)) as usize;
                 if take > 0 {
-                    sink.body(ubuf, take, false).await?;
+                    pipe.sink.body(pipe.ubuf, take, false).await?;
                     left -= take as u64;
                 }
                 if left == 0 {
-                    reusable = ubuf.is_empty();
-                    break;
+                    break pipe.ubuf.is_empty();
                 }
-                sink.flush().await?;
-                fill(up, ubuf, read_timeout).await?;
+                pipe.sink.flush().await?;
+                fill(pipe.up, pipe.ubuf, pipe.read_timeout).await?;
             }
         }
-        ResponseFraming::Chunked => {
-            let mut dec = ChunkedDecoder::new();
-            loop {
-                if out == ClientFraming::Raw {
-                    // HTTP/1.0 client: decode, send data only.
-                    while !ubuf.is_empty() && !dec.is_done() {
-                        let d = dec.decode(ubuf).map_err(|_| {
-                            RelayError::Upstream(ProxyError::BadResponse("malformed chunked body"))
-                        })?;
-                        if let Some(r) = d.data {
-                            ubuf.advance(r.start);
-                            sink.body(ubuf, r.len(), false).await?;
-                        } else {
-                            ubuf.advance(d.consumed);
-                        }
-                    }
-                    if dec.is_done() {
-                        break;
-                    }
+        // HTTP/1.0 client: decode, send data only.
+        ResponseFraming::Chunked if framing.client == ClientFraming::Raw => pipe.dechunk().await?,
+        ResponseFraming::Chunked => pipe.chunked().await?,
+        ResponseFraming::Close => {
+            pipe.until_close(framing.client == ClientFraming::Rechunk)
+                .await?
+        }
+    };
+    pipe.sink.flush().await?;
+    Ok(Relayed {
+        reusable,
+        bytes: pipe.sink.bytes,
+    })
+}
+
+/// The body's way from the upstream (read into `ubuf`) to the client
+/// ([`Sink`]). Each way of framing (Content-Length's is inline in
+/// [`relay_body`]) returns whether the upstream connection ended exactly
+/// at the end of the body (reusable).
+struct Pipe<'a> {
+    up: &'a mut Io,
+    ubuf: &'a mut BytesMut,
+    read_timeout: Duration,
+    sink: Sink<'a>,
+}
+
+impl Pipe<'_> {
+    /// A chunked body passed through unchanged while a scanner finds its end.
+    async fn chunked(&mut self) -> Result<bool, RelayError> {
+        let mut dec = ChunkedDecoder::new();
+        self.sink.framed = true;
+        loop {
+            match dec.scan(self.ubuf).map_err(|_| malformed_chunked())? {
+                Some(end) => {
+                    self.sink.body(self.ubuf, end, false).await?;
+                    return Ok(self.ubuf.is_empty());
+                }
+                None => {
+                    let n = self.ubuf.len();
+                    self.sink.body(self.ubuf, n, false).await?;
+                }
+            }
+            self.sink.flush().await?;
+            fill(self.up, self.ubuf, self.read_timeout).await?;
+        }
+    }
+
+    /// A chunked body decoded, its data sent bare (to an HTTP/1.0 client,
+    /// which reads to the close): never reusable.
+    async fn dechunk(&mut self) -> Result<bool, RelayError> {
+        let mut dec = ChunkedDecoder::new();
+        loop {
+            while !self.ubuf.is_empty() && !dec.is_done() {
+                let d = dec.decode(self.ubuf).map_err(|_| malformed_chunked())?;
+                if let Some(r) = d.data {
+                    self.ubuf.advance(r.start);
+                    self.sink.body(self.ubuf, r.len(), false).await?;
                 } else {
-                    sink.framed = true;
-                    match dec.scan(ubuf).map_err(|_| {
-                        RelayError::Upstream(ProxyError::BadResponse("malformed chunked body"))
-                    })? {
-                        Some(end) => {
-                            sink.body(ubuf, end, false).await?;
-                            reusable = ubuf.is_empty();
-                            break;
-                        }
-                        None => {
-                            let n = ubuf.len();
-                            sink.body(ubuf, n, false).await?;
-                        }
-                    }
+                    self.ubuf.advance(d.consumed);
                 }
-                sink.flush().await?;
-                fill(up, ubuf, read_timeout).await?;
             }
+            if dec.is_done() {
+                return Ok(false);
+            }
+            self.sink.flush().await?;
+            fill(self.up, self.ubuf, self.read_timeout).await?;
         }
-        ResponseFraming::Close => loop {
-            let n = ubuf.len();
+    }
+
+    /// A body that ends when the upstream closes, re-chunked for the
+    /// client when `rechunk`: never reusable.
+    async fn until_close(&mut self, rechunk: bool) -> Result<bool, RelayError> {
+        loop {
+            let n = self.ubuf.len();
             if n > 0 {
-                sink.body(ubuf, n, out == ClientFraming::Rechunk).await?;
+                self.sink.body(self.ubuf, n, rechunk).await?;
             }
-            sink.flush().await?;
-            match fill(up, ubuf, read_timeout).await {
+            self.sink.flush().await?;
+            match fill(self.up, self.ubuf, self.read_timeout).await {
                 Ok(()) => {}
                 Err(RelayError::Upstream(ProxyError::UpstreamClosed)) => {
-                    if out == ClientFraming::Rechunk {
-                        sink.wbuf.extend_from_slice(LAST_CHUNK);
+                    if rechunk {
+                        self.sink.wbuf.extend_from_slice(LAST_CHUNK);
                     }
-                    break;
+                    return Ok(false);
                 }
                 Err(e) => return Err(e),
             }
-        },
+        }
     }
-    sink.flush().await?;
-    Ok(Relayed {
-        reusable,
-        bytes: sink.bytes,
-    })
+}
+
+fn malformed_chunked() -> RelayError {
+    RelayError::Upstream(ProxyError::BadResponse("malformed chunked body"))
 }
 
 /// Reads more upstream bytes into `ubuf`; end of stream is `UpstreamClosed`.

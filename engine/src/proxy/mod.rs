@@ -1,20 +1,22 @@
-//! Plain HTTP forwarding (`request_type` `traditional_http`): pick a node
-//! by weighted round robin, reuse or open a connection, send the rewritten
-//! request, stream the response back. Connection failures move on to the
-//! next node (up to `retries`); a pooled connection that turns out to be
-//! stale is retried once on a fresh one when the body can be replayed.
-//! While the upstream works, a [`crate::net::PeerWatch`] notices the client
-//! leaving and the upstream request is dropped (cancelled) at once.
+//! Plain HTTP forwarding (`request_type` `traditional_http`), one attempt
+//! after another: plan (the nodes by weighted round robin, each once, up
+//! to `retries` more), try one ([`crate::upstream::attempt::run`]: reuse or
+//! open a connection, send the rewritten request, relay the response
+//! back), classify the outcome once (`Step`: answered, next node, stop
+//! with this error, client gone), record a failed node and go on.
+//! Only connection failures move on to the next node; a pooled connection
+//! that turns out to be stale is retried once on a fresh one when the body
+//! can be replayed (in the shared step). While the upstream works, a
+//! [`crate::net::PeerWatch`] notices the client leaving and the upstream
+//! request is dropped (cancelled) at once.
 
 pub mod head;
-
-use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::exchange::body::{self, Body};
 use crate::exchange::ctx::RequestCtx;
-use crate::exchange::relay::{self, RelayError};
+use crate::exchange::relay::{self, read_response_head, RelayError, Relayed};
 use crate::exchange::reply;
 use crate::exchange::response_head::{self, ClientFraming};
 use crate::exchange::ClientConn;
@@ -23,10 +25,9 @@ use crate::http::chunked::write_chunk_header;
 use crate::http::{RequestHead, Version};
 use crate::lane::Lane;
 use crate::net::{self, Io};
-use crate::upstream::connect::connect_fresh;
+use crate::upstream::attempt::{self, Attempt, Dest, Exchanged};
 use crate::upstream::spec::{Node, UpstreamSpec};
-use crate::upstream::TlsClients;
-use crate::upstream::{connect, UpstreamConn};
+use crate::upstream::{TlsClients, UpstreamConn};
 use head::{ClientSide, OutBody};
 
 /// Forwards one request; returns whether the client connection stays open.
@@ -53,258 +54,305 @@ pub async fn forward(
         Ok(b) => b,
         Err(e) => return fail(lane, c, ctx, &e, false).await,
     };
-    let mut last: Option<ProxyError> = None;
-    let mut tried = NodeSet::default();
-    let counter = lane.next_rr(spec.slot);
-    for idx in spec.wrr.walk(counter) {
-        if !tried.insert(idx) {
-            continue;
-        }
-        if tried.len() > spec.retries as usize + 1 {
-            break;
-        }
-        let node = &spec.nodes[idx];
+    let mut failed = Vec::new();
+    for node in plan(spec, lane.next_rr(spec.slot)) {
         let tls = spec.tls_target(node);
-        let mut fresh_only = false;
-        loop {
-            let conn = if fresh_only {
-                let timeout = spec.connect_timeout;
-                match connect_fresh(&node.endpoint, tls.as_ref(), tls_clients, timeout).await {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        last = Some(ProxyError::from_connect(e));
-                        break;
-                    }
-                }
-            } else {
-                match connect(
-                    &lane.pool,
-                    &node.endpoint,
-                    tls.as_ref(),
-                    tls_clients,
-                    spec.connect_timeout,
-                )
-                .await
-                {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::debug!(host = %node.endpoint.host, "upstream connect failed: {e}");
-                        last = Some(ProxyError::from_connect(e));
-                        break;
-                    }
-                }
-            };
-            let reused = conn.reused;
-            match exchange(lane, c, head, &mut body, spec, node, conn, ctx, keep_alive).await {
-                Ok(keep) => return keep,
-                Err(Failure::BeforeResponse(e)) => {
-                    let replayable = !matches!(body, Body::Streaming { .. });
-                    if reused && replayable && e.is_no_response() && !fresh_only {
-                        fresh_only = true;
-                        continue;
-                    }
-                    return fail(lane, c, ctx, &e, keep_alive && replayable).await;
-                }
-                Err(Failure::AfterResponse) => return false,
-            }
+        let to = Dest {
+            endpoint: &node.endpoint,
+            tls: tls.as_ref(),
+            connect_timeout: spec.connect_timeout,
+        };
+        let mut forwarding = Forwarding {
+            lane,
+            spec,
+            node,
+            head,
+            keep_alive,
+            c: &mut *c,
+            ctx: &mut *ctx,
+            body: &mut body,
+        };
+        let step = match attempt::run(&lane.pool, tls_clients, &to, &mut forwarding).await {
+            Ok(done) => Step::Answered(finish(lane, spec, ctx, done)),
+            Err(e) => Step::failed(e),
+        };
+        match step {
+            Step::Answered(keep) => return keep,
+            Step::Next(error) => failed.push(Failed::record(node, error)),
+            Step::Stop(e) => return fail(lane, c, ctx, &e, keep_alive && replayable(&body)).await,
+            Step::ClientGone => return false,
         }
     }
-    let e = last.unwrap_or(ProxyError::BadResponse("upstream has no nodes"));
-    fail(
-        lane,
-        c,
-        ctx,
-        &e,
-        keep_alive && !matches!(body, Body::Streaming { .. }),
-    )
-    .await
+    let e = match failed.pop() {
+        Some(last) => last.error,
+        None => ProxyError::BadResponse("upstream has no nodes"),
+    };
+    fail(lane, c, ctx, &e, keep_alive && replayable(&body)).await
 }
 
-/// How an exchange failed.
-enum Failure {
-    /// Nothing was sent to the client yet: an error reply is possible.
-    BeforeResponse(ProxyError),
-    /// The client already has part of a response: close the connection.
-    AfterResponse,
+/// The nodes to try, in order: the weighted round-robin walk from this
+/// request's ticket, each node once, at most `retries + 1` of them.
+fn plan(spec: &UpstreamSpec, ticket: u64) -> impl Iterator<Item = &Node> + '_ {
+    let mut seen = NodeSet::default();
+    spec.wrr
+        .walk(ticket)
+        .filter(move |&i| seen.insert(i))
+        .take(spec.retries as usize + 1)
+        .map(|i| &spec.nodes[i])
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn exchange(
-    lane: &Lane,
-    c: &mut ClientConn,
-    head: &RequestHead,
-    body: &mut Body,
-    spec: &UpstreamSpec,
-    node: &Node,
-    mut up: UpstreamConn,
-    ctx: &mut RequestCtx,
-    keep_alive: bool,
-) -> Result<bool, Failure> {
-    let gw = &lane.gateway;
-    let sent_at = Instant::now();
-    ctx.upstream_addr = Some(up.key.addr);
-    send_request(lane, c, head, body, spec, node, &mut up, ctx)
-        .await
-        .map_err(Failure::BeforeResponse)?;
+/// What one attempt's outcome means for the request, decided once.
+enum Step {
+    /// The node answered: the client has the answer, or as much of it as
+    /// the relay got through; whether its connection stays open.
+    Answered(bool),
+    /// No connection could be made: nothing was sent, the next node may
+    /// take the request.
+    Next(ProxyError),
+    /// The node failed with the request sent (or being sent): this error
+    /// is the client's answer.
+    Stop(ProxyError),
+    /// The client left: nobody to answer.
+    ClientGone,
+}
 
-    let client_http10 = head.version == Version::Http10;
-    let head_request = head.method == http::Method::HEAD;
-    let ClientConn {
-        io: client_io,
-        ubuf,
-        wbuf,
-        uscratch,
-        watch,
-        raw_fd,
-        tls,
-        ..
-    } = &mut *c;
-    let capture = ctx.response_body.as_deref_mut();
-    let work = async {
-        let resp = read_resp(
-            &mut up.io,
-            ubuf,
-            head_request,
-            lane.head_limits.max_headers,
-            spec.read_timeout,
-            uscratch,
-        )
-        .await
-        .map_err(Failure::BeforeResponse)?;
-        let framing = resp.framing;
-        let out = ClientFraming::for_response(framing, client_http10);
-        let keep = keep_alive && out != ClientFraming::Raw;
-        wbuf.clear();
-        response_head::write_response_head(wbuf, &resp, out, keep, client_http10, &[]);
-        let status = resp.status;
-        let upstream_keep = resp.keep_alive;
-        *uscratch = resp.recycle();
-        let relayed = relay::relay_body(
-            &mut up.io,
-            client_io,
-            ubuf,
-            wbuf,
-            framing,
-            out,
-            spec.read_timeout,
-            gw.timeouts.send,
-            capture,
-        )
-        .await;
-        Ok::<_, Failure>((status, keep, upstream_keep, relayed))
-    };
-    let result = match crate::net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await {
-        Some(r) => r,
-        None => Err(Failure::BeforeResponse(ProxyError::ClientGone)),
-    };
-    let (status, keep, upstream_keep, relayed) = match result {
-        Ok(v) => v,
-        Err(Failure::BeforeResponse(ProxyError::ClientGone)) => return Err(Failure::AfterResponse),
-        Err(f) => return Err(f),
-    };
-    ctx.status = status;
-    ctx.upstream_status = Some(status);
+impl Step {
+    /// What a failed attempt means: the error says whether the next node
+    /// may take the request (pingora's errors carry retryability alike).
+    fn failed(e: ProxyError) -> Step {
+        match e {
+            ProxyError::ClientGone => Step::ClientGone,
+            e if e.is_connect() => Step::Next(e),
+            e => Step::Stop(e),
+        }
+    }
+}
+
+/// A node that could not be reached, and why (the last one's error is
+/// the client's answer when no node could be).
+struct Failed<'s> {
+    node: &'s Node,
+    error: ProxyError,
+}
+
+impl<'s> Failed<'s> {
+    /// Notes that `node` could not be reached (a debug log line).
+    fn record(node: &'s Node, error: ProxyError) -> Failed<'s> {
+        let f = Failed { node, error };
+        let (host, port) = (&f.node.endpoint.host, f.node.endpoint.port);
+        tracing::debug!(%host, port, "upstream connect failed: {}", f.error);
+        f
+    }
+}
+
+/// Whether the body can be sent again (it was read whole, not streamed
+/// from the client).
+fn replayable(body: &Body) -> bool {
+    !matches!(body, Body::Streaming { .. })
+}
+
+/// The end of an answered attempt: the log fields, the connection back
+/// to the pool when the answer ended it cleanly; whether the client
+/// connection stays open.
+fn finish(lane: &Lane, spec: &UpstreamSpec, ctx: &mut RequestCtx, done: Exchanged<Relay>) -> bool {
+    let Exchanged {
+        up,
+        answer,
+        sent_at,
+    } = done;
+    ctx.status = answer.status;
+    ctx.upstream_status = Some(answer.status);
     ctx.upstream_response_time = Some(sent_at.elapsed());
-    match relayed {
+    match answer.relayed {
         Ok(r) => {
             ctx.bytes_sent = r.bytes;
-            if r.reusable && upstream_keep && spec.keepalive.enabled {
+            if r.reusable && answer.upstream_keep && spec.keepalive.enabled {
                 lane.pool.put(up, &spec.keepalive);
             }
-            Ok(keep)
+            answer.keep
         }
         Err(RelayError::Upstream(e)) => {
             tracing::debug!("upstream failed mid-response: {e}");
-            Err(Failure::AfterResponse)
+            false
         }
-        Err(RelayError::Client) => Err(Failure::AfterResponse),
+        Err(RelayError::Client) => false,
     }
 }
 
-async fn read_resp(
-    up: &mut Io,
-    ubuf: &mut bytes::BytesMut,
-    head_request: bool,
-    max_headers: usize,
-    timeout: std::time::Duration,
-    scratch: &mut Vec<crate::http::HeaderSpan>,
-) -> Result<crate::http::ResponseHead, ProxyError> {
-    relay::read_response_head(up, ubuf, head_request, max_headers, timeout, scratch).await
+/// One attempt at one node: the client's request (its head rewritten for
+/// the node, its body as read so far and the rest as it comes) sent, the
+/// answer relayed while the client is watched for leaving.
+struct Forwarding<'f, 'c> {
+    lane: &'f Lane,
+    spec: &'f UpstreamSpec,
+    node: &'f Node,
+    head: &'f RequestHead,
+    keep_alive: bool,
+    c: &'c mut ClientConn,
+    ctx: &'c mut RequestCtx,
+    body: &'c mut Body,
 }
 
-/// Writes the request head and body to the upstream.
-#[allow(clippy::too_many_arguments)]
-async fn send_request(
-    lane: &Lane,
-    c: &mut ClientConn,
-    head: &RequestHead,
-    body: &mut Body,
-    spec: &UpstreamSpec,
-    node: &Node,
-    up: &mut UpstreamConn,
-    ctx: &RequestCtx,
-) -> Result<(), ProxyError> {
-    let out_body = match body {
-        Body::Empty => OutBody::None,
-        Body::Full(b) => OutBody::Length(b.len() as u64),
-        Body::Streaming { .. } => match head.framing {
-            crate::http::BodyFraming::Length(n) => OutBody::Length(n),
-            _ => OutBody::Chunked,
-        },
-    };
-    let client = ClientSide {
-        peer: c.peer,
-        tls: c.tls,
-        local_port: c.local_port,
-        hide_header: ctx.hide_header.as_deref(),
-        hide_query: ctx.hide_query.as_deref(),
-        consumer: ctx.consumer.as_deref(),
-        credential: ctx.credential.as_deref(),
-    };
-    let mut out = std::mem::take(&mut c.wbuf);
-    out.clear();
-    head::write_request_head(&mut out, head, spec, node, &client, out_body);
-    let timeout = spec.send_timeout;
-    match body {
-        Body::Full(b) if b.len() <= 16 * 1024 => {
-            out.extend_from_slice(b);
-            let (r, buf) = send(&mut up.io, out, timeout).await;
-            c.wbuf = buf;
-            r
-        }
-        Body::Full(b) => {
-            let (r, buf) = send(&mut up.io, out, timeout).await;
-            c.wbuf = buf;
-            r?;
-            send(&mut up.io, b.clone(), timeout).await.0
-        }
-        Body::Empty => {
-            let (r, buf) = send(&mut up.io, out, timeout).await;
-            c.wbuf = buf;
-            r
-        }
-        Body::Streaming { prefix, reader } => {
-            let (r, buf) = send(&mut up.io, out, timeout).await;
-            c.wbuf = buf;
-            r?;
-            let chunked = out_body == OutBody::Chunked;
-            for piece in prefix.drain(..) {
-                send_piece(&mut up.io, piece, chunked, timeout).await?;
+/// What reached the client: the answer's head, and as much of its body
+/// as the relay got through.
+struct Relay {
+    status: u16,
+    /// The client connection may stay open, as far as the answer goes.
+    keep: bool,
+    /// The upstream keeps its connection open.
+    upstream_keep: bool,
+    relayed: Result<Relayed, RelayError>,
+}
+
+impl Attempt for Forwarding<'_, '_> {
+    type Answer = Relay;
+
+    fn replayable(&self) -> bool {
+        replayable(self.body)
+    }
+
+    /// Writes the request head and body to the upstream.
+    async fn send(&mut self, up: &mut UpstreamConn) -> Result<(), ProxyError> {
+        self.ctx.upstream_addr = Some(up.key.addr);
+        let (mut out, out_body) = self.request_head();
+        let (io, timeout) = (&mut up.io, self.spec.send_timeout);
+        match &*self.body {
+            Body::Full(b) if b.len() <= 16 * 1024 => {
+                out.extend_from_slice(b);
+                let (r, buf) = send(io, out, timeout).await;
+                self.c.wbuf = buf;
+                r
             }
-            while let Some(piece) = reader.next(c, lane.gateway.timeouts.body).await? {
-                send_piece(&mut up.io, piece, chunked, timeout).await?;
+            Body::Full(b) => {
+                let (r, buf) = send(io, out, timeout).await;
+                self.c.wbuf = buf;
+                r?;
+                send(io, b.clone(), timeout).await.0
             }
-            if chunked {
-                send(
-                    &mut up.io,
-                    Bytes::from_static(crate::http::chunked::LAST_CHUNK),
-                    timeout,
-                )
-                .await
-                .0?;
+            Body::Empty => {
+                let (r, buf) = send(io, out, timeout).await;
+                self.c.wbuf = buf;
+                r
             }
-            Ok(())
+            Body::Streaming { .. } => {
+                let (r, buf) = send(io, out, timeout).await;
+                self.c.wbuf = buf;
+                r?;
+                self.stream_body(io, out_body == OutBody::Chunked).await
+            }
         }
+    }
+
+    /// Reads the response head and relays the answer, unless the client
+    /// leaves first (`ClientGone`).
+    async fn receive(&mut self, up: &mut UpstreamConn) -> Result<Relay, ProxyError> {
+        let (lane, spec, keep_alive) = (self.lane, self.spec, self.keep_alive);
+        let client_http10 = self.head.version == Version::Http10;
+        let head_request = self.head.method == http::Method::HEAD;
+        let ClientConn {
+            io: client_io,
+            ubuf,
+            wbuf,
+            uscratch,
+            watch,
+            raw_fd,
+            tls,
+            ..
+        } = &mut *self.c;
+        let capture = self.ctx.response_body.as_deref_mut();
+        let work = async {
+            let max_headers = lane.head_limits.max_headers;
+            let resp = read_response_head(
+                &mut up.io,
+                ubuf,
+                head_request,
+                max_headers,
+                spec.read_timeout,
+                uscratch,
+            )
+            .await?;
+            let out = ClientFraming::for_response(resp.framing, client_http10);
+            let keep = keep_alive && out != ClientFraming::Raw;
+            wbuf.clear();
+            response_head::write_response_head(wbuf, &resp, out, keep, client_http10, &[]);
+            let (status, upstream_keep) = (resp.status, resp.keep_alive);
+            let framing = relay::Framing {
+                upstream: resp.framing,
+                client: out,
+            };
+            *uscratch = resp.recycle();
+            let ends = relay::Ends {
+                up: &mut up.io,
+                client: client_io,
+                ubuf,
+                wbuf,
+            };
+            let timeouts = relay::Timeouts {
+                read: spec.read_timeout,
+                send: lane.gateway.timeouts.send,
+            };
+            let relayed = relay::relay_body(ends, framing, timeouts, capture).await;
+            Ok(Relay {
+                status,
+                keep,
+                upstream_keep,
+                relayed,
+            })
+        };
+        match net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await {
+            Some(r) => r,
+            None => Err(ProxyError::ClientGone),
+        }
+    }
+}
+
+impl Forwarding<'_, '_> {
+    /// The request head for the node, in the client's write buffer (taken
+    /// out of it), and how the body is framed.
+    fn request_head(&mut self) -> (Vec<u8>, OutBody) {
+        let out_body = match &*self.body {
+            Body::Empty => OutBody::None,
+            Body::Full(b) => OutBody::Length(b.len() as u64),
+            Body::Streaming { .. } => match self.head.framing {
+                crate::http::BodyFraming::Length(n) => OutBody::Length(n),
+                _ => OutBody::Chunked,
+            },
+        };
+        let (c, ctx) = (&mut *self.c, &*self.ctx);
+        let client = ClientSide {
+            peer: c.peer,
+            tls: c.tls,
+            local_port: c.local_port,
+            hide_header: ctx.hide_header.as_deref(),
+            hide_query: ctx.hide_query.as_deref(),
+            consumer: ctx.consumer.as_deref(),
+            credential: ctx.credential.as_deref(),
+        };
+        let mut out = std::mem::take(&mut c.wbuf);
+        out.clear();
+        head::write_request_head(&mut out, self.head, self.spec, self.node, &client, out_body);
+        (out, out_body)
+    }
+
+    /// The rest of a streamed body: what was read with the head, then the
+    /// client's pieces as they come, chunk-framed when `chunked`.
+    async fn stream_body(&mut self, up: &mut Io, chunked: bool) -> Result<(), ProxyError> {
+        let Body::Streaming { prefix, reader } = &mut *self.body else {
+            return Ok(());
+        };
+        let timeout = self.spec.send_timeout;
+        for piece in prefix.drain(..) {
+            send_piece(up, piece, chunked, timeout).await?;
+        }
+        let body_timeout = self.lane.gateway.timeouts.body;
+        while let Some(piece) = reader.next(self.c, body_timeout).await? {
+            send_piece(up, piece, chunked, timeout).await?;
+        }
+        if chunked {
+            let last = Bytes::from_static(crate::http::chunked::LAST_CHUNK);
+            send(up, last, timeout).await.0?;
+        }
+        Ok(())
     }
 }
 
@@ -364,7 +412,6 @@ async fn fail(
 #[derive(Default)]
 struct NodeSet {
     bits: Vec<u64>,
-    len: usize,
 }
 
 impl NodeSet {
@@ -378,11 +425,6 @@ impl NodeSet {
             return false;
         }
         self.bits[word] |= bit;
-        self.len += 1;
         true
-    }
-
-    fn len(&self) -> usize {
-        self.len
     }
 }

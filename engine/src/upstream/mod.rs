@@ -1,10 +1,13 @@
 //! Upstream connections: compiled upstream specs ([`spec`]), name
 //! resolution kept off the request path ([`endpoint`]), per-core keep-alive
-//! pools ([`pool`]), TCP/TLS connectors ([`connect`], [`tls`]).
+//! pools ([`pool`]), TCP/TLS connectors ([`connect`], [`tls`]), one
+//! attempt's connect, send and answer with its stale-connection retry
+//! ([`attempt`]).
 //!
 //! Pools are per worker (`Rc`, no locks) and keyed by address and TLS
 //! identity, not by route, so they survive config reloads untouched.
 
+pub mod attempt;
 pub mod connect;
 pub mod endpoint;
 pub mod oneshot;

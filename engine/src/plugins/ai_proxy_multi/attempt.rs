@@ -1,8 +1,9 @@
 //! One attempt at one instance: build the upstream request (provider
 //! endpoint, auth, the instance's body), get a pooled or fresh connection,
-//! send, and wait for the response head. A pooled connection that turns
-//! out dead before answering is retried once on a fresh one (the body is
-//! in memory). Everything is bounded by the plugin's `timeout`.
+//! send, and wait for the response head ([`crate::upstream::attempt`]). A
+//! pooled connection that turns out dead before answering is retried once
+//! on a fresh one (the body is in memory). Everything is bounded by the
+//! plugin's `timeout`.
 
 use std::future::Future;
 use std::io::Write;
@@ -15,16 +16,14 @@ use super::instance::{Instance, Target};
 use super::outcome::Failure;
 use super::request::LlmRequest;
 use super::AiProxyMulti;
-use crate::exchange::relay::read_response_head;
 use crate::exchange::{ClientConn, ProxyError};
 use crate::http::{HeaderSpan, RequestHead, ResponseHead};
 use crate::lane::Lane;
 use crate::net::watch::PeerWatch;
-use crate::net::{self, Io};
 use crate::providers::Wire;
-use crate::upstream::connect::connect_fresh;
+use crate::upstream::attempt::{run, Buffered, Dest};
 use crate::upstream::TlsClients;
-use crate::upstream::{connect, UpstreamConn};
+use crate::upstream::UpstreamConn;
 use std::os::fd::RawFd;
 
 /// A response head and the connection it came on.
@@ -184,7 +183,10 @@ pub struct Buffers<'a> {
     pub scratch: &'a mut Vec<HeaderSpan>,
 }
 
-/// Sends the request in `bufs.wbuf` to `target` and waits for the head.
+/// Sends the request in `bufs.wbuf` to `target` and waits for the head
+/// (the shared step, [`crate::upstream::attempt::run`], for a request
+/// whole in a buffer).
+#[inline]
 pub async fn send(
     lane: &Lane,
     tls_clients: &TlsClients,
@@ -193,45 +195,22 @@ pub async fn send(
     bufs: &mut Buffers<'_>,
 ) -> Result<Answered, ProxyError> {
     let timeout = plugin.transport.timeout;
-    let mut fresh_only = false;
-    loop {
-        let mut up = if fresh_only {
-            connect_fresh(&target.endpoint, target.tls.as_ref(), tls_clients, timeout)
-                .await
-                .map_err(ProxyError::from_connect)?
-        } else {
-            connect(
-                &lane.pool,
-                &target.endpoint,
-                target.tls.as_ref(),
-                tls_clients,
-                timeout,
-            )
-            .await
-            .map_err(ProxyError::from_connect)?
-        };
-        let sent_at = Instant::now();
-        let result = exchange_head(&mut up.io, bufs, timeout, lane.head_limits.max_headers).await;
-        match result {
-            Ok(head) => return Ok(Answered { up, head, sent_at }),
-            Err(e) if up.reused && !fresh_only && e.is_no_response() => fresh_only = true,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-async fn exchange_head(
-    io: &mut Io,
-    bufs: &mut Buffers<'_>,
-    timeout: std::time::Duration,
-    max_headers: usize,
-) -> Result<ResponseHead, ProxyError> {
-    let out = std::mem::take(bufs.wbuf);
-    let (res, out) = match crate::timer::timeout(timeout, net::write_all(io, out)).await {
-        Ok(r) => r,
-        Err(_) => return Err(ProxyError::UpstreamTimeout),
+    let to = Dest {
+        endpoint: &target.endpoint,
+        tls: target.tls.as_ref(),
+        connect_timeout: timeout,
     };
-    *bufs.wbuf = out;
-    res.map_err(ProxyError::NoResponseIo)?;
-    read_response_head(io, bufs.ubuf, false, max_headers, timeout, bufs.scratch).await
+    let mut whole = Buffered {
+        wbuf: bufs.wbuf,
+        ubuf: bufs.ubuf,
+        scratch: bufs.scratch,
+        timeout,
+        max_headers: lane.head_limits.max_headers,
+    };
+    let done = run(&lane.pool, tls_clients, &to, &mut whole).await?;
+    Ok(Answered {
+        up: done.up,
+        head: done.answer,
+        sent_at: done.sent_at,
+    })
 }

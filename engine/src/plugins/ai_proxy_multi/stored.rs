@@ -20,11 +20,18 @@
 //!
 //! The path after `/responses/` is checked before it goes anywhere: one
 //! or two segments of letters, digits, `_` and `-` (so no `..` or escapes
-//! can reach another API of the provider with the instance's key).
+//! can reach another API of the provider with the instance's key)
+//! (`stored/path.rs`).
+
+mod path;
+
+pub use path::{stored_call, Family};
 
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
+
+use bytes::Bytes;
 
 use super::attempt;
 use super::handler::Call;
@@ -32,89 +39,15 @@ use super::instance::{Instance, Target};
 use super::outcome::{Failure, Tried};
 use super::replies::{attempts_failed, error_msg, kept_reply};
 use super::respond::{read_body, Kept};
-use super::AiProxyMulti;
 use crate::exchange::body::read_all;
 use crate::exchange::ctx::{RequestCtx, RequestType};
-use crate::exchange::relay::{relay_body, RelayError};
+use crate::exchange::relay::{self, RelayError};
 use crate::exchange::response_head::{write_response_head, ClientFraming};
 use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
 use crate::http::{RequestHead, Version};
-use crate::lane::Lane;
 use crate::providers::{Api, Wire};
-
-/// What stored state a call is about.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Family {
-    /// `…/responses/{id}[/…]`, `…/responses/{name}`.
-    Responses,
-    /// `…/conversations[/{id}[/items[/{item_id}]]]` (Conversations API).
-    Conversations,
-}
-
-impl Family {
-    /// Most path segments after the family's name.
-    fn max_segments(self) -> usize {
-        match self {
-            Family::Responses => 2,
-            Family::Conversations => 3,
-        }
-    }
-
-    fn expected(self) -> &'static str {
-        match self {
-            Family::Responses => "…/responses/{id}[/input_items|/cancel]",
-            Family::Conversations => "…/conversations[/{id}[/items[/{item_id}]]]",
-        }
-    }
-}
-
-/// A call on stored state: its family and what follows `/responses/` or
-/// `/conversations/` (empty: creating a conversation).
-pub fn stored_call(path: &[u8]) -> Option<(Family, &[u8])> {
-    if path.ends_with(b"/conversations") {
-        return Some((Family::Conversations, b""));
-    }
-    for (mark, family) in [
-        (&b"/responses/"[..], Family::Responses),
-        (&b"/conversations/"[..], Family::Conversations),
-    ] {
-        if let Some(at) = path.windows(mark.len()).position(|w| w == mark) {
-            let rest = &path[at + mark.len()..];
-            return (!rest.is_empty()).then_some((family, rest));
-        }
-    }
-    None
-}
-
-/// Up to `max` plain segments (`{id}`, `{id}/input_items`, `compact`).
-fn plain_segments(rest: &[u8], max: usize) -> bool {
-    let mut n = 0;
-    for seg in rest.split(|&b| b == b'/') {
-        n += 1;
-        let plain = !seg.is_empty()
-            && seg
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !plain || n > max {
-            return false;
-        }
-    }
-    true
-}
-
-/// Where the family's calls go for an instance whose Responses endpoint
-/// path is `responses` (no query): that path, or its sibling
-/// `…/conversations`; `None` if the endpoint is not a `…/responses` one.
-fn family_base(family: Family, responses: &str) -> Option<String> {
-    let base = responses.trim_end_matches('/');
-    match family {
-        Family::Responses => Some(base.to_owned()),
-        Family::Conversations => base
-            .strip_suffix("/responses")
-            .map(|b| format!("{b}/conversations")),
-    }
-}
+use path::{family_base, plain_segments};
 
 /// Serves one call on a stored response; whether the connection stays open.
 pub async fn handle(
@@ -124,8 +57,61 @@ pub async fn handle(
     family: Family,
     rest: &[u8],
 ) -> bool {
-    let (lane, plugin, head, keep_alive) = (call.lane, call.plugin, call.head, call.keep_alive);
+    let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
     ctx.request_type = RequestType::TraditionalHttp;
+    let body = match read_request_body(call, c).await {
+        Ok(b) => b,
+        Err(ProxyError::ClientGone) => return false,
+        Err(e) => return error_msg(lane, c, plugin, ctx, e.status(), &e.to_string(), false).await,
+    };
+    let sc = match check(call.head, family, rest, &body) {
+        Ok(sc) => sc,
+        Err((status, msg)) => {
+            return error_msg(lane, c, plugin, ctx, status, &msg, keep_alive).await
+        }
+    };
+    let order = order(call, ctx, &sc);
+    if order.is_empty() {
+        let msg = "no instance of this route stores Responses API responses \
+                   (providers with the API: openai, azure-openai, openai-compatible)";
+        return error_msg(lane, c, plugin, ctx, 404, msg, keep_alive).await;
+    }
+    let mut probed = Probed::default();
+    for idx in order {
+        let inst = &plugin.instances[idx];
+        if let Some(keep) = try_instance(call, c, ctx, &sc, inst, &mut probed).await {
+            return keep;
+        }
+    }
+    finish(call, c, ctx, probed).await
+}
+
+/// A call on stored state, its path and method checked.
+struct StoredCall<'b> {
+    family: Family,
+    /// What follows `/responses/` or `/conversations/`.
+    rest: &'b [u8],
+    /// The id it is about (the first segment of `rest`).
+    id: &'b [u8],
+    /// Creating a conversation (`rest` empty).
+    creating: bool,
+    /// `rest` is the id alone (`GET` / `DELETE` of the object itself).
+    whole_id: bool,
+    /// The client's request body.
+    body: &'b [u8],
+}
+
+/// What the instances asked so far said.
+#[derive(Default)]
+struct Probed {
+    tried: Vec<Tried>,
+    /// The last `404` answer, kept for the client if no instance had it.
+    not_found: Option<Kept>,
+}
+
+/// The client's whole request body.
+async fn read_request_body(call: &Call<'_, '_>, c: &mut ClientConn) -> Result<Bytes, ProxyError> {
+    let (lane, plugin, head) = (call.lane, call.plugin, call.head);
     let max_body = plugin
         .max_request_body
         .unwrap_or(lane.gateway.limits.max_body_bytes);
@@ -140,166 +126,232 @@ pub async fn handle(
         gw.timeouts.body,
         gw.timeouts.send,
     ));
-    let body = match read.await {
-        Ok(b) => b,
-        Err(ProxyError::ClientGone) => return false,
-        Err(e) => return error_msg(lane, c, plugin, ctx, e.status(), &e.to_string(), false).await,
-    };
+    read.await
+}
+
+/// The call's path and method checked; `Err` is the status and message
+/// to answer.
+fn check<'b>(
+    head: &RequestHead,
+    family: Family,
+    rest: &'b [u8],
+    body: &'b [u8],
+) -> Result<StoredCall<'b>, (u16, String)> {
     let method = head.method.as_str();
     let creating = rest.is_empty();
     if creating && method != "POST" || !creating && !plain_segments(rest, family.max_segments()) {
         let msg = format!("not a stored-state path: expected {}", family.expected());
-        return error_msg(lane, c, plugin, ctx, 404, &msg, keep_alive).await;
+        return Err((404, msg));
     }
     if !matches!(method, "GET" | "DELETE" | "POST") {
         let msg = format!("method {method} is not allowed on stored state");
-        return error_msg(lane, c, plugin, ctx, 405, &msg, keep_alive).await;
+        return Err((405, msg));
     }
     let id = rest.split(|&b| b == b'/').next().unwrap_or(rest);
     let whole_id = !creating && id.len() == rest.len();
+    Ok(StoredCall {
+        family,
+        rest,
+        id,
+        creating,
+        whole_id,
+        body,
+    })
+}
+
+/// The instances to ask, in order: for a new conversation, the route's
+/// plan; else the one remembered as holding the id, then the others by
+/// priority. Only instances whose provider has the Responses API.
+fn order(call: &Call<'_, '_>, ctx: &RequestCtx, sc: &StoredCall<'_>) -> Vec<usize> {
+    let plugin = call.plugin;
     let natives = |i: &usize| plugin.instances[*i].wire(Api::Responses) == Wire::Responses;
-    let order: Vec<usize> = if creating {
+    if sc.creating {
         // A new conversation is balanced like a new request (reached
-        // through `dyn`, see above).
-        let vars = crate::observe::vars::source(head, ctx);
+        // through `dyn`, see `read_request_body`).
+        let vars = crate::observe::vars::source(call.head, ctx);
         let key = plugin.hash_key(&vars);
         let plan: Box<dyn Iterator<Item = usize> + '_> = Box::new(plugin.plan(key.as_deref()));
-        plan.filter(natives).collect()
-    } else {
-        let held = plugin
-            .affinity
-            .recall(id, &plugin.instances)
-            .filter(natives);
-        // Then the others by priority: every one may be asked, so
-        // balancing would only reorder the probes.
-        held.into_iter()
-            .chain(
-                plugin
-                    .groups
-                    .iter()
-                    .flat_map(|g| g.members.iter().copied())
-                    .filter(|i| Some(*i) != held && natives(i)),
-            )
-            .collect()
-    };
-    if order.is_empty() {
-        let msg = "no instance of this route stores Responses API responses \
-                   (providers with the API: openai, azure-openai, openai-compatible)";
-        return error_msg(lane, c, plugin, ctx, 404, msg, keep_alive).await;
+        return plan.filter(natives).collect();
     }
-    let mut tried: Vec<Tried> = Vec::new();
-    let mut not_found = None;
-    for idx in order {
-        let inst = &plugin.instances[idx];
-        let Ok(target) = inst.target(Api::Responses) else {
-            continue;
-        };
-        let (path, query) = match target.request_target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (target.request_target.as_str(), None),
-        };
-        let Some(base) = family_base(family, path) else {
-            continue;
-        };
-        // A failure here moves on to the next instance whatever the
-        // strategy: another may hold the state.
-        let token: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(attempt::bearer(
-            inst,
-            call.tls_clients,
-            plugin.transport.timeout,
-        ));
-        let bearer = match token.await {
-            Ok(b) => b,
-            Err(f) => {
-                tried.push(Tried::new(inst, f));
-                continue;
-            }
-        };
-        let to = Upstream {
-            base: &base,
-            rest,
-            query,
-            hidden: ctx.hide_query.as_deref(),
-        };
-        let write = |wbuf: &mut Vec<u8>| {
-            write_request(wbuf, inst, target, head, &to, &body, bearer.as_deref())
-        };
-        let tried_it: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(attempt::try_target(
-            lane,
-            call.tls_clients,
-            plugin,
-            target,
-            c,
-            write,
-        ));
-        let answered = match tried_it.await {
-            None => return false,
-            Some(Ok(a)) => a,
-            Some(Err(e)) => {
-                tracing::warn!(instance = %inst.name, "stored-response call failed: {e}");
-                tried.push(Tried::new(inst, Failure::Transport(e)));
-                continue;
-            }
-        };
-        let status = answered.head.status;
-        if status == 404 {
-            let mut answered = answered;
-            match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
-                Ok(read) => {
-                    tried.push(Tried::new(inst, Failure::NotHeld(404)));
-                    not_found = Some(Kept::new(lane, plugin, inst, answered, read));
-                }
-                Err(e) => tried.push(Tried::new(inst, Failure::NotSent(404, e))),
-            }
-            continue;
-        }
-        // Creating a conversation needs no particular instance: the
-        // route's fallback strategy applies as to a new request.
-        let failure = match status {
-            429 => Some(Failure::RateLimited),
-            500.. => Some(Failure::ServerError(status)),
-            _ => None,
-        };
-        if let Some(f) = failure.filter(|f| creating && f.falls_back(&plugin.fallback)) {
-            tried.push(Tried::new(inst, f));
-            continue;
-        }
-        let attempts = tried.len() + 1;
-        if (200..300).contains(&status) && creating {
-            // The new conversation's id is in the answer: read it whole.
-            let mut answered = answered;
-            return match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
-                Ok(read) => {
-                    let kept = Kept::new(lane, plugin, inst, answered, read);
-                    use crate::wire::json_scan::{string_at, Step};
-                    if let Some(id) = string_at(&kept.body, &[Step::Key("id")]) {
-                        plugin.affinity.remember(id.as_bytes(), inst);
-                    }
-                    kept_reply(lane, c, ctx, kept, attempts, keep_alive).await
-                }
-                Err(e) => {
-                    let msg = format!("instance `{}`: {e}", inst.name);
-                    error_msg(lane, c, plugin, ctx, 502, &msg, keep_alive).await
-                }
-            };
-        }
-        if (200..300).contains(&status) && whole_id {
-            match method {
-                "GET" => plugin.affinity.remember(id, inst),
-                "DELETE" => plugin.affinity.forget(id, inst),
-                _ => {}
-            }
-        }
-        return pass_answer(
-            lane, c, ctx, plugin, head, inst, answered, attempts, keep_alive,
+    let held = plugin
+        .affinity
+        .recall(sc.id, &plugin.instances)
+        .filter(natives);
+    // Then the others by priority: every one may be asked, so
+    // balancing would only reorder the probes.
+    held.into_iter()
+        .chain(
+            plugin
+                .groups
+                .iter()
+                .flat_map(|g| g.members.iter().copied())
+                .filter(|i| Some(*i) != held && natives(i)),
         )
-        .await;
+        .collect()
+}
+
+/// Asks one instance: `Some` with whether the connection stays open once
+/// the client has its answer, `None` to ask the next one (what this one
+/// said is in `probed`).
+async fn try_instance(
+    call: &Call<'_, '_>,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    sc: &StoredCall<'_>,
+    inst: &Instance,
+    probed: &mut Probed,
+) -> Option<bool> {
+    let target = inst.target(Api::Responses).ok()?;
+    let (path, query) = match target.request_target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target.request_target.as_str(), None),
+    };
+    let base = family_base(sc.family, path)?;
+    // A failure here moves on to the next instance whatever the
+    // strategy: another may hold the state.
+    let token: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(attempt::bearer(
+        inst,
+        call.tls_clients,
+        call.plugin.transport.timeout,
+    ));
+    let bearer = match token.await {
+        Ok(b) => b,
+        Err(f) => {
+            probed.tried.push(Tried::new(inst, f));
+            return None;
+        }
+    };
+    let to = Upstream {
+        base: &base,
+        rest: sc.rest,
+        query,
+        hidden: ctx.hide_query.as_deref(),
+    };
+    let write = |wbuf: &mut Vec<u8>| {
+        write_request(
+            wbuf,
+            inst,
+            target,
+            call.head,
+            &to,
+            sc.body,
+            bearer.as_deref(),
+        )
+    };
+    let tried_it: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(attempt::try_target(
+        call.lane,
+        call.tls_clients,
+        call.plugin,
+        target,
+        c,
+        write,
+    ));
+    let answered = match tried_it.await {
+        None => return Some(false),
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            tracing::warn!(instance = %inst.name, "stored-response call failed: {e}");
+            probed.tried.push(Tried::new(inst, Failure::Transport(e)));
+            return None;
+        }
+    };
+    answer(call, c, ctx, sc, inst, answered, probed).await
+}
+
+/// What an instance's answer means: a `404` (kept) or, when creating, a
+/// failure the route falls back on, move on (`None`); anything else is
+/// the client's.
+async fn answer(
+    call: &Call<'_, '_>,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    sc: &StoredCall<'_>,
+    inst: &Instance,
+    answered: attempt::Answered,
+    probed: &mut Probed,
+) -> Option<bool> {
+    let (lane, plugin) = (call.lane, call.plugin);
+    let status = answered.head.status;
+    if status == 404 {
+        let mut answered = answered;
+        match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
+            Ok(read) => {
+                probed.tried.push(Tried::new(inst, Failure::NotHeld(404)));
+                probed.not_found = Some(Kept::new(lane, plugin, inst, answered, read));
+            }
+            Err(e) => probed
+                .tried
+                .push(Tried::new(inst, Failure::NotSent(404, e))),
+        }
+        return None;
     }
+    // Creating a conversation needs no particular instance: the
+    // route's fallback strategy applies as to a new request.
+    let failure = match status {
+        429 => Some(Failure::RateLimited),
+        500.. => Some(Failure::ServerError(status)),
+        _ => None,
+    };
+    if let Some(f) = failure.filter(|f| sc.creating && f.falls_back(&plugin.fallback)) {
+        probed.tried.push(Tried::new(inst, f));
+        return None;
+    }
+    let attempts = probed.tried.len() + 1;
+    if (200..300).contains(&status) && sc.creating {
+        return Some(created(call, c, ctx, inst, answered, attempts).await);
+    }
+    if (200..300).contains(&status) && sc.whole_id {
+        match call.head.method.as_str() {
+            "GET" => plugin.affinity.remember(sc.id, inst),
+            "DELETE" => plugin.affinity.forget(sc.id, inst),
+            _ => {}
+        }
+    }
+    Some(pass_answer(call, c, ctx, inst, answered, attempts).await)
+}
+
+/// A new conversation: its answer read whole for the id, remembered as
+/// held by `inst`.
+async fn created(
+    call: &Call<'_, '_>,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    inst: &Instance,
+    mut answered: attempt::Answered,
+    attempts: usize,
+) -> bool {
+    let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
+    match Box::pin(read_body(c, plugin, inst, &mut answered)).await {
+        Ok(read) => {
+            let kept = Kept::new(lane, plugin, inst, answered, read);
+            use crate::wire::json_scan::{string_at, Step};
+            if let Some(id) = string_at(&kept.body, &[Step::Key("id")]) {
+                plugin.affinity.remember(id.as_bytes(), inst);
+            }
+            kept_reply(lane, c, ctx, kept, attempts, keep_alive).await
+        }
+        Err(e) => {
+            let msg = format!("instance `{}`: {e}", inst.name);
+            error_msg(lane, c, plugin, ctx, 502, &msg, keep_alive).await
+        }
+    }
+}
+
+/// No instance answered but with `404`s: the last of them; else `502`
+/// naming every attempt.
+async fn finish(
+    call: &Call<'_, '_>,
+    c: &mut ClientConn,
+    ctx: &mut RequestCtx,
+    probed: Probed,
+) -> bool {
+    let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
+    let tried = probed.tried;
     let failed = tried
         .iter()
         .filter(|t| t.failure.status() != Some(404))
         .count();
-    match not_found {
+    match probed.not_found {
         Some(kept) if failed == 0 => kept_reply(lane, c, ctx, kept, tried.len(), keep_alive).await,
         _ => attempts_failed(lane, c, plugin, ctx, &tried, keep_alive).await,
     }
@@ -363,18 +415,15 @@ fn write_request(
 }
 
 /// Relays an answer as it comes, with the instance and attempt headers.
-#[allow(clippy::too_many_arguments)]
 async fn pass_answer(
-    lane: &Lane,
+    call: &Call<'_, '_>,
     c: &mut ClientConn,
     ctx: &mut RequestCtx,
-    plugin: &AiProxyMulti,
-    head: &RequestHead,
     inst: &Instance,
     answered: attempt::Answered,
     attempts: usize,
-    keep_alive: bool,
 ) -> bool {
+    let (lane, plugin, head, keep_alive) = (call.lane, call.plugin, call.head, call.keep_alive);
     let attempt::Answered {
         mut up,
         head: resp,
@@ -396,18 +445,21 @@ async fn pass_answer(
     ctx.upstream_addr = Some(up.key.addr);
     ctx.llm.instance = Some(inst.name.clone());
     ctx.llm.attempts = attempts.parse().unwrap_or(1);
-    let relayed = relay_body(
-        &mut up.io,
-        io,
+    let ends = relay::Ends {
+        up: &mut up.io,
+        client: io,
         ubuf,
         wbuf,
-        resp.framing,
-        out,
-        plugin.transport.timeout,
-        lane.gateway.timeouts.send,
-        None,
-    )
-    .await;
+    };
+    let framing = relay::Framing {
+        upstream: resp.framing,
+        client: out,
+    };
+    let timeouts = relay::Timeouts {
+        read: plugin.transport.timeout,
+        send: lane.gateway.timeouts.send,
+    };
+    let relayed = relay::relay_body(ends, framing, timeouts, None).await;
     ctx.upstream_response_time = Some(sent_at.elapsed());
     match relayed {
         Ok(r) => {
@@ -422,63 +474,5 @@ async fn pass_answer(
             false
         }
         Err(RelayError::Client) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_calls_and_their_paths() {
-        use Family::*;
-        assert_eq!(stored_call(b"/v1/responses"), None);
-        assert_eq!(stored_call(b"/v1/responses/"), None);
-        assert_eq!(stored_call(b"/v1/chat/completions"), None);
-        assert_eq!(
-            stored_call(b"/v1/responses/resp_1"),
-            Some((Responses, &b"resp_1"[..]))
-        );
-        assert_eq!(
-            stored_call(b"/openai/v1/responses/resp_1/input_items"),
-            Some((Responses, &b"resp_1/input_items"[..]))
-        );
-        assert_eq!(
-            stored_call(b"/v1/conversations"),
-            Some((Conversations, &b""[..]))
-        );
-        assert_eq!(
-            stored_call(b"/v1/conversations/conv_1/items/msg_2"),
-            Some((Conversations, &b"conv_1/items/msg_2"[..]))
-        );
-        for ok in [
-            &b"resp_1"[..],
-            b"resp_1/cancel",
-            b"compact",
-            b"a-b_C9/input_items",
-        ] {
-            assert!(plain_segments(ok, 2), "{ok:?}");
-        }
-        assert!(plain_segments(b"conv_1/items/msg_2", 3));
-        for bad in [
-            &b"resp_1/../../files"[..],
-            b"..",
-            b"resp_1/",
-            b"resp_1//x",
-            b"resp_1/input_items/x",
-            b"%2e%2e",
-            b"resp.1",
-        ] {
-            assert!(!plain_segments(bad, 2), "{bad:?}");
-        }
-        assert_eq!(
-            family_base(Conversations, "/openai/v1/responses").as_deref(),
-            Some("/openai/v1/conversations")
-        );
-        assert_eq!(family_base(Conversations, "/v1/chat/completions"), None);
-        assert_eq!(
-            family_base(Responses, "/v1/responses/").as_deref(),
-            Some("/v1/responses")
-        );
     }
 }
