@@ -210,7 +210,7 @@ fn refused(e: ConfigError, doc: &Map<String, Value>) -> Reply {
         format!("invalid configuration: {e}")
     };
     let mut body = json!({ "error_msg": msg });
-    if let Some((collection, index)) = item_of(&e.path) {
+    if let Some((collection, index)) = item_of(&e.path, doc) {
         body["resource_type"] = Value::from(collection);
         body["index"] = Value::from(index);
         let item = doc
@@ -226,8 +226,18 @@ fn refused(e: ConfigError, doc: &Map<String, Value>) -> Reply {
     r
 }
 
-/// `routes[2].plugins…` → (`routes`, 2).
-fn item_of(path: &str) -> Option<(&str, usize)> {
+/// The item an error path is in: `routes[2].plugins…` → (`routes`, 2);
+/// plugin metadata, which the compiler names by plugin
+/// (`plugin_metadata.http-logger.log_format`), by its `id` in `doc`.
+fn item_of<'a>(path: &'a str, doc: &Map<String, Value>) -> Option<(&'a str, usize)> {
+    if let Some(rest) = path.strip_prefix("plugin_metadata.") {
+        let name = rest.split('.').next()?;
+        let list = doc.get("plugin_metadata")?.as_array()?;
+        let index = list
+            .iter()
+            .position(|m| m.get("id").and_then(Value::as_str) == Some(name))?;
+        return Some(("plugin_metadata", index));
+    }
     let (collection, rest) = path.split_once('[')?;
     let index = rest.split_once(']')?.0.parse().ok()?;
     standalone::COLLECTIONS
@@ -248,13 +258,45 @@ mod tests {
 
     #[test]
     fn an_error_path_names_its_item() {
+        let doc = json!({"plugin_metadata": [{"id": "kafka-logger"}, {"id": "http-logger"}]});
+        let doc = doc.as_object().unwrap();
+        let of = |p| item_of(p, doc);
         assert_eq!(
-            item_of("routes[2].plugins.ai-proxy-multi.instances[0].weight"),
+            of("routes[2].plugins.ai-proxy-multi.instances[0].weight"),
             Some(("routes", 2))
         );
-        assert_eq!(item_of("consumers[10]"), Some(("consumers", 10)));
-        assert_eq!(item_of("plugin_metadata.http-logger.log_format"), None);
-        assert_eq!(item_of("services[0].routes[1]"), Some(("services", 0)));
-        assert_eq!(item_of("nope[1]"), None);
+        assert_eq!(of("consumers[10]"), Some(("consumers", 10)));
+        assert_eq!(
+            of("plugin_metadata.http-logger.log_format"),
+            Some(("plugin_metadata", 1))
+        );
+        assert_eq!(of("plugin_metadata.ghost"), None);
+        assert_eq!(of("services[0].routes[1]"), Some(("services", 0)));
+        assert_eq!(of("nope[1]"), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_item_by_index_and_id() {
+        let doc = json!({"routes": [{"id": "a"}, {"id": 7, "uri": 1}],
+                         "consumers": [{"username": "jack"}]});
+        let doc = doc.as_object().unwrap();
+        let r = refused(ConfigError::new("routes[1].uri", "invalid type"), doc);
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.body,
+            json!({"error_msg": "invalid configuration: routes[1].uri: invalid type",
+                   "resource_type": "routes", "index": 1, "id": "7"})
+        );
+        let r = refused(ConfigError::new("consumers[0].plugins", "x"), doc);
+        assert_eq!(r.body["id"], "jack");
+        // A version refusal is APISIX's sentence alone.
+        let r = refused(
+            ConfigError::new("", "routes_conf_version must be a number"),
+            doc,
+        );
+        assert_eq!(
+            r.body,
+            json!({"error_msg": "routes_conf_version must be a number"})
+        );
     }
 }
