@@ -13,7 +13,7 @@
 //! | 1 | [`sse`] | the server-sent-events codec |
 //! | 2 | [`timer`] | the per-thread deadline wheel, the process clock ([`timer::now_ms`]) |
 //! | 3 | [`net`] | client and upstream byte streams (TCP, TLS), buffered reads and writes, the client-gone watch, the DNS switch |
-//! | 4 | [`config`] | the file model: YAML/JSON, `${VAR}`, ADC → APISIX resources, field paths and errors, every number's bounds |
+//! | 4 | [`config`] | the file model: YAML/JSON, `${VAR}`, ADC → APISIX resources, APISIX's standalone document ([`config::standalone`]), field paths and errors, every number's bounds |
 //! | 5 | [`http`] | the HTTP/1.1 codec (request and response heads, chunked, writing), variables and `vars` expressions |
 //! | 6 | [`wire`] | LLM wire formats, sans IO: body scan and splice, OpenAI ⇄ Anthropic ⇄ Responses conversion, streams, usage, answer text |
 //! | 7 | [`exchange`] | one request's exchange: its context, the client connection, body reading, replies, `ProxyError`, reading and relaying an answer |
@@ -28,8 +28,8 @@
 //! | 16 | [`plugins`] | every plugin, its phases ([`plugins::phase`]), the registry, the chains that run them, consumers, state kept across reloads |
 //! | 17 | [`proxy`] | plain HTTP forwarding (routes with an `upstream`) |
 //! | 18 | [`snapshot`] | compiling resources into the immutable snapshot workers serve from; its cell; a route's handler ([`snapshot::handler`]) |
-//! | 19 | [`source`] | where the configuration comes from: the file (re-read on `SIGHUP` and change), the Admin API's changes kept beside it; every change published through it |
-//! | 20 | [`admin`], [`status`] | operators' listeners: the Admin API; `/metrics` |
+//! | 19 | [`source`] | where the configuration comes from: the file (re-read on `SIGHUP` and change), the Admin API's changes kept beside it, API-driven standalone's accepted document ([`source::document`]); every change published through it |
+//! | 20 | [`admin`], [`status`] | operators' listeners: the Admin API (`/apisix/admin/configs` in API-driven standalone: [`admin::configs`]); `/metrics` |
 //! | 21 | [`server`] | the process: listeners, workers, the connection loop |
 //!
 //! # The life of a request

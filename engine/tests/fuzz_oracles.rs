@@ -252,6 +252,11 @@ fn admin_resource() {
 }
 
 #[test]
+fn standalone_document() {
+    run("standalone_document");
+}
+
+#[test]
 fn cost_expr() {
     run("cost_expr");
 }

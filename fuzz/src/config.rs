@@ -1,7 +1,8 @@
 //! Oracles for what operators write: the configuration file (YAML or JSON
 //! text → interpolation → ADC → compiled snapshot) and every Admin API
 //! resource body (through `admin::api::handle`, the Admin API's own
-//! validation and commit). Property: no panic, no abort, and a refusal
+//! validation and commit), and the whole document of API-driven
+//! standalone (`PUT /apisix/admin/configs`). Property: no panic, no abort, and a refusal
 //! says where — a field path, or a line for YAML syntax.
 
 use std::sync::{Arc, OnceLock};
@@ -176,4 +177,108 @@ pub fn cost_expr(data: &[u8]) {
             "refused without saying where: {msg}"
         ),
     }
+}
+
+/// A store of an API-driven standalone node (no file: nothing is kept).
+fn standalone_store() -> Store {
+    static GATEWAY: OnceLock<Arc<GatewaySettings>> = OnceLock::new();
+    let gateway = GATEWAY.get_or_init(|| {
+        offline();
+        let file = "deployment: {role: traditional, role_traditional: {config_provider: json}}\n";
+        snapshot::load_str(file, &lookup)
+            .expect("an empty API-driven node loads")
+            .gateway
+    });
+    let snapshot = snapshot::compile(
+        Arc::new(Resources::default()),
+        gateway.clone(),
+        TlsClients::new(None).expect("the default trust store"),
+        None,
+    )
+    .expect("nothing compiles");
+    Store::new(Arc::new(SnapshotCell::new(snapshot)), gateway.clone())
+}
+
+/// `PUT /apisix/admin/configs` (API-driven standalone) with the input as
+/// its document (JSON, or YAML when the first byte is odd): accepted
+/// (`202`) or refused (`400`) naming a field, a version or the body; an
+/// accepted document reads back, its digest again is `204`, and the
+/// document read back and sent again (new versions, a new digest) serves
+/// the same resources.
+pub fn standalone_document(input: &[u8]) {
+    let Some((pick, body)) = input.split_first() else {
+        return;
+    };
+    let content_type = if pick % 2 == 1 {
+        "application/yaml"
+    } else {
+        "application/json"
+    };
+    let mut store = standalone_store();
+    let put = |store: &mut Store, body: &[u8], digest: &str| {
+        let headers = [
+            ("Content-Type".to_owned(), content_type.to_owned()),
+            ("X-Digest".to_owned(), digest.to_owned()),
+        ];
+        api::serve(
+            store,
+            &api::Request {
+                method: &Method::PUT,
+                path: "/apisix/admin/configs",
+                query: None,
+                headers: &headers,
+                body,
+            },
+        )
+    };
+    let r = put(&mut store, body, "d1");
+    match r.status {
+        202 => {}
+        400 => {
+            let msg = r.body["error_msg"].as_str().unwrap_or_default();
+            assert!(!msg.is_empty(), "a 400 without a message: {}", r.body);
+            if let Some(e) = &r.refused {
+                assert!(
+                    names_a_field(e) || e.reason.contains("_conf_version"),
+                    "refused without naming a field: {e:?}"
+                );
+            }
+            return;
+        }
+        s => panic!("status {s}: {}", r.body),
+    }
+    let served = (*store.res).clone();
+    let get = |store: &mut Store| {
+        api::serve(
+            store,
+            &api::Request {
+                method: &Method::GET,
+                path: "/apisix/admin/configs",
+                query: None,
+                headers: &[],
+                body: b"",
+            },
+        )
+    };
+    let back = get(&mut store);
+    assert_eq!(back.status, 200);
+    let (_, text) = back.raw.expect("the document");
+    assert_eq!(put(&mut store, b"{}", "d1").status, 204, "the same digest");
+    // Without its versions, every collection is replaced by what was read.
+    let mut doc: serde_json::Value = serde_json::from_slice(&text).expect("JSON");
+    let doc = doc.as_object_mut().expect("an object");
+    doc.retain(|k, _| !k.ends_with("_conf_version"));
+    let text = serde_json::to_vec(doc).expect("JSON");
+    let again = api::serve(
+        &mut store,
+        &api::Request {
+            method: &Method::PUT,
+            path: "/apisix/admin/configs",
+            query: None,
+            headers: &[("X-Digest".to_owned(), "d2".to_owned())],
+            body: &text,
+        },
+    );
+    assert_eq!(again.status, 202, "read back, refused: {}", again.body);
+    assert_eq!(*store.res, served, "read back and sent again, it changed");
 }

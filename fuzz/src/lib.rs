@@ -17,7 +17,7 @@ mod answers;
 mod config;
 
 pub use answers::{gcp_token, key_auth_decode, provider_answer, retry_after};
-pub use config::{admin_resource, config_file, cost_expr};
+pub use config::{admin_resource, config_file, cost_expr, standalone_document};
 
 use bytes::BytesMut;
 use ringway::http::body::BodyDecoder;
@@ -44,6 +44,7 @@ pub const TARGETS: &[(&str, Oracle)] = &[
     ("condition", condition),
     ("config_file", config_file),
     ("admin_resource", admin_resource),
+    ("standalone_document", standalone_document),
     ("cost_expr", cost_expr),
     ("retry_after", retry_after),
     ("key_auth_decode", key_auth_decode),

@@ -2,7 +2,8 @@
 //! out. Shapes follow APISIX 3.x: writes answer `{"key", "value"}` (201
 //! when created, 200 when replaced), reads add `createdIndex` and
 //! `modifiedIndex`, lists are `{"total", "list"}`, deletes answer
-//! `{"key", "deleted": "1"}`, errors `{"error_msg": …}`.
+//! `{"key", "deleted": "1"}`, errors `{"error_msg": …}`. In API-driven
+//! standalone mode [`super::configs`] answers first.
 
 use http::Method;
 use serde_json::{json, Map, Value};
@@ -14,21 +15,27 @@ use crate::config::ConfigError;
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// Headers to send besides the usual ones.
+    pub headers: Vec<(&'static str, String)>,
+    /// A body sent as is, with its content type, instead of `body`.
+    pub raw: Option<(&'static str, Vec<u8>)>,
     /// The validation error behind a `400 invalid configuration` (the
     /// fuzz oracle checks it names a field).
     #[doc(hidden)]
-    pub refused: Option<ConfigError>,
+    pub refused: Option<Box<ConfigError>>,
 }
 
-fn reply(status: u16, body: Value) -> Reply {
+pub(super) fn reply(status: u16, body: Value) -> Reply {
     Reply {
         status,
         body,
+        headers: Vec::new(),
+        raw: None,
         refused: None,
     }
 }
 
-fn error(status: u16, msg: impl Into<String>) -> Reply {
+pub(super) fn error(status: u16, msg: impl Into<String>) -> Reply {
     reply(status, json!({ "error_msg": msg.into() }))
 }
 
@@ -77,7 +84,39 @@ fn parse_path(path: &str) -> Option<Target> {
     }
 }
 
+/// An Admin API request as the handlers read it.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// Name and value of every header, in order.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl Request<'_> {
+    /// The first value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Handles one authenticated Admin API request.
+pub fn serve(store: &mut Store, req: &Request<'_>) -> Reply {
+    if store.source().api_driven() {
+        // No etcd here: seeing what is served cannot fail.
+        let _ = store.refresh();
+        if let Some(r) = super::configs::serve(store, req) {
+            return r;
+        }
+    }
+    handle(store, req.method, req.path, req.body)
+}
+
+/// Handles one authenticated request for a resource (no headers read).
 pub fn handle(store: &mut Store, method: &Method, path: &str, body: &[u8]) -> Reply {
     if let Err(e) = store.refresh() {
         return error(503, format!("the configuration store is unavailable: {e}"));
@@ -304,7 +343,7 @@ fn refused(e: ChangeError) -> Reply {
 
 fn invalid(e: ConfigError) -> Reply {
     let mut r = error(400, format!("invalid configuration: {e}"));
-    r.refused = Some(e);
+    r.refused = Some(Box::new(e));
     r
 }
 

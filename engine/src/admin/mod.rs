@@ -8,9 +8,11 @@
 //! with, and shared state (cooldowns, health, round-robin tickets) carries
 //! over. Changes go through [`crate::source::ConfigSource`], which keeps
 //! them beside the configuration file: they survive restarts and reloads
-//! of the file.
+//! of the file. In API-driven standalone mode the whole configuration is
+//! replaced at once through `/apisix/admin/configs` ([`configs`]).
 
 pub mod api;
+pub mod configs;
 pub mod server;
 pub mod store;
 

@@ -169,11 +169,22 @@ async fn serve(tcp: TcpStream, store: Rc<RefCell<Store>>, key: Rc<[u8]>, timeout
         let deadline = Instant::now() + timeout;
         let answer = match request(&mut io, &mut buf, &key, deadline).await {
             Ok((head, body)) => {
-                let path = String::from_utf8_lossy(head.path()).into_owned();
-                let r = api::handle(&mut store.borrow_mut(), &head.method, &path, &body);
-                let mut out = Vec::with_capacity(512);
-                let text = r.body.to_string();
-                reply::json(&mut out, r.status, text.as_bytes(), head.keep_alive, &[]);
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                let path = text(head.path());
+                let query = head.query().map(text);
+                let headers: Vec<(String, String)> = head
+                    .header_pairs()
+                    .map(|(n, v)| (text(n), text(v)))
+                    .collect();
+                let req = api::Request {
+                    method: &head.method,
+                    path: &path,
+                    query: query.as_deref(),
+                    headers: &headers,
+                    body: &body,
+                };
+                let r = api::serve(&mut store.borrow_mut(), &req);
+                let out = render(&r, head.keep_alive, head.method == http::Method::HEAD);
                 let written = monoio::time::timeout(timeout, net::write_all(&mut io, out)).await;
                 if matches!(written, Ok((Ok(()), _))) && head.keep_alive {
                     continue;
@@ -189,6 +200,37 @@ async fn serve(tcp: TcpStream, store: Rc<RefCell<Store>>, key: Rc<[u8]>, timeout
         linger(&mut io, buf).await;
         return;
     }
+}
+
+/// A reply's bytes: its JSON (or raw) body, its headers; none of the
+/// body for `HEAD`, no body nor length for `204`.
+fn render(r: &api::Reply, keep_alive: bool, head: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if r.status == 204 {
+        out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n");
+        out.extend_from_slice(&reply::header_lines(&headers));
+        out.extend_from_slice(b"Server: ringway\r\n");
+        if !keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        return out;
+    }
+    let (content_type, body) = match &r.raw {
+        Some((t, b)) => (*t, b.clone()),
+        None => ("application/json", r.body.to_string().into_bytes()),
+    };
+    let body = if head { Vec::new() } else { body };
+    reply::typed(
+        &mut out,
+        r.status,
+        content_type,
+        &body,
+        keep_alive,
+        &reply::header_lines(&headers),
+    );
+    out
 }
 
 /// Reads one request: its head, then — only with the right key and a

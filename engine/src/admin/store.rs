@@ -99,6 +99,11 @@ impl Store {
         v
     }
 
+    /// Where the configuration comes from and changes go.
+    pub fn source(&self) -> &Arc<ConfigSource> {
+        &self.source
+    }
+
     /// Sees what is served now; with etcd, reads it from etcd (with its
     /// revisions as `createdIndex` / `modifiedIndex`).
     pub fn refresh(&mut self) -> Result<(), String> {

@@ -14,6 +14,7 @@ pub mod env;
 pub mod error;
 pub mod gateway;
 pub mod resources;
+pub mod standalone;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -93,6 +94,11 @@ pub fn parse_str(
                 ));
             }
         }
+        if d.api_driven() && gateway.admin.is_none() {
+            return Err(root.field("gateway").field("admin").error(
+                "API-driven standalone (deployment.role traditional, config_provider yaml/json) is configured through the Admin API (PUT /apisix/admin/configs): it cannot be disabled",
+            ));
+        }
         gateway.deployment = Some(d);
     }
     let gateway = Arc::new(gateway);
@@ -133,6 +139,18 @@ mod tests {
         assert!(parse_str(&off, &none).is_ok());
         // Without the section: as before.
         assert!(parse_str("", &none).unwrap().gateway.admin.is_some());
+    }
+
+    #[test]
+    fn api_driven_standalone_needs_its_admin_api() {
+        let none = |_: &str| None;
+        let api = "deployment: {role: traditional, role_traditional: {config_provider: json}}\n";
+        let p = parse_str(api, &none).unwrap();
+        assert!(p.gateway.admin.is_some());
+        let off = format!("{api}gateway: {{admin: {{enabled: false}}}}\n");
+        let e = parse_str(&off, &none).unwrap_err();
+        assert_eq!(e.path, "gateway.admin", "{e}");
+        assert!(e.reason.contains("/apisix/admin/configs"), "{e}");
     }
 
     #[test]

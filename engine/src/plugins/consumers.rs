@@ -72,10 +72,14 @@ impl Consumers {
                     res.origin(Kind::Credential, &format!("{username}/{id}")),
                 );
                 for (name, v) in &cred.plugins {
-                    let pat = if cat.as_str().is_empty() {
-                        FieldPath::root().field("plugins").field(name)
-                    } else {
+                    // An ADC credential (`consumers[0].credentials[1]` in
+                    // a file) holds its plugin's config under `config`; an
+                    // APISIX one (Admin API, standalone document) under
+                    // `plugins.<name>`.
+                    let pat = if cat.as_str().contains(".credentials[") {
                         cat.field("config")
+                    } else {
+                        cat.field("plugins").field(name)
                     };
                     if name != KEY_AUTH {
                         return Err(pat.error(format!(

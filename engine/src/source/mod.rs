@@ -16,6 +16,7 @@
 //! only, as APISIX reads `conf/config.yaml`: a reload that changes it
 //! says so in the log and keeps the running settings.
 
+pub mod document;
 pub mod etcd;
 pub mod overlay;
 pub mod watch;
@@ -47,6 +48,8 @@ pub struct ConfigSource {
     etcd: Option<Arc<etcd::Etcd>>,
     #[allow(clippy::disallowed_types)]
     state: Mutex<State>,
+    /// API-driven standalone: the document last accepted ([`document`]).
+    document: arc_swap::ArcSwapOption<document::Accepted>,
 }
 
 struct State {
@@ -109,8 +112,10 @@ impl ConfigSource {
                 overlay_path,
                 last_text,
             }),
+            document: Default::default(),
         };
         source.apply_saved_changes();
+        source.restore_document();
         source
     }
 

@@ -2,7 +2,8 @@
 //! modification time or size changes (checked every second, as APISIX
 //! checks its `apisix.yaml`). A file being written may be read half-way:
 //! it fails validation, is reported once, and the finished file is read
-//! at the next check.
+//! at the next check. In API-driven standalone the file is read at start
+//! only (`SIGHUP` is then ignored).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,15 @@ pub fn start(source: Arc<ConfigSource>, shutdown: Arc<Shutdown>) -> std::io::Res
     };
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    if source.api_driven() {
+        // The file's resources were only the first configuration: a
+        // reload must not put them back over what the API sent.
+        tracing::info!(
+            "API-driven standalone: {} is read at start only (SIGHUP and edits are ignored); PUT /apisix/admin/configs replaces the configuration",
+            file.display()
+        );
+        return Ok(());
+    }
     crate::supervise::thread("ringway-config", Component::ConfigSource, move || {
         crate::supervise::fault(Component::ConfigSource);
         let mut seen = stamp(&file);
