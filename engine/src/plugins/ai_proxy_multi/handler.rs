@@ -257,7 +257,7 @@ async fn finish(
     walk: Walk<'_>,
     spent: Option<Refusal<'_>>,
 ) -> bool {
-    let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
+    let (lane, keep_alive) = (call.lane, call.keep_alive);
     let Walk {
         mut tried,
         skipped,
@@ -284,5 +284,5 @@ async fn finish(
             return refuse(lane, c, ctx, r, keep_alive).await;
         }
     }
-    exhausted(lane, c, plugin, ctx, req, tried, skipped, keep_alive).await
+    exhausted(call, c, ctx, req, tried, skipped).await
 }

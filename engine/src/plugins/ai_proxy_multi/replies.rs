@@ -106,17 +106,15 @@ pub(super) async fn refuse(
 }
 
 /// No instance answered acceptably.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn exhausted(
-    lane: &Lane,
+    call: &super::handler::Call<'_, '_>,
     c: &mut ClientConn,
-    plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     tried: Vec<Tried>,
     skipped: Skipped,
-    keep_alive: bool,
 ) -> bool {
+    let (lane, plugin, keep_alive) = (call.lane, call.plugin, call.keep_alive);
     if !tried.is_empty() {
         return attempts_failed(lane, c, plugin, ctx, &tried, keep_alive).await;
     }
@@ -148,17 +146,13 @@ pub(super) async fn exhausted(
         .map(|r| ("Retry-After", r))
         .into_iter()
         .collect();
-    error_reply(
-        lane,
-        c,
-        plugin,
-        ctx,
-        503,
-        &reply::error_body(&msg),
-        keep_alive,
-        &headers,
-    )
-    .await
+    let body = reply::error_body(&msg);
+    let answer = OwnError {
+        status: 503,
+        body: &body,
+        headers: &headers,
+    };
+    error_reply(lane, c, plugin, ctx, answer, keep_alive).await
 }
 
 /// `502` naming every attempt and how it failed.
@@ -185,17 +179,13 @@ pub(super) async fn attempts_failed(
         "error_msg": format!("all {} attempted LLM instances failed", tried.len()),
         "attempts": attempts,
     });
-    error_reply(
-        lane,
-        c,
-        plugin,
-        ctx,
-        502,
-        &body.to_string(),
-        keep_alive,
-        &[],
-    )
-    .await
+    let body = body.to_string();
+    let answer = OwnError {
+        status: 502,
+        body: &body,
+        headers: &[],
+    };
+    error_reply(lane, c, plugin, ctx, answer, keep_alive).await
 }
 
 /// One of the plugin's own error answers with an `{"error_msg": …}` body.
@@ -209,22 +199,37 @@ pub(super) async fn error_msg(
     keep_alive: bool,
 ) -> bool {
     let body = reply::error_body(message);
-    error_reply(lane, c, plugin, ctx, status, &body, keep_alive, &[]).await
+    let answer = OwnError {
+        status,
+        body: &body,
+        headers: &[],
+    };
+    error_reply(lane, c, plugin, ctx, answer, keep_alive).await
 }
 
-/// One of the plugin's own error answers: `body` (JSON), or the plugin's
-/// `_meta.error_response`.
-#[allow(clippy::too_many_arguments)]
+/// One of the plugin's own error answers: a status, its JSON body and
+/// header lines.
+pub(super) struct OwnError<'b> {
+    pub(super) status: u16,
+    pub(super) body: &'b str,
+    pub(super) headers: &'b [(&'b str, &'b str)],
+}
+
+/// One of the plugin's own error answers: `answer`'s body (JSON), or the
+/// plugin's `_meta.error_response`.
 pub(super) async fn error_reply(
     lane: &Lane,
     c: &mut ClientConn,
     plugin: &AiProxyMulti,
     ctx: &mut RequestCtx,
-    status: u16,
-    body: &str,
+    answer: OwnError<'_>,
     keep_alive: bool,
-    headers: &[(&str, &str)],
 ) -> bool {
+    let OwnError {
+        status,
+        body,
+        headers,
+    } = answer;
     let (content_type, body) = match &plugin.error_response {
         Some(e) => (e.content_type, e.body.as_bytes()),
         None => ("application/json", body.as_bytes()),
