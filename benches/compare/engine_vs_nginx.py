@@ -101,6 +101,7 @@ http {{ access_log off; keepalive_requests 10000000;
   workers: 1
   admin: {{enabled: false}}
   metrics: {{enabled: false}}
+  status: {{enabled: false}}
 services:
   - name: static
     upstream:

@@ -28,8 +28,8 @@
 //! | 16 | [`plugins`] | every plugin, its phases ([`plugins::phase`]), the registry, the chains that run them, consumers, state kept across reloads |
 //! | 17 | [`proxy`] | plain HTTP forwarding (routes with an `upstream`) |
 //! | 18 | [`snapshot`] | compiling resources into the immutable snapshot workers serve from; its cell; a route's handler ([`snapshot::handler`]) |
-//! | 19 | [`source`] | where the configuration comes from: the file (re-read on `SIGHUP` and change), the Admin API's changes kept beside it, API-driven standalone's accepted document ([`source::document`]); every change published through it |
-//! | 20 | [`admin`], [`status`] | operators' listeners: the Admin API (`/apisix/admin/configs` in API-driven standalone: [`admin::configs`]); `/metrics` |
+//! | 19 | [`source`] | where the configuration comes from: the file (re-read on `SIGHUP` and change), the Admin API's changes kept beside it, API-driven standalone's accepted document ([`source::document`]), etcd ([`source::etcd`]); every change published through it |
+//! | 20 | [`admin`], [`status`] | operators' listeners: the Admin API (`/apisix/admin/configs` in API-driven standalone: [`admin::configs`]); `/metrics`; the Status API (`/status`, `/status/ready`: liveness and readiness) |
 //! | 21 | [`server`] | the process: listeners, workers, the connection loop |
 //!
 //! # The life of a request
@@ -56,7 +56,8 @@
 //!
 //! Off the request path: configuration enters through `config/`,
 //! `snapshot/` and `source/` (file and its reloads, Admin API in `admin/`), health probes run on their
-//! own thread (`health/prober.rs`), metrics are served by `status/`.
+//! own thread (`health/prober.rs`), metrics and the Status API are served by
+//! `status/` on threads of their own.
 
 pub mod admin;
 pub mod balance;

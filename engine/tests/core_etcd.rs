@@ -227,7 +227,7 @@ fn without_etcd_and_without_a_last_good_configuration_it_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ringway.yaml");
     let text = format!(
-        "gateway: {{listen: [\"127.0.0.1:0\"], admin: {{enabled: false}}, metrics: {{enabled: false}}}}\n\
+        "gateway: {{listen: [\"127.0.0.1:0\"], admin: {{enabled: false}}, metrics: {{enabled: false}}, status: {{enabled: false}}}}\n\
          deployment:\n  role: data_plane\n  role_data_plane: {{config_provider: etcd}}\n  etcd: {{host: [\"http://127.0.0.1:{port}\"], timeout: 1, startup_retry: 1, on_unreachable: refuse}}\n"
     );
     std::fs::write(&file, text).unwrap();

@@ -22,8 +22,8 @@ fn file(m: &mock_llm::MockServer, uris: &[&str], weight: i64, admin: bool) -> St
         .iter()
         .map(|u| json!({"name": &u[1..], "uris": [u], "plugins": {"ai-proxy-multi": plugin}}))
         .collect();
-    let mut gateway =
-        json!({"listen": ["127.0.0.1:0"], "workers": 2, "metrics": {"enabled": false}});
+    let mut gateway = json!({"listen": ["127.0.0.1:0"], "workers": 2,
+        "metrics": {"enabled": false}, "status": {"enabled": false}});
     gateway["admin"] = if admin {
         admin::enabled()
     } else {

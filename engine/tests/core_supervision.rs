@@ -3,8 +3,8 @@
 //! panics once, and each one is shown working afterwards through the
 //! binary — the only worker, its accept loop, TLS handshakes, connections,
 //! the timer driver, the pool sweeper, log shipping, the access-log writer,
-//! a logger plugin's thread, health checks, DNS, the Admin API, metrics
-//! and signal handling — while `ringway_panics_total{component}` counts
+//! a logger plugin's thread, health checks, DNS, the Admin API, metrics,
+//! the Status API and signal handling — while `ringway_panics_total{component}` counts
 //! exactly one panic each.
 #![allow(clippy::disallowed_types, clippy::unwrap_used)]
 
@@ -33,6 +33,8 @@ const COMPONENTS: &[&str] = &[
     "admin_request",
     "metrics",
     "metrics_request",
+    "status",
+    "status_request",
     "access_log",
     "logger_sink",
     "signals",
@@ -124,6 +126,7 @@ fn every_supervised_component_comes_back_after_a_panic() {
             "tls": {"listen": ["127.0.0.1:0"], "cert": cert, "key": key},
             "admin": admin::enabled(),
             "metrics": {"listen": "127.0.0.1:0"},
+            "status": {"listen": "127.0.0.1:0"},
             "access_log": {"path": log},
         },
         "services": [
@@ -154,6 +157,19 @@ fn every_supervised_component_comes_back_after_a_panic() {
     );
     assert_eq!(panics_of(&gw, "metrics_request"), 1);
     assert_eq!(panics_of(&gw, "metrics"), 1);
+
+    // The Status API: its thread restarted, the first probe's connection
+    // panics; then it says ready — the only worker, restarted after its
+    // panic, serves again.
+    let status = gw.status_addr.unwrap();
+    assert_eq!(answered(status, "/status"), None, "the first probe's fault");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while answered(status, "/status/ready") != Some(200) {
+        assert!(Instant::now() < deadline, "never ready: {}", gw.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(panics_of(&gw, "status_request"), 1);
+    assert_eq!(panics_of(&gw, "status"), 1);
 
     // The only worker (restarted on its listeners) and its accept loop:
     // the first connection is closed by its fault, the next is served.

@@ -163,7 +163,7 @@ pub fn start_ringway_with(
     cpu: Option<usize>,
 ) -> Result<(Proc, SocketAddr), String> {
     let gateway =
-        format!("admin: {{enabled: false}}\nmetrics: {{enabled: false}}\n{gateway_extra}");
+        format!("admin: {{enabled: false}}\nmetrics: {{enabled: false}}\nstatus: {{enabled: false}}\n{gateway_extra}");
     let r = spawn_ringway(bin, &gateway, config_yaml, workers, cpu, false)?;
     Ok((r.proc, r.addr))
 }
@@ -188,7 +188,7 @@ pub fn start_ringway_observed(
     cpu: Option<usize>,
 ) -> Result<Ringway, String> {
     let gateway = format!(
-        "admin: {{listen: \"127.0.0.1:0\", key: \"{admin_key}\"}}\nmetrics: {{listen: \"127.0.0.1:0\"}}\n{gateway_extra}"
+        "admin: {{listen: \"127.0.0.1:0\", key: \"{admin_key}\"}}\nmetrics: {{listen: \"127.0.0.1:0\"}}\nstatus: {{enabled: false}}\n{gateway_extra}"
     );
     let r = spawn_ringway(bin, &gateway, config_yaml, workers, cpu, true)?;
     if r.admin.is_none() || r.metrics.is_none() {

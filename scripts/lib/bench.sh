@@ -2,7 +2,7 @@
 # one-worker gateway config and waiting for a listener.
 
 # bench_gateway_header PORT: a one-worker gateway on 127.0.0.1:PORT without
-# admin or metrics, up to the `routes:` of service `bench` (the caller
+# admin, metrics or status, up to the `routes:` of service `bench` (the caller
 # appends its routes).
 bench_gateway_header() {
   cat <<Y
@@ -11,6 +11,7 @@ gateway:
   workers: 1
   admin: {enabled: false}
   metrics: {enabled: false}
+  status: {enabled: false}
 services:
   - name: bench
     routes:

@@ -1,7 +1,7 @@
 //! The `gateway:` section: engine settings (listeners, workers, Admin API,
-//! metrics, TLS, limits, timeouts, logging), with the defaults of the
-//! contract (proxy `0.0.0.0:9080`, admin `127.0.0.1:9180`, metrics
-//! `127.0.0.1:9091`).
+//! metrics, the Status API, TLS, limits, timeouts, logging), with the
+//! defaults of the contract (proxy `0.0.0.0:9080`, admin `127.0.0.1:9180`,
+//! metrics `127.0.0.1:9091`, status `127.0.0.1:7085`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ struct GatewayFile {
     workers: Option<Value>,
     admin: Option<AdminFile>,
     metrics: Option<MetricsFile>,
+    status: Option<StatusFile>,
     tls: Option<TlsFile>,
     limits: Option<LimitsFile>,
     timeouts: Option<TimeoutsFile>,
@@ -44,6 +45,16 @@ struct AdminFile {
 struct MetricsFile {
     enabled: Option<bool>,
     listen: Option<Value>,
+}
+
+/// `gateway.status`: APISIX's `apisix.status` (`ip`, `port`) as one
+/// `listen`, plus ringway's staleness threshold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusFile {
+    enabled: Option<bool>,
+    listen: Option<Value>,
+    stale_after: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +105,8 @@ pub struct GatewaySettings {
     pub workers: usize,
     pub admin: Option<AdminSettings>,
     pub metrics: Option<SocketAddr>,
+    /// The Status API (`/status`, `/status/ready`); `None` when disabled.
+    pub status: Option<StatusSettings>,
     pub tls: Option<TlsSettings>,
     pub limits: Limits,
     pub timeouts: Timeouts,
@@ -143,6 +156,33 @@ impl AdminSettings {
 const MAX_ADMIN_CONNECTIONS: i64 = 10_000;
 /// Longest `admin.request_timeout`, in seconds.
 const MAX_ADMIN_REQUEST_TIMEOUT: u64 = 3_600;
+
+/// `gateway.status`: where the Status API listens, and how long the
+/// configuration source (etcd) may be unreachable before `/status/ready`
+/// says not ready.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatusSettings {
+    pub listen: SocketAddr,
+    /// `stale_after`: `ZERO` means not ready as soon as the source is lost
+    /// (APISIX's way).
+    pub stale_after: Duration,
+}
+
+impl StatusSettings {
+    /// APISIX's default Status API address.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7085);
+    pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        StatusSettings {
+            listen: Self::DEFAULT_LISTEN,
+            stale_after: Self::DEFAULT_STALE_AFTER,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
@@ -231,6 +271,7 @@ impl Default for GatewaySettings {
                 None,
             )),
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
+            status: Some(StatusSettings::default()),
             tls: None,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -327,6 +368,9 @@ impl GatewaySettings {
                 }
             };
         }
+        if let Some(st) = &file.status {
+            s.status = status(st, &at.field("status"))?;
+        }
         if let Some(t) = &file.tls {
             let p = at.field("tls");
             if t.listen.is_empty() {
@@ -415,6 +459,24 @@ impl GatewaySettings {
     }
 }
 
+/// `gateway.status`: `None` when `enabled: false` (the other fields are
+/// still checked).
+fn status(f: &StatusFile, at: &FieldPath) -> Result<Option<StatusSettings>, ConfigError> {
+    let mut st = StatusSettings::default();
+    if let Some(v) = &f.listen {
+        st.listen = parse_addr(v, &at.field("listen"))?;
+    }
+    if let Some(t) = f.stale_after {
+        st.stale_after = bounds::seconds(
+            t,
+            bounds::Min::Inclusive(0.0),
+            bounds::MAX_SECONDS,
+            &at.field("stale_after"),
+        )?;
+    }
+    Ok((f.enabled != Some(false)).then_some(st))
+}
+
 /// Checks `log_redaction`'s names: header names are tokens (RFC 9110
 /// §5.1), query parameter names non-empty without `&`, `=` or spaces.
 fn log_redaction(f: &LogRedactionFile, at: &FieldPath) -> Result<LogRedaction, ConfigError> {
@@ -484,6 +546,9 @@ mod tests {
         assert_eq!(s.listen, vec!["0.0.0.0:9080".parse().unwrap()]);
         assert_eq!(s.admin.unwrap().listen, "127.0.0.1:9180".parse().unwrap());
         assert_eq!(s.metrics, Some("127.0.0.1:9091".parse().unwrap()));
+        let st = s.status.unwrap();
+        assert_eq!(st.listen, "127.0.0.1:7085".parse().unwrap());
+        assert_eq!(st.stale_after, Duration::from_secs(60));
         assert_eq!(s.limits.max_head_bytes, 32 * 1024);
         assert_eq!(s.limits.max_body_bytes, 64 * 1024 * 1024);
         assert_eq!(s.busy_poll, Duration::ZERO);
@@ -499,6 +564,42 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.path, "gateway.busy_poll_us", "{bad}");
         }
+    }
+
+    #[test]
+    fn status_listens_where_told_or_not_at_all() {
+        let at = FieldPath::root().field("gateway");
+        let s = GatewaySettings::from_value(
+            Some(&json!({"status": {"listen": "127.0.0.1:0", "stale_after": 1.5}})),
+            &at,
+        )
+        .unwrap();
+        let st = s.status.unwrap();
+        assert_eq!(st.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(st.stale_after, Duration::from_millis(1500));
+        let s =
+            GatewaySettings::from_value(Some(&json!({"status": {"stale_after": 0}})), &at).unwrap();
+        assert_eq!(s.status.unwrap().stale_after, Duration::ZERO);
+        let s =
+            GatewaySettings::from_value(Some(&json!({"status": {"enabled": false}})), &at).unwrap();
+        assert_eq!(s.status, None);
+        for (bad, path) in [
+            (json!({"stale_after": -1}), "gateway.status.stale_after"),
+            (json!({"stale_after": 1e20}), "gateway.status.stale_after"),
+            (json!({"stale_after": "1s"}), "gateway.status.stale_after"),
+            (json!({"listen": "nowhere"}), "gateway.status.listen"),
+            // Checked even when disabled: a typo is not silently ignored.
+            (
+                json!({"enabled": false, "stale_after": -1}),
+                "gateway.status.stale_after",
+            ),
+        ] {
+            let e = GatewaySettings::from_value(Some(&json!({ "status": bad })), &at).unwrap_err();
+            assert_eq!(e.path, path, "{bad}: {e}");
+        }
+        let e =
+            GatewaySettings::from_value(Some(&json!({"status": {"port": 7085}})), &at).unwrap_err();
+        assert!(e.reason.contains("unknown field `port`"), "{e}");
     }
 
     #[test]

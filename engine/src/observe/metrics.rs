@@ -169,6 +169,52 @@ pub static CONFIG_REVISION: Gauge = Gauge::new(
     "The etcd revision the served configuration is as of (0 without etcd).",
 );
 
+/// When the configuration source was lost, on the process clock
+/// ([`crate::timer::now_ms`]; 0 while connected): the Status API's
+/// measure of staleness, finer than the Unix seconds of
+/// [`CONFIG_SOURCE_STALE_SINCE`] and immune to the wall clock's steps.
+static CONFIG_SOURCE_LOST_AT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// The configuration source (etcd) is connected and watched: the gauges
+/// say so and staleness ends.
+pub fn config_source_up() {
+    CONFIG_SOURCE_UP.set(1);
+    CONFIG_SOURCE_STALE_SINCE.set(0);
+    CONFIG_SOURCE_LOST_AT_MS.store(0, Ordering::Relaxed);
+}
+
+/// The configuration source is unreachable, the last good configuration
+/// serving: staleness starts now, unless it already runs.
+pub fn config_source_lost() {
+    CONFIG_SOURCE_UP.set(0);
+    let first = CONFIG_SOURCE_LOST_AT_MS
+        .compare_exchange(
+            0,
+            crate::timer::now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    if first {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1);
+        CONFIG_SOURCE_STALE_SINCE.set(now);
+    }
+}
+
+/// How long the configuration source has been unreachable; `None` while
+/// it is connected (or there is none: a file never goes stale).
+pub fn config_source_stale_for() -> Option<std::time::Duration> {
+    match CONFIG_SOURCE_LOST_AT_MS.load(Ordering::Relaxed) {
+        0 => None,
+        at => Some(std::time::Duration::from_millis(
+            crate::timer::now_ms().saturating_sub(at),
+        )),
+    }
+}
+
 const GAUGES: &[&Gauge] = &[
     &CONFIG_SOURCE_UP,
     &CONFIG_SOURCE_STALE_SINCE,

@@ -41,6 +41,8 @@ pub struct Running {
     pub proxy_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The Status API (`/status`, `/status/ready`).
+    pub status_addr: Option<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
     pub cell: Arc<SnapshotCell>,
     pub shutdown: Arc<Shutdown>,
@@ -119,14 +121,17 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
     let (shutdown, stops) = Shutdown::new(workers);
     let source = open_source(&cell, &gw, loaded.file.clone(), &shutdown)?;
+    let from_etcd = source.etcd().is_some();
     let stats: Vec<Arc<crate::observe::metrics::WorkerStats>> =
         (0..workers).map(|_| Arc::default()).collect();
+    let serving = crate::status::ready::Serving::new(workers);
     let shared = WorkerShared {
         access_log,
         cell: cell.clone(),
         gateway: gw.clone(),
         tls,
         stats: Arc::default(),
+        serving: serving.clone(),
     };
     let admin_addr = match &gw.admin {
         Some(a) => {
@@ -154,7 +159,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         None => None,
     };
     crate::health::prober::start(cell.clone(), shutdown.clone()).map_err(StartError::Thread)?;
-    if source.etcd().is_none() {
+    if !from_etcd {
         crate::source::watch::start(source, shutdown.clone()).map_err(StartError::Thread)?;
     }
     let metrics_addr = match gw.metrics {
@@ -166,6 +171,28 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
                 .map_err(|source| StartError::Listen { addr: at, source })?;
             crate::status::server::start(l, stats.clone(), cell.clone(), shutdown.clone())
                 .map_err(StartError::Thread)?;
+            Some(addr)
+        }
+        None => None,
+    };
+    // After the configuration is loaded (etcd read, or its last good copy):
+    // until every worker below serves, `/status/ready` says which do not.
+    let status_addr = match gw.status {
+        Some(st) => {
+            let at = st.listen;
+            let l =
+                listen::bind_one(at).map_err(|source| StartError::Listen { addr: at, source })?;
+            let addr = l
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr: at, source })?;
+            let api = crate::status::api::StatusApi {
+                cell: cell.clone(),
+                shutdown: shutdown.clone(),
+                serving: serving.clone(),
+                stale_after: st.stale_after,
+                etcd: from_etcd,
+            };
+            crate::status::api::start(l, api).map_err(StartError::Thread)?;
             Some(addr)
         }
         None => None,
@@ -193,6 +220,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         proxy_addrs,
         admin_addr,
         metrics_addr,
+        status_addr,
         tls_addrs,
         cell,
         shutdown,
@@ -241,6 +269,9 @@ pub fn announce(r: &Running) {
     }
     if let Some(a) = r.metrics_addr {
         let _ = writeln!(out, "ringway: metrics listening on http://{a}");
+    }
+    if let Some(a) = r.status_addr {
+        let _ = writeln!(out, "ringway: status listening on http://{a}");
     }
     let _ = out.flush();
 }

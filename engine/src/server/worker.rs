@@ -31,6 +31,9 @@ pub struct WorkerShared {
     pub tls: Option<monoio_rustls::TlsAcceptor>,
     /// This worker's request counters (read by the metrics endpoint).
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
+    /// Every worker's "serving" flag (read by the Status API): this
+    /// worker sets its own while its accept loops run.
+    pub serving: Arc<crate::status::ready::Serving>,
 }
 
 /// Per-worker state, owned by one thread.
@@ -159,6 +162,8 @@ pub fn start(
                 }
             }
         }
+        // A run after a panic: not serving until its accept loops run again.
+        shared.serving.stop(index);
         if let Err(e) = run(index, cpu, dups, shared.clone(), stop.clone()) {
             tracing::error!(worker = index, "worker failed: {e}");
         }
@@ -183,6 +188,7 @@ fn run(
     crate::timer::forget_driver();
     rt.block_on(async move {
         let drain = shared.gateway.timeouts.drain;
+        let serving = shared.serving.clone();
         let w = Rc::new(Worker::new(index, shared));
         fault(Component::Worker);
         for (l, kind) in listeners {
@@ -195,6 +201,9 @@ fn run(
                 accept_loop(w.clone(), l.clone(), kind)
             }));
         }
+        // Every listener is registered with this runtime and its accept
+        // loop spawned: serving, until this run ends (returns or unwinds).
+        let _serving = serving.serve(index);
         let sw = w.clone();
         monoio::spawn(supervise::task(Component::PoolSweeper, move || {
             sweep_pools(sw.clone())

@@ -44,11 +44,15 @@ pub enum Component {
     RedisProbe,
     /// The thread re-reading the configuration file.
     ConfigSource,
+    /// The Status API's thread (`/status`, `/status/ready`).
+    Status,
+    /// One Status API connection.
+    StatusRequest,
 }
 
 impl Component {
     /// Every component, in label order.
-    pub const ALL: [Component; 20] = [
+    pub const ALL: [Component; 22] = [
         Component::Worker,
         Component::Accept,
         Component::TlsHandshake,
@@ -69,6 +73,8 @@ impl Component {
         Component::Signals,
         Component::RedisProbe,
         Component::ConfigSource,
+        Component::Status,
+        Component::StatusRequest,
     ];
 
     /// The label value.
@@ -94,6 +100,8 @@ impl Component {
             Component::Signals => "signals",
             Component::RedisProbe => "redis_probe",
             Component::ConfigSource => "config_source",
+            Component::Status => "status",
+            Component::StatusRequest => "status_request",
         }
     }
 

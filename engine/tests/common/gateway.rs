@@ -16,6 +16,9 @@ pub struct Gateway {
     pub tls_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The Status API (`/status`, `/status/ready`); off unless the test's
+    /// `gateway` section sets `status`.
+    pub status_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -80,6 +83,7 @@ impl Gateway {
             "workers": 2,
             "admin": {"enabled": false},
             "metrics": {"enabled": false},
+            "status": {"enabled": false},
         });
         if let Some(extra) = doc.get("gateway").and_then(|g| g.as_object()).cloned() {
             for (k, v) in extra {
@@ -104,6 +108,9 @@ impl Gateway {
         }
         if !extra.contains("metrics:") {
             yaml.push_str("  metrics: {enabled: false}\n");
+        }
+        if !extra.contains("status:") {
+            yaml.push_str("  status: {enabled: false}\n");
         }
         for line in extra.lines() {
             yaml.push_str("  ");
@@ -164,9 +171,7 @@ impl Gateway {
             }
         });
         let mut addr = None;
-        let mut tls_addr = None;
-        let mut admin_addr = None;
-        let mut metrics_addr = None;
+        let mut seen = Announced::default();
         let deadline = Instant::now() + Duration::from_secs(20);
         while addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -174,18 +179,8 @@ impl Gateway {
                 Ok(line) => {
                     if let Some(a) = line.strip_prefix("ringway: proxy listening on http://") {
                         addr = Some(a.parse().expect("addr"));
-                    } else if let Some(a) =
-                        line.strip_prefix("ringway: proxy listening on https://")
-                    {
-                        tls_addr = Some(a.parse().expect("addr"));
-                    } else if let Some(a) =
-                        line.strip_prefix("ringway: admin API listening on http://")
-                    {
-                        admin_addr = Some(a.parse().expect("addr"));
-                    } else if let Some(a) =
-                        line.strip_prefix("ringway: metrics listening on http://")
-                    {
-                        metrics_addr = Some(a.parse().expect("addr"));
+                    } else {
+                        seen.note(&line);
                     }
                 }
                 Err(_) => {
@@ -203,20 +198,15 @@ impl Gateway {
         }
         // The remaining announce lines follow immediately.
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            if let Some(a) = line.strip_prefix("ringway: proxy listening on https://") {
-                tls_addr = Some(a.parse().expect("addr"));
-            } else if let Some(a) = line.strip_prefix("ringway: admin API listening on http://") {
-                admin_addr = Some(a.parse().expect("addr"));
-            } else if let Some(a) = line.strip_prefix("ringway: metrics listening on http://") {
-                metrics_addr = Some(a.parse().expect("addr"));
-            }
+            seen.note(&line);
         }
         Gateway {
             child: Some(child),
             addr: addr.expect("proxy addr"),
-            tls_addr,
-            admin_addr,
-            metrics_addr,
+            tls_addr: seen.tls,
+            admin_addr: seen.admin,
+            metrics_addr: seen.metrics,
+            status_addr: seen.status,
             dir,
             stderr,
             stdout: stdout_lines,
@@ -305,6 +295,37 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+}
+
+/// The listeners besides the proxy's that a start announced.
+#[derive(Default)]
+struct Announced {
+    tls: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    status: Option<SocketAddr>,
+}
+
+impl Announced {
+    fn note(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("ringway: ") else {
+            return;
+        };
+        let slot = if let Some(a) = rest.strip_prefix("proxy listening on https://") {
+            Some((&mut self.tls, a))
+        } else if let Some(a) = rest.strip_prefix("admin API listening on http://") {
+            Some((&mut self.admin, a))
+        } else if let Some(a) = rest.strip_prefix("metrics listening on http://") {
+            Some((&mut self.metrics, a))
+        } else if let Some(a) = rest.strip_prefix("status listening on http://") {
+            Some((&mut self.status, a))
+        } else {
+            None
+        };
+        if let Some((slot, a)) = slot {
+            *slot = Some(a.parse().expect("addr"));
+        }
     }
 }
 

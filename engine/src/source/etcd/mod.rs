@@ -7,7 +7,9 @@
 //! (a member down, a leader change) means retrying with a delay doubling
 //! from 100 ms to 5 s, serving the last good configuration meanwhile —
 //! `ringway_config_source_up` and `ringway_config_source_stale_since_seconds`
-//! say so. Each watch is renewed after `watch_timeout`.
+//! say so, and the Status API's `/status/ready` past
+//! `gateway.status.stale_after` ([`metrics::config_source_lost`]). Each
+//! watch is renewed after `watch_timeout`.
 //!
 //! Every configuration read is kept beside the config file
 //! (`<file>.etcd.json`, 0600, written whole): when etcd cannot be read at
@@ -144,7 +146,7 @@ pub fn start(
     let mirror = match mirror {
         Some(m) => {
             publish(&etcd, &source, &m, &client)?;
-            metrics::CONFIG_SOURCE_UP.set(1);
+            metrics::config_source_up();
             m
         }
         None => {
@@ -167,7 +169,7 @@ pub fn start(
                 "etcd is unreachable ({e}); serving the last good configuration kept on disk and retrying"
             );
             publish(&etcd, &source, &m, &client)?;
-            stale_since_now();
+            metrics::config_source_lost();
             m
         }
     };
@@ -212,8 +214,7 @@ fn follow(
                     }
                     up = true;
                     backoff = Duration::from_millis(100);
-                    metrics::CONFIG_SOURCE_UP.set(1);
-                    metrics::CONFIG_SOURCE_STALE_SINCE.set(0);
+                    metrics::config_source_up();
                     tracing::info!(revision = mirror.revision, "etcd read");
                 }
                 Err(e) => {
@@ -232,8 +233,7 @@ fn follow(
             }
             Err(e) => {
                 tracing::warn!("lost etcd: {e}; serving the last good configuration");
-                metrics::CONFIG_SOURCE_UP.set(0);
-                stale_since_now();
+                metrics::config_source_lost();
                 up = false;
             }
         }
@@ -364,16 +364,6 @@ fn load_last_good(path: &Path) -> Option<Mirror> {
             })
             .collect(),
     })
-}
-
-fn stale_since_now() {
-    if metrics::CONFIG_SOURCE_STALE_SINCE.get() == 0 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
-        metrics::CONFIG_SOURCE_STALE_SINCE.set(now);
-    }
 }
 
 fn sleep_unless_shutdown(d: Duration, shutdown: &Shutdown) {
