@@ -47,6 +47,21 @@ pub struct Deployment {
     pub provider: Provider,
     /// Set exactly when `provider` is etcd.
     pub etcd: Option<EtcdSettings>,
+    /// APISIX's `deployment.admin`, when given (it then takes the place
+    /// of `gateway.admin`).
+    pub admin: Option<DeploymentAdmin>,
+}
+
+/// `deployment.admin`: the keys of APISIX's that ringway's Admin API has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentAdmin {
+    /// `enable_admin` (default true).
+    pub enabled: bool,
+    /// `admin_listen: {ip, port}` (default ringway's 127.0.0.1:9180:
+    /// APISIX's 0.0.0.0 would open it to the network).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The first `admin_key` entry with `role: admin`.
+    pub key: Option<String>,
 }
 
 impl Deployment {
@@ -134,9 +149,32 @@ struct DeploymentFile {
     role_data_plane: Option<RoleFile>,
     role_control_plane: Option<RoleFile>,
     etcd: Option<EtcdFile>,
-    /// APISIX's `deployment.admin` (its keys live in `gateway.admin`
-    /// here): accepted when empty, refused with a pointer otherwise.
-    admin: Option<Value>,
+    admin: Option<AdminFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    enable_admin: Option<bool>,
+    admin_key_required: Option<bool>,
+    admin_key: Option<Vec<AdminKeyFile>>,
+    admin_listen: Option<ListenFile>,
+    admin_api_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminKeyFile {
+    name: Option<String>,
+    key: String,
+    role: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenFile {
+    ip: Option<String>,
+    port: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -212,13 +250,14 @@ impl Deployment {
         if role == Role::ControlPlane && provider != Provider::Etcd {
             return Err(provider_at.error("a control plane keeps its configuration in etcd"));
         }
-        if let Some(a) = &file.admin {
-            if a.as_object().is_some_and(|m| !m.is_empty()) {
-                return Err(at
-                    .field("admin")
-                    .error("ringway reads the Admin API's settings from `gateway.admin`"));
+        let admin = match &file.admin {
+            Some(a) if role == Role::DataPlane => {
+                let _ = a;
+                return Err(at.field("admin").error("a data plane serves no Admin API"));
             }
-        }
+            Some(a) => Some(deployment_admin(a, &at.field("admin"))?),
+            None => None,
+        };
         let etcd = match (provider, &file.etcd) {
             (Provider::Etcd, Some(e)) => Some(etcd_settings(e, &at.field("etcd"))?),
             (Provider::Etcd, None) => {
@@ -235,8 +274,60 @@ impl Deployment {
             role,
             provider,
             etcd,
+            admin,
         })
     }
+}
+
+fn deployment_admin(a: &AdminFile, at: &FieldPath) -> Result<DeploymentAdmin, ConfigError> {
+    if a.admin_key_required == Some(false) {
+        return Err(at
+            .field("admin_key_required")
+            .error("ringway's Admin API always requires a key"));
+    }
+    if let Some(v) = a.admin_api_version.as_deref().filter(|v| *v != "v3") {
+        return Err(at
+            .field("admin_api_version")
+            .error(format!("`{v}`: ringway speaks APISIX's v3 Admin API")));
+    }
+    let mut key = None;
+    for (i, k) in a.admin_key.iter().flatten().enumerate() {
+        let kat = at.field("admin_key").index(i);
+        match k.role.as_deref() {
+            None | Some("admin") => {}
+            Some(r) => {
+                return Err(kat
+                    .field("role")
+                    .error(format!("`{r}`: ringway's Admin API has one role, admin")))
+            }
+        }
+        if k.key.is_empty() {
+            return Err(kat.field("key").error("must not be empty"));
+        }
+        let _ = &k.name;
+        key.get_or_insert_with(|| k.key.clone());
+    }
+    let listen = match &a.admin_listen {
+        None => None,
+        Some(l) => {
+            let lat = at.field("admin_listen");
+            let ip: std::net::IpAddr =
+                l.ip.as_deref()
+                    .unwrap_or("127.0.0.1")
+                    .parse()
+                    .map_err(|_| lat.field("ip").error("must be an IP address"))?;
+            let port = match l.port {
+                None => 9180,
+                Some(p) => bounds::int::<u16>(p, 1, 65535, &lat.field("port"))?,
+            };
+            Some(std::net::SocketAddr::new(ip, port))
+        }
+    };
+    Ok(DeploymentAdmin {
+        enabled: a.enable_admin.unwrap_or(true),
+        listen,
+        key,
+    })
 }
 
 fn etcd_settings(e: &EtcdFile, at: &FieldPath) -> Result<EtcdSettings, ConfigError> {
@@ -372,6 +463,17 @@ mod tests {
         assert!(d.api_driven() && d.has_admin());
         let d = parse(json!({"role": "control_plane", "etcd": {"host": ["http://e:1"]}})).unwrap();
         assert!(!d.serves_traffic() && d.has_admin());
+        // APISIX's deployment.admin, as its config.yaml writes it.
+        let d = parse(
+            json!({"role": "traditional", "role_traditional": {"config_provider": "yaml"},
+            "admin": {"admin_key": [{"name": "admin", "key": "edd1c9f0", "role": "admin"}],
+                      "admin_listen": {"ip": "0.0.0.0", "port": 9180}, "enable_admin": true}}),
+        )
+        .unwrap();
+        let a = d.admin.unwrap();
+        assert_eq!(a.key.as_deref(), Some("edd1c9f0"));
+        assert_eq!(a.listen, Some("0.0.0.0:9180".parse().unwrap()));
+        assert!(a.enabled);
     }
 
     #[test]
@@ -432,7 +534,23 @@ mod tests {
                 "deployment.etcd",
             ),
             (
-                json!({"role": "traditional", "admin": {"admin_key": []}, "etcd": {"host": ["http://e"]}}),
+                json!({"role": "traditional", "admin": {"allow_admin": ["127.0.0.0/24"]}, "etcd": {"host": ["http://e"]}}),
+                "deployment.admin",
+            ),
+            (
+                json!({"role": "traditional", "admin": {"admin_key": [{"name": "v", "key": "k", "role": "viewer"}]}, "etcd": {"host": ["http://e"]}}),
+                "deployment.admin.admin_key[0].role",
+            ),
+            (
+                json!({"role": "traditional", "admin": {"admin_key_required": false}, "etcd": {"host": ["http://e"]}}),
+                "deployment.admin.admin_key_required",
+            ),
+            (
+                json!({"role": "traditional", "admin": {"admin_listen": {"ip": "x", "port": 9180}}, "etcd": {"host": ["http://e"]}}),
+                "deployment.admin.admin_listen.ip",
+            ),
+            (
+                json!({"role": "data_plane", "role_data_plane": {"config_provider": "yaml"}, "admin": {"enable_admin": false}}),
                 "deployment.admin",
             ),
         ] {

@@ -142,7 +142,7 @@ impl AdminSettings {
     pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-    fn new(listen: SocketAddr, key: Option<String>) -> AdminSettings {
+    pub fn new(listen: SocketAddr, key: Option<String>) -> AdminSettings {
         AdminSettings {
             listen,
             key,

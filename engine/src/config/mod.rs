@@ -84,6 +84,20 @@ pub fn parse_str(
             }
             gateway.admin = None;
         }
+        if let Some(a) = &d.admin {
+            if map.get("gateway").and_then(|g| g.get("admin")).is_some() {
+                return Err(root
+                    .field("deployment")
+                    .field("admin")
+                    .error("the Admin API is set in `gateway.admin` too: set it in one place"));
+            }
+            gateway.admin = a.enabled.then(|| {
+                let listen = a
+                    .listen
+                    .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9180)));
+                gateway::AdminSettings::new(listen, a.key.clone())
+            });
+        }
         if d.provider == deployment::Provider::Etcd {
             if let Some(key) = ["services", "consumers", "global_rules", "plugin_metadata"]
                 .into_iter()
@@ -151,6 +165,19 @@ mod tests {
         let e = parse_str(&off, &none).unwrap_err();
         assert_eq!(e.path, "gateway.admin", "{e}");
         assert!(e.reason.contains("/apisix/admin/configs"), "{e}");
+    }
+
+    #[test]
+    fn apisix_deployment_admin_sets_the_admin_api() {
+        let none = |_: &str| None;
+        let doc = "deployment:\n  role: traditional\n  role_traditional: {config_provider: yaml}\n  admin:\n    admin_key: [{name: admin, key: k1, role: admin}]\n    admin_listen: {ip: 127.0.0.1, port: 9181}\n";
+        let p = parse_str(doc, &none).unwrap();
+        let a = p.gateway.admin.as_ref().unwrap();
+        assert_eq!(a.key.as_deref(), Some("k1"));
+        assert_eq!(a.listen, "127.0.0.1:9181".parse().unwrap());
+        let both = format!("{doc}gateway: {{admin: {{key: k2}}}}\n");
+        let e = parse_str(&both, &none).unwrap_err();
+        assert_eq!(e.path, "deployment.admin", "{e}");
     }
 
     #[test]
