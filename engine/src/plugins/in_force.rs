@@ -107,7 +107,6 @@ impl AiChain {
 }
 
 /// One plugin in force and its state for the request.
-#[derive(Clone)]
 struct Running<'a> {
     plugin: &'a Plugin,
     state: RequestState<'a>,
@@ -123,24 +122,12 @@ impl<'a> Running<'a> {
 }
 
 /// The AI-path plugins in force for one request, highest priority first,
-/// with their state; each phase runs them in order. Empty (nothing to
-/// clone or drop) on a route without any; one in force lives inline (no
-/// allocation to hold it, clone it for an answer, or drop it).
+/// with their state; each phase runs them in order. It moves with the
+/// attempt into its answer and back (never copied); one in force lives
+/// inline (no allocation).
 #[derive(Default)]
 pub struct InForce<'a> {
     items: SmallVec<[Running<'a>; 1]>,
-}
-
-impl Clone for InForce<'_> {
-    #[inline]
-    fn clone(&self) -> Self {
-        if self.items.is_empty() {
-            return InForce::default();
-        }
-        InForce {
-            items: self.items.clone(),
-        }
-    }
 }
 
 impl<'a> InForce<'a> {
@@ -189,6 +176,11 @@ impl<'a> InForce<'a> {
         for r in &self.items {
             r.plugin.on_usage(&r.state, instance, used);
         }
+    }
+
+    /// Whether a plugin has work for `access`.
+    pub fn wants_access(&self) -> bool {
+        self.items.iter().any(|r| r.plugin.wants_access())
     }
 
     /// Whether a plugin has work for `after_answer`.

@@ -41,7 +41,7 @@ use crate::observe::redact::Redaction;
 pub trait Phases {
     /// What the plugin keeps for one request on the AI path (`()` when
     /// nothing).
-    type Request<'a>: Default + Clone
+    type Request<'a>: Default
     where
         Self: 'a;
 
@@ -53,6 +53,12 @@ pub trait Phases {
     /// Before the body is read: authentication (`key-auth`).
     fn rewrite(&self, _cx: &mut AccessCx<'_, '_, '_>) -> Flow {
         Flow::Continue
+    }
+
+    /// Whether `access` has work (checked first, so a plugin with none
+    /// costs the request no future).
+    fn wants_access(&self) -> bool {
+        false
     }
 
     /// The request is known (its variables, the LLM request's model).

@@ -29,7 +29,6 @@ macro_rules! registry {
         }
 
         /// An AI-path plugin's state for one request ([`Phases::Request`]).
-        #[derive(Clone)]
         pub enum RequestState<'a> {
             $($variant(<$ty as Phases>::Request<'a>),)*
         }
@@ -152,6 +151,10 @@ macro_rules! registry {
                     })*
                     _ => {}
                 }
+            }
+
+            pub(super) fn wants_access(&self) -> bool {
+                match self { $(Plugin::$variant(p) => p.wants_access(),)* }
             }
 
             pub(super) fn wants_after_answer(&self) -> bool {

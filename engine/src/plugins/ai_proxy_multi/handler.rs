@@ -91,7 +91,7 @@ pub async fn handle<'a>(
     let key = plugin.hash_key(&vars);
     // The access phase (key-based budgets hold whichever instance
     // answers): once, before any instance is tried.
-    if !plugins.is_empty() {
+    if plugins.wants_access() {
         let gate = Box::pin(plugins.access(&vars)).await;
         if let Some(keep) = refused(&call, c, ctx, gate).await {
             return keep.into();
@@ -160,9 +160,10 @@ async fn walk<'a>(
             },
         };
         let status = answered.head.status;
-        let meta = walk.meta(ctx, inst, attempt_started, &plugins);
+        let meta = walk.meta(ctx, inst, attempt_started, std::mem::take(&mut plugins));
         let probe = walk.probes(req, inst, &answered);
-        let relayed = Box::pin(relay(call, c, ctx, req, answered, probe, meta)).await;
+        let (relayed, back) = Box::pin(relay(call, c, ctx, req, answered, probe, meta)).await;
+        plugins = back;
         match relayed {
             Relayed::NotHeld(kept) => walk.not_held(inst, status, *kept),
             Relayed::Done(keep) => return Handled::Done(keep),

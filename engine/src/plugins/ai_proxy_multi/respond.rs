@@ -74,7 +74,8 @@ const MAX_JSON_ANSWER: usize = 64 * 1024 * 1024;
 
 /// Relays an acceptable answer: a stream becomes a [`StreamJob`], JSON
 /// is read, converted and sent (`probe`: read a follow-up's error for
-/// "not held" first).
+/// "not held" first). The answer's plugins come back (with their state)
+/// unless a stream took them: a fallback goes on with them, never a copy.
 pub async fn relay<'a>(
     call: &Call<'a, '_>,
     c: &mut ClientConn,
@@ -83,7 +84,7 @@ pub async fn relay<'a>(
     answered: Answered,
     probe: bool,
     meta: AnswerMeta<'a>,
-) -> Relayed<'a> {
+) -> (Relayed<'a>, InForce<'a>) {
     let status = answered.head.status;
     ctx.upstream_status = Some(status);
     ctx.upstream_addr = Some(answered.up.key.addr);
@@ -93,7 +94,8 @@ pub async fn relay<'a>(
         ctx.llm.model = meta.inst.model.as_deref().map(str::to_owned);
     }
     if (200..300).contains(&status) && answered.head.is_event_stream() {
-        return Relayed::Stream(StreamJob::start(call, c, ctx, req, answered, meta));
+        let job = StreamJob::start(call, c, ctx, req, answered, meta);
+        return (Relayed::Stream(job), InForce::default());
     }
     let relayed = json(call, c, ctx, req, answered, probe, &meta).await;
     if let Relayed::Done(_) = relayed {
@@ -101,7 +103,7 @@ pub async fn relay<'a>(
             after_answer(&meta.plugins, meta.inst, ctx).await;
         }
     }
-    relayed
+    (relayed, meta.plugins)
 }
 
 /// A non-streamed answer's body, read whole.

@@ -145,15 +145,15 @@ impl<'p> Walk<'p> {
         ctx: &RequestCtx,
         inst: &'a Instance,
         attempt_started: Instant,
-        plugins: &InForce<'a>,
+        plugins: InForce<'a>,
     ) -> AnswerMeta<'a> {
         AnswerMeta {
             inst,
             attempts: self.tried.len() as u32 + 1,
             request_started: ctx.started,
             attempt_started,
-            // (Kept for the next attempt too, should this one fall back.)
-            plugins: plugins.clone(),
+            // (Given back by the relay, should this attempt fall back.)
+            plugins,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::plugins::phase::{Gate, Phases, Refusal, Used};
 
 /// What one request found: the rules it hit (with their quotas before
 /// it), and the quota of the instance about to be tried.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Budgets<'a> {
     rule_hits: RuleHits<'a>,
     /// Set by `before_attempt` when the headers are shown.
@@ -23,6 +23,10 @@ pub struct Budgets<'a> {
 impl Phases for Arc<AiRateLimiting> {
     type Request<'a> = Budgets<'a>;
     const AI_PATH: bool = true;
+
+    fn wants_access(&self) -> bool {
+        self.has_rules()
+    }
 
     async fn access<'a>(&'a self, st: &mut Self::Request<'a>, vars: &VarSource<'_>) -> Gate<'a> {
         if !self.has_rules() {
