@@ -28,6 +28,7 @@ struct GatewayFile {
     access_log: Option<AccessLogFile>,
     log_redaction: Option<LogRedactionFile>,
     busy_poll_us: Option<i64>,
+    pin_workers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +121,10 @@ pub struct GatewaySettings {
     /// chunk instead of sleeping in the kernel (`ZERO`: off). See
     /// `server::busy_poll`.
     pub busy_poll: Duration,
+    /// Pin worker `i` to the `i`-th allowed CPU (`gateway.pin_workers`,
+    /// default true); false leaves placement to the kernel (pods sharing
+    /// a node's CPUs).
+    pub pin_workers: bool,
     /// The top-level `deployment:` section ([`super::deployment`]); `None`
     /// without one.
     pub deployment: Option<super::deployment::Deployment>,
@@ -279,6 +284,7 @@ impl Default for GatewaySettings {
             access_log: None,
             log_redaction: LogRedaction::default(),
             busy_poll: Duration::ZERO,
+            pin_workers: true,
             deployment: None,
         }
     }
@@ -446,6 +452,9 @@ impl GatewaySettings {
         }
         if let Some(r) = &file.log_redaction {
             s.log_redaction = log_redaction(r, &at.field("log_redaction"))?;
+        }
+        if let Some(pin) = file.pin_workers {
+            s.pin_workers = pin;
         }
         if let Some(us) = file.busy_poll_us {
             s.busy_poll = Duration::from_micros(bounds::int(

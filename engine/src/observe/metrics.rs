@@ -128,6 +128,11 @@ pub fn render_counters(out: &mut String) {
         let _ = writeln!(out, "# TYPE {} gauge", g.name);
         let _ = writeln!(out, "{} {}", g.name, g.get());
     }
+    let _ = writeln!(
+        out,
+        "# HELP ringway_io_driver_info The workers' I/O driver (io_uring, or epoll where io_uring is unavailable).\n# TYPE ringway_io_driver_info gauge\nringway_io_driver_info{{driver=\"{}\"}} 1",
+        io_driver()
+    );
 }
 
 /// A value set, not counted (Prometheus `gauge`).
@@ -220,6 +225,24 @@ const GAUGES: &[&Gauge] = &[
     &CONFIG_SOURCE_STALE_SINCE,
     &CONFIG_REVISION,
 ];
+
+/// Which I/O driver the workers run: io_uring, or epoll where io_uring is
+/// unavailable (a container's seccomp profile, an old kernel).
+static IO_DRIVER: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Records the workers' I/O driver (`true`: io_uring).
+pub fn set_io_driver(io_uring: bool) {
+    IO_DRIVER.store(if io_uring { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// `"io_uring"`, `"epoll"`, or `"none"` before any worker started.
+pub fn io_driver() -> &'static str {
+    match IO_DRIVER.load(Ordering::Relaxed) {
+        1 => "io_uring",
+        2 => "epoll",
+        _ => "none",
+    }
+}
 
 /// TTFT histogram bucket bounds, in milliseconds.
 pub const TTFT_BUCKETS_MS: [u64; 12] = [

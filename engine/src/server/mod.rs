@@ -75,9 +75,13 @@ impl Running {
 /// Binds every listener and starts the workers.
 pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     let gw = loaded.gateway.clone();
-    if !monoio::utils::detect_uring() {
-        tracing::warn!("io_uring is unavailable; using the epoll driver");
+    let io_uring = !epoll_forced() && monoio::utils::detect_uring();
+    if !io_uring {
+        tracing::warn!(
+            "io_uring is unavailable (a seccomp profile such as Docker's default blocks it, or the kernel lacks it); workers run on the epoll driver"
+        );
     }
+    crate::observe::metrics::set_io_driver(io_uring);
     // A control plane serves the Admin API only: no proxy listeners, no
     // workers.
     let serves_traffic = gw.deployment.as_ref().is_none_or(|d| d.serves_traffic());
@@ -197,7 +201,13 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         }
         None => None,
     };
-    let cpus = cpus::allowed();
+    // Only the CPUs this process may run on (its affinity mask: taskset,
+    // a container's cpuset); none when pinning is off.
+    let cpus = if gw.pin_workers {
+        cpus::allowed()
+    } else {
+        Vec::new()
+    };
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
         for (i, s) in b.sockets.into_iter().enumerate() {
@@ -227,6 +237,13 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
         threads,
         log,
     })
+}
+
+/// `RINGWAY_IO_DRIVER=epoll` runs the workers on epoll even where
+/// io_uring works: to measure the epoll path side by side with io_uring
+/// (`results/`), as a container without io_uring would run.
+pub fn epoll_forced() -> bool {
+    std::env::var_os("RINGWAY_IO_DRIVER").is_some_and(|v| v == "epoll")
 }
 
 /// Where the configuration comes from: the file (its Admin API changes

@@ -251,6 +251,12 @@ type Runtime = monoio::FusionRuntime<
 /// plain ring; no io_uring at all gets the epoll driver.
 fn runtime() -> std::io::Result<Runtime> {
     const ENTRIES: u32 = 4096;
+    if super::epoll_forced() {
+        return monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(Runtime::from);
+    }
     let mut urb = io_uring::IoUring::builder();
     urb.setup_coop_taskrun().setup_single_issuer();
     match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()

@@ -183,6 +183,7 @@ impl Facts {
             },
             "draining": self.draining,
             "configuration": configuration,
+            "io_driver": crate::observe::metrics::io_driver(),
         });
         if let Err(not) = self.verdict() {
             v["not_ready"] = json!(not);
