@@ -15,9 +15,41 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What `ringway --version` says: the version and the commit.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RINGWAY_COMMIT"),
+    ")"
+);
+
+/// What `ringway --help` adds after the options.
+const AFTER_HELP: &str = "\
+Ports (defaults; set in the file's `gateway:` section):
+  0.0.0.0:9080    proxy (gateway.listen)
+  127.0.0.1:9180  Admin API (gateway.admin.listen; off on a data plane)
+  127.0.0.1:9091  Prometheus metrics (gateway.metrics.listen)
+  127.0.0.1:7085  Status API /status, /status/ready (gateway.status.listen)
+
+Exit codes:
+  0  clean shutdown, or a valid configuration with --check
+  1  cannot start (a port in use, etcd unreachable with no last good configuration)
+  2  invalid configuration (the message names the file and the field)
+
+Signals:
+  SIGTERM, SIGINT  stop accepting, drain in-flight requests (gateway.timeouts.drain), exit 0;
+                   a second one exits at once
+  SIGHUP           re-read the configuration file (also re-read when it changes)
+
+Configuration:
+  ${VAR} and ${VAR:=default} in the file are replaced from the environment
+  (APISIX's ${{VAR}} too; $${ is a literal ${); an unset variable without a
+  default is an error naming it.
+  RINGWAY_IO_DRIVER=epoll runs the workers on epoll instead of io_uring.";
+
 /// LLM edge gateway: ai-proxy-multi on a thread-per-core io_uring engine.
 #[derive(Parser, Debug)]
-#[command(name = "ringway", version, about, long_about = None)]
+#[command(name = "ringway", version = VERSION, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Configuration file: ADC-format YAML (`services`, `consumers`,
     /// `global_rules`, `plugin_metadata`) plus an optional `gateway:` section.

@@ -179,3 +179,42 @@ fn apisix_double_brace_variables_are_interpolated() {
         "{out}"
     );
 }
+
+/// `--help` documents what an operator needs beyond the options (ports,
+/// exit codes, signals, `${VAR}`), and `--version` names the commit.
+#[test]
+fn help_documents_ports_exit_codes_signals_and_version_names_the_commit() {
+    let run = |arg: &str| {
+        let out = std::process::Command::new(common::gateway::bin())
+            .arg(arg)
+            .output()
+            .expect("run ringway");
+        assert!(out.status.success(), "{arg}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let help = run("--help");
+    for needle in [
+        "0.0.0.0:9080",
+        "127.0.0.1:9180",
+        "127.0.0.1:9091",
+        "127.0.0.1:7085",
+        "Exit codes:",
+        "2  invalid configuration",
+        "SIGHUP",
+        "SIGTERM",
+        "${VAR:=default}",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+    let version = run("--version");
+    let commit = version
+        .split("(commit ")
+        .nth(1)
+        .and_then(|r| r.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{version}"
+    );
+}
