@@ -165,6 +165,8 @@ struct AdminFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AdminKeyFile {
+    /// APISIX's label for the key (not used).
+    #[allow(dead_code)]
     name: Option<String>,
     key: String,
     role: Option<String>,
@@ -251,8 +253,7 @@ impl Deployment {
             return Err(provider_at.error("a control plane keeps its configuration in etcd"));
         }
         let admin = match &file.admin {
-            Some(a) if role == Role::DataPlane => {
-                let _ = a;
+            Some(_) if role == Role::DataPlane => {
                 return Err(at.field("admin").error("a data plane serves no Admin API"));
             }
             Some(a) => Some(deployment_admin(a, &at.field("admin"))?),
@@ -304,7 +305,6 @@ fn deployment_admin(a: &AdminFile, at: &FieldPath) -> Result<DeploymentAdmin, Co
         if k.key.is_empty() {
             return Err(kat.field("key").error("must not be empty"));
         }
-        let _ = &k.name;
         key.get_or_insert_with(|| k.key.clone());
     }
     let listen = match &a.admin_listen {

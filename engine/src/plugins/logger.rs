@@ -52,6 +52,22 @@ impl Logger {
     }
 }
 
+/// Loggers are not configured on a consumer (a consumer's requests are
+/// logged by the route's and the global rules' loggers): the registry
+/// entries of `http-logger` and `kafka-logger` check it here.
+pub fn refuse_on_consumer(
+    name: &str,
+    scope: super::Scope,
+    at: &FieldPath,
+) -> Result<(), ConfigError> {
+    match scope {
+        super::Scope::Consumer => {
+            Err(at.error(format!("{name} can not be configured on a consumer")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The log phase, and `body_filter`'s declaration of the response body
 /// bytes the entry includes.
 impl super::phase::Phases for Logger {

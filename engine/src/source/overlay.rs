@@ -58,8 +58,9 @@ impl Overlay {
 
     /// Records a write (`Some`) or a deletion (`None`).
     pub fn record(&mut self, kind: Kind, id: &str, value: Option<Value>) {
+        let deleted_consumer = kind == Kind::Consumer && value.is_none();
         self.changes.insert((kind, id.to_owned()), value);
-        if kind == Kind::Consumer && self.changes[&(kind, id.to_owned())].is_none() {
+        if deleted_consumer {
             // A deleted consumer takes its credentials along.
             let prefix = format!("{id}/");
             self.changes.retain(|(k, i), v| {

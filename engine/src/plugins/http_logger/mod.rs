@@ -18,8 +18,8 @@ use crate::providers::url::EndpointUrl;
 pub const NAME: &str = "http-logger";
 pub const PRIORITY: i32 = 410;
 
-/// The registry's entry: not on a consumer (a consumer's requests are
-/// logged by the route's and the global rules' loggers).
+/// The registry's entry (not on a consumer: see
+/// [`super::logger::refuse_on_consumer`]).
 pub fn compile(
     value: &Value,
     at: &FieldPath,
@@ -27,10 +27,8 @@ pub fn compile(
     _meta: &super::meta::Meta,
     cx: &mut CompileCx<'_, '_>,
 ) -> Result<Option<Logger>, ConfigError> {
-    match scope {
-        super::Scope::Consumer => Err(at.error("http-logger can not be configured on a consumer")),
-        _ => HttpLogger::compile(value, at, cx).map(Some),
-    }
+    super::logger::refuse_on_consumer(NAME, scope, at)?;
+    HttpLogger::compile(value, at, cx).map(Some)
 }
 
 /// Compiles an `http-logger` config.

@@ -21,8 +21,8 @@ const MAX_BATCH_BYTES: i64 = 64 << 20;
 pub const NAME: &str = "kafka-logger";
 pub const PRIORITY: i32 = 403;
 
-/// The registry's entry: not on a consumer (a consumer's requests are
-/// logged by the route's and the global rules' loggers).
+/// The registry's entry (not on a consumer: see
+/// [`super::logger::refuse_on_consumer`]).
 pub fn compile(
     value: &Value,
     at: &FieldPath,
@@ -30,10 +30,8 @@ pub fn compile(
     _meta: &super::meta::Meta,
     cx: &mut CompileCx<'_, '_>,
 ) -> Result<Option<Logger>, ConfigError> {
-    match scope {
-        super::Scope::Consumer => Err(at.error("kafka-logger can not be configured on a consumer")),
-        _ => KafkaLogger::compile(value, at, cx).map(Some),
-    }
+    super::logger::refuse_on_consumer(NAME, scope, at)?;
+    KafkaLogger::compile(value, at, cx).map(Some)
 }
 
 #[derive(Deserialize)]
