@@ -408,10 +408,11 @@ async fn fail(
         .await
 }
 
-/// Nodes already tried in this request.
+/// Nodes already tried in this request: a bit set held inline for the
+/// first 64 nodes, so a plain request allocates nothing for it.
 #[derive(Default)]
 struct NodeSet {
-    bits: Vec<u64>,
+    bits: smallvec::SmallVec<[u64; 1]>,
 }
 
 impl NodeSet {
@@ -426,5 +427,23 @@ impl NodeSet {
         }
         self.bits[word] |= bit;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeSet;
+
+    #[test]
+    fn node_set_holds_each_node_once_past_the_inline_word() {
+        let mut s = NodeSet::default();
+        for i in [0, 63, 64, 200] {
+            assert!(s.insert(i), "{i} is new");
+            assert!(!s.insert(i), "{i} is already in");
+        }
+        assert!(s.insert(1));
+        let mut small = NodeSet::default();
+        (0..64).for_each(|i| assert!(small.insert(i)));
+        assert!(!small.bits.spilled(), "64 nodes fit inline");
     }
 }
