@@ -162,6 +162,10 @@ fn chunked_and_close_delimited_responses_reach_the_client_intact() {
     assert_eq!(r.body, b"until-close body");
     assert_eq!(r.header("connection"), None);
     assert_eq!(c.get("/chunked").body, b"abcdefg");
+    // A chunked answer leaves its upstream connection in the pool: the
+    // first one served /chunked then /close (which ended it), a second
+    // one the last /chunked.
+    assert_eq!(up.connections(), 2);
 }
 
 #[test]

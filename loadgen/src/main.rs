@@ -102,6 +102,10 @@ enum Cmd {
         /// Rounds over the builds (A B A B …).
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+        /// The route the streams take: `ai` (ai-proxy-multi) or `plain`
+        /// (an upstream route to the same mock instance).
+        #[arg(long, value_enum, default_value = "ai")]
+        route: loadgen::suite::IdleRoute,
     },
     /// Fallback correctness under scripted mock-llm chaos (starts mock-llm
     /// in process and ringway as a child); exits 1 on any violation.
@@ -278,7 +282,8 @@ fn main() -> ExitCode {
             builds,
             streams,
             rounds,
-        } => match loadgen::suite::compare_idle(&builds, streams, rounds) {
+            route,
+        } => match loadgen::suite::compare_idle(&builds, streams, rounds, route) {
             Ok(rows) => {
                 println!(
                     "{:40} {:>8} {:>12} {:>12} {:>11}",

@@ -30,16 +30,32 @@ use crate::upstream::spec::{Node, UpstreamSpec};
 use crate::upstream::{TlsClients, UpstreamConn};
 use head::{ClientSide, OutBody};
 
-/// Forwards one request; returns whether the client connection stays open.
-pub async fn forward(
+/// How forwarding left a request.
+pub enum Forwarded<'s> {
+    /// Answered; whether the client connection stays open.
+    Done(bool),
+    /// The answer's head is ready to go and its body may take long (chunked
+    /// or until the upstream closes: an event stream, say): the caller runs
+    /// the relay once forwarding's own state is freed.
+    Relay(Box<RelayJob<'s>>),
+}
+
+impl From<bool> for Forwarded<'_> {
+    fn from(keep: bool) -> Self {
+        Forwarded::Done(keep)
+    }
+}
+
+/// Forwards one request.
+pub async fn forward<'s>(
     lane: &Lane,
     tls_clients: &TlsClients,
-    spec: &UpstreamSpec,
+    spec: &'s UpstreamSpec,
     c: &mut ClientConn,
     head: &RequestHead,
     ctx: &mut RequestCtx,
     keep_alive: bool,
-) -> bool {
+) -> Forwarded<'s> {
     let gw = &lane.gateway;
     let mut body = match body::read_prefix(
         c,
@@ -52,7 +68,7 @@ pub async fn forward(
     .await
     {
         Ok(b) => b,
-        Err(e) => return fail(lane, c, ctx, &e, false).await,
+        Err(e) => return fail(lane, c, ctx, &e, false).await.into(),
     };
     let mut failed = Vec::new();
     for node in plan(spec, lane.next_rr(spec.slot)) {
@@ -77,17 +93,22 @@ pub async fn forward(
             Err(e) => Step::failed(e),
         };
         match step {
-            Step::Answered(keep) => return keep,
+            Step::Answered(done) => return done,
             Step::Next(error) => failed.push(Failed::record(node, error)),
-            Step::Stop(e) => return fail(lane, c, ctx, &e, keep_alive && replayable(&body)).await,
-            Step::ClientGone => return false,
+            Step::Stop(e) => {
+                let keep = keep_alive && replayable(&body);
+                return fail(lane, c, ctx, &e, keep).await.into();
+            }
+            Step::ClientGone => return Forwarded::Done(false),
         }
     }
     let e = match failed.pop() {
         Some(last) => last.error,
         None => ProxyError::BadResponse("upstream has no nodes"),
     };
-    fail(lane, c, ctx, &e, keep_alive && replayable(&body)).await
+    fail(lane, c, ctx, &e, keep_alive && replayable(&body))
+        .await
+        .into()
 }
 
 /// The nodes to try, in order: the weighted round-robin walk from this
@@ -102,10 +123,10 @@ fn plan(spec: &UpstreamSpec, ticket: u64) -> impl Iterator<Item = &Node> + '_ {
 }
 
 /// What one attempt's outcome means for the request, decided once.
-enum Step {
-    /// The node answered: the client has the answer, or as much of it as
-    /// the relay got through; whether its connection stays open.
-    Answered(bool),
+enum Step<'s> {
+    /// The node answered: the client has the answer (or as much of it as
+    /// the relay got through), or its body is left to relay.
+    Answered(Forwarded<'s>),
     /// No connection could be made: nothing was sent, the next node may
     /// take the request.
     Next(ProxyError),
@@ -116,10 +137,10 @@ enum Step {
     ClientGone,
 }
 
-impl Step {
+impl Step<'_> {
     /// What a failed attempt means: the error says whether the next node
     /// may take the request (pingora's errors carry retryability alike).
-    fn failed(e: ProxyError) -> Step {
+    fn failed<'s>(e: ProxyError) -> Step<'s> {
         match e {
             ProxyError::ClientGone => Step::ClientGone,
             e if e.is_connect() => Step::Next(e),
@@ -145,6 +166,13 @@ impl<'s> Failed<'s> {
     }
 }
 
+/// Whether an answer's body may take long: chunked or ending when the
+/// upstream closes (event streams are), not a known length.
+fn takes_long(framing: crate::http::ResponseFraming) -> bool {
+    use crate::http::ResponseFraming as F;
+    matches!(framing, F::Chunked | F::Close)
+}
+
 /// Whether the body can be sent again (it was read whole, not streamed
 /// from the client).
 fn replayable(body: &Body) -> bool {
@@ -152,9 +180,14 @@ fn replayable(body: &Body) -> bool {
 }
 
 /// The end of an answered attempt: the log fields, the connection back
-/// to the pool when the answer ended it cleanly; whether the client
-/// connection stays open.
-fn finish(lane: &Lane, spec: &UpstreamSpec, ctx: &mut RequestCtx, done: Exchanged<Relay>) -> bool {
+/// to the pool when the answer ended it cleanly, whether the client
+/// connection stays open — or the body's relay, handed to the caller.
+fn finish<'s>(
+    lane: &Lane,
+    spec: &'s UpstreamSpec,
+    ctx: &mut RequestCtx,
+    done: Exchanged<Relay>,
+) -> Forwarded<'s> {
     let Exchanged {
         up,
         answer,
@@ -162,8 +195,35 @@ fn finish(lane: &Lane, spec: &UpstreamSpec, ctx: &mut RequestCtx, done: Exchange
     } = done;
     ctx.status = answer.status;
     ctx.upstream_status = Some(answer.status);
+    let ending = answer.finish();
+    let relayed = match answer.body {
+        RelayBody::Relayed(r) => r,
+        RelayBody::Later(framing) => {
+            return Forwarded::Relay(Box::new(RelayJob {
+                up,
+                spec,
+                framing,
+                ending,
+                sent_at,
+            }))
+        }
+    };
     ctx.upstream_response_time = Some(sent_at.elapsed());
-    match answer.relayed {
+    Forwarded::Done(settle(lane, spec, ctx, up, &ending, relayed))
+}
+
+/// What a finished relay leaves: the bytes sent logged, the upstream
+/// connection back to the pool when it ended exactly at the answer's end;
+/// whether the client connection stays open.
+fn settle(
+    lane: &Lane,
+    spec: &UpstreamSpec,
+    ctx: &mut RequestCtx,
+    up: UpstreamConn,
+    answer: &Ending,
+    relayed: Result<Relayed, RelayError>,
+) -> bool {
+    match relayed {
         Ok(r) => {
             ctx.bytes_sent = r.bytes;
             if r.reusable && answer.upstream_keep && spec.keepalive.enabled {
@@ -176,6 +236,59 @@ fn finish(lane: &Lane, spec: &UpstreamSpec, ctx: &mut RequestCtx, done: Exchange
             false
         }
         Err(RelayError::Client) => false,
+    }
+}
+
+/// An answer whose body may take long (chunked, or until the upstream
+/// closes), its head in the client's write buffer: relayed by the
+/// connection loop after forwarding's state (the request body, the plan,
+/// the attempt) is freed, so an open event stream holds only this.
+pub struct RelayJob<'s> {
+    up: UpstreamConn,
+    spec: &'s UpstreamSpec,
+    framing: relay::Framing,
+    ending: Ending,
+    sent_at: std::time::Instant,
+}
+
+impl RelayJob<'_> {
+    /// Sends the head and relays the body while the client is watched for
+    /// leaving; whether the client connection stays open.
+    pub async fn run(
+        mut self: Box<Self>,
+        lane: &Lane,
+        c: &mut ClientConn,
+        ctx: &mut RequestCtx,
+    ) -> bool {
+        let ClientConn {
+            io,
+            ubuf,
+            wbuf,
+            watch,
+            raw_fd,
+            tls,
+            ..
+        } = c;
+        let ends = relay::Ends {
+            up: &mut self.up.io,
+            client: io,
+            ubuf,
+            wbuf,
+        };
+        let timeouts = relay::Timeouts {
+            read: self.spec.read_timeout,
+            send: lane.gateway.timeouts.send,
+        };
+        let capture = ctx.response_body.as_deref_mut();
+        let work = relay::relay_body(ends, self.framing, timeouts, capture);
+        let relayed = net::watch::unless_client_leaves(work, watch, *raw_fd, *tls)
+            .await
+            .unwrap_or(Err(RelayError::Client));
+        ctx.upstream_response_time = Some(self.sent_at.elapsed());
+        let RelayJob {
+            up, spec, ending, ..
+        } = *self;
+        settle(lane, spec, ctx, up, &ending, relayed)
     }
 }
 
@@ -194,14 +307,36 @@ struct Forwarding<'f, 'c> {
 }
 
 /// What reached the client: the answer's head, and as much of its body
-/// as the relay got through.
+/// as the relay got through — or the body left to relay.
 struct Relay {
     status: u16,
     /// The client connection may stay open, as far as the answer goes.
     keep: bool,
     /// The upstream keeps its connection open.
     upstream_keep: bool,
-    relayed: Result<Relayed, RelayError>,
+    body: RelayBody,
+}
+
+enum RelayBody {
+    Relayed(Result<Relayed, RelayError>),
+    /// A body that may take long: the head is in the client's write
+    /// buffer, what came with it in `ubuf`.
+    Later(relay::Framing),
+}
+
+/// How an answer leaves the two connections.
+struct Ending {
+    keep: bool,
+    upstream_keep: bool,
+}
+
+impl Relay {
+    fn finish(&self) -> Ending {
+        Ending {
+            keep: self.keep,
+            upstream_keep: self.upstream_keep,
+        }
+    }
 }
 
 impl Attempt for Forwarding<'_, '_> {
@@ -281,6 +416,14 @@ impl Attempt for Forwarding<'_, '_> {
                 client: out,
             };
             *uscratch = resp.recycle();
+            if takes_long(framing.upstream) {
+                return Ok(Relay {
+                    status,
+                    keep,
+                    upstream_keep,
+                    body: RelayBody::Later(framing),
+                });
+            }
             let ends = relay::Ends {
                 up: &mut up.io,
                 client: client_io,
@@ -296,7 +439,7 @@ impl Attempt for Forwarding<'_, '_> {
                 status,
                 keep,
                 upstream_keep,
-                relayed,
+                body: RelayBody::Relayed(relayed),
             })
         };
         match net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await {

@@ -17,8 +17,8 @@ use crate::exchange::reply::{self, Reply};
 use crate::exchange::ClientConn;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HttpError, RequestHead};
 use crate::net::{self, Io};
-use crate::plugins::{AccessCx, Flow, Handled};
-use crate::snapshot::handler::RouteCall;
+use crate::plugins::{AccessCx, Flow};
+use crate::snapshot::handler::{Handled, RouteCall};
 
 enum HeadRead {
     Head(RequestHead),
@@ -226,6 +226,10 @@ async fn route_and_run(
         // minutes holds only its job. The head's bytes move out of the
         // read buffer they were parsed in, so that goes too.
         Handled::Stream(job) => {
+            head.detach();
+            Box::pin(job.run(&w.lane, c, ctx)).await
+        }
+        Handled::Relay(job) => {
             head.detach();
             Box::pin(job.run(&w.lane, c, ctx)).await
         }

@@ -12,9 +12,11 @@ use crate::exchange::ctx::RequestCtx;
 use crate::exchange::ClientConn;
 use crate::http::RequestHead;
 use crate::lane::Lane;
+use crate::plugins::ai_proxy_multi::stream::StreamJob;
 use crate::plugins::ai_proxy_multi::{handler::Call, AiProxyMulti};
 use crate::plugins::consumers::Consumer;
-use crate::plugins::Handled;
+use crate::plugins::Handled as AiHandled;
+use crate::proxy::{Forwarded, RelayJob};
 use crate::upstream::{TlsClients, UpstreamSpec};
 
 /// What answers requests on a route once its plugins let them through.
@@ -24,6 +26,18 @@ pub enum Handler {
     Upstream(Arc<UpstreamSpec>),
     /// `ai-proxy-multi` answers (an upstream, if any, is not used).
     Ai(Arc<AiProxyMulti>),
+}
+
+/// How a route's handler left a request.
+pub enum Handled<'a> {
+    /// Answered; whether the client connection stays open.
+    Done(bool),
+    /// An `ai-proxy-multi` event stream to relay: the caller runs it
+    /// after the handler's state is gone.
+    Stream(Box<StreamJob<'a>>),
+    /// A plain answer's long body (chunked, or until the upstream closes)
+    /// to relay, likewise.
+    Relay(Box<RelayJob<'a>>),
 }
 
 /// What a route's handler runs with.
@@ -63,13 +77,18 @@ impl CompiledRoute {
                     head,
                     keep_alive: call.keep_alive,
                 };
-                return crate::plugins::ai_proxy_multi::handler::handle(ai, c, ctx, in_force).await;
+                let handled = crate::plugins::ai_proxy_multi::handler::handle(ai, c, ctx, in_force);
+                return match handled.await {
+                    AiHandled::Done(keep) => Handled::Done(keep),
+                    AiHandled::Stream(job) => Handled::Stream(job),
+                };
             }
         };
         let (lane, tls) = (call.lane, call.tls_clients);
-        crate::proxy::forward(lane, tls, spec, c, head, ctx, call.keep_alive)
-            .await
-            .into()
+        match crate::proxy::forward(lane, tls, spec, c, head, ctx, call.keep_alive).await {
+            Forwarded::Done(keep) => Handled::Done(keep),
+            Forwarded::Relay(job) => Handled::Relay(job),
+        }
     }
 
     fn ai_runs_for(&self, head: &RequestHead, ctx: &RequestCtx) -> bool {

@@ -18,6 +18,23 @@ pub(crate) fn fd_cap(nofile: u64) -> usize {
     ((nofile.saturating_sub(512) / 3) as usize).max(1)
 }
 
+/// The route the idle streams take: `ai-proxy-multi` (the stream job), or
+/// a plain upstream route to the same mock instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdleRoute {
+    Ai,
+    Plain,
+}
+
+impl IdleRoute {
+    fn path(self) -> &'static str {
+        match self {
+            IdleRoute::Ai => "/idle/v1/chat/completions",
+            IdleRoute::Plain => "/idle-plain/v1/chat/completions",
+        }
+    }
+}
+
 /// Opens `n` streams that wait for a first token that never comes (the
 /// mock's `slow` instance) and reads ringway's RSS before and during.
 /// A fresh gateway serves them: in the one that ran the load sections, the
@@ -28,13 +45,15 @@ pub(super) fn idle_streams(
     ringway: &Path,
     gateway_cpu: Option<usize>,
     n: usize,
+    route: IdleRoute,
 ) -> Result<Value, String> {
     use std::io::Write;
     let (gateway, addr) = procs::start_ringway(ringway, &ringway_config(mock, 2), 1, gateway_cpu)?;
     let pid = gateway.pid();
     let body = workload(true, 16).body();
     let req = format!(
-        "POST /idle/v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        route.path(),
         body.len()
     );
     let slow = mock.instance("slow");
@@ -84,7 +103,7 @@ pub(super) fn idle_streams(
     // unless the deadline above ran out).
     let per = (during.saturating_sub(before)) as f64 / open.max(1) as f64;
     Ok(
-        json!({"streams": n, "open_upstream_streams": open, "rss_before_kib": before,
+        json!({"route": format!("{route:?}").to_lowercase(), "streams": n, "open_upstream_streams": open, "rss_before_kib": before,
               "rss_during_kib": during, "kib_per_stream": per, "fresh_gateway": true}),
     )
 }

@@ -119,8 +119,9 @@ fn ringway_config(m: &MockServer, n: usize) -> String {
         ));
     }
     format!(
-        "consumers:\n  - username: bench\n    credentials:\n      - name: key\n        type: key-auth\n        config: {{key: bench-key}}\nservices:\n  - name: bench\n    routes:\n      - name: chat\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: guarded\n        uris: [/guarded/v1/chat/completions]\n        plugins:\n          key-auth: {{}}\n          ai-rate-limiting:\n            limit: 10000000000\n            time_window: 3600\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: idle\n        uris: [/idle/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            timeout: 600000\n            instances:\n              - name: slow\n                provider: openai-compatible\n                weight: 1\n                auth: {{header: {{Authorization: \"Bearer k\"}}}}\n                override: {{endpoint: \"{}/v1/chat/completions\"}}\n",
-        m.instance("slow").url()
+        "consumers:\n  - username: bench\n    credentials:\n      - name: key\n        type: key-auth\n        config: {{key: bench-key}}\nservices:\n  - name: bench\n    routes:\n      - name: chat\n        uris: [/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: guarded\n        uris: [/guarded/v1/chat/completions]\n        plugins:\n          key-auth: {{}}\n          ai-rate-limiting:\n            limit: 10000000000\n            time_window: 3600\n          ai-proxy-multi:\n            keepalive_pool: 256\n            instances:\n{inst}      - name: idle\n        uris: [/idle/v1/chat/completions]\n        plugins:\n          ai-proxy-multi:\n            timeout: 600000\n            instances:\n              - name: slow\n                provider: openai-compatible\n                weight: 1\n                auth: {{header: {{Authorization: \"Bearer k\"}}}}\n                override: {{endpoint: \"{}/v1/chat/completions\"}}\n  - name: idle-plain\n    upstream:\n      nodes: [{{host: 127.0.0.1, port: {}, weight: 1}}]\n      timeout: {{connect: 5, send: 600, read: 600}}\n    routes:\n      - name: idle-plain\n        uris: [/idle-plain/v1/chat/completions]\n",
+        m.instance("slow").url(),
+        m.instance("slow").addr().port()
     )
 }
 
@@ -141,6 +142,8 @@ fn suite_mock() -> Result<MockServer, String> {
         .map_err(|e| format!("mock-llm: {e}"))
 }
 
+pub use idle::IdleRoute;
+
 /// Memory per idle open stream for each of `builds` (ringway binaries),
 /// measured one after another in `rounds` (A B A B …) against one mock:
 /// `(build, result)` in measurement order. `loadgen idle` runs this to
@@ -149,6 +152,7 @@ pub fn compare_idle(
     builds: &[PathBuf],
     streams: usize,
     rounds: usize,
+    route: IdleRoute,
 ) -> Result<Vec<(PathBuf, Value)>, String> {
     let nofile = ringway::server::rlimit::raise_nofile();
     let streams = streams.min(idle::fd_cap(nofile));
@@ -156,7 +160,10 @@ pub fn compare_idle(
     let mut out = Vec::new();
     for _ in 0..rounds {
         for b in builds {
-            out.push((b.clone(), idle::idle_streams(&mock, b, None, streams)?));
+            out.push((
+                b.clone(),
+                idle::idle_streams(&mock, b, None, streams, route)?,
+            ));
         }
     }
     Ok(out)
@@ -407,6 +414,7 @@ pub fn run_suite(args: &SuiteArgs) -> Result<Value, String> {
         &args.ringway,
         args.gateway_cpu,
         args.idle_streams.min(idle::fd_cap(nofile)),
+        IdleRoute::Ai,
     )?;
     write_json(&args.out, "idle-streams.json", &idle)?;
 
