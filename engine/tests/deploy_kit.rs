@@ -144,6 +144,21 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// SIGKILLs the gateway if the test ends (panics) before it exited, so a
+/// failed run leaves no process behind.
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 #[test]
 fn the_image_entrypoint_serves_as_a_non_root_user_and_drains_on_its_stop_signal() {
     let key = "sk-deploy-kit";
@@ -236,6 +251,7 @@ fn the_image_entrypoint_serves_as_a_non_root_user_and_drains_on_its_stop_signal(
         }
     };
     let pid = child.id() as i32;
+    let mut guard = KillOnDrop(Some(pid));
 
     let mut err_pipe = child.stderr.take().unwrap();
     let (err_tx, err_rx) = mpsc::channel::<String>();
@@ -257,6 +273,7 @@ fn the_image_entrypoint_serves_as_a_non_root_user_and_drains_on_its_stop_signal(
         let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(l) => l,
             Err(_) => {
+                guard.0 = None;
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
@@ -370,12 +387,14 @@ fn the_image_entrypoint_serves_as_a_non_root_user_and_drains_on_its_stop_signal(
             break st.code();
         }
         if signalled.elapsed() > grace {
+            guard.0 = None;
             let _ = child.kill();
             let _ = child.wait();
             panic!("not exited within the grace period ({grace:?})");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    guard.0 = None;
     let stderr = err_rx.recv().unwrap();
     assert_eq!(code, Some(0), "stderr:\n{stderr}");
     assert!(stderr.contains("shutting down"), "{stderr}");
