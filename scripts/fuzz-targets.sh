@@ -2,7 +2,7 @@
 # Runs cargo-fuzz targets one after another, each for SECONDS (default
 # 600), from their seeds and regressions, and prints the executions and
 # the outcome of each. Needs cargo-fuzz and a nightly toolchain (or
-# RUSTC_BOOTSTRAP=1 with stable): README "Fuzzing".
+# RUSTC_BOOTSTRAP=1 with stable): docs/fuzzing.md.
 #   scripts/fuzz-targets.sh [SECONDS] [TARGET…]   (default: every target)
 set -uo pipefail
 cd "$(dirname "$0")/../fuzz"

@@ -4,7 +4,7 @@
 //! deterministic mutations of them — byte flips, insertions of the tokens
 //! these grammars turn on, deletions, duplications, truncations and
 //! splices of two inputs. Not coverage-guided like `cargo fuzz` (nightly,
-//! README "Fuzzing"), but the same properties checked on every change.
+//! docs/fuzzing.md), but the same properties checked on every change.
 //! A failure names the target and writes the input where it can be added
 //! to the regressions.
 #![allow(clippy::unwrap_used)]

@@ -39,7 +39,7 @@ pub const FD_SLACK: u64 = 6;
 /// Threads allowed above the baseline: the Redis probe thread (see
 /// [`FD_SLACK`]), and one spare.
 pub const THREAD_SLACK: u64 = 2;
-/// RSS allowed above the baseline (see the README's "Reliability"
+/// RSS allowed above the baseline (see docs/reliability.md, "Soak"
 /// section: the allocator keeps freed pages, and the loggers' backlogs
 /// and the connections of the busiest moment were memory once).
 pub const RSS_SLACK_KIB: u64 = 64 * 1024;
