@@ -56,7 +56,11 @@ pub fn start(source: Arc<ConfigSource>, shutdown: Arc<Shutdown>) -> std::io::Res
                 continue;
             }
             seen = now;
-            let why = if asked { "SIGHUP" } else { "a file changed" };
+            let why = match (asked, files.len()) {
+                (true, _) => "SIGHUP",
+                (false, 1) => "the file changed",
+                (false, _) => "a file changed",
+            };
             match source.reload(asked) {
                 Ok(Reloaded::Published(generation)) => {
                     tracing::info!(

@@ -227,7 +227,7 @@ fn rule_to_resources(
         methods: rule.matches.methods,
         hosts: rule.matches.hosts,
         priority: rule.priority,
-        vars: (!vars.is_empty()).then(|| Value::Array(vars)),
+        vars: (!vars.is_empty()).then_some(Value::Array(vars)),
         plugins: Some(plugins),
         service_id: Some(Value::from(svc_id.clone())),
         timeout,

@@ -295,7 +295,7 @@ fn route_of(m: &Match, at: &FieldPath) -> Result<Route, ConfigError> {
     Ok(Route {
         uris: Some(uris),
         methods: m.method.clone().map(|m| vec![m]),
-        vars: (!vars.is_empty()).then(|| Value::Array(vars)),
+        vars: (!vars.is_empty()).then_some(Value::Array(vars)),
         ..Default::default()
     })
 }
