@@ -39,7 +39,7 @@ Exit codes:
 Signals:
   SIGTERM, SIGINT  stop accepting, drain in-flight requests (gateway.timeouts.drain), exit 0;
                    a second one exits at once
-  SIGHUP           re-read the configuration file (also re-read when it changes)
+  SIGHUP           re-read the configuration files (also re-read when one changes)
 
 Configuration:
   ${VAR} and ${VAR:=default} in the file are replaced from the environment
@@ -52,14 +52,17 @@ Configuration:
 #[command(name = "ringway", version = VERSION, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Configuration file: ADC-format YAML (`services`, `consumers`,
-    /// `global_rules`, `plugin_metadata`) plus an optional `gateway:` section.
+    /// `global_rules`, `plugin_metadata`) plus an optional `gateway:`
+    /// section, or Kubernetes manifests (APISIX CRDs, Gateway API
+    /// HTTPRoute, Secrets; docs/kubernetes.md). Repeat to combine one ADC
+    /// file with files of manifests.
     #[arg(
         short = 'c',
         long = "config",
         value_name = "FILE",
         default_value = "conf/ringway.yaml"
     )]
-    config: PathBuf,
+    config: Vec<PathBuf>,
 
     /// Only validate the configuration: exit 0 if valid, 2 if not.
     #[arg(long)]
@@ -83,7 +86,7 @@ fn main() -> ExitCode {
         .init();
 
     ringway::server::rlimit::raise_nofile();
-    let loaded = match ringway::snapshot::load_file(&cli.config) {
+    let loaded = match ringway::snapshot::load_files(&cli.config) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("ringway: invalid configuration: {e}");
@@ -93,7 +96,11 @@ fn main() -> ExitCode {
     if cli.check {
         println!(
             "ringway: configuration {} is valid ({} routes)",
-            cli.config.display(),
+            cli.config
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             loaded.snapshot.routes.len()
         );
         return ExitCode::SUCCESS;

@@ -5,14 +5,18 @@
 //! Flow: YAML text → JSON value tree → interpolation → ADC conversion into
 //! APISIX-shaped [`Resources`] (here) → `snapshot::compile` into a
 //! `Snapshot`. The Admin API enters at `Resources`, so the file and the
-//! API share every check.
+//! API share every check. Files of Kubernetes manifests ([`kubernetes`])
+//! become `Resources` too, and several files (`-c` repeated) are read as
+//! one configuration ([`files`]).
 
 pub mod adc;
 pub mod bounds;
 pub mod deployment;
 pub mod env;
 pub mod error;
+pub mod files;
 pub mod gateway;
+pub mod kubernetes;
 pub mod resources;
 pub mod standalone;
 

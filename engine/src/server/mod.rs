@@ -124,7 +124,7 @@ pub fn start(loaded: Loaded) -> Result<Running, StartError> {
     let access_log = log.as_ref().map(|(l, _)| l.clone());
     let cell = Arc::new(SnapshotCell::new(loaded.snapshot));
     let (shutdown, stops) = Shutdown::new(workers);
-    let source = open_source(&cell, &gw, loaded.file.clone(), &shutdown)?;
+    let source = open_source(&cell, &gw, loaded.files.clone(), &shutdown)?;
     let from_etcd = source.etcd().is_some();
     let stats: Vec<Arc<crate::observe::metrics::WorkerStats>> =
         (0..workers).map(|_| Arc::default()).collect();
@@ -252,16 +252,24 @@ pub fn epoll_forced() -> bool {
 fn open_source(
     cell: &Arc<SnapshotCell>,
     gw: &Arc<crate::config::GatewaySettings>,
-    file: Option<std::path::PathBuf>,
+    files: Vec<std::path::PathBuf>,
     shutdown: &Arc<Shutdown>,
 ) -> Result<Arc<crate::source::ConfigSource>, StartError> {
     use crate::source::{etcd, ConfigSource};
     let etcd_settings = gw.deployment.as_ref().and_then(|d| d.etcd.clone());
     let Some(settings) = etcd_settings else {
-        return Ok(Arc::new(ConfigSource::open(cell.clone(), gw.clone(), file)));
+        return Ok(Arc::new(ConfigSource::open_files(
+            cell.clone(),
+            gw.clone(),
+            files,
+        )));
     };
     let extra_ca = gw.ssl_trusted_certificate.as_deref();
-    let etcd = Arc::new(etcd::Etcd::new(settings, file.as_deref(), extra_ca)?);
+    let etcd = Arc::new(etcd::Etcd::new(
+        settings,
+        files.first().map(|f| f.as_path()),
+        extra_ca,
+    )?);
     let source = Arc::new(ConfigSource::with_etcd(
         cell.clone(),
         gw.clone(),

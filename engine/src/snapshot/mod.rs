@@ -32,20 +32,49 @@ use crate::upstream::{TlsClients, UpstreamSpec};
 pub struct Loaded {
     pub gateway: Arc<GatewaySettings>,
     pub snapshot: Snapshot,
-    /// The file it was read from (re-read on `SIGHUP` and change).
+    /// The (first) file it was read from: the Admin API's changes are
+    /// kept beside it.
     pub file: Option<std::path::PathBuf>,
+    /// Every file it was read from (re-read together on `SIGHUP` and
+    /// change).
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Reads, interpolates, validates and compiles a config file.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
-    let name = path.display().to_string();
-    let text = crate::config::read_file(path)?;
-    let loaded =
-        load_str(&text, &crate::config::env::process_env).map_err(|e| e.in_source(&name))?;
+    load_files(&[path.to_path_buf()])
+}
+
+/// Reads the files of one configuration (`-c` repeated: an ADC file and
+/// files of Kubernetes manifests, [`crate::config::files`]), validates and
+/// compiles it. An error names the file and field.
+pub fn load_files(paths: &[std::path::PathBuf]) -> Result<Loaded, ConfigError> {
+    let texts = read_files(paths)?;
+    let combined = crate::config::files::parse_files(&texts, &crate::config::env::process_env)?;
+    let crate::config::Parsed { gateway, resources } = &combined.parsed;
+    let compiled = TlsClients::new(gateway.ssl_trusted_certificate.as_deref())
+        .and_then(|tls| compile(resources.clone(), gateway.clone(), tls, None));
+    let snapshot = compiled.map_err(|e| combined.attribute(e))?;
     Ok(Loaded {
-        file: Some(path.to_path_buf()),
-        ..loaded
+        gateway: gateway.clone(),
+        snapshot,
+        file: paths.first().cloned(),
+        files: paths.to_vec(),
     })
+}
+
+/// The text of each file, named as given.
+pub fn read_files(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<crate::config::files::FileText>, ConfigError> {
+    paths
+        .iter()
+        .map(|p| {
+            let name = p.display().to_string();
+            let text = crate::config::read_file(p).map_err(|e| e.in_source(&name))?;
+            Ok(crate::config::files::FileText { name, text })
+        })
+        .collect()
 }
 
 /// Loads a config document from text (YAML, which includes JSON).
@@ -60,6 +89,7 @@ pub fn load_str(
         gateway,
         snapshot,
         file: None,
+        files: Vec::new(),
     })
 }
 

@@ -107,7 +107,7 @@ impl ConfigSource {
             digest = accepted.digest.as_str(),
             "configuration replaced (PUT /apisix/admin/configs)"
         );
-        if let Some(path) = self.file.as_deref().map(path_for) {
+        if let Some(path) = self.file().map(path_for) {
             if let Err(e) = save(&path, &accepted) {
                 // Served, but it will not survive a restart: say so.
                 tracing::error!(
@@ -125,7 +125,7 @@ impl ConfigSource {
         if !self.api_driven() {
             return;
         }
-        let Some(path) = self.file.as_deref().map(path_for) else {
+        let Some(path) = self.file().map(path_for) else {
             return;
         };
         let accepted = match load(&path) {

@@ -42,7 +42,8 @@ use overlay::Overlay;
 pub struct ConfigSource {
     cell: Arc<SnapshotCell>,
     gateway: Arc<GatewaySettings>,
-    file: Option<PathBuf>,
+    /// The configuration files (`-c`, in order): re-read together.
+    files: Vec<PathBuf>,
     /// With `config_provider: etcd`: where the configuration lives and
     /// Admin API changes go.
     etcd: Option<Arc<etcd::Etcd>>,
@@ -56,8 +57,8 @@ struct State {
     overlay: Overlay,
     /// Where the overlay is kept (`None`: in memory only).
     overlay_path: Option<PathBuf>,
-    /// The file's text as last read (valid or not), hashed: an unchanged
-    /// file is not compiled again, an invalid one not reported again.
+    /// The files' text as last read (valid or not), hashed: unchanged
+    /// files are not compiled again, invalid ones not reported again.
     last_text: Option<u64>,
 }
 
@@ -82,6 +83,17 @@ impl ConfigSource {
         gateway: Arc<GatewaySettings>,
         file: Option<PathBuf>,
     ) -> ConfigSource {
+        ConfigSource::open_files(cell, gateway, file.into_iter().collect())
+    }
+
+    /// As [`Self::open`], from several files (`-c` repeated): the Admin
+    /// API's changes are kept beside the first.
+    pub fn open_files(
+        cell: Arc<SnapshotCell>,
+        gateway: Arc<GatewaySettings>,
+        files: Vec<PathBuf>,
+    ) -> ConfigSource {
+        let file = files.first().cloned();
         // Saved Admin API changes exist only in the default mode: a data
         // plane has no Admin API, API-driven standalone replaces the whole
         // configuration, and with etcd the Admin API writes there.
@@ -97,14 +109,13 @@ impl ConfigSource {
             }
             None => Overlay::default(),
         };
-        let last_text = file
-            .as_deref()
-            .and_then(|f| std::fs::read(f).ok())
-            .map(|t| hash(&t));
+        let last_text = crate::snapshot::read_files(&files)
+            .ok()
+            .map(|t| hash_texts(&t));
         let source = ConfigSource {
             cell,
             gateway,
-            file,
+            files,
             etcd: None,
             #[allow(clippy::disallowed_types)]
             state: Mutex::new(State {
@@ -166,9 +177,15 @@ impl ConfigSource {
         self.publish(res)
     }
 
-    /// The configuration file, if the configuration came from one.
+    /// The (first) configuration file, if the configuration came from
+    /// one.
     pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
+        self.files.first().map(PathBuf::as_path)
+    }
+
+    /// Every configuration file, in the order given.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The resources being served.
@@ -210,24 +227,22 @@ impl ConfigSource {
         Ok(self.current())
     }
 
-    /// Re-reads the configuration file (`force`: even if its text did
-    /// not change) and publishes it with the Admin API's changes over it.
-    /// An invalid file changes nothing; the error names the file and field.
+    /// Re-reads the configuration files (`force`: even if their text did
+    /// not change) and publishes them with the Admin API's changes over
+    /// them. Invalid files change nothing; the error names the file and
+    /// field.
     pub fn reload(&self, force: bool) -> Result<Reloaded, ConfigError> {
-        let Some(file) = &self.file else {
+        if self.files.is_empty() {
             return Ok(Reloaded::NoFile);
-        };
+        }
         let mut state = self.lock();
-        let name = file.display().to_string();
-        let text = crate::config::read_file(file)?;
-        let h = hash(text.as_bytes());
+        let texts = crate::snapshot::read_files(&self.files)?;
+        let h = hash_texts(&texts);
         if !force && state.last_text == Some(h) {
             return Ok(Reloaded::Unchanged);
         }
         state.last_text = Some(h);
-        let result = self
-            .reload_text(&text, &state)
-            .map_err(|e| e.in_source(&name));
+        let result = self.reload_texts(&texts, &state);
         match &result {
             Ok(_) => metrics::CONFIG_RELOADS.inc(),
             Err(_) => metrics::CONFIG_RELOADS_REFUSED.inc(),
@@ -235,8 +250,13 @@ impl ConfigSource {
         result.map(Reloaded::Published)
     }
 
-    fn reload_text(&self, text: &str, state: &State) -> Result<u64, ConfigError> {
-        let parsed = crate::config::parse_str(text, &crate::config::env::process_env)?;
+    fn reload_texts(
+        &self,
+        texts: &[crate::config::files::FileText],
+        state: &State,
+    ) -> Result<u64, ConfigError> {
+        let combined = crate::config::files::parse_files(texts, &crate::config::env::process_env)?;
+        let parsed = &combined.parsed;
         if format!("{:?}", parsed.gateway) != format!("{:?}", self.gateway) {
             tracing::warn!(
                 "the `gateway` section changed; it is read at start only: restart to apply it"
@@ -246,7 +266,7 @@ impl ConfigSource {
         if let Some(at) = &state.overlay_path {
             state.overlay.apply(&mut res, at);
         }
-        self.publish(res)
+        self.publish(res).map_err(|e| combined.attribute(e))
     }
 
     /// Compiles `res` as [`Self::publish`] would, publishing nothing.
@@ -307,8 +327,12 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn hash(text: &[u8]) -> u64 {
+/// One hash of the files' names and texts.
+fn hash_texts(texts: &[crate::config::files::FileText]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
+    for t in texts {
+        t.name.hash(&mut h);
+        t.text.hash(&mut h);
+    }
     h.finish()
 }

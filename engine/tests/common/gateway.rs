@@ -93,7 +93,7 @@ impl Gateway {
         doc["gateway"] = gw;
         let path = dir.path().join("ringway.yaml");
         std::fs::write(&path, serde_yaml_ng::to_string(&doc).expect("yaml")).expect("write config");
-        Gateway::spawn(dir, &path, &env, wrapper)
+        Gateway::spawn(dir, &[path], &env, wrapper)
     }
 
     pub fn start_with(cfg: GatewayConfig) -> Gateway {
@@ -120,12 +120,47 @@ impl Gateway {
         yaml.push_str(&cfg.body);
         let path = dir.path().join("ringway.yaml");
         std::fs::write(&path, &yaml).expect("write config");
-        Gateway::spawn(dir, &path, &cfg.env, &[])
+        Gateway::spawn(dir, &[path], &cfg.env, &[])
+    }
+
+    /// Starts with several configuration files (`-c` each, in order):
+    /// `ringway.yaml` holding the test's `gateway:` section (loopback
+    /// listeners, 2 workers, `gateway_extra` lines) and `body`, then each
+    /// of `files` (name, text) written beside it.
+    pub fn start_files(cfg: GatewayConfig, files: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut yaml = format!(
+            "gateway:\n  listen: [\"127.0.0.1:0\"]\n  workers: {}\n",
+            cfg.workers
+        );
+        for (key, off) in [
+            ("admin:", "admin"),
+            ("metrics:", "metrics"),
+            ("status:", "status"),
+        ] {
+            if !cfg.gateway_extra.contains(key) {
+                yaml.push_str(&format!("  {off}: {{enabled: false}}\n"));
+            }
+        }
+        for line in cfg.gateway_extra.trim_end().lines() {
+            yaml.push_str("  ");
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+        yaml.push_str(&cfg.body);
+        let mut paths = vec![dir.path().join("ringway.yaml")];
+        std::fs::write(&paths[0], &yaml).expect("write config");
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write manifests");
+            paths.push(p);
+        }
+        Gateway::spawn(dir, &paths, &cfg.env, &[])
     }
 
     fn spawn(
         dir: tempfile::TempDir,
-        path: &std::path::Path,
+        paths: &[std::path::PathBuf],
         env: &[(String, String)],
         wrapper: &[&str],
     ) -> Gateway {
@@ -137,10 +172,10 @@ impl Gateway {
                 c
             }
         };
-        cmd.arg("-c")
-            .arg(path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        for path in paths {
+            cmd.arg("-c").arg(path);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -226,7 +261,7 @@ impl Gateway {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         let path = dir.path().join("ringway.yaml");
         let env = std::mem::take(&mut self.env);
-        Gateway::spawn(dir, &path, &env, &[])
+        Gateway::spawn(dir, &[path], &env, &[])
     }
 
     pub fn url(&self, path: &str) -> String {
