@@ -83,6 +83,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // A log line that cannot be written (whoever read stderr is gone)
+        // is lost quietly: reporting it would panic on the same broken
+        // pipe, in whichever thread logged — the signal thread included.
+        .log_internal_errors(false)
         .init();
 
     ringway::server::rlimit::raise_nofile();

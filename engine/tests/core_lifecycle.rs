@@ -274,3 +274,56 @@ fn idle_workers_sleep_until_there_is_something_to_log() {
     // Two workers; a pool sweep every 5 s may fall in the window.
     assert!(woke <= 4, "idle workers woke {woke} times in a second");
 }
+
+/// Whoever reads the error log may go away (`ringway … 2>&1 | head -1`):
+/// a log line that cannot be written is lost, and the process still drains
+/// and exits on SIGTERM.
+#[test]
+fn sigterm_drains_after_the_error_log_reader_is_gone() {
+    use std::process::{Command, Stdio};
+    let up = Upstream::echo();
+    let port = common::redis::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ringway.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "gateway:\n  listen: [\"127.0.0.1:{port}\"]\n  workers: 1\n  admin: {{enabled: false}}\n  metrics: {{enabled: false}}\n  status: {{enabled: false}}\n{}",
+            common::catch_all(&up)
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["-c", cfg.to_str().unwrap(), "--log-level", "debug"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "ringway did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The reader leaves; the next log lines meet a broken pipe.
+    drop(child.stderr.take());
+    let mut c = Conn::connect(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(c.get("/after-the-reader-left").status, 200);
+    drop(c);
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ringway ignored SIGTERM once its error log's reader was gone");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
