@@ -145,6 +145,7 @@ pub async fn relay_body(
         wbuf,
     } = ends;
     let mut pipe = Pipe {
+        trickle: ubuf.len() < net::TRICKLE_READ,
         up,
         ubuf,
         read_timeout: timeouts.read,
@@ -200,9 +201,35 @@ struct Pipe<'a> {
     ubuf: &'a mut BytesMut,
     read_timeout: Duration,
     sink: Sink<'a>,
+    /// The last read was small: wait with small buffers.
+    trickle: bool,
 }
 
 impl Pipe<'_> {
+    /// Waits for more of a body that may take long. One that trickles (an
+    /// event stream between events) waits with small buffers, as
+    /// `ai-proxy-multi`'s streams do: the client write buffer is given
+    /// back and the read gets [`net::TRICKLE_READ`] bytes of room (a burst
+    /// grows it again, `net::read_at_least`).
+    async fn more(&mut self) -> Result<(), RelayError> {
+        let room = if self.trickle {
+            let wbuf = &mut *self.sink.wbuf;
+            if wbuf.is_empty() && wbuf.capacity() > 0 {
+                *wbuf = Vec::new();
+            }
+            if self.ubuf.is_empty() && self.ubuf.capacity() > net::TRICKLE_READ {
+                *self.ubuf = BytesMut::with_capacity(net::TRICKLE_READ);
+            }
+            net::TRICKLE_READ
+        } else {
+            net::MIN_READ
+        };
+        let before = self.ubuf.len();
+        fill_at_least(self.up, self.ubuf, self.read_timeout, room).await?;
+        self.trickle = self.ubuf.len() - before < net::TRICKLE_READ;
+        Ok(())
+    }
+
     /// A chunked body passed through unchanged while a scanner finds its end.
     async fn chunked(&mut self) -> Result<bool, RelayError> {
         let mut dec = ChunkedDecoder::new();
@@ -219,7 +246,7 @@ impl Pipe<'_> {
                 }
             }
             self.sink.flush().await?;
-            fill(self.up, self.ubuf, self.read_timeout).await?;
+            self.more().await?;
         }
     }
 
@@ -241,7 +268,7 @@ impl Pipe<'_> {
                 return Ok(false);
             }
             self.sink.flush().await?;
-            fill(self.up, self.ubuf, self.read_timeout).await?;
+            self.more().await?;
         }
     }
 
@@ -254,7 +281,7 @@ impl Pipe<'_> {
                 self.sink.body(self.ubuf, n, rechunk).await?;
             }
             self.sink.flush().await?;
-            match fill(self.up, self.ubuf, self.read_timeout).await {
+            match self.more().await {
                 Ok(()) => {}
                 Err(RelayError::Upstream(ProxyError::UpstreamClosed)) => {
                     if rechunk {
@@ -274,8 +301,19 @@ fn malformed_chunked() -> RelayError {
 
 /// Reads more upstream bytes into `ubuf`; end of stream is `UpstreamClosed`.
 async fn fill(up: &mut Io, ubuf: &mut BytesMut, timeout: Duration) -> Result<(), RelayError> {
+    fill_at_least(up, ubuf, timeout, net::MIN_READ).await
+}
+
+/// [`fill`] giving the read at least `room` bytes.
+#[inline]
+async fn fill_at_least(
+    up: &mut Io,
+    ubuf: &mut BytesMut,
+    timeout: Duration,
+    room: usize,
+) -> Result<(), RelayError> {
     let buf = std::mem::take(ubuf);
-    match crate::timer::timeout(timeout, net::read_more(up, buf)).await {
+    match crate::timer::timeout(timeout, net::read_at_least(up, buf, room)).await {
         Err(_) => Err(RelayError::Upstream(ProxyError::UpstreamTimeout)),
         Ok((res, buf)) => {
             *ubuf = buf;

@@ -105,6 +105,10 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// waiting for bytes — an idle keep-alive, a stream before its first token
 /// — holds little memory: with io_uring a pending read owns its buffer.
 pub const MIN_READ: usize = 2 * 1024;
+/// Read size for a stream that trickles (an event stream between events,
+/// a model thinking): one or two events fit, and thousands of such waits
+/// hold little.
+pub const TRICKLE_READ: usize = 512;
 
 /// The next connection on an operator's listener (Admin API, metrics),
 /// or `None` once `shutdown` is triggered (looked at every 200 ms). One

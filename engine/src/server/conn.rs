@@ -4,8 +4,6 @@
 //! simply because one request is finished before the next head is parsed;
 //! bytes already read for the next request stay in the read buffer.
 
-use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -16,7 +14,7 @@ use crate::exchange::ctx::{RequestCtx, ResponseBody};
 use crate::exchange::reply::{self, Reply};
 use crate::exchange::ClientConn;
 use crate::http::{self, chunked::ChunkedDecoder, BodyFraming, HttpError, RequestHead};
-use crate::net::{self, Io};
+use crate::net;
 use crate::plugins::{AccessCx, Flow};
 use crate::snapshot::handler::{Handled, RouteCall};
 
@@ -30,8 +28,8 @@ enum HeadRead {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(w: Rc<Worker>, io: Io, peer: SocketAddr, local_port: u16, raw_fd: RawFd) {
-    let mut c = ClientConn::new(io, peer, local_port, raw_fd);
+pub async fn serve(w: Rc<Worker>, mut c: ClientConn) {
+    crate::supervise::fault(crate::supervise::Component::Connection);
     let mut first = true;
     loop {
         let head = match read_head(&w, &mut c, first).await {
@@ -133,12 +131,11 @@ fn skip_leading_crlf(buf: &mut BytesMut) {
 
 /// Routes one request and runs its handler; returns whether the
 /// connection may serve another request.
-async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool {
+async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, mut head: RequestHead) -> bool {
     w.lane.busy.kick();
     let snap = w.snapshot();
     let mut ctx = RequestCtx::new(c.peer, Instant::now());
     ctx.tls = c.tls;
-    let mut head = head;
     let keep = route_and_run(w, &snap, c, &mut head, &mut ctx).await;
     if let Some(p) = &mut ctx.llm.payloads {
         // Once, for the access log and every logger.

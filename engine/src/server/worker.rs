@@ -329,11 +329,11 @@ async fn accept_loop(w: Rc<Worker>, listening: Rc<Listening>, kind: ListenerKind
                             }
                         }
                     };
-                    let serve = async {
-                        fault(Component::Connection);
-                        conn::serve(w, io, peer, local_port, raw_fd).await
-                    };
-                    supervise::contain(Component::Connection, serve).await;
+                    // The connection moves into the future that serves it
+                    // (not captured by a block around it: that would keep
+                    // a second copy for the connection's life).
+                    let c = crate::exchange::ClientConn::new(io, peer, local_port, raw_fd);
+                    supervise::contain(Component::Connection, conn::serve(w, c)).await;
                     drop(guard);
                 });
             }

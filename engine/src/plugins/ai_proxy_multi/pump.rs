@@ -16,6 +16,7 @@ use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
 use crate::http::chunked::{write_chunk_header, LAST_CHUNK};
 use crate::lane::Lane;
+use crate::net::TRICKLE_READ;
 use crate::net::{self, Io};
 use crate::wire::StreamObservations;
 
@@ -339,9 +340,6 @@ impl Limits {
         ProxyError::LimitExceeded("stream exceeded max_stream_duration_ms")
     }
 }
-
-/// Read size for a stream that trickles: one or two events fit.
-const TRICKLE_READ: usize = 512;
 
 /// Lets a waiting stream hold no scratch memory and post a small read.
 fn release_scratch(
