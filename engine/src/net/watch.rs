@@ -23,16 +23,20 @@ use monoio::net::TcpStream;
 /// work at once instead of at the next write.
 pub const WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Runs `work` to completion, or stops it (dropping it, which cancels its
-/// I/O) and returns `None` when the client goes away. The watch on `fd` is
-/// created on first need and kept in `watch` for the connection's life.
-pub async fn unless_client_leaves<T>(
-    work: impl std::future::Future<Output = T>,
+/// Runs `work` to completion, or stops it (the caller drops it, which
+/// cancels its I/O) and returns `None` when the client goes away. The
+/// watch on `fd` is created on first need and kept in `watch` for the
+/// connection's life.
+///
+/// `work` is pinned by the caller (`std::pin::pin!`) and lent: an `async
+/// fn` taking it by value would hold it twice, as its argument and as the
+/// pinned local it polls, for as long as a stream stays open.
+pub async fn unless_client_leaves<T, F: std::future::Future<Output = T> + ?Sized>(
+    mut work: std::pin::Pin<&mut F>,
     watch: &mut Option<PeerWatch>,
     fd: RawFd,
     tls: bool,
 ) -> Option<T> {
-    let mut work = std::pin::pin!(work);
     let early = monoio::select! {
         r = &mut work => Some(r),
         _ = crate::timer::sleep(WATCH_AFTER) => None,

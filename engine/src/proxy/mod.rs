@@ -260,30 +260,32 @@ impl RelayJob<'_> {
         c: &mut ClientConn,
         ctx: &mut RequestCtx,
     ) -> bool {
-        let ClientConn {
-            io,
-            ubuf,
-            wbuf,
-            watch,
-            raw_fd,
-            tls,
-            ..
-        } = c;
-        let ends = relay::Ends {
-            up: &mut self.up.io,
-            client: io,
-            ubuf,
-            wbuf,
+        let relayed = {
+            let ClientConn {
+                io,
+                ubuf,
+                wbuf,
+                watch,
+                raw_fd,
+                tls,
+                ..
+            } = c;
+            let ends = relay::Ends {
+                up: &mut self.up.io,
+                client: io,
+                ubuf,
+                wbuf,
+            };
+            let timeouts = relay::Timeouts {
+                read: self.spec.read_timeout,
+                send: lane.gateway.timeouts.send,
+            };
+            let capture = ctx.response_body.as_deref_mut();
+            let work = std::pin::pin!(relay::relay_body(ends, self.framing, timeouts, capture));
+            net::watch::unless_client_leaves(work, watch, *raw_fd, *tls)
+                .await
+                .unwrap_or(Err(RelayError::Client))
         };
-        let timeouts = relay::Timeouts {
-            read: self.spec.read_timeout,
-            send: lane.gateway.timeouts.send,
-        };
-        let capture = ctx.response_body.as_deref_mut();
-        let work = relay::relay_body(ends, self.framing, timeouts, capture);
-        let relayed = net::watch::unless_client_leaves(work, watch, *raw_fd, *tls)
-            .await
-            .unwrap_or(Err(RelayError::Client));
         ctx.upstream_response_time = Some(self.sent_at.elapsed());
         let RelayJob {
             up, spec, ending, ..
@@ -442,6 +444,7 @@ impl Attempt for Forwarding<'_, '_> {
                 body: RelayBody::Relayed(relayed),
             })
         };
+        let work = std::pin::pin!(work);
         match net::watch::unless_client_leaves(work, watch, *raw_fd, *tls).await {
             Some(r) => r,
             None => Err(ProxyError::ClientGone),

@@ -167,9 +167,9 @@ pub async fn try_target(
     write(&mut wbuf);
     let r = {
         let (mut bufs, watch, fd, tls) = lend(c, &mut wbuf);
-        let work: Pin<Box<dyn Future<Output = _> + '_>> =
+        let mut work: Pin<Box<dyn Future<Output = _> + '_>> =
             Box::pin(send(lane, tls_clients, plugin, target, &mut bufs));
-        crate::net::watch::unless_client_leaves(work, watch, fd, tls).await
+        crate::net::watch::unless_client_leaves(work.as_mut(), watch, fd, tls).await
     };
     wbuf.clear();
     c.wbuf = wbuf;

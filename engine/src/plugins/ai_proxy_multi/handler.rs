@@ -234,8 +234,8 @@ async fn try_instance(
     attempt::write_request(&mut wbuf, inst, target, &cand.body, req, call.head, bearer);
     let result = {
         let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
-        let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
-        crate::net::watch::unless_client_leaves(work, watch, fd, tls).await
+        let mut work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));
+        crate::net::watch::unless_client_leaves(work.as_mut(), watch, fd, tls).await
     };
     wbuf.clear();
     c.wbuf = wbuf;

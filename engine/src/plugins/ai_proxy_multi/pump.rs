@@ -195,7 +195,10 @@ impl Pumping {
                 }
                 Ev::Tick => {
                     frame(&mut c.wbuf, b": ping\n\n", job.chunked);
-                    if c.flush_wbuf(lane.gateway.timeouts.send).await.is_err() {
+                    // Boxed: a rare write should not size the wait every
+                    // open stream holds.
+                    let flush = Box::pin(c.flush_wbuf(lane.gateway.timeouts.send));
+                    if flush.await.is_err() {
                         return None;
                     }
                 }
