@@ -51,6 +51,7 @@ pub fn write_request(
     req: &LlmRequest,
     client: &RequestHead,
     bearer: Option<&str>,
+    ids: &Ids<'_>,
 ) {
     let (stream, client_wire) = (req.body.summary.stream, req.wire);
     let upstream_wire = inst.wire(req.api);
@@ -80,8 +81,16 @@ pub fn write_request(
     ) {
         forward_header(out, client, name);
     }
+    ids.ctx.push_upstream_ids(out, client, ids.span.as_ref());
     out.extend_from_slice(b"User-Agent: ringway\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// What an attempt's request carries for correlation: the request's ids
+/// and, traced, the attempt's span.
+pub struct Ids<'a> {
+    pub ctx: &'a crate::exchange::ctx::RequestCtx,
+    pub span: Option<[u8; 8]>,
 }
 
 /// The instance's credentials: its `auth.header` lines and, with

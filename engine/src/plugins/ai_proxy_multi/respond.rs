@@ -229,15 +229,26 @@ pub(super) fn ringway_headers(out: &mut Vec<u8>, meta: &AnswerMeta<'_>, upstream
 /// Upstream headers worth passing on (request ids, provider rate-limit
 /// hints), without framing or hop-by-hop ones, nor those in `ours` (which
 /// the gateway writes itself).
-pub(super) fn pass_headers(out: &mut Vec<u8>, head: &ResponseHead, ours: &[&[u8]]) {
+pub(super) fn pass_headers(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    ours: &[&[u8]],
+    id: Option<(&[u8], &[u8])>,
+) {
     for (name, value) in head.header_pairs() {
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"content-encoding")
             || ours.iter().any(|o| name.eq_ignore_ascii_case(o))
+            || id.is_some_and(|(n, _)| name.eq_ignore_ascii_case(n))
         {
             continue;
         }
+        push_header(out, name, value);
+    }
+    // The request id is ringway's, the one its logs and traces know: a
+    // provider's own (OpenAI answers with one) gives way to it.
+    if let Some((name, value)) = id {
         push_header(out, name, value);
     }
 }
@@ -316,6 +327,7 @@ async fn json<'a>(
         meta,
         upstream_time,
         keep_alive,
+        ctx.response_id(),
     );
     wbuf.extend_from_slice(out_body);
     ctx.status = status;
@@ -370,11 +382,12 @@ fn write_head(
     meta: &AnswerMeta<'_>,
     upstream_time: Duration,
     keep_alive: bool,
+    id: Option<(&[u8], &[u8])>,
 ) {
     wbuf.clear();
     push_status_line(wbuf, head.status);
     let ours: &[&[u8]] = if converted { &[b"content-type"] } else { &[] };
-    pass_headers(wbuf, head, ours);
+    pass_headers(wbuf, head, ours, id);
     if converted {
         push_header(wbuf, b"Content-Type", b"application/json");
     }
