@@ -105,8 +105,14 @@ impl TraceParent {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -281,11 +287,19 @@ mod tests {
         assert_eq!(ids::hex(&t.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(ids::hex(&t.span_id), "00f067aa0ba902b7");
         assert!(t.sampled());
-        assert!(!TraceParent::parse(&TP.replace_last(b"00")).unwrap().sampled());
+        assert!(!TraceParent::parse(&TP.replace_last(b"00"))
+            .unwrap()
+            .sampled());
         // Whitespace around it is allowed (OWS).
-        assert!(TraceParent::parse(b" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ").is_some());
+        assert!(
+            TraceParent::parse(b" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ")
+                .is_some()
+        );
         // A later version: its first fields, more after a dash.
-        assert!(TraceParent::parse(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what").is_some());
+        assert!(TraceParent::parse(
+            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what"
+        )
+        .is_some());
     }
 
     trait ReplaceLast {
@@ -317,7 +331,12 @@ mod tests {
             b"00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01",
             b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
         ] {
-            assert_eq!(TraceParent::parse(bad), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                TraceParent::parse(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -166,7 +166,10 @@ impl<'a> Request<'a> {
             .map(|(n, v)| (lowercase(n), Scalar::Str(redacted(r.header_value(n, v)))))
             .collect();
         if let Some(id) = made {
-            headers.push((lowercase(id.header.as_bytes()), Scalar::Str(text(&id.value))));
+            headers.push((
+                lowercase(id.header.as_bytes()),
+                Scalar::Str(text(&id.value)),
+            ));
         }
         let body = ctx
             .llm

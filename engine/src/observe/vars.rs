@@ -71,9 +71,9 @@ pub fn value<'v>(
         | "llm_prompt_tokens"
         | "llm_completion_tokens"
         | "llm_time_to_first_token" => None,
-        "opentelemetry_context_traceparent" | "opentelemetry_trace_id" | "opentelemetry_span_id" => {
-            trace_var(name, ctx)
-        }
+        "opentelemetry_context_traceparent"
+        | "opentelemetry_trace_id"
+        | "opentelemetry_span_id" => trace_var(name, ctx),
         _ => vars.get(name).or_else(|| {
             // The request id ringway made is the request header's value,
             // as APISIX sets the header.

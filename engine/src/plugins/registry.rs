@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::phase::{AccessCx, Flow, Gate, Phases, Used};
 use super::{ai_proxy_multi, ai_rate_limiting, http_logger, kafka_logger, key_auth, logger};
-use super::{opentelemetry, request_id};
 use super::{meta, CompileCx, Scope};
+use super::{opentelemetry, request_id};
 use crate::config::{ConfigError, FieldPath};
 use crate::exchange::ctx::RequestCtx;
 use crate::http::vars::VarSource;

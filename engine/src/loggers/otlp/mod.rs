@@ -78,7 +78,8 @@ impl OtlpPoster {
 /// An `ExportTraceServiceRequest` with one `ResourceSpans` (`resource`)
 /// holding one `ScopeSpans` (`scope`) of `spans`, each already encoded.
 pub fn export_request(resource: &[u8], scope: &[u8], spans: &[Vec<u8>]) -> Vec<u8> {
-    let mut scope_spans = Vec::with_capacity(scope.len() + spans.iter().map(|s| s.len() + 8).sum::<usize>() + 8);
+    let mut scope_spans =
+        Vec::with_capacity(scope.len() + spans.iter().map(|s| s.len() + 8).sum::<usize>() + 8);
     field(&mut scope_spans, 1, scope);
     for s in spans {
         field(&mut scope_spans, 2, s);
@@ -134,7 +135,10 @@ mod tests {
 
     #[test]
     fn a_batch_framed_around_encoded_spans_decodes_as_one_request() {
-        let spans = [span("POST chat", SpanKind::Server), span("chat gpt-4", SpanKind::Client)];
+        let spans = [
+            span("POST chat", SpanKind::Server),
+            span("chat gpt-4", SpanKind::Client),
+        ];
         let resource = Resource {
             attributes: vec![KeyValue::str("service.name", "ringway")],
         };
@@ -175,7 +179,8 @@ mod tests {
         assert_eq!(
             b,
             [
-                0x2a, 1, b'n', 0x30, 3, 0x39, 1, 0, 0, 0, 0, 0, 0, 0, 0x7a, 0, 0x85, 0x01, 1, 0, 0, 0
+                0x2a, 1, b'n', 0x30, 3, 0x39, 1, 0, 0, 0, 0, 0, 0, 0, 0x7a, 0, 0x85, 0x01, 1, 0, 0,
+                0
             ]
         );
     }

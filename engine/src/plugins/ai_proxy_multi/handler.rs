@@ -241,7 +241,9 @@ async fn try_instance(
     let target = cand.target;
     let mut wbuf = std::mem::take(&mut c.wbuf);
     let bearer = bearer.as_deref();
-    attempt::write_request(&mut wbuf, inst, target, &cand.body, req, call.head, bearer, ids);
+    attempt::write_request(
+        &mut wbuf, inst, target, &cand.body, req, call.head, bearer, ids,
+    );
     let result = {
         let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
         let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));

@@ -439,9 +439,11 @@ async fn pass_answer(
     let out = ClientFraming::for_response(resp.framing, client_http10);
     let keep = keep_alive && out != ClientFraming::Raw;
     let attempts = attempts.to_string();
-    let id = ctx
-        .response_id()
-        .filter(|(name, _)| !resp.header_pairs().any(|(n, _)| n.eq_ignore_ascii_case(name)));
+    let id = ctx.response_id().filter(|(name, _)| {
+        !resp
+            .header_pairs()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    });
     let mut extra: [(&[u8], &[u8]); 3] = [
         (b"X-Ringway-Instance", inst.name.as_bytes()),
         (b"X-Ringway-Attempts", attempts.as_bytes()),

@@ -83,7 +83,11 @@ struct File {
 }
 
 impl Opentelemetry {
-    pub fn compile(value: &Value, at: &FieldPath, cx: &mut CompileCx<'_, '_>) -> Result<Opentelemetry, ConfigError> {
+    pub fn compile(
+        value: &Value,
+        at: &FieldPath,
+        cx: &mut CompileCx<'_, '_>,
+    ) -> Result<Opentelemetry, ConfigError> {
         let f: File = from_value(value, at)?;
         let sampler = Sampler::compile(f.sampler.as_ref(), &at.field("sampler"))?;
         let attributes = spans::Extra::compile(
@@ -92,7 +96,11 @@ impl Opentelemetry {
             at,
         )?;
         let settings = cx.metadata.opentelemetry();
-        let tls = cx.carry.tls.clone().ok_or_else(|| at.error("TLS settings unavailable"))?;
+        let tls = cx
+            .carry
+            .tls
+            .clone()
+            .ok_or_else(|| at.error("TLS settings unavailable"))?;
         let exporter = cx.carry.tracer(settings.key(), || start(&settings, tls));
         Ok(Opentelemetry {
             sampler,
@@ -147,8 +155,18 @@ fn start(settings: &Settings, tls: crate::upstream::tls::TlsClients) -> Arc<Sink
         ssl_verify: true,
     };
     let http = HttpPoster::new(target, settings.endpoint.clone(), tls);
-    let poster = OtlpPoster::new(http, settings.url.clone(), settings.headers.clone(), &settings.resource);
-    Sink::otlp("opentelemetry exporter".into(), poster, settings.batch.clone(), SPAN_STATS.clone())
+    let poster = OtlpPoster::new(
+        http,
+        settings.url.clone(),
+        settings.headers.clone(),
+        &settings.resource,
+    );
+    Sink::otlp(
+        "opentelemetry exporter".into(),
+        poster,
+        settings.batch.clone(),
+        SPAN_STATS.clone(),
+    )
 }
 
 impl super::phase::Phases for Opentelemetry {
@@ -166,7 +184,10 @@ impl super::phase::Phases for Opentelemetry {
         };
         let sampled = self.sampler.sample(&trace_id, parent.as_ref());
         let state = match parent {
-            Some(_) => cx.head.header("tracestate").map(|s| cx.head.buf.slice_ref(s)),
+            Some(_) => cx
+                .head
+                .header("tracestate")
+                .map(|s| cx.head.buf.slice_ref(s)),
             None => None,
         };
         let record = sampled.then(|| {

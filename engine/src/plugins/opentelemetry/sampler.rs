@@ -44,7 +44,11 @@ impl Sampler {
         Sampler::compile_at(value, at, true)
     }
 
-    fn compile_at(value: Option<&Value>, at: &FieldPath, top: bool) -> Result<Sampler, ConfigError> {
+    fn compile_at(
+        value: Option<&Value>,
+        at: &FieldPath,
+        top: bool,
+    ) -> Result<Sampler, ConfigError> {
         let f: File = match value {
             Some(v) => from_value(v, at)?,
             None => File::default(),
@@ -64,9 +68,9 @@ impl Sampler {
                 Sampler::ParentBase(Box::new(root))
             }
             _ if top => {
-                return Err(at.field("name").error(
-                    "must be one of always_on, always_off, trace_id_ratio, parent_base",
-                ))
+                return Err(at
+                    .field("name")
+                    .error("must be one of always_on, always_off, trace_id_ratio, parent_base"))
             }
             _ => {
                 return Err(at
@@ -126,7 +130,9 @@ mod tests {
         let step = u64::MAX / n;
         let hit = (0..n).filter(|i| ratio(0.01, &id(i * step))).count();
         assert_eq!(hit, 101);
-        let hit = (0..n).filter(|i| ratio(0.01, &id(i * step + step / 2))).count();
+        let hit = (0..n)
+            .filter(|i| ratio(0.01, &id(i * step + step / 2)))
+            .count();
         assert_eq!(hit, 100);
     }
 
@@ -145,24 +151,40 @@ mod tests {
         assert!(s.sample(&id(0), Some(&p(1))));
         assert!(!s.sample(&id(0), Some(&p(0))));
         assert!(s.sample(&id(0), None));
-        let off = Sampler::compile(Some(&json!({"name": "parent_base"})), &FieldPath::root()).unwrap();
+        let off =
+            Sampler::compile(Some(&json!({"name": "parent_base"})), &FieldPath::root()).unwrap();
         assert!(!off.sample(&id(0), None));
     }
 
     #[test]
     fn configs_default_and_refuse() {
-        assert_eq!(Sampler::compile(None, &FieldPath::root()).unwrap(), Sampler::AlwaysOff);
         assert_eq!(
-            Sampler::compile(Some(&json!({"name": "trace_id_ratio", "options": {"fraction": 0.25}})), &FieldPath::root()).unwrap(),
+            Sampler::compile(None, &FieldPath::root()).unwrap(),
+            Sampler::AlwaysOff
+        );
+        assert_eq!(
+            Sampler::compile(
+                Some(&json!({"name": "trace_id_ratio", "options": {"fraction": 0.25}})),
+                &FieldPath::root()
+            )
+            .unwrap(),
             Sampler::Ratio(0.25)
         );
         for (bad, path) in [
             (json!({"name": "sometimes"}), "sampler.name"),
-            (json!({"name": "trace_id_ratio", "options": {"fraction": 1.5}}), "options.fraction"),
-            (json!({"name": "parent_base", "options": {"root": {"name": "parent_base"}}}), "root.name"),
+            (
+                json!({"name": "trace_id_ratio", "options": {"fraction": 1.5}}),
+                "options.fraction",
+            ),
+            (
+                json!({"name": "parent_base", "options": {"root": {"name": "parent_base"}}}),
+                "root.name",
+            ),
             (json!({"nmae": "always_on"}), "nmae"),
         ] {
-            let e = Sampler::compile(Some(&bad), &FieldPath::root().field("sampler")).unwrap_err().to_string();
+            let e = Sampler::compile(Some(&bad), &FieldPath::root().field("sampler"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(path), "{bad}: {e}");
         }
     }

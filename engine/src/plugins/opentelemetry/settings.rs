@@ -54,7 +54,10 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("url", &crate::observe::redact::configured_url(&self.url))
-            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
@@ -146,8 +149,7 @@ impl Settings {
             format!("http://{}", collector.address)
         };
         let url = format!("{}/v1/traces", base.trim_end_matches('/'));
-        let endpoint =
-            EndpointUrl::parse(&url).map_err(|e| at_c.field("address").error(e))?;
+        let endpoint = EndpointUrl::parse(&url).map_err(|e| at_c.field("address").error(e))?;
         let timeout = bounds::whole_seconds(
             collector.request_timeout,
             1,
@@ -157,10 +159,15 @@ impl Settings {
         let mut headers = Vec::new();
         for (k, v) in collector.request_headers.unwrap_or_default() {
             let at_h = at_c.field("request_headers").field(&k);
-            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            {
                 return Err(at_h.error("must be a header name"));
             }
-            let v = scalar_text(&v).ok_or_else(|| at_h.error("must be a string, number or boolean"))?;
+            let v =
+                scalar_text(&v).ok_or_else(|| at_h.error("must be a string, number or boolean"))?;
             if v.bytes().any(|b| b.is_ascii_control()) {
                 return Err(at_h.error("must not contain control characters"));
             }
@@ -173,7 +180,10 @@ impl Settings {
             endpoint,
             timeout,
             headers,
-            batch: batch(f.batch_span_processor.unwrap_or_default(), &at.field("batch_span_processor"))?,
+            batch: batch(
+                f.batch_span_processor.unwrap_or_default(),
+                &at.field("batch_span_processor"),
+            )?,
             set_ngx_var: f.set_ngx_var,
         })
     }
@@ -226,12 +236,22 @@ fn batch(b: BatchFile, at: &FieldPath) -> Result<BatchConfig, ConfigError> {
         Ok(Duration::from_secs_f64(v))
     };
     Ok(BatchConfig {
-        max_size: bounds::int(b.max_export_batch_size.unwrap_or(256), 1, 1 << 20, &at.field("max_export_batch_size"))?,
+        max_size: bounds::int(
+            b.max_export_batch_size.unwrap_or(256),
+            1,
+            1 << 20,
+            &at.field("max_export_batch_size"),
+        )?,
         inactive: secs(b.inactive_timeout, 2.0, "inactive_timeout")?,
         buffer: secs(b.batch_timeout, 5.0, "batch_timeout")?,
         max_retry: 2,
         retry_delay: Duration::from_secs(1),
-        max_pending: bounds::int(b.max_queue_size.unwrap_or(2048), 1, 10_000_000, &at.field("max_queue_size"))?,
+        max_pending: bounds::int(
+            b.max_queue_size.unwrap_or(2048),
+            1,
+            10_000_000,
+            &at.field("max_queue_size"),
+        )?,
     })
 }
 
@@ -248,12 +268,18 @@ mod tests {
         assert_eq!(s.batch.max_pending, 2048);
         assert_eq!(s.batch.max_size, 256);
         assert_eq!(s.trace_id_source, TraceIdSource::Random);
-        assert!(s.resource.attributes.iter().any(|a| a.key == "service.name"));
+        assert!(s
+            .resource
+            .attributes
+            .iter()
+            .any(|a| a.key == "service.name"));
     }
 
     #[test]
     fn fields_are_checked_with_their_paths() {
-        let at = FieldPath::root().field("plugin_metadata").field("opentelemetry");
+        let at = FieldPath::root()
+            .field("plugin_metadata")
+            .field("opentelemetry");
         let s = Settings::compile(
             &json!({"collector": {"address": "https://otel.example:4318/", "request_headers": {"Authorization": "Bearer x", "X-N": 1}},
                     "resource": {"service.name": "gw", "n": 2}, "trace_id_source": "x-request-id"}),
@@ -261,14 +287,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.url, "https://otel.example:4318/v1/traces");
-        assert_eq!(s.headers, [("Authorization".into(), "Bearer x".into()), ("X-N".into(), "1".into())]);
+        assert_eq!(
+            s.headers,
+            [
+                ("Authorization".into(), "Bearer x".into()),
+                ("X-N".into(), "1".into())
+            ]
+        );
         for (bad, path) in [
             (json!({"trace_id_source": "uuid"}), "trace_id_source"),
-            (json!({"collector": {"address": "::nonsense::"}}), "collector.address"),
-            (json!({"collector": {"request_timeout": 0}}), "collector.request_timeout"),
-            (json!({"collector": {"request_headers": {"A B": "x"}}}), "request_headers"),
-            (json!({"batch_span_processor": {"max_queue_size": 0}}), "max_queue_size"),
-            (json!({"batch_span_processor": {"batch_timeout": -1}}), "batch_timeout"),
+            (
+                json!({"collector": {"address": "::nonsense::"}}),
+                "collector.address",
+            ),
+            (
+                json!({"collector": {"request_timeout": 0}}),
+                "collector.request_timeout",
+            ),
+            (
+                json!({"collector": {"request_headers": {"A B": "x"}}}),
+                "request_headers",
+            ),
+            (
+                json!({"batch_span_processor": {"max_queue_size": 0}}),
+                "max_queue_size",
+            ),
+            (
+                json!({"batch_span_processor": {"batch_timeout": -1}}),
+                "batch_timeout",
+            ),
             (json!({"resource": {"a": [1]}}), "resource.a"),
             (json!({"colector": {}}), "colector"),
         ] {

@@ -21,9 +21,15 @@ pub struct Extra {
 }
 
 impl Extra {
-    pub fn compile(vars: Vec<String>, headers: Vec<String>, at: &FieldPath) -> Result<Extra, ConfigError> {
+    pub fn compile(
+        vars: Vec<String>,
+        headers: Vec<String>,
+        at: &FieldPath,
+    ) -> Result<Extra, ConfigError> {
         if vars.iter().any(String::is_empty) {
-            return Err(at.field("additional_attributes").error("items must not be empty"));
+            return Err(at
+                .field("additional_attributes")
+                .error("items must not be empty"));
         }
         if headers.iter().any(String::is_empty) {
             return Err(at
@@ -106,11 +112,17 @@ fn server(
         a.push(KeyValue::str("apisix.consumer", c.to_string()));
     }
     if let Some(id) = &ctx.request_id {
-        a.push(KeyValue::str("http.request.header.x-request-id", text(&id.value)));
+        a.push(KeyValue::str(
+            "http.request.header.x-request-id",
+            text(&id.value),
+        ));
     }
     let status = ctx.upstream_status.unwrap_or(ctx.status);
     a.push(KeyValue::int("http.status_code", i64::from(status)));
-    a.push(KeyValue::int("http.response.status_code", i64::from(ctx.status)));
+    a.push(KeyValue::int(
+        "http.response.status_code",
+        i64::from(ctx.status),
+    ));
     if ctx.request_type != RequestType::TraditionalHttp {
         gen_ai(&mut a, ctx, rec.attempts.last());
     }
@@ -149,10 +161,19 @@ fn gen_ai(a: &mut Vec<KeyValue>, ctx: &RequestCtx, last: Option<&AttemptSpan>) {
     if let Some(m) = &l.model {
         a.push(KeyValue::str("gen_ai.response.model", m.clone()));
     }
-    a.push(KeyValue::int("gen_ai.usage.input_tokens", l.prompt_tokens as i64));
-    a.push(KeyValue::int("gen_ai.usage.output_tokens", l.completion_tokens as i64));
+    a.push(KeyValue::int(
+        "gen_ai.usage.input_tokens",
+        l.prompt_tokens as i64,
+    ));
+    a.push(KeyValue::int(
+        "gen_ai.usage.output_tokens",
+        l.completion_tokens as i64,
+    ));
     if let Some(ttft) = l.ttft {
-        a.push(KeyValue::new("gen_ai.server.time_to_first_token", Value::Double(ttft.as_secs_f64())));
+        a.push(KeyValue::new(
+            "gen_ai.server.time_to_first_token",
+            Value::Double(ttft.as_secs_f64()),
+        ));
     }
     if let Some(i) = &l.instance {
         a.push(KeyValue::str("ringway.llm.instance", i.to_string()));
@@ -162,7 +183,13 @@ fn gen_ai(a: &mut Vec<KeyValue>, ctx: &RequestCtx, last: Option<&AttemptSpan>) {
 
 /// `additional_attributes` (variables) and the headers named or prefixed
 /// by `additional_header_prefix_attributes` (credentials redacted).
-fn extras(a: &mut Vec<KeyValue>, head: &RequestHead, ctx: &RequestCtx, extra: &Extra, r: &Redaction) {
+fn extras(
+    a: &mut Vec<KeyValue>,
+    head: &RequestHead,
+    ctx: &RequestCtx,
+    extra: &Extra,
+    r: &Redaction,
+) {
     if !extra.vars.is_empty() {
         let vars = crate::observe::vars::source(head, ctx);
         for name in &extra.vars {
@@ -214,10 +241,19 @@ fn attempt(ctx: &RequestCtx, t: &TraceCtx, at: &AttemptSpan, end: u64) -> Span {
         if let Some(m) = &l.model {
             a.push(KeyValue::str("gen_ai.response.model", m.clone()));
         }
-        a.push(KeyValue::int("gen_ai.usage.input_tokens", l.prompt_tokens as i64));
-        a.push(KeyValue::int("gen_ai.usage.output_tokens", l.completion_tokens as i64));
+        a.push(KeyValue::int(
+            "gen_ai.usage.input_tokens",
+            l.prompt_tokens as i64,
+        ));
+        a.push(KeyValue::int(
+            "gen_ai.usage.output_tokens",
+            l.completion_tokens as i64,
+        ));
         if let Some(ttft) = l.ttft {
-            a.push(KeyValue::new("gen_ai.server.time_to_first_token", Value::Double(ttft.as_secs_f64())));
+            a.push(KeyValue::new(
+                "gen_ai.server.time_to_first_token",
+                Value::Double(ttft.as_secs_f64()),
+            ));
             events.push(Event {
                 time_unix_nano: at.start_ns + ttft.as_nanos() as u64,
                 name: "gen_ai.first_token".into(),
@@ -228,7 +264,8 @@ fn attempt(ctx: &RequestCtx, t: &TraceCtx, at: &AttemptSpan, end: u64) -> Span {
     let status = at.error.as_ref().map(|e| {
         a.push(KeyValue::str(
             "error.type",
-            at.status.map_or_else(|| "transport".to_owned(), |s| s.to_string()),
+            at.status
+                .map_or_else(|| "transport".to_owned(), |s| s.to_string()),
         ));
         Status {
             message: e.clone(),

@@ -48,7 +48,11 @@ fn default_char_set() -> String {
 impl Algorithm {
     /// `name` and the `range_id` object (read for `range_id` only, as
     /// APISIX does, but checked whenever given).
-    pub fn compile(name: &str, range: Option<&Value>, at: &FieldPath) -> Result<Algorithm, ConfigError> {
+    pub fn compile(
+        name: &str,
+        range: Option<&Value>,
+        at: &FieldPath,
+    ) -> Result<Algorithm, ConfigError> {
         let at_range = at.field("range_id");
         let range: RangeFile = match range {
             Some(v) => from_value(v, &at_range)?,
@@ -182,8 +186,13 @@ mod tests {
         let u = made("uuid", None);
         assert_eq!(u.len(), 36);
         let parts: Vec<&str> = u.split('-').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
-        assert!(u.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(u
+            .bytes()
+            .all(|b| b == b'-' || b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert!(parts[2].starts_with('4'));
         assert!("89ab".contains(&parts[3][..1]));
         assert_ne!(made("uuid", None), u);
@@ -197,11 +206,16 @@ mod tests {
         let r = made("range_id", None);
         assert_eq!(r.len(), 16);
         assert!(r.bytes().all(|b| DEFAULT_CHAR_SET.as_bytes().contains(&b)));
-        let r = made("range_id", Some(json!({"char_set": "abcdef", "length": 40})));
+        let r = made(
+            "range_id",
+            Some(json!({"char_set": "abcdef", "length": 40})),
+        );
         assert_eq!(r.len(), 40);
         assert!(r.bytes().all(|b| b"abcdef".contains(&b)));
         // Every character of the set turns up.
-        let many: String = (0..50).map(|_| made("range_id", Some(json!({"char_set": "abcdef"})))).collect();
+        let many: String = (0..50)
+            .map(|_| made("range_id", Some(json!({"char_set": "abcdef"}))))
+            .collect();
         assert!(b"abcdef".iter().all(|c| many.as_bytes().contains(c)));
     }
 
@@ -222,8 +236,17 @@ mod tests {
 
     #[test]
     fn range_bounds() {
-        for bad in [json!({"length": 5}), json!({"length": 1025}), json!({"char_set": "abc"}), json!({"char_set": "abcdefé"}), json!({"x": 1})] {
-            assert!(Algorithm::compile("range_id", Some(&bad), &FieldPath::root()).is_err(), "{bad}");
+        for bad in [
+            json!({"length": 5}),
+            json!({"length": 1025}),
+            json!({"char_set": "abc"}),
+            json!({"char_set": "abcdefé"}),
+            json!({"x": 1}),
+        ] {
+            assert!(
+                Algorithm::compile("range_id", Some(&bad), &FieldPath::root()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -139,7 +139,10 @@ mod tests {
             (json!({"header_name": "X Id"}), "header_name"),
             (json!({"algorithm": "snowflake"}), "algorithm"),
             (json!({"headr_name": "x"}), "headr_name"),
-            (json!({"algorithm": "range_id", "range_id": {"length": 5}}), "range_id.length"),
+            (
+                json!({"algorithm": "range_id", "range_id": {"length": 5}}),
+                "range_id.length",
+            ),
         ] {
             let e = RequestIdPlugin::compile(&bad, &FieldPath::root().field("request-id"))
                 .unwrap_err()
