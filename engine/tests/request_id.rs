@@ -38,7 +38,8 @@ fn each_algorithm_makes_its_form_and_the_upstream_gets_the_same_id() {
     let up = Upstream::echo();
     let gw = Gateway::start_json(plain_routes(&up));
     let mut c = Conn::connect(gw.addr);
-    let checks: [(&str, fn(&str) -> bool); 4] = [
+    type Form = fn(&str) -> bool;
+    let checks: [(&str, Form); 4] = [
         ("/uuid", is_uuid_v4),
         ("/nanoid", |s| {
             s.len() == 21

@@ -49,10 +49,10 @@ pub fn write_request(
     target: &Target,
     body: &[u8],
     req: &LlmRequest,
-    client: &RequestHead,
     bearer: Option<&str>,
     ids: &Ids<'_>,
 ) {
+    let client = ids.client;
     let (stream, client_wire) = (req.body.summary.stream, req.wire);
     let upstream_wire = inst.wire(req.api);
     out.clear();
@@ -86,9 +86,10 @@ pub fn write_request(
     out.extend_from_slice(body);
 }
 
-/// What an attempt's request carries for correlation: the request's ids
-/// and, traced, the attempt's span.
+/// The client's request an attempt is for, and what it carries for
+/// correlation: the request's ids and, traced, the attempt's span.
 pub struct Ids<'a> {
+    pub client: &'a RequestHead,
     pub ctx: &'a crate::exchange::ctx::RequestCtx,
     pub span: Option<[u8; 8]>,
 }

@@ -153,7 +153,7 @@ async fn walk<'a>(
         }
         let attempt_started = Instant::now();
         walk.clock = AttemptClock::start(ctx, cand.target);
-        let ids = walk.clock.ids(ctx);
+        let ids = walk.clock.ids(call.head, ctx);
         let answered = match try_instance(call, c, req, &cand, inst, &ids).await {
             Attempted::Answer(a) => a,
             Attempted::ClientGone => return Handled::Done(false),
@@ -241,9 +241,7 @@ async fn try_instance(
     let target = cand.target;
     let mut wbuf = std::mem::take(&mut c.wbuf);
     let bearer = bearer.as_deref();
-    attempt::write_request(
-        &mut wbuf, inst, target, &cand.body, req, call.head, bearer, ids,
-    );
+    attempt::write_request(&mut wbuf, inst, target, &cand.body, req, bearer, ids);
     let result = {
         let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
         let work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));

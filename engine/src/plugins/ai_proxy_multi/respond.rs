@@ -325,9 +325,8 @@ async fn json<'a>(
         converted,
         out_body.len(),
         meta,
-        upstream_time,
+        ctx,
         keep_alive,
-        ctx.response_id(),
     );
     wbuf.extend_from_slice(out_body);
     ctx.status = status;
@@ -372,7 +371,8 @@ fn convert(
 }
 
 /// A JSON answer's head: status, the upstream's headers worth passing
-/// on, the length of the body (`converted`: its own content type), ours.
+/// on, the length of the body (`converted`: its own content type), ours
+/// (timings and the request id from `ctx`).
 #[inline]
 fn write_head(
     wbuf: &mut Vec<u8>,
@@ -380,14 +380,14 @@ fn write_head(
     converted: bool,
     len: usize,
     meta: &AnswerMeta<'_>,
-    upstream_time: Duration,
+    ctx: &RequestCtx,
     keep_alive: bool,
-    id: Option<(&[u8], &[u8])>,
 ) {
+    let upstream_time = ctx.upstream_response_time.unwrap_or_default();
     wbuf.clear();
     push_status_line(wbuf, head.status);
     let ours: &[&[u8]] = if converted { &[b"content-type"] } else { &[] };
-    pass_headers(wbuf, head, ours, id);
+    pass_headers(wbuf, head, ours, ctx.response_id());
     if converted {
         push_header(wbuf, b"Content-Type", b"application/json");
     }

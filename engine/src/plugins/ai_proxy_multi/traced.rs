@@ -11,6 +11,7 @@ use super::instance::{Instance, Target};
 use super::outcome::Failure;
 use crate::exchange::ctx::RequestCtx;
 use crate::exchange::trace::{unix_ns, AttemptSpan};
+use crate::http::RequestHead;
 
 /// The attempt under way.
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,8 +37,9 @@ impl<'p> AttemptClock<'p> {
 
     /// What the attempt's request carries.
     #[inline]
-    pub(super) fn ids<'a>(&self, ctx: &'a RequestCtx) -> Ids<'a> {
+    pub(super) fn ids<'a>(&self, client: &'a RequestHead, ctx: &'a RequestCtx) -> Ids<'a> {
         Ids {
+            client,
             ctx,
             span: self.span,
         }
