@@ -2,7 +2,8 @@
 
 Decodes each `POST /v1/traces` body with the official protobufs (PyPI's
 opentelemetry-proto: ExportTraceServiceRequest) and appends one JSON line
-per span to the file named by argv[1], plus one line per request with its
+per span to the file named by argv[1] (listening on port argv[2], by
+default one the kernel picks), plus one line per request with its
 headers (`{"request": {...}}`). Prints the port it listens on, then serves
 until killed. A body that does not decode is answered 400 and recorded as
 `{"error": ...}`.
@@ -85,6 +86,6 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2]) if len(sys.argv) > 2 else 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
