@@ -56,6 +56,10 @@ pub struct RequestCtx {
     pub response_body: Option<Box<ResponseBody>>,
     /// LLM facts, for AI requests.
     pub llm: LlmLog,
+    /// The request id (`request-id`), forwarded and answered.
+    pub request_id: Option<super::trace::RequestId>,
+    /// The trace context (`opentelemetry`).
+    pub trace: Option<super::trace::TraceCtx>,
 }
 
 /// What the access log records about an LLM request (APISIX's variables).
@@ -225,6 +229,8 @@ impl RequestCtx {
             keep_request_body: false,
             response_body: None,
             llm: LlmLog::default(),
+            request_id: None,
+            trace: None,
         }
     }
 }

@@ -55,14 +55,14 @@ impl ClientConn {
     ) -> bool {
         ctx.answered(r.status, r.body);
         self.wbuf.clear();
-        typed(
-            &mut self.wbuf,
-            r.status,
-            r.content_type,
-            r.body,
+        let head = Head {
+            status: r.status,
+            content_type: r.content_type,
             keep_alive,
-            r.headers,
-        );
+            extra: r.headers,
+            id: ctx.response_id(),
+        };
+        head.write(&mut self.wbuf, r.body);
         self.flush_wbuf(send_timeout).await.is_ok() && keep_alive
     }
 }
@@ -118,18 +118,46 @@ pub fn typed(
     keep_alive: bool,
     extra: &[u8],
 ) {
-    push_status_line(out, status);
-    push_header(out, b"Content-Type", content_type.as_bytes());
-    out.extend_from_slice(b"Content-Length: ");
-    push_u64(out, body.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(extra);
-    push_header(out, b"Server", b"ringway");
-    if !keep_alive {
-        push_header(out, b"Connection", b"close");
+    let head = Head {
+        status,
+        content_type,
+        keep_alive,
+        extra,
+        id: None,
+    };
+    head.write(out, body);
+}
+
+/// The head of a whole answer of the gateway's own.
+struct Head<'a> {
+    status: u16,
+    content_type: &'a str,
+    keep_alive: bool,
+    /// Rendered header lines.
+    extra: &'a [u8],
+    /// The request id's header, when it goes in the answer.
+    id: Option<(&'a [u8], &'a [u8])>,
+}
+
+impl Head<'_> {
+    /// The head, then `body`.
+    fn write(&self, out: &mut Vec<u8>, body: &[u8]) {
+        push_status_line(out, self.status);
+        push_header(out, b"Content-Type", self.content_type.as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        push_u64(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.extra);
+        if let Some((name, value)) = self.id {
+            push_header(out, name, value);
+        }
+        push_header(out, b"Server", b"ringway");
+        if !self.keep_alive {
+            push_header(out, b"Connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
 }
 
 #[cfg(test)]

@@ -69,6 +69,30 @@ impl HttpPoster {
     /// POSTs all of `entries` as one body; on success they are removed.
     pub fn send(&mut self, entries: &mut Vec<Vec<u8>>) -> Result<(), String> {
         let body = self.body(entries);
+        let content_type = match self.cfg.concat {
+            Concat::Json => "application/json",
+            Concat::NewLine => "text/plain",
+        };
+        let mut headers = vec![("Content-Type", content_type)];
+        if let Some(a) = &self.cfg.auth_header {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let status = self.post(&body, &headers)?;
+        if !(200..300).contains(&status) {
+            return Err(format!(
+                "{} answered {status}",
+                configured_url(&self.cfg.url)
+            ));
+        }
+        entries.clear();
+        Ok(())
+    }
+
+    /// POSTs `body` with `headers` on this thread's runtime (the sink
+    /// thread's), on the connection kept from the last post if it is still
+    /// open; the answer's status. Errors name the endpoint, never a header
+    /// value (those may be credentials).
+    pub fn post(&self, body: &[u8], headers: &[(&str, &str)]) -> Result<u16, String> {
         let mut kept = KEPT.with(|k| k.borrow_mut().take());
         let status = RUNTIME.with(|rt| {
             let mut rt = rt.borrow_mut();
@@ -81,18 +105,10 @@ impl HttpPoster {
                 );
             }
             let rt = rt.as_mut().expect("built");
-            rt.block_on(self.post(&body, &mut kept))
+            rt.block_on(self.post_kept(body, headers, &mut kept))
         });
         KEPT.with(|k| *k.borrow_mut() = kept);
-        let status = status?;
-        if !(200..300).contains(&status) {
-            return Err(format!(
-                "{} answered {status}",
-                configured_url(&self.cfg.url)
-            ));
-        }
-        entries.clear();
-        Ok(())
+        status
     }
 
     fn body(&self, entries: &[Vec<u8>]) -> Vec<u8> {
@@ -120,7 +136,12 @@ impl HttpPoster {
         body
     }
 
-    async fn post(&self, body: &[u8], kept: &mut Option<KeptConn>) -> Result<u16, String> {
+    async fn post_kept(
+        &self,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        kept: &mut Option<KeptConn>,
+    ) -> Result<u16, String> {
         let addr = self
             .endpoint
             .addr()
@@ -133,14 +154,6 @@ impl HttpPoster {
             Scheme::Http => None,
         };
         let host = self.url.authority();
-        let content_type = match self.cfg.concat {
-            Concat::Json => "application/json",
-            Concat::NewLine => "text/plain",
-        };
-        let mut headers = vec![("Content-Type", content_type)];
-        if let Some(a) = &self.cfg.auth_header {
-            headers.push(("Authorization", a.as_str()));
-        }
         let answer = request_kept(
             &OneShot {
                 addr,
@@ -148,7 +161,7 @@ impl HttpPoster {
                 method: "POST",
                 host: &host,
                 target: &self.url.target,
-                headers: &headers,
+                headers,
                 body,
                 timeout: self.cfg.timeout,
             },

@@ -1,5 +1,6 @@
 //! Logger sinks: where logger plugins (`kafka-logger`, `http-logger`) send
-//! their entries.
+//! their entries, and where the `opentelemetry` plugin's spans go
+//! ([`otlp`]: the same thread and queue, spans for entries).
 //!
 //! Each sink is one thread with APISIX's batch processor semantics: entries
 //! are collected until `batch_max_size` of them are waiting, or
@@ -23,6 +24,7 @@
 
 pub mod http;
 pub mod kafka;
+pub mod otlp;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -108,6 +110,18 @@ impl Sink {
     pub fn http(
         name: String,
         poster: http::HttpPoster,
+        batch: BatchConfig,
+        stats: Arc<SinkStats>,
+    ) -> Arc<Sink> {
+        let mut poster = poster;
+        Sink::start(name, batch, stats, move |b| poster.send(b))
+    }
+
+    /// Starts a thread exporting batches of encoded spans over OTLP/HTTP
+    /// (entries are spans here).
+    pub fn otlp(
+        name: String,
+        poster: otlp::OtlpPoster,
         batch: BatchConfig,
         stats: Arc<SinkStats>,
     ) -> Arc<Sink> {

@@ -1,7 +1,8 @@
 //! The access log: one JSON object per request, with APISIX's variables
 //! (`request_type`, `request_llm_model`, `llm_model`,
 //! `llm_time_to_first_token`, `llm_prompt_tokens`, `llm_completion_tokens`,
-//! `apisix_upstream_response_time`, …).
+//! `apisix_upstream_response_time`, …), and the request's `request_id`
+//! (`request-id`) and `trace_id` / `span_id` (`opentelemetry`) when set.
 //!
 //! Workers format lines into a per-worker buffer (no lock, no allocation
 //! once warm) and hand whole buffers to one writer thread every 100 ms or
@@ -172,6 +173,16 @@ pub fn format_line(out: &mut Vec<u8>, head: &RequestHead, ctx: &RequestCtx, reda
         ctx.upstream_response_time,
     );
     str_field(out, "request_type", ctx.request_type.as_str().as_bytes());
+    if let Some(id) = &ctx.request_id {
+        str_field(out, "request_id", &id.value);
+    }
+    if let Some(t) = &ctx.trace {
+        out.extend_from_slice(b",\"trace_id\":\"");
+        crate::exchange::ids::push_hex(out, &t.trace_id);
+        out.extend_from_slice(b"\",\"span_id\":\"");
+        crate::exchange::ids::push_hex(out, &t.span_id);
+        out.push(b'"');
+    }
     if ctx.request_type != crate::exchange::ctx::RequestType::TraditionalHttp {
         write_llm_fields(out, ctx);
     }

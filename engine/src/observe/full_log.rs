@@ -157,10 +157,20 @@ impl<'a> Request<'a> {
         r: &Redaction,
     ) -> Request<'a> {
         let host = head.host().map(text).unwrap_or_default();
-        let headers = head
+        // A request id ringway made is a request header, as APISIX sets
+        // it (replacing a client's empty one).
+        let made = ctx.request_id.as_ref().filter(|id| id.generated);
+        let mut headers: Vec<_> = head
             .header_pairs()
+            .filter(|(n, _)| !made.is_some_and(|id| id.header.as_bytes().eq_ignore_ascii_case(n)))
             .map(|(n, v)| (lowercase(n), Scalar::Str(redacted(r.header_value(n, v)))))
             .collect();
+        if let Some(id) = made {
+            headers.push((
+                lowercase(id.header.as_bytes()),
+                Scalar::Str(text(&id.value)),
+            ));
+        }
         let body = ctx
             .llm
             .request_body

@@ -5,7 +5,10 @@
 //! `upstream_response_time`), time (`msec`, `time_iso8601`,
 //! `time_local`), `route_id`, and the LLM variables (`request_type`,
 //! `request_llm_model`, `llm_model`, `llm_prompt_tokens`,
-//! `llm_completion_tokens`, `llm_time_to_first_token` in ms). All are
+//! `llm_completion_tokens`, `llm_time_to_first_token` in ms), the request
+//! id `request-id` made (as `http_<its header>`) and, with the
+//! `opentelemetry` plugin's `set_ngx_var`, `opentelemetry_trace_id`,
+//! `opentelemetry_span_id` and `opentelemetry_context_traceparent`. All are
 //! strings, as nginx gives them; one that is not set (yet) is `None`.
 //! Read by `log_format` and by plugins' `_meta.filter`.
 
@@ -68,8 +71,28 @@ pub fn value<'v>(
         | "llm_prompt_tokens"
         | "llm_completion_tokens"
         | "llm_time_to_first_token" => None,
-        _ => vars.get(name),
+        "opentelemetry_context_traceparent"
+        | "opentelemetry_trace_id"
+        | "opentelemetry_span_id" => trace_var(name, ctx),
+        _ => vars.get(name).or_else(|| {
+            // The request id ringway made is the request header's value,
+            // as APISIX sets the header.
+            let id = ctx.request_id.as_ref()?;
+            (id.generated && id.is_var(name)).then(|| Cow::Borrowed(&id.value[..]))
+        }),
     }
+}
+
+/// The `opentelemetry` plugin's variables (with `set_ngx_var`).
+fn trace_var(name: &str, ctx: &RequestCtx) -> Option<Cow<'static, [u8]>> {
+    use crate::exchange::ids::hex;
+    let t = ctx.trace.as_ref().filter(|t| t.vars)?;
+    let v = match name {
+        "opentelemetry_trace_id" => hex(&t.trace_id),
+        "opentelemetry_span_id" => hex(&t.span_id),
+        _ => t.traceparent(),
+    };
+    Some(Cow::Owned(v.into_bytes()))
 }
 
 /// Seconds with milliseconds, as nginx writes times.

@@ -5,7 +5,8 @@
 //! no `log_format` of its own writes the metadata's fields, as in APISIX's
 //! `log-util.get_log_entry`) and `max_pending_entries`, the most entries a
 //! logger holds unsent before it drops new ones (default 8192, as in
-//! APISIX 3.18). Checked here when a snapshot compiles, so a bad field is
+//! APISIX 3.18); and the `opentelemetry` exporter's settings (collector,
+//! resource, batching: [`super::opentelemetry::settings`]). Checked here when a snapshot compiles, so a bad field is
 //! refused with its path and nothing is applied.
 
 use std::collections::BTreeMap;
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{http_logger, kafka_logger};
+use super::opentelemetry::settings::Settings as OtelSettings;
+use super::{http_logger, kafka_logger, opentelemetry};
 use crate::config::error::from_value;
 use crate::config::resources::Resources;
 use crate::config::{bounds, ConfigError, FieldPath};
@@ -26,7 +28,7 @@ use crate::observe::log_format::LogFormat;
 const MAX_PENDING: i64 = 10_000_000;
 
 /// Plugins whose metadata ringway reads.
-const WITH_METADATA: [&str; 2] = [http_logger::NAME, kafka_logger::NAME];
+const WITH_METADATA: [&str; 3] = [http_logger::NAME, kafka_logger::NAME, opentelemetry::NAME];
 
 /// A logger's metadata: `log_format`, `max_pending_entries`, and what the
 /// Admin API stores alongside them.
@@ -65,11 +67,14 @@ impl Default for LoggerDefaults {
 #[derive(Debug, Default)]
 pub struct PluginMetadata {
     loggers: BTreeMap<&'static str, LoggerDefaults>,
+    /// The span exporter's settings ([`opentelemetry::settings`]).
+    opentelemetry: Option<Arc<OtelSettings>>,
 }
 
 impl PluginMetadata {
     pub fn compile(res: &Resources) -> Result<PluginMetadata, ConfigError> {
         let mut loggers = BTreeMap::new();
+        let mut otel = None;
         for (name, value) in &res.plugin_metadata {
             // The same path in the file and over the Admin API.
             let at = FieldPath::root().field("plugin_metadata").field(name);
@@ -79,6 +84,10 @@ impl PluginMetadata {
                     WITH_METADATA.join(", ")
                 )));
             };
+            if *plugin == opentelemetry::NAME {
+                otel = Some(Arc::new(OtelSettings::compile(value, &at)?));
+                continue;
+            }
             let m: LoggerMetadata = from_value(value, &at)?;
             let log_format = match &m.log_format {
                 Some(f) => Some(Arc::new(LogFormat::parse(f, &at.field("log_format"))?)),
@@ -96,7 +105,15 @@ impl PluginMetadata {
                 },
             );
         }
-        Ok(PluginMetadata { loggers })
+        Ok(PluginMetadata {
+            loggers,
+            opentelemetry: otel,
+        })
+    }
+
+    /// The span exporter's settings (the defaults without metadata).
+    pub fn opentelemetry(&self) -> Arc<OtelSettings> {
+        self.opentelemetry.clone().unwrap_or_default()
     }
 
     /// What `plugin`'s loggers take from its metadata (the defaults when

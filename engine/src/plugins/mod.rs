@@ -25,8 +25,10 @@ pub mod key_auth;
 pub mod logger;
 pub mod meta;
 pub mod metadata;
+pub mod opentelemetry;
 pub mod phase;
 pub mod registry;
+pub mod request_id;
 pub mod shared;
 
 use crate::config::resources::PluginMap;

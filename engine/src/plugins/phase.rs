@@ -122,6 +122,8 @@ pub struct AccessCx<'s, 'h, 'c> {
     /// The consumer an auth plugin identified (its name is also in
     /// `ctx.consumer`), whose plugins join the request's.
     pub consumer: Option<&'s super::consumers::Consumer>,
+    /// The matched route's name (for spans).
+    pub route_name: Option<&'s Arc<str>>,
 }
 
 /// What `rewrite` decided.

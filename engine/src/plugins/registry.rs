@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::phase::{AccessCx, Flow, Gate, Phases, Used};
 use super::{ai_proxy_multi, ai_rate_limiting, http_logger, kafka_logger, key_auth, logger};
 use super::{meta, CompileCx, Scope};
+use super::{opentelemetry, request_id};
 use crate::config::{ConfigError, FieldPath};
 use crate::exchange::ctx::RequestCtx;
 use crate::http::vars::VarSource;
@@ -188,4 +189,6 @@ registry! {
     HttpLogger(logger::Logger) = http_logger,
     KafkaLogger(logger::Logger) = kafka_logger,
     KeyAuth(key_auth::KeyAuth) = key_auth,
+    Opentelemetry(opentelemetry::Opentelemetry) = opentelemetry,
+    RequestId(request_id::RequestIdPlugin) = request_id,
 }

@@ -35,6 +35,8 @@ pub struct SharedState {
     each_windows: AHashMap<(Arc<str>, String), Arc<ByName<LocalWindow>>>,
     each_leases: AHashMap<(Arc<str>, String), Arc<ByName<Lease>>>,
     loggers: AHashMap<(Arc<str>, String), Arc<crate::loggers::Sink>>,
+    /// The `opentelemetry` exporter, by its settings.
+    tracers: AHashMap<String, Arc<crate::loggers::Sink>>,
     logger_stats: AHashMap<(Arc<str>, String), Arc<crate::loggers::SinkStats>>,
     affinities: AHashMap<Arc<str>, Arc<ResponseAffinity>>,
 }
@@ -163,6 +165,17 @@ impl<'a> Carry<'a> {
         carry(&mut self.next.loggers, prev, (owner.clone(), key), start)
     }
 
+    /// The span exporter for settings `key` (changed settings start a
+    /// new one; the old ends once no snapshot holds it).
+    pub fn tracer(
+        &mut self,
+        key: String,
+        start: impl FnOnce() -> Arc<crate::loggers::Sink>,
+    ) -> Arc<crate::loggers::Sink> {
+        let prev = self.prev.map(|p| &p.tracers);
+        carry(&mut self.next.tracers, prev, key, start)
+    }
+
     /// Which instance holds which stored Responses API response.
     pub fn affinity(&mut self, owner: &Arc<str>) -> Arc<ResponseAffinity> {
         let prev = self.prev.map(|p| &p.affinities);
@@ -213,7 +226,7 @@ impl SharedState {
 
     /// Closes every logger sink, sending what they hold, by `deadline`.
     pub fn close_loggers(&self, deadline: std::time::Instant) {
-        for s in self.loggers.values() {
+        for s in self.loggers.values().chain(self.tracers.values()) {
             s.close(deadline);
         }
     }

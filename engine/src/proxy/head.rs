@@ -32,6 +32,24 @@ pub struct ClientSide<'a> {
     /// client's own are dropped).
     pub consumer: Option<&'a str>,
     pub credential: Option<&'a str>,
+    /// The request id: one ringway made is added (replacing a client's
+    /// empty header); the client's own passes as it came.
+    pub request_id: Option<&'a crate::exchange::trace::RequestId>,
+    /// Traced: `traceparent` names ringway's span, replacing the client's.
+    pub trace: Option<&'a crate::exchange::trace::TraceCtx>,
+}
+
+impl ClientSide<'_> {
+    /// Whether the client's header `name` is replaced by one of the
+    /// request id or trace context headers.
+    #[inline]
+    fn replaced_ids(&self, name: &[u8]) -> bool {
+        self.request_id
+            .is_some_and(|id| id.generated && id.header.as_bytes().eq_ignore_ascii_case(name))
+            || (self.trace.is_some()
+                && (name.eq_ignore_ascii_case(b"traceparent")
+                    || name.eq_ignore_ascii_case(b"tracestate")))
+    }
 }
 
 /// Headers the gateway sets itself and therefore drops from the client.
@@ -146,14 +164,27 @@ fn write_client_headers(out: &mut Vec<u8>, head: &RequestHead, client: &ClientSi
         if head.connection_extra && listed_in_connection(name, head.header_all("connection")) {
             continue;
         }
+        if (client.request_id.is_some() || client.trace.is_some()) && client.replaced_ids(name) {
+            continue;
+        }
         push_header(out, name, value);
     }
 }
 
 /// The headers the gateway adds: the consumer and credential an auth
-/// plugin identified, `X-Forwarded-*` and `X-Real-IP`.
+/// plugin identified, the request id it made and its trace context,
+/// `X-Forwarded-*` and `X-Real-IP`.
 #[inline]
 fn write_gateway_headers(out: &mut Vec<u8>, head: &RequestHead, client: &ClientSide) {
+    if let Some(id) = client.request_id.filter(|id| id.generated) {
+        push_header(out, id.header.as_bytes(), &id.value);
+    }
+    if let Some(t) = client.trace {
+        crate::exchange::trace::push_traceparent(out, &t.trace_id, &t.span_id, t.flags());
+        if let Some(s) = &t.state {
+            push_header(out, b"tracestate", s);
+        }
+    }
     if let Some(name) = client.consumer {
         push_header(out, b"X-Consumer-Username", name.as_bytes());
     }

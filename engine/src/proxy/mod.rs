@@ -396,7 +396,9 @@ impl Attempt for Forwarding<'_, '_> {
             tls,
             ..
         } = &mut *self.c;
-        let capture = self.ctx.response_body.as_deref_mut();
+        let ctx = &mut *self.ctx;
+        let request_id = ctx.request_id.as_ref().filter(|id| id.in_response);
+        let capture = ctx.response_body.as_deref_mut();
         let work = async {
             let max_headers = lane.head_limits.max_headers;
             let resp = read_response_head(
@@ -411,7 +413,16 @@ impl Attempt for Forwarding<'_, '_> {
             let out = ClientFraming::for_response(resp.framing, client_http10);
             let keep = keep_alive && out != ClientFraming::Raw;
             wbuf.clear();
-            response_head::write_response_head(wbuf, &resp, out, keep, client_http10, &[]);
+            // The request id, unless the upstream answered with its own
+            // (APISIX's header_filter).
+            let id = request_id
+                .filter(|id| resp.header(&id.header).is_none())
+                .map(|id| (id.header.as_bytes(), &id.value[..]));
+            let extra: &[(&[u8], &[u8])] = match &id {
+                Some(h) => std::slice::from_ref(h),
+                None => &[],
+            };
+            response_head::write_response_head(wbuf, &resp, out, keep, client_http10, extra);
             let (status, upstream_keep) = (resp.status, resp.keep_alive);
             let framing = relay::Framing {
                 upstream: resp.framing,
@@ -473,6 +484,8 @@ impl Forwarding<'_, '_> {
             hide_query: ctx.hide_query.as_deref(),
             consumer: ctx.consumer.as_deref(),
             credential: ctx.credential.as_deref(),
+            request_id: ctx.request_id.as_ref(),
+            trace: ctx.trace.as_ref(),
         };
         let mut out = std::mem::take(&mut c.wbuf);
         out.clear();

@@ -186,6 +186,7 @@ async fn route_and_run(
             ctx,
             consumers: &snap.consumers,
             consumer: None,
+            route_name: Some(&route.name),
         };
         let flow = match snap.global_plugins.rewrite(&mut cx) {
             Flow::Continue => route.plugins.rewrite(&mut cx),

@@ -51,6 +51,15 @@ pub fn render_state(out: &mut String, snap: &Snapshot) {
             );
         }
     }
+    // The opentelemetry exporter's spans (process-wide).
+    let spans = &crate::loggers::otlp::SPAN_STATS;
+    for (name, help, v) in [
+        ("ringway_trace_spans_exported_total", "Spans the collector accepted.", &spans.sent),
+        ("ringway_trace_spans_failed_total", "Spans given up on after the collector failed (down, timed out, or not 2xx) and retries.", &spans.failed),
+        ("ringway_trace_spans_dropped_total", "Spans dropped because the exporter's queue was full (never waiting on a worker).", &spans.dropped),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+    }
     let _ = writeln!(out, "# HELP ringway_logger_pending_entries Logger plugin entries handed over and not yet sent (bounded by max_pending_entries).\n# TYPE ringway_logger_pending_entries gauge");
     for s in &sinks {
         let _ = writeln!(

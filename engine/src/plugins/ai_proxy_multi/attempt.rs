@@ -49,9 +49,10 @@ pub fn write_request(
     target: &Target,
     body: &[u8],
     req: &LlmRequest,
-    client: &RequestHead,
     bearer: Option<&str>,
+    ids: &Ids<'_>,
 ) {
+    let client = ids.client;
     let (stream, client_wire) = (req.body.summary.stream, req.wire);
     let upstream_wire = inst.wire(req.api);
     out.clear();
@@ -80,8 +81,17 @@ pub fn write_request(
     ) {
         forward_header(out, client, name);
     }
+    ids.ctx.push_upstream_ids(out, client, ids.span.as_ref());
     out.extend_from_slice(b"User-Agent: ringway\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// The client's request an attempt is for, and what it carries for
+/// correlation: the request's ids and, traced, the attempt's span.
+pub struct Ids<'a> {
+    pub client: &'a RequestHead,
+    pub ctx: &'a crate::exchange::ctx::RequestCtx,
+    pub span: Option<[u8; 8]>,
 }
 
 /// The instance's credentials: its `auth.header` lines and, with

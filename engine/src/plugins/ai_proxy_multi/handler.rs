@@ -26,6 +26,7 @@ use super::outcome::Failure;
 use super::replies::{error_msg, exhausted, kept_reply, refuse};
 use super::request::{classify, intake, LlmRequest, PathKind, Refused};
 use super::respond::{relay, Relayed};
+use super::traced::AttemptClock;
 use super::walk::{self, budget, judge, Budget, Candidate, Walk};
 use super::AiProxyMulti;
 use crate::exchange::ctx::{RequestCtx, RequestType};
@@ -151,7 +152,9 @@ async fn walk<'a>(
             }
         }
         let attempt_started = Instant::now();
-        let answered = match try_instance(call, c, req, &cand, inst).await {
+        walk.clock = AttemptClock::start(ctx, cand.target);
+        let ids = walk.clock.ids(call.head, ctx);
+        let answered = match try_instance(call, c, req, &cand, inst, &ids).await {
             Attempted::Answer(a) => a,
             Attempted::ClientGone => return Handled::Done(false),
             Attempted::Failed(f) => match walk.failed(call, c, ctx, inst, f).await {
@@ -165,9 +168,15 @@ async fn walk<'a>(
         let (relayed, back) = Box::pin(relay(call, c, ctx, req, answered, probe, meta)).await;
         plugins = back;
         match relayed {
-            Relayed::NotHeld(kept) => walk.not_held(inst, status, *kept),
-            Relayed::Done(keep) => return Handled::Done(keep),
-            Relayed::Stream(job) => return Handled::Stream(job),
+            Relayed::NotHeld(kept) => walk.not_held(ctx, inst, status, *kept),
+            Relayed::Done(keep) => {
+                walk.clock.answered(ctx, inst, status);
+                return Handled::Done(keep);
+            }
+            Relayed::Stream(job) => {
+                walk.clock.answered(ctx, inst, status);
+                return Handled::Stream(job);
+            }
             Relayed::NotSent(e) => {
                 let f = walk::not_sent(plugin, inst, status, e);
                 if let Some(keep) = walk.failed(call, c, ctx, inst, f).await {
@@ -219,6 +228,7 @@ async fn try_instance(
     req: &LlmRequest,
     cand: &Candidate<'_>,
     inst: &Instance,
+    ids: &attempt::Ids<'_>,
 ) -> Attempted {
     let (plugin, lane, tls_clients) = (call.plugin, call.lane, call.tls_clients);
     let bearer = match inst.gcp {
@@ -231,7 +241,7 @@ async fn try_instance(
     let target = cand.target;
     let mut wbuf = std::mem::take(&mut c.wbuf);
     let bearer = bearer.as_deref();
-    attempt::write_request(&mut wbuf, inst, target, &cand.body, req, call.head, bearer);
+    attempt::write_request(&mut wbuf, inst, target, &cand.body, req, bearer, ids);
     let result = {
         let (mut bufs, watch, fd, tls) = attempt::lend(c, &mut wbuf);
         let mut work = Box::pin(attempt::send(lane, tls_clients, plugin, target, &mut bufs));

@@ -11,7 +11,8 @@
 //! [`affinity`] remembers which instance stores which Responses API
 //! response (follow-ups go there first) and [`stored`] serves the calls on
 //! a stored response (`GET` / `DELETE …/responses/{id}`, …);
-//! [`retry_after`] reads a 429's `Retry-After`.
+//! [`retry_after`] reads a 429's `Retry-After`; [`traced`] makes each
+//! attempt a span of the request's trace.
 //! The plugin is the route's content handler: it answers the request
 //! itself, after the rewrite phase; the AI-path plugins in force
 //! ([`crate::plugins::InForce`]) run their phases from its steps.
@@ -31,6 +32,7 @@ pub mod retry_after;
 pub mod select;
 pub mod stored;
 pub mod stream;
+pub mod traced;
 pub mod walk;
 
 use std::time::Duration;

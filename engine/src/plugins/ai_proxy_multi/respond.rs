@@ -229,15 +229,26 @@ pub(super) fn ringway_headers(out: &mut Vec<u8>, meta: &AnswerMeta<'_>, upstream
 /// Upstream headers worth passing on (request ids, provider rate-limit
 /// hints), without framing or hop-by-hop ones, nor those in `ours` (which
 /// the gateway writes itself).
-pub(super) fn pass_headers(out: &mut Vec<u8>, head: &ResponseHead, ours: &[&[u8]]) {
+pub(super) fn pass_headers(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    ours: &[&[u8]],
+    id: Option<(&[u8], &[u8])>,
+) {
     for (name, value) in head.header_pairs() {
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"content-encoding")
             || ours.iter().any(|o| name.eq_ignore_ascii_case(o))
+            || id.is_some_and(|(n, _)| name.eq_ignore_ascii_case(n))
         {
             continue;
         }
+        push_header(out, name, value);
+    }
+    // The request id is ringway's, the one its logs and traces know: a
+    // provider's own (OpenAI answers with one) gives way to it.
+    if let Some((name, value)) = id {
         push_header(out, name, value);
     }
 }
@@ -314,7 +325,7 @@ async fn json<'a>(
         converted,
         out_body.len(),
         meta,
-        upstream_time,
+        ctx,
         keep_alive,
     );
     wbuf.extend_from_slice(out_body);
@@ -360,7 +371,8 @@ fn convert(
 }
 
 /// A JSON answer's head: status, the upstream's headers worth passing
-/// on, the length of the body (`converted`: its own content type), ours.
+/// on, the length of the body (`converted`: its own content type), ours
+/// (timings and the request id from `ctx`).
 #[inline]
 fn write_head(
     wbuf: &mut Vec<u8>,
@@ -368,13 +380,14 @@ fn write_head(
     converted: bool,
     len: usize,
     meta: &AnswerMeta<'_>,
-    upstream_time: Duration,
+    ctx: &RequestCtx,
     keep_alive: bool,
 ) {
+    let upstream_time = ctx.upstream_response_time.unwrap_or_default();
     wbuf.clear();
     push_status_line(wbuf, head.status);
     let ours: &[&[u8]] = if converted { &[b"content-type"] } else { &[] };
-    pass_headers(wbuf, head, ours);
+    pass_headers(wbuf, head, ours, ctx.response_id());
     if converted {
         push_header(wbuf, b"Content-Type", b"application/json");
     }

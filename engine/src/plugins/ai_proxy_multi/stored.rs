@@ -227,6 +227,7 @@ async fn try_instance(
         query,
         hidden: ctx.hide_query.as_deref(),
     };
+    let ids = &*ctx;
     let write = |wbuf: &mut Vec<u8>| {
         write_request(
             wbuf,
@@ -236,7 +237,12 @@ async fn try_instance(
             &to,
             sc.body,
             bearer.as_deref(),
-        )
+        );
+        // Before the blank line the request ends with (then the body).
+        let end = wbuf.len() - sc.body.len() - 2;
+        let mut lines = Vec::new();
+        ids.push_upstream_ids(&mut lines, call.head, None);
+        wbuf.splice(end..end, lines);
     };
     let tried_it: Pin<Box<dyn Future<Output = _> + '_>> = Box::pin(attempt::try_target(
         call.lane,
@@ -433,13 +439,26 @@ async fn pass_answer(
     let out = ClientFraming::for_response(resp.framing, client_http10);
     let keep = keep_alive && out != ClientFraming::Raw;
     let attempts = attempts.to_string();
-    let extra: [(&[u8], &[u8]); 2] = [
+    let id = ctx.response_id().filter(|(name, _)| {
+        !resp
+            .header_pairs()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    });
+    let mut extra: [(&[u8], &[u8]); 3] = [
         (b"X-Ringway-Instance", inst.name.as_bytes()),
         (b"X-Ringway-Attempts", attempts.as_bytes()),
+        (b"", b""),
     ];
+    let n = match id {
+        Some(h) => {
+            extra[2] = h;
+            3
+        }
+        None => 2,
+    };
     let ClientConn { io, ubuf, wbuf, .. } = &mut *c;
     wbuf.clear();
-    write_response_head(wbuf, &resp, out, keep, client_http10, &extra);
+    write_response_head(wbuf, &resp, out, keep, client_http10, &extra[..n]);
     ctx.status = resp.status;
     ctx.upstream_status = Some(resp.status);
     ctx.upstream_addr = Some(up.key.addr);

@@ -80,6 +80,7 @@ impl<'a> StreamJob<'a> {
                 wbuf,
                 &head,
                 &[b"content-type", b"cache-control", b"x-accel-buffering"],
+                ctx.response_id(),
             );
             push_header(wbuf, b"Content-Type", b"text/event-stream");
             push_header(wbuf, b"Cache-Control", b"no-cache");

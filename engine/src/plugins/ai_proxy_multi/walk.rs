@@ -45,6 +45,8 @@ pub(super) struct Walk<'p> {
     /// unhealthy ones are tried too.
     pub(super) any_healthy: bool,
     pub(super) now: u64,
+    /// The attempt under way, as a span of the request's trace.
+    pub(super) clock: super::traced::AttemptClock<'p>,
 }
 
 /// An instance to try, with its endpoint for the request's API and the
@@ -82,6 +84,7 @@ impl<'p> Walk<'p> {
                 .iter()
                 .any(|i| i.checks.is_none() || i.state.is_healthy()),
             now: now_ms(),
+            clock: Default::default(),
         }
     }
 
@@ -159,8 +162,16 @@ impl<'p> Walk<'p> {
 
     /// A follow-up's instance answered that it does not hold the state
     /// named: passed over, its answer kept in case none holds it.
-    pub(super) fn not_held(&mut self, inst: &Instance, status: u16, kept: Kept) {
-        self.tried.push(Tried::new(inst, Failure::NotHeld(status)));
+    pub(super) fn not_held(
+        &mut self,
+        ctx: &mut RequestCtx,
+        inst: &Instance,
+        status: u16,
+        kept: Kept,
+    ) {
+        let failure = Failure::NotHeld(status);
+        self.clock.failed(ctx, inst, &failure);
+        self.tried.push(Tried::new(inst, failure));
         self.not_held = Some(kept);
         self.not_held_count += 1;
     }
@@ -191,6 +202,7 @@ impl<'p> Walk<'p> {
         failure: Failure,
     ) -> Option<bool> {
         let falls_back = failure.falls_back(&call.plugin.fallback);
+        self.clock.failed(ctx, inst, &failure);
         self.tried.push(Tried::new(inst, failure));
         if falls_back {
             return None;
