@@ -28,37 +28,43 @@ enum HeadRead {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(w: Rc<Worker>, mut c: ClientConn) {
-    crate::supervise::fault(crate::supervise::Component::Connection);
-    let mut first = true;
-    loop {
-        let head = match read_head(&w, &mut c, first).await {
-            HeadRead::Head(h) => h,
-            HeadRead::Closed => break,
-            HeadRead::Error(e) => {
-                reply::error(&mut c.wbuf, e.status(), &e.to_string(), false);
-                let _ = c.flush_wbuf(w.lane.gateway.timeouts.send).await;
+///
+/// Not an `async fn`: one would hold its arguments twice (as arguments,
+/// and as the locals its body uses) for the connection's life; a block
+/// uses what it captures in place.
+pub fn serve(w: Rc<Worker>, mut c: ClientConn) -> impl std::future::Future<Output = ()> {
+    async move {
+        crate::supervise::fault(crate::supervise::Component::Connection);
+        let mut first = true;
+        loop {
+            let head = match read_head(&w, &mut c, first).await {
+                HeadRead::Head(h) => h,
+                HeadRead::Closed => break,
+                HeadRead::Error(e) => {
+                    reply::error(&mut c.wbuf, e.status(), &e.to_string(), false);
+                    let _ = c.flush_wbuf(w.lane.gateway.timeouts.send).await;
+                    break;
+                }
+                HeadRead::Timeout => {
+                    reply::error(
+                        &mut c.wbuf,
+                        408,
+                        "timed out reading the request head",
+                        false,
+                    );
+                    let _ = c.flush_wbuf(w.lane.gateway.timeouts.send).await;
+                    break;
+                }
+            };
+            first = false;
+            let keep_alive = dispatch(&w, &mut c, head).await;
+            if !keep_alive || w.shutdown.is_fired() {
                 break;
             }
-            HeadRead::Timeout => {
-                reply::error(
-                    &mut c.wbuf,
-                    408,
-                    "timed out reading the request head",
-                    false,
-                );
-                let _ = c.flush_wbuf(w.lane.gateway.timeouts.send).await;
-                break;
-            }
-        };
-        first = false;
-        let keep_alive = dispatch(&w, &mut c, head).await;
-        if !keep_alive || w.shutdown.is_fired() {
-            break;
         }
+        use monoio::io::AsyncWriteRent;
+        let _ = crate::timer::timeout(w.lane.gateway.timeouts.send, c.io.shutdown()).await;
     }
-    use monoio::io::AsyncWriteRent;
-    let _ = crate::timer::timeout(w.lane.gateway.timeouts.send, c.io.shutdown()).await;
 }
 
 async fn read_head(w: &Worker, c: &mut ClientConn, first: bool) -> HeadRead {
@@ -131,26 +137,33 @@ fn skip_leading_crlf(buf: &mut BytesMut) {
 
 /// Routes one request and runs its handler; returns whether the
 /// connection may serve another request.
-async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, mut head: RequestHead) -> bool {
-    w.lane.busy.kick();
-    let snap = w.snapshot();
-    let mut ctx = RequestCtx::new(c.peer, Instant::now());
-    ctx.tls = c.tls;
-    let keep = route_and_run(w, &snap, c, &mut head, &mut ctx).await;
-    if let Some(p) = &mut ctx.llm.payloads {
-        // Once, for the access log and every logger.
-        p.settle();
+fn dispatch<'a>(
+    w: &'a Rc<Worker>,
+    c: &'a mut ClientConn,
+    mut head: RequestHead,
+) -> impl std::future::Future<Output = bool> + 'a {
+    // A block, not an `async fn`: the head is held once (see `serve`).
+    async move {
+        w.lane.busy.kick();
+        let snap = w.snapshot();
+        let mut ctx = RequestCtx::new(c.peer, Instant::now());
+        ctx.tls = c.tls;
+        let keep = route_and_run(w, &snap, c, &mut head, &mut ctx).await;
+        if let Some(p) = &mut ctx.llm.payloads {
+            // Once, for the access log and every logger.
+            p.settle();
+        }
+        w.stats.record(&ctx);
+        w.log_request(&snap, &head, &ctx);
+        c.scratch = head.recycle();
+        // A burst grew the upstream buffer (net::read_more doubles it after a
+        // full read): an idle keep-alive connection goes back to a small one,
+        // whichever handler relayed.
+        if c.ubuf.is_empty() && c.ubuf.capacity() > 4 * net::MIN_READ {
+            c.ubuf = BytesMut::new();
+        }
+        keep
     }
-    w.stats.record(&ctx);
-    w.log_request(&snap, &head, &ctx);
-    c.scratch = head.recycle();
-    // A burst grew the upstream buffer (net::read_more doubles it after a
-    // full read): an idle keep-alive connection goes back to a small one,
-    // whichever handler relayed.
-    if c.ubuf.is_empty() && c.ubuf.capacity() > 4 * net::MIN_READ {
-        c.ubuf = BytesMut::new();
-    }
-    keep
 }
 
 /// Matches the route, runs the rewrite phase and the route's handler.
