@@ -26,6 +26,7 @@ pub mod logger;
 pub mod meta;
 pub mod metadata;
 pub mod phase;
+pub mod prometheus;
 pub mod registry;
 pub mod shared;
 

@@ -11,7 +11,9 @@
 use serde_json::Value;
 
 use super::phase::{AccessCx, Flow, Gate, Phases, Used};
-use super::{ai_proxy_multi, ai_rate_limiting, http_logger, kafka_logger, key_auth, logger};
+use super::{
+    ai_proxy_multi, ai_rate_limiting, http_logger, kafka_logger, key_auth, logger, prometheus,
+};
 use super::{meta, CompileCx, Scope};
 use crate::config::{ConfigError, FieldPath};
 use crate::exchange::ctx::RequestCtx;
@@ -188,4 +190,5 @@ registry! {
     HttpLogger(logger::Logger) = http_logger,
     KafkaLogger(logger::Logger) = kafka_logger,
     KeyAuth(key_auth::KeyAuth) = key_auth,
+    Prometheus(prometheus::Prometheus) = prometheus,
 }

@@ -145,6 +145,7 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
         p.settle();
     }
     w.stats.record(&ctx);
+    w.record_series(&snap, &head, &ctx);
     w.log_request(&snap, &head, &ctx);
     c.scratch = head.recycle();
     // A burst grew the upstream buffer (net::read_more doubles it after a
@@ -182,6 +183,7 @@ async fn route_and_run(
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
+    ctx.route_index = Some(idx as u32);
     keep_for_the_log(snap, idx, ctx);
     let (flow, consumer) = {
         let mut cx = AccessCx {
@@ -211,6 +213,9 @@ async fn route_and_run(
             headers: headers.as_bytes(),
         };
         return Box::pin(reply_before_body(w, c, head, ctx, answer, keep_alive)).await;
+    }
+    if w.series.is_some() && route.serves_llm(head, ctx) {
+        w.begin_llm(snap, idx, ctx);
     }
     let call = RouteCall {
         lane: &w.lane,
