@@ -144,8 +144,9 @@ async fn dispatch(w: &Rc<Worker>, c: &mut ClientConn, head: RequestHead) -> bool
         // Once, for the access log and every logger.
         p.settle();
     }
-    w.stats.record(&ctx);
+    // Series first: a scrape that sees the request counted sees its series.
     w.record_series(&snap, &head, &ctx);
+    w.stats.record(&ctx);
     w.log_request(&snap, &head, &ctx);
     c.scratch = head.recycle();
     // A burst grew the upstream buffer (net::read_more doubles it after a

@@ -20,6 +20,7 @@ pub mod etcd;
 pub mod gateway;
 pub mod kafka;
 pub mod loggers;
+pub mod prom;
 pub mod redis;
 pub mod upstream;
 
