@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use super::Conn;
 
+/// A sample's labels, in the order written.
+pub type Labels = Vec<(String, String)>;
+
 /// One scrape, read strictly: samples by their line's series text, and
 /// the families declared (`# TYPE`).
 #[derive(Debug, Default)]
 pub struct Scrape {
     /// `(name, labels in order, value)`.
-    pub samples: Vec<(String, Vec<(String, String)>, f64)>,
+    pub samples: Vec<(String, Labels, f64)>,
     pub families: BTreeMap<String, String>,
 }
 
@@ -29,7 +32,7 @@ fn valid_name(n: &str) -> bool {
 
 /// Parses `{a="x",b="y\"z"}` (the text after the name); returns the
 /// labels and the rest of the line.
-fn labels(s: &str) -> (Vec<(String, String)>, &str) {
+fn labels(s: &str) -> (Labels, &str) {
     let Some(mut rest) = s.strip_prefix('{') else {
         return (Vec::new(), s);
     };
@@ -130,7 +133,7 @@ impl Scrape {
         &'a self,
         name: &'a str,
         want: &'a [(&str, &str)],
-    ) -> impl Iterator<Item = (&'a Vec<(String, String)>, f64)> + 'a {
+    ) -> impl Iterator<Item = (&'a Labels, f64)> + 'a {
         self.samples
             .iter()
             .filter(move |(n, ls, _)| {
