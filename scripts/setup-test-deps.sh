@@ -3,7 +3,8 @@
 #   - a Python venv at .venv with the official openai and anthropic SDKs
 #     (the SDK wire-compatibility tests run them as real clients);
 #   - Debian packages used by tests (redis-server for shared rate limits,
-#     etcd-server for the etcd configuration source);
+#     etcd-server for the etcd configuration source, prometheus for the
+#     metrics test that scrapes ringway with a real Prometheus server);
 #   - tansu, a Kafka-protocol broker, for the kafka-logger tests (built
 #     with cargo once, about 10 minutes on 2 cores).
 # Safe to run repeatedly; does nothing when everything is in place.
@@ -36,11 +37,14 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # No recommends: prometheus would bring its node exporter along. The
+  # tests start their own servers; none is left running as a service.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 TANSU_VERSION=0.6.0

@@ -46,7 +46,33 @@ struct AdminFile {
 struct MetricsFile {
     enabled: Option<bool>,
     listen: Option<Value>,
+    /// Record APISIX's labelled families (default true).
+    labels: Option<bool>,
+    /// Label sets one worker holds before new ones fold into `_other_`.
+    max_label_sets: Option<i64>,
 }
+
+/// `gateway.metrics`' labelled families: on or off, and the cap on label
+/// sets per worker (see `observe::metrics::table`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricLabels {
+    pub enabled: bool,
+    pub max_label_sets: usize,
+}
+
+impl Default for MetricLabels {
+    fn default() -> Self {
+        MetricLabels {
+            enabled: true,
+            max_label_sets: DEFAULT_MAX_LABEL_SETS,
+        }
+    }
+}
+
+/// The default cap on label sets per worker.
+pub const DEFAULT_MAX_LABEL_SETS: usize = 10_000;
+/// The largest `gateway.metrics.max_label_sets` accepted.
+pub const MAX_LABEL_SETS: i64 = 1_000_000;
 
 /// `gateway.status`: APISIX's `apisix.status` (`ip`, `port`) as one
 /// `listen`, plus ringway's staleness threshold.
@@ -106,6 +132,8 @@ pub struct GatewaySettings {
     pub workers: usize,
     pub admin: Option<AdminSettings>,
     pub metrics: Option<SocketAddr>,
+    /// The labelled families (off with the metrics listener).
+    pub metric_labels: MetricLabels,
     /// The Status API (`/status`, `/status/ready`); `None` when disabled.
     pub status: Option<StatusSettings>,
     pub tls: Option<TlsSettings>,
@@ -276,6 +304,7 @@ impl Default for GatewaySettings {
                 None,
             )),
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
+            metric_labels: MetricLabels::default(),
             status: Some(StatusSettings::default()),
             tls: None,
             limits: Limits::default(),
@@ -373,6 +402,17 @@ impl GatewaySettings {
                     None => s.metrics,
                 }
             };
+            let mat = at.field("metrics");
+            if let Some(on) = m.labels {
+                s.metric_labels.enabled = on;
+            }
+            if let Some(n) = m.max_label_sets {
+                s.metric_labels.max_label_sets =
+                    bounds::int(n, 1, MAX_LABEL_SETS, &mat.field("max_label_sets"))?;
+            }
+            if s.metrics.is_none() {
+                s.metric_labels.enabled = false;
+            }
         }
         if let Some(st) = &file.status {
             s.status = status(st, &at.field("status"))?;
@@ -548,6 +588,33 @@ fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn metric_labels_are_on_with_a_cap_and_bounded() {
+        let at = FieldPath::root().field("gateway");
+        let s = GatewaySettings::from_value(None, &at).unwrap();
+        assert_eq!(s.metric_labels, MetricLabels::default());
+        assert_eq!(s.metric_labels.max_label_sets, 10_000);
+        let v = json!({"metrics": {"max_label_sets": 3, "labels": false}});
+        let s = GatewaySettings::from_value(Some(&v), &at).unwrap();
+        assert_eq!(
+            s.metric_labels,
+            MetricLabels {
+                enabled: false,
+                max_label_sets: 3
+            }
+        );
+        let v = json!({"metrics": {"enabled": false}});
+        let s = GatewaySettings::from_value(Some(&v), &at).unwrap();
+        assert!(!s.metric_labels.enabled, "no listener, nothing to record");
+        let v = json!({"metrics": {"max_label_sets": 0}});
+        let e = GatewaySettings::from_value(Some(&v), &at).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("gateway.metrics.max_label_sets: must be >= 1"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn defaults_follow_the_contract() {

@@ -31,6 +31,11 @@ pub struct RequestCtx {
     /// The client connection is TLS (`$scheme`).
     pub tls: bool,
     pub route_id: Option<Arc<str>>,
+    /// The matched route's index in the snapshot served (metrics).
+    pub route_index: Option<u32>,
+    /// The `apisix_llm_active_connections` slot this request raised, to
+    /// lower when it ends.
+    pub llm_active: Option<u32>,
     /// The consumer's name, set by an auth plugin (its compiled plugins
     /// stay with the snapshot: [`crate::plugins::AccessCx::consumer`]).
     pub consumer: Option<Arc<str>>,
@@ -215,6 +220,8 @@ impl RequestCtx {
             peer,
             tls: false,
             route_id: None,
+            route_index: None,
+            llm_active: None,
             consumer: None,
             credential: None,
             hide_header: None,

@@ -7,4 +7,4 @@ pub mod spec;
 pub mod state;
 
 pub use spec::ActiveCheck;
-pub use state::{Cooldown, InstanceState, PassivePolicy};
+pub use state::{Cooldown, FallbackReason, InstanceState, PassivePolicy, SkipReason};

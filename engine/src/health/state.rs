@@ -41,6 +41,123 @@ pub struct InstanceState {
     consecutive_failures: AtomicU32,
     consecutive_ejections: AtomicU32,
     healthy: AtomicBool,
+    /// What happened to the instance, counted for the metrics.
+    pub events: InstanceEvents,
+}
+
+/// Why an attempt at an instance was given up and the next one tried
+/// (`ringway_ai_fallbacks_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// The provider answered 429.
+    Http429,
+    /// The provider answered 5xx.
+    Http5xx,
+    /// Connecting or waiting for the answer timed out.
+    Timeout,
+    /// The connection could not be made (refused, TLS, DNS).
+    ConnectError,
+    /// The connection failed or closed before a complete answer.
+    UpstreamError,
+    /// The answer could not be read or converted.
+    BadResponse,
+    /// No access token (GCP service account).
+    Token,
+    /// A follow-up's instance does not hold the stored state.
+    NotHeld,
+    /// Its `ai-rate-limiting` budget was spent.
+    RateLimited,
+}
+
+impl FallbackReason {
+    pub const ALL: [FallbackReason; 9] = [
+        FallbackReason::Http429,
+        FallbackReason::Http5xx,
+        FallbackReason::Timeout,
+        FallbackReason::ConnectError,
+        FallbackReason::UpstreamError,
+        FallbackReason::BadResponse,
+        FallbackReason::Token,
+        FallbackReason::NotHeld,
+        FallbackReason::RateLimited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::Http429 => "http_429",
+            FallbackReason::Http5xx => "http_5xx",
+            FallbackReason::Timeout => "timeout",
+            FallbackReason::ConnectError => "connect_error",
+            FallbackReason::UpstreamError => "upstream_error",
+            FallbackReason::BadResponse => "bad_response",
+            FallbackReason::Token => "token",
+            FallbackReason::NotHeld => "not_held",
+            FallbackReason::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// Why an instance was passed over without an attempt
+/// (`ringway_ai_instances_skipped_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    CoolingDown,
+    Unhealthy,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 2] = [SkipReason::CoolingDown, SkipReason::Unhealthy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::CoolingDown => "cooling_down",
+            SkipReason::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl Cooldown {
+    pub const ALL: [Cooldown; 2] = [Cooldown::RetryAfter, Cooldown::Ejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cooldown::RetryAfter => "retry_after",
+            Cooldown::Ejected => "ejected",
+        }
+    }
+}
+
+/// An instance's event counters: shared by every worker (a relaxed add
+/// when the event happens: fallbacks, skips and cooldowns are not on the
+/// path of a request that succeeds at once) and carried across reloads
+/// with the rest of its state.
+#[derive(Debug, Default)]
+pub struct InstanceEvents {
+    fallbacks: [AtomicU64; FallbackReason::ALL.len()],
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+    cooldowns: [AtomicU64; Cooldown::ALL.len()],
+}
+
+impl InstanceEvents {
+    pub fn fallback(&self, why: FallbackReason) {
+        self.fallbacks[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn skipped(&self, why: SkipReason) {
+        self.skipped[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fallbacks(&self, why: FallbackReason) -> u64 {
+        self.fallbacks[why as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn skips(&self, why: SkipReason) -> u64 {
+        self.skipped[why as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn cooldowns(&self, why: Cooldown) -> u64 {
+        self.cooldowns[why as usize].load(Ordering::Relaxed)
+    }
 }
 
 impl Default for InstanceState {
@@ -51,6 +168,7 @@ impl Default for InstanceState {
             consecutive_failures: AtomicU32::new(0),
             consecutive_ejections: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
+            events: InstanceEvents::default(),
         }
     }
 }
@@ -74,8 +192,13 @@ impl InstanceState {
     /// Keeps the instance out of rotation for `d` (extends, never shortens).
     pub fn cool_down(&self, d: Duration, why: Cooldown) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let until = now_ms().saturating_add(ms);
+        let now = now_ms();
+        let until = now.saturating_add(ms);
         let prev = self.cooldown_until.fetch_max(until, Ordering::Relaxed);
+        if prev <= now {
+            // A new cooldown, not one extended.
+            self.events.cooldowns[why as usize].fetch_add(1, Ordering::Relaxed);
+        }
         if prev < until {
             self.cooldown_reason
                 .store(u32::from(why == Cooldown::Ejected), Ordering::Relaxed);
@@ -124,6 +247,22 @@ impl InstanceState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_counted_by_reason_and_a_cooldown_once_until_it_ends() {
+        let s = InstanceState::default();
+        s.events.fallback(FallbackReason::Http429);
+        s.events.fallback(FallbackReason::Http429);
+        s.events.skipped(SkipReason::Unhealthy);
+        assert_eq!(s.events.fallbacks(FallbackReason::Http429), 2);
+        assert_eq!(s.events.fallbacks(FallbackReason::Timeout), 0);
+        assert_eq!(s.events.skips(SkipReason::Unhealthy), 1);
+        s.cool_down(Duration::from_secs(5), Cooldown::RetryAfter);
+        // Extended, not started anew.
+        s.cool_down(Duration::from_secs(9), Cooldown::RetryAfter);
+        assert_eq!(s.events.cooldowns(Cooldown::RetryAfter), 1);
+        assert_eq!(s.events.cooldowns(Cooldown::Ejected), 0);
+    }
 
     #[test]
     fn cooldowns_extend_and_expire() {

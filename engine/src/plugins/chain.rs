@@ -68,6 +68,14 @@ impl PluginChain {
         })
     }
 
+    /// The `prometheus` config, if the chain has one.
+    pub fn prometheus(&self) -> Option<super::prometheus::Prometheus> {
+        self.slots.iter().find_map(|s| match &s.plugin {
+            Plugin::Prometheus(p) => Some(*p),
+            _ => None,
+        })
+    }
+
     /// Whether the chain has a plugin with a log phase.
     pub fn has_loggers(&self) -> bool {
         self.has_loggers

@@ -27,6 +27,7 @@ pub mod meta;
 pub mod metadata;
 pub mod opentelemetry;
 pub mod phase;
+pub mod prometheus;
 pub mod registry;
 pub mod request_id;
 pub mod shared;

@@ -11,7 +11,9 @@
 use serde_json::Value;
 
 use super::phase::{AccessCx, Flow, Gate, Phases, Used};
-use super::{ai_proxy_multi, ai_rate_limiting, http_logger, kafka_logger, key_auth, logger};
+use super::{
+    ai_proxy_multi, ai_rate_limiting, http_logger, kafka_logger, key_auth, logger, prometheus,
+};
 use super::{meta, CompileCx, Scope};
 use super::{opentelemetry, request_id};
 use crate::config::{ConfigError, FieldPath};
@@ -191,4 +193,5 @@ registry! {
     KeyAuth(key_auth::KeyAuth) = key_auth,
     Opentelemetry(opentelemetry::Opentelemetry) = opentelemetry,
     RequestId(request_id::RequestIdPlugin) = request_id,
+    Prometheus(prometheus::Prometheus) = prometheus,
 }

@@ -32,6 +32,7 @@ enum HeadRead {
 /// Not an `async fn`: one would hold its arguments twice (as arguments,
 /// and as the locals its body uses) for the connection's life; a block
 /// uses what it captures in place.
+#[allow(clippy::manual_async_fn)] // on purpose, see above
 pub fn serve(w: Rc<Worker>, mut c: ClientConn) -> impl std::future::Future<Output = ()> {
     async move {
         crate::supervise::fault(crate::supervise::Component::Connection);
@@ -137,6 +138,7 @@ fn skip_leading_crlf(buf: &mut BytesMut) {
 
 /// Routes one request and runs its handler; returns whether the
 /// connection may serve another request.
+#[allow(clippy::manual_async_fn)] // on purpose, see `serve`
 fn dispatch<'a>(
     w: &'a Rc<Worker>,
     c: &'a mut ClientConn,
@@ -153,6 +155,8 @@ fn dispatch<'a>(
             // Once, for the access log and every logger.
             p.settle();
         }
+        // Series first: a scrape that sees the request counted sees its series.
+        w.record_series(&snap, &head, &ctx);
         w.stats.record(&ctx);
         w.log_request(&snap, &head, &ctx);
         c.scratch = head.recycle();
@@ -192,6 +196,7 @@ async fn route_and_run(
     };
     let route = &snap.routes[idx];
     ctx.route_id = Some(route.id.clone());
+    ctx.route_index = Some(idx as u32);
     keep_for_the_log(snap, idx, ctx);
     let (flow, consumer) = {
         let mut cx = AccessCx {
@@ -222,6 +227,9 @@ async fn route_and_run(
             headers: headers.as_bytes(),
         };
         return Box::pin(reply_before_body(w, c, head, ctx, answer, keep_alive)).await;
+    }
+    if w.series.is_some() && route.serves_llm(head, ctx) {
+        w.begin_llm(snap, idx, ctx);
     }
     let call = RouteCall {
         lane: &w.lane,

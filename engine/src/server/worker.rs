@@ -18,6 +18,8 @@ use super::listen::ListenerKind;
 use crate::config::GatewaySettings;
 use crate::lane::Lane;
 use crate::net::Io;
+use crate::observe::metrics::series::Sample;
+use crate::observe::metrics::table::{Node, Observation, SeriesTable};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::supervise::signal::LocalSignal;
 use crate::supervise::{self, fault, Component};
@@ -62,6 +64,9 @@ pub struct Worker {
     /// so nothing can be queued without ringing it.
     logs_queued: crate::supervise::signal::Doorbell,
     pub stats: Arc<crate::observe::metrics::WorkerStats>,
+    /// This worker's labelled series (`None`: `gateway.metrics.labels`
+    /// off, or no metrics listener).
+    pub series: Option<RefCell<SeriesTable>>,
 }
 
 impl Worker {
@@ -69,7 +74,15 @@ impl Worker {
         let snap = shared.cell.load();
         let generation = snap.generation;
         let slots = snap.upstream_slots;
+        let labels = shared.gateway.metric_labels;
+        let series = labels.enabled.then(|| {
+            RefCell::new(SeriesTable::new(
+                labels.max_label_sets,
+                shared.stats.labelled.clone(),
+            ))
+        });
         Worker {
+            series,
             index,
             lane: Rc::new(Lane::new(shared.gateway, slots)),
             cell: shared.cell,
@@ -115,6 +128,37 @@ impl Worker {
         }
     }
 
+    /// Records a finished request in the labelled series (APISIX's
+    /// families): a few id lookups in worker-local maps and plain stores.
+    pub fn record_series(
+        &self,
+        snap: &Snapshot,
+        head: &crate::http::RequestHead,
+        ctx: &crate::exchange::ctx::RequestCtx,
+    ) {
+        let Some(table) = &self.series else { return };
+        let mut table = table.borrow_mut();
+        if let Some(slot) = ctx.llm_active {
+            table.end_llm(slot);
+        }
+        let (o, s) = observation(snap, head, ctx);
+        table.record(&o, &s);
+    }
+
+    /// An LLM request starts on route `index`: raises its
+    /// `apisix_llm_active_connections` until [`Self::record_series`].
+    pub fn begin_llm(
+        &self,
+        snap: &Snapshot,
+        index: usize,
+        ctx: &mut crate::exchange::ctx::RequestCtx,
+    ) {
+        if let Some(table) = &self.series {
+            let route = &snap.routes[index].metrics;
+            ctx.llm_active = Some(table.borrow_mut().begin_llm(route, ctx.consumer.as_ref()));
+        }
+    }
+
     /// The current snapshot, picking up a newly published one if any.
     #[inline]
     #[allow(clippy::redundant_allocation)]
@@ -123,11 +167,63 @@ impl Worker {
         if g != self.generation.get() {
             let snap = self.cell.load();
             self.lane.resize_rr(snap.upstream_slots);
+            if let Some(table) = &self.series {
+                let current = snap.routes.iter().map(|r| &*r.metrics).collect();
+                table.borrow_mut().reloaded(&current);
+            }
             self.generation.set(snap.generation);
             *self.current.borrow_mut() = Rc::new(snap);
         }
         self.current.borrow().clone()
     }
+}
+
+/// A finished request's label values and sample, read from its context.
+fn observation<'a>(
+    snap: &'a Snapshot,
+    head: &crate::http::RequestHead,
+    ctx: &'a crate::exchange::ctx::RequestCtx,
+) -> (Observation<'a>, Sample) {
+    use crate::exchange::ctx::RequestType;
+    let ai = ctx.request_type != RequestType::TraditionalHttp;
+    let node = match (&ctx.llm.instance, ctx.upstream_addr) {
+        (Some(i), _) if ai => Node::Instance(i),
+        (_, Some(a)) => Node::Ip(a.ip()),
+        _ => Node::None,
+    };
+    let body = match head.framing {
+        crate::http::BodyFraming::Length(n) => n,
+        _ => 0,
+    };
+    let o = Observation {
+        route: ctx
+            .route_index
+            .and_then(|i| snap.routes.get(i as usize))
+            .map(|r| &r.metrics),
+        consumer: ctx.consumer.as_ref(),
+        node,
+        request_model: ctx.llm.request_model.as_deref().filter(|_| ai),
+        model: ctx.llm.model.as_deref().filter(|_| ai),
+        request_type: ctx.request_type,
+        code: ctx.status,
+    };
+    let stream = ctx.request_type == RequestType::AiStream;
+    let s = Sample {
+        request: ctx.started.elapsed(),
+        upstream: ctx.upstream_response_time,
+        ingress: head.buf.len() as u64 + body,
+        egress: ctx.bytes_sent,
+        // APISIX's `llm_time_to_first_token`: a stream's first token, an
+        // answer's whole response time.
+        llm_latency: ctx
+            .llm
+            .ttft
+            .or(ctx.upstream_response_time.filter(|_| !stream)),
+        ttft: ctx.llm.ttft.filter(|_| stream),
+        prompt_tokens: ctx.llm.prompt_tokens,
+        completion_tokens: ctx.llm.completion_tokens,
+    };
+    (o, s)
 }
 
 /// Decrements the open-connection count even if the task unwinds.
@@ -136,6 +232,7 @@ struct ActiveGuard(Rc<Worker>);
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
+        self.0.stats.connection_closed();
     }
 }
 
@@ -299,6 +396,7 @@ async fn accept_loop(w: Rc<Worker>, listening: Rc<Listening>, kind: ListenerKind
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
                 w.active.set(w.active.get() + 1);
+                w.stats.connection_opened();
                 let guard = ActiveGuard(w.clone());
                 monoio::spawn(async move {
                     let w = guard.0.clone();

@@ -12,6 +12,7 @@ use crate::config::bounds;
 use crate::config::error::{ConfigError, FieldPath};
 use crate::config::gateway::GatewaySettings;
 use crate::config::resources::{id_string, Kind, Resources, Route, Upstream};
+use crate::observe::metrics::labels::{RouteFacts, RouteLabels};
 use crate::observe::redact::Redaction;
 use crate::plugins::shared::{Carry, SharedState};
 use crate::plugins::{self, CompileCx, PluginChain};
@@ -38,6 +39,7 @@ pub fn compile(
     };
     let mut router = Router::builder();
     let mut routes = Vec::with_capacity(res.routes.len());
+    let mut metric_facts = Vec::with_capacity(res.routes.len());
     for (id, route) in &res.routes {
         let at = FieldPath::from_origin(res.origin(Kind::Route, id));
         check_route_numbers(route, &at)?;
@@ -45,6 +47,7 @@ pub fn compile(
             continue;
         }
         let compiled = cx.route(id, route, &at, &mut router, routes.len())?;
+        metric_facts.push(cx.metric_facts(id, route));
         routes.push(compiled);
     }
     let slots = cx.slots;
@@ -64,8 +67,16 @@ pub fn compile(
         let chain = plugins::compile(&rule.plugins, &at, plugins::Scope::GlobalRule, &mut pcx)?;
         global_plugins = PluginChain::concat(global_plugins, chain);
     }
-    for route in &mut routes {
+    // `prometheus`' `prefer_name`: the route's (or its service's), else a
+    // global rule's.
+    let global_prefer = global_plugins.prometheus().is_some_and(|p| p.prefer_name);
+    for (route, facts) in routes.iter_mut().zip(&metric_facts) {
         route.ai_plugins = plugins::AiChain::of_route(&route.plugins, &global_plugins);
+        let prefer = route
+            .plugins
+            .prometheus()
+            .map_or(global_prefer, |p| p.prefer_name);
+        route.metrics = Arc::new(RouteLabels::new(facts, prefer));
     }
     let consumers = crate::plugins::consumers::Consumers::compile(&res, &mut carry, &metadata)?;
     let redaction = redaction(&gateway, &routes, &global_plugins);
@@ -312,7 +323,34 @@ impl Compiler<'_, '_, '_> {
             ai_plugins: plugins::AiChain::default(),
             handler,
             ai_bypass,
+            // Set once the global rules are known (`prefer_name`).
+            metrics: Arc::new(RouteLabels::of("")),
         })
+    }
+
+    /// What route `id`'s metric labels are made of: its id and name, its
+    /// first URI pattern and host, its service's id and name.
+    fn metric_facts(&self, id: &str, route: &Route) -> RouteFacts {
+        let service_id = route.service_id.as_ref().and_then(id_string);
+        let service_name = service_id
+            .as_ref()
+            .and_then(|sid| self.res.services.get(sid))
+            .and_then(|s| s.name.clone());
+        RouteFacts {
+            id: id.to_owned(),
+            name: route.name.clone(),
+            uri: route
+                .uri
+                .clone()
+                .or_else(|| route.uris.as_ref().and_then(|u| u.first().cloned()))
+                .unwrap_or_default(),
+            host: route
+                .host
+                .clone()
+                .or_else(|| route.hosts.as_ref().and_then(|h| h.first().cloned())),
+            service_id,
+            service_name,
+        }
     }
 
     fn inline_upstream(

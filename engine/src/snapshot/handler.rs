@@ -91,6 +91,13 @@ impl CompiledRoute {
         }
     }
 
+    /// Whether ai-proxy-multi answers this request (metrics count it as
+    /// an active LLM connection).
+    pub fn serves_llm(&self, head: &RequestHead, ctx: &RequestCtx) -> bool {
+        matches!(self.handler, Handler::Ai(_))
+            && (self.ai_bypass.is_none() || self.ai_runs_for(head, ctx))
+    }
+
     fn ai_runs_for(&self, head: &RequestHead, ctx: &RequestCtx) -> bool {
         self.plugins
             .ai_proxy()

@@ -105,6 +105,8 @@ pub struct CompiledRoute {
     /// With a `_meta.filter` on `ai-proxy-multi`: the upstream that answers
     /// the requests the filter does not hold for.
     pub ai_bypass: Option<Arc<UpstreamSpec>>,
+    /// Its labels in APISIX's metric families, escaped once.
+    pub metrics: Arc<crate::observe::metrics::labels::RouteLabels>,
 }
 
 #[derive(Debug)]

@@ -1,8 +1,10 @@
 //! The metrics of the configuration's state, rendered per scrape from the
-//! current snapshot: instance health and cooldowns, logger sinks.
+//! current snapshot: instance health, cooldowns, fallbacks and skips by
+//! reason, logger sinks.
 
 use std::sync::atomic::Ordering;
 
+use crate::health::{Cooldown, FallbackReason, SkipReason};
 use crate::observe::metrics::escape;
 use crate::snapshot::Snapshot;
 
@@ -32,6 +34,45 @@ pub fn render_state(out: &mut String, snap: &Snapshot) {
             escape(name),
             u8::from(s.cooling(now).is_some())
         );
+    }
+    let _ = writeln!(out, "# HELP ringway_ai_fallbacks_total Attempts given up for the next instance (fallback_strategy), by the instance given up and why.\n# TYPE ringway_ai_fallbacks_total counter");
+    for (owner, name, s) in &inst {
+        for why in FallbackReason::ALL {
+            let _ = writeln!(
+                out,
+                "ringway_ai_fallbacks_total{{owner=\"{}\",instance=\"{}\",reason=\"{}\"}} {}",
+                escape(owner),
+                escape(name),
+                why.as_str(),
+                s.events.fallbacks(why)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP ringway_ai_instances_skipped_total Instances passed over without an attempt, by why.\n# TYPE ringway_ai_instances_skipped_total counter");
+    for (owner, name, s) in &inst {
+        for why in SkipReason::ALL {
+            let _ = writeln!(
+                out,
+                "ringway_ai_instances_skipped_total{{owner=\"{}\",instance=\"{}\",reason=\"{}\"}} {}",
+                escape(owner),
+                escape(name),
+                why.as_str(),
+                s.events.skips(why)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP ringway_instance_cooldowns_total Cooldowns started (a 429's Retry-After, or passive ejection), by reason.\n# TYPE ringway_instance_cooldowns_total counter");
+    for (owner, name, s) in &inst {
+        for why in Cooldown::ALL {
+            let _ = writeln!(
+                out,
+                "ringway_instance_cooldowns_total{{owner=\"{}\",instance=\"{}\",reason=\"{}\"}} {}",
+                escape(owner),
+                escape(name),
+                why.as_str(),
+                s.events.cooldowns(why)
+            );
+        }
     }
     // Logger plugins: entries sent, failed after retries, dropped (queue full).
     let _ = writeln!(out, "# HELP ringway_logger_entries_total Logger plugin entries by outcome.\n# TYPE ringway_logger_entries_total counter");

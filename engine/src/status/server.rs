@@ -1,6 +1,7 @@
-//! The metrics endpoint: `GET /metrics` in the Prometheus text format on
-//! `gateway.metrics.listen`, served by its own thread so scrapes never
-//! touch a worker. Anything else gets a JSON 404.
+//! The metrics endpoint: `GET /apisix/prometheus/metrics` (APISIX's
+//! export URI) and `GET /metrics` (the same text) in the Prometheus text
+//! format on `gateway.metrics.listen`, served by its own thread so
+//! scrapes never touch a worker. Anything else gets a JSON 404.
 
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
@@ -75,8 +76,8 @@ async fn serve(tcp: TcpStream, workers: Arc<[Arc<WorkerStats>]>, cell: Arc<Snaps
         let target = parts.next().unwrap_or_default();
         let path = target.split(|&b| b == b'?').next().unwrap_or_default();
         let mut out = Vec::new();
-        if method == b"GET" && path == b"/metrics" {
-            let mut text = String::with_capacity(4096);
+        if method == b"GET" && (path == b"/apisix/prometheus/metrics" || path == b"/metrics") {
+            let mut text = String::with_capacity(64 * 1024);
             render(&mut text, &workers);
             super::metrics::render_state(&mut text, &cell.load());
             out.extend_from_slice(
@@ -88,7 +89,12 @@ async fn serve(tcp: TcpStream, workers: Arc<[Arc<WorkerStats>]>, cell: Arc<Snaps
             );
             out.extend_from_slice(text.as_bytes());
         } else {
-            reply::error(&mut out, 404, "404 Not Found (try GET /metrics)", true);
+            reply::error(
+                &mut out,
+                404,
+                "404 Not Found (try GET /apisix/prometheus/metrics)",
+                true,
+            );
         }
         let (r, _) = net::write_all(&mut io, out).await;
         if r.is_err() {

@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod kafka;
 pub mod loggers;
 pub mod otlp;
+pub mod prom;
 pub mod redis;
 pub mod upstream;
 

@@ -145,6 +145,9 @@ async fn walk<'a>(
                 Budget::Go => {}
                 Budget::PassOver(r) => {
                     walk.skipped.rate_limited += 1;
+                    inst.state
+                        .events
+                        .fallback(crate::health::FallbackReason::RateLimited);
                     spent = Some(r);
                     continue;
                 }

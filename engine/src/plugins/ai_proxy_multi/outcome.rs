@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::config::Fallback;
 use super::Instance;
 use crate::exchange::ProxyError;
+use crate::health::FallbackReason;
 
 /// Why an attempt did not give the client its answer.
 #[derive(Debug)]
@@ -41,6 +42,28 @@ impl Failure {
             | Failure::ServerError(_)
             | Failure::NotSent(..) => f.http_5xx,
             Failure::NotHeld(_) => true,
+        }
+    }
+
+    /// The reason the metrics give for falling back after this.
+    pub fn reason(&self) -> FallbackReason {
+        use crate::exchange::error::ConnectError;
+        match self {
+            Failure::Token(_) => FallbackReason::Token,
+            Failure::RateLimited => FallbackReason::Http429,
+            Failure::ServerError(_) => FallbackReason::Http5xx,
+            Failure::NotHeld(_) => FallbackReason::NotHeld,
+            Failure::NotSent(..) => FallbackReason::BadResponse,
+            Failure::Transport(e) => match e {
+                ProxyError::ConnectTimeout
+                | ProxyError::UpstreamTimeout
+                | ProxyError::Connect(ConnectError::Timeout(_)) => FallbackReason::Timeout,
+                ProxyError::Connect(_) => FallbackReason::ConnectError,
+                ProxyError::BadResponse(_) | ProxyError::LimitExceeded(_) => {
+                    FallbackReason::BadResponse
+                }
+                _ => FallbackReason::UpstreamError,
+            },
         }
     }
 

@@ -18,7 +18,7 @@ use super::AiProxyMulti;
 use crate::exchange::ctx::RequestCtx;
 use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
-use crate::health::Cooldown;
+use crate::health::{Cooldown, SkipReason};
 use crate::plugins::{Gate, InForce, Refusal};
 use crate::providers::{Api, Wire};
 use crate::timer::now_ms;
@@ -119,10 +119,12 @@ impl<'p> Walk<'p> {
                 let s = &mut self.skipped;
                 s.cooling += 1;
                 s.retry_after = Some(s.retry_after.map_or(left, |r| r.min(left)));
+                inst.state.events.skipped(SkipReason::CoolingDown);
                 continue;
             }
             if inst.checks.is_some() && !inst.state.is_healthy() && self.any_healthy {
                 self.skipped.unhealthy += 1;
+                inst.state.events.skipped(SkipReason::Unhealthy);
                 continue;
             }
             // Built before the budget check, which may charge the instance.
@@ -203,6 +205,9 @@ impl<'p> Walk<'p> {
     ) -> Option<bool> {
         let falls_back = failure.falls_back(&call.plugin.fallback);
         self.clock.failed(ctx, inst, &failure);
+        if falls_back {
+            inst.state.events.fallback(failure.reason());
+        }
         self.tried.push(Tried::new(inst, failure));
         if falls_back {
             return None;
