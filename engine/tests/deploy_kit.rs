@@ -482,7 +482,7 @@ fn the_manifests_agree_with_the_default_config_and_the_image() {
     assert_eq!(container_ports, config_ports);
     let ann = &d["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(ann["prometheus.io/port"], metrics.port().to_string());
-    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    assert_eq!(ann["prometheus.io/path"], "/apisix/prometheus/metrics");
     let svc = yaml("deploy/kubernetes/service.yaml");
     for p in svc["spec"]["ports"].as_array().unwrap() {
         assert_eq!(port_of(&c, &p["targetPort"]), listen.port(), "{p}");
