@@ -242,16 +242,26 @@ async fn route_and_run(
     match handled {
         Handled::Done(keep) => keep,
         // The handler's state is freed; a stream that may stay open for
-        // minutes holds only its job. The head's bytes move out of the
-        // read buffer they were parsed in, so that goes too.
+        // minutes holds only its job (and see `before_a_long_answer`).
         Handled::Stream(job) => {
-            head.detach();
+            before_a_long_answer(c, head);
             Box::pin(job.run(&w.lane, c, ctx)).await
         }
         Handled::Relay(job) => {
-            head.detach();
+            before_a_long_answer(c, head);
             Box::pin(job.run(&w.lane, c, ctx)).await
         }
+    }
+}
+
+/// An answer that may stay open for minutes holds only what it needs: the
+/// head's bytes move out of the read buffer they were parsed in, and an
+/// empty read buffer goes (its allocation is shared with the head's
+/// bytes until both let go); the next request's read starts a small one.
+fn before_a_long_answer(c: &mut ClientConn, head: &mut RequestHead) {
+    head.detach();
+    if c.rbuf.is_empty() {
+        c.rbuf = BytesMut::new();
     }
 }
 
