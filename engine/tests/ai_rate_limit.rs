@@ -172,6 +172,8 @@ services:
 /// `${…}` variables pointing at the mocks.
 fn start_example(m: &mock_llm::MockServer, body: String) -> Gateway {
     Gateway::start_with(common::gateway::GatewayConfig {
+        // The metrics listener too: consumers' budgets are scraped.
+        gateway_extra: "metrics: {listen: \"127.0.0.1:0\"}".into(),
         body,
         env: vec![
             ("OPENAI_API_KEY".into(), "sk-o".into()),
@@ -219,6 +221,21 @@ fn seed_consumers_are_each_limited_on_their_own_instance() {
     // Only the instance a consumer is limited on reports quota headers.
     let r = Conn::connect(gw.addr).post_json_with("/anything", ASK, &[("apikey", "john-key")]);
     assert_eq!(r.header("x-ai-ratelimit-limit-openai-instance"), None);
+    // Each consumer's budget is a gauge of its own, spent.
+    let text = Conn::connect(gw.metrics_addr.expect("metrics address"))
+        .get("/metrics")
+        .text();
+    for (who, inst) in [
+        ("johndoe", "openai-instance"),
+        ("janedoe", "deepseek-instance"),
+    ] {
+        for (family, want) in [("limit", 10), ("remaining", 0)] {
+            let line = format!(
+                "ringway_ai_budget_{family}_tokens{{owner=\"consumer/{who}\",instance=\"{inst}\"}} {want}\n"
+            );
+            assert!(text.contains(&line), "no {line} in\n{text}");
+        }
+    }
 }
 
 /// A consumer's `ai-rate-limiting` replaces the route's (APISIX's
@@ -364,6 +381,17 @@ fn metrics_count_requests_tokens_and_rejections() {
         value("ringway_instance_healthy{owner=\"route/ai-proxy-multi-route\",instance=\"openai-instance\"}"),
         1.0
     );
+    // Each instance's budget of 1 token: the stream spent openai's, the
+    // refused request never reached deepseek.
+    let budget = |family: &str, inst: &str| {
+        value(&format!(
+            "ringway_ai_budget_{family}_tokens{{owner=\"route/ai-proxy-multi-route\",instance=\"{inst}\"}}"
+        ))
+    };
+    assert_eq!(budget("limit", "openai-instance"), 1.0);
+    assert_eq!(budget("remaining", "openai-instance"), 0.0);
+    assert_eq!(budget("limit", "deepseek-instance"), 1.0);
+    assert_eq!(budget("remaining", "deepseek-instance"), 1.0);
     assert_eq!(Conn::connect(addr).get("/other").status, 404);
 }
 

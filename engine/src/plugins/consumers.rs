@@ -37,6 +37,11 @@ pub struct Consumers {
 }
 
 impl Consumers {
+    /// Every consumer, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Consumer>> {
+        self.by_name.values()
+    }
+
     pub fn compile(
         res: &Resources,
         carry: &mut super::shared::Carry<'_>,

@@ -8,9 +8,62 @@ use crate::health::{Cooldown, FallbackReason, SkipReason};
 use crate::observe::metrics::escape;
 use crate::snapshot::Snapshot;
 
-/// Appends instance and logger metrics in the Prometheus text format.
+/// `ai-rate-limiting`'s local budgets: tokens left in the window and the
+/// limit, by the owner of the plugin (`route/<id>`, `consumer/<name>`,
+/// `global`) and instance. A route's budgets are listed for its
+/// `ai-proxy-multi` instances; a consumer's and the global rules' for the
+/// instances they name (a budget for every instance is per route there).
+fn render_budgets(out: &mut String, snap: &Snapshot) {
+    use std::fmt::Write;
+    let mut rows: Vec<(String, &str, u64, u64)> = Vec::new();
+    for route in &snap.routes {
+        if let (Some(rl), Some((ai, _))) =
+            (route.plugins.ai_rate_limiting(), route.plugins.ai_proxy())
+        {
+            let names = ai.instances.iter().map(|i| &*i.name);
+            for (inst, limit, left) in rl.local_budgets(names) {
+                rows.push((format!("route/{}", route.id), inst, limit, left));
+            }
+        }
+    }
+    for c in snap.consumers.iter() {
+        if let Some(rl) = c.plugins.ai_rate_limiting() {
+            for (inst, limit, left) in rl.local_budgets(rl.instance_names()) {
+                rows.push((format!("consumer/{}", c.username), inst, limit, left));
+            }
+        }
+    }
+    if let Some(rl) = snap.global_plugins.ai_rate_limiting() {
+        for (inst, limit, left) in rl.local_budgets(rl.instance_names()) {
+            rows.push(("global".to_string(), inst, limit, left));
+        }
+    }
+    rows.sort();
+    let _ = writeln!(out, "# HELP ringway_ai_budget_remaining_tokens Tokens left in a local ai-rate-limiting budget's window.\n# TYPE ringway_ai_budget_remaining_tokens gauge");
+    for (owner, inst, _, left) in &rows {
+        let _ = writeln!(
+            out,
+            "ringway_ai_budget_remaining_tokens{{owner=\"{}\",instance=\"{}\"}} {left}",
+            escape(owner),
+            escape(inst)
+        );
+    }
+    let _ = writeln!(out, "# HELP ringway_ai_budget_limit_tokens A local ai-rate-limiting budget's tokens per window.\n# TYPE ringway_ai_budget_limit_tokens gauge");
+    for (owner, inst, limit, _) in &rows {
+        let _ = writeln!(
+            out,
+            "ringway_ai_budget_limit_tokens{{owner=\"{}\",instance=\"{}\"}} {limit}",
+            escape(owner),
+            escape(inst)
+        );
+    }
+}
+
+/// Appends instance, budget and logger metrics in the Prometheus text
+/// format.
 pub fn render_state(out: &mut String, snap: &Snapshot) {
     use std::fmt::Write;
+    render_budgets(out, snap);
     // Instance state, from the shared atomics every worker reads.
     let now = crate::timer::now_ms();
     let _ = writeln!(out, "# HELP ringway_instance_healthy Active health-check verdict (1 healthy).\n# TYPE ringway_instance_healthy gauge");

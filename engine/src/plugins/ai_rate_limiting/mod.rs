@@ -152,6 +152,27 @@ impl AiRateLimiting {
         })
     }
 
+    /// The local budgets `instances` draw from, as they stand now: the
+    /// instance, the budget's limit and the tokens left in its window. For
+    /// the metrics scrape. Redis budgets (their count is in Redis, a round
+    /// trip away) and per-key `rules` (as many as keys) are not listed.
+    pub fn local_budgets<'i>(
+        &self,
+        instances: impl Iterator<Item = &'i str>,
+    ) -> Vec<(&'i str, u64, u64)> {
+        let now = now_ms();
+        instances
+            .filter_map(|name| {
+                let b = self.limit_for(name)?;
+                let Counter::Local(w) = b.counter() else {
+                    return None;
+                };
+                let used = w.usage(now, b.window.as_millis() as u64).used;
+                Some((name, b.limit, b.limit.saturating_sub(used)))
+            })
+            .collect()
+    }
+
     /// Whether any budget lives in Redis (charged after the answer).
     pub fn uses_redis(&self) -> bool {
         self.redis.is_some()
