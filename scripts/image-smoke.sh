@@ -159,8 +159,9 @@ body=$(curl -s -D "$headers" http://127.0.0.1:9080/v1/chat/completions \
 grep -qi '^HTTP/1.1 200' "$headers" || fail "chat: $(head -1 "$headers") $body"
 grep -qi '^x-ringway-instance: openai' "$headers" || fail "chat not served by the openai instance"
 echo "  200 from instance openai"
-curl -sf http://127.0.0.1:9091/metrics | grep -q '^ringway_' || fail "no metrics on 9091 /metrics"
-echo "  metrics on 9091 /metrics"
+curl -sf http://127.0.0.1:9091/apisix/prometheus/metrics | grep -q '^apisix_http_status{' \
+  || fail "no apisix_http_status on 9091 /apisix/prometheus/metrics"
+echo "  metrics on 9091 /apisix/prometheus/metrics"
 
 step "podman stop (STOPSIGNAL) while a stream is open"
 stream_out=$(mktemp -p "$CTX")
