@@ -11,6 +11,7 @@
 //! request is dropped (cancelled) at once.
 
 pub mod head;
+mod relay_job;
 
 use bytes::Bytes;
 
@@ -29,6 +30,8 @@ use crate::upstream::attempt::{self, Attempt, Dest, Exchanged};
 use crate::upstream::spec::{Node, UpstreamSpec};
 use crate::upstream::{TlsClients, UpstreamConn};
 use head::{ClientSide, OutBody};
+pub use relay_job::RelayJob;
+use relay_job::{settle, Ending};
 
 /// How forwarding left a request.
 pub enum Forwarded<'s> {
@@ -212,88 +215,6 @@ fn finish<'s>(
     Forwarded::Done(settle(lane, spec, ctx, up, &ending, relayed))
 }
 
-/// What a finished relay leaves: the bytes sent logged, the upstream
-/// connection back to the pool when it ended exactly at the answer's end;
-/// whether the client connection stays open.
-fn settle(
-    lane: &Lane,
-    spec: &UpstreamSpec,
-    ctx: &mut RequestCtx,
-    up: UpstreamConn,
-    answer: &Ending,
-    relayed: Result<Relayed, RelayError>,
-) -> bool {
-    match relayed {
-        Ok(r) => {
-            ctx.bytes_sent = r.bytes;
-            if r.reusable && answer.upstream_keep && spec.keepalive.enabled {
-                lane.pool.put(up, &spec.keepalive);
-            }
-            answer.keep
-        }
-        Err(RelayError::Upstream(e)) => {
-            tracing::debug!("upstream failed mid-response: {e}");
-            false
-        }
-        Err(RelayError::Client) => false,
-    }
-}
-
-/// An answer whose body may take long (chunked, or until the upstream
-/// closes), its head in the client's write buffer: relayed by the
-/// connection loop after forwarding's state (the request body, the plan,
-/// the attempt) is freed, so an open event stream holds only this.
-pub struct RelayJob<'s> {
-    up: UpstreamConn,
-    spec: &'s UpstreamSpec,
-    framing: relay::Framing,
-    ending: Ending,
-    sent_at: std::time::Instant,
-}
-
-impl RelayJob<'_> {
-    /// Sends the head and relays the body while the client is watched for
-    /// leaving; whether the client connection stays open.
-    pub async fn run(
-        mut self: Box<Self>,
-        lane: &Lane,
-        c: &mut ClientConn,
-        ctx: &mut RequestCtx,
-    ) -> bool {
-        let relayed = {
-            let ClientConn {
-                io,
-                ubuf,
-                wbuf,
-                watch,
-                raw_fd,
-                tls,
-                ..
-            } = c;
-            let ends = relay::Ends {
-                up: &mut self.up.io,
-                client: io,
-                ubuf,
-                wbuf,
-            };
-            let timeouts = relay::Timeouts {
-                read: self.spec.read_timeout,
-                send: lane.gateway.timeouts.send,
-            };
-            let capture = ctx.response_body.as_deref_mut();
-            let work = std::pin::pin!(relay::relay_body(ends, self.framing, timeouts, capture));
-            net::watch::unless_client_leaves(work, watch, *raw_fd, *tls)
-                .await
-                .unwrap_or(Err(RelayError::Client))
-        };
-        ctx.upstream_response_time = Some(self.sent_at.elapsed());
-        let RelayJob {
-            up, spec, ending, ..
-        } = *self;
-        settle(lane, spec, ctx, up, &ending, relayed)
-    }
-}
-
 /// One attempt at one node: the client's request (its head rewritten for
 /// the node, its body as read so far and the rest as it comes) sent, the
 /// answer relayed while the client is watched for leaving.
@@ -324,12 +245,6 @@ enum RelayBody {
     /// A body that may take long: the head is in the client's write
     /// buffer, what came with it in `ubuf`.
     Later(relay::Framing),
-}
-
-/// How an answer leaves the two connections.
-struct Ending {
-    keep: bool,
-    upstream_keep: bool,
 }
 
 impl Relay {

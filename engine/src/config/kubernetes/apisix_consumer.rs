@@ -120,11 +120,10 @@ pub fn translate(obj: &Object, index: &Index, out: &mut Output) -> Result<(), Co
 
 #[cfg(test)]
 mod tests {
-    use super::super::{documents, objects, to_resources};
     use super::*;
 
     fn res(text: &str) -> Result<crate::config::Resources, ConfigError> {
-        to_resources(&objects(documents(text).unwrap(), "m.yaml").unwrap())
+        super::super::resources_of(text)
     }
 
     const JOHN: &str = "apiVersion: apisix.apache.org/v2\nkind: ApisixConsumer\nmetadata: {name: johndoe, namespace: aic}\nspec:\n  authParameter: {keyAuth: {value: {key: john-key}}}\n  plugins: {ai-rate-limiting: {limit: 10}}\n";

@@ -454,11 +454,10 @@ pub fn global_rule(obj: &Object, index: &Index, out: &mut Output) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use super::super::{documents, objects, to_resources};
     use super::*;
 
     fn res(text: &str) -> Result<crate::config::Resources, ConfigError> {
-        to_resources(&objects(documents(text).unwrap(), "m.yaml").unwrap())
+        super::super::resources_of(text)
     }
 
     const ROUTE: &str = "apiVersion: apisix.apache.org/v2\nkind: ApisixRoute\nmetadata: {name: r, namespace: aic}\nspec:\n  http:\n    - name: main\n      match: {paths: [/a/*], methods: [GET], exprs: [{subject: {scope: Header, name: X-Team}, op: NotEqual, value: b}]}\n      backends: [{serviceName: web, servicePort: 80, weight: 5}, {serviceName: api, servicePort: 8080}]\n      timeout: {read: 1m30s}\n      plugin_config_name: pc\n      plugins: [{name: key-auth, enable: false}, {name: b, config: {x: 2}}]\n      authentication: {enable: true, type: keyAuth, keyAuth: {header: apikey}}\n---\napiVersion: apisix.apache.org/v2\nkind: ApisixPluginConfig\nmetadata: {name: pc, namespace: aic}\nspec: {plugins: [{name: a, enable: true, config: {y: 1}}, {name: b, config: {x: 1}}]}\n";

@@ -408,11 +408,10 @@ pub fn consumer(obj: &Object, index: &Index, out: &mut Output) -> Result<(), Con
 
 #[cfg(test)]
 mod tests {
-    use super::super::{documents, objects, to_resources};
     use super::*;
 
     fn res(text: &str) -> Result<crate::config::Resources, ConfigError> {
-        to_resources(&objects(documents(text).unwrap(), "m.yaml").unwrap())
+        super::super::resources_of(text)
     }
 
     const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: aic}\nspec:\n  parentRefs: [{name: apisix}]\n  hostnames: [a.example.com]\n  rules:\n    - matches:\n        - path: {type: PathPrefix, value: /v1}\n          method: POST\n          headers: [{name: X-Team, value: b}]\n        - path: {type: Exact, value: /x}\n      backendRefs: [{name: web, port: 80}]\n      filters: [{type: ExtensionRef, extensionRef: {group: apisix.apache.org, kind: PluginConfig, name: pc}}]\n---\napiVersion: apisix.apache.org/v1alpha1\nkind: PluginConfig\nmetadata: {name: pc, namespace: aic}\nspec: {plugins: [{name: key-auth, config: {_meta: {disable: false}}}]}\n";

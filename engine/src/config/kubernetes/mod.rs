@@ -176,6 +176,13 @@ pub fn to_resources(objects: &[Object]) -> Result<Resources, ConfigError> {
     Ok(out.res)
 }
 
+/// The resources a manifest's text translates to (the translators' unit
+/// tests).
+#[cfg(test)]
+pub(crate) fn resources_of(text: &str) -> Result<Resources, ConfigError> {
+    to_resources(&objects(documents(text).expect("documents"), "m.yaml").expect("objects"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,6 +113,13 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramValues) {
 /// Appends APISIX's labelled families (and the cap's own counters).
 pub fn render_labelled(out: &mut String, workers: &[Arc<WorkerStats>]) {
     let s = sum(workers);
+    render_http(out, &s);
+    render_llm(out, &s);
+    render_label_sets(out, workers);
+}
+
+/// APISIX's HTTP families: status codes, latency by type, bandwidth.
+fn render_http(out: &mut String, s: &Sums) {
     head(
         out,
         "apisix_http_status",
@@ -148,6 +155,11 @@ pub fn render_labelled(out: &mut String, workers: &[Arc<WorkerStats>]) {
             let _ = writeln!(out, "apisix_bandwidth{{type=\"{ty}\",{k}}} {v}");
         }
     }
+}
+
+/// APISIX's LLM families: latency, time to first token, tokens, active
+/// connections.
+fn render_llm(out: &mut String, s: &Sums) {
     head(
         out,
         "apisix_llm_latency",
@@ -200,6 +212,11 @@ pub fn render_labelled(out: &mut String, workers: &[Arc<WorkerStats>]) {
         let v = if *v > u64::MAX / 2 { 0 } else { *v };
         let _ = writeln!(out, "apisix_llm_active_connections{{{k}}} {v}");
     }
+}
+
+/// How many label sets the workers hold, and how many requests the cap
+/// folded into `_other_`.
+fn render_label_sets(out: &mut String, workers: &[Arc<WorkerStats>]) {
     let live: usize = workers.iter().map(|w| w.labelled.series.len()).sum();
     let dropped = workers
         .iter()

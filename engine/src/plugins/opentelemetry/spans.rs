@@ -158,6 +158,17 @@ fn gen_ai(a: &mut Vec<KeyValue>, ctx: &RequestCtx, last: Option<&AttemptSpan>) {
     if let Some(m) = &l.request_model {
         a.push(KeyValue::str("gen_ai.request.model", m.clone()));
     }
+    answer(a, ctx);
+    if let Some(i) = &l.instance {
+        a.push(KeyValue::str("ringway.llm.instance", i.to_string()));
+    }
+    a.push(KeyValue::int("ringway.llm.attempts", i64::from(l.attempts)));
+}
+
+/// What the answer reported: the model, the tokens, the time to the first
+/// token (on the request's span, and on the attempt that answered).
+fn answer(a: &mut Vec<KeyValue>, ctx: &RequestCtx) {
+    let l = &ctx.llm;
     if let Some(m) = &l.model {
         a.push(KeyValue::str("gen_ai.response.model", m.clone()));
     }
@@ -175,10 +186,6 @@ fn gen_ai(a: &mut Vec<KeyValue>, ctx: &RequestCtx, last: Option<&AttemptSpan>) {
             Value::Double(ttft.as_secs_f64()),
         ));
     }
-    if let Some(i) = &l.instance {
-        a.push(KeyValue::str("ringway.llm.instance", i.to_string()));
-    }
-    a.push(KeyValue::int("ringway.llm.attempts", i64::from(l.attempts)));
 }
 
 /// `additional_attributes` (variables) and the headers named or prefixed
@@ -238,22 +245,8 @@ fn attempt(ctx: &RequestCtx, t: &TraceCtx, at: &AttemptSpan, end: u64) -> Span {
     let answered = at.end_ns == 0;
     let mut events = Vec::new();
     if answered {
-        if let Some(m) = &l.model {
-            a.push(KeyValue::str("gen_ai.response.model", m.clone()));
-        }
-        a.push(KeyValue::int(
-            "gen_ai.usage.input_tokens",
-            l.prompt_tokens as i64,
-        ));
-        a.push(KeyValue::int(
-            "gen_ai.usage.output_tokens",
-            l.completion_tokens as i64,
-        ));
+        answer(&mut a, ctx);
         if let Some(ttft) = l.ttft {
-            a.push(KeyValue::new(
-                "gen_ai.server.time_to_first_token",
-                Value::Double(ttft.as_secs_f64()),
-            ));
             events.push(Event {
                 time_unix_nano: at.start_ns + ttft.as_nanos() as u64,
                 name: "gen_ai.first_token".into(),
