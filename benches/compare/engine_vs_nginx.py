@@ -15,46 +15,19 @@ Debian if missing. Usage: benches/compare/engine_vs_nginx.py [--rounds 5]
 import argparse, json, os, platform, re, shutil, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 
+from common import cpu_ticks, ensure_tools, median, nginx_bin, to_us, wait_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BODY = '{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4","choices":[{"index":0,"message":{"role":"assistant","content":"1+1 equals 2."},"finish_reason":"stop"}],"usage":{"prompt_tokens":23,"completion_tokens":8,"total_tokens":31}}'
 
 
-def ensure_tools():
-    missing = [p for p, b in (("nginx-light", "nginx"), ("wrk", "wrk")) if not shutil.which(b) and not os.path.exists(f"/usr/sbin/{b}")]
-    if missing:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True)
-
-
-def nginx_bin():
-    return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def start(cmd, cpu, **kw):
     return subprocess.Popen(["taskset", "-c", str(cpu), *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kw)
 
 
-def wait_port(port, timeout=10):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} did not open")
 
-
-def cpu_ticks(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def to_us(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
-    n, unit = float(m.group(1)), m.group(2)
-    return n * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
 def run_wrk(port, duration, conns):
@@ -65,10 +38,6 @@ def run_wrk(port, duration, conns):
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "requests": total, "p50_us": lat["50"], "p99_us": lat["99"], "non_2xx": int(errors.group(1)) if errors else 0}
 
-
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
 def main():

@@ -33,46 +33,21 @@ Debian if missing. Usage:
 import argparse, json, os, platform, re, shutil, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 
+from common import cpu_ticks, ensure_tools, median, nginx_bin, to_us, wait_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER = '{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"1+1 equals 2. Is there anything else you would like to know about arithmetic?"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":23,"completion_tokens":18,"total_tokens":41},"system_fingerprint":"fp_0123456789"}'
 REQUEST = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What is 1+1?"}]}'
 PORTS = {"static": 18310, "mock-llm": 18311, "nginx-static": 18312, "nginx-mock-llm": 18313, "ringway": 18314}
 
 
-def ensure_tools():
-    missing = [p for p, b in (("nginx-light", "nginx"), ("wrk", "wrk")) if not shutil.which(b) and not os.path.exists(f"/usr/sbin/{b}")]
-    if missing:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True)
-
-
-def nginx_bin():
-    return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def start(cmd, cpu):
     return subprocess.Popen(["taskset", "-c", str(cpu), *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def wait_port(port, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} did not open")
 
-
-def cpu_ticks(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def to_us(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
-    return float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]
 
 
 def run_wrk(url, script, duration, conns):
@@ -86,11 +61,6 @@ def run_wrk(url, script, duration, conns):
     return {"rps": rps, "requests": total, "p50_us": lat["50"], "p99_us": lat["99"],
             "non_2xx": int(bad.group(1)) if bad else 0, "socket_errors": errs.group(1).strip() if errs else ""}
 
-
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 def write_configs(tmp):
