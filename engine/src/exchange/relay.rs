@@ -213,13 +213,7 @@ impl Pipe<'_> {
     /// grows it again, `net::read_at_least`).
     async fn more(&mut self) -> Result<(), RelayError> {
         let room = if self.trickle {
-            let wbuf = &mut *self.sink.wbuf;
-            if wbuf.is_empty() && wbuf.capacity() > 0 {
-                *wbuf = Vec::new();
-            }
-            if self.ubuf.is_empty() && self.ubuf.capacity() > net::TRICKLE_READ {
-                *self.ubuf = BytesMut::with_capacity(net::TRICKLE_READ);
-            }
+            net::trickle_buffers(&mut [&mut *self.sink.wbuf], self.ubuf);
             net::TRICKLE_READ
         } else {
             net::MIN_READ

@@ -110,6 +110,20 @@ pub const MIN_READ: usize = 2 * 1024;
 /// hold little.
 pub const TRICKLE_READ: usize = 512;
 
+/// A stream that trickles waits with small buffers: each empty scratch
+/// buffer gives its memory back, and an empty read buffer shrinks to
+/// [`TRICKLE_READ`] (a burst grows it again, [`read_at_least`]).
+pub fn trickle_buffers(scratch: &mut [&mut Vec<u8>], ubuf: &mut BytesMut) {
+    for v in scratch.iter_mut() {
+        if v.is_empty() && v.capacity() > 0 {
+            **v = Vec::new();
+        }
+    }
+    if ubuf.is_empty() && ubuf.capacity() > TRICKLE_READ {
+        *ubuf = BytesMut::with_capacity(TRICKLE_READ);
+    }
+}
+
 /// The next connection on an operator's listener (Admin API, metrics),
 /// or `None` once `shutdown` is triggered (looked at every 200 ms). One
 /// accept stays pending across the checks, never cancelled mid-flight, so

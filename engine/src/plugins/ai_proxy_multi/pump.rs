@@ -16,8 +16,7 @@ use crate::exchange::ClientConn;
 use crate::exchange::ProxyError;
 use crate::http::chunked::{write_chunk_header, LAST_CHUNK};
 use crate::lane::Lane;
-use crate::net::TRICKLE_READ;
-use crate::net::{self, Io};
+use crate::net::{self, Io, TRICKLE_READ};
 use crate::wire::StreamObservations;
 
 /// The stream's loop; the job is borrowed, not moved, so its state is not
@@ -351,14 +350,7 @@ fn release_scratch(
     wbuf: &mut Vec<u8>,
     ubuf: &mut BytesMut,
 ) {
-    for v in [decoded, out, wbuf] {
-        if v.is_empty() && v.capacity() > 0 {
-            *v = Vec::new();
-        }
-    }
-    if ubuf.is_empty() && ubuf.capacity() > TRICKLE_READ {
-        *ubuf = BytesMut::with_capacity(TRICKLE_READ);
-    }
+    net::trickle_buffers(&mut [decoded, out, wbuf], ubuf);
 }
 
 /// The client left mid-stream: record what was seen, close.
