@@ -3,7 +3,7 @@
 //! defaults of the contract (proxy `0.0.0.0:9080`, admin `127.0.0.1:9180`,
 //! metrics `127.0.0.1:9091`, status `127.0.0.1:7085`).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use super::bounds;
 use super::error::{from_value, ConfigError, FieldPath};
+
+mod sections;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -338,160 +340,35 @@ impl GatewaySettings {
         };
         let mut s = GatewaySettings::default();
         if let Some(listen) = &file.listen {
-            if listen.is_empty() {
-                return Err(at.field("listen").error("must list at least one address"));
-            }
-            s.listen = listen
-                .iter()
-                .enumerate()
-                .map(|(i, v)| parse_addr(v, &at.field("listen").index(i)))
-                .collect::<Result<_, _>>()?;
+            s.listen = sections::addresses(listen, &at.field("listen"))?;
         }
         if let Some(w) = &file.workers {
-            s.workers = match w {
-                Value::String(a) if a == "auto" => default_workers(),
-                Value::Number(n) => match n.as_u64() {
-                    Some(n @ 1..=1024) => n as usize,
-                    _ => {
-                        return Err(at
-                            .field("workers")
-                            .error("must be \"auto\" or an integer between 1 and 1024"))
-                    }
-                },
-                _ => {
-                    return Err(at
-                        .field("workers")
-                        .error("must be \"auto\" or an integer between 1 and 1024"))
-                }
-            };
+            s.workers = sections::workers(w, &at.field("workers"))?;
         }
         if let Some(admin) = &file.admin {
-            let p = at.field("admin");
-            s.admin = if admin.enabled == Some(false) {
-                None
-            } else {
-                let listen = match &admin.listen {
-                    Some(v) => parse_addr(v, &p.field("listen"))?,
-                    None => SocketAddr::from(([127, 0, 0, 1], 9180)),
-                };
-                if admin.key.as_deref() == Some("") {
-                    return Err(p.field("key").error("must not be empty"));
-                }
-                let mut a = AdminSettings::new(listen, admin.key.clone());
-                if let Some(n) = admin.max_connections {
-                    a.max_connections =
-                        bounds::int(n, 1, MAX_ADMIN_CONNECTIONS, &p.field("max_connections"))?;
-                }
-                if let Some(t) = admin.request_timeout {
-                    a.request_timeout = bounds::seconds(
-                        t,
-                        bounds::Min::Exclusive(0.0),
-                        MAX_ADMIN_REQUEST_TIMEOUT,
-                        &p.field("request_timeout"),
-                    )?;
-                }
-                Some(a)
-            };
+            s.admin = sections::admin(admin, &at.field("admin"))?;
         }
         if let Some(m) = &file.metrics {
-            s.metrics = if m.enabled == Some(false) {
-                None
-            } else {
-                match &m.listen {
-                    Some(v) => Some(parse_addr(v, &at.field("metrics").field("listen"))?),
-                    None => s.metrics,
-                }
-            };
-            let mat = at.field("metrics");
-            if let Some(on) = m.labels {
-                s.metric_labels.enabled = on;
-            }
-            if let Some(n) = m.max_label_sets {
-                s.metric_labels.max_label_sets =
-                    bounds::int(n, 1, MAX_LABEL_SETS, &mat.field("max_label_sets"))?;
-            }
-            if s.metrics.is_none() {
-                s.metric_labels.enabled = false;
-            }
+            sections::metrics(m, &at.field("metrics"), &mut s)?;
         }
         if let Some(st) = &file.status {
-            s.status = status(st, &at.field("status"))?;
+            s.status = sections::status(st, &at.field("status"))?;
         }
         if let Some(t) = &file.tls {
-            let p = at.field("tls");
-            if t.listen.is_empty() {
-                return Err(p.field("listen").error("must list at least one address"));
-            }
-            s.tls = Some(TlsSettings {
-                listen: t
-                    .listen
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| parse_addr(v, &p.field("listen").index(i)))
-                    .collect::<Result<_, _>>()?,
-                cert: PathBuf::from(&t.cert),
-                key: PathBuf::from(&t.key),
-            });
+            s.tls = Some(sections::tls(t, &at.field("tls"))?);
         }
         if let Some(l) = &file.limits {
-            let p = at.field("limits");
-            if let Some(v) = l.max_head_bytes {
-                s.limits.max_head_bytes =
-                    bounds::int(v, 1024, 1 << 20, &p.field("max_head_bytes"))?;
-            }
-            if let Some(v) = l.max_headers {
-                s.limits.max_headers = bounds::int(
-                    v,
-                    8,
-                    bounds::MAX_HEADERS_CEILING as i64,
-                    &p.field("max_headers"),
-                )?;
-            }
-            if let Some(v) = l.max_body_bytes {
-                s.limits.max_body_bytes = bounds::int(v, 0, i64::MAX, &p.field("max_body_bytes"))?;
-            }
+            sections::limits(l, &at.field("limits"), &mut s.limits)?;
         }
         if let Some(t) = &file.timeouts {
-            let p = at.field("timeouts");
-            let secs =
-                |v: Option<f64>, name: &str, default: Duration| -> Result<Duration, ConfigError> {
-                    match v {
-                        None => Ok(default),
-                        Some(x) => bounds::seconds(
-                            x,
-                            bounds::Min::Exclusive(0.0),
-                            bounds::MAX_SECONDS,
-                            &p.field(name),
-                        ),
-                    }
-                };
-            s.timeouts = Timeouts {
-                header: secs(t.header, "header", s.timeouts.header)?,
-                body: secs(t.body, "body", s.timeouts.body)?,
-                idle: secs(t.idle, "idle", s.timeouts.idle)?,
-                send: secs(t.send, "send", s.timeouts.send)?,
-                drain: secs(t.drain, "drain", s.timeouts.drain)?,
-            };
+            s.timeouts = sections::timeouts(t, &at.field("timeouts"), s.timeouts)?;
         }
         s.ssl_trusted_certificate = file.ssl_trusted_certificate.as_ref().map(PathBuf::from);
         if let Some(a) = &file.access_log {
-            s.access_log = if a.enabled == Some(false) {
-                None
-            } else {
-                match a.path.as_deref() {
-                    None | Some("stdout") | Some("-") => Some(AccessLogTarget::Stdout),
-                    Some("") => {
-                        return Err(at
-                            .field("access_log")
-                            .field("path")
-                            .error("must not be empty"))
-                    }
-                    Some(p) => Some(AccessLogTarget::File(PathBuf::from(p))),
-                }
-            };
+            s.access_log = sections::access_log(a, &at.field("access_log"))?;
         }
         if let Some(r) = &file.log_redaction {
-            s.log_redaction = log_redaction(r, &at.field("log_redaction"))?;
+            s.log_redaction = sections::log_redaction(r, &at.field("log_redaction"))?;
         }
         if let Some(pin) = file.pin_workers {
             s.pin_workers = pin;
@@ -508,81 +385,9 @@ impl GatewaySettings {
     }
 }
 
-/// `gateway.status`: `None` when `enabled: false` (the other fields are
-/// still checked).
-fn status(f: &StatusFile, at: &FieldPath) -> Result<Option<StatusSettings>, ConfigError> {
-    let mut st = StatusSettings::default();
-    if let Some(v) = &f.listen {
-        st.listen = parse_addr(v, &at.field("listen"))?;
-    }
-    if let Some(t) = f.stale_after {
-        st.stale_after = bounds::seconds(
-            t,
-            bounds::Min::Inclusive(0.0),
-            bounds::MAX_SECONDS,
-            &at.field("stale_after"),
-        )?;
-    }
-    Ok((f.enabled != Some(false)).then_some(st))
-}
-
-/// Checks `log_redaction`'s names: header names are tokens (RFC 9110
-/// §5.1), query parameter names non-empty without `&`, `=` or spaces.
-fn log_redaction(f: &LogRedactionFile, at: &FieldPath) -> Result<LogRedaction, ConfigError> {
-    let names = |list: &Option<Vec<String>>,
-                 field: &str,
-                 ok: fn(u8) -> bool,
-                 what: &str|
-     -> Result<Vec<String>, ConfigError> {
-        let list = list.as_deref().unwrap_or_default();
-        for (i, n) in list.iter().enumerate() {
-            if n.is_empty() || !n.bytes().all(ok) {
-                return Err(at.field(field).index(i).error(what));
-            }
-        }
-        Ok(list.to_vec())
-    };
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    let param = |b: u8| b.is_ascii_graphic() && !b"&=#".contains(&b);
-    Ok(LogRedaction {
-        enabled: f.enabled.unwrap_or(true),
-        headers: names(&f.headers, "headers", token, "must be a header name")?,
-        query: names(
-            &f.query,
-            "query",
-            param,
-            "must be a query parameter name (no `&`, `=`, `#` or spaces)",
-        )?,
-    })
-}
-
 /// Longest busy-poll window accepted: past this, sleeping in the kernel
 /// costs less than the wake-up it saves.
 const MAX_BUSY_POLL_US: i64 = 100_000;
-
-/// Accepts `"host:port"`, `"[v6]:port"` or a bare port number.
-fn parse_addr(v: &Value, at: &FieldPath) -> Result<SocketAddr, ConfigError> {
-    match v {
-        Value::Number(n) => match n.as_u64() {
-            Some(p) if p <= 65535 => Ok(SocketAddr::from(([0, 0, 0, 0], p as u16))),
-            _ => Err(at.error("port must be between 0 and 65535")),
-        },
-        Value::String(s) => {
-            if let Ok(p) = s.parse::<u16>() {
-                return Ok(SocketAddr::from(([0, 0, 0, 0], p)));
-            }
-            if let Ok(a) = s.parse::<SocketAddr>() {
-                return Ok(a);
-            }
-            crate::net::dns::dns_enabled()
-                .then(|| s.to_socket_addrs().ok())
-                .flatten()
-                .and_then(|mut it| it.next())
-                .ok_or_else(|| at.error(format!("`{s}` is not an address (expected host:port)")))
-        }
-        _ => Err(at.error("expected an address string \"host:port\" or a port number")),
-    }
-}
 
 #[cfg(test)]
 mod tests {
